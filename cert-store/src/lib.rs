@@ -1,0 +1,2 @@
+//! Certificates, private keys, certificate-authority lists and rustls configurations.
+#![forbid(unsafe_code)]

@@ -1,0 +1,59 @@
+//! `smtp-tls-check`: an administrator's tool for the smtp-tls-policy crates, in the spirit of
+//! Cisco's `tlsverify` / `daneverify` and Postfix's `posttls-finger`.
+//!
+//! Exit status (every subcommand): `0` the check ran and its verdict is positive (or, for `hat`,
+//! a verdict was reached); `1` the check ran and its verdict is negative (the JSON is still
+//! printed); `2` bad input or usage (a message on standard error, no JSON).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod certs;
+mod daneverify;
+mod hat;
+mod limbo;
+mod tlsverify;
+
+/// What a subcommand returns: the exit status, or an error printed as `error: ...` (status 2).
+type CmdResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+#[derive(Parser)]
+#[command(name = "smtp-tls-check", version, about = "Check SMTP TLS policy decisions offline and live")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Match a client against a Host Access Table (sender groups -> mail flow policy).
+    Hat(hat::Args),
+    /// Verify a receiving MTA's certificate chain for a destination (offline or live).
+    Tlsverify(tlsverify::Args),
+    /// Run an x509-limbo test suite (read on standard input) through the verifier.
+    Limbo(limbo::Args),
+    /// Match a certificate chain against TLSA records, or check a domain's DANE live.
+    Daneverify(daneverify::Args),
+    /// Manage the certificate store: certificates, keys, CSRs, PKCS#12, CA lists.
+    Certs(certs::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Hat(args) => hat::run(args),
+        Command::Tlsverify(args) => tlsverify::run(args),
+        Command::Limbo(args) => limbo::run(args),
+        Command::Daneverify(args) => daneverify::run(args),
+        Command::Certs(args) => certs::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
