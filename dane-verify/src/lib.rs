@@ -1,2 +1,54 @@
 //! DANE for SMTP: TLSA records, DNSSEC-validated lookups and RFC 7672 verdicts.
+//!
+//! - [`TlsaRecord`]: TLSA RDATA from presentation text (`"3 1 1 ab.."`) or wire form, with
+//!   lossless registry enums [`CertUsage`], [`Selector`], [`Matching`] (RFC 6698 §2).
+//! - [`DaneMatcher`]: matches a presented chain against a TLSA RRset in SMTP mode (RFC 7672) or
+//!   generic mode (RFC 6698/7671), giving a [`Verdict`] (which record, which depth).
+//! - [`DnssecStatus`] and [`policy::decide`]: the sans-IO RFC 7672 decision per MX host.
+//! - [`DaneVerifier`]: a rustls `ServerCertVerifier` enforcing the verdict in the handshake.
+//! - [`server_tlsa_records`]: the records a server should publish for its own certificate.
+//! - `resolver` (feature `resolver`): a hickory-resolver adapter that gathers the DNSSEC facts.
+//!
+//! # The RFC 7672 matrix
+//!
+//! Action per MX host, by DANE setting (Opportunistic / Mandatory), the DNSSEC status of the MX
+//! RRset, and the TLSA lookup (the host's address records secure). Each row is a test against
+//! the DNSSEC lab (`tests/matrix.rs`).
+//!
+//! | MX RRset | TLSA lookup                     | Opportunistic              | Mandatory |
+//! |----------|---------------------------------|----------------------------|-----------|
+//! | secure   | usable records (`3 1 1`, `2 1 1`) | DANE                     | DANE      |
+//! | secure   | only unusable (`0 ..`, `1 ..`)  | TLS mandatory, unauthenticated | defer |
+//! | secure   | secure NXDOMAIN/NODATA          | configured TLS mode        | defer     |
+//! | secure   | bogus                           | defer                      | defer     |
+//! | secure   | SERVFAIL / timeout              | defer                      | defer     |
+//! | insecure | (any: not looked up)            | configured TLS mode        | defer     |
+//! | bogus    | (any: not looked up)            | defer                      | defer     |
+//!
+//! Further rules: setting `None` always uses the configured TLS mode; address records insecure
+//! means no TLSA lookup (configured TLS mode / defer under Mandatory), so a TLSA SERVFAIL for a
+//! host in an insecure zone (the Outlook case) never blocks delivery, while for a secure host it
+//! defers; a CNAME'd MX host is looked up at the expanded name, then the original
+//! (RFC 7672 §2.2.2). See [`policy`] for details.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cert;
+pub mod dnssec;
+pub mod error;
+pub mod matching;
+pub mod output;
+pub mod policy;
+#[cfg(feature = "resolver")]
+pub mod resolver;
+pub mod tlsa;
+mod verdict;
+pub mod verifier;
+
+pub use dnssec::DnssecStatus;
+pub use error::Error;
+pub use matching::{DaneEeNames, DaneMatcher, MatchMode, Outcome, Verdict};
+pub use output::server_tlsa_records;
+pub use policy::{Action, DaneSetting};
+pub use tlsa::{CertUsage, Matching, Selector, TlsaRecord};
+pub use verifier::DaneVerifier;

@@ -1,0 +1,282 @@
+//! The sans-IO RFC 7672 decision: from a destination's DANE setting and the DNSSEC facts about
+//! one MX host, what the SMTP client does with that host.
+//!
+//! The facts are gathered by a resolver adapter (`resolver` feature) or by the caller's own DNS
+//! code; [`decide`] is a pure function of them. See the crate documentation for the full table.
+//!
+//! Rules and where they come from:
+//! - Setting `None` ignores DNSSEC entirely (seed, "Enabling TLS for Delivery with DANE Support").
+//! - MX RRset bogus or lookup failed: defer, as for any DNS failure (RFC 7672 §2.2.1).
+//!   MX RRset insecure: the destination is not DANE-protected (RFC 7672 §2.2.1).
+//! - Address records (after CNAME expansion, every link included) bogus or failed: defer;
+//!   insecure: no TLSA lookup, the host is not DANE-protected (RFC 7672 §2.2.2). This is also the
+//!   answer to the "Outlook TLSA SERVFAIL" case: a TLSA SERVFAIL for a host whose addresses are
+//!   *insecure* is never looked up / is ignored, so it cannot block delivery; a TLSA SERVFAIL for a
+//!   host with *secure* addresses defers (never downgrades), RFC 7672 §2.2.
+//! - TLSA secure with a usable record: authenticate with DANE; secure with only unusable records:
+//!   TLS mandatory, unauthenticated (RFC 7672 §2.2, §3.1.3); secure NXDOMAIN/NODATA or insecure
+//!   answer: not DANE-protected; bogus, SERVFAIL, timeout: defer (RFC 7672 §2.2).
+//! - "Not DANE-protected" falls back to the configured TLS mode under `Opportunistic`, and defers
+//!   under `Mandatory` (which also defers when only unusable records exist: authentication cannot
+//!   be established).
+
+use crate::dnssec::DnssecStatus;
+use crate::matching::DaneMatcher;
+use crate::tlsa::TlsaRecord;
+
+/// The per-destination DANE setting (seed: Destination Controls, "DANE Support").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DaneSetting {
+    /// DANE is not used for this destination.
+    None,
+    /// Use DANE when the MX host has usable, DNSSEC-validated TLSA records; otherwise the
+    /// configured TLS mode.
+    Opportunistic,
+    /// Only deliver when DANE authentication can be established; otherwise defer.
+    Mandatory,
+}
+
+/// How a lookup failed (no usable answer at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LookupFailure {
+    /// The resolver answered SERVFAIL (often: validation failed upstream).
+    ServFail,
+    /// No answer within the time limit.
+    Timeout,
+    /// Some other error (network, malformed answer, limit exceeded).
+    Other,
+}
+
+/// The outcome of the TLSA lookup for one MX host (at its TLSA base domain).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TlsaLookup {
+    /// Not queried (e.g. the address records were not secure).
+    #[default]
+    NotQueried,
+    /// Records returned, with the answer's DNSSEC status.
+    Found {
+        /// The TLSA RRset (records that failed to parse are dropped as unusable).
+        records: Vec<TlsaRecord>,
+        /// DNSSEC status of the RRset.
+        status: DnssecStatus,
+    },
+    /// NXDOMAIN or NODATA, with the status of the denial.
+    NotFound {
+        /// DNSSEC status of the denial of existence.
+        status: DnssecStatus,
+    },
+    /// The lookup failed.
+    Failed(LookupFailure),
+}
+
+impl TlsaLookup {
+    /// RFC 7672 §2.2.2 / RFC 7671 §7: with a CNAME'd MX host, TLSA records are first sought at
+    /// the expanded name; when that yields no secure records (secure denial or insecure), the
+    /// original name is tried. A failure at the expanded name defers and is kept.
+    /// Returns the lookup to use and whether it is the original name's.
+    #[must_use]
+    pub fn cname_fallback(self, original: impl FnOnce() -> Self) -> (Self, bool) {
+        match &self {
+            Self::Found {
+                status: DnssecStatus::Secure,
+                ..
+            } => (self, false),
+            Self::Found {
+                status: DnssecStatus::Insecure,
+                ..
+            }
+            | Self::NotFound {
+                status: DnssecStatus::Secure | DnssecStatus::Insecure,
+            } => (original(), true),
+            _ => (self, false),
+        }
+    }
+}
+
+/// What DNS told us about one MX host of a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The next-hop (recipient) domain.
+    pub next_hop: String,
+    /// The MX host name as published in the MX record (or the domain itself without MX).
+    pub mx_host: String,
+    /// DNSSEC status of the MX RRset (or of the denial that made the domain its own MX).
+    pub mx_status: DnssecStatus,
+    /// DNSSEC status of the host's A/AAAA records, every CNAME link included.
+    pub address_status: DnssecStatus,
+    /// Where the TLSA records were sought / found (the TLSA base domain, RFC 7672 §2.2.2).
+    pub tlsa_base: String,
+    /// The TLSA lookup at `tlsa_base`.
+    pub tlsa: TlsaLookup,
+}
+
+/// Why a host is not DANE-protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NoDaneReason {
+    /// The destination's DANE setting is `None`.
+    SettingNone,
+    /// The MX RRset is insecure.
+    MxInsecure,
+    /// The host's address records are insecure (TLSA not consulted).
+    AddressInsecure,
+    /// A secure NXDOMAIN/NODATA for the TLSA name.
+    NoTlsa,
+    /// The TLSA answer is insecure.
+    TlsaInsecure,
+    /// TLSA records exist but none is usable (only under `Mandatory`).
+    OnlyUnusable,
+}
+
+/// Why delivery to a host must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DeferReason {
+    /// Nothing was decided (the least trusted default).
+    #[default]
+    Undetermined,
+    /// The MX lookup was bogus or failed.
+    MxLookup(DnssecStatus),
+    /// The address lookup was bogus or failed.
+    AddressLookup(DnssecStatus),
+    /// The TLSA answer was bogus or undeterminable.
+    TlsaBogus(DnssecStatus),
+    /// The TLSA lookup failed.
+    TlsaLookup(LookupFailure),
+    /// `Mandatory` DANE and the host is not DANE-protected.
+    DaneRequired(NoDaneReason),
+}
+
+/// What the SMTP client does with one MX host.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Require TLS and authenticate the server with these TLSA records (RFC 7672 §3).
+    UseDane {
+        /// The usable-or-not RRset (the matcher ignores unusable records).
+        records: Vec<TlsaRecord>,
+        /// SNI to send: the TLSA base domain (RFC 7672 §8.1).
+        sni: String,
+        /// Reference identities for DANE-TA: TLSA base domain, MX host, next-hop (§3.2.2).
+        reference_names: Vec<String>,
+    },
+    /// TLS is mandatory but the certificate is not authenticated: every TLSA record is
+    /// unusable (RFC 7672 §2.2, §3.1.3).
+    TlsMandatoryUnauthenticated,
+    /// Not DANE-protected: use the destination's configured TLS mode.
+    ConfiguredTls(NoDaneReason),
+    /// Do not connect now; try another MX host or later. Never a downgrade.
+    Defer(DeferReason),
+}
+
+impl Default for Action {
+    /// The least trusted action: defer, undetermined.
+    fn default() -> Self {
+        Self::Defer(DeferReason::Undetermined)
+    }
+}
+
+impl Action {
+    /// A short stable name: `dane`, `tls-unauthenticated`, `configured-tls`, `defer`.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::UseDane { .. } => "dane",
+            Self::TlsMandatoryUnauthenticated => "tls-unauthenticated",
+            Self::ConfiguredTls(_) => "configured-tls",
+            Self::Defer(_) => "defer",
+        }
+    }
+
+    /// For [`Action::UseDane`], the SMTP-mode matcher for its reference identities.
+    pub fn matcher(&self) -> Option<Result<DaneMatcher, crate::Error>> {
+        match self {
+            Self::UseDane {
+                reference_names, ..
+            } => Some(DaneMatcher::smtp(
+                reference_names.iter().map(String::as_str),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The RFC 7672 decision for one MX host (see the module documentation for the rules).
+///
+/// ```
+/// use dane_verify::policy::{decide, Action, DaneSetting, DeferReason, HostFacts, LookupFailure, TlsaLookup};
+/// use dane_verify::DnssecStatus::Secure;
+/// let facts = HostFacts {
+///     next_hop: "example".into(),
+///     mx_host: "mx.example".into(),
+///     mx_status: Secure,
+///     address_status: Secure,
+///     tlsa_base: "mx.example".into(),
+///     tlsa: TlsaLookup::Failed(LookupFailure::ServFail),
+/// };
+/// // A TLSA SERVFAIL for a secure host defers, even when DANE is only opportunistic.
+/// assert_eq!(
+///     decide(DaneSetting::Opportunistic, &facts),
+///     Action::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail))
+/// );
+/// ```
+pub fn decide(setting: DaneSetting, facts: &HostFacts) -> Action {
+    use DnssecStatus::{Insecure, Secure};
+    let no_dane = |reason| match setting {
+        DaneSetting::Mandatory => Action::Defer(DeferReason::DaneRequired(reason)),
+        _ => Action::ConfiguredTls(reason),
+    };
+    if setting == DaneSetting::None {
+        return Action::ConfiguredTls(NoDaneReason::SettingNone);
+    }
+    match facts.mx_status {
+        Secure => {}
+        Insecure => return no_dane(NoDaneReason::MxInsecure),
+        s => return Action::Defer(DeferReason::MxLookup(s)),
+    }
+    match facts.address_status {
+        Secure => {}
+        Insecure => return no_dane(NoDaneReason::AddressInsecure),
+        s => return Action::Defer(DeferReason::AddressLookup(s)),
+    }
+    match &facts.tlsa {
+        TlsaLookup::NotQueried => Action::Defer(DeferReason::Undetermined),
+        TlsaLookup::Failed(f) => Action::Defer(DeferReason::TlsaLookup(*f)),
+        TlsaLookup::NotFound { status: Secure } => no_dane(NoDaneReason::NoTlsa),
+        TlsaLookup::NotFound { status: Insecure }
+        | TlsaLookup::Found {
+            status: Insecure, ..
+        } => no_dane(NoDaneReason::TlsaInsecure),
+        TlsaLookup::NotFound { status } | TlsaLookup::Found { status, .. } if *status != Secure => {
+            Action::Defer(DeferReason::TlsaBogus(*status))
+        }
+        TlsaLookup::NotFound { .. } => Action::Defer(DeferReason::Undetermined),
+        TlsaLookup::Found { records, .. } => {
+            if records.iter().any(TlsaRecord::is_usable_for_smtp) {
+                let mut reference_names = vec![facts.tlsa_base.clone()];
+                for n in [&facts.mx_host, &facts.next_hop] {
+                    if !reference_names.iter().any(|r| r.eq_ignore_ascii_case(n)) {
+                        reference_names.push(n.clone());
+                    }
+                }
+                Action::UseDane {
+                    records: records.clone(),
+                    sni: facts.tlsa_base.clone(),
+                    reference_names,
+                }
+            } else if setting == DaneSetting::Mandatory {
+                Action::Defer(DeferReason::DaneRequired(NoDaneReason::OnlyUnusable))
+            } else {
+                Action::TlsMandatoryUnauthenticated
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod policy_tests;

@@ -1,0 +1,315 @@
+//! TLSA matching: every usage x selector x matching type, digest agility, DANE-TA with and
+//! without the anchor in the chain, expiry and names. Certificates come from rcgen, in-test.
+
+use dane_verify::{
+    CertUsage, DaneEeNames, DaneMatcher, Matching, Outcome, Selector, TlsaRecord,
+    server_tlsa_records,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use sha2::{Digest, Sha256, Sha512};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+struct Pki {
+    root: CertificateDer<'static>,
+    inter: CertificateDer<'static>,
+    leaf: CertificateDer<'static>,
+}
+
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p
+}
+
+/// root -> intermediate -> leaf for `names`, the leaf valid in `[from, to]` (years).
+fn pki(names: &[&str], from: i32, to: i32) -> Pki {
+    let root_key = KeyPair::generate().unwrap();
+    let root_params = ca_params("Test Root");
+    let root = root_params.self_signed(&root_key).unwrap();
+    let root_issuer = Issuer::new(root_params, root_key);
+    let inter_key = KeyPair::generate().unwrap();
+    let inter_params = ca_params("Test Intermediate");
+    let inter = inter_params.signed_by(&inter_key, &root_issuer).unwrap();
+    let inter_issuer = Issuer::new(inter_params, inter_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut lp =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    lp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    lp.not_before = rcgen::date_time_ymd(from, 1, 1);
+    lp.not_after = rcgen::date_time_ymd(to, 1, 1);
+    let leaf = lp.signed_by(&leaf_key, &inter_issuer).unwrap();
+    Pki {
+        root: root.der().clone(),
+        inter: inter.der().clone(),
+        leaf: leaf.der().clone(),
+    }
+}
+
+fn current() -> Pki {
+    pki(&["mx.example.net"], 2020, 2099)
+}
+
+fn spki(cert: &CertificateDer<'_>) -> Vec<u8> {
+    let (_, c) = X509Certificate::from_der(cert.as_ref()).unwrap();
+    c.tbs_certificate.subject_pki.raw.to_vec()
+}
+
+/// The record `usage selector matching` computed from `cert`.
+fn record(usage: u8, selector: u8, matching: u8, cert: &CertificateDer<'_>) -> TlsaRecord {
+    let content = match selector {
+        0 => cert.as_ref().to_vec(),
+        _ => spki(cert),
+    };
+    let data = match matching {
+        0 => content,
+        1 => Sha256::digest(&content).to_vec(),
+        _ => Sha512::digest(&content).to_vec(),
+    };
+    TlsaRecord::new(usage.into(), selector.into(), matching.into(), data).unwrap()
+}
+
+fn now() -> UnixTime {
+    UnixTime::now()
+}
+
+fn smtp() -> DaneMatcher {
+    DaneMatcher::smtp(["mx.example.net", "example.net"]).unwrap()
+}
+
+#[test]
+fn every_usage_selector_matching_in_both_modes() {
+    let p = current();
+    let chain = vec![p.leaf.clone(), p.inter.clone(), p.root.clone()];
+    let generic =
+        DaneMatcher::generic(["mx.example.net"], vec![p.root.clone()], DaneEeNames::Check).unwrap();
+    let mut cells = 0;
+    for usage in 0..=3u8 {
+        for selector in 0..=1u8 {
+            for matching in 0..=2u8 {
+                // EE usages name the leaf, TA usages the intermediate (depth 1)
+                let (cert, depth) = if usage % 2 == 1 {
+                    (&p.leaf, 0)
+                } else {
+                    (&p.inter, 1)
+                };
+                let r = record(usage, selector, matching, cert);
+                let g = generic.verify(std::slice::from_ref(&r), &chain, now());
+                assert_eq!(g.outcome, Outcome::Verified, "generic {r}: {:?}", g.reason);
+                assert_eq!(g.depth, depth, "generic {r}");
+                assert_eq!(g.matched.as_ref(), Some(&r));
+                let s = smtp().verify(std::slice::from_ref(&r), &chain, now());
+                if usage < 2 {
+                    assert_eq!(s.outcome, Outcome::Unusable, "smtp {r}");
+                    assert_eq!(s.depth, -1);
+                } else {
+                    assert_eq!(s.outcome, Outcome::Verified, "smtp {r}: {:?}", s.reason);
+                    assert_eq!(s.depth, depth);
+                }
+                // a record for another key never matches
+                let other = current();
+                let wrong = record(
+                    usage,
+                    selector,
+                    matching,
+                    if usage % 2 == 1 {
+                        &other.leaf
+                    } else {
+                        &other.inter
+                    },
+                );
+                let w = generic.verify(&[wrong], &chain, now());
+                assert_eq!(w.outcome, Outcome::NoMatch, "wrong {r}");
+                assert_eq!((w.depth, w.matched), (-1, None));
+                cells += 1;
+            }
+        }
+    }
+    assert_eq!(cells, 24);
+}
+
+#[test]
+fn pkix_usages_need_a_trusted_root() {
+    let p = current();
+    let chain = vec![p.leaf.clone(), p.inter.clone()];
+    let untrusted = DaneMatcher::generic(["mx.example.net"], vec![], DaneEeNames::Check).unwrap();
+    let v = untrusted.verify(&[record(1, 1, 1, &p.leaf)], &chain, now());
+    assert_eq!(v.outcome, Outcome::ChainError);
+    assert_eq!(v.depth, 0);
+    // PKIX-TA naming the root that is not in the chain but in the store
+    let store =
+        DaneMatcher::generic(["mx.example.net"], vec![p.root.clone()], DaneEeNames::Check).unwrap();
+    let v = store.verify(&[record(0, 0, 1, &p.root)], &chain, now());
+    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+    assert_eq!(v.depth, 2);
+}
+
+#[test]
+fn unusable_only_rrset_means_unauthenticated_tls() {
+    let p = current();
+    let chain = vec![p.leaf.clone(), p.inter.clone()];
+    let records = vec![
+        record(0, 1, 1, &p.inter),
+        record(1, 1, 1, &p.leaf),
+        format!("3 9 1 {}", "00".repeat(32))
+            .parse::<TlsaRecord>()
+            .unwrap(), // unassigned selector
+        "3 1 7 00".parse::<TlsaRecord>().unwrap(), // unassigned matching
+        "200 1 0 00".parse::<TlsaRecord>().unwrap(),
+    ];
+    let v = smtp().verify(&records, &chain, now());
+    assert_eq!(v.outcome, Outcome::Unusable);
+    assert_eq!(v.matched, None);
+}
+
+#[test]
+fn digest_agility_stronger_digest_alone_decides() {
+    let p = current();
+    let chain = vec![p.leaf.clone(), p.inter.clone()];
+    let good256 = record(3, 1, 1, &p.leaf);
+    let good512 = record(3, 1, 2, &p.leaf);
+    let bad512 = TlsaRecord::new(
+        CertUsage::DaneEe,
+        Selector::Spki,
+        Matching::Sha512,
+        vec![7; 64],
+    )
+    .unwrap();
+    // SHA-512 present but wrong: the matching SHA-256 record is ignored (RFC 7671 §9)
+    let v = smtp().verify(&[good256.clone(), bad512.clone()], &chain, now());
+    assert_eq!(v.outcome, Outcome::NoMatch);
+    // both right: the SHA-512 one is the match
+    let v = smtp().verify(&[good256.clone(), good512.clone()], &chain, now());
+    assert_eq!(v.matched, Some(good512));
+    // agility is per (usage, selector): a SHA-512 cert-selector record does not mask SPKI ones
+    let bad512_cert = TlsaRecord::new(
+        CertUsage::DaneEe,
+        Selector::Cert,
+        Matching::Sha512,
+        vec![7; 64],
+    )
+    .unwrap();
+    let v = smtp().verify(&[bad512_cert, good256.clone()], &chain, now());
+    assert_eq!(v.matched, Some(good256));
+    // Full(0) records are not subject to agility
+    let full = record(3, 1, 0, &p.leaf);
+    let v = smtp().verify(&[bad512, full.clone()], &chain, now());
+    assert_eq!(v.matched, Some(full));
+}
+
+#[test]
+fn dane_ta_with_and_without_anchor_in_chain() {
+    let p = current();
+    let with_root = vec![p.leaf.clone(), p.inter.clone(), p.root.clone()];
+    let without_root = vec![p.leaf.clone(), p.inter.clone()];
+    // 2 1 1 for the root: found at depth 2 when sent
+    let v = smtp().verify(&[record(2, 1, 1, &p.root)], &with_root, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::Verified, 2));
+    // not sent: digest records cannot name an absent anchor (RFC 7672 §3.1.2)
+    let v = smtp().verify(&[record(2, 1, 1, &p.root)], &without_root, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::NoMatch, -1));
+    // 2 1 0 carries the key itself: the anchor need not be in the chain
+    let v = smtp().verify(&[record(2, 1, 0, &p.root)], &without_root, now());
+    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+    assert_eq!(v.depth, 2);
+    // 2 1 0 for the intermediate, chain of the leaf alone
+    let v = smtp().verify(
+        &[record(2, 1, 0, &p.inter)],
+        std::slice::from_ref(&p.leaf),
+        now(),
+    );
+    assert_eq!(
+        (v.outcome, v.depth),
+        (Outcome::Verified, 1),
+        "{:?}",
+        v.reason
+    );
+    // DANE-TA never matches the leaf itself
+    let v = smtp().verify(&[record(2, 1, 1, &p.leaf)], &with_root, now());
+    assert_eq!(v.outcome, Outcome::NoMatch);
+}
+
+#[test]
+fn dane_ta_checks_name_and_expiry() {
+    let p = current();
+    let chain = vec![p.leaf.clone(), p.inter.clone()];
+    let r = record(2, 1, 1, &p.inter);
+    let other = DaneMatcher::smtp(["mx.other.example", "other.example"]).unwrap();
+    let v = other.verify(std::slice::from_ref(&r), &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1));
+    // the next-hop domain alone is enough as reference identity
+    let nexthop = DaneMatcher::smtp(["mx.example.org", "mx.example.net"]).unwrap();
+    assert_eq!(
+        nexthop
+            .verify(std::slice::from_ref(&r), &chain, now())
+            .outcome,
+        Outcome::Verified
+    );
+    let expired = pki(&["mx.example.net"], 2001, 2002);
+    let chain = vec![expired.leaf.clone(), expired.inter.clone()];
+    let v = smtp().verify(&[record(2, 1, 1, &expired.inter)], &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::ChainError, 1));
+    assert!(v.reason.unwrap().contains("Expired"));
+}
+
+#[test]
+fn expired_leaf_and_wrong_name_pass_under_dane_ee() {
+    let expired = pki(&["somewhere.else.example"], 2001, 2002);
+    let chain = vec![expired.leaf.clone()];
+    let r = record(3, 1, 1, &expired.leaf);
+    let v = smtp().verify(std::slice::from_ref(&r), &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::Verified, 0));
+    // generic mode checks the name unless told not to (RFC 7671 §5.1)
+    let check = DaneMatcher::generic(["mx.example.net"], vec![], DaneEeNames::Check).unwrap();
+    assert_eq!(
+        check
+            .verify(std::slice::from_ref(&r), &chain, now())
+            .outcome,
+        Outcome::NameMismatch
+    );
+    let skip = DaneMatcher::generic(["mx.example.net"], vec![], DaneEeNames::Skip).unwrap();
+    assert_eq!(skip.verify(&[r], &chain, now()).outcome, Outcome::Verified);
+}
+
+#[test]
+fn bad_chains_are_chain_errors_not_panics() {
+    let p = current();
+    let r = record(3, 1, 1, &p.leaf);
+    let v = smtp().verify(std::slice::from_ref(&r), &[], now());
+    assert_eq!(v.outcome, Outcome::ChainError);
+    let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+    let v = smtp().verify(std::slice::from_ref(&r), &[junk], now());
+    assert_eq!(v.outcome, Outcome::ChainError);
+    let long = vec![p.leaf.clone(); 17];
+    assert_eq!(
+        smtp().verify(&[r], &long, now()).outcome,
+        Outcome::ChainError
+    );
+    assert!(DaneMatcher::smtp(["not a name!"]).is_err());
+}
+
+#[test]
+fn output_helper_records_match_their_certificate() {
+    let p = current();
+    let records = server_tlsa_records(&p.leaf, Some(&p.inter)).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0], record(3, 1, 1, &p.leaf));
+    assert_eq!(records[1], record(2, 1, 1, &p.inter));
+    let hex_spki = hex::encode(Sha256::digest(spki(&p.leaf)));
+    assert_eq!(
+        records[0].to_rr_line("mx.example.net", 25),
+        format!("_25._tcp.mx.example.net. IN TLSA 3 1 1 {hex_spki}")
+    );
+    let chain = vec![p.leaf.clone(), p.inter.clone()];
+    for r in &records {
+        assert!(
+            smtp()
+                .verify(std::slice::from_ref(r), &chain, now())
+                .is_verified()
+        );
+    }
+    assert!(server_tlsa_records(&CertificateDer::from(vec![1, 2, 3]), None).is_err());
+}

@@ -1,0 +1,298 @@
+//! `smtp-tls-check daneverify`, offline and live, run as the built binary against the project's
+//! DNSSEC lab (scripts/dnssec-lab.sh, own ports, stopped by PID in Drop) and a small TLS SMTP
+//! responder on loopback serving the lab's MX certificate.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+
+struct Lab {
+    state: PathBuf,
+    vars: HashMap<String, String>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_port(taken: &[u16]) -> u16 {
+    for _ in 0..200 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !taken.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port");
+}
+
+impl Lab {
+    fn start() -> Self {
+        let mut ports = Vec::new();
+        for _ in 0..4 {
+            let p = free_port(&ports);
+            ports.push(p);
+        }
+        let dir = tempfile::tempdir().unwrap().keep();
+        let state = dir.join("lab.env");
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/dnssec-lab.sh"))
+            .env("PARENT_PORT", ports[0].to_string())
+            .env("CHILD_PORT", ports[1].to_string())
+            .env("UNBOUND_PORT", ports[2].to_string())
+            .env("NOVAL_PORT", ports[3].to_string())
+            .env("STATE", &state)
+            .env("LAB_TIMEOUT", "20")
+            .output()
+            .expect("bash scripts/dnssec-lab.sh");
+        let mut lab = Self {
+            state: state.clone(),
+            vars: HashMap::new(),
+        };
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_ne!(
+                out.status.code(),
+                Some(3),
+                "knotd/unbound missing: run scripts/install-deps.sh\n{err}"
+            );
+            panic!("DNSSEC lab failed: {err}");
+        }
+        lab.vars = std::fs::read_to_string(&state)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        lab
+    }
+    fn var(&self, k: &str) -> String {
+        self.vars[k].clone()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("scripts/dnssec-lab-stop.sh"))
+            .env("STATE", &self.state)
+            .output();
+        if let Some(d) = self.state.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn run(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_smtp-tls-check"))
+        .arg("daneverify")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn offline_matching() {
+    let lab = Lab::start();
+    let chain = lab.var("MX_CHAIN");
+    let leaf = lab.var("MX_CERT");
+    let ee = format!("3 1 1 {}", lab.var("SPKI_SHA256"));
+    let ta = format!("2 1 1 {}", lab.var("CA_SPKI_SHA256"));
+    let base = |t: &str, name: &str| {
+        vec![
+            "--tlsa".to_string(),
+            t.to_string(),
+            "--chain".into(),
+            chain.clone(),
+            "--name".into(),
+            name.into(),
+            "--json".into(),
+        ]
+    };
+    let call = |v: Vec<String>| run(&v.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (code, j, _) = call(base(&ee, "mx.dane.test"));
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        j,
+        serde_json::json!({"outcome": "verified", "depth": 0, "matched": ee, "error": null})
+    );
+    let (code, j, _) = call(base(&ta, "mx.dane.test"));
+    assert_eq!(
+        (code, j["outcome"].as_str(), j["depth"].as_i64()),
+        (0, Some("verified"), Some(1))
+    );
+    let (code, j, _) = call(base(&ta, "other.example"));
+    assert_eq!(
+        (code, j["outcome"].as_str(), j["depth"].as_i64()),
+        (1, Some("name-mismatch"), Some(1))
+    );
+    assert!(j["error"].is_string());
+    // DANE-TA digest with the CA missing from the chain: no match
+    let mut v = base(&ta, "mx.dane.test");
+    v[3] = leaf.clone();
+    let (code, j, _) = call(v);
+    assert_eq!(
+        (code, j["outcome"].as_str(), j["depth"].as_i64()),
+        (1, Some("no-match"), Some(-1))
+    );
+    assert!(j["matched"].is_null());
+    // usages 0/1 are unusable for SMTP; generic mode with the CA as trust anchor verifies
+    let pkix = format!("0 1 1 {}", lab.var("CA_SPKI_SHA256"));
+    let (code, j, _) = call(base(&pkix, "mx.dane.test"));
+    assert_eq!((code, j["outcome"].as_str()), (1, Some("unusable")));
+    let mut v = base(&pkix, "mx.dane.test");
+    v.extend(["--generic".into(), "--ca".into(), lab.var("CA_CERT")]);
+    let (code, j, _) = call(v);
+    assert_eq!(
+        (code, j["outcome"].as_str(), j["depth"].as_i64()),
+        (0, Some("verified"), Some(1)),
+        "{j}"
+    );
+    // far future: DANE-TA fails on expiry, DANE-EE ignores it
+    let mut v = base(&ta, "mx.dane.test");
+    v.extend(["--at".into(), "2100-01-01T00:00:00Z".into()]);
+    assert_eq!(call(v).1["outcome"], "chain-error");
+    let mut v = base(&ee, "mx.dane.test");
+    v.extend(["--at".into(), "2100-01-01T00:00:00Z".into()]);
+    assert_eq!(call(v).1["outcome"], "verified");
+    // generic DANE-EE checks names unless --no-name-checks
+    let mut v = base(&ee, "other.example");
+    v.push("--generic".into());
+    assert_eq!(call(v.clone()).1["outcome"], "name-mismatch");
+    v.push("--no-name-checks".into());
+    assert_eq!(call(v).1["outcome"], "verified");
+    // bad input: exit 2, no JSON
+    let (code, j, err) = call(base("3 1 1 zz", "mx.dane.test"));
+    assert_eq!((code, j), (2, Value::Null));
+    assert!(err.contains("not hex"), "{err}");
+}
+
+/// A TLS SMTP responder on loopback: greets, offers STARTTLS, injects a plaintext line after
+/// its 220 (which the client must discard), then TLS with the lab's MX chain. Bounded.
+fn responder(lab: &Lab) -> u16 {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(lab.var("MX_CHAIN"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(lab.var("MX_KEY")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(stream) = stream else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let _ = serve(stream, config);
+            });
+        }
+    });
+    port
+}
+
+fn serve(mut s: TcpStream, config: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"220 mx.dane.test ESMTP test\r\n")?;
+    let mut r = BufReader::new(s.try_clone()?);
+    let mut line = String::new();
+    for _ in 0..5 {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim().to_ascii_uppercase();
+        if cmd.starts_with("EHLO") {
+            s.write_all(b"250-mx.dane.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")?;
+        } else if cmd == "STARTTLS" {
+            s.write_all(b"220 go ahead\r\n250 injected-before-tls\r\n")?;
+            let mut conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+            let mut tls = rustls::Stream::new(&mut conn, &mut s);
+            let mut buf = [0u8; 64];
+            let _ = std::io::Read::read(&mut tls, &mut buf);
+            return Ok(());
+        } else {
+            s.write_all(b"502 no\r\n")?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn live_against_the_lab() {
+    let lab = Lab::start();
+    let port = responder(&lab).to_string();
+    let validating = format!("127.0.0.1:{}", lab.var("UNBOUND_PORT"));
+    let noval = format!("127.0.0.1:{}", lab.var("NOVAL_PORT"));
+    let anchors = lab.var("TRUST_ANCHOR_FILE");
+    let live = |domain: &str, extra: &[&str]| {
+        let mut v = vec![domain, "--port", &port, "--probe-name", "test.", "--json"];
+        v.extend_from_slice(extra);
+        run(&v)
+    };
+    // DANE-EE + DANE-TA host, AD bit from the validating unbound
+    let (code, j, err) = live("present.dane.test", &["--resolver", &validating]);
+    assert_eq!(code, 0, "{j} {err}");
+    assert_eq!(j["mx_status"], "secure");
+    let h = &j["hosts"][0];
+    assert_eq!(
+        (h["host"].as_str(), h["action"].as_str()),
+        (Some("mx.dane.test"), Some("dane"))
+    );
+    assert_eq!(h["tlsa"].as_array().unwrap().len(), 2);
+    assert_eq!(h["tls"]["outcome"], "verified", "{j}");
+    assert_eq!(h["tls"]["depth"], 0);
+    // DANE-TA only, validated in-process by hickory through the non-validating unbound
+    let (code, j, err) = live(
+        "ta.dane.test",
+        &["--resolver", &noval, "--trust-anchor", &anchors],
+    );
+    assert_eq!(code, 0, "{j} {err}");
+    assert_eq!(j["hosts"][0]["tls"]["depth"], 1);
+    // only unusable records: TLS mandatory, unauthenticated -> not verified
+    let (code, j, _) = live("unusable.dane.test", &["--resolver", &validating]);
+    assert_eq!(
+        (code, j["hosts"][0]["action"].as_str()),
+        (1, Some("tls-unauthenticated"))
+    );
+    // TLSA SERVFAIL under mandatory DANE: defer
+    let (code, j, _) = live(
+        "servfail.dane.test",
+        &["--resolver", &validating, "--setting", "mandatory"],
+    );
+    assert_eq!((code, j["hosts"][0]["action"].as_str()), (1, Some("defer")));
+    assert_eq!(j["hosts"][0]["tlsa_status"], "failed");
+    // insecure MX
+    let (code, j, _) = live("present.unsigned.test", &["--resolver", &validating]);
+    assert_eq!((code, j["mx_status"].as_str()), (1, Some("insecure")));
+    // a resolver that does not validate is refused by the start-up probe (status 2)
+    let (code, _, err) = live("present.dane.test", &["--resolver", &noval]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot validate"), "{err}");
+}

@@ -1,0 +1,176 @@
+//! What the matcher decides, and what it tells a server before any DNS lookup.
+
+use crate::entry::SenderEntry;
+use crate::policy::{Behavior, MailFlowPolicy, TlsMode};
+use crate::table::SenderGroup;
+
+/// A sender group that matched, with the entry that matched and the group's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupMatch<'t> {
+    pub(crate) group: &'t SenderGroup,
+    pub(crate) entry: &'t SenderEntry,
+    pub(crate) policy: &'t MailFlowPolicy,
+}
+
+impl<'t> GroupMatch<'t> {
+    /// The sender group.
+    pub fn group(&self) -> &'t SenderGroup {
+        self.group
+    }
+
+    /// The first entry of the group (in configuration order) that matched.
+    pub fn entry(&self) -> &'t SenderEntry {
+        self.entry
+    }
+
+    /// The group's mail flow policy.
+    pub fn policy(&self) -> &'t MailFlowPolicy {
+        self.policy
+    }
+}
+
+/// How evaluation ended.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome<'t> {
+    /// No group with a final behavior (anything but `continue`) matched: the table has no `ALL`
+    /// group, or it is a `continue` group. A server treats this as [`Behavior::Reject`]
+    /// (fail closed); it is the default.
+    #[default]
+    NoSenderGroupMatched,
+    /// The first group (by order) with a final behavior that matched.
+    Matched(GroupMatch<'t>),
+}
+
+/// A fact the matcher may use, named for "facts it did not need" and lookup plans.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fact<'t> {
+    /// The client's PTR names and their forward lookups.
+    Ptr,
+    /// The client's reversed-IP query in this DNS-list zone.
+    DnsList(&'t str),
+}
+
+/// The verdict for one client.
+///
+/// It borrows the table it came from (no allocation on the common path).
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdict<'t> {
+    pub(crate) outcome: Outcome<'t>,
+    pub(crate) continued: Vec<GroupMatch<'t>>,
+    pub(crate) ptr_needed: bool,
+    pub(crate) dnslists_needed: Vec<&'t str>,
+    pub(crate) all_zones: &'t [Box<str>],
+}
+
+impl<'t> Verdict<'t> {
+    /// How evaluation ended.
+    pub fn outcome(&self) -> Outcome<'t> {
+        self.outcome
+    }
+
+    /// The winning match, if any.
+    pub fn matched(&self) -> Option<GroupMatch<'t>> {
+        match self.outcome {
+            Outcome::Matched(m) => Some(m),
+            Outcome::NoSenderGroupMatched => None,
+        }
+    }
+
+    /// The winning sender group's name.
+    pub fn sender_group(&self) -> Option<&'t str> {
+        self.matched().map(|m| m.group.name())
+    }
+
+    /// The winning sender group's order.
+    pub fn order(&self) -> Option<u32> {
+        self.matched().map(|m| m.group.order())
+    }
+
+    /// The entry that matched, in its configuration spelling.
+    pub fn matched_entry(&self) -> Option<&'t SenderEntry> {
+        self.matched().map(|m| m.entry)
+    }
+
+    /// The winning group's mail flow policy.
+    pub fn policy(&self) -> Option<&'t MailFlowPolicy> {
+        self.matched().map(|m| m.policy)
+    }
+
+    /// What to do with the connection: the policy's behavior, or [`Behavior::Reject`] when no
+    /// group matched.
+    pub fn behavior(&self) -> Behavior {
+        self.policy()
+            .map_or(Behavior::Reject, MailFlowPolicy::behavior)
+    }
+
+    /// The TLS setting, when a group matched.
+    pub fn tls(&self) -> Option<TlsMode> {
+        self.policy().map(MailFlowPolicy::tls)
+    }
+
+    /// `continue` groups that matched before the winner, in order.
+    pub fn continued(&self) -> &[GroupMatch<'t>] {
+        &self.continued
+    }
+
+    /// Whether PTR facts were needed to reach this verdict (a host-name entry matched, or a
+    /// group evaluated before the winner holds host-name entries).
+    pub fn ptr_needed(&self) -> bool {
+        self.ptr_needed
+    }
+
+    /// DNS-list zones whose answers were needed to reach this verdict, sorted.
+    pub fn dnslists_needed(&self) -> &[&'t str] {
+        &self.dnslists_needed
+    }
+
+    /// The facts this verdict did not need: gathering them would not have changed it.
+    pub fn facts_not_needed(&self) -> impl Iterator<Item = Fact<'t>> + '_ {
+        let ptr = (!self.ptr_needed).then_some(Fact::Ptr);
+        let zones = self
+            .all_zones
+            .iter()
+            .filter(|z| self.dnslists_needed.binary_search(&&***z).is_err())
+            .map(|z| Fact::DnsList(z));
+        ptr.into_iter().chain(zones)
+    }
+}
+
+/// Which facts could still change the verdict for a client address, before any lookup.
+///
+/// A server uses it to skip DNS work: when an address entry of the first group already
+/// matches, neither PTR nor DNS-list lookups can change the verdict.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LookupPlan<'t> {
+    pub(crate) ptr: bool,
+    pub(crate) dnslists: Vec<&'t str>,
+}
+
+impl<'t> LookupPlan<'t> {
+    /// Whether PTR names (and their forward lookups) could change the verdict.
+    pub fn needs_ptr(&self) -> bool {
+        self.ptr
+    }
+
+    /// DNS-list zones whose answer could change the verdict, sorted.
+    pub fn dnslists(&self) -> &[&'t str] {
+        &self.dnslists
+    }
+
+    /// Whether the address alone decides the verdict.
+    pub fn address_decides(&self) -> bool {
+        !self.ptr && self.dnslists.is_empty()
+    }
+
+    /// Every fact worth gathering.
+    pub fn facts(&self) -> impl Iterator<Item = Fact<'t>> + '_ {
+        self.ptr
+            .then_some(Fact::Ptr)
+            .into_iter()
+            .chain(self.dnslists.iter().map(|z| Fact::DnsList(z)))
+    }
+}

@@ -1,0 +1,335 @@
+//! Chain trust: rustls-webpki path validation (server-auth EKU, caller's trust anchors, a given
+//! time) plus the RFC 5280 / CA/Browser Forum structural checks webpki lacks ([`Violation`]).
+//!
+//! Seed "Enabling TLS and Certificate Verification on Delivery": *the chain of issuer
+//! certificates for the SMTP session ends in a certificate issued by a trusted certificate
+//! authority (CA)*.
+
+mod structure;
+
+use std::cell::RefCell;
+
+use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
+use webpki::{EndEntityCert, KeyUsage};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+pub use structure::{CertPosition, Violation};
+
+use crate::error::Error;
+
+/// Most certificates a peer may present (leaf + intermediates); longer chains are refused before
+/// any parsing (bounded work).
+pub const MAX_PRESENTED_CERTIFICATES: usize = 16;
+/// Default limit on intermediates in a validated path.
+pub const DEFAULT_MAX_INTERMEDIATES: usize = 8;
+
+/// Which structural rules are applied on top of rustls-webpki.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ChainProfile {
+    /// rustls-webpki alone.
+    WebpkiOnly,
+    /// Plus RFC 5280 structure: serial numbers, empty names, AKI/SKI presence and criticality,
+    /// duplicate or unknown critical extensions, the anchor's basicConstraints/keyUsage, AIA.
+    #[default]
+    Rfc5280,
+    /// Plus the CA/Browser Forum Baseline Requirements: leaf not a CA, leaf EKU not critical and
+    /// without anyEKU, no EKU in roots, root AKI form, SAN criticality, subscriber key sizes, CN a
+    /// copy of a SAN entry.
+    CabForum,
+}
+
+/// Trust anchors handed in by the caller, with their certificates when known (the structural
+/// checks then also cover the anchor).
+///
+/// ```
+/// use smtp_tls_policy::chain::TrustAnchors;
+/// let key = rcgen::KeyPair::generate().unwrap();
+/// let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+/// params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+/// let ca = params.self_signed(&key).unwrap();
+/// let anchors = TrustAnchors::from_certificates([ca.der().clone()]).unwrap();
+/// assert_eq!(anchors.len(), 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct TrustAnchors {
+    anchors: Vec<TrustAnchor<'static>>,
+    certificates: Vec<Option<CertificateDer<'static>>>,
+}
+
+impl TrustAnchors {
+    /// No anchor: every chain fails with [`Error::NoTrustAnchors`].
+    #[must_use]
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Anchors from CA certificates (e.g. a PEM CA list).
+    pub fn from_certificates(
+        certs: impl IntoIterator<Item = CertificateDer<'static>>,
+    ) -> Result<Self, Error> {
+        let mut out = Self::default();
+        for (index, cert) in certs.into_iter().enumerate() {
+            out.add_certificate(cert).map_err(|e| match e {
+                Error::InvalidTrustAnchor { detail, .. } => {
+                    Error::InvalidTrustAnchor { index, detail }
+                }
+                other => other,
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Adds one CA certificate.
+    pub fn add_certificate(&mut self, cert: CertificateDer<'static>) -> Result<(), Error> {
+        let anchor = webpki::anchor_from_trusted_cert(&cert)
+            .map_err(|e| Error::InvalidTrustAnchor {
+                index: self.anchors.len(),
+                detail: format!("{e:?}"),
+            })?
+            .to_owned();
+        self.anchors.push(anchor);
+        self.certificates.push(Some(cert));
+        Ok(())
+    }
+
+    /// Adds bare anchors (subject + key, e.g. from `webpki-roots`); no structural checks apply to
+    /// them since their certificates are unknown.
+    pub fn add_anchors(&mut self, anchors: impl IntoIterator<Item = TrustAnchor<'static>>) {
+        for anchor in anchors {
+            self.anchors.push(anchor);
+            self.certificates.push(None);
+        }
+    }
+
+    /// Mozilla's CA list (this project's "system" list), from the `webpki-roots` crate.
+    #[cfg(feature = "mozilla-roots")]
+    #[must_use]
+    pub fn mozilla() -> Self {
+        let mut out = Self::default();
+        out.add_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        out
+    }
+
+    /// Number of anchors.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    /// `true` when no anchor is configured.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// The anchors, as rustls-webpki takes them.
+    #[must_use]
+    pub fn anchors(&self) -> &[TrustAnchor<'static>] {
+        &self.anchors
+    }
+
+    fn certificate_for(&self, anchor: &TrustAnchor<'_>) -> Option<&CertificateDer<'static>> {
+        self.anchors
+            .iter()
+            .position(|a| {
+                a.subject.as_ref() == anchor.subject.as_ref()
+                    && a.subject_public_key_info.as_ref() == anchor.subject_public_key_info.as_ref()
+            })
+            .and_then(|i| self.certificates[i].as_ref())
+    }
+}
+
+/// How to validate a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChainOptions {
+    /// Validation time.
+    pub time: UnixTime,
+    /// Most intermediates in the validated path.
+    pub max_intermediates: usize,
+    /// Structural rules on top of webpki.
+    pub profile: ChainProfile,
+}
+
+impl ChainOptions {
+    /// Options at `time`, default limit and profile.
+    #[must_use]
+    pub fn at(time: UnixTime) -> Self {
+        Self {
+            time,
+            max_intermediates: DEFAULT_MAX_INTERMEDIATES,
+            profile: ChainProfile::default(),
+        }
+    }
+
+    /// Sets the structural profile.
+    #[must_use]
+    pub fn with_profile(mut self, profile: ChainProfile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// Sets the intermediate limit.
+    #[must_use]
+    pub fn with_max_intermediates(mut self, max: usize) -> Self {
+        self.max_intermediates = max;
+        self
+    }
+}
+
+/// What a successful path validation established.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ValidatedPath {
+    /// Intermediates on the path (excluding the leaf and the anchor).
+    pub intermediates: usize,
+    /// DER subject of the trust anchor the path ends at.
+    pub anchor_subject: Vec<u8>,
+}
+
+/// The signature algorithms accepted in chains: those of rustls' aws-lc-rs provider.
+#[must_use]
+pub fn supported_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .signature_verification_algorithms
+        .all
+}
+
+pub(crate) fn parse(der: &[u8], position: CertPosition) -> Result<X509Certificate<'_>, Error> {
+    match X509Certificate::from_der(der) {
+        Ok(([], cert)) => Ok(cert),
+        Ok(_) => Err(Error::MalformedCertificate {
+            position,
+            detail: "trailing data".into(),
+        }),
+        Err(e) => Err(Error::MalformedCertificate {
+            position,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Validates `leaf` up to one of `anchors` for TLS server authentication, then applies the
+/// structural checks of `options.profile` to the leaf, the intermediates of the path, and the
+/// anchor's certificate when known. Paths breaking a structural rule are rejected *during* path
+/// building, so rustls-webpki goes on to try other paths.
+pub fn verify_chain(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    anchors: &TrustAnchors,
+    options: &ChainOptions,
+) -> Result<ValidatedPath, Error> {
+    if intermediates.len() + 1 > MAX_PRESENTED_CERTIFICATES {
+        return Err(Error::TooManyCertificates {
+            count: intermediates.len() + 1,
+            limit: MAX_PRESENTED_CERTIFICATES,
+        });
+    }
+    if anchors.is_empty() {
+        return Err(Error::NoTrustAnchors);
+    }
+    let parsed_leaf = parse(leaf, CertPosition::Leaf)?;
+    verify_parsed_chain(leaf, &parsed_leaf, intermediates, anchors, options)
+}
+
+/// [`verify_chain`] with the leaf already parsed by x509-parser (parsed once per verification).
+pub(crate) fn verify_parsed_chain(
+    leaf: &CertificateDer<'_>,
+    parsed_leaf: &X509Certificate<'_>,
+    intermediates: &[CertificateDer<'_>],
+    anchors: &TrustAnchors,
+    options: &ChainOptions,
+) -> Result<ValidatedPath, Error> {
+    if intermediates.len() + 1 > MAX_PRESENTED_CERTIFICATES {
+        return Err(Error::TooManyCertificates {
+            count: intermediates.len() + 1,
+            limit: MAX_PRESENTED_CERTIFICATES,
+        });
+    }
+    if anchors.is_empty() {
+        return Err(Error::NoTrustAnchors);
+    }
+    let ee = EndEntityCert::try_from(leaf).map_err(Error::Chain)?;
+    let rejected: RefCell<Option<Error>> = RefCell::new(None);
+    let check_path = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        match check_path_structure(path, anchors, options) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                rejected.borrow_mut().get_or_insert(e);
+                Err(webpki::Error::UnknownIssuer)
+            }
+        }
+    };
+    let result = ee.verify_for_usage(
+        supported_algorithms(),
+        anchors.anchors(),
+        intermediates,
+        options.time,
+        KeyUsage::server_auth(),
+        None,
+        Some(&check_path),
+    );
+    let path = match result {
+        Ok(path) => path,
+        Err(e) => return Err(rejected.into_inner().unwrap_or(Error::Chain(e))),
+    };
+    structure::check(
+        parsed_leaf,
+        CertPosition::Leaf,
+        options.profile,
+        options.time,
+    )
+    .map_err(|violation| Error::Structure {
+        position: CertPosition::Leaf,
+        violation,
+    })?;
+    Ok(ValidatedPath {
+        intermediates: path.intermediate_certificates().count(),
+        anchor_subject: path.anchor().subject.as_ref().to_vec(),
+    })
+}
+
+fn check_path_structure(
+    path: &webpki::VerifiedPath<'_>,
+    anchors: &TrustAnchors,
+    options: &ChainOptions,
+) -> Result<(), Error> {
+    // Self-issued intermediates do not count towards the path length (RFC 5280 §6.1.4 (l)).
+    let found = path
+        .intermediate_certificates()
+        .filter(|c| c.subject() != c.issuer())
+        .count();
+    if found > options.max_intermediates {
+        return Err(Error::ChainTooLong {
+            found,
+            limit: options.max_intermediates,
+        });
+    }
+    if options.profile == ChainProfile::WebpkiOnly {
+        return Ok(());
+    }
+    for (i, cert) in path.intermediate_certificates().enumerate() {
+        let position = CertPosition::Intermediate(i + 1);
+        let der = cert.der();
+        let parsed = parse(der.as_ref(), position)?;
+        structure::check(&parsed, position, options.profile, options.time).map_err(
+            |violation| Error::Structure {
+                position,
+                violation,
+            },
+        )?;
+    }
+    if let Some(der) = anchors.certificate_for(path.anchor()) {
+        let parsed = parse(der.as_ref(), CertPosition::Anchor)?;
+        structure::check(&parsed, CertPosition::Anchor, options.profile, options.time).map_err(
+            |violation| Error::Structure {
+                position: CertPosition::Anchor,
+                violation,
+            },
+        )?;
+    }
+    Ok(())
+}

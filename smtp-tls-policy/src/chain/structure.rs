@@ -1,0 +1,356 @@
+//! RFC 5280 and CA/Browser Forum structural rules that rustls-webpki does not check, applied
+//! with x509-parser to every certificate of a validated path (leaf, intermediates and — when its
+//! certificate is known — the trust anchor).
+
+use std::fmt;
+
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::public_key::PublicKey;
+use x509_parser::time::ASN1Time;
+
+use rustls_pki_types::UnixTime;
+
+use super::ChainProfile;
+
+/// A certificate's place in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CertPosition {
+    /// The end-entity (server) certificate.
+    Leaf,
+    /// An intermediate, counted from 1 next to the leaf (or, before path building, its index in
+    /// the presented chain).
+    Intermediate(usize),
+    /// The trust anchor's certificate.
+    Anchor,
+}
+
+impl fmt::Display for CertPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Leaf => f.write_str("leaf"),
+            Self::Intermediate(i) => write!(f, "intermediate #{i}"),
+            Self::Anchor => f.write_str("trust anchor"),
+        }
+    }
+}
+
+/// A structural rule a certificate breaks; each names its source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Violation {
+    /// RFC 5280 §4.1.2.2: the serial number must be positive.
+    #[error("serial number is zero or negative (RFC 5280 4.1.2.2)")]
+    SerialNotPositive,
+    /// RFC 5280 §4.1.2.2: at most 20 octets.
+    #[error("serial number is {octets} octets long, more than 20 (RFC 5280 4.1.2.2)")]
+    SerialTooLong {
+        /// Octets in the encoded serial.
+        octets: usize,
+    },
+    /// RFC 5280 §4.1.2.4: the issuer must be a non-empty name.
+    #[error("issuer name is empty (RFC 5280 4.1.2.4)")]
+    EmptyIssuer,
+    /// RFC 5280 §4.1.2.6: a CA's subject must be a non-empty name.
+    #[error("CA certificate has an empty subject (RFC 5280 4.1.2.6)")]
+    EmptyCaSubject,
+    /// RFC 5280 §4.1.1.2: `signatureAlgorithm` must equal `tbsCertificate.signature`.
+    #[error("outer and inner signature algorithms differ (RFC 5280 4.1.1.2)")]
+    SignatureAlgorithmMismatch,
+    /// RFC 5280 §4.2: an extension appears twice.
+    #[error("extension {oid} appears more than once (RFC 5280 4.2)")]
+    DuplicateExtension {
+        /// Dotted OID.
+        oid: String,
+    },
+    /// RFC 5280 §4.2: a critical extension this verifier does not process.
+    #[error("unrecognised critical extension {oid} (RFC 5280 4.2)")]
+    UnknownCriticalExtension {
+        /// Dotted OID.
+        oid: String,
+    },
+    /// An extension's content could not be parsed.
+    #[error("extension {oid} is malformed")]
+    MalformedExtension {
+        /// Dotted OID.
+        oid: String,
+    },
+    /// RFC 5280 §4.2.1.1: the authority key identifier must not be critical.
+    #[error("authorityKeyIdentifier is critical (RFC 5280 4.2.1.1)")]
+    CriticalAuthorityKeyId,
+    /// RFC 5280 §4.2.1.1: certificates not self-issued must carry an AKI keyIdentifier.
+    #[error("authorityKeyIdentifier keyIdentifier is missing (RFC 5280 4.2.1.1)")]
+    MissingAuthorityKeyId,
+    /// RFC 5280 §4.2.1.2: the subject key identifier must not be critical.
+    #[error("subjectKeyIdentifier is critical (RFC 5280 4.2.1.2)")]
+    CriticalSubjectKeyId,
+    /// RFC 5280 §4.2.1.2: every CA certificate must carry a subject key identifier.
+    #[error("CA certificate has no subjectKeyIdentifier (RFC 5280 4.2.1.2)")]
+    MissingSubjectKeyId,
+    /// RFC 5280 §4.2.1.6: with an empty subject, the SAN must be critical.
+    #[error("subject is empty but subjectAltName is not critical (RFC 5280 4.2.1.6)")]
+    SanNotCriticalWithEmptySubject,
+    /// RFC 5280 §4.2.1.9: a CA certificate must have a critical basicConstraints.
+    #[error("CA certificate lacks a critical basicConstraints extension (RFC 5280 4.2.1.9)")]
+    BasicConstraintsNotCritical,
+    /// RFC 5280 §4.2.1.3/§4.2.1.9: a CA whose keyUsage omits keyCertSign cannot sign certificates.
+    #[error("CA certificate's keyUsage lacks keyCertSign (RFC 5280 4.2.1.3)")]
+    CaWithoutKeyCertSign,
+    /// RFC 5280 §4.2.2.1: authorityInfoAccess must not be critical and must not be empty.
+    #[error("authorityInfoAccess is critical or empty (RFC 5280 4.2.2.1)")]
+    BadAuthorityInfoAccess,
+    /// RFC 5280 §4.2.1.3/§4.2.1.9: keyCertSign asserted in a certificate that is not a CA.
+    #[error("keyUsage keyCertSign asserted but basicConstraints cA is not (RFC 5280 4.2.1.9)")]
+    KeyCertSignWithoutCa,
+    /// RFC 5280 §4.2.1.10: nameConstraints only in CA certificates, with at least one non-empty
+    /// subtree list.
+    #[error("nameConstraints in a non-CA certificate, or with no subtrees (RFC 5280 4.2.1.10)")]
+    BadNameConstraints,
+    /// The trust anchor's certificate is outside its validity period at verification time.
+    #[error("trust anchor certificate is expired or not yet valid")]
+    AnchorNotValidAtTime,
+    /// CA/B BR §7.1.2.1.3: a root's AKI must be only a keyIdentifier equal to its SKI.
+    #[error(
+        "root authorityKeyIdentifier is not a lone keyIdentifier equal to the SKI (CABF BR 7.1.2.1.3)"
+    )]
+    BadRootAuthorityKeyId,
+    /// CA/B BR §7.1.2.7.12: with a non-empty subject, the SAN must not be critical.
+    #[error("subjectAltName is critical although the subject is not empty (CABF BR 7.1.2.7.12)")]
+    SanCriticalWithSubject,
+    /// CA/B BR §7.1.2.7.8: a subscriber (leaf) certificate must have cA=FALSE.
+    #[error("leaf certificate is a CA (basicConstraints cA=TRUE) (CABF BR 7.1.2.7.8)")]
+    LeafIsCa,
+    /// CA/B BR §7.1.2.7.10: the leaf EKU must not be critical nor contain anyExtendedKeyUsage.
+    #[error("leaf extKeyUsage is critical or contains anyExtendedKeyUsage (CABF BR 7.1.2.7.10)")]
+    BadLeafExtendedKeyUsage,
+    /// CA/B BR §7.1.2.1.2: a root must not carry extKeyUsage.
+    #[error("root certificate carries extKeyUsage (CABF BR 7.1.2.1.2)")]
+    RootHasExtendedKeyUsage,
+    /// CA/B BR §6.1.5/§6.1.6: RSA ≥ 2048 bits with a modulus a multiple of 8, or ECDSA on P-256,
+    /// P-384, P-521, or Ed25519.
+    #[error("public key is not an allowed key type or size (CABF BR 6.1.5)")]
+    WeakKey,
+    /// CA/B BR §7.1.4.3: a CN must be a character-for-character copy of a SAN entry.
+    #[error("subject CN {common_name:?} is not a copy of a SAN entry (CABF BR 7.1.4.3)")]
+    CommonNameNotInSan {
+        /// The CN value.
+        common_name: String,
+    },
+}
+
+/// Extensions this crate (or rustls-webpki) processes; a critical extension outside this list
+/// is refused (RFC 5280 §4.2).
+const KNOWN_EXTENSIONS: &[&str] = &[
+    "2.5.29.14", // subjectKeyIdentifier
+    "2.5.29.15", // keyUsage
+    "2.5.29.17", // subjectAltName
+    "2.5.29.19", // basicConstraints
+    "2.5.29.30", // nameConstraints
+    "2.5.29.32", // certificatePolicies
+    "2.5.29.35", // authorityKeyIdentifier
+    "2.5.29.37", // extKeyUsage
+    "2.5.29.31", // cRLDistributionPoints
+];
+
+/// Checks `cert` at `position` against `profile`'s rules.
+///
+/// A trust anchor is trusted by configuration (RFC 5280 §6.1.1 d), so the rules about how a CA
+/// *issued* a certificate (serial number, AKI presence) are not applied to it.
+pub(crate) fn check(
+    cert: &X509Certificate<'_>,
+    position: CertPosition,
+    profile: ChainProfile,
+    time: UnixTime,
+) -> Result<(), Violation> {
+    if profile == ChainProfile::WebpkiOnly {
+        return Ok(());
+    }
+    let cabf = profile == ChainProfile::CabForum;
+    let tbs = &cert.tbs_certificate;
+    let anchor = position == CertPosition::Anchor;
+    if !anchor {
+        check_serial(cert.raw_serial())?;
+    }
+    if cert.signature_algorithm != tbs.signature {
+        return Err(Violation::SignatureAlgorithmMismatch);
+    }
+    if cert.issuer().as_raw().len() <= 2 || cert.issuer().iter().next().is_none() {
+        return Err(Violation::EmptyIssuer);
+    }
+    let subject_empty = cert.subject().iter().next().is_none();
+    let self_issued = cert.subject().as_raw() == cert.issuer().as_raw();
+    let mut seen: Vec<String> = Vec::new();
+    let (mut aki, mut ski, mut bc, mut ku, mut san, mut eku, mut nc) =
+        (None, None, None, None, None, None, None);
+    for ext in cert.extensions() {
+        let oid = ext.oid.to_id_string();
+        if seen.contains(&oid) {
+            return Err(Violation::DuplicateExtension { oid });
+        }
+        match ext.parsed_extension() {
+            ParsedExtension::ParseError { .. } => {
+                return Err(Violation::MalformedExtension { oid });
+            }
+            ParsedExtension::AuthorityKeyIdentifier(a) => aki = Some((ext.critical, a)),
+            ParsedExtension::SubjectKeyIdentifier(s) => ski = Some((ext.critical, s)),
+            ParsedExtension::BasicConstraints(b) => bc = Some((ext.critical, b)),
+            ParsedExtension::KeyUsage(k) => ku = Some(k),
+            ParsedExtension::SubjectAlternativeName(_) => san = Some(ext.critical),
+            ParsedExtension::ExtendedKeyUsage(e) => eku = Some((ext.critical, e)),
+            ParsedExtension::NameConstraints(n) => nc = Some(n),
+            ParsedExtension::AuthorityInfoAccess(aia)
+                if ext.critical || aia.accessdescs.is_empty() =>
+            {
+                return Err(Violation::BadAuthorityInfoAccess);
+            }
+            _ if ext.critical && !KNOWN_EXTENSIONS.contains(&oid.as_str()) => {
+                return Err(Violation::UnknownCriticalExtension { oid });
+            }
+            _ => {}
+        }
+        seen.push(oid);
+    }
+    let is_ca = bc.is_some_and(|(_, b)| b.ca);
+    if is_ca && subject_empty {
+        return Err(Violation::EmptyCaSubject);
+    }
+    match aki {
+        Some((true, _)) => return Err(Violation::CriticalAuthorityKeyId),
+        Some((false, a)) if a.key_identifier.is_none() && !self_issued && !anchor => {
+            return Err(Violation::MissingAuthorityKeyId);
+        }
+        None if !self_issued && !anchor => return Err(Violation::MissingAuthorityKeyId),
+        _ => {}
+    }
+    match ski {
+        Some((true, _)) => return Err(Violation::CriticalSubjectKeyId),
+        None if is_ca => return Err(Violation::MissingSubjectKeyId),
+        _ => {}
+    }
+    match san {
+        Some(false) if subject_empty => return Err(Violation::SanNotCriticalWithEmptySubject),
+        Some(true) if cabf && !subject_empty => return Err(Violation::SanCriticalWithSubject),
+        _ => {}
+    }
+    if !is_ca && ku.is_some_and(|k| k.key_cert_sign()) {
+        return Err(Violation::KeyCertSignWithoutCa);
+    }
+    if let Some(n) = nc {
+        let non_empty = |t: &Option<Vec<_>>| t.as_ref().is_some_and(|v| !v.is_empty());
+        // dNSName constraints are host names: no leading period, no wildcard (RFC 5280 §4.2.1.10).
+        let bad_dns = n.permitted_subtrees.iter().chain(&n.excluded_subtrees).flatten().any(|t| {
+            matches!(t.base, GeneralName::DNSName(d) if d.starts_with('.') || d.contains('*'))
+        });
+        if !is_ca
+            || bad_dns
+            || !(non_empty(&n.permitted_subtrees) || non_empty(&n.excluded_subtrees))
+        {
+            return Err(Violation::BadNameConstraints);
+        }
+    }
+    if anchor {
+        let valid = i64::try_from(time.as_secs())
+            .ok()
+            .and_then(|t| ASN1Time::from_timestamp(t).ok())
+            .is_some_and(|t| cert.validity().is_valid_at(t));
+        if !valid {
+            return Err(Violation::AnchorNotValidAtTime);
+        }
+        if bc.is_none_or(|(critical, _)| !critical) {
+            return Err(Violation::BasicConstraintsNotCritical);
+        }
+        if is_ca && ku.is_some_and(|k| !k.key_cert_sign()) {
+            return Err(Violation::CaWithoutKeyCertSign);
+        }
+    }
+    if !cabf {
+        return Ok(());
+    }
+    match position {
+        // CABF root rules apply to self-issued roots, not to an intermediate configured as anchor.
+        CertPosition::Anchor if self_issued => {
+            check_key(cert)?;
+            if eku.is_some() {
+                return Err(Violation::RootHasExtendedKeyUsage);
+            }
+            if let Some((_, a)) = aki {
+                let ski_value = ski.map(|(_, s)| s.0);
+                if a.authority_cert_issuer.is_some()
+                    || a.authority_cert_serial.is_some()
+                    || a.key_identifier.as_ref().map(|k| k.0) != ski_value
+                    || ski_value.is_none()
+                {
+                    return Err(Violation::BadRootAuthorityKeyId);
+                }
+            }
+        }
+        CertPosition::Leaf => {
+            if is_ca {
+                return Err(Violation::LeafIsCa);
+            }
+            if eku.is_some_and(|(critical, e)| critical || e.any) {
+                return Err(Violation::BadLeafExtendedKeyUsage);
+            }
+            check_key(cert)?;
+        }
+        CertPosition::Anchor | CertPosition::Intermediate(_) => check_key(cert)?,
+    }
+    Ok(())
+}
+
+fn check_serial(serial: &[u8]) -> Result<(), Violation> {
+    // DER INTEGER content: a leading 0x00 only pads a positive value with its top bit set.
+    let magnitude = match serial {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        other => other,
+    };
+    if serial.first().is_none_or(|b| b & 0x80 != 0) || magnitude.iter().all(|b| *b == 0) {
+        return Err(Violation::SerialNotPositive);
+    }
+    if serial.len() > 20 {
+        return Err(Violation::SerialTooLong {
+            octets: serial.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_key(cert: &X509Certificate<'_>) -> Result<(), Violation> {
+    let spki = cert.public_key();
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => {
+            let modulus = rsa.modulus;
+            let first = modulus
+                .iter()
+                .position(|b| *b != 0)
+                .unwrap_or(modulus.len());
+            let significant = &modulus[first..];
+            let bits = significant.first().map_or(0, |top| {
+                significant.len() * 8 - top.leading_zeros() as usize
+            });
+            if bits >= 2048 && bits % 8 == 0 {
+                Ok(())
+            } else {
+                Err(Violation::WeakKey)
+            }
+        }
+        Ok(PublicKey::EC(_)) => {
+            // namedCurve parameter: P-256, P-384, P-521
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            match curve.as_deref() {
+                Some("1.2.840.10045.3.1.7" | "1.3.132.0.34" | "1.3.132.0.35") => Ok(()),
+                _ => Err(Violation::WeakKey),
+            }
+        }
+        Ok(PublicKey::Unknown(_)) if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
+            Ok(())
+        }
+        _ => Err(Violation::WeakKey),
+    }
+}

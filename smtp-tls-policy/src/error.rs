@@ -1,0 +1,141 @@
+//! The crate's error type: one enum, a variant per failure, each carrying its context.
+
+use crate::chain::{CertPosition, Violation};
+use crate::identity::NameError;
+
+/// Everything that can make certificate verification fail, or make its input unusable.
+///
+/// [`Error::kind`] gives a short stable category (used by `smtp-tls-check tlsverify --json` as
+/// `"<kind>: <text>"`); `Display` gives the full sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A reference identity (destination domain, MX host, route host) is not a usable name.
+    #[error("reference identity {name:?} is invalid: {reason}")]
+    InvalidReferenceId {
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: NameError,
+    },
+    /// More MX host names than [`crate::identity::MAX_MX_HOSTS`] were handed in.
+    #[error("too many MX host names: {count} (limit {limit})")]
+    TooManyMxHosts {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The peer sent no certificate at all.
+    #[error("the server presented no certificate")]
+    EmptyChain,
+    /// The peer sent more certificates than [`crate::chain::MAX_PRESENTED_CERTIFICATES`].
+    #[error("the server presented {count} certificates (limit {limit})")]
+    TooManyCertificates {
+        /// How many were presented.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A certificate could not be parsed as DER X.509.
+    #[error("{position} certificate is malformed: {detail}")]
+    MalformedCertificate {
+        /// Which certificate.
+        position: CertPosition,
+        /// The parser's description of the problem.
+        detail: String,
+    },
+    /// No trust anchor is configured, so no chain can be trusted.
+    #[error("no trust anchor is configured (no CA list given)")]
+    NoTrustAnchors,
+    /// A trust-anchor certificate could not be turned into a trust anchor.
+    #[error("trust anchor #{index} is unusable: {detail}")]
+    InvalidTrustAnchor {
+        /// Index of the certificate in the list handed in.
+        index: usize,
+        /// rustls-webpki's description.
+        detail: String,
+    },
+    /// rustls-webpki refused the chain (signature, validity, path building, EKU, name
+    /// constraints...).
+    #[error("certificate chain refused by path validation: {0:?}")]
+    Chain(webpki::Error),
+    /// The validated path has more intermediates than allowed.
+    #[error("certificate path has {found} intermediates (limit {limit})")]
+    ChainTooLong {
+        /// Intermediates in the validated path.
+        found: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A certificate on the validated path breaks an RFC 5280 / CA/Browser Forum rule that
+    /// rustls-webpki does not check.
+    #[error("{position} certificate: {violation}")]
+    Structure {
+        /// Which certificate.
+        position: CertPosition,
+        /// The rule broken.
+        violation: Violation,
+    },
+    /// The certificate carries no identity usable by the chosen algorithm (e.g. no SAN in strict
+    /// mode).
+    #[error("the certificate presents no identity usable by the {algorithm} algorithm")]
+    NoPresentedIdentity {
+        /// The algorithm's name.
+        algorithm: &'static str,
+    },
+    /// No reference identity matched any presented identity.
+    #[error("no reference identity {reference_ids:?} matches the presented names {presented:?}")]
+    NameMismatch {
+        /// Reference identities tried, in order.
+        reference_ids: Vec<String>,
+        /// Presented identities considered.
+        presented: Vec<String>,
+    },
+    /// FQDN validation: a CN or SAN dNSName is not in FQDN format (seed: "Enabling TLS and
+    /// Certificate Verification on Delivery", optional FQDN validation).
+    #[error("presented name {name:?} is not a fully-qualified domain name")]
+    NotFqdn {
+        /// The offending presented name.
+        name: String,
+    },
+    /// X.509 validation: the server certificate is signed with MD5 or SHA-1.
+    #[error("server certificate is signed with the weak algorithm {algorithm}")]
+    WeakSignature {
+        /// `MD5` or `SHA-1` (with the signature scheme).
+        algorithm: String,
+    },
+    /// X.509 validation: the server certificate is not version 3.
+    #[error("server certificate is X.509 version {version}, version 3 is required")]
+    NotVersion3 {
+        /// The version found (1-based: 1, 2, 3).
+        version: u32,
+    },
+    /// X.509 validation: the server's host name is in neither the CN nor a SAN dNSName.
+    #[error("server name {server_name:?} is in neither the CN nor a SAN dNSName")]
+    ServerNameAbsent {
+        /// The server (host) name looked for.
+        server_name: String,
+    },
+}
+
+impl Error {
+    /// A short, stable category for the error (`reference-id`, `limit`, `certificate`, `trust`,
+    /// `chain`, `rfc5280`, `identity`, `fqdn-check`, `x509-check`).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidReferenceId { .. } => "reference-id",
+            Self::TooManyMxHosts { .. } | Self::TooManyCertificates { .. } => "limit",
+            Self::EmptyChain | Self::MalformedCertificate { .. } => "certificate",
+            Self::NoTrustAnchors | Self::InvalidTrustAnchor { .. } => "trust",
+            Self::Chain(_) | Self::ChainTooLong { .. } => "chain",
+            Self::Structure { .. } => "rfc5280",
+            Self::NoPresentedIdentity { .. } | Self::NameMismatch { .. } => "identity",
+            Self::NotFqdn { .. } => "fqdn-check",
+            Self::WeakSignature { .. }
+            | Self::NotVersion3 { .. }
+            | Self::ServerNameAbsent { .. } => "x509-check",
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The optional certificate checks of the seed ("Enabling TLS and Certificate Verification on
+//! Delivery": *Optional Only if FQDN validation / X 509 validation enabled in SSL Configuration
+//! settings*), and the CA/Browser Forum CN rule used by the strict profile.
+
+use super::algorithm::presented_matches;
+use super::presented::{PresentedIdentities, SignatureHash};
+use super::reference::{ReferenceId, check_host_syntax};
+use crate::chain::{CertPosition, Violation};
+use crate::error::Error;
+
+/// FQDN validation switch: every CN and SAN dNSName must be in FQDN format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum FqdnValidation {
+    /// Not checked (the seed's default).
+    #[default]
+    Disabled,
+    /// Checked: see [`check_fqdn`].
+    Enabled,
+}
+
+/// X.509 validation switch: signature algorithm, version and server name checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum X509Validation {
+    /// Not checked (the seed's default).
+    #[default]
+    Disabled,
+    /// Checked: see [`check_x509`].
+    Enabled,
+}
+
+/// `true` when `name` is in FQDN format: at least two labels, host-name syntax after IDNA, an
+/// optional left-most `*` label, one optional trailing dot.
+#[must_use]
+pub fn is_fqdn(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    let ascii = if name.is_ascii() {
+        name.to_ascii_lowercase()
+    } else {
+        match idna::domain_to_ascii_strict(name) {
+            Ok(a) => a,
+            Err(_) => return false,
+        }
+    };
+    ascii.contains('.') && check_host_syntax(&ascii).is_ok()
+}
+
+/// FQDN validation: every CN and every SAN dNSName must satisfy [`is_fqdn`].
+pub fn check_fqdn(ids: &PresentedIdentities) -> Result<(), Error> {
+    match ids
+        .common_names
+        .iter()
+        .chain(&ids.san_dns_names)
+        .find(|n| !is_fqdn(n))
+    {
+        Some(name) => Err(Error::NotFqdn { name: name.clone() }),
+        None => Ok(()),
+    }
+}
+
+/// X.509 validation of the server certificate: not signed with MD5 or SHA-1, version 3, and the
+/// server (host) name present in the CN or a SAN dNSName (IP: in a SAN iPAddress).
+pub fn check_x509(ids: &PresentedIdentities, server_name: &ReferenceId) -> Result<(), Error> {
+    match ids.signature_hash {
+        SignatureHash::Md5 => {
+            return Err(Error::WeakSignature {
+                algorithm: format!("MD5 ({})", ids.signature_algorithm),
+            });
+        }
+        SignatureHash::Sha1 => {
+            return Err(Error::WeakSignature {
+                algorithm: format!("SHA-1 ({})", ids.signature_algorithm),
+            });
+        }
+        _ => {}
+    }
+    if ids.version != 3 {
+        return Err(Error::NotVersion3 {
+            version: ids.version,
+        });
+    }
+    if ids.all_names().any(|p| presented_matches(&p, server_name)) {
+        Ok(())
+    } else {
+        Err(Error::ServerNameAbsent {
+            server_name: server_name.to_string(),
+        })
+    }
+}
+
+/// CA/Browser Forum BR §7.1.4.3 (CA/B Forum profile): a subject CN that names one of the
+/// certificate's identities must be encoded as a character-for-character copy of it.
+///
+/// * A CN that looks like an IP address (anything an `inet_aton`-style parser or an IPv6 parser
+///   might accept: hex, leading zeros, uppercase, uncompressed forms) must be exactly the RFC 5952
+///   / dotted-quad text of a SAN iPAddress.
+/// * A CN that denotes a SAN dNSName (equal ignoring case, or equal once converted to A-labels)
+///   must be byte-identical to it.
+///
+/// A DNS-looking CN unrelated to every SAN entry is tolerated (the BR forbid it, but legacy
+/// certificates commonly carry one, and identity matching in the strict mode ignores the CN
+/// anyway); see the divergences file for the two x509-limbo cases this leaves.
+pub fn check_cn_in_san(ids: &PresentedIdentities) -> Result<(), Error> {
+    for cn in &ids.common_names {
+        let ok = if looks_like_ip(cn) {
+            ids.san_ip_addresses.iter().any(|ip| ip.to_string() == *cn)
+        } else {
+            let ascii = idna::domain_to_ascii(cn).ok();
+            let denotes = |d: &String| {
+                d.eq_ignore_ascii_case(cn)
+                    || ascii.as_deref().is_some_and(|a| d.eq_ignore_ascii_case(a))
+            };
+            ids.san_dns_names
+                .iter()
+                .filter(|d| denotes(d))
+                .all(|d| d == cn)
+        };
+        if !ok {
+            return Err(Error::Structure {
+                position: CertPosition::Leaf,
+                violation: Violation::CommonNameNotInSan {
+                    common_name: cn.clone(),
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Could some IP parser read `text` as an address?
+fn looks_like_ip(text: &str) -> bool {
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let hex_or = |extra: &[u8]| {
+        text.bytes()
+            .all(|b| b.is_ascii_hexdigit() || extra.contains(&b))
+    };
+    let ipv6_like = text.contains(':') && hex_or(b":.");
+    let hex_v4 = text.len() > 2
+        && text[..2].eq_ignore_ascii_case("0x")
+        && text.is_char_boundary(2)
+        && text[2..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b'x' || b == b'X');
+    let dotted_numeric = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    ipv6_like || hex_v4 || dotted_numeric
+}
