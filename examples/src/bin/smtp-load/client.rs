@@ -206,7 +206,7 @@ pub(crate) fn message(message_id: &str, from: &str, to: &str, size: usize) -> Ve
 }
 
 /// RFC 5321 §4.5.2: double a leading `.` on every line; terminate with `.\r\n`.
-/// `body` must end with CRLF.
+/// A body not ending with CRLF gets one (the end-of-data line must start a line).
 pub(crate) fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
     let mut at_line_start = true;
@@ -217,7 +217,7 @@ pub(crate) fn dot_stuff(body: &[u8]) -> Vec<u8> {
         out.push(b);
         at_line_start = b == b'\n';
     }
-    if !out.ends_with(b"\r\n") {
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
@@ -240,10 +240,32 @@ mod tests {
         let body = b"a\r\n.b\r\n..c\r\n.\r\nend\r\n";
         let stuffed = dot_stuff(body);
         assert_eq!(&stuffed, b"a\r\n..b\r\n...c\r\n..\r\nend\r\n.\r\n");
-        let mut rx = smtp_proto::request::receiver::DataReceiver::new();
+        let mut rx = crate::sink::data_receiver();
         let mut out = Vec::new();
         assert!(rx.ingest(&mut stuffed.iter(), &mut out));
         assert_eq!(out, body);
+    }
+
+    proptest::proptest! {
+        /// Stuffing then smtp-proto's un-stuffing gives the body back, for any CRLF lines
+        /// (including ones that are just `.`), fed in arbitrary chunk sizes.
+        #[test]
+        fn dot_stuffing_round_trips(
+            lines in proptest::collection::vec("[.a\\r]{0,6}", 0..20),
+            chunk in 1usize..17,
+        ) {
+            let body: String = lines.iter().map(|l| format!("{}\r\n", l.replace('\r', ""))).collect();
+            let stuffed = dot_stuff(body.as_bytes());
+            let mut rx = crate::sink::data_receiver();
+            let mut out = Vec::new();
+            let mut done = false;
+            for piece in stuffed.chunks(chunk) {
+                proptest::prop_assert!(!done, "end of data seen before the last chunk");
+                done = rx.ingest(&mut piece.iter(), &mut out);
+            }
+            proptest::prop_assert!(done);
+            proptest::prop_assert_eq!(out, body.as_bytes());
+        }
     }
 
     #[test]

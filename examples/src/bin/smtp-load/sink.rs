@@ -310,7 +310,7 @@ struct DataState {
 impl DataState {
     /// Feeds bytes; `true` once the end-of-data line has been seen.
     fn ingest(&mut self, iter: &mut std::slice::Iter<'_, u8>) -> bool {
-        let rx = self.rx.get_or_insert_with(DataReceiver::new);
+        let rx = self.rx.get_or_insert_with(data_receiver);
         let done = rx.ingest(iter, &mut self.buf);
         self.size += self.buf.len();
         if !self.header_done {
@@ -342,6 +342,18 @@ impl DataState {
     }
 }
 
+/// A DATA receiver primed with the CRLF that ended the `DATA` command line.
+///
+/// smtp-proto 0.2's `DataReceiver` starts as if in the middle of a line, so on its own it
+/// neither un-stuffs a leading `..` on the first line nor sees an immediate `.` (empty
+/// message) as the end of data; RFC 5321 §4.5.2 counts the first line like any other.
+pub(crate) fn data_receiver() -> DataReceiver {
+    let mut rx = DataReceiver::new();
+    let mut scratch = Vec::new();
+    rx.ingest(&mut b"\r\n".iter(), &mut scratch);
+    rx
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -370,6 +382,19 @@ fn message_id(header: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_line_dot_and_empty_message() {
+        for (wire, body) in [
+            (&b".\r\n"[..], &b""[..]),
+            (b"..x\r\n.\r\n", b".x\r\n"),
+            (b"a\r\n.\r\n", b"a\r\n"),
+        ] {
+            let mut out = Vec::new();
+            assert!(data_receiver().ingest(&mut wire.iter(), &mut out));
+            assert_eq!(out, body);
+        }
+    }
 
     #[test]
     fn message_id_is_found_and_unfolded() {
