@@ -52,10 +52,55 @@ fn header(env_len: usize, body_len: usize) -> String {
     format!("{MAGIC} {env_len} {body_len}\n")
 }
 
-/// Runs a batch of operations in order, then fsyncs the directory once (group commit).
-/// Returns one result per operation; a failed directory fsync fails every operation.
+/// Most threads used to write and fsync the files of one batch.
+const MAX_WRITERS: usize = 64;
+
+impl Op {
+    /// The message this operation is about (the file stem of its first path); the committer
+    /// never puts two operations on the same message into one batch.
+    pub(crate) fn message(&self) -> Option<&std::ffi::OsStr> {
+        match self {
+            Self::Write { path, .. } => path.file_stem(),
+            Self::Remove { paths } => paths.first().and_then(|p| p.file_stem()),
+        }
+    }
+}
+
+/// Runs a batch of independent operations (distinct messages), then fsyncs the directory once
+/// (group commit). The files are written and fsynced by up to [`MAX_WRITERS`] threads at once:
+/// concurrent fsyncs share journal commits, sequential ones each wait for their own.
+/// Returns one result per operation, in order; a failed directory fsync fails every operation.
 pub(crate) fn run_batch(dir: &Path, ops: Vec<Op>) -> Vec<Result<(), RelayError>> {
-    let mut results: Vec<Result<(), RelayError>> = ops.into_iter().map(run_op).collect();
+    let mut results: Vec<Result<(), RelayError>> = if ops.len() <= 1 {
+        ops.into_iter().map(run_op).collect()
+    } else {
+        let per_thread = ops.len().div_ceil(MAX_WRITERS);
+        let mut chunks: Vec<Vec<Op>> = Vec::new();
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            chunks.push(ops.by_ref().take(per_thread).collect());
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    let n = chunk.len();
+                    (
+                        n,
+                        scope.spawn(move || chunk.into_iter().map(run_op).collect::<Vec<_>>()),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(n, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        (0..n).map(|_| Err(RelayError::CommitterStopped)).collect()
+                    })
+                })
+                .collect()
+        })
+    };
     if let Err(e) = fsync_dir(dir) {
         for r in &mut results {
             if r.is_ok() {
