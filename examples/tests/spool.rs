@@ -253,3 +253,99 @@ async fn limits_are_enforced() {
         Err(RelayError::NoRecipient)
     );
 }
+
+/// Child half of `kill_9_loses_no_acknowledged_message`: accepts messages until killed,
+/// printing `ACK <id>` only after `accept` returned.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var("RELAY_SPOOL_CRASH_CHILD") else {
+        return; // Only runs when started by the crash test.
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let (spool, _) = Spool::open(std::path::Path::new(&dir), SpoolConfig::default())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let spool = spool.clone();
+            tasks.push(tokio::spawn(async move {
+                // Bounded: the parent kills us long before this ends.
+                for i in 0..20_000 {
+                    let env = spool
+                        .accept(envelope(w * 100_000 + i), body(i))
+                        .await
+                        .unwrap();
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "ACK {}", env.id).unwrap();
+                    out.flush().unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_message() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("RELAY_SPOOL_CRASH_CHILD", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = Kill(child);
+    let mut acked = HashSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(id) = line.strip_prefix("ACK ") {
+            acked.insert(id.to_owned());
+        }
+        if acked.len() >= 400 || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    // SIGKILL while the writers are still busy.
+    guard.0.kill().unwrap();
+    guard.0.wait().unwrap();
+    assert!(
+        acked.len() >= 400,
+        "child acknowledged only {}",
+        acked.len()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_, rec) = rt
+        .block_on(Spool::open(dir.path(), SpoolConfig::default()))
+        .unwrap();
+    let recovered: HashSet<String> = rec.messages.iter().map(|e| e.id.to_string()).collect();
+    let lost: Vec<_> = acked.difference(&recovered).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    // Only unfinished writes (never acknowledged) may be quarantined.
+    for q in &rec.quarantined {
+        assert!(matches!(q.reason, RelayError::Unfinished { .. }), "{q:?}");
+    }
+}
