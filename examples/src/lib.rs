@@ -1,2 +1,5 @@
-//! Shared helpers for the example binaries (`smtp-tls-check`, and later `relay`).
+//! Shared helpers for the example binaries (`smtp-tls-check`, `smtp-load`, and later `relay`).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod relay;

@@ -1,0 +1,241 @@
+//! The SMTP envelope of a spooled message, with per-recipient delivery state.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Longest message id accepted ([`MessageId::parse`]); ids become file names.
+pub const MAX_ID_LEN: usize = 64;
+
+/// A spool message id: lower-case hex digits and `-`, at most [`MAX_ID_LEN`] bytes, so it is
+/// always a safe file name.
+///
+/// ```
+/// use smtp_tls_examples::relay::MessageId;
+/// let id = MessageId::generate();
+/// assert_eq!(MessageId::parse(id.as_str()), Some(id.clone()));
+/// assert_eq!(MessageId::parse("../etc/passwd"), None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MessageId(String);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl MessageId {
+    /// A fresh id: arrival time in microseconds, process id, a per-process counter and 32 random
+    /// bits (unique across restarts and concurrent processes).
+    #[must_use]
+    pub fn generate() -> Self {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self(format!(
+            "{micros:x}-{:x}-{n:x}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ))
+    }
+
+    /// Parses an id, accepting only what [`MessageId::generate`] could produce.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_ID_LEN
+            && s.bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'-'));
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for MessageId {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or("invalid message id")
+    }
+}
+
+impl From<MessageId> for String {
+    fn from(id: MessageId) -> Self {
+        id.0
+    }
+}
+
+/// Where a recipient stands. `#[default]` is `Pending`: nothing is assumed delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RecipientState {
+    /// Not yet delivered; will be (re)tried.
+    #[default]
+    Pending,
+    /// The next hop accepted it (`250` after DATA). Never tried again.
+    Delivered,
+    /// Permanently refused (`5xx`); a DSN is owed to the sender.
+    Bounced,
+    /// Still undelivered after the maximum queue lifetime; a DSN is owed to the sender.
+    Expired,
+}
+
+impl RecipientState {
+    /// Whether no further delivery attempt will be made.
+    #[must_use]
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending)
+    }
+}
+
+/// An SMTP reply (or local reason) recorded for a recipient's last attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// The three-digit reply code (RFC 5321 §4.2); `0` for a local failure (no reply).
+    pub code: u16,
+    /// The RFC 3463 enhanced status code (`class.subject.detail`), when known.
+    pub status: Option<(u8, u16, u16)>,
+    /// The reply text (or local reason), one line.
+    pub text: String,
+    /// The remote MTA that answered, when there was one.
+    pub remote_mta: Option<String>,
+}
+
+/// One envelope recipient (RFC 5321 `RCPT TO`) and its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The forward-path mailbox, without angle brackets.
+    pub address: String,
+    /// Delivery state.
+    pub state: RecipientState,
+    /// Delivery attempts made for this recipient.
+    pub attempts: u32,
+    /// Earliest time of the next attempt (meaningful while `Pending`).
+    pub next_attempt: SystemTime,
+    /// The outcome of the last attempt, if any.
+    pub last: Option<Diagnostic>,
+    /// When the last attempt was made.
+    pub last_attempt: Option<SystemTime>,
+}
+
+impl Recipient {
+    /// The domain part of the address (after the last `@`), lower-cased; empty if none.
+    #[must_use]
+    pub fn domain(&self) -> String {
+        self.address
+            .rsplit_once('@')
+            .map_or(String::new(), |(_, d)| d.to_ascii_lowercase())
+    }
+}
+
+/// What is known of the TLS session the message arrived over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    /// Protocol version, e.g. `TLSv1_3`.
+    pub protocol: String,
+    /// Cipher suite name.
+    pub cipher: String,
+}
+
+/// A message's envelope: sender, recipients with their state, provenance and retry bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The spool id (also the file name).
+    pub id: MessageId,
+    /// The reverse-path; empty for the null reverse-path `<>` (a bounce).
+    pub sender: String,
+    /// The recipients.
+    pub recipients: Vec<Recipient>,
+    /// When the message was accepted.
+    pub arrival: SystemTime,
+    /// Delivery attempts made for the message (any recipient).
+    pub attempts: u32,
+    /// Earliest next attempt over the pending recipients.
+    pub next_attempt: SystemTime,
+    /// The client it came from.
+    pub source: Option<SocketAddr>,
+    /// The client's EHLO/HELO name.
+    pub helo: Option<String>,
+    /// The inbound TLS session, if any.
+    pub tls: Option<TlsInfo>,
+    /// Body length in bytes (checked when the spool is recovered).
+    pub body_len: u64,
+}
+
+impl Envelope {
+    /// A new envelope with a fresh id, every recipient pending and due now.
+    ///
+    /// ```
+    /// use smtp_tls_examples::relay::Envelope;
+    /// let env = Envelope::new("a@example.org", ["b@example.net"], std::time::SystemTime::now());
+    /// assert_eq!(env.recipients.len(), 1);
+    /// assert!(!env.is_bounce());
+    /// ```
+    #[must_use]
+    pub fn new<I, S>(sender: &str, recipients: I, now: SystemTime) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            id: MessageId::generate(),
+            sender: sender.to_owned(),
+            recipients: recipients
+                .into_iter()
+                .map(|address| Recipient {
+                    address: address.into(),
+                    state: RecipientState::Pending,
+                    attempts: 0,
+                    next_attempt: now,
+                    last: None,
+                    last_attempt: None,
+                })
+                .collect(),
+            arrival: now,
+            attempts: 0,
+            next_attempt: now,
+            source: None,
+            helo: None,
+            tls: None,
+            body_len: 0,
+        }
+    }
+
+    /// Whether the sender is the null reverse-path (the message is itself a bounce).
+    #[must_use]
+    pub fn is_bounce(&self) -> bool {
+        self.sender.is_empty()
+    }
+
+    /// Whether every recipient has reached a final state.
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.recipients.iter().all(|r| r.state.is_final())
+    }
+
+    /// Recomputes [`Envelope::next_attempt`] from the pending recipients.
+    pub fn refresh_next_attempt(&mut self) {
+        if let Some(t) = self
+            .recipients
+            .iter()
+            .filter(|r| r.state == RecipientState::Pending)
+            .map(|r| r.next_attempt)
+            .min()
+        {
+            self.next_attempt = t;
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Durability tests of the relay spool: recovery, quarantine, group commit, delivered state.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use smtp_tls_examples::relay::{
+    CommitMode, Envelope, QUARANTINE_DIR, RecipientState, RelayError, Spool, SpoolConfig,
+    SpoolDefect,
+};
+
+fn body(i: usize) -> Vec<u8> {
+    format!("Message-ID: <{i}@test>\r\nSubject: m{i}\r\n\r\n.leading dot\r\nline {i}\r\n")
+        .into_bytes()
+}
+
+fn envelope(i: usize) -> Envelope {
+    let mut env = Envelope::new(
+        &format!("s{i}@a.example"),
+        [format!("r{i}@b.example"), format!("q{i}@c.example")],
+        SystemTime::now(),
+    );
+    env.source = Some("127.0.0.1:4000".parse().unwrap());
+    env.helo = Some("client.example".into());
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_messages_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut accepted = Vec::new();
+    {
+        let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
+            .await
+            .unwrap();
+        assert!(rec.messages.is_empty() && rec.quarantined.is_empty());
+        for i in 0..20 {
+            accepted.push(spool.accept(envelope(i), body(i)).await.unwrap());
+        }
+        // Everything dropped here: handles, committer.
+    }
+    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.quarantined.is_empty(), "{:?}", rec.quarantined);
+    assert_eq!(rec.messages.len(), 20);
+    let mut want: Vec<_> = accepted.clone();
+    want.sort_by(|a, b| (a.arrival, &a.id).cmp(&(b.arrival, &b.id)));
+    assert_eq!(rec.messages, want);
+    for env in &accepted {
+        let i: usize = env.sender[1..env.sender.find('@').unwrap()]
+            .parse()
+            .unwrap();
+        assert_eq!(spool.read_body(&env.id).await.unwrap(), body(i));
+    }
+}
+
+#[tokio::test]
+async fn truncated_and_unknown_files_are_quarantined_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    let good = spool.accept(envelope(1), body(1)).await.unwrap();
+    let bad = spool.accept(envelope(2), body(2)).await.unwrap();
+    drop(spool);
+    let dir_path = std::fs::canonicalize(dir.path()).unwrap();
+    let bad_path = dir_path.join(format!("{}.msg", bad.id));
+    let bytes = std::fs::read(&bad_path).unwrap();
+    std::fs::write(&bad_path, &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(dir_path.join("stray.txt"), b"junk").unwrap();
+    std::fs::write(dir_path.join("0abc.msg.tmp"), b"SPOOL1 3").unwrap();
+
+    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(rec.messages.len(), 1);
+    assert_eq!(rec.messages[0].id, good.id);
+    assert_eq!(rec.quarantined.len(), 3, "{:?}", rec.quarantined);
+    let q = rec
+        .quarantined
+        .iter()
+        .find(|q| q.original == bad_path)
+        .expect("truncated file reported by name");
+    assert!(matches!(
+        &q.reason,
+        RelayError::Corrupt { path, defect: SpoolDefect::LengthMismatch { .. } } if *path == bad_path
+    ));
+    assert_eq!(q.reason.path(), Some(bad_path.as_path()));
+    // Moved, not deleted: same bytes in quarantine.
+    assert_eq!(
+        q.moved_to.parent().unwrap().file_name().unwrap(),
+        QUARANTINE_DIR
+    );
+    assert_eq!(
+        std::fs::read(&q.moved_to).unwrap(),
+        &bytes[..bytes.len() / 3]
+    );
+    assert!(!bad_path.exists());
+    assert!(
+        rec.quarantined
+            .iter()
+            .any(|q| matches!(q.reason, RelayError::UnknownFile { .. }))
+    );
+    assert!(
+        rec.quarantined
+            .iter()
+            .any(|q| matches!(q.reason, RelayError::Unfinished { .. }))
+    );
+    // A second start finds a clean spool.
+    drop(spool);
+    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(rec.messages.len(), 1);
+    assert!(rec.quarantined.is_empty());
+}
+
+#[tokio::test]
+async fn garbage_envelope_is_reported_with_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    let env = spool.accept(envelope(1), body(1)).await.unwrap();
+    drop(spool);
+    let path = dir.path().join(format!("{}.msg", env.id));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let brace = bytes.iter().position(|&b| b == b'{').unwrap();
+    bytes[brace + 1] = b'#';
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.messages.is_empty());
+    assert!(matches!(
+        rec.quarantined[0].reason,
+        RelayError::Corrupt {
+            defect: SpoolDefect::Envelope { line: 1, .. },
+            ..
+        }
+    ));
+}
+
+async fn concurrent_accepts(commit: CommitMode, n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SpoolConfig::default().with_commit(commit);
+    let (spool, _) = Spool::open(dir.path(), cfg).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let spool = spool.clone();
+        tasks.push(tokio::spawn(async move {
+            let env = spool.accept(envelope(i), body(i)).await.unwrap();
+            // When accept returns, the file must already be complete on disk.
+            let on_disk = std::fs::read(spool.dir().join(format!("{}.msg", env.id))).unwrap();
+            assert!(on_disk.ends_with(&body(i)));
+            env.id
+        }));
+    }
+    let mut ids = HashSet::new();
+    for t in tasks {
+        assert!(ids.insert(t.await.unwrap()), "duplicate id");
+    }
+    drop(spool);
+    let (_, rec) = Spool::open(dir.path(), cfg).await.unwrap();
+    assert!(rec.quarantined.is_empty());
+    let got: HashSet<_> = rec.messages.into_iter().map(|e| e.id).collect();
+    assert_eq!(got, ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_is_correct_under_concurrency() {
+    concurrent_accepts(CommitMode::Group { max_batch: 16 }, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_message_commit_is_correct_under_concurrency() {
+    concurrent_accepts(CommitMode::PerMessage, 50).await;
+}
+
+#[tokio::test]
+async fn delivered_state_survives_restart_and_removal_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    let mut env = spool.accept(envelope(1), body(1)).await.unwrap();
+    let gone = spool.accept(envelope(2), body(2)).await.unwrap();
+    env.recipients[0].state = RecipientState::Delivered;
+    env.recipients[0].attempts = 1;
+    env.attempts = 1;
+    spool.update(&env).await.unwrap();
+    spool.remove(&gone.id).await.unwrap();
+    drop(spool);
+    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.quarantined.is_empty());
+    assert_eq!(rec.messages, vec![env.clone()]);
+    assert_eq!(
+        rec.messages[0].recipients[0].state,
+        RecipientState::Delivered
+    );
+    assert_eq!(rec.messages[0].recipients[1].state, RecipientState::Pending);
+    // Body unchanged by the envelope rewrite.
+    assert_eq!(spool.read_body(&env.id).await.unwrap(), body(1));
+    assert!(matches!(
+        spool.read_body(&gone.id).await,
+        Err(RelayError::UnknownMessage { .. })
+    ));
+    assert!(matches!(
+        spool.update(&gone).await,
+        Err(RelayError::UnknownMessage { .. })
+    ));
+}
+
+#[tokio::test]
+async fn orphan_envelope_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    let env = spool.accept(envelope(1), body(1)).await.unwrap();
+    spool.update(&env).await.unwrap();
+    drop(spool);
+    // Simulate a crash between the two unlinks of a removal.
+    std::fs::remove_file(dir.path().join(format!("{}.msg", env.id))).unwrap();
+    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.messages.is_empty());
+    assert!(matches!(
+        rec.quarantined[0].reason,
+        RelayError::Orphan { .. }
+    ));
+}
+
+#[tokio::test]
+async fn limits_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SpoolConfig::default().with_max_body(10);
+    let (spool, _) = Spool::open(dir.path(), cfg).await.unwrap();
+    assert_eq!(
+        spool.accept(envelope(1), vec![b'x'; 11]).await,
+        Err(RelayError::LimitExceeded {
+            what: "body bytes",
+            actual: 11,
+            limit: 10
+        })
+    );
+    let none = Envelope::new("a@b", Vec::<String>::new(), SystemTime::now());
+    assert_eq!(
+        spool.accept(none, vec![]).await,
+        Err(RelayError::NoRecipient)
+    );
+}
+
+/// Child half of `kill_9_loses_no_acknowledged_message`: accepts messages until killed,
+/// printing `ACK <id>` only after `accept` returned.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var("RELAY_SPOOL_CRASH_CHILD") else {
+        return; // Only runs when started by the crash test.
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let (spool, _) = Spool::open(std::path::Path::new(&dir), SpoolConfig::default())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let spool = spool.clone();
+            tasks.push(tokio::spawn(async move {
+                // Bounded: the parent kills us long before this ends.
+                for i in 0..20_000 {
+                    let env = spool
+                        .accept(envelope(w * 100_000 + i), body(i))
+                        .await
+                        .unwrap();
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "ACK {}", env.id).unwrap();
+                    out.flush().unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_message() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("RELAY_SPOOL_CRASH_CHILD", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = Kill(child);
+    let mut acked = HashSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(id) = line.strip_prefix("ACK ") {
+            acked.insert(id.to_owned());
+        }
+        if acked.len() >= 400 || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    // SIGKILL while the writers are still busy.
+    guard.0.kill().unwrap();
+    guard.0.wait().unwrap();
+    assert!(
+        acked.len() >= 400,
+        "child acknowledged only {}",
+        acked.len()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_, rec) = rt
+        .block_on(Spool::open(dir.path(), SpoolConfig::default()))
+        .unwrap();
+    let recovered: HashSet<String> = rec.messages.iter().map(|e| e.id.to_string()).collect();
+    let lost: Vec<_> = acked.difference(&recovered).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    // Only unfinished writes (never acknowledged) may be quarantined.
+    for q in &rec.quarantined {
+        assert!(matches!(q.reason, RelayError::Unfinished { .. }), "{q:?}");
+    }
+}
