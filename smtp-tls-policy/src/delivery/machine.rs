@@ -1,9 +1,9 @@
 //! The per-attempt state machine.
 
-use super::outcome::{Action, Decision, DeliveryEvent, PlaintextRetry, Reason, RequiredTlsAlert};
 use super::outcome::VerificationStatus;
+use super::outcome::{Action, Decision, DeliveryEvent, PlaintextRetry, Reason, RequiredTlsAlert};
 use super::requirement::{
-    DaneOutcome, PeerVerification, PkixOutcome, Requirement, RequiredTlsFailure, TlsaStatus,
+    DaneOutcome, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement, TlsaStatus,
 };
 use crate::destination::{DaneMode, DeliveryTls, DestinationPolicy};
 
@@ -60,7 +60,10 @@ pub struct DeliveryOptions {
 impl DeliveryOptions {
     /// Options with alerts on or off and the default (defer) failure disposition.
     pub fn new(alert_on_required_tls_failure: bool) -> Self {
-        Self { alert_on_required_tls_failure, required_failure: RequiredTlsFailure::Defer }
+        Self {
+            alert_on_required_tls_failure,
+            required_failure: RequiredTlsFailure::Defer,
+        }
     }
 
     /// Sets what a required-TLS failure becomes.
@@ -123,8 +126,18 @@ impl DeliveryAttempt {
     }
 
     /// An attempt for a destination-control lookup result.
-    pub fn for_policy(policy: &DestinationPolicy, tlsa: TlsaStatus, options: DeliveryOptions) -> Self {
-        Self::new(policy.domain.clone(), policy.tls, policy.dane, tlsa, options)
+    pub fn for_policy(
+        policy: &DestinationPolicy,
+        tlsa: TlsaStatus,
+        options: DeliveryOptions,
+    ) -> Self {
+        Self::new(
+            policy.domain.clone(),
+            policy.tls,
+            policy.dane,
+            tlsa,
+            options,
+        )
     }
 
     /// The plaintext retry on a new connection after [`Action::RetryPlaintext`].
@@ -153,7 +166,11 @@ impl DeliveryAttempt {
 
     /// Before connecting: `Some` decision when no connection may be made at all (DANE mandatory
     /// without usable TLSA records, failed TLSA lookup).
+    /// Idempotent until the EHLO outcome is fed.
     pub fn preflight(&mut self) -> Option<Decision> {
+        if self.state == State::AwaitEhlo {
+            return None;
+        }
         if self.state != State::Start {
             return Some(self.out_of_order("preflight"));
         }
@@ -164,7 +181,9 @@ impl DeliveryAttempt {
             }
             Err(status) => {
                 let reason = match status {
-                    TlsaStatus::Defer { reason } => Reason::TlsaLookupFailed { reason: reason.clone() },
+                    TlsaStatus::Defer { reason } => Reason::TlsaLookupFailed {
+                        reason: reason.clone(),
+                    },
                     _ => Reason::DaneNotSupported,
                 };
                 Some(self.fail_required(reason, false))
@@ -232,7 +251,10 @@ impl DeliveryAttempt {
                     Some((_, retry)) => self.decide(
                         Action::RetryPlaintext(retry),
                         reason.clone(),
-                        vec![DeliveryEvent::PlaintextFallback { domain: self.domain.clone(), reason }],
+                        vec![DeliveryEvent::PlaintextFallback {
+                            domain: self.domain.clone(),
+                            reason,
+                        }],
                     ),
                     None => self.fail_required(reason, false),
                 });
@@ -247,7 +269,9 @@ impl DeliveryAttempt {
                     self.fail_required(Reason::DaneVerificationFailed { reason }, false)
                 }
                 None => self.fail_required(
-                    Reason::DaneVerificationFailed { reason: "no DANE result supplied".into() },
+                    Reason::DaneVerificationFailed {
+                        reason: "no DANE result supplied".into(),
+                    },
                     false,
                 ),
             },
@@ -325,10 +349,18 @@ impl DeliveryAttempt {
 
     fn out_of_order(&mut self, input: &'static str) -> Decision {
         self.state = State::Done;
-        Decision { action: Action::Defer, reason: Reason::OutOfOrder { input }, events: vec![] }
+        Decision {
+            action: Action::Defer,
+            reason: Reason::OutOfOrder { input },
+            events: vec![],
+        }
     }
 
     fn decide(&self, action: Action, reason: Reason, events: Vec<DeliveryEvent>) -> Decision {
-        Decision { action, reason, events }
+        Decision {
+            action,
+            reason,
+            events,
+        }
     }
 }

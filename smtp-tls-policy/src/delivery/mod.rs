@@ -42,6 +42,6 @@ pub use outcome::{
     VerificationStatus,
 };
 pub use requirement::{
-    DaneOutcome, IdentityRules, PeerVerification, PkixOutcome, Requirement, RequiredTlsFailure,
+    DaneOutcome, IdentityRules, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement,
     TlsaStatus,
 };

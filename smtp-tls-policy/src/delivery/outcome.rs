@@ -121,7 +121,9 @@ impl fmt::Display for Reason {
             Self::HandshakeFailed { detail } => write!(f, "TLS handshake failed: {detail}"),
             Self::TlsEstablished(v) => write!(f, "TLS established ({v:?})"),
             Self::CertificateNotVerified(o) => write!(f, "certificate not verified: {o:?}"),
-            Self::DaneVerificationFailed { reason } => write!(f, "DANE verification failed: {reason}"),
+            Self::DaneVerificationFailed { reason } => {
+                write!(f, "DANE verification failed: {reason}")
+            }
             Self::DaneNotSupported => f.write_str("DANE mandatory but no usable TLSA records"),
             Self::TlsaLookupFailed { reason } => write!(f, "TLSA lookup failed: {reason}"),
             Self::OutOfOrder { input } => write!(f, "input out of order: {input}"),
@@ -142,7 +144,11 @@ pub struct RequiredTlsAlert {
 
 impl fmt::Display for RequiredTlsAlert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "required TLS connection to domain {} failed: {}", self.domain, self.reason)
+        write!(
+            f,
+            "required TLS connection to domain {} failed: {}",
+            self.domain, self.reason
+        )
     }
 }
 

@@ -130,7 +130,9 @@ impl Requirement {
             DeliveryTls::PreferredVerify => Self::Opportunistic { verify: true },
             DeliveryTls::Required => Self::Encrypted,
             DeliveryTls::RequiredVerify => Self::Verified(IdentityRules::Standard),
-            DeliveryTls::RequiredVerifyHostedDomains => Self::Verified(IdentityRules::HostedDomains),
+            DeliveryTls::RequiredVerifyHostedDomains => {
+                Self::Verified(IdentityRules::HostedDomains)
+            }
         };
         match (dane, tlsa) {
             (DaneMode::None, _) => Ok(base),

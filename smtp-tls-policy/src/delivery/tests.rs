@@ -47,12 +47,18 @@ fn run(mut a: DeliveryAttempt, peer: Peer, dane: Option<DaneOutcome>) -> Decisio
         other => panic!("unexpected {other:?}"),
     }
     let pkix = match peer {
-        Peer::UntrustedChain => PkixOutcome::UntrustedChain { detail: "UnknownIssuer".into() },
-        Peer::NameMismatch => PkixOutcome::NameMismatch { detail: "NotValidForName".into() },
+        Peer::UntrustedChain => PkixOutcome::UntrustedChain {
+            detail: "UnknownIssuer".into(),
+        },
+        Peer::NameMismatch => PkixOutcome::NameMismatch {
+            detail: "NotValidForName".into(),
+        },
         _ => PkixOutcome::Verified,
     };
     let outcome = if peer == Peer::HandshakeFailsAfter220 {
-        HandshakeOutcome::Failed { detail: "alert received".into() }
+        HandshakeOutcome::Failed {
+            detail: "alert received".into(),
+        }
     } else {
         HandshakeOutcome::Established(PeerVerification::new(pkix, dane))
     };
@@ -69,10 +75,22 @@ fn attempt(tls: DeliveryTls, dane: DaneMode, tlsa: TlsaStatus) -> DeliveryAttemp
 /// Expected action names, in PEERS order.
 const TABLE: [(DeliveryTls, [&str; 7]); 6] = [
     (DeliveryTls::No, ["plain"; 7]),
-    (DeliveryTls::Preferred, ["plain", "plain", "plain", "retry", "tls", "tls", "tls"]),
-    (DeliveryTls::Required, ["defer", "defer", "defer", "defer", "tls", "tls", "tls"]),
-    (DeliveryTls::PreferredVerify, ["plain", "plain", "plain", "retry", "tls", "tls", "tls"]),
-    (DeliveryTls::RequiredVerify, ["defer", "defer", "defer", "defer", "defer", "defer", "tls"]),
+    (
+        DeliveryTls::Preferred,
+        ["plain", "plain", "plain", "retry", "tls", "tls", "tls"],
+    ),
+    (
+        DeliveryTls::Required,
+        ["defer", "defer", "defer", "defer", "tls", "tls", "tls"],
+    ),
+    (
+        DeliveryTls::PreferredVerify,
+        ["plain", "plain", "plain", "retry", "tls", "tls", "tls"],
+    ),
+    (
+        DeliveryTls::RequiredVerify,
+        ["defer", "defer", "defer", "defer", "defer", "defer", "tls"],
+    ),
     (
         DeliveryTls::RequiredVerifyHostedDomains,
         ["defer", "defer", "defer", "defer", "defer", "defer", "tls"],
@@ -94,7 +112,11 @@ fn every_mode_against_every_peer() {
     let mut n = 0;
     for (mode, row) in TABLE {
         for (peer, want) in PEERS.into_iter().zip(row) {
-            let d = run(attempt(mode, DaneMode::None, TlsaStatus::NotApplicable), peer, None);
+            let d = run(
+                attempt(mode, DaneMode::None, TlsaStatus::NotApplicable),
+                peer,
+                None,
+            );
             assert_eq!(short(d.action), want, "{mode:?} × {peer:?}: {d:?}");
             // Required failures log and alert, naming the domain; nothing else alerts.
             let alerted = d.alert().is_some_and(|a| a.domain == "dest.example");
@@ -109,7 +131,17 @@ fn every_mode_against_every_peer() {
 fn the_three_logging_conditions_have_distinct_reasons() {
     let reasons: Vec<Reason> = [Peer::NoEsmtp, Peer::NoStartTls, Peer::StartTls454]
         .into_iter()
-        .map(|p| run(attempt(DeliveryTls::Required, DaneMode::None, TlsaStatus::NotApplicable), p, None))
+        .map(|p| {
+            run(
+                attempt(
+                    DeliveryTls::Required,
+                    DaneMode::None,
+                    TlsaStatus::NotApplicable,
+                ),
+                p,
+                None,
+            )
+        })
         .map(|d| {
             assert!(d.events.iter().any(|e| matches!(
                 e,
@@ -120,36 +152,58 @@ fn the_three_logging_conditions_have_distinct_reasons() {
         .collect();
     assert_eq!(
         reasons,
-        [Reason::NoEsmtp, Reason::StartTlsNotAdvertised, Reason::StartTlsRejected { code: 454 }]
+        [
+            Reason::NoEsmtp,
+            Reason::StartTlsNotAdvertised,
+            Reason::StartTlsRejected { code: 454 }
+        ]
     );
 }
 
 #[test]
 fn preferred_verify_reports_verification_failure() {
     let d = run(
-        attempt(DeliveryTls::PreferredVerify, DaneMode::None, TlsaStatus::NotApplicable),
+        attempt(
+            DeliveryTls::PreferredVerify,
+            DaneMode::None,
+            TlsaStatus::NotApplicable,
+        ),
         Peer::NameMismatch,
         None,
     );
     assert_eq!(d.action, Action::ContinueTls);
     assert!(matches!(
         d.reason,
-        Reason::TlsEstablished(VerificationStatus::FailedButDelivered(PkixOutcome::NameMismatch { .. }))
+        Reason::TlsEstablished(VerificationStatus::FailedButDelivered(
+            PkixOutcome::NameMismatch { .. }
+        ))
     ));
-    assert!(matches!(d.events[..], [DeliveryEvent::VerificationFailedDelivered { .. }]));
+    assert!(matches!(
+        d.events[..],
+        [DeliveryEvent::VerificationFailedDelivered { .. }]
+    ));
 }
 
 #[test]
 fn plaintext_retry_after_handshake_failure() {
     let d = run(
-        attempt(DeliveryTls::Preferred, DaneMode::None, TlsaStatus::NotApplicable),
+        attempt(
+            DeliveryTls::Preferred,
+            DaneMode::None,
+            TlsaStatus::NotApplicable,
+        ),
         Peer::HandshakeFailsAfter220,
         None,
     );
-    let Action::RetryPlaintext(token) = d.action else { panic!("{d:?}") };
-    let mut retry = DeliveryAttempt::plaintext_retry("dest.example", token, DeliveryOptions::default());
+    let Action::RetryPlaintext(token) = d.action else {
+        panic!("{d:?}")
+    };
+    let mut retry =
+        DeliveryAttempt::plaintext_retry("dest.example", token, DeliveryOptions::default());
     assert!(retry.preflight().is_none());
-    let Step::Done(d) = retry.on_ehlo(EhloOutcome::Esmtp { starttls: true }) else { panic!() };
+    let Step::Done(d) = retry.on_ehlo(EhloOutcome::Esmtp { starttls: true }) else {
+        panic!()
+    };
     assert!(matches!(d.action, Action::ContinuePlaintext(_)));
     assert_eq!(d.reason, Reason::RetryAfterHandshakeFailure);
 }
@@ -157,30 +211,68 @@ fn plaintext_retry_after_handshake_failure() {
 #[test]
 fn dane() {
     let ok = Some(DaneOutcome::Verified);
-    let bad = Some(DaneOutcome::Failed { reason: "no TLSA match".into() });
+    let bad = Some(DaneOutcome::Failed {
+        reason: "no TLSA match".into(),
+    });
     // Usable TLSA records make TLS mandatory even for "preferred".
-    let a = || attempt(DeliveryTls::Preferred, DaneMode::Opportunistic, TlsaStatus::Usable);
+    let a = || {
+        attempt(
+            DeliveryTls::Preferred,
+            DaneMode::Opportunistic,
+            TlsaStatus::Usable,
+        )
+    };
     assert_eq!(run(a(), Peer::NoStartTls, None).action, Action::Defer);
-    assert_eq!(run(a(), Peer::UntrustedChain, ok.clone()).action, Action::ContinueTls);
+    assert_eq!(
+        run(a(), Peer::UntrustedChain, ok.clone()).action,
+        Action::ContinueTls
+    );
     assert_eq!(run(a(), Peer::Good, bad.clone()).action, Action::Defer);
     assert_eq!(run(a(), Peer::Good, None).action, Action::Defer);
     // Opportunistic without TLSA: the TLS mode rules.
-    let a = attempt(DeliveryTls::Preferred, DaneMode::Opportunistic, TlsaStatus::NotApplicable);
+    let a = attempt(
+        DeliveryTls::Preferred,
+        DaneMode::Opportunistic,
+        TlsaStatus::NotApplicable,
+    );
     assert!(run(a, Peer::NoStartTls, None).action.is_plaintext());
     // Unusable TLSA: mandatory unauthenticated TLS.
-    let a = || attempt(DeliveryTls::Preferred, DaneMode::Opportunistic, TlsaStatus::Unusable);
+    let a = || {
+        attempt(
+            DeliveryTls::Preferred,
+            DaneMode::Opportunistic,
+            TlsaStatus::Unusable,
+        )
+    };
     assert_eq!(run(a(), Peer::NoStartTls, None).action, Action::Defer);
-    assert_eq!(run(a(), Peer::UntrustedChain, None).action, Action::ContinueTls);
+    assert_eq!(
+        run(a(), Peer::UntrustedChain, None).action,
+        Action::ContinueTls
+    );
     // Mandatory without usable TLSA: no connection.
-    let mut a = attempt(DeliveryTls::Required, DaneMode::Mandatory, TlsaStatus::NotApplicable);
+    let mut a = attempt(
+        DeliveryTls::Required,
+        DaneMode::Mandatory,
+        TlsaStatus::NotApplicable,
+    );
     let d = a.preflight().unwrap();
-    assert_eq!((d.action, d.reason), (Action::Defer, Reason::DaneNotSupported));
+    assert_eq!(
+        (d.action, d.reason),
+        (Action::Defer, Reason::DaneNotSupported)
+    );
     let mut a = attempt(
         DeliveryTls::Preferred,
         DaneMode::Opportunistic,
-        TlsaStatus::Defer { reason: "SERVFAIL".into() },
+        TlsaStatus::Defer {
+            reason: "SERVFAIL".into(),
+        },
     );
-    assert_eq!(a.preflight().unwrap().reason, Reason::TlsaLookupFailed { reason: "SERVFAIL".into() });
+    assert_eq!(
+        a.preflight().unwrap().reason,
+        Reason::TlsaLookupFailed {
+            reason: "SERVFAIL".into()
+        }
+    );
     // DANE none: TLSA ignored.
     let a = attempt(DeliveryTls::Preferred, DaneMode::None, TlsaStatus::Usable);
     assert!(run(a, Peer::NoStartTls, None).action.is_plaintext());
@@ -188,24 +280,44 @@ fn dane() {
 
 #[test]
 fn bounce_only_on_permanent_refusals_when_configured() {
-    let opts = DeliveryOptions::new(false).with_required_failure(RequiredTlsFailure::BouncePermanent);
-    let mk = || DeliveryAttempt::new("d", DeliveryTls::Required, DaneMode::None, TlsaStatus::NotApplicable, opts);
+    let opts =
+        DeliveryOptions::new(false).with_required_failure(RequiredTlsFailure::BouncePermanent);
+    let mk = || {
+        DeliveryAttempt::new(
+            "d",
+            DeliveryTls::Required,
+            DaneMode::None,
+            TlsaStatus::NotApplicable,
+            opts,
+        )
+    };
     assert_eq!(run(mk(), Peer::NoStartTls, None).action, Action::Bounce);
     assert_eq!(run(mk(), Peer::NoEsmtp, None).action, Action::Bounce);
     assert_eq!(run(mk(), Peer::StartTls454, None).action, Action::Defer);
-    assert_eq!(run(mk(), Peer::HandshakeFailsAfter220, None).action, Action::Defer);
+    assert_eq!(
+        run(mk(), Peer::HandshakeFailsAfter220, None).action,
+        Action::Defer
+    );
     let mut a = mk();
     assert!(a.preflight().is_none());
     let _ = a.on_ehlo(EhloOutcome::Esmtp { starttls: true });
-    let Step::Done(d) = a.on_starttls_reply(554) else { panic!() };
+    let Step::Done(d) = a.on_starttls_reply(554) else {
+        panic!()
+    };
     assert_eq!(d.action, Action::Bounce);
     assert!(d.alert().is_none(), "alerts disabled");
 }
 
 #[test]
 fn out_of_order_inputs_fail_closed() {
-    let mut a = attempt(DeliveryTls::Preferred, DaneMode::None, TlsaStatus::NotApplicable);
-    let Step::Done(d) = a.on_handshake(HandshakeOutcome::Failed { detail: String::new() }) else {
+    let mut a = attempt(
+        DeliveryTls::Preferred,
+        DaneMode::None,
+        TlsaStatus::NotApplicable,
+    );
+    let Step::Done(d) = a.on_handshake(HandshakeOutcome::Failed {
+        detail: String::new(),
+    }) else {
         panic!()
     };
     assert_eq!(d.action, Action::Defer);
@@ -223,13 +335,19 @@ fn input() -> impl Strategy<Value = Input> {
     let pkix = prop_oneof![
         Just(PkixOutcome::NotChecked),
         Just(PkixOutcome::Verified),
-        Just(PkixOutcome::UntrustedChain { detail: String::new() }),
-        Just(PkixOutcome::NameMismatch { detail: String::new() }),
+        Just(PkixOutcome::UntrustedChain {
+            detail: String::new()
+        }),
+        Just(PkixOutcome::NameMismatch {
+            detail: String::new()
+        }),
     ];
     let dane = prop_oneof![
         Just(None),
         Just(Some(DaneOutcome::Verified)),
-        Just(Some(DaneOutcome::Failed { reason: String::new() })),
+        Just(Some(DaneOutcome::Failed {
+            reason: String::new()
+        })),
     ];
     prop_oneof![
         Just(Input::Preflight),
@@ -237,7 +355,9 @@ fn input() -> impl Strategy<Value = Input> {
         any::<bool>().prop_map(|s| Input::Ehlo(EhloOutcome::Esmtp { starttls: s })),
         (0u16..1000).prop_map(Input::StartTlsReply),
         Just(Input::StartTlsReply(220)),
-        Just(Input::Handshake(HandshakeOutcome::Failed { detail: String::new() })),
+        Just(Input::Handshake(HandshakeOutcome::Failed {
+            detail: String::new()
+        })),
         (pkix, dane).prop_map(|(p, d)| Input::Handshake(HandshakeOutcome::Established(
             PeerVerification::new(p, d)
         ))),
@@ -249,7 +369,9 @@ fn tlsa() -> impl Strategy<Value = TlsaStatus> {
         Just(TlsaStatus::NotApplicable),
         Just(TlsaStatus::Usable),
         Just(TlsaStatus::Unusable),
-        Just(TlsaStatus::Defer { reason: String::new() }),
+        Just(TlsaStatus::Defer {
+            reason: String::new()
+        }),
     ]
 }
 

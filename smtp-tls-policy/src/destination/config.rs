@@ -81,12 +81,19 @@ impl DestinationControls {
     pub fn from_toml(file: &str, text: &str) -> Result<Self, Error> {
         let err = |span: Range<usize>, kind| located(file, text, span, kind);
         if text.len() > MAX_CONFIG_BYTES {
-            return Err(err(0..0, DestinationConfigErrorKind::TooLarge { limit: MAX_CONFIG_BYTES }));
+            return Err(err(
+                0..0,
+                DestinationConfigErrorKind::TooLarge {
+                    limit: MAX_CONFIG_BYTES,
+                },
+            ));
         }
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             err(
                 e.span().unwrap_or(0..0),
-                DestinationConfigErrorKind::Toml { message: e.message().trim().to_owned() },
+                DestinationConfigErrorKind::Toml {
+                    message: e.message().trim().to_owned(),
+                },
             )
         })?;
         let mut builder: DestinationControlsBuilder = Self::builder().global(raw.global);
@@ -101,7 +108,10 @@ impl DestinationControls {
                 })?;
         }
         if raw.destinations.len() > MAX_ENTRIES {
-            return Err(err(0..0, DestinationConfigErrorKind::TooManyEntries { limit: MAX_ENTRIES }));
+            return Err(err(
+                0..0,
+                DestinationConfigErrorKind::TooManyEntries { limit: MAX_ENTRIES },
+            ));
         }
         for (key, entry) in &raw.destinations {
             let e = *entry.get_ref();
@@ -127,7 +137,9 @@ impl DestinationControls {
                 &name,
                 "",
                 0..0,
-                DestinationConfigErrorKind::TooLarge { limit: MAX_CONFIG_BYTES },
+                DestinationConfigErrorKind::TooLarge {
+                    limit: MAX_CONFIG_BYTES,
+                },
             ));
         }
         let text = std::fs::read_to_string(path).map_err(|e| io_err(&name, e))?;
@@ -137,7 +149,10 @@ impl DestinationControls {
 
 fn io_err(file: &str, e: std::io::Error) -> Error {
     let _ = file;
-    Error::Io { phase: "reading destination config", kind: crate::error::IoKind(e.kind()) }
+    Error::Io {
+        phase: "reading destination config",
+        kind: crate::error::IoKind(e.kind()),
+    }
 }
 
 /// Builds a located error: 1-based line and column of `span.start`, and the offending text.
@@ -148,6 +163,18 @@ fn located(file: &str, text: &str, span: Range<usize>, kind: DestinationConfigEr
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     let offending = text.get(start..end).unwrap_or_default();
-    let offending = offending.lines().next().unwrap_or_default().chars().take(80).collect();
-    Error::DestinationConfig { file: file.to_owned(), line, column, text: offending, kind }
+    let offending = offending
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(80)
+        .collect();
+    Error::DestinationConfig {
+        file: file.to_owned(),
+        line,
+        column,
+        text: offending,
+        kind,
+    }
 }

@@ -89,7 +89,10 @@ impl DeliveryTls {
 
     /// Whether TLS is mandatory: the message is never sent in plaintext.
     pub fn is_required(self) -> bool {
-        matches!(self, Self::Required | Self::RequiredVerify | Self::RequiredVerifyHostedDomains)
+        matches!(
+            self,
+            Self::Required | Self::RequiredVerify | Self::RequiredVerifyHostedDomains
+        )
     }
 
     /// Whether the certificate is verified (and the result acted on or reported).

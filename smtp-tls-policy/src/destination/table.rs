@@ -79,7 +79,9 @@ impl DestinationControls {
     /// A builder; without a default entry the default is TLS `no`, DANE `none` (the seed's
     /// factory setting).
     pub fn builder() -> DestinationControlsBuilder {
-        DestinationControlsBuilder { inner: Self::default() }
+        DestinationControlsBuilder {
+            inner: Self::default(),
+        }
     }
 
     /// The global settings.
@@ -109,7 +111,12 @@ impl DestinationControls {
         } else {
             entry.dane.resolve(self.default_dane)
         };
-        DestinationPolicy { domain: name, matched, tls, dane }
+        DestinationPolicy {
+            domain: name,
+            matched,
+            tls,
+            dane,
+        }
     }
 
     fn find(&self, name: &str) -> (DestinationMatch, DestinationEntry) {
@@ -177,14 +184,20 @@ impl DestinationControlsBuilder {
     ) -> Result<(), DestinationConfigErrorKind> {
         check_entry(entry)?;
         if self.inner.len() >= super::MAX_ENTRIES {
-            return Err(DestinationConfigErrorKind::TooManyEntries { limit: super::MAX_ENTRIES });
+            return Err(DestinationConfigErrorKind::TooManyEntries {
+                limit: super::MAX_ENTRIES,
+            });
         }
         let (map, bare) = match key.strip_prefix('.') {
             Some(bare) => (&mut self.inner.parents, bare),
             None => (&mut self.inner.exact, key),
         };
         let name = normalise(bare).ok_or(DestinationConfigErrorKind::InvalidDomain)?;
-        let stored = if key.starts_with('.') { format!(".{name}") } else { name };
+        let stored = if key.starts_with('.') {
+            format!(".{name}")
+        } else {
+            name
+        };
         if map.contains_key(&stored) {
             return Err(DestinationConfigErrorKind::DuplicateDomain { domain: stored });
         }
@@ -206,7 +219,9 @@ impl DestinationControlsBuilder {
 
 fn check_entry(entry: DestinationEntry) -> Result<(), DestinationConfigErrorKind> {
     if entry.tls == TlsMode::No && !matches!(entry.dane, DaneSetting::Default | DaneSetting::None) {
-        return Err(DestinationConfigErrorKind::DaneWithoutTls { dane: entry.dane.name() });
+        return Err(DestinationConfigErrorKind::DaneWithoutTls {
+            dane: entry.dane.name(),
+        });
     }
     Ok(())
 }
@@ -223,7 +238,8 @@ pub(crate) fn normalise(domain: &str) -> Option<String> {
         && ascii.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     valid.then_some(ascii)
 }

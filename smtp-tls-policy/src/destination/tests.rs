@@ -36,17 +36,72 @@ fn lookup_table() {
     assert_eq!(c.global().client_certificate.as_deref(), Some("outbound"));
     assert!(c.global().alert_on_required_tls_failure);
     let cases = [
-        ("example.com", DeliveryTls::RequiredVerify, DaneMode::Opportunistic, "exact"),
-        ("EXAMPLE.com.", DeliveryTls::RequiredVerify, DaneMode::Opportunistic, "exact"),
-        ("mx.example.com", DeliveryTls::Required, DaneMode::None, ".example.com"),
-        ("a.b.example.com", DeliveryTls::Required, DaneMode::None, ".example.com"),
-        ("deep.example.com", DeliveryTls::Required, DaneMode::None, ".example.com"),
-        ("x.deep.example.com", DeliveryTls::No, DaneMode::None, ".deep.example.com"),
-        ("hosted.example", DeliveryTls::RequiredVerifyHostedDomains, DaneMode::Mandatory, "exact"),
-        ("inherit.example", DeliveryTls::Preferred, DaneMode::None, "exact"),
-        ("example.net", DeliveryTls::Preferred, DaneMode::Opportunistic, "default"),
-        ("not a domain", DeliveryTls::Preferred, DaneMode::Opportunistic, "default"),
-        ("", DeliveryTls::Preferred, DaneMode::Opportunistic, "default"),
+        (
+            "example.com",
+            DeliveryTls::RequiredVerify,
+            DaneMode::Opportunistic,
+            "exact",
+        ),
+        (
+            "EXAMPLE.com.",
+            DeliveryTls::RequiredVerify,
+            DaneMode::Opportunistic,
+            "exact",
+        ),
+        (
+            "mx.example.com",
+            DeliveryTls::Required,
+            DaneMode::None,
+            ".example.com",
+        ),
+        (
+            "a.b.example.com",
+            DeliveryTls::Required,
+            DaneMode::None,
+            ".example.com",
+        ),
+        (
+            "deep.example.com",
+            DeliveryTls::Required,
+            DaneMode::None,
+            ".example.com",
+        ),
+        (
+            "x.deep.example.com",
+            DeliveryTls::No,
+            DaneMode::None,
+            ".deep.example.com",
+        ),
+        (
+            "hosted.example",
+            DeliveryTls::RequiredVerifyHostedDomains,
+            DaneMode::Mandatory,
+            "exact",
+        ),
+        (
+            "inherit.example",
+            DeliveryTls::Preferred,
+            DaneMode::None,
+            "exact",
+        ),
+        (
+            "example.net",
+            DeliveryTls::Preferred,
+            DaneMode::Opportunistic,
+            "default",
+        ),
+        (
+            "not a domain",
+            DeliveryTls::Preferred,
+            DaneMode::Opportunistic,
+            "default",
+        ),
+        (
+            "",
+            DeliveryTls::Preferred,
+            DaneMode::Opportunistic,
+            "default",
+        ),
     ];
     for (domain, tls, dane, which) in cases {
         let p = c.lookup(domain);
@@ -73,7 +128,13 @@ fn idn_keys_are_normalised() {
 
 fn err_of(text: &str) -> (usize, usize, String, K) {
     match DestinationControls::from_toml("f.toml", text).unwrap_err() {
-        Error::DestinationConfig { file, line, column, text, kind } => {
+        Error::DestinationConfig {
+            file,
+            line,
+            column,
+            text,
+            kind,
+        } => {
             assert_eq!(file, "f.toml");
             (line, column, text, kind)
         }
@@ -88,17 +149,26 @@ fn config_errors_name_line_and_text() {
     assert!(matches!(kind, K::Toml { .. }));
 
     let (line, col, text, kind) = err_of("\n[destinations.\"bad domain\"]\ntls = \"no\"\n");
-    assert_eq!((line, col, text.as_str(), kind), (2, 15, "\"bad domain\"", K::InvalidDomain));
+    assert_eq!(
+        (line, col, text.as_str(), kind),
+        (2, 15, "\"bad domain\"", K::InvalidDomain)
+    );
 
     let (line, _, _, kind) =
         err_of("[destinations.\"a.example\"]\n[destinations.\"A.example\"]\ntls=\"no\"\n");
-    assert_eq!(kind, K::DuplicateDomain { domain: "a.example".into() });
+    assert_eq!(
+        kind,
+        K::DuplicateDomain {
+            domain: "a.example".into()
+        }
+    );
     assert!(line == 1 || line == 2);
 
     let (_, _, _, kind) = err_of("[default]\ntls = \"default\"\ndane = \"none\"\n");
     assert_eq!(kind, K::DefaultInDefaultEntry);
 
-    let (line, _, _, kind) = err_of("[destinations.\"a.example\"]\ntls = \"no\"\ndane = \"mandatory\"\n");
+    let (line, _, _, kind) =
+        err_of("[destinations.\"a.example\"]\ntls = \"no\"\ndane = \"mandatory\"\n");
     assert_eq!(kind, K::DaneWithoutTls { dane: "mandatory" });
     assert!(line >= 1);
 

@@ -29,23 +29,42 @@ pub struct GateReply {
 
 impl GateReply {
     /// `220 2.0.0 Ready to start TLS` (RFC 3207 §4).
-    pub const READY_TO_START_TLS: Self = Self { code: 220, text: "2.0.0 Ready to start TLS" };
+    pub const READY_TO_START_TLS: Self = Self {
+        code: 220,
+        text: "2.0.0 Ready to start TLS",
+    };
     /// `530 5.7.0 Must issue a STARTTLS command first` (RFC 3207 §4).
-    pub const MUST_ISSUE_STARTTLS: Self =
-        Self { code: 530, text: "5.7.0 Must issue a STARTTLS command first" };
+    pub const MUST_ISSUE_STARTTLS: Self = Self {
+        code: 530,
+        text: "5.7.0 Must issue a STARTTLS command first",
+    };
     /// `454 4.7.0 TLS not available due to temporary reason` (RFC 3207 §4).
-    pub const TLS_NOT_AVAILABLE: Self =
-        Self { code: 454, text: "4.7.0 TLS not available due to temporary reason" };
+    pub const TLS_NOT_AVAILABLE: Self = Self {
+        code: 454,
+        text: "4.7.0 TLS not available due to temporary reason",
+    };
     /// `502 5.5.1 Command not implemented`: STARTTLS on a listener with TLS `no`, where it is
     /// not advertised (RFC 5321 §4.2.4).
-    pub const NOT_IMPLEMENTED: Self = Self { code: 502, text: "5.5.1 Command not implemented" };
+    pub const NOT_IMPLEMENTED: Self = Self {
+        code: 502,
+        text: "5.5.1 Command not implemented",
+    };
     /// `503 5.5.1 TLS already active`: a second STARTTLS inside TLS (RFC 3207 §4.2).
-    pub const TLS_ALREADY_ACTIVE: Self = Self { code: 503, text: "5.5.1 TLS already active" };
+    pub const TLS_ALREADY_ACTIVE: Self = Self {
+        code: 503,
+        text: "5.5.1 TLS already active",
+    };
     /// `503 5.5.1 Send EHLO first`: STARTTLS before EHLO, or a mail transaction command before
     /// HELO/EHLO (after STARTTLS the client must greet again, RFC 3207 §4.2).
-    pub const SEND_EHLO_FIRST: Self = Self { code: 503, text: "5.5.1 Send EHLO first" };
+    pub const SEND_EHLO_FIRST: Self = Self {
+        code: 503,
+        text: "5.5.1 Send EHLO first",
+    };
     /// `501 5.5.4 Syntax error`: STARTTLS takes no parameters (RFC 3207 §4).
-    pub const SYNTAX_ERROR: Self = Self { code: 501, text: "5.5.4 Syntax error" };
+    pub const SYNTAX_ERROR: Self = Self {
+        code: 501,
+        text: "5.5.4 Syntax error",
+    };
 
     /// The reply as sent on the wire.
     pub fn to_wire(self) -> String {
@@ -176,23 +195,30 @@ impl Gate {
                     advertise_starttls: self.starttls_available() && !self.tls_active(),
                 }
             }
-            C::Noop | C::Quit => GateVerdict::Proceed { advertise_starttls: false },
+            C::Noop | C::Quit => GateVerdict::Proceed {
+                advertise_starttls: false,
+            },
             C::StartTls => self.on_starttls(),
             _ if tls_missing => {
                 // RFC 3207 §4: "530 Must issue a STARTTLS command first" to every command other
                 // than NOOP, EHLO, STARTTLS or QUIT — HELO included.
                 self.must_issue_count += 1;
-                self.events.push(ListenerEvent::MustIssueStartTlsSent { command });
+                self.events
+                    .push(ListenerEvent::MustIssueStartTlsSent { command });
                 GateVerdict::Refuse(GateReply::MUST_ISSUE_STARTTLS)
             }
             C::Helo => {
                 self.greeted = true;
-                GateVerdict::Proceed { advertise_starttls: false }
+                GateVerdict::Proceed {
+                    advertise_starttls: false,
+                }
             }
             C::Mail | C::Rcpt | C::Data | C::Bdat | C::Auth if !self.greeted => {
                 GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST)
             }
-            _ => GateVerdict::Proceed { advertise_starttls: false },
+            _ => GateVerdict::Proceed {
+                advertise_starttls: false,
+            },
         }
     }
 
@@ -223,7 +249,8 @@ impl Gate {
     /// The driver discarded `bytes` pipelined after `STARTTLS` (before the handshake).
     pub fn discarded_pipelined(&mut self, bytes: usize) {
         if bytes > 0 {
-            self.events.push(ListenerEvent::PipelinedPlaintextDiscarded { bytes });
+            self.events
+                .push(ListenerEvent::PipelinedPlaintextDiscarded { bytes });
         }
     }
 
@@ -241,7 +268,9 @@ impl Gate {
     /// The handshake failed: the connection cannot continue and is closed.
     pub fn handshake_failed(&mut self, detail: impl Into<String>) {
         let detail = detail.into();
-        self.events.push(ListenerEvent::HandshakeFailed { detail: detail.clone() });
+        self.events.push(ListenerEvent::HandshakeFailed {
+            detail: detail.clone(),
+        });
         self.closed(CloseReason::HandshakeFailed { detail });
     }
 

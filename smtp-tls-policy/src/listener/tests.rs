@@ -38,7 +38,9 @@ fn ehlo_advertises_starttls_per_setting() {
         let mut g = Gate::new(tls, cert);
         assert_eq!(
             g.on_command(C::Ehlo),
-            GateVerdict::Proceed { advertise_starttls: advertise },
+            GateVerdict::Proceed {
+                advertise_starttls: advertise
+            },
             "{tls:?} cert={cert}"
         );
     }
@@ -47,18 +49,37 @@ fn ehlo_advertises_starttls_per_setting() {
 #[test]
 fn starttls_verdicts() {
     let cases = [
-        (ListenerTls::No, true, GateVerdict::Refuse(GateReply::NOT_IMPLEMENTED)),
-        (ListenerTls::Preferred, false, GateVerdict::Refuse(GateReply::TLS_NOT_AVAILABLE)),
-        (ListenerTls::Required, false, GateVerdict::Refuse(GateReply::TLS_NOT_AVAILABLE)),
+        (
+            ListenerTls::No,
+            true,
+            GateVerdict::Refuse(GateReply::NOT_IMPLEMENTED),
+        ),
+        (
+            ListenerTls::Preferred,
+            false,
+            GateVerdict::Refuse(GateReply::TLS_NOT_AVAILABLE),
+        ),
+        (
+            ListenerTls::Required,
+            false,
+            GateVerdict::Refuse(GateReply::TLS_NOT_AVAILABLE),
+        ),
         (ListenerTls::Preferred, true, GateVerdict::StartTls),
         (ListenerTls::Required, true, GateVerdict::StartTls),
     ];
     for (tls, cert, want) in cases {
-        assert_eq!(greeted(tls, cert).on_command(C::StartTls), want, "{tls:?} cert={cert}");
+        assert_eq!(
+            greeted(tls, cert).on_command(C::StartTls),
+            want,
+            "{tls:?} cert={cert}"
+        );
     }
     // Before EHLO, STARTTLS is refused.
     let mut g = Gate::new(ListenerTls::Required, true);
-    assert_eq!(g.on_command(C::StartTls), GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST));
+    assert_eq!(
+        g.on_command(C::StartTls),
+        GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST)
+    );
 }
 
 #[test]
@@ -72,9 +93,14 @@ fn required_refuses_everything_but_noop_ehlo_quit_starttls() {
             }
             C::StartTls => assert_eq!(v, GateVerdict::StartTls),
             _ => {
-                assert_eq!(v, GateVerdict::Refuse(GateReply::MUST_ISSUE_STARTTLS), "{cmd:?}");
+                assert_eq!(
+                    v,
+                    GateVerdict::Refuse(GateReply::MUST_ISSUE_STARTTLS),
+                    "{cmd:?}"
+                );
                 assert!(
-                    g.take_events().contains(&ListenerEvent::MustIssueStartTlsSent { command: cmd })
+                    g.take_events()
+                        .contains(&ListenerEvent::MustIssueStartTlsSent { command: cmd })
                 );
             }
         }
@@ -86,7 +112,10 @@ fn preferred_and_no_let_commands_through_in_plaintext() {
     for tls in [ListenerTls::No, ListenerTls::Preferred] {
         for cmd in ALL.into_iter().filter(|c| *c != C::StartTls) {
             let v = greeted(tls, true).on_command(cmd);
-            assert!(matches!(v, GateVerdict::Proceed { .. }), "{tls:?} {cmd:?}: {v:?}");
+            assert!(
+                matches!(v, GateVerdict::Proceed { .. }),
+                "{tls:?} {cmd:?}: {v:?}"
+            );
         }
     }
 }
@@ -102,11 +131,28 @@ fn state_resets_after_handshake() {
     g.handshake_succeeded();
     assert!(g.tls_active());
     for cmd in [C::Mail, C::Rcpt, C::Data, C::Bdat, C::Auth] {
-        assert_eq!(g.on_command(cmd), GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST), "{cmd:?}");
+        assert_eq!(
+            g.on_command(cmd),
+            GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST),
+            "{cmd:?}"
+        );
     }
-    assert_eq!(g.on_command(C::Ehlo), GateVerdict::Proceed { advertise_starttls: false });
-    assert_eq!(g.on_command(C::StartTls), GateVerdict::Refuse(GateReply::TLS_ALREADY_ACTIVE));
-    assert_eq!(g.on_command(C::Mail), GateVerdict::Proceed { advertise_starttls: false });
+    assert_eq!(
+        g.on_command(C::Ehlo),
+        GateVerdict::Proceed {
+            advertise_starttls: false
+        }
+    );
+    assert_eq!(
+        g.on_command(C::StartTls),
+        GateVerdict::Refuse(GateReply::TLS_ALREADY_ACTIVE)
+    );
+    assert_eq!(
+        g.on_command(C::Mail),
+        GateVerdict::Proceed {
+            advertise_starttls: false
+        }
+    );
     let events = g.take_events();
     assert!(events.contains(&ListenerEvent::PipelinedPlaintextDiscarded { bytes: 24 }));
     assert!(events.contains(&ListenerEvent::TlsEstablished));
@@ -138,16 +184,25 @@ fn logging_conditions() {
     let _ = g.on_command(C::Ehlo);
     g.recipient_accepted();
     g.closed(CloseReason::Quit);
-    assert!(!g.take_events().iter().any(|e| matches!(e, ListenerEvent::ClosedWithoutRecipients { .. })));
+    assert!(
+        !g.take_events()
+            .iter()
+            .any(|e| matches!(e, ListenerEvent::ClosedWithoutRecipients { .. }))
+    );
     // Handshake failure closes with its reason.
     let mut g = greeted(ListenerTls::Required, true);
     let _ = g.on_command(C::StartTls);
     g.handshake_failed("bad record");
-    assert!(g.take_events().contains(&ListenerEvent::ClosedWithoutRecipients {
-        reason: CloseReason::HandshakeFailed { detail: "bad record".into() },
-        tls_established: false,
-        must_issue_starttls_count: 0,
-    }));
+    assert!(
+        g.take_events()
+            .contains(&ListenerEvent::ClosedWithoutRecipients {
+                reason: CloseReason::HandshakeFailed {
+                    detail: "bad record".into()
+                },
+                tls_established: false,
+                must_issue_starttls_count: 0,
+            })
+    );
     // Preferred: no logging of these conditions.
     let mut g = greeted(ListenerTls::Preferred, true);
     g.closed(CloseReason::PeerClosed);

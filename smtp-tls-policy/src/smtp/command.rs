@@ -62,7 +62,10 @@ impl CommandKind {
     /// Classifies a command line by its verb alone, for lines smtp-proto rejects (a syntax error
     /// in `MAIL FROM:` must still get `530` from a TLS-required listener, not `501`).
     fn of_verb(line: &[u8]) -> Self {
-        let verb = line.split(|b| b.is_ascii_whitespace()).next().unwrap_or_default();
+        let verb = line
+            .split(|b| b.is_ascii_whitespace())
+            .next()
+            .unwrap_or_default();
         let verb = verb.split(|&b| b == b':').next().unwrap_or_default();
         match verb.to_ascii_uppercase().as_slice() {
             b"EHLO" => Self::Ehlo,
@@ -105,26 +108,32 @@ pub struct ParsedCommand {
 /// [`Error::MalformedCommand`].
 pub fn parse_command(line: &[u8]) -> Result<ParsedCommand, Error> {
     if line.len() > MAX_LINE_LEN {
-        return Err(Error::LineTooLong { limit: MAX_LINE_LEN });
+        return Err(Error::LineTooLong {
+            limit: MAX_LINE_LEN,
+        });
     }
     if line.last() != Some(&b'\n') || line[..line.len() - 1].contains(&b'\n') {
-        return Err(Error::MalformedCommand { reason: "not exactly one LF-terminated line" });
+        return Err(Error::MalformedCommand {
+            reason: "not exactly one LF-terminated line",
+        });
     }
     let request = match Request::parse(&mut line.iter()) {
         Ok(r) => Ok(r.into_owned()),
-        Err(smtp_proto::Error::UnknownCommand) => {
-            Err(Error::MalformedCommand { reason: "unknown command" })
-        }
-        Err(smtp_proto::Error::InvalidSenderAddress) => {
-            Err(Error::MalformedCommand { reason: "invalid sender address" })
-        }
-        Err(smtp_proto::Error::InvalidRecipientAddress) => {
-            Err(Error::MalformedCommand { reason: "invalid recipient address" })
-        }
+        Err(smtp_proto::Error::UnknownCommand) => Err(Error::MalformedCommand {
+            reason: "unknown command",
+        }),
+        Err(smtp_proto::Error::InvalidSenderAddress) => Err(Error::MalformedCommand {
+            reason: "invalid sender address",
+        }),
+        Err(smtp_proto::Error::InvalidRecipientAddress) => Err(Error::MalformedCommand {
+            reason: "invalid recipient address",
+        }),
         Err(smtp_proto::Error::SyntaxError { syntax }) => {
             Err(Error::MalformedCommand { reason: syntax })
         }
-        Err(_) => Err(Error::MalformedCommand { reason: "invalid parameter" }),
+        Err(_) => Err(Error::MalformedCommand {
+            reason: "invalid parameter",
+        }),
     };
     let kind = match &request {
         Ok(r) => CommandKind::of(r),

@@ -8,4 +8,6 @@ mod command;
 mod reply;
 
 pub use command::{CommandKind, ParsedCommand, parse_command};
-pub use reply::{EhloCapabilities, MAX_LINE_LEN, MAX_REPLY_LINES, Reply, ReplyAccumulator, parse_reply};
+pub use reply::{
+    EhloCapabilities, MAX_LINE_LEN, MAX_REPLY_LINES, Reply, ReplyAccumulator, parse_reply,
+};

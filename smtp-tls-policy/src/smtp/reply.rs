@@ -43,7 +43,10 @@ impl Reply {
 
     /// The first line's text, truncated to 200 characters (for logs and errors).
     pub fn first_line(&self) -> String {
-        self.lines.first().map(|l| l.chars().take(200).collect()).unwrap_or_default()
+        self.lines
+            .first()
+            .map(|l| l.chars().take(200).collect())
+            .unwrap_or_default()
     }
 
     /// The reply as received (CRLF line ends).
@@ -72,33 +75,52 @@ impl ReplyAccumulator {
     /// (no code, bad separator, or a code differing from the first line's, RFC 5321 §4.2.1).
     pub fn push_line(&mut self, line: &[u8]) -> Result<Option<Reply>, Error> {
         if line.len() > MAX_LINE_LEN {
-            return Err(Error::LineTooLong { limit: MAX_LINE_LEN });
+            return Err(Error::LineTooLong {
+                limit: MAX_LINE_LEN,
+            });
         }
         if self.lines.len() >= MAX_REPLY_LINES {
-            return Err(Error::TooManyReplyLines { limit: MAX_REPLY_LINES });
+            return Err(Error::TooManyReplyLines {
+                limit: MAX_REPLY_LINES,
+            });
         }
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let (code, last, text) = match line {
             [a, b, c, rest @ ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
-                let code = u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
+                let code =
+                    u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
                 match rest {
                     [] => (code, true, &[][..]),
                     [b' ', text @ ..] => (code, true, text),
                     [b'-', text @ ..] => (code, false, text),
-                    _ => return Err(Error::MalformedReply { reason: "bad separator after code" }),
+                    _ => {
+                        return Err(Error::MalformedReply {
+                            reason: "bad separator after code",
+                        });
+                    }
                 }
             }
-            _ => return Err(Error::MalformedReply { reason: "line does not start with a code" }),
+            _ => {
+                return Err(Error::MalformedReply {
+                    reason: "line does not start with a code",
+                });
+            }
         };
         if !(200..600).contains(&code) {
-            return Err(Error::MalformedReply { reason: "reply code out of range" });
+            return Err(Error::MalformedReply {
+                reason: "reply code out of range",
+            });
         }
         if *self.code.get_or_insert(code) != code {
-            return Err(Error::MalformedReply { reason: "reply lines carry different codes" });
+            return Err(Error::MalformedReply {
+                reason: "reply lines carry different codes",
+            });
         }
         if text.iter().any(|&b| b == b'\r' || b == 0) {
-            return Err(Error::MalformedReply { reason: "control character in reply text" });
+            return Err(Error::MalformedReply {
+                reason: "control character in reply text",
+            });
         }
         self.lines.push(String::from_utf8_lossy(text).into_owned());
         self.raw.extend_from_slice(line);
@@ -112,9 +134,16 @@ impl ReplyAccumulator {
         // Content parse by smtp-proto (enhanced status code extraction).
         let parsed = ResponseReceiver::default()
             .parse(&mut raw.iter())
-            .map_err(|_| Error::MalformedReply { reason: "rejected by the SMTP reply parser" })?;
+            .map_err(|_| Error::MalformedReply {
+                reason: "rejected by the SMTP reply parser",
+            })?;
         let enhanced = (parsed.esc != [0, 0, 0]).then_some(parsed.esc);
-        Ok(Some(Reply { code, enhanced, lines, raw }))
+        Ok(Some(Reply {
+            code,
+            enhanced,
+            lines,
+            raw,
+        }))
     }
 
     /// True when no line of an unfinished reply is buffered.
@@ -133,7 +162,9 @@ pub fn parse_reply(bytes: &[u8]) -> Result<(Reply, usize), Error> {
         let window = &bytes[pos..bytes.len().min(pos + MAX_LINE_LEN + 1)];
         let Some(nl) = window.iter().position(|&b| b == b'\n') else {
             if window.len() > MAX_LINE_LEN {
-                return Err(Error::LineTooLong { limit: MAX_LINE_LEN });
+                return Err(Error::LineTooLong {
+                    limit: MAX_LINE_LEN,
+                });
             }
             break;
         };
@@ -143,7 +174,9 @@ pub fn parse_reply(bytes: &[u8]) -> Result<(Reply, usize), Error> {
             return Ok((reply, pos));
         }
     }
-    Err(Error::MalformedReply { reason: "incomplete reply" })
+    Err(Error::MalformedReply {
+        reason: "incomplete reply",
+    })
 }
 
 /// What a server's positive EHLO reply (RFC 5321 §4.1.1.1) says about it.
@@ -178,8 +211,10 @@ impl EhloCapabilities {
                 text: reply.first_line(),
             });
         }
-        let parsed = EhloResponse::parse(&mut reply.raw.iter())
-            .map_err(|_| Error::MalformedReply { reason: "rejected by the EHLO reply parser" })?;
+        let parsed =
+            EhloResponse::parse(&mut reply.raw.iter()).map_err(|_| Error::MalformedReply {
+                reason: "rejected by the EHLO reply parser",
+            })?;
         let keywords = reply
             .lines
             .iter()
@@ -212,11 +247,36 @@ mod tests {
             (b"250-a\r\n250 b\r\n", Ok(250)),
             (b"454 4.7.0 TLS not available\r\n", Ok(454)),
             (b"250\r\n", Ok(250)),
-            (b"250-a\r\n251 b\r\n", Err(Error::MalformedReply { reason: "reply lines carry different codes" })),
-            (b"25 x\r\n", Err(Error::MalformedReply { reason: "line does not start with a code" })),
-            (b"250x\r\n", Err(Error::MalformedReply { reason: "bad separator after code" })),
-            (b"099 x\r\n", Err(Error::MalformedReply { reason: "reply code out of range" })),
-            (b"250-a\r\n", Err(Error::MalformedReply { reason: "incomplete reply" })),
+            (
+                b"250-a\r\n251 b\r\n",
+                Err(Error::MalformedReply {
+                    reason: "reply lines carry different codes",
+                }),
+            ),
+            (
+                b"25 x\r\n",
+                Err(Error::MalformedReply {
+                    reason: "line does not start with a code",
+                }),
+            ),
+            (
+                b"250x\r\n",
+                Err(Error::MalformedReply {
+                    reason: "bad separator after code",
+                }),
+            ),
+            (
+                b"099 x\r\n",
+                Err(Error::MalformedReply {
+                    reason: "reply code out of range",
+                }),
+            ),
+            (
+                b"250-a\r\n",
+                Err(Error::MalformedReply {
+                    reason: "incomplete reply",
+                }),
+            ),
         ];
         for (input, want) in cases {
             let got = parse_reply(input).map(|(r, _)| r.code);
@@ -229,17 +289,25 @@ mod tests {
     #[test]
     fn limits() {
         let long = format!("250 {}\r\n", "x".repeat(MAX_LINE_LEN));
-        assert_eq!(parse_reply(long.as_bytes()).unwrap_err(), Error::LineTooLong { limit: MAX_LINE_LEN });
+        assert_eq!(
+            parse_reply(long.as_bytes()).unwrap_err(),
+            Error::LineTooLong {
+                limit: MAX_LINE_LEN
+            }
+        );
         let many = "250-x\r\n".repeat(MAX_REPLY_LINES) + "250 y\r\n";
         assert_eq!(
             parse_reply(many.as_bytes()).unwrap_err(),
-            Error::TooManyReplyLines { limit: MAX_REPLY_LINES }
+            Error::TooManyReplyLines {
+                limit: MAX_REPLY_LINES
+            }
         );
     }
 
     #[test]
     fn ehlo() {
-        let (r, n) = parse_reply(b"250-mx.example Hi\r\n250-SIZE 1000\r\n250 8BITMIME\r\nextra").unwrap();
+        let (r, n) =
+            parse_reply(b"250-mx.example Hi\r\n250-SIZE 1000\r\n250 8BITMIME\r\nextra").unwrap();
         assert_eq!(n, 48);
         let caps = EhloCapabilities::from_reply(&r).unwrap();
         assert_eq!(caps.hostname, "mx.example");
