@@ -217,6 +217,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
                         Request::Noop { .. } => self.reply(250, "2.0.0 OK").await?,
                         Request::Quit => {
                             self.reply(221, "2.0.0 Bye").await?;
+                            // Close TLS cleanly (close_notify) or the TCP write side.
+                            if let Some(stream) = self.stream.as_mut() {
+                                let _ = stream.shutdown().await;
+                            }
                             self.gate.closed(CloseReason::Quit);
                             self.flush_events();
                             return Ok(SessionCommand::Quit);

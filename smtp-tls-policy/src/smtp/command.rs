@@ -59,6 +59,26 @@ impl CommandKind {
         }
     }
 
+    /// The verb as written on the wire (`OTHER` / `UNKNOWN` for the catch-alls).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ehlo => "EHLO",
+            Self::Helo => "HELO",
+            Self::Lhlo => "LHLO",
+            Self::StartTls => "STARTTLS",
+            Self::Noop => "NOOP",
+            Self::Quit => "QUIT",
+            Self::Rset => "RSET",
+            Self::Mail => "MAIL",
+            Self::Rcpt => "RCPT",
+            Self::Data => "DATA",
+            Self::Bdat => "BDAT",
+            Self::Auth => "AUTH",
+            Self::Other => "OTHER",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+
     /// Classifies a command line by its verb alone, for lines smtp-proto rejects (a syntax error
     /// in `MAIL FROM:` must still get `530` from a TLS-required listener, not `501`).
     fn of_verb(line: &[u8]) -> Self {
