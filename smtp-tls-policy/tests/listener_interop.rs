@@ -37,10 +37,7 @@ async fn handle(
     };
     let (mut mail, mut rcpts) = (false, 0);
     loop {
-        let cmd = match s.next_command().await {
-            Ok(SessionCommand::Command(c)) => c,
-            _ => break,
-        };
+        let Ok(SessionCommand::Command(cmd)) = s.next_command().await else { break };
         let tls_on = s.gate().tls_active();
         rec.lock()
             .unwrap()

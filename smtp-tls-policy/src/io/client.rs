@@ -339,15 +339,10 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         pkix: pkix.clone(),
         dane: dane.clone(),
     });
-    let decision = match attempt.on_handshake(HandshakeOutcome::Established(PeerVerification::new(
-        pkix, dane,
-    ))) {
-        Step::Done(d) => d,
-        _ => {
-            return Err(Error::StateViolation {
-                what: "machine not done after handshake",
-            });
-        }
+    let verification = PeerVerification::new(pkix, dane);
+    let Step::Done(decision) = attempt.on_handshake(HandshakeOutcome::Established(verification))
+    else {
+        return Err(Error::StateViolation { what: "machine not done after handshake" });
     };
     let mut io = Io {
         stream: SmtpStream::ClientTls(Box::new(tls)),

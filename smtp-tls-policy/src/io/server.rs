@@ -182,9 +182,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
                 }
             };
             let cmd = parse_command(&line)?;
-            let verdict = if cmd.kind == CommandKind::StartTls && cmd.request.is_err() {
-                self.gate.on_starttls_with_parameters()
-            } else if cmd.kind == CommandKind::StartTls && !is_bare_starttls(&line) {
+            let verdict = if cmd.kind == CommandKind::StartTls
+                && (cmd.request.is_err() || !is_bare_starttls(&line))
+            {
                 self.gate.on_starttls_with_parameters()
             } else {
                 self.gate.on_command(cmd.kind)
