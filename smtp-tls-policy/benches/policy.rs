@@ -10,8 +10,12 @@ use smtp_tls_policy::destination::*;
 use smtp_tls_policy::listener::{Gate, ListenerTls};
 use smtp_tls_policy::smtp::{EhloCapabilities, parse_command, parse_reply};
 
-const COMMANDS: [&[u8]; 4] =
-    [b"EHLO client.example\r\n", b"MAIL FROM:<a@example.org>\r\n", b"NOOP\r\n", b"STARTTLS\r\n"];
+const COMMANDS: [&[u8]; 4] = [
+    b"EHLO client.example\r\n",
+    b"MAIL FROM:<a@example.org>\r\n",
+    b"NOOP\r\n",
+    b"STARTTLS\r\n",
+];
 
 fn gate(c: &mut Criterion) {
     let mut g = c.benchmark_group("listener_gate_per_command");
@@ -57,25 +61,30 @@ fn attempt(c: &mut Criterion) {
             let _ = a.preflight();
             let _ = a.on_ehlo(EhloOutcome::Esmtp { starttls: true });
             let _ = a.on_starttls_reply(220);
-            black_box(a.on_handshake(HandshakeOutcome::Established(PeerVerification::new(
-                PkixOutcome::Verified,
-                None,
-            ))))
+            black_box(
+                a.on_handshake(HandshakeOutcome::Established(PeerVerification::new(
+                    PkixOutcome::Verified,
+                    None,
+                ))),
+            )
         })
     });
-    g.bench_function("full attempt (STARTTLS not advertised → defer + alert)", |b| {
-        b.iter(|| {
-            let mut a = DeliveryAttempt::new(
-                "example.com",
-                black_box(DeliveryTls::Required),
-                DaneMode::None,
-                TlsaStatus::NotApplicable,
-                DeliveryOptions::new(true),
-            );
-            let _ = a.preflight();
-            black_box(a.on_ehlo(EhloOutcome::Esmtp { starttls: false }))
-        })
-    });
+    g.bench_function(
+        "full attempt (STARTTLS not advertised → defer + alert)",
+        |b| {
+            b.iter(|| {
+                let mut a = DeliveryAttempt::new(
+                    "example.com",
+                    black_box(DeliveryTls::Required),
+                    DaneMode::None,
+                    TlsaStatus::NotApplicable,
+                    DeliveryOptions::new(true),
+                );
+                let _ = a.preflight();
+                black_box(a.on_ehlo(EhloOutcome::Esmtp { starttls: false }))
+            })
+        },
+    );
     g.finish();
 }
 
@@ -83,8 +92,17 @@ fn lookup(c: &mut Criterion) {
     let mut b = DestinationControls::builder();
     let mut keys = Vec::new();
     for i in 0..10_000 {
-        let k = if i % 2 == 0 { format!("d{i}.example") } else { format!(".p{i}.example") };
-        b = b.entry(&k, DestinationEntry::new(TlsMode::Required, DaneSetting::Default)).unwrap();
+        let k = if i % 2 == 0 {
+            format!("d{i}.example")
+        } else {
+            format!(".p{i}.example")
+        };
+        b = b
+            .entry(
+                &k,
+                DestinationEntry::new(TlsMode::Required, DaneSetting::Default),
+            )
+            .unwrap();
         keys.push(k);
     }
     let table = b.build();
@@ -111,7 +129,11 @@ fn ehlo(c: &mut Criterion) {
 250-ETRN\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 CHUNKING\r\n";
     let mut g = c.benchmark_group("ehlo_reply");
     g.bench_function("baseline: smtp-proto EhloResponse::parse", |b| {
-        b.iter(|| black_box(smtp_proto::EhloResponse::parse(&mut black_box(reply).iter())))
+        b.iter(|| {
+            black_box(smtp_proto::EhloResponse::parse(
+                &mut black_box(reply).iter(),
+            ))
+        })
     });
     g.bench_function("bounded framing + capabilities", |b| {
         b.iter(|| {

@@ -37,7 +37,9 @@ async fn handle(
     };
     let (mut mail, mut rcpts) = (false, 0);
     loop {
-        let Ok(SessionCommand::Command(cmd)) = s.next_command().await else { break };
+        let Ok(SessionCommand::Command(cmd)) = s.next_command().await else {
+            break;
+        };
         let tls_on = s.gate().tls_active();
         rec.lock()
             .unwrap()

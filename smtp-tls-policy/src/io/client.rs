@@ -342,7 +342,9 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     let verification = PeerVerification::new(pkix, dane);
     let Step::Done(decision) = attempt.on_handshake(HandshakeOutcome::Established(verification))
     else {
-        return Err(Error::StateViolation { what: "machine not done after handshake" });
+        return Err(Error::StateViolation {
+            what: "machine not done after handshake",
+        });
     };
     let mut io = Io {
         stream: SmtpStream::ClientTls(Box::new(tls)),
