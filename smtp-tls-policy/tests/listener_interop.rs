@@ -248,6 +248,8 @@ async fn openssl_s_client_verifies_the_listener() {
             "-verify_return_error",
             "-brief",
             "-crlf",
+            // Keep reading after stdin ends, until the server closes after QUIT.
+            "-ign_eof",
         ],
         "EHLO client.test\nQUIT\n",
     )

@@ -121,7 +121,8 @@ async fn starttls_offered() {
     assert!(!out.connection.unwrap().stream.is_tls());
 
     // Postfix logged the TLS session and the message.
-    let log = lab.maillog();
+    // Delivery to discard: is asynchronous (qmgr); wait for it, bounded.
+    let log = lab.wait_for_log("status=sent");
     assert!(
         log.contains("Anonymous TLS connection established from localhost"),
         "{log}"

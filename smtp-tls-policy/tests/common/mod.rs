@@ -164,6 +164,18 @@ impl PostfixLab {
     pub fn maillog(&self) -> String {
         std::fs::read_to_string(&self.maillog).unwrap_or_default()
     }
+
+    /// Polls the mail log (bounded: 15 s) until it contains `needle`; returns the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let log = self.maillog();
+            if log.contains(needle) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for PostfixLab {
