@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{MX, Pki};
+use common::{MX, Pki, PostfixLab};
 use rustls::pki_types::ServerName;
 use smtp_proto::Request;
 use smtp_tls_policy::io::{ServerSession, ServerSessionConfig, SessionCommand, Timeouts};
@@ -395,4 +395,58 @@ async fn pipelined_mail_after_starttls_is_not_executed() {
         "{:?}",
         r.events
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_smtp_client_delivers_to_a_required_listener_with_verify() {
+    let pki = Pki::new();
+    let (port, rec) = listener(ListenerTls::Required, &pki).await;
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    // Postfix as the *client*: it relays what it receives to our listener with
+    // smtp_tls_security_level = verify against the test CA.
+    let lab = PostfixLab::start_with(
+        "none",
+        None,
+        &[
+            ("MODE", "client".into()),
+            ("RELAY_HOST", "127.0.0.1".into()),
+            ("RELAY_PORT", port.to_string()),
+            ("CLIENT_TLS", "verify".into()),
+            ("CLIENT_CA", ca.to_str().unwrap().into()),
+            ("CLIENT_TLS_NAME", MX.into()),
+        ],
+    );
+    let server = format!("127.0.0.1:{}", lab.port);
+    let (ok, out) = run(
+        "swaks",
+        &[
+            "--server",
+            &server,
+            "--to",
+            "b@test.example",
+            "--from",
+            "a@client.test",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{out}");
+    settle(&rec, |r| r.executed.iter().any(|(c, _)| c == "DATA")).await;
+    let executed = rec.lock().unwrap().executed.clone();
+    assert_eq!(
+        executed,
+        [
+            ("MAIL".to_string(), true),
+            ("RCPT".to_string(), true),
+            ("DATA".to_string(), true)
+        ]
+    );
+    let log = lab.wait_for_log("status=sent");
+    assert!(
+        log.contains("Verified TLS connection established to 127.0.0.1"),
+        "{log}"
+    );
+    assert!(log.contains("status=sent"), "{log}");
 }

@@ -127,6 +127,11 @@ pub struct PostfixLab {
 impl PostfixLab {
     /// `tls`: none | may | encrypt; `cert`: served when tls != none.
     pub fn start(tls: &str, cert: Option<&ServerCert>) -> Self {
+        Self::start_with(tls, cert, &[])
+    }
+
+    /// As [`Self::start`] with extra environment for the script (client mode etc.).
+    pub fn start_with(tls: &str, cert: Option<&ServerCert>, env: &[(&str, String)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("pflab")
             .tempdir_in("/tmp")
@@ -137,6 +142,9 @@ impl PostfixLab {
         if let Some(cert) = cert {
             let (c, k) = cert.write(dir.path());
             cmd.env("TLS_CERT", c).env("TLS_KEY", k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let out = cmd.output().expect("run scripts/postfix-lab.sh");
         assert!(
