@@ -1,0 +1,47 @@
+//! The delivery TLS state machine (seed "Enabling TLS and Certificate Verification on Delivery",
+//! Table 2, its "Logging" section and "Sending Alerts When a Required TLS Connection Fails").
+//!
+//! One [`DeliveryAttempt`] per connection attempt, sans-IO: the driver feeds it the facts of the
+//! SMTP dialogue (EHLO reply, STARTTLS reply, handshake and verification outcome) and it answers
+//! with the next [`Step`], ending in a [`Decision`]: an [`Action`] plus the [`Reason`] and the
+//! [`DeliveryEvent`]s to log (and alert on).
+//!
+//! # "Preferred", both readings
+//! The seed's Table 2 and Cisco's later tech note word "Preferred" differently. Both are honoured:
+//! - STARTTLS not offered, or refused *before* `220` → [`Action::ContinuePlaintext`] on the same
+//!   connection (nothing was negotiated, the SMTP session is intact);
+//! - the handshake fails *after* `220` → that connection is dead (the TLS layer is in an unknown
+//!   state), so [`Action::RetryPlaintext`]: reconnect and deliver in the clear without trying
+//!   STARTTLS, as Postfix's `smtp_tls_security_level = may` does. The retry is built with
+//!   [`DeliveryAttempt::plaintext_retry`] from the token carried by the action.
+//!
+//! # `required*` never sends plaintext
+//! [`Action::ContinuePlaintext`] and [`Action::RetryPlaintext`] carry a [`PlaintextPermit`] /
+//! [`PlaintextRetry`] token whose only constructor is [`Requirement::plaintext_permit`], which
+//! returns `None` for every requirement that mandates TLS. There is no other way to build these
+//! actions, so a required destination cannot reach plaintext (and a proptest checks it).
+//!
+//! # Defer, not bounce
+//! Every "TLS required but could not be used" outcome defers by default ([`Action::Defer`]): the
+//! message stays queued, is retried, and bounces only when the queue lifetime expires — what Cisco
+//! does ("the message is delivered at a later time or bounced") and what RFC 7672 §2.2 asks for
+//! DANE. Reason: an active attacker can strip `STARTTLS` from the EHLO reply or inject a `5xx`
+//! reply to it; bouncing would turn a downgrade attempt into lost mail. Operators who want the
+//! peer's permanent refusals (no ESMTP, STARTTLS not advertised, `5xx` to STARTTLS) to bounce at
+//! once set [`RequiredTlsFailure::BouncePermanent`].
+
+mod machine;
+mod outcome;
+mod requirement;
+#[cfg(test)]
+mod tests;
+
+pub use machine::{DeliveryAttempt, DeliveryOptions, EhloOutcome, HandshakeOutcome, Step};
+pub use outcome::{
+    Action, Decision, DeliveryEvent, PlaintextPermit, PlaintextRetry, Reason, RequiredTlsAlert,
+    VerificationStatus,
+};
+pub use requirement::{
+    DaneOutcome, IdentityRules, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement,
+    TlsaStatus,
+};

@@ -1,0 +1,245 @@
+//! The destination-control table and its lookup.
+
+use std::collections::HashMap;
+
+use super::config::GlobalSettings;
+use super::mode::{DaneMode, DaneSetting, DeliveryTls, TlsMode};
+use crate::error::{DestinationConfigErrorKind, Error};
+
+/// One destination-control entry as configured (`default` values not yet resolved).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DestinationEntry {
+    /// The TLS setting.
+    pub tls: TlsMode,
+    /// The DANE setting.
+    pub dane: DaneSetting,
+}
+
+impl DestinationEntry {
+    /// An entry with the given settings.
+    pub fn new(tls: TlsMode, dane: DaneSetting) -> Self {
+        Self { tls, dane }
+    }
+}
+
+/// Which entry a lookup used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DestinationMatch {
+    /// An exact-domain entry.
+    Exact(String),
+    /// A `.parent` entry (the stored key, with its leading dot).
+    Parent(String),
+    /// The default entry.
+    Default,
+}
+
+/// The effective policy for one recipient domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub struct DestinationPolicy {
+    /// The recipient domain looked up (normalised).
+    pub domain: String,
+    /// The entry used.
+    pub matched: DestinationMatch,
+    /// The effective TLS setting.
+    pub tls: DeliveryTls,
+    /// The effective DANE setting (`None` whenever `tls` is `No`: DANE needs TLS).
+    pub dane: DaneMode,
+}
+
+/// The destination-control table: immutable once built, cheap to share behind an `Arc`.
+///
+/// ```
+/// use smtp_tls_policy::destination::*;
+/// let controls = DestinationControls::builder()
+///     .default_entry(DestinationEntry::new(TlsMode::Preferred, DaneSetting::None))
+///     .unwrap()
+///     .entry("example.com", DestinationEntry::new(TlsMode::RequiredVerify, DaneSetting::Default))
+///     .unwrap()
+///     .entry(".example.com", DestinationEntry::new(TlsMode::Required, DaneSetting::Default))
+///     .unwrap()
+///     .build();
+/// assert_eq!(controls.lookup("Example.COM.").tls, DeliveryTls::RequiredVerify);
+/// assert_eq!(controls.lookup("mx.example.com").tls, DeliveryTls::Required);
+/// assert_eq!(controls.lookup("example.net").tls, DeliveryTls::Preferred);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DestinationControls {
+    default_tls: DeliveryTls,
+    default_dane: DaneMode,
+    exact: HashMap<String, DestinationEntry>,
+    parents: HashMap<String, DestinationEntry>,
+    global: GlobalSettings,
+}
+
+impl DestinationControls {
+    /// A builder; without a default entry the default is TLS `no`, DANE `none` (the seed's
+    /// factory setting).
+    pub fn builder() -> DestinationControlsBuilder {
+        DestinationControlsBuilder {
+            inner: Self::default(),
+        }
+    }
+
+    /// The global settings.
+    pub fn global(&self) -> &GlobalSettings {
+        &self.global
+    }
+
+    /// Number of domain entries (not counting the default entry).
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.parents.len()
+    }
+
+    /// Whether there are no domain entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The effective policy for a recipient domain: exact entry, else longest `.parent`, else
+    /// default; `default` settings inherit from the default entry. A domain that is not a valid
+    /// name gets the default entry.
+    pub fn lookup(&self, domain: &str) -> DestinationPolicy {
+        let name = normalise(domain).unwrap_or_default();
+        let (matched, entry) = self.find(&name);
+        let tls = entry.tls.resolve(self.default_tls);
+        let dane = if tls == DeliveryTls::No {
+            DaneMode::None
+        } else {
+            entry.dane.resolve(self.default_dane)
+        };
+        DestinationPolicy {
+            domain: name,
+            matched,
+            tls,
+            dane,
+        }
+    }
+
+    fn find(&self, name: &str) -> (DestinationMatch, DestinationEntry) {
+        if name.is_empty() {
+            return (DestinationMatch::Default, DestinationEntry::default());
+        }
+        if let Some(e) = self.exact.get(name) {
+            return (DestinationMatch::Exact(name.to_owned()), *e);
+        }
+        // Longest parent first: ".b.c" before ".c" for "a.b.c".
+        let mut rest = name;
+        while let Some(dot) = rest.find('.') {
+            let parent = &rest[dot..];
+            if let Some(e) = self.parents.get(parent) {
+                return (DestinationMatch::Parent(parent.to_owned()), *e);
+            }
+            rest = &rest[dot + 1..];
+        }
+        (DestinationMatch::Default, DestinationEntry::default())
+    }
+}
+
+/// Builds a [`DestinationControls`]; each step validates its input.
+#[derive(Debug, Clone)]
+pub struct DestinationControlsBuilder {
+    inner: DestinationControls,
+}
+
+impl DestinationControlsBuilder {
+    /// Sets the default entry. Its settings cannot be `default`.
+    pub fn default_entry(mut self, entry: DestinationEntry) -> Result<Self, Error> {
+        let err = |kind| Error::DestinationConfig {
+            file: String::new(),
+            line: 0,
+            column: 0,
+            text: "default".into(),
+            kind,
+        };
+        check_entry(entry).map_err(err)?;
+        if entry.tls == TlsMode::Default || entry.dane == DaneSetting::Default {
+            return Err(err(DestinationConfigErrorKind::DefaultInDefaultEntry));
+        }
+        self.inner.default_tls = entry.tls.resolve(DeliveryTls::No);
+        self.inner.default_dane = entry.dane.resolve(DaneMode::None);
+        Ok(self)
+    }
+
+    /// Adds an entry for `key`: `example.com` (exact) or `.example.com` (subdomains).
+    pub fn entry(mut self, key: &str, entry: DestinationEntry) -> Result<Self, Error> {
+        let err = |kind| Error::DestinationConfig {
+            file: String::new(),
+            line: 0,
+            column: 0,
+            text: key.chars().take(80).collect(),
+            kind,
+        };
+        self.insert(key, entry).map_err(err)?;
+        Ok(self)
+    }
+
+    pub(crate) fn insert(
+        &mut self,
+        key: &str,
+        entry: DestinationEntry,
+    ) -> Result<(), DestinationConfigErrorKind> {
+        check_entry(entry)?;
+        if self.inner.len() >= super::MAX_ENTRIES {
+            return Err(DestinationConfigErrorKind::TooManyEntries {
+                limit: super::MAX_ENTRIES,
+            });
+        }
+        let (map, bare) = match key.strip_prefix('.') {
+            Some(bare) => (&mut self.inner.parents, bare),
+            None => (&mut self.inner.exact, key),
+        };
+        let name = normalise(bare).ok_or(DestinationConfigErrorKind::InvalidDomain)?;
+        let stored = if key.starts_with('.') {
+            format!(".{name}")
+        } else {
+            name
+        };
+        if map.contains_key(&stored) {
+            return Err(DestinationConfigErrorKind::DuplicateDomain { domain: stored });
+        }
+        map.insert(stored, entry);
+        Ok(())
+    }
+
+    /// Sets the global settings.
+    pub fn global(mut self, global: GlobalSettings) -> Self {
+        self.inner.global = global;
+        self
+    }
+
+    /// The finished, immutable table.
+    pub fn build(self) -> DestinationControls {
+        self.inner
+    }
+}
+
+fn check_entry(entry: DestinationEntry) -> Result<(), DestinationConfigErrorKind> {
+    if entry.tls == TlsMode::No && !matches!(entry.dane, DaneSetting::Default | DaneSetting::None) {
+        return Err(DestinationConfigErrorKind::DaneWithoutTls {
+            dane: entry.dane.name(),
+        });
+    }
+    Ok(())
+}
+
+/// Lower-case A-label form without the trailing dot, or `None` when not a valid domain.
+pub(crate) fn normalise(domain: &str) -> Option<String> {
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    if domain.is_empty() || domain.len() > 253 {
+        return None;
+    }
+    let ascii = idna::domain_to_ascii(domain).ok()?;
+    let valid = !ascii.is_empty()
+        && ascii.len() <= 253
+        && ascii.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    valid.then_some(ascii)
+}

@@ -1,0 +1,356 @@
+//! Listener side: one inbound connection's command loop through the STARTTLS gate.
+
+use smtp_proto::Request;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+
+use super::lines::LineReader;
+use super::stream::SmtpStream;
+use super::timeouts::Timeouts;
+use crate::error::{Error, IoKind};
+use crate::listener::{CloseReason, Gate, GateVerdict, ListenerEvent};
+use crate::smtp::{CommandKind, parse_command};
+
+/// Settings of a listener session.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerSessionConfig {
+    /// The name in the greeting and EHLO reply.
+    pub hostname: String,
+    /// Extension keywords the application supports (e.g. `PIPELINING`, `SIZE 10240000`,
+    /// `8BITMIME`); `STARTTLS` is added by the gate when allowed.
+    pub extensions: Vec<String>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl ServerSessionConfig {
+    /// A configuration with default timeouts.
+    pub fn new(hostname: impl Into<String>, extensions: Vec<String>) -> Self {
+        Self {
+            hostname: hostname.into(),
+            extensions,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// Sets the timeouts.
+    pub fn with_timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
+        self
+    }
+}
+
+/// What [`ServerSession::next_command`] hands to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionCommand {
+    /// A well-formed command the gate let through (MAIL, RCPT, DATA, RSET, ...). Answer it with
+    /// [`ServerSession::reply`].
+    Command(Request<String>),
+    /// The client sent QUIT; `221` was sent.
+    Quit,
+}
+
+/// One inbound SMTP connection driven through the [`Gate`].
+///
+/// The session answers `EHLO`/`HELO`/`LHLO`, `NOOP`, `QUIT` and `STARTTLS` itself, refuses what the
+/// gate refuses (`530`, `502`, `454`, `503`) and returns every other command to the application.
+/// At STARTTLS it sends `220`, drops every byte the client had pipelined after the command, runs
+/// the handshake and resets the state (the client must EHLO again). Gate events are logged with
+/// `tracing` and kept for [`ServerSession::events`].
+pub struct ServerSession<S> {
+    /// `None` only while the handshake owns the plain stream, or after it failed.
+    stream: Option<SmtpStream<S>>,
+    reader: LineReader,
+    gate: Gate,
+    acceptor: Option<TlsAcceptor>,
+    config: ServerSessionConfig,
+    events: Vec<ListenerEvent>,
+}
+
+impl<S> std::fmt::Debug for ServerSession<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("gate", &self.gate)
+            .field("tls_configured", &self.acceptor.is_some())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
+    /// Starts the session: sends the `220` greeting. `acceptor` is the listener's TLS
+    /// configuration (its certificate); `None` means no certificate is configured.
+    pub async fn start(
+        stream: S,
+        tls: crate::listener::ListenerTls,
+        acceptor: Option<TlsAcceptor>,
+        config: ServerSessionConfig,
+    ) -> Result<Self, Error> {
+        let gate = Gate::new(tls, acceptor.is_some());
+        let mut s = Self {
+            stream: Some(SmtpStream::Plain(stream)),
+            reader: LineReader::new(),
+            gate,
+            acceptor,
+            config,
+            events: Vec::new(),
+        };
+        s.flush_events();
+        let greeting = format!("220 {} ESMTP\r\n", s.config.hostname);
+        s.write(greeting.as_bytes()).await?;
+        Ok(s)
+    }
+
+    /// The gate (TLS state, greeting state).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Every gate event so far.
+    pub fn events(&self) -> &[ListenerEvent] {
+        &self.events
+    }
+
+    /// The negotiated TLS protocol version and cipher suite, once TLS is up.
+    pub fn tls_parameters(&self) -> Option<(rustls::ProtocolVersion, rustls::CipherSuite)> {
+        match self.stream.as_ref()? {
+            SmtpStream::ServerTls(s) => {
+                let c = s.get_ref().1;
+                Some((c.protocol_version()?, c.negotiated_cipher_suite()?.suite()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Tells the gate the application accepted a recipient (for the close-time log event).
+    pub fn recipient_accepted(&mut self) {
+        self.gate.recipient_accepted();
+    }
+
+    /// Sends a reply (`code` and single-line `text`).
+    pub async fn reply(&mut self, code: u16, text: &str) -> Result<(), Error> {
+        let text: String = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        self.write(format!("{code} {text}\r\n").as_bytes()).await
+    }
+
+    /// Reads one raw line (for DATA content), bounded like every other read.
+    pub async fn read_line(&mut self) -> Result<Vec<u8>, Error> {
+        let t = self.config.timeouts.server_idle;
+        let stream = self.stream.as_mut().ok_or(GONE)?;
+        self.reader.read_line(stream, t, "data").await
+    }
+
+    /// Ends the session (after the application is done), logging the close event.
+    pub fn close(mut self, reason: CloseReason) -> Vec<ListenerEvent> {
+        self.gate.closed(reason);
+        self.flush_events();
+        self.events
+    }
+
+    /// The transport, for an application that continues on its own (`None` after a failed
+    /// handshake).
+    pub fn into_stream(self) -> Option<SmtpStream<S>> {
+        self.stream
+    }
+
+    /// Runs the command loop until a command for the application arrives (or QUIT).
+    pub async fn next_command(&mut self) -> Result<SessionCommand, Error> {
+        loop {
+            let t = self.config.timeouts.server_idle;
+            let stream = self.stream.as_mut().ok_or(GONE)?;
+            let line = match self.reader.read_line(stream, t, "command").await {
+                Ok(l) => l,
+                Err(e) => {
+                    let reason = match &e {
+                        Error::ConnectionClosed { .. } => CloseReason::PeerClosed,
+                        Error::Timeout { .. } => CloseReason::Timeout,
+                        Error::LineTooLong { .. } => {
+                            let _ = self.reply(500, "5.5.2 Line too long").await;
+                            CloseReason::ProtocolError {
+                                detail: e.to_string(),
+                            }
+                        }
+                        other => CloseReason::ProtocolError {
+                            detail: other.to_string(),
+                        },
+                    };
+                    self.gate.closed(reason);
+                    self.flush_events();
+                    return Err(e);
+                }
+            };
+            let cmd = parse_command(&line)?;
+            let verdict = if cmd.kind == CommandKind::StartTls
+                && (cmd.request.is_err() || !is_bare_starttls(&line))
+            {
+                self.gate.on_starttls_with_parameters()
+            } else {
+                self.gate.on_command(cmd.kind)
+            };
+            self.flush_events();
+            match verdict {
+                GateVerdict::Refuse(r) => self.write(r.to_wire().as_bytes()).await?,
+                GateVerdict::StartTls => self.start_tls().await?,
+                GateVerdict::Proceed { advertise_starttls } => {
+                    let request = match cmd.request {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let (code, text) = match cmd.kind {
+                                CommandKind::Unknown => (500, "5.5.2 Command unrecognized"),
+                                _ => (501, "5.5.4 Syntax error in parameters"),
+                            };
+                            tracing::debug!(error = %e, "malformed command");
+                            self.reply(code, text).await?;
+                            continue;
+                        }
+                    };
+                    match request {
+                        Request::Ehlo { .. } | Request::Lhlo { .. } => {
+                            self.ehlo_reply(advertise_starttls).await?
+                        }
+                        Request::Helo { .. } => {
+                            let r = format!("250 {}\r\n", self.config.hostname);
+                            self.write(r.as_bytes()).await?
+                        }
+                        Request::Noop { .. } => self.reply(250, "2.0.0 OK").await?,
+                        Request::Quit => {
+                            self.reply(221, "2.0.0 Bye").await?;
+                            // Close TLS cleanly (close_notify) or the TCP write side.
+                            if let Some(stream) = self.stream.as_mut() {
+                                let _ = stream.shutdown().await;
+                            }
+                            self.gate.closed(CloseReason::Quit);
+                            self.flush_events();
+                            return Ok(SessionCommand::Quit);
+                        }
+                        other => return Ok(SessionCommand::Command(other)),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ehlo_reply(&mut self, advertise_starttls: bool) -> Result<(), Error> {
+        let mut lines = vec![self.config.hostname.clone()];
+        lines.extend(self.config.extensions.iter().cloned());
+        if advertise_starttls {
+            lines.push("STARTTLS".into());
+        }
+        let mut out = String::new();
+        for (i, l) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            out.push_str(&format!("250{sep}{l}\r\n"));
+        }
+        self.write(out.as_bytes()).await
+    }
+
+    async fn start_tls(&mut self) -> Result<(), Error> {
+        self.write(
+            crate::listener::GateReply::READY_TO_START_TLS
+                .to_wire()
+                .as_bytes(),
+        )
+        .await?;
+        // RFC 3207 §4.2 / CVE-2011-0411: nothing the client sent before the handshake counts.
+        let discarded = self.reader.discard();
+        self.gate.discarded_pipelined(discarded);
+        let Some(acceptor) = self.acceptor.clone() else {
+            return Err(Error::StateViolation {
+                what: "STARTTLS without a certificate",
+            });
+        };
+        let plain = match self.stream.take() {
+            Some(SmtpStream::Plain(s)) => s,
+            other => {
+                self.stream = other;
+                return Err(Error::StateViolation {
+                    what: "STARTTLS inside TLS",
+                });
+            }
+        };
+        let t = self.config.timeouts.handshake;
+        let result = tokio::time::timeout(t, acceptor.accept(plain)).await;
+        match result {
+            Ok(Ok(tls)) => {
+                self.stream = Some(SmtpStream::ServerTls(Box::new(tls)));
+                self.gate.handshake_succeeded();
+                self.flush_events();
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.gate.handshake_failed(e.to_string());
+                self.flush_events();
+                Err(Error::TlsHandshake {
+                    detail: e.to_string(),
+                })
+            }
+            Err(_) => {
+                self.gate.handshake_failed("timeout");
+                self.flush_events();
+                Err(Error::Timeout {
+                    phase: "TLS handshake",
+                    seconds: t.as_secs(),
+                })
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let t = self.config.timeouts.server_idle;
+        let stream = self.stream.as_mut().ok_or(GONE)?;
+        let fut = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(t, fut).await {
+            Ok(r) => r.map_err(|e| Error::Io {
+                phase: "reply",
+                kind: IoKind(e.kind()),
+            }),
+            Err(_) => Err(Error::Timeout {
+                phase: "reply",
+                seconds: t.as_secs(),
+            }),
+        }
+    }
+
+    fn flush_events(&mut self) {
+        for e in self.gate.take_events() {
+            log_event(&e);
+            self.events.push(e);
+        }
+    }
+}
+
+const GONE: Error = Error::StateViolation {
+    what: "session used after a failed handshake",
+};
+
+fn is_bare_starttls(line: &[u8]) -> bool {
+    let t = line.strip_suffix(b"\n").unwrap_or(line);
+    let t = t.strip_suffix(b"\r").unwrap_or(t);
+    t.trim_ascii_end().eq_ignore_ascii_case(b"STARTTLS")
+}
+
+fn log_event(e: &ListenerEvent) {
+    match e {
+        ListenerEvent::TlsRequired => tracing::info!("listener: TLS required for this connection"),
+        ListenerEvent::MustIssueStartTlsSent { command } => {
+            tracing::info!(
+                ?command,
+                "listener: sent 530 Must issue a STARTTLS command first"
+            )
+        }
+        ListenerEvent::ClosedWithoutRecipients {
+            reason,
+            tls_established,
+            must_issue_starttls_count,
+        } => {
+            tracing::warn!(%reason, tls_established, must_issue_starttls_count,
+                "listener: TLS required, connection closed without any successful recipient")
+        }
+        other => tracing::debug!(event = ?other, "listener"),
+    }
+}

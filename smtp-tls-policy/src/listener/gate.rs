@@ -1,0 +1,303 @@
+//! The per-connection gate state machine.
+
+use super::events::{CloseReason, ListenerEvent};
+use crate::smtp::CommandKind;
+
+/// A listener's TLS setting, from the HAT / mail flow policy (seed Table 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ListenerTls {
+    /// 1. No: STARTTLS is neither advertised nor accepted (the seed's default).
+    #[default]
+    No,
+    /// 2. Preferred: STARTTLS is advertised and accepted.
+    Preferred,
+    /// 3. Required: STARTTLS is advertised; until it succeeds every command except NOOP, EHLO
+    ///    and QUIT gets `530 5.7.0 Must issue a STARTTLS command first` (RFC 3207 §4).
+    Required,
+}
+
+/// A fixed reply the gate sends in place of the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GateReply {
+    /// Reply code.
+    pub code: u16,
+    /// Enhanced status code (RFC 3463) and text.
+    pub text: &'static str,
+}
+
+impl GateReply {
+    /// `220 2.0.0 Ready to start TLS` (RFC 3207 §4).
+    pub const READY_TO_START_TLS: Self = Self {
+        code: 220,
+        text: "2.0.0 Ready to start TLS",
+    };
+    /// `530 5.7.0 Must issue a STARTTLS command first` (RFC 3207 §4).
+    pub const MUST_ISSUE_STARTTLS: Self = Self {
+        code: 530,
+        text: "5.7.0 Must issue a STARTTLS command first",
+    };
+    /// `454 4.7.0 TLS not available due to temporary reason` (RFC 3207 §4).
+    pub const TLS_NOT_AVAILABLE: Self = Self {
+        code: 454,
+        text: "4.7.0 TLS not available due to temporary reason",
+    };
+    /// `502 5.5.1 Command not implemented`: STARTTLS on a listener with TLS `no`, where it is
+    /// not advertised (RFC 5321 §4.2.4).
+    pub const NOT_IMPLEMENTED: Self = Self {
+        code: 502,
+        text: "5.5.1 Command not implemented",
+    };
+    /// `503 5.5.1 TLS already active`: a second STARTTLS inside TLS (RFC 3207 §4.2).
+    pub const TLS_ALREADY_ACTIVE: Self = Self {
+        code: 503,
+        text: "5.5.1 TLS already active",
+    };
+    /// `503 5.5.1 Send EHLO first`: STARTTLS before EHLO, or a mail transaction command before
+    /// HELO/EHLO (after STARTTLS the client must greet again, RFC 3207 §4.2).
+    pub const SEND_EHLO_FIRST: Self = Self {
+        code: 503,
+        text: "5.5.1 Send EHLO first",
+    };
+    /// `501 5.5.4 Syntax error`: STARTTLS takes no parameters (RFC 3207 §4).
+    pub const SYNTAX_ERROR: Self = Self {
+        code: 501,
+        text: "5.5.4 Syntax error",
+    };
+
+    /// The reply as sent on the wire.
+    pub fn to_wire(self) -> String {
+        format!("{} {}\r\n", self.code, self.text)
+    }
+}
+
+/// What the server does with a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub enum GateVerdict {
+    /// The gate has no objection; the application handles the command. For `EHLO`,
+    /// `advertise_starttls` says whether to list `STARTTLS` in the reply.
+    Proceed {
+        /// List `STARTTLS` among the EHLO extensions.
+        advertise_starttls: bool,
+    },
+    /// Send this reply and do not execute the command.
+    Refuse(GateReply),
+    /// Send [`GateReply::READY_TO_START_TLS`], **discard every byte already buffered from the
+    /// client**, then run the TLS handshake and report it with [`Gate::handshake_succeeded`] or
+    /// [`Gate::handshake_failed`].
+    StartTls,
+}
+
+/// Where the connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GatePhase {
+    /// Plaintext SMTP.
+    Plaintext,
+    /// `220` sent; the TLS handshake is running.
+    Handshaking,
+    /// TLS established.
+    Tls,
+    /// The connection is over.
+    Closed,
+}
+
+/// The per-connection STARTTLS gate.
+///
+/// ```
+/// use smtp_tls_policy::listener::{Gate, GateReply, GateVerdict, ListenerTls};
+/// use smtp_tls_policy::smtp::CommandKind;
+///
+/// let mut gate = Gate::new(ListenerTls::Required, true);
+/// assert_eq!(gate.on_command(CommandKind::Ehlo), GateVerdict::Proceed { advertise_starttls: true });
+/// assert_eq!(gate.on_command(CommandKind::Mail), GateVerdict::Refuse(GateReply::MUST_ISSUE_STARTTLS));
+/// assert_eq!(gate.on_command(CommandKind::StartTls), GateVerdict::StartTls);
+/// gate.handshake_succeeded();
+/// // RFC 3207 §4.2: the SMTP state is reset; the client must EHLO again.
+/// assert_eq!(gate.on_command(CommandKind::Mail), GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gate {
+    tls: ListenerTls,
+    certificate_configured: bool,
+    phase: GatePhase,
+    greeted: bool,
+    ehlo_seen: bool,
+    must_issue_count: u32,
+    recipients: u32,
+    events: Vec<ListenerEvent>,
+}
+
+impl Gate {
+    /// A gate for a new connection whose mail flow policy says `tls`; `certificate_configured`
+    /// says whether the listener has a certificate (without one STARTTLS gets `454`, and is not
+    /// advertised).
+    pub fn new(tls: ListenerTls, certificate_configured: bool) -> Self {
+        let mut events = Vec::new();
+        if tls == ListenerTls::Required {
+            events.push(ListenerEvent::TlsRequired);
+        }
+        Self {
+            tls,
+            certificate_configured,
+            phase: GatePhase::Plaintext,
+            greeted: false,
+            ehlo_seen: false,
+            must_issue_count: 0,
+            recipients: 0,
+            events,
+        }
+    }
+
+    /// The listener TLS setting.
+    pub fn tls_setting(&self) -> ListenerTls {
+        self.tls
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> GatePhase {
+        self.phase
+    }
+
+    /// Whether TLS is established.
+    pub fn tls_active(&self) -> bool {
+        self.phase == GatePhase::Tls
+    }
+
+    /// Whether the client has greeted (HELO/EHLO) since the connection or the last handshake.
+    pub fn greeted(&self) -> bool {
+        self.greeted
+    }
+
+    fn starttls_available(&self) -> bool {
+        self.tls != ListenerTls::No && self.certificate_configured
+    }
+
+    /// Decides about one command (RFC 3207 §4, seed Table 1).
+    pub fn on_command(&mut self, command: CommandKind) -> GateVerdict {
+        use CommandKind as C;
+        match self.phase {
+            GatePhase::Handshaking | GatePhase::Closed => {
+                // The driver must not read commands here; anything that arrives is refused.
+                return GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST);
+            }
+            GatePhase::Plaintext | GatePhase::Tls => {}
+        }
+        let tls_missing = self.tls == ListenerTls::Required && !self.tls_active();
+        match command {
+            C::Ehlo | C::Lhlo => {
+                self.greeted = true;
+                self.ehlo_seen = true;
+                GateVerdict::Proceed {
+                    advertise_starttls: self.starttls_available() && !self.tls_active(),
+                }
+            }
+            C::Noop | C::Quit => GateVerdict::Proceed {
+                advertise_starttls: false,
+            },
+            C::StartTls => self.on_starttls(),
+            _ if tls_missing => {
+                // RFC 3207 §4: "530 Must issue a STARTTLS command first" to every command other
+                // than NOOP, EHLO, STARTTLS or QUIT — HELO included.
+                self.must_issue_count += 1;
+                self.events
+                    .push(ListenerEvent::MustIssueStartTlsSent { command });
+                GateVerdict::Refuse(GateReply::MUST_ISSUE_STARTTLS)
+            }
+            C::Helo => {
+                self.greeted = true;
+                GateVerdict::Proceed {
+                    advertise_starttls: false,
+                }
+            }
+            C::Mail | C::Rcpt | C::Data | C::Bdat | C::Auth if !self.greeted => {
+                GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST)
+            }
+            _ => GateVerdict::Proceed {
+                advertise_starttls: false,
+            },
+        }
+    }
+
+    /// Decides about a `STARTTLS` command that carried parameters (RFC 3207 §4: none allowed).
+    pub fn on_starttls_with_parameters(&mut self) -> GateVerdict {
+        GateVerdict::Refuse(GateReply::SYNTAX_ERROR)
+    }
+
+    fn on_starttls(&mut self) -> GateVerdict {
+        if self.tls_active() {
+            return GateVerdict::Refuse(GateReply::TLS_ALREADY_ACTIVE);
+        }
+        if self.tls == ListenerTls::No {
+            return GateVerdict::Refuse(GateReply::NOT_IMPLEMENTED);
+        }
+        if !self.certificate_configured {
+            self.events.push(ListenerEvent::TlsUnavailable);
+            return GateVerdict::Refuse(GateReply::TLS_NOT_AVAILABLE);
+        }
+        if !self.ehlo_seen {
+            // STARTTLS is an ESMTP extension: it exists only once EHLO has advertised it.
+            return GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST);
+        }
+        self.phase = GatePhase::Handshaking;
+        GateVerdict::StartTls
+    }
+
+    /// The driver discarded `bytes` pipelined after `STARTTLS` (before the handshake).
+    pub fn discarded_pipelined(&mut self, bytes: usize) {
+        if bytes > 0 {
+            self.events
+                .push(ListenerEvent::PipelinedPlaintextDiscarded { bytes });
+        }
+    }
+
+    /// The handshake succeeded: TLS is active and the SMTP state is reset (RFC 3207 §4.2): the
+    /// client must greet again, and STARTTLS is no longer advertised.
+    pub fn handshake_succeeded(&mut self) {
+        if self.phase == GatePhase::Handshaking {
+            self.phase = GatePhase::Tls;
+            self.greeted = false;
+            self.ehlo_seen = false;
+            self.events.push(ListenerEvent::TlsEstablished);
+        }
+    }
+
+    /// The handshake failed: the connection cannot continue and is closed.
+    pub fn handshake_failed(&mut self, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.events.push(ListenerEvent::HandshakeFailed {
+            detail: detail.clone(),
+        });
+        self.closed(CloseReason::HandshakeFailed { detail });
+    }
+
+    /// The application accepted a recipient (its `RCPT` reply was `250`/`251`).
+    pub fn recipient_accepted(&mut self) {
+        self.recipients = self.recipients.saturating_add(1);
+    }
+
+    /// The connection ended. Records [`ListenerEvent::ClosedWithoutRecipients`] when TLS was
+    /// required and no recipient succeeded (seed "Logging", condition 3).
+    pub fn closed(&mut self, reason: CloseReason) {
+        if self.phase == GatePhase::Closed {
+            return;
+        }
+        let tls_established = self.tls_active();
+        self.phase = GatePhase::Closed;
+        if self.tls == ListenerTls::Required && self.recipients == 0 {
+            self.events.push(ListenerEvent::ClosedWithoutRecipients {
+                reason,
+                tls_established,
+                must_issue_starttls_count: self.must_issue_count,
+            });
+        }
+    }
+
+    /// Takes the events recorded since the last call.
+    pub fn take_events(&mut self) -> Vec<ListenerEvent> {
+        std::mem::take(&mut self.events)
+    }
+}
