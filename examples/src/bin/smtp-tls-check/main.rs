@@ -20,7 +20,11 @@ mod tlsverify;
 type CmdResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
 #[derive(Parser)]
-#[command(name = "smtp-tls-check", version, about = "Check SMTP TLS policy decisions offline and live")]
+#[command(
+    name = "smtp-tls-check",
+    version,
+    about = "Check SMTP TLS policy decisions offline and live"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
