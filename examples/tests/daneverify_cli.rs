@@ -187,13 +187,30 @@ fn offline_matching() {
 }
 
 /// A TLS SMTP responder on loopback: greets, offers STARTTLS, injects a plaintext line after
-/// its 220 (which the client must discard), then TLS with the lab's MX chain. Bounded.
+/// its 220 (which the client must discard), then TLS with the lab's MX chain, where it answers
+/// EHLO and QUIT. Bounded.
 fn responder(lab: &Lab) -> u16 {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(lab.var("MX_CHAIN"))
         .unwrap()
         .map(Result::unwrap)
         .collect();
     let key = PrivateKeyDer::from_pem_file(lab.var("MX_KEY")).unwrap();
+    responder_with(certs, key)
+}
+
+/// The same responder serving a fresh self-signed certificate for `mx.dane.test`, which no TLSA
+/// record of the lab matches.
+fn impostor() -> u16 {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["mx.dane.test".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    responder_with(vec![cert.der().clone()], key)
+}
+
+fn responder_with(certs: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> u16 {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -232,10 +249,28 @@ fn serve(mut s: TcpStream, config: Arc<rustls::ServerConfig>) -> std::io::Result
             s.write_all(b"250-mx.dane.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")?;
         } else if cmd == "STARTTLS" {
             s.write_all(b"220 go ahead\r\n250 injected-before-tls\r\n")?;
+            // The client discards the injected line; inside TLS it says EHLO again, then QUIT.
             let mut conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
-            let mut tls = rustls::Stream::new(&mut conn, &mut s);
-            let mut buf = [0u8; 64];
-            let _ = std::io::Read::read(&mut tls, &mut buf);
+            let mut tls = BufReader::new(rustls::Stream::new(&mut conn, &mut s));
+            for _ in 0..5 {
+                line.clear();
+                if tls.read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                let cmd = line.trim().to_ascii_uppercase();
+                let reply: &[u8] = if cmd.starts_with("EHLO") {
+                    b"250-mx.dane.test\r\n250 PIPELINING\r\n"
+                } else if cmd == "QUIT" {
+                    b"221 bye\r\n"
+                } else {
+                    b"502 no\r\n"
+                };
+                tls.get_mut().write_all(reply)?;
+                tls.get_mut().flush()?;
+                if cmd == "QUIT" {
+                    return Ok(());
+                }
+            }
             return Ok(());
         } else {
             s.write_all(b"502 no\r\n")?;
@@ -268,6 +303,24 @@ fn live_against_the_lab() {
     assert_eq!(h["tlsa"].as_array().unwrap().len(), 2);
     assert_eq!(h["tls"]["outcome"], "verified", "{j}");
     assert_eq!(h["tls"]["depth"], 0);
+    // The same host serving a certificate no TLSA record matches: not verified, exit 1.
+    let wrong = impostor().to_string();
+    let (code, j, err) = run(&[
+        "present.dane.test",
+        "--port",
+        &wrong,
+        "--probe-name",
+        "test.",
+        "--resolver",
+        &validating,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{j} {err}");
+    let h = &j["hosts"][0];
+    assert_eq!(h["action"], "dane", "{j}");
+    assert_eq!(h["tls"]["outcome"], "no-match", "{j}");
+    assert_eq!(h["tls"]["depth"], -1);
+    assert_eq!(j["verified"], false);
     // DANE-TA only, validated in-process by hickory through the non-validating unbound
     let (code, j, err) = live(
         "ta.dane.test",

@@ -360,3 +360,369 @@ fn usage_errors_exit_2() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--chain"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Live: `tlsverify --connect` against a real Postfix smtpd on loopback (scripts/postfix-lab.sh).
+
+/// A Postfix instance from scripts/postfix-lab.sh; stopped on drop (the stop script, then the
+/// master by its PID if it is still alive), also when the test fails.
+struct PostfixLab {
+    dir: tempfile::TempDir,
+    port: u16,
+    master_pid: u32,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+impl PostfixLab {
+    /// `tls`: none | may | encrypt; `cert`/`key`: served when tls != none. The script waits
+    /// (bounded) for the master PID file and a `220` banner before it returns.
+    fn start(tls: &str, cert_key: Option<(&Path, &Path)>) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tlsverify-lab")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let lab = dir.path().join("lab");
+        let mut cmd = Command::new(repo_root().join("scripts/postfix-lab.sh"));
+        cmd.env("LAB_DIR", &lab).env("SMTPD_TLS", tls);
+        if let Some((cert, key)) = cert_key {
+            cmd.env("TLS_CERT", cert).env("TLS_KEY", key);
+        }
+        let out = cmd.output().expect("run scripts/postfix-lab.sh");
+        assert!(
+            out.status.success(),
+            "postfix-lab failed (scripts/install-deps.sh installs postfix): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state = std::fs::read_to_string(lab.join("state")).unwrap();
+        let get = |k: &str| {
+            state
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap()
+                .to_string()
+        };
+        Self {
+            port: get("SMTPD_PORT").parse().unwrap(),
+            master_pid: get("MASTER_PID").parse().unwrap(),
+            dir,
+        }
+    }
+
+    fn connect(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PostfixLab {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/postfix-lab-stop.sh"))
+            .arg(self.dir.path().join("lab"))
+            .output();
+        let pid = self.master_pid.to_string();
+        let alive = || {
+            Command::new("kill")
+                .args(["-0", &pid])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if alive() {
+            let _ = Command::new("kill").args(["-9", &pid]).output();
+        }
+    }
+}
+
+/// A test CA and a leaf for `mx.test.example` (openssl), plus the served chain (leaf, CA).
+struct LivePki {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    chain: PathBuf,
+    key: PathBuf,
+}
+
+fn live_pki() -> LivePki {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, leaf) = make_pki(dir.path(), "mx", "mx.test.example", "DNS:mx.test.example");
+    let chain = dir.path().join("chain.pem");
+    let text = std::fs::read_to_string(&leaf).unwrap() + &std::fs::read_to_string(&ca).unwrap();
+    std::fs::write(&chain, text).unwrap();
+    LivePki {
+        key: dir.path().join("mx.key"),
+        _dir: dir,
+        ca,
+        chain,
+    }
+}
+
+/// Runs a live check; returns (exit status, JSON).
+fn live(connect: &str, mode: &str, domain: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec![
+        "--connect",
+        connect,
+        "--mode",
+        mode,
+        "--domain",
+        domain,
+        "--timeout",
+        "20",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let (out, json) = run(&args);
+    let code = out.status.code().unwrap_or(-1);
+    let json = json.unwrap_or_else(|| {
+        panic!(
+            "{args:?}: exit {code}, no JSON; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, json)
+}
+
+const LIVE_KEYS: [&str; 14] = [
+    "action",
+    "alert",
+    "chain_subjects",
+    "cipher",
+    "connect",
+    "discarded_after_220",
+    "ehlo_starttls",
+    "error",
+    "matched",
+    "mode",
+    "protocol",
+    "reason",
+    "reference_ids",
+    "verified",
+];
+
+fn assert_live_shape(j: &serde_json::Value) {
+    let mut keys: Vec<_> = j.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, LIVE_KEYS, "{j}");
+}
+
+#[test]
+fn live_starttls_offered() {
+    let pki = live_pki();
+    let lab = PostfixLab::start("may", Some((&pki.chain, &pki.key)));
+    let c = lab.connect();
+    let ca = pki.ca.to_str().unwrap();
+
+    // Good certificate, required-verify: verified, continue in TLS, exit 0.
+    let (code, j) = live(
+        &c,
+        "required-verify",
+        "test.example",
+        &["--mx", "mx.test.example", "--ca", ca],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_live_shape(&j);
+    assert_eq!(j["verified"], true, "{j}");
+    assert_eq!(j["action"], "continue-tls");
+    assert_eq!(
+        j["reference_ids"],
+        serde_json::json!(["test.example", "mx.test.example"])
+    );
+    assert_eq!(j["matched"]["reference"], "mx.test.example");
+    assert!(j["error"].is_null() && j["alert"].is_null(), "{j}");
+    assert_eq!(j["connect"], c.as_str());
+    assert_eq!(j["mode"], "required-verify");
+    assert_eq!(j["ehlo_starttls"], true);
+    assert_eq!(j["discarded_after_220"], 0);
+    assert!(j["protocol"].as_str().unwrap().starts_with("TLSv1_"), "{j}");
+    assert!(j["cipher"].as_str().unwrap().contains("_"), "{j}");
+    let subjects = j["chain_subjects"].as_array().unwrap();
+    assert_eq!(subjects.len(), 2, "{j}");
+    assert!(subjects[0].as_str().unwrap().contains("mx.test.example"));
+    assert!(subjects[1].as_str().unwrap().contains("Test CA"));
+    assert!(
+        j["reason"].as_str().unwrap().contains("PkixVerified"),
+        "{j}"
+    );
+
+    // Hosted domains: an insecure MX is not a reference identity -> defer; secure MX -> verified.
+    let args = ["--mx", "mx.test.example", "--ca", ca];
+    let (code, j) = live(&c, "required-verify-hosted-domains", "test.example", &args);
+    assert_eq!((code, j["action"].as_str()), (1, Some("defer")), "{j}");
+    assert_eq!(j["reference_ids"], serde_json::json!(["test.example"]));
+    let mut secure = args.to_vec();
+    secure.push("--mx-secure");
+    let (code, j) = live(
+        &c,
+        "required-verify-hosted-domains",
+        "test.example",
+        &secure,
+    );
+    assert_eq!((code, j["verified"].as_bool()), (0, Some(true)), "{j}");
+
+    // Wrong name: required-verify defers with an alert naming the domain, exit 1 ...
+    let (code, j) = live(&c, "required-verify", "other.example", &["--ca", ca]);
+    assert_eq!(code, 1, "{j}");
+    assert_live_shape(&j);
+    assert_eq!(
+        (j["verified"].as_bool(), j["action"].as_str()),
+        (Some(false), Some("defer"))
+    );
+    assert!(
+        j["error"].as_str().unwrap().starts_with("identity: "),
+        "{j}"
+    );
+    assert!(j["matched"].is_null());
+    let alert = j["alert"].as_str().unwrap();
+    assert!(alert.contains("domain other.example"), "{alert}");
+    assert!(
+        j["reason"].as_str().unwrap().contains("NameMismatch"),
+        "{j}"
+    );
+    assert!(j["protocol"].is_string(), "the handshake completed: {j}");
+    // ... preferred-verify delivers over TLS and reports the failure (exit 1: not verified) ...
+    let (code, j) = live(&c, "preferred-verify", "other.example", &["--ca", ca]);
+    assert_eq!(code, 1, "{j}");
+    assert_eq!(
+        (j["verified"].as_bool(), j["action"].as_str()),
+        (Some(false), Some("continue-tls"))
+    );
+    assert!(j["alert"].is_null());
+    assert!(
+        j["reason"].as_str().unwrap().contains("FailedButDelivered"),
+        "{j}"
+    );
+    // ... required does not verify: TLS is up, exit 0, the verdict still reported.
+    let (code, j) = live(&c, "required", "other.example", &["--ca", ca]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        (j["verified"].as_bool(), j["action"].as_str()),
+        (Some(false), Some("continue-tls"))
+    );
+    assert!(
+        j["error"].as_str().unwrap().starts_with("identity: "),
+        "{j}"
+    );
+
+    // Untrusted chain (no CA given): required-verify defers, preferred continues in TLS.
+    let (code, j) = live(
+        &c,
+        "required-verify",
+        "test.example",
+        &["--mx", "mx.test.example"],
+    );
+    assert_eq!((code, j["action"].as_str()), (1, Some("defer")), "{j}");
+    assert!(j["error"].as_str().unwrap().starts_with("trust: "), "{j}");
+    let (code, j) = live(
+        &c,
+        "preferred",
+        "test.example",
+        &["--mx", "mx.test.example"],
+    );
+    assert_eq!(
+        (code, j["action"].as_str()),
+        (0, Some("continue-tls")),
+        "{j}"
+    );
+
+    // Mode no: STARTTLS is offered but not used.
+    let (code, j) = live(&c, "no", "test.example", &[]);
+    assert_eq!(
+        (code, j["action"].as_str()),
+        (1, Some("continue-plaintext")),
+        "{j}"
+    );
+    assert!(j["protocol"].is_null() && j["chain_subjects"] == serde_json::json!([]));
+    assert!(
+        j["error"].as_str().unwrap().starts_with("not-checked: "),
+        "{j}"
+    );
+}
+
+#[test]
+fn live_starttls_not_offered() {
+    let lab = PostfixLab::start("none", None);
+    let c = lab.connect();
+    for mode in [
+        "required",
+        "required-verify",
+        "required-verify-hosted-domains",
+    ] {
+        let (code, j) = live(&c, mode, "test.example", &[]);
+        assert_eq!(code, 1, "{j}");
+        assert_live_shape(&j);
+        assert_eq!(j["action"], "defer", "{mode}: {j}");
+        assert_eq!(j["ehlo_starttls"], false);
+        assert_eq!(j["reason"], "STARTTLS not advertised in EHLO reply", "{j}");
+        assert_eq!(
+            j["alert"],
+            "required TLS connection to domain test.example failed: \
+             STARTTLS not advertised in EHLO reply"
+        );
+        assert_eq!(j["verified"], false);
+        assert!(j["protocol"].is_null());
+    }
+    for mode in ["preferred", "preferred-verify"] {
+        let (code, j) = live(&c, mode, "test.example", &[]);
+        assert_eq!(code, 1, "{j}");
+        assert_eq!(j["action"], "continue-plaintext", "{mode}: {j}");
+        assert!(j["alert"].is_null());
+        assert_eq!(j["ehlo_starttls"], false);
+    }
+}
+
+#[test]
+fn live_connection_refused_is_a_defer_verdict() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = format!("127.0.0.1:{port}");
+    for mode in ["required-verify", "preferred"] {
+        let (code, j) = live(&c, mode, "test.example", &[]);
+        assert_eq!(code, 1, "{j}");
+        assert_live_shape(&j);
+        assert_eq!(j["action"], "defer");
+        assert!(j["reason"].as_str().unwrap().contains("connect"), "{j}");
+        assert!(j["alert"].is_null());
+        assert_eq!(j["reference_ids"], serde_json::json!(["test.example"]));
+    }
+}
+
+#[test]
+fn live_usage_errors_exit_2() {
+    for args in [
+        // both sources
+        vec!["--connect", "127.0.0.1:2525", "--chain", "x.pem"],
+        // neither
+        vec![],
+        // bad HOST:PORT
+        vec!["--connect", "127.0.0.1"],
+        vec!["--connect", "127.0.0.1:0"],
+        // a host that does not resolve
+        vec!["--connect", "no-such-host.invalid:2525"],
+        // bad timeout
+        vec!["--connect", "127.0.0.1:2525", "--timeout", "0"],
+    ] {
+        let mut a = vec!["--mode", "required", "--domain", "example.com", "--json"];
+        a.extend(args.iter());
+        let (out, json) = run(&a);
+        assert_eq!(out.status.code(), Some(2), "{a:?}");
+        assert!(json.is_none(), "{a:?}");
+    }
+    let (out, _) = run(&[
+        "--connect",
+        "127.0.0.1:2525",
+        "--mode",
+        "tls",
+        "--domain",
+        "example.com",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("preferred-verify"));
+}

@@ -30,6 +30,7 @@
 //! peer's permanent refusals (no ESMTP, STARTTLS not advertised, `5xx` to STARTTLS) to bounce at
 //! once set [`RequiredTlsFailure::BouncePermanent`].
 
+pub mod dane;
 mod machine;
 mod outcome;
 mod requirement;

@@ -16,7 +16,10 @@
 //! validated in-process from that DNSKEY file and the resolver only recurses. A start-up probe
 //! (SOA of `--probe-name`, default `.`) must validate, else the command fails (status 2). Then:
 //! MX lookup, per MX host the DNSSEC status, TLSA records, the RFC 7672 action and, for hosts
-//! where DANE applies, a STARTTLS handshake enforcing the TLSA records. JSON:
+//! where DANE applies, a STARTTLS session through the project's STARTTLS client
+//! (`smtp_tls_policy::io::negotiate`, driven by the delivery machine with the host's action as
+//! its TLSA input) whose chain is matched against the TLSA records (anything the server sends
+//! after its STARTTLS reply is discarded; the session ends with QUIT). JSON:
 //!
 //! ```text
 //! {"domain": "d", "setting": "opportunistic", "mx_status": "secure", "mx_failure": null,
@@ -44,7 +47,13 @@ use dane_verify::{DaneEeNames, DaneMatcher, DaneVerifier, TlsaRecord, Verdict};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use smtp_tls_policy::chain::TrustAnchors;
+use smtp_tls_policy::delivery::{DeliveryAttempt, DeliveryOptions, TlsaStatus};
+use smtp_tls_policy::destination::{DaneMode, DeliveryTls};
+use smtp_tls_policy::identity::DeliveryTarget;
+use smtp_tls_policy::io::{ClientSettings, Timeouts, negotiate};
+use smtp_tls_policy::verifier::{SmtpCertVerifier, VerificationMode};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Arguments of `smtp-tls-check daneverify`.
@@ -199,11 +208,12 @@ fn live(args: Args) -> crate::CmdResult {
             resolver: resolver_addr,
         },
     };
-    let setting = if args.setting == "mandatory" {
-        DaneSetting::Mandatory
+    let mode = if args.setting == "mandatory" {
+        DaneMode::Mandatory
     } else {
-        DaneSetting::Opportunistic
+        DaneMode::Opportunistic
     };
+    let setting = DaneSetting::from(mode);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -223,7 +233,7 @@ fn live(args: Args) -> crate::CmdResult {
             let f = facts.hosts.iter().find(|h| &h.mx_host == host);
             let tls = if let Action::UseDane { .. } = action {
                 dane_hosts += 1;
-                let v = check_host(&resolver, host, args.port, action).await;
+                let v = check_host(&resolver, &domain, host, args.port, mode, action).await;
                 all_ok &= v.get("outcome").and_then(Value::as_str) == Some("verified");
                 v
             } else {
@@ -273,8 +283,20 @@ fn host_json(host: &str, f: Option<&HostFacts>, action: &Action, tls: Value) -> 
     })
 }
 
-/// Connects to the first address of `host`, STARTTLS, handshake enforcing DANE.
-async fn check_host(resolver: &DaneResolver, host: &str, port: u16, action: &Action) -> Value {
+/// Connects to the first address of `host` and runs the project's STARTTLS client
+/// ([`negotiate`]) with the delivery machine for this host: the RFC 7672 action becomes the
+/// machine's TLSA input ([`TlsaStatus::from`]), DANE makes TLS mandatory, the chain is matched
+/// by `dane-verify`'s [`DaneVerifier`] and only a verified chain continues in TLS; the session
+/// ends with QUIT. The TLS mode given to the machine (`preferred`) does not matter: usable TLSA
+/// records override it (RFC 7672 §2.2).
+async fn check_host(
+    resolver: &DaneResolver,
+    domain: &str,
+    host: &str,
+    port: u16,
+    setting: DaneMode,
+    action: &Action,
+) -> Value {
     let Action::UseDane { records, sni, .. } = action else {
         return Value::Null;
     };
@@ -294,119 +316,67 @@ async fn check_host(resolver: &DaneResolver, host: &str, port: u16, action: &Act
         None => return Value::Null,
     };
     let verifier = Arc::new(DaneVerifier::new(matcher, records.clone()));
-    match starttls(addr, sni, verifier.clone()).await {
-        Ok(()) | Err(_) if verifier.last_verdict().is_some() => {
-            let mut v = verdict_json(&verifier.last_verdict().unwrap_or_default());
+    let settings = match client_settings(domain, host, sni, verifier.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(Some(addr), e),
+    };
+    let attempt = DeliveryAttempt::new(
+        domain,
+        DeliveryTls::Preferred,
+        setting,
+        TlsaStatus::from(action),
+        DeliveryOptions::new(false),
+    );
+    let result = match tokio::time::timeout(STEP, TcpStream::connect(addr)).await {
+        Err(_) => Err(format!("connect {addr}: timeout")),
+        Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
+        Ok(Ok(tcp)) => match negotiate(tcp, attempt, &settings).await {
+            Ok(outcome) => {
+                if let Some(mut conn) = outcome.connection {
+                    let _ = tokio::time::timeout(STEP, conn.stream.write_all(b"QUIT\r\n")).await;
+                    let _ = tokio::time::timeout(STEP, conn.stream.shutdown()).await;
+                }
+                Ok(outcome.decision.reason.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match (verifier.last_verdict(), result) {
+        (Some(verdict), _) => {
+            let mut v = verdict_json(&verdict);
             v["address"] = json!(addr.to_string());
             v
         }
-        Err(e) => fail(Some(addr), e),
-        Ok(()) => fail(Some(addr), "handshake without a certificate check".into()),
+        // No chain was matched: STARTTLS missing or refused, handshake or I/O failure.
+        (None, Ok(reason) | Err(reason)) => fail(Some(addr), reason),
     }
 }
 
+/// The driver's settings: SNI is the TLSA base domain (RFC 7672 §8.1); the PKIX verifier (Mozilla
+/// roots, the destination's names) only checks handshake signatures here, its verdict is not
+/// used: with usable TLSA records the machine decides on the DANE verdict alone.
+fn client_settings(
+    domain: &str,
+    host: &str,
+    sni: &str,
+    dane: Arc<DaneVerifier>,
+) -> Result<ClientSettings, String> {
+    let target = DeliveryTarget::builder(domain)
+        .with_mx_host(host)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let pkix = Arc::new(SmtpCertVerifier::new(
+        VerificationMode::PreferredVerify,
+        target,
+        Arc::new(TrustAnchors::mozilla()),
+    ));
+    let name = ServerName::try_from(sni.to_owned()).map_err(|e| format!("SNI {sni:?}: {e}"))?;
+    Ok(ClientSettings::new(EHLO_NAME, name, pkix)
+        .with_dane(dane)
+        .with_timeouts(Timeouts::uniform(STEP)))
+}
+
+/// Timeout of each step (connect, each reply, the handshake).
 const STEP: Duration = Duration::from_secs(30);
-const MAX_LINE: usize = 4096;
-const MAX_LINES: usize = 100;
-
-/// Reads one SMTP reply (RFC 5321 §4.2), bounded; returns (code, lines).
-async fn read_reply(r: &mut BufReader<TcpStream>) -> Result<(u16, Vec<String>), String> {
-    let mut lines = Vec::new();
-    loop {
-        if lines.len() >= MAX_LINES {
-            return Err("reply too long".into());
-        }
-        let mut line = Vec::new();
-        let n = tokio::time::timeout(STEP, async {
-            let mut total = 0;
-            loop {
-                let buf = r.fill_buf().await.map_err(|e| e.to_string())?;
-                if buf.is_empty() {
-                    return Ok::<usize, String>(total);
-                }
-                let (take, done) = match buf.iter().position(|&b| b == b'\n') {
-                    Some(i) => (i + 1, true),
-                    None => (buf.len(), false),
-                };
-                line.extend_from_slice(&buf[..take]);
-                r.consume(take);
-                total += take;
-                if line.len() > MAX_LINE {
-                    return Err("reply line too long".into());
-                }
-                if done {
-                    return Ok(total);
-                }
-            }
-        })
-        .await
-        .map_err(|_| "timeout waiting for the server".to_string())??;
-        if n == 0 {
-            return Err("connection closed".into());
-        }
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        let code = text
-            .get(..3)
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or("malformed reply")?;
-        let last = text.as_bytes().get(3) != Some(&b'-');
-        lines.push(text);
-        if last {
-            return Ok((code, lines));
-        }
-    }
-}
-
-async fn send(r: &mut BufReader<TcpStream>, cmd: &str) -> Result<(), String> {
-    tokio::time::timeout(STEP, r.get_mut().write_all(cmd.as_bytes()))
-        .await
-        .map_err(|_| "timeout writing".to_string())?
-        .map_err(|e| e.to_string())
-}
-
-async fn starttls(addr: SocketAddr, sni: &str, verifier: Arc<DaneVerifier>) -> Result<(), String> {
-    let tcp = tokio::time::timeout(STEP, TcpStream::connect(addr))
-        .await
-        .map_err(|_| "connect timeout".to_string())?
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let mut r = BufReader::new(tcp);
-    let (code, _) = read_reply(&mut r).await?;
-    if code != 220 {
-        return Err(format!("greeting {code}"));
-    }
-    send(&mut r, "EHLO smtp-tls-check.invalid\r\n").await?;
-    let (code, lines) = read_reply(&mut r).await?;
-    if code != 250 {
-        return Err(format!("EHLO {code}"));
-    }
-    if !lines.iter().any(|l| {
-        l.get(4..)
-            .is_some_and(|k| k.eq_ignore_ascii_case("STARTTLS"))
-    }) {
-        return Err("no STARTTLS offered".into());
-    }
-    send(&mut r, "STARTTLS\r\n").await?;
-    let (code, _) = read_reply(&mut r).await?;
-    if code != 220 {
-        return Err(format!("STARTTLS {code}"));
-    }
-    // Discard anything the server sent after its 220 (plaintext injection, CVE-2011-0411).
-    let tcp = r.into_inner();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .dangerous()
-    .with_custom_certificate_verifier(verifier)
-    .with_no_client_auth();
-    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let mut tls = tokio::time::timeout(STEP, connector.connect(name, tcp))
-        .await
-        .map_err(|_| "TLS handshake timeout".to_string())?
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    let _ = tokio::time::timeout(STEP, tls.write_all(b"QUIT\r\n")).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), tls.shutdown()).await;
-    Ok(())
-}
+/// Our EHLO name.
+const EHLO_NAME: &str = "smtp-tls-check.invalid";

@@ -1,5 +1,10 @@
 //! `smtp-tls-check tlsverify`: verify a receiving MTA's certificate chain for a destination,
-//! offline (`--chain CHAIN.pem`), printing the structured verdict as JSON.
+//! offline (`--chain CHAIN.pem`) or live (`--connect HOST:PORT`, see [`live`]), printing the
+//! structured verdict as JSON.
+//!
+//! Offline: `--mode` is one of the three verifying modes; the JSON is exactly
+//! `{"verified", "reference_ids", "matched", "error"}`; exit 0 when verified, 1 when not, 2 on bad
+//! input. Exactly one of `--chain` / `--connect` is given.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,14 +13,20 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use smtp_tls_policy::chain::TrustAnchors;
-use smtp_tls_policy::identity::{DeliveryTarget, FqdnValidation, MxSecurity, X509Validation};
+use smtp_tls_policy::identity::{
+    DeliveryTarget, FqdnValidation, IdentityAlgorithm, MxSecurity, X509Validation,
+};
 use smtp_tls_policy::verifier::VerificationMode;
 use smtp_tls_policy::{Verdict, VerificationPolicy, verify_server_certificate};
+
+#[path = "tlsverify_live.rs"]
+mod live;
 
 /// Arguments of `smtp-tls-check tlsverify`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Verification mode: preferred-verify, required-verify, required-verify-hosted-domains.
+    /// Mode. Offline (--chain): preferred-verify, required-verify, required-verify-hosted-domains.
+    /// Live (--connect): also default, no, preferred, required (the delivery TLS modes).
     #[arg(long)]
     mode: String,
     /// Destination (recipient) domain.
@@ -30,9 +41,18 @@ pub(crate) struct Args {
     /// Explicitly configured SMTP route host.
     #[arg(long)]
     route: Option<String>,
-    /// The server's certificate chain, PEM, leaf first.
+    /// Offline: the server's certificate chain, PEM, leaf first.
     #[arg(long)]
     chain: Option<PathBuf>,
+    /// Live: connect to HOST:PORT, EHLO, STARTTLS, verify, QUIT.
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
+    /// Live: the name sent in EHLO.
+    #[arg(long, default_value = "localhost")]
+    ehlo: String,
+    /// Live: seconds allowed for the connection and for each reply and the handshake (1-3600).
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
     /// A CA list to trust, PEM (repeatable).
     #[arg(long = "ca")]
     ca: Vec<PathBuf>,
@@ -96,17 +116,8 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
     })
 }
 
-/// Runs the subcommand.
-pub(crate) fn run(args: Args) -> crate::CmdResult {
-    let mode = parse_mode(&args.mode)?;
-    if !args.json {
-        return Err("--json is required (JSON is the only output format)".into());
-    }
-    // Exactly one certificate source; a later `--connect HOST:PORT` joins `--chain` here.
-    let Some(chain_path) = &args.chain else {
-        return Err("--chain CHAIN.pem is required".into());
-    };
-    let chain = read_pem_certs(chain_path)?;
+/// The trust anchors of `--ca` and `--system-cas` (none: nothing is trusted).
+fn trust_anchors(args: &Args) -> Result<TrustAnchors, String> {
     let mut anchors = TrustAnchors::empty();
     for path in &args.ca {
         for cert in read_pem_certs(path)? {
@@ -118,6 +129,11 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
     if args.system_cas {
         anchors.add_anchors(TrustAnchors::mozilla().anchors().iter().cloned());
     }
+    Ok(anchors)
+}
+
+/// The delivery target of `--domain`, `--mx`, `--mx-secure`, `--route`.
+fn delivery_target(args: &Args) -> Result<DeliveryTarget, smtp_tls_policy::Error> {
     let mut builder = DeliveryTarget::builder(&args.domain).with_mx_security(if args.mx_secure {
         MxSecurity::Secure
     } else {
@@ -129,12 +145,12 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
     if let Some(route) = &args.route {
         builder = builder.with_route_host(route);
     }
-    let target = builder.build()?;
-    let time = match &args.at {
-        Some(text) => parse_time(text)?,
-        None => UnixTime::now(),
-    };
-    let policy = VerificationPolicy::new(mode.algorithm())
+    builder.build()
+}
+
+/// The verification policy for `algorithm` with the `--fqdn-check` / `--x509-check` switches.
+fn verification_policy(args: &Args, algorithm: IdentityAlgorithm) -> VerificationPolicy {
+    VerificationPolicy::new(algorithm)
         .with_fqdn_validation(if args.fqdn_check {
             FqdnValidation::Enabled
         } else {
@@ -144,7 +160,36 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
             X509Validation::Enabled
         } else {
             X509Validation::Disabled
-        });
+        })
+}
+
+/// The usage error when not exactly one certificate source is given.
+const ONE_SOURCE: &str =
+    "exactly one of --chain CHAIN.pem (offline) or --connect HOST:PORT (live) is required";
+
+/// Runs the subcommand.
+pub(crate) fn run(args: Args) -> crate::CmdResult {
+    if !args.json {
+        return Err("--json is required (JSON is the only output format)".into());
+    }
+    match (&args.chain, &args.connect) {
+        (Some(chain), None) => offline(&args, chain),
+        (None, Some(_)) => live::run(&args),
+        _ => Err(ONE_SOURCE.into()),
+    }
+}
+
+/// The offline check of a PEM chain.
+fn offline(args: &Args, chain_path: &Path) -> crate::CmdResult {
+    let mode = parse_mode(&args.mode)?;
+    let chain = read_pem_certs(chain_path)?;
+    let anchors = trust_anchors(args)?;
+    let target = delivery_target(args)?;
+    let time = match &args.at {
+        Some(text) => parse_time(text)?,
+        None => UnixTime::now(),
+    };
+    let policy = verification_policy(args, mode.algorithm());
     let verdict = verify_server_certificate(&policy, &target, &chain, &anchors, time);
     println!("{}", verdict_json(&verdict));
     Ok(if verdict.is_verified() {
