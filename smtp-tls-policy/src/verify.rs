@@ -167,11 +167,10 @@ pub fn verify_with_reference_ids(
         }
     };
     let identity = check_identity(&ids, &verdict.reference_ids, policy.algorithm);
-    verdict.matched = identity.matched.clone();
     let options = ChainOptions::at(time)
         .with_profile(policy.profile)
         .with_max_intermediates(policy.max_intermediates);
-    let outcome = verify_parsed_chain(leaf, &parsed_leaf, intermediates, anchors, &options)
+    let chain_outcome = verify_parsed_chain(leaf, &parsed_leaf, intermediates, anchors, &options)
         .and_then(|_path| {
             if policy.profile == ChainProfile::CabForum {
                 check_cn_in_san(&ids)?;
@@ -183,11 +182,20 @@ pub fn verify_with_reference_ids(
                 check_x509(&ids, server_name)?;
             }
             Ok(())
-        })
-        .and_then(|()| identity.into_result(&ids, policy.algorithm));
-    match outcome {
-        Ok(_) => verdict.status = VerificationStatus::Verified,
-        Err(e) => verdict.error = Some(e),
+        });
+    // The match is reported even when the chain failed; moved, not cloned, into the verdict.
+    match chain_outcome {
+        Err(e) => {
+            verdict.matched = identity.matched;
+            verdict.error = Some(e);
+        }
+        Ok(()) => match identity.into_result(&ids, policy.algorithm) {
+            Ok(matched) => {
+                verdict.matched = Some(matched);
+                verdict.status = VerificationStatus::Verified;
+            }
+            Err(e) => verdict.error = Some(e),
+        },
     }
     verdict
 }

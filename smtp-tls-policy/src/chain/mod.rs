@@ -5,15 +5,19 @@
 //! certificates for the SMTP session ends in a certificate issued by a trusted certificate
 //! authority (CA)*.
 
+mod memo;
 mod structure;
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
-use x509_parser::certificate::X509Certificate;
+use x509_parser::certificate::{Validity, X509Certificate};
 use x509_parser::prelude::FromDer;
 
+use memo::{IntermediateMemo, IntermediateOutcome};
+use structure::Staged;
 pub use structure::{CertPosition, Violation};
 
 use crate::error::Error;
@@ -43,6 +47,11 @@ pub enum ChainProfile {
 /// Trust anchors handed in by the caller, with their certificates when known (the structural
 /// checks then also cover the anchor).
 ///
+/// Verification is cheap to repeat against one `TrustAnchors` (share it, e.g. in an `Arc`): the
+/// structural checks of each anchor's certificate are done once, here, and the outcome of each
+/// intermediate seen on a validated path is remembered (keyed by its whole DER encoding, at most
+/// 64 of them), so later handshakes through the same CA skip re-parsing it.
+///
 /// ```
 /// use smtp_tls_policy::chain::TrustAnchors;
 /// let key = rcgen::KeyPair::generate().unwrap();
@@ -55,7 +64,56 @@ pub enum ChainProfile {
 #[derive(Debug, Clone, Default)]
 pub struct TrustAnchors {
     anchors: Vec<TrustAnchor<'static>>,
-    certificates: Vec<Option<CertificateDer<'static>>>,
+    /// Per anchor, when its certificate is known: the structural checks' outcome, computed once
+    /// here rather than by re-parsing the certificate on every verification.
+    certificates: Vec<Option<AnchorChecks>>,
+    /// Structural outcomes of intermediates already seen on paths to these anchors.
+    intermediates: IntermediateMemo,
+}
+
+/// What the structural checks established about a trust anchor's certificate, per profile, and
+/// its validity period (the one time-dependent rule, applied at verification time).
+#[derive(Debug, Clone)]
+struct AnchorChecks {
+    /// `Err` when x509-parser cannot parse the certificate (reported, as before, only when a
+    /// path ending at this anchor is checked with a profile beyond [`ChainProfile::WebpkiOnly`]).
+    parsed: Result<ParsedAnchor, Error>,
+}
+
+#[derive(Debug, Clone)]
+struct ParsedAnchor {
+    validity: Validity,
+    rfc5280: Staged,
+    cabforum: Staged,
+}
+
+impl AnchorChecks {
+    fn new(der: &[u8]) -> Self {
+        let parsed = parse(der, CertPosition::Anchor).map(|cert| ParsedAnchor {
+            validity: cert.validity().clone(),
+            rfc5280: structure::check_staged(&cert, CertPosition::Anchor, ChainProfile::Rfc5280),
+            cabforum: structure::check_staged(&cert, CertPosition::Anchor, ChainProfile::CabForum),
+        });
+        Self { parsed }
+    }
+
+    /// The anchor's structural verdict under `profile` at `time`, exactly as checking the
+    /// freshly parsed certificate would give it.
+    fn check(&self, profile: ChainProfile, time: UnixTime) -> Result<(), Error> {
+        let staged = match (&self.parsed, profile) {
+            (_, ChainProfile::WebpkiOnly) => return Ok(()),
+            (Err(e), _) => return Err(e.clone()),
+            (Ok(p), ChainProfile::Rfc5280) => &p.rfc5280,
+            (Ok(p), ChainProfile::CabForum) => &p.cabforum,
+        };
+        let validity = self.parsed.as_ref().map(|p| &p.validity);
+        staged
+            .finish(|| validity.is_ok_and(|v| structure::valid_at(v, time)))
+            .map_err(|violation| Error::Structure {
+                position: CertPosition::Anchor,
+                violation,
+            })
+    }
 }
 
 impl TrustAnchors {
@@ -90,7 +148,7 @@ impl TrustAnchors {
             })?
             .to_owned();
         self.anchors.push(anchor);
-        self.certificates.push(Some(cert));
+        self.certificates.push(Some(AnchorChecks::new(&cert)));
         Ok(())
     }
 
@@ -130,7 +188,7 @@ impl TrustAnchors {
         &self.anchors
     }
 
-    fn certificate_for(&self, anchor: &TrustAnchor<'_>) -> Option<&CertificateDer<'static>> {
+    fn checks_for(&self, anchor: &TrustAnchor<'_>) -> Option<&AnchorChecks> {
         self.anchors
             .iter()
             .position(|a| {
@@ -193,22 +251,26 @@ pub struct ValidatedPath {
 /// The signature algorithms accepted in chains: those of rustls' aws-lc-rs provider.
 #[must_use]
 pub fn supported_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
-    rustls::crypto::aws_lc_rs::default_provider()
-        .signature_verification_algorithms
-        .all
+    // Building the provider allocates (cipher suite and group lists): do it once.
+    static ALGORITHMS: OnceLock<&'static [&'static dyn SignatureVerificationAlgorithm]> =
+        OnceLock::new();
+    ALGORITHMS.get_or_init(|| {
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .all
+    })
 }
 
 pub(crate) fn parse(der: &[u8], position: CertPosition) -> Result<X509Certificate<'_>, Error> {
+    parse_certificate(der).map_err(|detail| Error::MalformedCertificate { position, detail })
+}
+
+/// Parses one whole DER certificate with x509-parser; `Err` carries the reason.
+fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
-        Ok(_) => Err(Error::MalformedCertificate {
-            position,
-            detail: "trailing data".into(),
-        }),
-        Err(e) => Err(Error::MalformedCertificate {
-            position,
-            detail: e.to_string(),
-        }),
+        Ok(_) => Err("trailing data".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -254,8 +316,16 @@ pub(crate) fn verify_parsed_chain(
     }
     let ee = EndEntityCert::try_from(leaf).map_err(Error::Chain)?;
     let rejected: RefCell<Option<Error>> = RefCell::new(None);
+    // webpki may try several paths through the same intermediates: check each once.
+    let outcomes = RefCell::new(vec![None; intermediates.len()]);
     let check_path = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
-        match check_path_structure(path, anchors, options) {
+        let mut outcomes = outcomes.borrow_mut();
+        let mut checked = IntermediateChecks {
+            presented: intermediates,
+            outcomes: &mut outcomes,
+            memo: &anchors.intermediates,
+        };
+        match check_path_structure(path, anchors, options, &mut checked) {
             Ok(()) => Ok(()),
             Err(e) => {
                 rejected.borrow_mut().get_or_insert(e);
@@ -276,15 +346,11 @@ pub(crate) fn verify_parsed_chain(
         Ok(path) => path,
         Err(e) => return Err(rejected.into_inner().unwrap_or(Error::Chain(e))),
     };
-    structure::check(
-        parsed_leaf,
-        CertPosition::Leaf,
-        options.profile,
-        options.time,
-    )
-    .map_err(|violation| Error::Structure {
-        position: CertPosition::Leaf,
-        violation,
+    structure::check(parsed_leaf, CertPosition::Leaf, options.profile).map_err(|violation| {
+        Error::Structure {
+            position: CertPosition::Leaf,
+            violation,
+        }
     })?;
     Ok(ValidatedPath {
         intermediates: path.intermediate_certificates().count(),
@@ -292,10 +358,55 @@ pub(crate) fn verify_parsed_chain(
     })
 }
 
+/// Per-verification memo of the intermediates' structural outcomes, indexed like the presented
+/// intermediates (the outcome is a function of the certificate's bytes and the profile only).
+struct IntermediateChecks<'p, 'c> {
+    presented: &'p [CertificateDer<'c>],
+    outcomes: &'p mut [Option<IntermediateOutcome>],
+    /// The anchors' memo across verifications.
+    memo: &'p IntermediateMemo,
+}
+
+impl IntermediateChecks<'_, '_> {
+    fn check(
+        &mut self,
+        der: &[u8],
+        position: CertPosition,
+        profile: ChainProfile,
+    ) -> Result<(), Error> {
+        let memo = self.memo;
+        let compute = || {
+            memo.get_or_compute(der, profile, || match parse_certificate(der) {
+                Ok(parsed) => match structure::check(&parsed, position, profile) {
+                    Ok(()) => IntermediateOutcome::Conforms,
+                    Err(violation) => IntermediateOutcome::Breaks(violation),
+                },
+                Err(detail) => IntermediateOutcome::Malformed(detail),
+            })
+        };
+        let index = self.presented.iter().position(|c| c.as_ref() == der);
+        let outcome = match index.and_then(|i| self.outcomes.get_mut(i)) {
+            Some(slot) => slot.get_or_insert_with(compute).clone(),
+            None => compute(),
+        };
+        match outcome {
+            IntermediateOutcome::Conforms => Ok(()),
+            IntermediateOutcome::Malformed(detail) => {
+                Err(Error::MalformedCertificate { position, detail })
+            }
+            IntermediateOutcome::Breaks(violation) => Err(Error::Structure {
+                position,
+                violation,
+            }),
+        }
+    }
+}
+
 fn check_path_structure(
     path: &webpki::VerifiedPath<'_>,
     anchors: &TrustAnchors,
     options: &ChainOptions,
+    intermediates: &mut IntermediateChecks<'_, '_>,
 ) -> Result<(), Error> {
     // Self-issued intermediates do not count towards the path length (RFC 5280 §6.1.4 (l)).
     let found = path
@@ -313,23 +424,10 @@ fn check_path_structure(
     }
     for (i, cert) in path.intermediate_certificates().enumerate() {
         let position = CertPosition::Intermediate(i + 1);
-        let der = cert.der();
-        let parsed = parse(der.as_ref(), position)?;
-        structure::check(&parsed, position, options.profile, options.time).map_err(
-            |violation| Error::Structure {
-                position,
-                violation,
-            },
-        )?;
+        intermediates.check(cert.der().as_ref(), position, options.profile)?;
     }
-    if let Some(der) = anchors.certificate_for(path.anchor()) {
-        let parsed = parse(der.as_ref(), CertPosition::Anchor)?;
-        structure::check(&parsed, CertPosition::Anchor, options.profile, options.time).map_err(
-            |violation| Error::Structure {
-                position: CertPosition::Anchor,
-                violation,
-            },
-        )?;
+    if let Some(checks) = anchors.checks_for(path.anchor()) {
+        checks.check(options.profile, options.time)?;
     }
     Ok(())
 }

@@ -4,8 +4,19 @@
 
 use std::fmt;
 
-use x509_parser::certificate::X509Certificate;
-use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::certificate::{Validity, X509Certificate};
+use x509_parser::der_parser::oid::Oid;
+use x509_parser::extensions::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, GeneralName, KeyIdentifier,
+    KeyUsage, ParsedExtension,
+};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_NIST_EC_P384, OID_NIST_EC_P521, OID_SIG_ED25519,
+    OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_BASIC_CONSTRAINTS,
+    OID_X509_EXT_CERTIFICATE_POLICIES, OID_X509_EXT_CRL_DISTRIBUTION_POINTS,
+    OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE, OID_X509_EXT_NAME_CONSTRAINTS,
+    OID_X509_EXT_SUBJECT_ALT_NAME, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+};
 use x509_parser::public_key::PublicKey;
 use x509_parser::time::ASN1Time;
 
@@ -141,19 +152,78 @@ pub enum Violation {
 
 /// Extensions this crate (or rustls-webpki) processes; a critical extension outside this list
 /// is refused (RFC 5280 §4.2).
-const KNOWN_EXTENSIONS: &[&str] = &[
-    "2.5.29.14", // subjectKeyIdentifier
-    "2.5.29.15", // keyUsage
-    "2.5.29.17", // subjectAltName
-    "2.5.29.19", // basicConstraints
-    "2.5.29.30", // nameConstraints
-    "2.5.29.32", // certificatePolicies
-    "2.5.29.35", // authorityKeyIdentifier
-    "2.5.29.37", // extKeyUsage
-    "2.5.29.31", // cRLDistributionPoints
+const KNOWN_EXTENSIONS: &[Oid<'static>] = &[
+    OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+    OID_X509_EXT_KEY_USAGE,
+    OID_X509_EXT_SUBJECT_ALT_NAME,
+    OID_X509_EXT_BASIC_CONSTRAINTS,
+    OID_X509_EXT_NAME_CONSTRAINTS,
+    OID_X509_EXT_CERTIFICATE_POLICIES,
+    OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER,
+    OID_X509_EXT_EXTENDED_KEY_USAGE,
+    OID_X509_EXT_CRL_DISTRIBUTION_POINTS,
 ];
 
-/// Checks `cert` at `position` against `profile`'s rules.
+/// `true` when every arc of `oid` is minimally encoded (no arc starts with a 0x80 octet), so
+/// that two such OIDs are the same exactly when their octets are.
+fn minimally_encoded(oid: &Oid<'_>) -> bool {
+    let mut arc_start = true;
+    oid.as_bytes().iter().all(|&b| {
+        let ok = !(arc_start && b == 0x80);
+        arc_start = b & 0x80 == 0;
+        ok
+    })
+}
+
+/// The same OID in dotted form; compares octets, and only formats both in the (non-DER) case of
+/// a non-minimal arc encoding.
+fn same_oid(a: &Oid<'_>, b: &Oid<'_>) -> bool {
+    a == b
+        || ((!minimally_encoded(a) || !minimally_encoded(b))
+            && a.to_id_string() == b.to_id_string())
+}
+
+fn is_known_extension(oid: &Oid<'_>) -> bool {
+    KNOWN_EXTENSIONS.iter().any(|known| same_oid(known, oid))
+}
+
+/// The outcome of the structural rules on one certificate, split around the one rule that
+/// depends on the verification time (the trust anchor's validity period), so that an anchor's
+/// outcome can be computed once, when the anchor is configured, and combined with the time on
+/// every verification in exactly the order [`check`] applies the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Staged {
+    /// Rules applied before the anchor's validity period.
+    before_validity: Result<(), Violation>,
+    /// Whether the validity period is checked at all (trust anchor, profile beyond webpki).
+    checks_validity: bool,
+    /// Rules applied after it (only reached when `before_validity` is `Ok`).
+    after_validity: Result<(), Violation>,
+}
+
+impl Staged {
+    /// Combines the staged outcome with the validity check (`valid_at` is only consulted for
+    /// the trust anchor).
+    pub(crate) fn finish(&self, valid_at: impl FnOnce() -> bool) -> Result<(), Violation> {
+        self.before_validity.clone()?;
+        if self.checks_validity && !valid_at() {
+            return Err(Violation::AnchorNotValidAtTime);
+        }
+        self.after_validity.clone()
+    }
+}
+
+/// Whether `validity` covers `time` (x509-parser's `Validity::is_valid_at`, inclusive bounds);
+/// a time outside what x509-parser can represent is not covered.
+pub(crate) fn valid_at(validity: &Validity, time: UnixTime) -> bool {
+    i64::try_from(time.as_secs())
+        .ok()
+        .and_then(|t| ASN1Time::from_timestamp(t).ok())
+        .is_some_and(|t| validity.is_valid_at(t))
+}
+
+/// Checks a leaf or an intermediate at `position` against `profile`'s rules (a trust anchor goes
+/// through [`check_staged`], its validity period being checked at verification time).
 ///
 /// A trust anchor is trusted by configuration (RFC 5280 §6.1.1 d), so the rules about how a CA
 /// *issued* a certificate (serial number, AKI presence) are not applied to it.
@@ -161,12 +231,64 @@ pub(crate) fn check(
     cert: &X509Certificate<'_>,
     position: CertPosition,
     profile: ChainProfile,
-    time: UnixTime,
 ) -> Result<(), Violation> {
-    if profile == ChainProfile::WebpkiOnly {
-        return Ok(());
+    debug_assert_ne!(position, CertPosition::Anchor, "anchors are checked staged");
+    check_staged(cert, position, profile).finish(|| true)
+}
+
+/// [`check`] without the time-dependent rule: see [`Staged`]. Allocates nothing unless a rule is
+/// broken.
+pub(crate) fn check_staged(
+    cert: &X509Certificate<'_>,
+    position: CertPosition,
+    profile: ChainProfile,
+) -> Staged {
+    let checks_validity = position == CertPosition::Anchor && profile != ChainProfile::WebpkiOnly;
+    match check_before_validity(cert, position, profile) {
+        Ok(facts) => Staged {
+            before_validity: Ok(()),
+            checks_validity,
+            after_validity: check_after_validity(cert, position, profile, &facts),
+        },
+        Err(violation) => Staged {
+            before_validity: Err(violation),
+            checks_validity,
+            after_validity: Ok(()),
+        },
     }
+}
+
+/// What the rules after the validity check need from the extension walk.
+struct Facts<'c, 'a> {
+    cabf: bool,
+    is_ca: bool,
+    self_issued: bool,
+    basic_constraints: Option<(bool, &'c BasicConstraints)>,
+    key_usage: Option<&'c KeyUsage>,
+    aki: Option<&'c AuthorityKeyIdentifier<'a>>,
+    ski: Option<&'c KeyIdentifier<'a>>,
+    eku: Option<(bool, &'c ExtendedKeyUsage<'a>)>,
+}
+
+fn check_before_validity<'c, 'a>(
+    cert: &'c X509Certificate<'a>,
+    position: CertPosition,
+    profile: ChainProfile,
+) -> Result<Facts<'c, 'a>, Violation> {
     let cabf = profile == ChainProfile::CabForum;
+    let inert = Facts {
+        cabf,
+        is_ca: false,
+        self_issued: false,
+        basic_constraints: None,
+        key_usage: None,
+        aki: None,
+        ski: None,
+        eku: None,
+    };
+    if profile == ChainProfile::WebpkiOnly {
+        return Ok(inert);
+    }
     let tbs = &cert.tbs_certificate;
     let anchor = position == CertPosition::Anchor;
     if !anchor {
@@ -180,17 +302,23 @@ pub(crate) fn check(
     }
     let subject_empty = cert.subject().iter().next().is_none();
     let self_issued = cert.subject().as_raw() == cert.issuer().as_raw();
-    let mut seen: Vec<String> = Vec::new();
     let (mut aki, mut ski, mut bc, mut ku, mut san, mut eku, mut nc) =
         (None, None, None, None, None, None, None);
-    for ext in cert.extensions() {
-        let oid = ext.oid.to_id_string();
-        if seen.contains(&oid) {
-            return Err(Violation::DuplicateExtension { oid });
+    let extensions = cert.extensions();
+    for (index, ext) in extensions.iter().enumerate() {
+        if extensions[..index]
+            .iter()
+            .any(|e| same_oid(&e.oid, &ext.oid))
+        {
+            return Err(Violation::DuplicateExtension {
+                oid: ext.oid.to_id_string(),
+            });
         }
         match ext.parsed_extension() {
             ParsedExtension::ParseError { .. } => {
-                return Err(Violation::MalformedExtension { oid });
+                return Err(Violation::MalformedExtension {
+                    oid: ext.oid.to_id_string(),
+                });
             }
             ParsedExtension::AuthorityKeyIdentifier(a) => aki = Some((ext.critical, a)),
             ParsedExtension::SubjectKeyIdentifier(s) => ski = Some((ext.critical, s)),
@@ -204,12 +332,13 @@ pub(crate) fn check(
             {
                 return Err(Violation::BadAuthorityInfoAccess);
             }
-            _ if ext.critical && !KNOWN_EXTENSIONS.contains(&oid.as_str()) => {
-                return Err(Violation::UnknownCriticalExtension { oid });
+            _ if ext.critical && !is_known_extension(&ext.oid) => {
+                return Err(Violation::UnknownCriticalExtension {
+                    oid: ext.oid.to_id_string(),
+                });
             }
             _ => {}
         }
-        seen.push(oid);
     }
     let is_ca = bc.is_some_and(|(_, b)| b.ca);
     if is_ca && subject_empty {
@@ -249,33 +378,51 @@ pub(crate) fn check(
             return Err(Violation::BadNameConstraints);
         }
     }
-    if anchor {
-        let valid = i64::try_from(time.as_secs())
-            .ok()
-            .and_then(|t| ASN1Time::from_timestamp(t).ok())
-            .is_some_and(|t| cert.validity().is_valid_at(t));
-        if !valid {
-            return Err(Violation::AnchorNotValidAtTime);
-        }
-        if bc.is_none_or(|(critical, _)| !critical) {
+    Ok(Facts {
+        cabf,
+        is_ca,
+        self_issued,
+        basic_constraints: bc,
+        key_usage: ku,
+        aki: aki.map(|(_, a)| a),
+        ski: ski.map(|(_, s)| s),
+        eku,
+    })
+}
+
+fn check_after_validity(
+    cert: &X509Certificate<'_>,
+    position: CertPosition,
+    profile: ChainProfile,
+    facts: &Facts<'_, '_>,
+) -> Result<(), Violation> {
+    if profile == ChainProfile::WebpkiOnly {
+        return Ok(());
+    }
+    let is_ca = facts.is_ca;
+    if position == CertPosition::Anchor {
+        if facts
+            .basic_constraints
+            .is_none_or(|(critical, _)| !critical)
+        {
             return Err(Violation::BasicConstraintsNotCritical);
         }
-        if is_ca && ku.is_some_and(|k| !k.key_cert_sign()) {
+        if is_ca && facts.key_usage.is_some_and(|k| !k.key_cert_sign()) {
             return Err(Violation::CaWithoutKeyCertSign);
         }
     }
-    if !cabf {
+    if !facts.cabf {
         return Ok(());
     }
     match position {
         // CABF root rules apply to self-issued roots, not to an intermediate configured as anchor.
-        CertPosition::Anchor if self_issued => {
+        CertPosition::Anchor if facts.self_issued => {
             check_key(cert)?;
-            if eku.is_some() {
+            if facts.eku.is_some() {
                 return Err(Violation::RootHasExtendedKeyUsage);
             }
-            if let Some((_, a)) = aki {
-                let ski_value = ski.map(|(_, s)| s.0);
+            if let Some(a) = facts.aki {
+                let ski_value = facts.ski.map(|s| s.0);
                 if a.authority_cert_issuer.is_some()
                     || a.authority_cert_serial.is_some()
                     || a.key_identifier.as_ref().map(|k| k.0) != ski_value
@@ -289,7 +436,7 @@ pub(crate) fn check(
             if is_ca {
                 return Err(Violation::LeafIsCa);
             }
-            if eku.is_some_and(|(critical, e)| critical || e.any) {
+            if facts.eku.is_some_and(|(critical, e)| critical || e.any) {
                 return Err(Violation::BadLeafExtendedKeyUsage);
             }
             check_key(cert)?;
@@ -341,16 +488,13 @@ fn check_key(cert: &X509Certificate<'_>) -> Result<(), Violation> {
                 .algorithm
                 .parameters
                 .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string());
-            match curve.as_deref() {
-                Some("1.2.840.10045.3.1.7" | "1.3.132.0.34" | "1.3.132.0.35") => Ok(()),
+                .and_then(|p| p.as_oid().ok());
+            match curve {
+                Some(c) if [OID_EC_P256, OID_NIST_EC_P384, OID_NIST_EC_P521].contains(&c) => Ok(()),
                 _ => Err(Violation::WeakKey),
             }
         }
-        Ok(PublicKey::Unknown(_)) if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
-            Ok(())
-        }
+        Ok(PublicKey::Unknown(_)) if spki.algorithm.algorithm == OID_SIG_ED25519 => Ok(()),
         _ => Err(Violation::WeakKey),
     }
 }
