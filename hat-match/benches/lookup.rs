@@ -186,6 +186,11 @@ fn bench(c: &mut Criterion) {
         for f in facts.iter().chain(&ptr) {
             assert_eq!(table.matches(f), reference::matches(&table, f));
         }
+        let with_continued = facts
+            .iter()
+            .filter(|f| !table.matches(f).continued().is_empty())
+            .count();
+        eprintln!("n={n}: {with_continued} of {CLIENTS} IP-only clients match `continue` groups");
 
         let mut g = c.benchmark_group("ip_only");
         let mut i = 0;
@@ -193,6 +198,16 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % CLIENTS;
                 black_box(table.matches(black_box(&facts[i])).order())
+            })
+        });
+        // Baseline for the allocation-free verdict: the same lookup plus collecting the
+        // `continue` matches into a Vec, as `Verdict` did before they became a borrowed view.
+        g.bench_with_input(BenchmarkId::new("indexed_vec_continued", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) % CLIENTS;
+                let v = table.matches(black_box(&facts[i]));
+                let continued: Vec<_> = v.continued().iter().collect();
+                black_box((v.order(), continued))
             })
         });
         g.bench_with_input(BenchmarkId::new("linear", n), &n, |b, _| {

@@ -264,6 +264,22 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A `resolver` adapter limit out of its allowed range.
+    #[error("resolver limit `{limit}` out of range: allowed {allowed}")]
+    InvalidResolverLimit {
+        /// The limit's field name.
+        limit: &'static str,
+        /// The allowed values.
+        allowed: &'static str,
+    },
+    /// The hickory resolver for a name server could not be built.
+    #[error("cannot set up a DNS resolver for {nameserver}: {reason}")]
+    ResolverSetup {
+        /// The name server asked for.
+        nameserver: std::net::SocketAddr,
+        /// hickory-resolver's message.
+        reason: String,
+    },
 }
 
 impl Error {

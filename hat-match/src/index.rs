@@ -1,6 +1,7 @@
 //! The fast matcher behind [`HostAccessTable::matches`]: address segments per family, hash maps
 //! for exact names, suffixes (walked label by label) and DNS-list zones.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -8,7 +9,7 @@ use crate::entry::EntryKind;
 use crate::facts::Facts;
 use crate::segments::{Annotation, ContLists, Hit, Interval, Segments};
 use crate::table::{HostAccessTable, SenderGroup};
-use crate::verdict::{GroupMatch, LookupPlan, Outcome, Verdict};
+use crate::verdict::{LookupPlan, Outcome, Verdict};
 
 /// Hits per key: sorted by rank, one (the first entry) per group.
 type Hits = Box<[Hit]>;
@@ -210,32 +211,21 @@ impl Index {
         for zone in facts.dnslists() {
             consider(self.dnslist.get(zone));
         }
-        let groups = table.groups();
-        let limit = best.map_or(rank_u32(groups.len()), |b| b.rank);
-        let to_match = |h: &Hit| GroupMatch {
-            group: &groups[h.rank as usize],
-            entry: &groups[h.rank as usize].senders()[h.entry as usize],
-            policy: table.policy_at(h.rank as usize),
-        };
+        let limit = best.map_or(rank_u32(self.is_continue.len()), |b| b.rank);
         let seg_conts = self.cont_lists.get(ann.cont);
-        let continued: Vec<GroupMatch<'t>> = if extra_conts.is_empty() {
-            seg_conts
-                .iter()
-                .take_while(|h| h.rank < limit)
-                .map(to_match)
-                .collect()
+        // The segment's list is sorted by rank, one hit per group: a borrowed prefix of it
+        // needs no allocation (the address-only hot path).
+        let continued = if extra_conts.is_empty() {
+            Cow::Borrowed(&seg_conts[..seg_conts.partition_point(|h| h.rank < limit)])
         } else {
             extra_conts.extend_from_slice(seg_conts);
             extra_conts.sort_unstable();
             extra_conts.dedup_by_key(|h| h.rank);
-            extra_conts
-                .iter()
-                .take_while(|h| h.rank < limit)
-                .map(to_match)
-                .collect()
+            extra_conts.retain(|h| h.rank < limit);
+            Cow::Owned(extra_conts)
         };
         let outcome = best.map_or(Outcome::NoSenderGroupMatched, |b| {
-            Outcome::Matched(to_match(&b))
+            Outcome::Matched(table.group_match(b))
         });
         let (ptr_hit, zone_hit) = match outcome {
             Outcome::Matched(m) => match m.entry.kind() {
@@ -247,6 +237,7 @@ impl Index {
         };
         Verdict {
             outcome,
+            table: Some(table),
             continued,
             ptr_needed: ptr_hit || self.host_before[limit as usize],
             dnslists_needed: self.zones_before(limit, zone_hit),

@@ -86,6 +86,9 @@
 //! then immutable: share it behind an `Arc`. [`reference`] holds the linear-scan matcher the
 //! index is tested against. Gathering [`Facts`] (PTR lookup, forward confirmation, DNS-list
 //! queries) is the caller's I/O; [`HostAccessTable::plan`] says which lookups are worth doing.
+//! The optional feature `resolver` adds `resolver::HatResolver`, a thin hickory-resolver
+//! adapter that makes exactly those lookups (concurrently, bounded, under one deadline), runs
+//! the matcher and reports every lookup made, skipped or failed.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -97,6 +100,8 @@ mod index;
 mod name;
 mod policy;
 pub mod reference;
+#[cfg(feature = "resolver")]
+pub mod resolver;
 mod segments;
 mod table;
 mod verdict;
@@ -108,4 +113,6 @@ pub use facts::{Facts, MAX_DNSLIST_ZONES, MAX_FORWARD_ADDRESSES, MAX_PTR_NAMES, 
 pub use name::normalize_name;
 pub use policy::{Behavior, Limits, MAX_BANNER_LEN, MAX_NAME_LEN, MailFlowPolicy, TlsMode};
 pub use table::{HostAccessTable, MAX_ENTRIES, MAX_GROUPS, MAX_POLICIES, SenderGroup};
-pub use verdict::{Fact, GroupMatch, LookupPlan, Outcome, Verdict};
+pub use verdict::{
+    ContinuedIter, ContinuedMatches, Fact, GroupMatch, LookupPlan, Outcome, Verdict,
+};

@@ -2,13 +2,15 @@
 //! right rather than fast. Property tests and the benchmark compare the indexed matcher
 //! ([`HostAccessTable::matches`]) against it; use it to check a table by hand, not in a server.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::entry::{EntryKind, SenderEntry};
 use crate::facts::Facts;
 use crate::policy::Behavior;
+use crate::segments::Hit;
 use crate::table::HostAccessTable;
-use crate::verdict::{GroupMatch, LookupPlan, Outcome, Verdict};
+use crate::verdict::{LookupPlan, Outcome, Verdict};
 
 /// Whether `entry` matches the client described by `facts`.
 pub fn entry_matches(entry: &SenderEntry, facts: &Facts) -> bool {
@@ -44,21 +46,19 @@ pub fn matches<'t>(table: &'t HostAccessTable, facts: &Facts) -> Verdict<'t> {
     let mut outcome = Outcome::NoSenderGroupMatched;
     let mut evaluated = 0;
     for (rank, group) in table.groups().iter().enumerate() {
-        let policy = table.policy_at(rank);
-        let Some(entry) = group.senders().iter().find(|e| entry_matches(e, facts)) else {
+        let Some(entry) = group.senders().iter().position(|e| entry_matches(e, facts)) else {
             evaluated = rank + 1;
             continue;
         };
-        let m = GroupMatch {
-            group,
-            entry,
-            policy,
+        let hit = Hit {
+            rank: u32::try_from(rank).expect("tables are bounded by MAX_GROUPS"),
+            entry: u32::try_from(entry).expect("tables are bounded by MAX_ENTRIES"),
         };
-        if policy.behavior() == Behavior::Continue {
-            continued.push(m);
+        if table.policy_at(rank).behavior() == Behavior::Continue {
+            continued.push(hit);
             evaluated = rank + 1;
         } else {
-            outcome = Outcome::Matched(m);
+            outcome = Outcome::Matched(table.group_match(hit));
             evaluated = rank;
             break;
         }
@@ -75,7 +75,8 @@ pub fn matches<'t>(table: &'t HostAccessTable, facts: &Facts) -> Verdict<'t> {
     dnslists_needed.dedup();
     Verdict {
         outcome,
-        continued,
+        table: Some(table),
+        continued: Cow::Owned(continued),
         ptr_needed,
         dnslists_needed,
         all_zones: table.dnslist_zones(),

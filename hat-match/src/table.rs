@@ -9,7 +9,8 @@ use crate::error::Error;
 use crate::facts::Facts;
 use crate::index::Index;
 use crate::policy::{Behavior, MailFlowPolicy, check_identifier};
-use crate::verdict::{LookupPlan, Verdict};
+use crate::segments::Hit;
+use crate::verdict::{GroupMatch, LookupPlan, Verdict};
 
 /// Most sender groups in one table.
 pub const MAX_GROUPS: usize = 10_000;
@@ -190,6 +191,16 @@ impl HostAccessTable {
     /// The policy of the group at `rank` (position by order).
     pub(crate) fn policy_at(&self, rank: usize) -> &MailFlowPolicy {
         &self.policies[self.group_policy[rank]]
+    }
+
+    /// The match an index hit stands for.
+    pub(crate) fn group_match(&self, hit: Hit) -> GroupMatch<'_> {
+        let rank = hit.rank as usize;
+        GroupMatch {
+            group: &self.groups[rank],
+            entry: &self.groups[rank].senders[hit.entry as usize],
+            policy: self.policy_at(rank),
+        }
     }
 
     /// Every DNS-list zone named by an entry, sorted.

@@ -1,8 +1,11 @@
 //! What the matcher decides, and what it tells a server before any DNS lookup.
 
+use std::borrow::Cow;
+
 use crate::entry::SenderEntry;
 use crate::policy::{Behavior, MailFlowPolicy, TlsMode};
-use crate::table::SenderGroup;
+use crate::segments::Hit;
+use crate::table::{HostAccessTable, SenderGroup};
 
 /// A sender group that matched, with the entry that matched and the group's policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +57,17 @@ pub enum Fact<'t> {
 
 /// The verdict for one client.
 ///
-/// It borrows the table it came from (no allocation on the common path).
+/// It borrows the table it came from: on the address-only path it allocates nothing (the
+/// `continue` matches are a slice of the index, see [`Verdict::continued`]).
 #[must_use]
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct Verdict<'t> {
     pub(crate) outcome: Outcome<'t>,
-    pub(crate) continued: Vec<GroupMatch<'t>>,
+    /// The table the hits refer to (`None` only for the default verdict, with no hits).
+    pub(crate) table: Option<&'t HostAccessTable>,
+    /// `continue` hits before the winner, sorted by rank, one per group: borrowed from the
+    /// index on the address-only path, owned when names or DNS lists added some.
+    pub(crate) continued: Cow<'t, [Hit]>,
     pub(crate) ptr_needed: bool,
     pub(crate) dnslists_needed: Vec<&'t str>,
     pub(crate) all_zones: &'t [Box<str>],
@@ -112,8 +120,11 @@ impl<'t> Verdict<'t> {
     }
 
     /// `continue` groups that matched before the winner, in order.
-    pub fn continued(&self) -> &[GroupMatch<'t>] {
-        &self.continued
+    pub fn continued(&self) -> ContinuedMatches<'_, 't> {
+        ContinuedMatches {
+            table: self.table,
+            hits: &self.continued,
+        }
     }
 
     /// Whether PTR facts were needed to reach this verdict (a host-name entry matched, or a
@@ -138,6 +149,137 @@ impl<'t> Verdict<'t> {
         ptr.into_iter().chain(zones)
     }
 }
+
+impl PartialEq for Verdict<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.outcome == other.outcome
+            && self.continued().iter().eq(other.continued().iter())
+            && self.ptr_needed == other.ptr_needed
+            && self.dnslists_needed == other.dnslists_needed
+            && self.all_zones == other.all_zones
+    }
+}
+
+impl Eq for Verdict<'_> {}
+
+impl std::fmt::Debug for Verdict<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verdict")
+            .field("outcome", &self.outcome)
+            .field("continued", &self.continued())
+            .field("ptr_needed", &self.ptr_needed)
+            .field("dnslists_needed", &self.dnslists_needed)
+            .field("all_zones", &self.all_zones)
+            .finish()
+    }
+}
+
+/// The `continue` groups that matched before the winner ([`Verdict::continued`]), in order: a
+/// borrowed view that builds each [`GroupMatch`] on demand (no allocation).
+///
+/// ```
+/// use hat_match::{Facts, HostAccessTable};
+/// let table = HostAccessTable::from_toml(r#"
+/// [[mail_flow_policy]]
+/// name = "AUDIT"
+/// behavior = "continue"
+/// [[mail_flow_policy]]
+/// name = "ACCEPTED"
+/// behavior = "accept"
+/// [[sender_group]]
+/// name = "PARTNER_AUDIT"
+/// order = 1
+/// policy = "AUDIT"
+/// senders = ["192.0.2.0/24"]
+/// [[sender_group]]
+/// name = "ALL"
+/// order = 2
+/// policy = "ACCEPTED"
+/// senders = ["ALL"]
+/// "#, "inline.toml")?;
+/// let verdict = table.matches(&Facts::new("192.0.2.7".parse()?));
+/// let continued = verdict.continued();
+/// assert_eq!(continued.len(), 1);
+/// assert_eq!(continued.iter().map(|m| m.group().name()).collect::<Vec<_>>(), ["PARTNER_AUDIT"]);
+/// assert_eq!(verdict.sender_group(), Some("ALL"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct ContinuedMatches<'v, 't> {
+    table: Option<&'t HostAccessTable>,
+    hits: &'v [Hit],
+}
+
+impl<'v, 't> ContinuedMatches<'v, 't> {
+    /// How many `continue` groups matched.
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// Whether no `continue` group matched.
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// The `i`-th `continue` match (by order).
+    pub fn get(&self, i: usize) -> Option<GroupMatch<'t>> {
+        let table = self.table?;
+        self.hits.get(i).map(|h| table.group_match(*h))
+    }
+
+    /// The `continue` matches, by order.
+    pub fn iter(&self) -> ContinuedIter<'v, 't> {
+        ContinuedIter {
+            table: self.table,
+            hits: self.hits.iter(),
+        }
+    }
+}
+
+impl<'v, 't> IntoIterator for ContinuedMatches<'v, 't> {
+    type Item = GroupMatch<'t>;
+    type IntoIter = ContinuedIter<'v, 't>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl std::fmt::Debug for ContinuedMatches<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Iterator over [`ContinuedMatches`].
+#[derive(Clone)]
+pub struct ContinuedIter<'v, 't> {
+    table: Option<&'t HostAccessTable>,
+    hits: std::slice::Iter<'v, Hit>,
+}
+
+impl<'t> Iterator for ContinuedIter<'_, 't> {
+    type Item = GroupMatch<'t>;
+
+    fn next(&mut self) -> Option<GroupMatch<'t>> {
+        let hit = self.hits.next()?;
+        // `hits` is empty whenever `table` is `None` (the default verdict).
+        self.table.map(|t| t.group_match(*hit))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.hits.size_hint()
+    }
+}
+
+impl<'t> DoubleEndedIterator for ContinuedIter<'_, 't> {
+    fn next_back(&mut self) -> Option<GroupMatch<'t>> {
+        let hit = self.hits.next_back()?;
+        self.table.map(|t| t.group_match(*hit))
+    }
+}
+
+impl ExactSizeIterator for ContinuedIter<'_, '_> {}
 
 /// Which facts could still change the verdict for a client address, before any lookup.
 ///

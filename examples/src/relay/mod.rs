@@ -3,9 +3,13 @@
 //! These parts need no network: the inbound SMTP session and the outbound delivery are layered
 //! on top of them.
 
+pub mod config;
 pub mod dsn;
+pub mod inbound;
 mod envelope;
 mod error;
+pub mod local;
+pub mod outbound;
 pub mod queue;
 mod recover;
 mod spool;
