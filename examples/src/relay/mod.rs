@@ -5,9 +5,9 @@
 
 pub mod config;
 pub mod dsn;
-pub mod inbound;
 mod envelope;
 mod error;
+pub mod inbound;
 pub mod local;
 pub mod outbound;
 pub mod queue;

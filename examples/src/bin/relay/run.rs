@@ -1,0 +1,147 @@
+//! Start-up, the running relay and graceful shutdown.
+
+use std::sync::Arc;
+
+use cert_store::CertStore;
+use hat_match::resolver::{HatResolver, ResolverLimits};
+use smtp_tls_examples::relay::config::RelayConfig;
+use smtp_tls_examples::relay::inbound::{
+    self, ConnectionCounter, Enqueue, InboundError, ListenerContext,
+};
+use smtp_tls_examples::relay::outbound::Outbound;
+use smtp_tls_examples::relay::{Envelope, Spool};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `--check-config`: every listener certificate exists (in the store when its directory
+/// exists; otherwise only the built-in demonstration certificate can).
+pub(crate) fn check_certificates(config: &RelayConfig) -> Result<(), BoxError> {
+    let dir = &config.tls.cert_store;
+    let store = if dir.exists() {
+        Some(CertStore::open(dir).map_err(|e| format!("tls.cert_store: {e}"))?)
+    } else {
+        None
+    };
+    for (i, l) in config.listeners.iter().enumerate() {
+        let Some(name) = &l.certificate else { continue };
+        let known = match &store {
+            Some(s) => s.names().iter().any(|n| n == name),
+            None => name == cert_store::DEMO_NAME,
+        };
+        if !known {
+            return Err(format!(
+                "listener[{i}].certificate: no certificate {name:?} in the store {}",
+                dir.display()
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Runs the relay until SIGTERM/SIGINT, then shuts down gracefully.
+pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
+    let store = CertStore::open(&config.tls.cert_store)
+        .map_err(|e| format!("tls.cert_store {}: {e}", config.tls.cert_store.display()))?;
+    let mut acceptors = Vec::new();
+    for l in &config.listeners {
+        let acceptor = match &l.certificate {
+            Some(name) => {
+                let sc = store
+                    .server_config(name)
+                    .map_err(|source| InboundError::Certificate {
+                        listener: l.name.clone(),
+                        certificate: name.clone(),
+                        source,
+                    })?;
+                Some(TlsAcceptor::from(sc))
+            }
+            None => None,
+        };
+        acceptors.push(acceptor);
+    }
+    let store = Arc::new(store);
+
+    let (spool, recovery) = Spool::open(&config.spool.dir, config.spool_config()).await?;
+    for q in &recovery.quarantined {
+        tracing::warn!(file = %q.original.display(), moved_to = %q.moved_to.display(),
+            reason = %q.reason, "spool: damaged file quarantined");
+    }
+    tracing::info!(
+        dir = %spool.dir().display(),
+        recovered = recovery.messages.len(),
+        quarantined = recovery.quarantined.len(),
+        "spool open"
+    );
+
+    // Bind every listener before anything runs, so a port in use fails the start.
+    let mut sockets = Vec::new();
+    for l in &config.listeners {
+        sockets.push(inbound::bind(&l.name, l.address).await?);
+    }
+
+    let (out_tx, out_rx) = watch::channel(false);
+    let (handle, outbound) = Outbound::start(
+        config.delivery.clone(),
+        spool.clone(),
+        recovery.messages,
+        Some(Arc::clone(&store)),
+        out_rx,
+    )
+    .await?;
+    let enqueue: Enqueue = Arc::new(move |env: Envelope| handle.enqueue(env));
+
+    let accepted_domains = config.accepted_domains()?;
+    let (in_tx, in_rx) = watch::channel(false);
+    let mut listeners = tokio::task::JoinSet::new();
+    for (i, (socket, acceptor)) in sockets.into_iter().zip(acceptors).enumerate() {
+        let l = &config.listeners[i];
+        let ctx = ListenerContext {
+            name: l.name.clone(),
+            hostname: config.hostname(i),
+            hat: Arc::new(config.hat(i).map_err(|source| InboundError::Hat {
+                listener: l.name.clone(),
+                source,
+            })?),
+            acceptor,
+            accepted_domains: accepted_domains.clone(),
+            limits: config.limits,
+            spool: spool.clone(),
+            enqueue: Arc::clone(&enqueue),
+            counter: ConnectionCounter::default(),
+            dns: Some(HatResolver::for_nameserver(
+                l.dns_resolver.unwrap_or_else(inbound::system_nameserver),
+                ResolverLimits::default(),
+            )?),
+        };
+        listeners.spawn(inbound::serve(ctx, socket, in_rx.clone()));
+    }
+    tracing::info!(listeners = config.listeners.len(), "relay ready");
+
+    let signal = wait_for_signal().await?;
+    tracing::info!(
+        signal,
+        "shutting down: no new connections, finishing transactions"
+    );
+    let _ = in_tx.send(true);
+    while listeners.join_next().await.is_some() {}
+    tracing::info!("inbound stopped; stopping delivery");
+    let _ = out_tx.send(true);
+    if let Err(e) = outbound.await {
+        tracing::error!(error = %e, "delivery task failed");
+    }
+    tracing::info!(spool = %spool.dir().display(), "relay stopped; the spool stays");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<&'static str, BoxError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

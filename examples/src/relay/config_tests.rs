@@ -1,0 +1,152 @@
+//! Unit tests of the relay configuration (the `--check-config` CLI tests are in
+//! `tests/relay_inbound.rs`).
+
+use super::locate::key_at;
+use super::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn default_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    write_default(d.path()).unwrap();
+    d
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let d = default_dir();
+    let c = RelayConfig::load(&d.path().join("relay.toml")).unwrap();
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].address, "127.0.0.1:2525".parse().unwrap());
+    assert_eq!(
+        c.listeners[0].certificate.as_deref(),
+        Some(cert_store::DEMO_NAME)
+    );
+    assert!(c.accepted_domains().unwrap().contains("localhost"));
+    let hat = c.hat(0).unwrap();
+    let v = hat.matches(&hat_match::Facts::new("127.0.0.1".parse().unwrap()));
+    assert_eq!(v.behavior(), hat_match::Behavior::Relay);
+    assert_eq!(v.tls(), Some(hat_match::TlsMode::Preferred));
+    let v = hat.matches(&hat_match::Facts::new("192.0.2.1".parse().unwrap()));
+    assert_eq!(v.behavior(), hat_match::Behavior::Reject);
+    let v = hat.matches(&hat_match::Facts::new("::1".parse().unwrap()));
+    assert_eq!(v.behavior(), hat_match::Behavior::Relay);
+    // The effective configuration prints and parses back as TOML.
+    let printed = c.effective().to_toml().unwrap();
+    let back: toml::Table = toml::from_str(&printed).unwrap();
+    assert_eq!(back["limits"]["max_line_length"].as_integer(), Some(1000));
+}
+
+fn replaced(from: &str, to: &str) -> (tempfile::TempDir, Result<RelayConfig, ConfigError>) {
+    let d = default_dir();
+    let text = DEFAULT_FILES[0].1.replace(from, to);
+    assert_ne!(text, DEFAULT_FILES[0].1, "{from:?} not in the default");
+    let p = write(d.path(), "relay.toml", &text);
+    let r = RelayConfig::load(&p);
+    (d, r)
+}
+
+fn line_of(from: &str) -> usize {
+    DEFAULT_FILES[0]
+        .1
+        .lines()
+        .position(|l| l.contains(from))
+        .unwrap()
+        + 1
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let (_d, r) = replaced("commit = \"group\"", "commit = \"group\"\ncomit = 1");
+    match r {
+        Err(ConfigError::Syntax {
+            line, key, message, ..
+        }) => {
+            assert_eq!(line, line_of("commit = \"group\"") + 1);
+            assert_eq!(key, "spool.comit");
+            assert!(message.contains("unknown field"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_address_names_line_and_key() {
+    let (_d, r) = replaced(
+        "address = \"127.0.0.1:2525\"",
+        "address = \"127.0.0.1:99999\"",
+    );
+    match r {
+        Err(ConfigError::Syntax { line, key, .. }) => {
+            assert_eq!(line, line_of("address = "));
+            assert_eq!(key, "listener.address");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn semantic_errors_name_line_and_key() {
+    let cases = [
+        (
+            "[spool]",
+            "[limits]\nmax_line_length = 5000\n\n[spool]",
+            "limits.max_line_length",
+        ),
+        (
+            "hat = \"hat.toml\"",
+            "hat = \"missing.toml\"",
+            "listener[0].hat",
+        ),
+        ("certificate = \"demo\"\n", "", "listener[0].certificate"),
+        (
+            "hostname = \"localhost\"",
+            "hostname = \"bad name\"",
+            "listener[0].hostname",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let (_d, r) = replaced(from, to);
+        let e = r.unwrap_err();
+        let (key, line) = match &e {
+            ConfigError::Invalid { key, line, .. } | ConfigError::Hat { key, line, .. } => {
+                (key.clone(), *line)
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(key, want, "{e}");
+        assert!(line.is_some(), "{e}");
+        assert!(e.to_string().contains("relay.toml:"), "{e}");
+    }
+}
+
+#[test]
+fn delivery_errors_are_reported_with_their_key() {
+    let (_d, r) = replaced("maildir = ", "max_messages_per_connection = 0\nmaildir = ");
+    let e = r.unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Delivery { line: Some(_), .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("delivery.max_messages_per_connection"),
+        "{e}"
+    );
+}
+
+#[test]
+fn key_at_and_locate() {
+    let text = "a = 1\n[[listener]]\nname = \"x\"\n[[listener]]\nname = \"y\"\nhat = \"h\"\n";
+    assert_eq!(key_at(text, 0), "a");
+    assert_eq!(key_at(text, text.find("hat").unwrap()), "listener.hat");
+    assert_eq!(locate(text, "listener[1].hat"), Some(6));
+    assert_eq!(locate(text, "listener[0].name"), Some(3));
+    assert_eq!(locate(text, "listener[1].name"), Some(5));
+    assert_eq!(locate(text, "listener[0].hat"), Some(2)); // absent: the table's header
+    assert_eq!(locate(text, "nothing.here"), None);
+}

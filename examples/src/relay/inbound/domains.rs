@@ -1,0 +1,92 @@
+//! The set of recipient domains a listener accepts mail for without relay permission.
+
+use std::collections::HashSet;
+
+use super::error::InboundError;
+
+/// Domains accepted under relay control `accept`: exact names (`example.org`) and parents
+/// (`.example.org` = every name below it, not `example.org` itself, as in Cisco's RAT and SMTP
+/// routes). Names compare case-insensitively, ignoring one trailing dot.
+///
+/// ```
+/// use smtp_tls_examples::relay::inbound::DomainSet;
+/// let set = DomainSet::new(["Example.ORG", ".example.net"])?;
+/// assert!(set.contains("example.org."));
+/// assert!(set.contains("mx.sub.example.net"));
+/// assert!(!set.contains("example.net"));
+/// assert!(!set.contains("evil-example.org"));
+/// # Ok::<(), smtp_tls_examples::relay::inbound::InboundError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainSet {
+    exact: HashSet<String>,
+    parents: HashSet<String>,
+}
+
+impl DomainSet {
+    /// Builds the set; refuses empty names, wildcards and characters outside host names.
+    pub fn new<I, S>(names: I) -> Result<Self, InboundError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut set = Self::default();
+        for n in names {
+            set.insert(n.as_ref())?;
+        }
+        Ok(set)
+    }
+
+    /// Adds one entry.
+    pub fn insert(&mut self, name: &str) -> Result<(), InboundError> {
+        let (parent, bare) = match name.strip_prefix('.') {
+            Some(rest) => (true, rest),
+            None => (false, name),
+        };
+        let bare = normalize(bare);
+        let ok = !bare.is_empty()
+            && bare.len() <= 253
+            && bare.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !ok {
+            return Err(InboundError::InvalidDomain { name: name.into() });
+        }
+        if parent {
+            self.parents.insert(bare);
+        } else {
+            self.exact.insert(bare);
+        }
+        Ok(())
+    }
+
+    /// Whether `domain` is in the set.
+    #[must_use]
+    pub fn contains(&self, domain: &str) -> bool {
+        let d = normalize(domain);
+        if self.exact.contains(&d) {
+            return true;
+        }
+        let mut rest = d.as_str();
+        while let Some((_, parent)) = rest.split_once('.') {
+            if self.parents.contains(parent) {
+                return true;
+            }
+            rest = parent;
+        }
+        false
+    }
+
+    /// Whether the set is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.parents.is_empty()
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}

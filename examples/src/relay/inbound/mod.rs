@@ -1,0 +1,149 @@
+//! The inbound half of the example relay: listeners, the Host Access Table verdict per
+//! connection, the SMTP session (smtp-tls-policy's STARTTLS gate) and the durable hand-off of
+//! accepted messages to the spool and to delivery.
+//!
+//! Sans-IO parts: [`Transaction`] (mail transaction state, relay control, limits),
+//! [`ConnectionPolicy`] (verdict → connect action and limits), [`received_header`]. Tokio parts:
+//! [`serve`] (accept loop) and the per-connection session.
+
+mod conn_limit;
+mod data;
+mod domains;
+mod error;
+mod facts;
+mod limits;
+mod policy;
+mod received;
+mod session;
+#[cfg(test)]
+mod tests;
+mod transaction;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hat_match::HostAccessTable;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+pub use conn_limit::{ConnectionCounter, ConnectionSlot};
+pub use domains::DomainSet;
+pub use error::InboundError;
+pub use facts::system_nameserver;
+pub use limits::{InboundLimits, MAX_READABLE_LINE};
+pub use policy::{ConnectAction, ConnectionPolicy};
+pub use received::{TraceInfo, received_header};
+pub use transaction::{
+    Collected, MAX_LOCAL_PART_LEN, MAX_PATH_LEN, RelayControl, Reply, Transaction,
+    TransactionLimits,
+};
+
+use super::{Envelope, Spool};
+
+/// Called with every message once it is in the spool (fsynced) and `250` is being sent: the
+/// relay passes it to the outbound queue (`OutboundHandle::enqueue`).
+pub type Enqueue = Arc<dyn Fn(Envelope) + Send + Sync>;
+
+/// Everything a listener's connections share.
+#[derive(Clone)]
+pub struct ListenerContext {
+    /// The listener's name (for logs).
+    pub name: String,
+    /// Our host name in the greeting, EHLO reply and `Received:` header.
+    pub hostname: String,
+    /// The listener's Host Access Table.
+    pub hat: Arc<HostAccessTable>,
+    /// The listener's TLS configuration (its certificate); `None`: STARTTLS never offered.
+    pub acceptor: Option<TlsAcceptor>,
+    /// Recipient domains accepted from `accept` senders (relay control).
+    pub accepted_domains: DomainSet,
+    /// Global limits and timeouts.
+    pub limits: InboundLimits,
+    /// The durable spool.
+    pub spool: Spool,
+    /// The hand-off to delivery.
+    pub enqueue: Enqueue,
+    /// Open connections per client address.
+    pub counter: ConnectionCounter,
+    /// PTR / DNS-list lookups for the HAT (made only when the plan needs them); `None`: no
+    /// lookups, host-name and DNS-list entries never match.
+    pub dns: Option<hat_match::resolver::HatResolver>,
+}
+
+impl std::fmt::Debug for ListenerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerContext")
+            .field("name", &self.name)
+            .field("hostname", &self.hostname)
+            .field("tls", &self.acceptor.is_some())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds `address` (fails with [`InboundError::Bind`]).
+pub async fn bind(listener: &str, address: SocketAddr) -> Result<TcpListener, InboundError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| InboundError::Bind {
+            listener: listener.to_owned(),
+            address,
+            kind: e.kind(),
+        })
+}
+
+/// Accepts connections until `shutdown` turns true, one task per connection; then stops
+/// accepting, lets in-flight transactions finish for at most `limits.shutdown_grace_secs`
+/// (idle connections get `421 4.3.2` at once) and returns.
+pub async fn serve(
+    ctx: ListenerContext,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new(ctx);
+    let mut tasks = JoinSet::new();
+    let local = listener.local_addr().ok();
+    tracing::info!(listener = %ctx.name, address = ?local, "listening");
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let ctx = Arc::clone(&ctx);
+                    let rx = shutdown.clone();
+                    let span = tracing::info_span!("conn", listener = %ctx.name, %peer);
+                    tasks.spawn(tracing::Instrument::instrument(
+                        async move { session::handle(&ctx, stream, peer, rx).await },
+                        span,
+                    ));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            () = shutting_down(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    let grace = limits::secs(ctx.limits.shutdown_grace_secs);
+    tracing::info!(listener = %ctx.name, in_flight = tasks.len(), "stopped accepting");
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(listener = %ctx.name, left = tasks.len(),
+            "shutdown grace expired; closing the remaining connections");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Resolves once the shutdown flag is true (or its sender is gone).
+pub(crate) async fn shutting_down(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here, before any other await.
+    let _ = rx.wait_for(|v| *v).await.map(|_| ());
+}

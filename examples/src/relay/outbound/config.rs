@@ -1,0 +1,512 @@
+//! The `[delivery]` table of the relay configuration: how mail leaves the relay.
+//!
+//! ```toml
+//! [delivery]
+//! ehlo_name = "relay.example.test"
+//! destination_controls = "destinations.toml"
+//! max_connections_per_destination = 10
+//! max_messages_per_connection = 100
+//! local_domains = ["localhost"]
+//! maildir = "relay-data/maildir"
+//! [[delivery.route]]
+//! domain = "example.net"
+//! hosts = ["127.0.0.1:2526"]
+//! [delivery.resolver]
+//! mode = "system"
+//! [delivery.retry]
+//! initial_secs = 300
+//! [delivery.alerts]
+//! recipients = ["postmaster@example.test"]
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use smtp_tls_policy::destination::{DaneSetting, DestinationControls, DestinationEntry, TlsMode};
+
+use super::error::OutboundError;
+use crate::relay::RetryPolicy;
+
+/// Most routes accepted.
+pub const MAX_ROUTES: usize = 10_000;
+/// Most next hops in one route.
+pub const MAX_ROUTE_HOSTS: usize = 16;
+/// The SMTP port (RFC 5321 §4.5.4.2 / IANA), used when a route host names none.
+pub const SMTP_PORT: u16 = 25;
+
+/// The `[delivery]` table. Every field has a default, so the table may be absent.
+///
+/// ```
+/// use smtp_tls_examples::relay::outbound::OutboundConfig;
+/// let c: OutboundConfig = toml::from_str("local_domains = [\"example.test\"]\n").unwrap();
+/// assert!(c.is_local_domain("EXAMPLE.test"));
+/// assert_eq!(c.max_messages_per_connection, 100);
+/// c.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct OutboundConfig {
+    /// Our name in EHLO/HELO (default: the host name).
+    pub ehlo_name: String,
+    /// smtp-tls-policy's destination-control TOML (relative to the relay config file); absent:
+    /// one default entry, TLS `preferred`, DANE `none`.
+    pub destination_controls: Option<PathBuf>,
+    /// The cert-store certificate presented on outgoing TLS connections (client auth).
+    pub outgoing_certificate: Option<String>,
+    /// Most simultaneous connections to one destination domain.
+    pub max_connections_per_destination: usize,
+    /// Most messages sent over one connection (RSET between them).
+    pub max_messages_per_connection: usize,
+    /// TCP connect timeout.
+    pub connect_timeout_secs: u64,
+    /// Domains delivered to the local maildir instead of over SMTP.
+    pub local_domains: Vec<String>,
+    /// The maildir root (relative to the working directory); one maildir per recipient below.
+    pub maildir: PathBuf,
+    /// SMTP routes: a static next hop per domain (Cisco "SMTP routes").
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// How MX records are looked up.
+    pub resolver: ResolverConfig,
+    /// Retry backoff and maximum queue lifetime.
+    pub retry: RetryConfig,
+    /// Alert messages when a required TLS connection fails.
+    pub alerts: AlertConfig,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            ehlo_name: host_name(),
+            destination_controls: None,
+            outgoing_certificate: None,
+            max_connections_per_destination: 10,
+            max_messages_per_connection: 100,
+            connect_timeout_secs: 30,
+            local_domains: vec!["localhost".into()],
+            maildir: PathBuf::from("relay-data/maildir"),
+            routes: Vec::new(),
+            resolver: ResolverConfig::default(),
+            retry: RetryConfig::default(),
+            alerts: AlertConfig::default(),
+        }
+    }
+}
+
+/// One `[[delivery.route]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RouteConfig {
+    /// An exact domain, or `.example.net` for every subdomain of `example.net`.
+    pub domain: String,
+    /// Next hops tried in order: `host`, `host:port`, `[v6]:port`, or `maildir`.
+    pub hosts: Vec<String>,
+}
+
+/// A parsed next hop of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RouteHop {
+    /// An SMTP server: a host name or IP literal, and a port.
+    Smtp {
+        /// Host name or IP address (without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// Deliver into the local maildir.
+    Maildir,
+}
+
+impl RouteHop {
+    /// Parses `host`, `host:port`, `a.b.c.d:port`, `[v6]:port`, a bare IPv6 address or
+    /// `maildir`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("maildir") {
+            return Ok(Self::Maildir);
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Self::Smtp {
+                host: ip.to_string(),
+                port: SMTP_PORT,
+            });
+        }
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            return Ok(Self::Smtp {
+                host: sa.ip().to_string(),
+                port: sa.port(),
+            });
+        }
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>().map_err(|_| format!("bad port in {s:?}"))?,
+            ),
+            None => (s, SMTP_PORT),
+        };
+        if port == 0 {
+            return Err(format!("port 0 in {s:?}"));
+        }
+        smtp_tls_policy::identity::DnsName::parse(host)
+            .map_err(|e| format!("bad host name {host:?}: {e}"))?;
+        Ok(Self::Smtp {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// How MX (and TLSA) records are looked up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ResolverMode {
+    /// The system's resolver (`/etc/resolv.conf`); no DNSSEC, so no DANE and every MX answer is
+    /// treated as insecure.
+    #[default]
+    System,
+    /// Validate DNSSEC in-process from `trust_anchor`, asking `address` (any recursive resolver).
+    Validating,
+    /// Trust the AD bit of the validating resolver at `address` (loopback only, RFC 7672 §8.3).
+    TrustAd,
+}
+
+/// `[delivery.resolver]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ResolverConfig {
+    /// The mode.
+    pub mode: ResolverMode,
+    /// The resolver to ask (`validating`, `trust-ad`).
+    pub address: Option<SocketAddr>,
+    /// DNSKEY trust-anchor file (`validating`), relative to the relay config file.
+    pub trust_anchor: Option<PathBuf>,
+}
+
+/// `[delivery.retry]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RetryConfig {
+    /// Delay after the first failed attempt.
+    pub initial_secs: u64,
+    /// Longest delay between two attempts.
+    pub max_backoff_secs: u64,
+    /// Maximum queue lifetime; then the message bounces (DSN).
+    pub max_lifetime_secs: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_secs: 300,
+            max_backoff_secs: 4000,
+            max_lifetime_secs: 432_000,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The queue's retry policy (25 % jitter).
+    pub fn policy(&self) -> Result<RetryPolicy, OutboundError> {
+        RetryPolicy::new(
+            Duration::from_secs(self.initial_secs),
+            Duration::from_secs(self.max_backoff_secs),
+            25,
+            Duration::from_secs(self.max_lifetime_secs),
+        )
+        .map_err(|e| OutboundError::invalid("delivery.retry", e.to_string()))
+    }
+}
+
+/// `[delivery.alerts]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AlertConfig {
+    /// Addresses that receive alert messages (sent through the relay itself).
+    pub recipients: Vec<String>,
+    /// At most one alert message per destination domain in this interval.
+    pub min_interval_secs: u64,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        Self {
+            recipients: Vec::new(),
+            min_interval_secs: 300,
+        }
+    }
+}
+
+impl OutboundConfig {
+    /// Makes the paths that are relative to the relay configuration file absolute
+    /// (`destination_controls`, `resolver.trust_anchor`); `maildir` stays relative to the
+    /// working directory.
+    pub fn resolve_paths(&mut self, config_dir: &Path) {
+        for p in [
+            self.destination_controls.as_mut(),
+            self.resolver.trust_anchor.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = config_dir.join(&*p);
+            }
+        }
+    }
+
+    /// Checks every value and loads the destination controls and trust anchors, so a bad
+    /// configuration is refused at start-up with the key it is about.
+    pub fn validate(&self) -> Result<(), OutboundError> {
+        if self.ehlo_name.is_empty() || self.ehlo_name.len() > 255 {
+            return Err(OutboundError::invalid(
+                "delivery.ehlo_name",
+                "must be a host name of 1 to 255 octets",
+            ));
+        }
+        // RFC 5321 §4.1.1.1: a domain or an address literal; refuse what would break the line.
+        if !self
+            .ehlo_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        {
+            return Err(OutboundError::invalid(
+                "delivery.ehlo_name",
+                format!("{:?} is not a host name", self.ehlo_name),
+            ));
+        }
+        let positive = [
+            (
+                "delivery.max_connections_per_destination",
+                self.max_connections_per_destination as u64,
+            ),
+            (
+                "delivery.max_messages_per_connection",
+                self.max_messages_per_connection as u64,
+            ),
+            ("delivery.connect_timeout_secs", self.connect_timeout_secs),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(OutboundError::invalid(key, "must be at least 1"));
+            }
+        }
+        for d in &self.local_domains {
+            check_domain("delivery.local_domains", d)?;
+        }
+        if self.routes.len() > MAX_ROUTES {
+            return Err(OutboundError::invalid(
+                "delivery.route",
+                format!("{} routes, limit {MAX_ROUTES}", self.routes.len()),
+            ));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = format!("delivery.route[{i}]");
+            check_domain(&format!("{key}.domain"), r.domain.trim_start_matches('.'))?;
+            if r.hosts.is_empty() || r.hosts.len() > MAX_ROUTE_HOSTS {
+                return Err(OutboundError::invalid(
+                    format!("{key}.hosts"),
+                    format!("1 to {MAX_ROUTE_HOSTS} hosts needed"),
+                ));
+            }
+            for h in &r.hosts {
+                RouteHop::parse(h)
+                    .map_err(|e| OutboundError::invalid(format!("{key}.hosts"), e))?;
+            }
+        }
+        for a in &self.alerts.recipients {
+            if !a.contains('@') || a.len() > 254 || a.bytes().any(|b| b <= b' ' || b == b'>') {
+                return Err(OutboundError::invalid(
+                    "delivery.alerts.recipients",
+                    format!("{a:?} is not a mailbox"),
+                ));
+            }
+        }
+        self.retry.policy()?;
+        self.load_destination_controls()?;
+        match self.resolver.mode {
+            ResolverMode::System => {}
+            ResolverMode::TrustAd => {
+                let a = self.resolver.address.ok_or(OutboundError::Missing {
+                    key: "delivery.resolver.address",
+                    because: "mode = \"trust-ad\"",
+                })?;
+                if !a.ip().is_loopback() {
+                    return Err(OutboundError::invalid(
+                        "delivery.resolver.address",
+                        format!("the AD bit is trusted only from a loopback resolver, not {a}"),
+                    ));
+                }
+            }
+            ResolverMode::Validating => {
+                let a = self.resolver.address.ok_or(OutboundError::Missing {
+                    key: "delivery.resolver.address",
+                    because: "mode = \"validating\"",
+                })?;
+                let t = self
+                    .resolver
+                    .trust_anchor
+                    .as_ref()
+                    .ok_or(OutboundError::Missing {
+                        key: "delivery.resolver.trust_anchor",
+                        because: "mode = \"validating\"",
+                    })?;
+                dane_verify::resolver::Validation::in_process_from_file(a, t)
+                    .map_err(|e| OutboundError::Resolver(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the destination controls (or the built-in default: TLS `preferred`, DANE `none`).
+    pub fn load_destination_controls(&self) -> Result<DestinationControls, OutboundError> {
+        match &self.destination_controls {
+            Some(path) => Ok(DestinationControls::from_file(path)?),
+            None => Ok(DestinationControls::builder()
+                .default_entry(DestinationEntry::new(TlsMode::Preferred, DaneSetting::None))?
+                .build()),
+        }
+    }
+
+    /// Whether `domain` is delivered to the local maildir.
+    #[must_use]
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.');
+        self.local_domains.iter().any(|l| l.eq_ignore_ascii_case(d))
+    }
+
+    /// The route for `domain`: an exact entry first, then the longest `.parent` entry.
+    #[must_use]
+    pub fn route(&self, domain: &str) -> Option<&RouteConfig> {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(r) = self
+            .routes
+            .iter()
+            .find(|r| r.domain.eq_ignore_ascii_case(&d))
+        {
+            return Some(r);
+        }
+        self.routes
+            .iter()
+            .filter(|r| r.domain.starts_with('.') && d.ends_with(&r.domain.to_ascii_lowercase()))
+            .max_by_key(|r| r.domain.len())
+    }
+
+    /// The connect timeout.
+    #[must_use]
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+fn check_domain(key: &str, d: &str) -> Result<(), OutboundError> {
+    smtp_tls_policy::identity::DnsName::parse(d)
+        .map(|_| ())
+        .map_err(|e| OutboundError::invalid(key, format!("{d:?}: {e}")))
+}
+
+/// The host name (`/proc/sys/kernel/hostname`), or `localhost`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_routes() {
+        let c: OutboundConfig = toml::from_str(
+            "[[route]]\ndomain = \"example.net\"\nhosts = [\"127.0.0.1:2526\"]\n\
+             [[route]]\ndomain = \".example.net\"\nhosts = [\"mx.example.net\", \"maildir\"]\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.route("Example.NET").unwrap().hosts[0], "127.0.0.1:2526");
+        assert_eq!(c.route("a.example.net").unwrap().domain, ".example.net");
+        assert!(c.route("example.org").is_none());
+        assert!(c.route("badexample.net").is_none());
+        assert_eq!(
+            RouteHop::parse("[::1]:2526"),
+            Ok(RouteHop::Smtp {
+                host: "::1".into(),
+                port: 2526
+            })
+        );
+        assert_eq!(
+            RouteHop::parse("mx.example.net"),
+            Ok(RouteHop::Smtp {
+                host: "mx.example.net".into(),
+                port: 25
+            })
+        );
+        assert_eq!(RouteHop::parse("MAILDIR"), Ok(RouteHop::Maildir));
+        assert!(RouteHop::parse("mx:0").is_err());
+        assert!(RouteHop::parse("bad host:25").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let bad = |text: &str, key: &str| {
+            let c: OutboundConfig = toml::from_str(text).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        };
+        bad(
+            "max_connections_per_destination = 0",
+            "max_connections_per_destination",
+        );
+        bad(
+            "[[route]]\ndomain = \"x.test\"\nhosts = []",
+            "delivery.route[0].hosts",
+        );
+        bad(
+            "[resolver]\nmode = \"trust-ad\"",
+            "delivery.resolver.address",
+        );
+        bad(
+            "[resolver]\nmode = \"trust-ad\"\naddress = \"192.0.2.1:53\"",
+            "loopback",
+        );
+        bad("[retry]\ninitial_secs = 0", "delivery.retry");
+        bad(
+            "[alerts]\nrecipients = [\"nobody\"]",
+            "delivery.alerts.recipients",
+        );
+        bad(
+            "destination_controls = \"/nonexistent/d.toml\"",
+            "delivery.destination_controls",
+        );
+        assert!(toml::from_str::<OutboundConfig>("unknown = 1").is_err());
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let mut c: OutboundConfig = toml::from_str(
+            "destination_controls = \"d.toml\"\n[resolver]\ntrust_anchor = \"/abs/a.txt\"\n",
+        )
+        .unwrap();
+        c.resolve_paths(Path::new("/etc/relay"));
+        assert_eq!(
+            c.destination_controls.as_deref(),
+            Some(Path::new("/etc/relay/d.toml"))
+        );
+        assert_eq!(
+            c.resolver.trust_anchor.as_deref(),
+            Some(Path::new("/abs/a.txt"))
+        );
+        assert_eq!(c.maildir, PathBuf::from("relay-data/maildir"));
+    }
+}

@@ -1,0 +1,127 @@
+//! Everything a delivery task shares: configuration, destination controls, resolver, trust
+//! anchors, client certificate, spool and queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use smtp_tls_policy::chain::TrustAnchors;
+use smtp_tls_policy::destination::DestinationControls;
+
+use super::OutboundHandle;
+use super::config::OutboundConfig;
+use super::dns::Dns;
+use super::error::OutboundError;
+use crate::relay::local::Maildir;
+use crate::relay::{MessageId, Queue, Spool};
+
+/// The client certificate presented on outgoing TLS connections.
+pub(crate) type ClientCert = (Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>);
+
+pub(crate) struct Context {
+    pub(crate) config: OutboundConfig,
+    pub(crate) controls: DestinationControls,
+    pub(crate) dns: Dns,
+    pub(crate) anchors: Arc<TrustAnchors>,
+    pub(crate) client_cert: Option<ClientCert>,
+    pub(crate) spool: Spool,
+    pub(crate) maildir: Maildir,
+    pub(crate) handle: OutboundHandle,
+    queue: Mutex<Queue>,
+    /// Last alert message per destination domain (rate limit).
+    pub(crate) alerts_sent: Mutex<HashMap<String, Instant>>,
+    /// Serialises the spool updates of one message (jobs of several destinations may finish at
+    /// once; the later snapshot must be written last).
+    locks: Mutex<HashMap<MessageId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Context {
+    pub(crate) async fn new(
+        config: OutboundConfig,
+        spool: Spool,
+        certs: Option<&cert_store::CertStore>,
+        handle: OutboundHandle,
+    ) -> Result<Self, OutboundError> {
+        let controls = config.load_destination_controls()?;
+        let anchors = Arc::new(trust_anchors(certs)?);
+        let client_cert = client_certificate(&config, &controls, certs)?;
+        let dns = Dns::new(&config.resolver)?;
+        let queue = Queue::new(config.retry.policy()?);
+        let maildir = Maildir::new(&config.maildir);
+        Ok(Self {
+            config,
+            controls,
+            dns,
+            anchors,
+            client_cert,
+            spool,
+            maildir,
+            handle,
+            queue: Mutex::new(queue),
+            alerts_sent: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The queue (never held across an `.await`).
+    pub(crate) fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The per-message lock for spool updates.
+    pub(crate) fn message_lock(&self, id: &MessageId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(id.clone()).or_default().clone()
+    }
+}
+
+/// The cert store's enabled CA lists (seed "Managing Lists of Certificate Authorities"), or
+/// Mozilla's list without a store.
+fn trust_anchors(certs: Option<&cert_store::CertStore>) -> Result<TrustAnchors, OutboundError> {
+    let Some(store) = certs else {
+        return Ok(TrustAnchors::mozilla());
+    };
+    let status = store.ca_status();
+    let mut anchors = if status.custom_enabled {
+        TrustAnchors::from_certificates(store.custom_ca_certs().iter().cloned()).map_err(|e| {
+            OutboundError::invalid("certificate store custom CA list", e.to_string())
+        })?
+    } else {
+        TrustAnchors::empty()
+    };
+    if status.system_enabled {
+        let mozilla = TrustAnchors::mozilla();
+        anchors.add_anchors(mozilla.anchors().iter().cloned());
+    }
+    Ok(anchors)
+}
+
+/// The outgoing certificate: `delivery.outgoing_certificate`, else the destination controls'
+/// global `client-certificate`, else the store's assignment for all outgoing connections.
+fn client_certificate(
+    config: &OutboundConfig,
+    controls: &DestinationControls,
+    certs: Option<&cert_store::CertStore>,
+) -> Result<Option<ClientCert>, OutboundError> {
+    let name = config
+        .outgoing_certificate
+        .clone()
+        .or_else(|| controls.global().client_certificate.clone())
+        .or_else(|| certs.and_then(|s| s.outgoing_certificate().map(str::to_owned)));
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let Some(store) = certs else {
+        return Err(OutboundError::Certificate {
+            name,
+            reason: "no certificate store configured".into(),
+        });
+    };
+    let c = store.get(&name).map_err(|e| OutboundError::Certificate {
+        name: name.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some((c.chain.clone(), Arc::new(c.key().to_rustls()))))
+}

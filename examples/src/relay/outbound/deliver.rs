@@ -1,0 +1,269 @@
+//! Delivery of a batch of jobs to one destination domain: local maildir, SMTP route or MX hosts;
+//! one connection reused for up to `max_messages_per_connection` messages.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use dane_verify::policy::{Action as DaneAction, NoDaneReason};
+use smtp_tls_policy::delivery::dane::dane_setting;
+use smtp_tls_policy::destination::DestinationPolicy;
+use smtp_tls_policy::identity::MxSecurity;
+use tokio::sync::watch;
+
+use super::config::RouteHop;
+use super::connect::{self, Failure, Hop};
+use super::context::Context;
+use super::dns::{MX_PORT, NoRoute};
+use super::persist;
+use super::transaction::Session;
+use crate::relay::queue::{AttemptOutcome, Job};
+use crate::relay::{Diagnostic, Envelope};
+
+/// Where a destination's mail goes.
+enum Plan {
+    /// The local maildir.
+    Local,
+    /// SMTP next hops in order (a `maildir` route hop ends the list with local delivery).
+    Hops(Vec<Hop>, bool),
+    /// Nowhere, now or ever.
+    NoRoute(NoRoute),
+}
+
+/// Delivers `jobs` (all for `domain`). Returns whether the destination accepted mail (for the
+/// queue's destination hold).
+pub(crate) async fn deliver_batch(
+    ctx: Arc<Context>,
+    domain: String,
+    jobs: Vec<Job>,
+    shutdown: watch::Receiver<bool>,
+) -> bool {
+    let policy = ctx.controls.lookup(&domain);
+    let mut jobs: VecDeque<Job> = jobs.into();
+    match plan(&ctx, &domain, &policy).await {
+        Plan::Local => {
+            deliver_local(&ctx, jobs).await;
+            true
+        }
+        Plan::NoRoute(NoRoute::Temporary(text)) => {
+            settle_all(&ctx, jobs, &local_diag(4, 4, 3, text), false).await;
+            false
+        }
+        Plan::NoRoute(NoRoute::Permanent(text)) => {
+            settle_all(&ctx, jobs, &local_diag(5, 1, 10, text), true).await;
+            true
+        }
+        Plan::Hops(hops, maildir_last) => {
+            let mut last: Option<Failure> = None;
+            let mut any_session = false;
+            'hops: for hop in &hops {
+                for addr in &hop.addresses {
+                    if jobs.is_empty() || *shutdown.borrow() {
+                        break 'hops;
+                    }
+                    match connect::connect(&ctx, &policy, hop, *addr).await {
+                        Ok(session) => {
+                            any_session = true;
+                            run_session(&ctx, session, &mut jobs, &shutdown).await;
+                        }
+                        Err(f) => {
+                            let permanent = f.permanent;
+                            last = Some(f);
+                            if permanent {
+                                break 'hops;
+                            }
+                        }
+                    }
+                }
+                if hop.addresses.is_empty() {
+                    last.get_or_insert_with(|| Failure {
+                        diag: local_diag(4, 4, 4, format!("no address for {}", hop.name)),
+                        permanent: false,
+                    });
+                }
+            }
+            if !jobs.is_empty() && maildir_last && !*shutdown.borrow() {
+                deliver_local(&ctx, std::mem::take(&mut jobs)).await;
+                return true;
+            }
+            if jobs.is_empty() {
+                return true;
+            }
+            if *shutdown.borrow() {
+                return any_session; // not attempted: stays in the spool for the next start
+            }
+            let f = last.unwrap_or_else(|| Failure {
+                diag: local_diag(4, 4, 4, format!("no usable host for {domain}")),
+                permanent: false,
+            });
+            settle_all(&ctx, jobs, &f.diag, f.permanent).await;
+            any_session
+        }
+    }
+}
+
+async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
+    if ctx.config.is_local_domain(domain) {
+        return Plan::Local;
+    }
+    if let Some(route) = ctx.config.route(domain) {
+        let mut hops = Vec::new();
+        let mut maildir = false;
+        for h in &route.hosts {
+            match RouteHop::parse(h) {
+                Ok(RouteHop::Maildir) => {
+                    maildir = true;
+                    break;
+                }
+                Ok(RouteHop::Smtp { host, port }) => {
+                    let addresses = ctx.dns.addresses(&host).await;
+                    hops.push(Hop {
+                        name: host,
+                        port,
+                        route: true,
+                        security: MxSecurity::Insecure,
+                        // Static routes have no DNSSEC facts: the configured TLS mode applies.
+                        dane: DaneAction::ConfiguredTls(NoDaneReason::MxInsecure),
+                        addresses,
+                    });
+                }
+                Err(e) => tracing::warn!(%domain, host = %h, error = %e, "bad route host"),
+            }
+        }
+        if hops.is_empty() && maildir {
+            return Plan::Local;
+        }
+        return Plan::Hops(hops, maildir);
+    }
+    match ctx.dns.mx_hosts(domain, dane_setting(policy.dane)).await {
+        Ok(hosts) => Plan::Hops(
+            hosts
+                .into_iter()
+                .map(|h| Hop {
+                    name: h.name,
+                    port: MX_PORT,
+                    route: false,
+                    security: h.security,
+                    dane: h.dane,
+                    addresses: h.addresses,
+                })
+                .collect(),
+            false,
+        ),
+        Err(e) => Plan::NoRoute(e),
+    }
+}
+
+/// Sends queued jobs over `session` until it breaks, reaches `max_messages_per_connection`, or
+/// shutdown is asked; then QUIT.
+async fn run_session(
+    ctx: &Context,
+    mut session: Session,
+    jobs: &mut VecDeque<Job>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    while session.messages < ctx.config.max_messages_per_connection && !*shutdown.borrow() {
+        let Some(job) = jobs.pop_front() else { break };
+        if session.messages > 0 {
+            if let Err(e) = session.rset().await {
+                tracing::info!(remote = %session.remote, error = %e, "session not reusable");
+                jobs.push_front(job);
+                return;
+            }
+        }
+        let Some((env, body)) = load(ctx, &job).await else {
+            continue;
+        };
+        let recipients: Vec<(usize, String)> = job
+            .recipients
+            .iter()
+            .filter_map(|i| env.recipients.get(*i).map(|r| (*i, r.address.clone())))
+            .collect();
+        let (outcomes, broken) = session.send(&env.sender, &recipients, &body).await;
+        persist::record(ctx, &job, outcomes, Some(&body)).await;
+        if let Some(b) = broken {
+            tracing::info!(remote = %session.remote, reason = %b.0, "connection lost");
+            return;
+        }
+    }
+    session.quit().await;
+}
+
+/// The job's envelope (from the queue) and body (from the spool).
+async fn load(ctx: &Context, job: &Job) -> Option<(Envelope, Vec<u8>)> {
+    let env = ctx.lock_queue().envelope(&job.id).cloned()?;
+    match ctx.spool.read_body(&job.id).await {
+        Ok(body) => Some((env, body)),
+        Err(e) => {
+            tracing::error!(id = %job.id, error = %e, "spooled message unreadable");
+            let diag = local_diag(4, 3, 0, format!("spool: {e}"));
+            let outcomes = job
+                .recipients
+                .iter()
+                .map(|i| (*i, AttemptOutcome::Deferred(diag.clone())))
+                .collect();
+            persist::record(ctx, job, outcomes, None).await;
+            None
+        }
+    }
+}
+
+async fn deliver_local(ctx: &Context, jobs: VecDeque<Job>) {
+    for job in jobs {
+        let Some((env, body)) = load(ctx, &job).await else {
+            continue;
+        };
+        let mut outcomes = Vec::with_capacity(job.recipients.len());
+        for &i in &job.recipients {
+            let Some(r) = env.recipients.get(i) else {
+                continue;
+            };
+            let md = ctx.maildir.clone();
+            let (sender, rcpt, b) = (env.sender.clone(), r.address.clone(), body.clone());
+            let res = tokio::task::spawn_blocking(move || md.deliver(&sender, &rcpt, &b)).await;
+            let outcome = match res {
+                Ok(Ok(path)) => {
+                    tracing::info!(id = %env.id, recipient = %r.address, file = %path.display(), "delivered to maildir");
+                    AttemptOutcome::Delivered
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    AttemptOutcome::Failed(local_diag(5, 1, 1, e.to_string()))
+                }
+                Ok(Err(e)) => {
+                    AttemptOutcome::Deferred(local_diag(4, 3, 0, format!("maildir: {e}")))
+                }
+                Err(e) => AttemptOutcome::Deferred(local_diag(4, 3, 0, format!("maildir: {e}"))),
+            };
+            outcomes.push((i, outcome));
+        }
+        persist::record(ctx, &job, outcomes, Some(&body)).await;
+    }
+}
+
+/// Every recipient of every job gets the same outcome.
+async fn settle_all(ctx: &Context, jobs: VecDeque<Job>, diag: &Diagnostic, permanent: bool) {
+    for job in jobs {
+        let outcomes = job
+            .recipients
+            .iter()
+            .map(|i| {
+                let d = diag.clone();
+                let o = if permanent {
+                    AttemptOutcome::Failed(d)
+                } else {
+                    AttemptOutcome::Deferred(d)
+                };
+                (*i, o)
+            })
+            .collect();
+        persist::record(ctx, &job, outcomes, None).await;
+    }
+}
+
+fn local_diag(class: u8, subject: u16, detail: u16, text: String) -> Diagnostic {
+    Diagnostic {
+        code: 0,
+        status: Some((class, subject, detail)),
+        text,
+        remote_mta: None,
+    }
+}

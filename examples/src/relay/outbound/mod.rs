@@ -1,0 +1,94 @@
+//! The outbound half of the relay: the delivery engine.
+//!
+//! A queue runner owns the retry [`Queue`](crate::relay::Queue): it takes the due jobs (one
+//! message's pending recipients at one destination domain), groups them by destination and
+//! starts at most `max_connections_per_destination` delivery tasks per destination, each
+//! delivering up to `max_messages_per_connection` messages over one connection (RSET between
+//! them).
+//!
+//! Per destination: a local domain goes to the maildir ([`crate::relay::local`]); a domain with an
+//! SMTP route goes to the route's hosts in order; any other domain to its MX hosts (RFC 5321
+//! §5.1: no MX → the domain's own address records; RFC 7505 null MX → bounce). Per connection
+//! attempt, smtp-tls-policy's delivery machine decides STARTTLS, verification, plaintext retry,
+//! defer and bounce from the destination control's TLS mode and DANE setting and dane-verify's
+//! RFC 7672 decision for the host.
+//!
+//! After each attempt the per-recipient state is written to the spool (fsynced) before the next
+//! message; bounced or expired recipients get a DSN (RFC 3464) spooled to the sender, a failed
+//! required-TLS connection an alert.
+
+mod alert;
+mod config;
+mod connect;
+mod context;
+mod deliver;
+mod dns;
+mod error;
+mod persist;
+mod runner;
+mod transaction;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{
+    AlertConfig, MAX_ROUTE_HOSTS, MAX_ROUTES, OutboundConfig, ResolverConfig, ResolverMode,
+    RetryConfig, RouteConfig, RouteHop, SMTP_PORT,
+};
+pub use error::OutboundError;
+
+use crate::relay::{Envelope, Spool};
+
+/// The running delivery engine (see the module documentation). Created by
+/// [`Outbound::start`]; it runs until the shutdown signal.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Outbound;
+
+/// Hands accepted messages to the delivery engine. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OutboundHandle {
+    tx: mpsc::UnboundedSender<Envelope>,
+}
+
+impl Outbound {
+    /// Starts the queue runner. `recovered` = the envelopes of `Spool::open`'s `Recovery`;
+    /// `certs` = the certificate store (trust anchors of its enabled CA lists, the outgoing
+    /// client certificate); without it Mozilla's list is trusted.
+    ///
+    /// When `shutdown` becomes `true` the runner takes no new job, lets the deliveries in
+    /// flight finish (each stops after its current message) and returns; the spool stays.
+    pub async fn start(
+        config: OutboundConfig,
+        spool: Spool,
+        recovered: Vec<Envelope>,
+        certs: Option<Arc<cert_store::CertStore>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(OutboundHandle, JoinHandle<()>), OutboundError> {
+        config.validate()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = OutboundHandle { tx };
+        let ctx = context::Context::new(config, spool, certs.as_deref(), handle.clone()).await?;
+        let ctx = Arc::new(ctx);
+        {
+            let mut queue = ctx.lock_queue();
+            for env in recovered {
+                queue.insert(env);
+            }
+        }
+        let task = tokio::spawn(runner::run(ctx, rx, shutdown));
+        Ok((handle, task))
+    }
+}
+
+impl OutboundHandle {
+    /// Hands a message that was just accepted into the spool (fsynced) to delivery. If the
+    /// engine has stopped, the message stays in the spool and is recovered at the next start.
+    pub fn enqueue(&self, envelope: Envelope) {
+        if self.tx.send(envelope).is_err() {
+            tracing::debug!("delivery engine stopped; message stays in the spool");
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The README's first command: `relay` with no configuration (the embedded default) accepts a
+//! message from swaks over STARTTLS and delivers it into a maildir under `./relay-data/`; SIGTERM
+//! ends it with status 0.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The relay process; killed (by PID) if the test ends while it still runs.
+struct Relay {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Relay {
+    fn start(dir: &Path, listen: SocketAddr) -> Self {
+        let log = dir.join("relay.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["--listen", &listen.to_string()])
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut relay = Self { child, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_err() {
+            if let Some(status) = relay.child.try_wait().unwrap() {
+                panic!("relay exited early ({status}): {}", relay.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay not listening: {}",
+                relay.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        relay
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.terminate_wait()
+    }
+
+    /// Waits (bounded) for the process to exit.
+    fn terminate_wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay ignores SIGTERM: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Files in `dir` (none if it does not exist yet).
+fn files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|it| it.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn default_config_delivers_swaks_message_to_maildir_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let mut relay = Relay::start(dir.path(), listen);
+    let marker = format!("relay-default-test-{}", std::process::id());
+    let out = Command::new("timeout")
+        .args(["60", "swaks", "--server", &listen.to_string(), "--tls"])
+        .args(["--to", "user@localhost", "--from", "sender@localhost"])
+        .args(["--body", &marker])
+        .output()
+        .unwrap();
+    let transcript =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "swaks failed: {transcript}\n{}",
+        relay.log()
+    );
+    assert!(
+        transcript.contains("250 2.0.0 Ok: queued as"),
+        "{transcript}"
+    );
+
+    // Delivery is asynchronous: poll (bounded) for the maildir file.
+    let new = dir.path().join("relay-data/maildir/user@localhost/new");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let file = loop {
+        if let Some(f) = files(&new).into_iter().next() {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no maildir file: {}",
+            relay.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(&marker), "{text}");
+    // Our trace header, naming the TLS session the message came over.
+    // (local delivery adds Return-Path and Delivered-To above it)
+    assert!(
+        text.lines()
+            .take(4)
+            .any(|l| l.starts_with("Received: from ")),
+        "{text}"
+    );
+    assert!(text.contains("with ESMTPS id"), "{text}");
+    assert!(text.contains("(version=TLSv1_3 cipher="), "{text}");
+
+    let status = relay.terminate();
+    let log = relay.log();
+    assert!(status.success(), "exit {status}: {log}");
+    // The demonstration certificate's warning, and the structured connection log.
+    assert!(log.contains("demonstration certificate"), "{log}");
+    assert!(log.contains("sender_group=\"RELAYLIST\""), "{log}");
+    assert!(log.contains("tls_protocol=TLSv1_3"), "{log}");
+    assert!(!log.contains(&marker), "message content in the log: {log}");
+    // The default configuration was written beside the data, and the spool stays.
+    assert!(
+        dir.path()
+            .join("relay-data/default-config/relay.toml")
+            .is_file()
+    );
+    assert!(dir.path().join("relay-data/spool").is_dir());
+}
+
+/// SIGTERM while a client is inside a transaction: the relay stops accepting, lets the
+/// transaction finish (`250` after DATA), answers the next command `421 4.3.2`, and exits 0;
+/// the message is in the maildir or still in the spool, never lost.
+#[test]
+fn sigterm_lets_the_transaction_in_flight_finish() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let mut relay = Relay::start(dir.path(), listen);
+    let tcp = TcpStream::connect(listen).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = BufReader::new(tcp);
+    let mut reply = || {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(r.read_line(&mut line).unwrap() > 0, "closed after {all:?}");
+            all.push_str(&line);
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return all;
+            }
+        }
+    };
+    assert!(reply().starts_with("220"));
+    for cmd in [
+        "EHLO client.test",
+        "MAIL FROM:<a@localhost>",
+        "RCPT TO:<inflight@localhost>",
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        assert!(reply().starts_with("250"), "{cmd}");
+    }
+    let pid = relay.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Wait (bounded) until the listener has stopped accepting: the shutdown is under way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !relay.log().contains("stopped accepting") {
+        assert!(Instant::now() < deadline, "{}", relay.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(TcpStream::connect_timeout(&listen, Duration::from_secs(2)).is_err());
+    w.write_all(b"DATA\r\n").unwrap();
+    assert!(reply().starts_with("354"));
+    w.write_all(b"Subject: in flight\r\n\r\nin-flight-body\r\n.\r\n")
+        .unwrap();
+    let done = reply();
+    assert!(done.starts_with("250 2.0.0 Ok: queued as "), "{done}");
+    let id = done.trim().rsplit(' ').next().unwrap().to_owned();
+    w.write_all(b"NOOP\r\n").unwrap();
+    let bye = reply();
+    assert!(bye.starts_with("421 4.3.2"), "{bye}");
+    let status = relay.terminate_wait();
+    assert!(status.success(), "exit {status}: {}", relay.log());
+    let delivered = files(&dir.path().join("relay-data/maildir/inflight@localhost/new"))
+        .iter()
+        .any(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .contains("in-flight-body")
+        });
+    let spooled = dir
+        .path()
+        .join(format!("relay-data/spool/{id}.msg"))
+        .is_file();
+    assert!(delivered || spooled, "message lost: {}", relay.log());
+}
