@@ -37,8 +37,14 @@ async fn handle(
     };
     let (mut mail, mut rcpts) = (false, 0);
     loop {
-        let Ok(SessionCommand::Command(cmd)) = s.next_command().await else {
-            break;
+        let cmd = match s.next_command().await {
+            Ok(SessionCommand::Command(cmd)) => cmd,
+            // RFC 5321 §4.1.4: a greeting clears the transaction.
+            Ok(SessionCommand::Greeted { .. }) => {
+                (mail, rcpts) = (false, 0);
+                continue;
+            }
+            _ => break,
         };
         let tls_on = s.gate().tls_active();
         rec.lock()

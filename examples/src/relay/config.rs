@@ -21,6 +21,7 @@
 //! format = "text"                 # "text" | "json"
 //! filter = "info"                 # tracing EnvFilter syntax
 //! [delivery]                      # the outbound half's `OutboundConfig`
+//! local_domains = ["*"]           # "*" = every domain to the local maildir (the default config)
 //! ```
 //!
 //! Unknown keys are errors. Every error names the file, the line and the key
@@ -435,7 +436,8 @@ impl RelayConfig {
     }
 
     /// Recipient domains accepted from `accept` senders: the local domains and the domains with
-    /// an SMTP route (like Postfix's `relay_domains`).
+    /// an SMTP route (like Postfix's `relay_domains`); every domain with the catch-all
+    /// `local_domains = ["*"]` (everything is delivered locally, so nothing is relayed).
     pub fn accepted_domains(&self) -> Result<DomainSet, InboundError> {
         let mut set = DomainSet::new(&self.delivery.local_domains)?;
         for r in &self.delivery.routes {

@@ -27,6 +27,10 @@ fn embedded_default_is_valid() {
         Some(cert_store::DEMO_NAME)
     );
     assert!(c.accepted_domains().unwrap().contains("localhost"));
+    // The catch-all: every domain is local, nothing leaves the machine.
+    assert!(c.delivery.delivers_everything_locally());
+    assert!(c.delivery.is_local_domain("example.com"));
+    assert!(c.accepted_domains().unwrap().contains("example.com"));
     let hat = c.hat(0).unwrap();
     let v = hat.matches(&hat_match::Facts::new("127.0.0.1".parse().unwrap()));
     assert_eq!(v.behavior(), hat_match::Behavior::Relay);
@@ -149,4 +153,67 @@ fn key_at_and_locate() {
     assert_eq!(locate(text, "listener[1].name"), Some(5));
     assert_eq!(locate(text, "listener[0].hat"), Some(2)); // absent: the table's header
     assert_eq!(locate(text, "nothing.here"), None);
+}
+
+/// Newcomer safety: the embedded default delivers mail for any domain (here `example.com`) to
+/// the local maildir through the real delivery engine; nothing goes to the internet.
+#[tokio::test]
+async fn embedded_default_delivers_every_domain_to_the_maildir() {
+    use std::time::{Duration, Instant, SystemTime};
+
+    use crate::relay::outbound::Outbound;
+    use crate::relay::{Envelope, Spool};
+
+    let d = default_dir();
+    let mut c = RelayConfig::load(&d.path().join("relay.toml")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    c.delivery.maildir = work.path().join("maildir");
+    let (spool, recovery) = Spool::open(&work.path().join("spool"), c.spool_config())
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (handle, task) = Outbound::start(
+        c.delivery.clone(),
+        spool.clone(),
+        recovery.messages,
+        None,
+        stopped,
+    )
+    .await
+    .unwrap();
+    let env = Envelope::new(
+        "sender@example.org",
+        ["user@example.com"],
+        SystemTime::now(),
+    );
+    let env = spool
+        .accept(env, b"Subject: catch-all\r\n\r\nhello\r\n".to_vec())
+        .await
+        .unwrap();
+    handle.enqueue(env);
+    let new = work.path().join("maildir/user@example.com/new");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let file = loop {
+        let found = std::fs::read_dir(&new)
+            .ok()
+            .and_then(|mut r| r.next())
+            .map(|e| e.unwrap().path());
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no maildir file in {}",
+            new.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains("Subject: catch-all"), "{text}");
+    assert!(text.contains("Delivered-To: user@example.com"), "{text}");
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -1,4 +1,5 @@
-//! Errors of the relay core: the spool, the retry queue and DSN generation.
+//! Errors of the relay core: the spool, the retry queue and DSN generation, and (wrapped) the
+//! delivery engine's [`OutboundError`](crate::relay::outbound::OutboundError).
 
 use std::io;
 use std::path::PathBuf;
@@ -85,6 +86,10 @@ pub enum RelayError {
     /// A DSN was asked for without a recipient to report on.
     #[error("dsn: nothing to report (no recipient)")]
     NothingToReport,
+    /// The delivery engine refused its configuration or could not start (the error names the
+    /// `delivery.…` key).
+    #[error(transparent)]
+    Outbound(#[from] crate::relay::outbound::OutboundError),
 }
 
 /// The ways a spool file can be damaged.

@@ -50,7 +50,18 @@ pub enum SessionCommand {
     Command(Request<String>),
     /// The client sent QUIT; `221` was sent.
     Quit,
+    /// The client greeted (EHLO, LHLO or HELO) and the session answered `250`. RFC 5321 §4.1.4:
+    /// a greeting in the middle of a transaction clears it, as RSET does — the application
+    /// resets its transaction state. The name given is [`ServerSession::client_name`].
+    Greeted {
+        /// `true` for EHLO/LHLO (ESMTP), `false` for HELO.
+        extended: bool,
+    },
 }
+
+/// Longest client EHLO/HELO name kept by [`ServerSession::client_name`] (a domain is at most 255
+/// octets, RFC 5321 §4.5.3.1.2; an address literal is shorter).
+const MAX_CLIENT_NAME: usize = 255;
 
 /// One inbound SMTP connection driven through the [`Gate`].
 ///
@@ -67,6 +78,8 @@ pub struct ServerSession<S> {
     acceptor: Option<TlsAcceptor>,
     config: ServerSessionConfig,
     events: Vec<ListenerEvent>,
+    /// The argument of the last EHLO/HELO, sanitised.
+    client_name: Option<String>,
 }
 
 impl<S> std::fmt::Debug for ServerSession<S> {
@@ -75,6 +88,7 @@ impl<S> std::fmt::Debug for ServerSession<S> {
             .field("gate", &self.gate)
             .field("tls_configured", &self.acceptor.is_some())
             .field("config", &self.config)
+            .field("client_name", &self.client_name)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
             acceptor,
             config,
             events: Vec::new(),
+            client_name: None,
         };
         s.flush_events();
         let greeting = format!("220 {} ESMTP\r\n", s.config.hostname);
@@ -106,6 +121,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
     /// The gate (TLS state, greeting state).
     pub fn gate(&self) -> &Gate {
         &self.gate
+    }
+
+    /// The name the client gave in its last EHLO/LHLO/HELO (RFC 5321 §4.1.1.1), for trace
+    /// headers and logs: printable ASCII only (controls, spaces and non-ASCII removed), at most
+    /// 255 octets (RFC 5321 §4.5.3.1.2). Not verified — the client may give any name. `None` before
+    /// the first greeting and after STARTTLS (RFC 3207 §4.2: the client must greet again).
+    pub fn client_name(&self) -> Option<&str> {
+        self.client_name.as_deref()
     }
 
     /// Every gate event so far.
@@ -207,12 +230,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
                         }
                     };
                     match request {
-                        Request::Ehlo { .. } | Request::Lhlo { .. } => {
-                            self.ehlo_reply(advertise_starttls).await?
+                        Request::Ehlo { host } | Request::Lhlo { host } => {
+                            self.ehlo_reply(advertise_starttls).await?;
+                            self.client_name = sanitise_client_name(&host);
+                            return Ok(SessionCommand::Greeted { extended: true });
                         }
-                        Request::Helo { .. } => {
+                        Request::Helo { host } => {
                             let r = format!("250 {}\r\n", self.config.hostname);
-                            self.write(r.as_bytes()).await?
+                            self.write(r.as_bytes()).await?;
+                            self.client_name = sanitise_client_name(&host);
+                            return Ok(SessionCommand::Greeted { extended: false });
                         }
                         Request::Noop { .. } => self.reply(250, "2.0.0 OK").await?,
                         Request::Quit => {
@@ -256,6 +283,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
         // RFC 3207 §4.2 / CVE-2011-0411: nothing the client sent before the handshake counts.
         let discarded = self.reader.discard();
         self.gate.discarded_pipelined(discarded);
+        self.client_name = None;
         let Some(acceptor) = self.acceptor.clone() else {
             return Err(Error::StateViolation {
                 what: "STARTTLS without a certificate",
@@ -328,6 +356,16 @@ const GONE: Error = Error::StateViolation {
     what: "session used after a failed handshake",
 };
 
+/// The client's greeting name as kept: printable ASCII, bounded; `None` when nothing is left.
+fn sanitise_client_name(host: &str) -> Option<String> {
+    let name: String = host
+        .chars()
+        .filter(char::is_ascii_graphic)
+        .take(MAX_CLIENT_NAME)
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
 fn is_bare_starttls(line: &[u8]) -> bool {
     let t = line.strip_suffix(b"\n").unwrap_or(line);
     let t = t.strip_suffix(b"\r").unwrap_or(t);
@@ -354,3 +392,7 @@ fn log_event(e: &ListenerEvent) {
         other => tracing::debug!(event = ?other, "listener"),
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

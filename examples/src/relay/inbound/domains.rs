@@ -6,7 +6,9 @@ use super::error::InboundError;
 
 /// Domains accepted under relay control `accept`: exact names (`example.org`) and parents
 /// (`.example.org` = every name below it, not `example.org` itself, as in Cisco's RAT and SMTP
-/// routes). Names compare case-insensitively, ignoring one trailing dot.
+/// routes), or `*` = every domain (the relay's catch-all `local_domains = ["*"]`: everything is
+/// delivered locally, so accepting any domain relays nothing). Names compare case-insensitively,
+/// ignoring one trailing dot.
 ///
 /// ```
 /// use smtp_tls_examples::relay::inbound::DomainSet;
@@ -15,16 +17,21 @@ use super::error::InboundError;
 /// assert!(set.contains("mx.sub.example.net"));
 /// assert!(!set.contains("example.net"));
 /// assert!(!set.contains("evil-example.org"));
+/// assert!(DomainSet::new(["*"])?.contains("anything.example"));
+/// assert!(DomainSet::new(["*.example.org"]).is_err());
 /// # Ok::<(), smtp_tls_examples::relay::inbound::InboundError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DomainSet {
     exact: HashSet<String>,
     parents: HashSet<String>,
+    /// `*`: every domain.
+    all: bool,
 }
 
 impl DomainSet {
-    /// Builds the set; refuses empty names, wildcards and characters outside host names.
+    /// Builds the set; refuses empty names, wildcards other than a lone `*` and characters
+    /// outside host names.
     pub fn new<I, S>(names: I) -> Result<Self, InboundError>
     where
         I: IntoIterator<Item = S>,
@@ -39,6 +46,10 @@ impl DomainSet {
 
     /// Adds one entry.
     pub fn insert(&mut self, name: &str) -> Result<(), InboundError> {
+        if name == "*" {
+            self.all = true;
+            return Ok(());
+        }
         let (parent, bare) = match name.strip_prefix('.') {
             Some(rest) => (true, rest),
             None => (false, name),
@@ -66,6 +77,9 @@ impl DomainSet {
     /// Whether `domain` is in the set.
     #[must_use]
     pub fn contains(&self, domain: &str) -> bool {
+        if self.all {
+            return true;
+        }
         let d = normalize(domain);
         if self.exact.contains(&d) {
             return true;
@@ -83,7 +97,7 @@ impl DomainSet {
     /// Whether the set is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.parents.is_empty()
+        !self.all && self.exact.is_empty() && self.parents.is_empty()
     }
 }
 

@@ -18,6 +18,8 @@ pub struct TraceInfo<'a> {
     pub helo: Option<&'a str>,
     /// Whether the client greeted with EHLO (ESMTP) rather than HELO.
     pub esmtp: bool,
+    /// The client's forward-confirmed reverse (PTR) name, when it was looked up.
+    pub ptr: Option<&'a str>,
     /// The client address.
     pub ip: IpAddr,
     /// Our host name.
@@ -32,17 +34,20 @@ pub struct TraceInfo<'a> {
     pub when: SystemTime,
 }
 
-/// Builds the header, folded, ending in CRLF. Client-supplied text is reduced to printable
-/// ASCII without spaces or parentheses (no header injection, no comment breaking).
+/// Builds the header, folded, ending in CRLF: `Received: from NAME (PTR [IP])` (RFC 5321 §4.4
+/// `From-domain` and `TCP-info`: the EHLO/HELO name, `unknown` without one; the PTR name only
+/// when known). Client-supplied text is reduced to printable ASCII without spaces or
+/// parentheses (no header injection, no comment breaking).
 ///
 /// ```
 /// use smtp_tls_examples::relay::inbound::{TraceInfo, received_header};
 /// let h = received_header(&TraceInfo {
-///     helo: Some("client.example\r\nX-Evil: 1"), esmtp: true, ip: "127.0.0.1".parse()?,
+///     helo: Some("client.example\r\nX-Evil: 1"), esmtp: true, ptr: Some("host.example"),
+///     ip: "127.0.0.1".parse()?,
 ///     by: "relay.example", id: "abc", tls: Some(("TLSv1_3", "TLS13_AES_256_GCM_SHA384")),
 ///     for_recipient: Some("user@example.org"), when: std::time::UNIX_EPOCH,
 /// });
-/// assert!(h.starts_with("Received: from client.exampleX-Evil:1 ([127.0.0.1])\r\n"));
+/// assert!(h.starts_with("Received: from client.exampleX-Evil:1 (host.example [127.0.0.1])\r\n"));
 /// assert!(h.contains("with ESMTPS id abc"));
 /// assert!(h.contains("(version=TLSv1_3 cipher=TLS13_AES_256_GCM_SHA384)"));
 /// assert!(h.ends_with("Thu, 01 Jan 1970 00:00:00 +0000\r\n"));
@@ -50,14 +55,23 @@ pub struct TraceInfo<'a> {
 /// ```
 #[must_use]
 pub fn received_header(t: &TraceInfo<'_>) -> String {
-    let helo = t.helo.map_or_else(|| "unknown".to_owned(), clean);
+    let helo = t
+        .helo
+        .map(clean)
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
     let with = match (t.tls.is_some(), t.esmtp) {
         (true, _) => "ESMTPS",
         (false, true) => "ESMTP",
         (false, false) => "SMTP",
     };
+    let ptr = t
+        .ptr
+        .map(clean)
+        .filter(|p| !p.is_empty())
+        .map_or_else(String::new, |p| format!("{p} "));
     let mut h = format!(
-        "Received: from {helo} ([{}])\r\n\tby {} (smtp-tls-examples relay) with {with} id {}",
+        "Received: from {helo} ({ptr}[{}])\r\n\tby {} (smtp-tls-examples relay) with {with} id {}",
         t.ip.to_canonical(),
         clean(t.by),
         clean(t.id)

@@ -52,6 +52,8 @@ pub(crate) async fn handle<S>(
         return;
     }
     let verdict = ctx.hat.matches(&gathered.facts);
+    // The forward-confirmed reverse name, when the HAT needed the PTR lookup (trace header).
+    let ptr = gathered.facts.confirmed_names().next().map(str::to_owned);
     let policy = ConnectionPolicy::from_verdict(&verdict, &ctx.limits);
     let action = policy.connect_action(slot.count());
     tracing::info!(
@@ -109,6 +111,7 @@ pub(crate) async fn handle<S>(
     };
     let mut tx = Transaction::new(policy.limits, control, ctx.accepted_domains.clone());
     let mut tls_logged = false;
+    let mut client = ClientTrace { ptr, esmtp: false };
     let reason = loop {
         let next = if tx.in_transaction() {
             session.next_command().await
@@ -140,6 +143,12 @@ pub(crate) async fn handle<S>(
                 tracing::info!(messages = tx.messages(), "connection: closed (QUIT)");
                 return;
             }
+            // RFC 5321 §4.1.4: EHLO/HELO clears a transaction in progress, like RSET.
+            Ok(SessionCommand::Greeted { extended }) => {
+                tx.reset();
+                client.esmtp = extended;
+                continue;
+            }
             Ok(_) => continue,
             Err(e) => {
                 // The session already logged the close (and answered `500` to an overlong line).
@@ -164,7 +173,7 @@ pub(crate) async fn handle<S>(
                     if session.reply(r.code, &r.text).await.is_err() {
                         return;
                     }
-                    match receive(ctx, &mut session, &mut tx, peer, tls).await {
+                    match receive(ctx, &mut session, &mut tx, peer, tls, &client).await {
                         Some(r) => r,
                         None => return,
                     }
@@ -189,6 +198,14 @@ pub(crate) async fn handle<S>(
     let _ = session.close(reason);
 }
 
+/// What the trace header says about the client besides its address and EHLO/HELO name.
+struct ClientTrace {
+    /// Forward-confirmed reverse name (only when the HAT needed the PTR lookup).
+    ptr: Option<String>,
+    /// The last greeting was EHLO (ESMTP), not HELO.
+    esmtp: bool,
+}
+
 /// Reads the message after `354`, spools it (fsynced) and hands it to delivery. Returns the
 /// reply to send, or `None` when the connection is gone.
 async fn receive<S>(
@@ -197,6 +214,7 @@ async fn receive<S>(
     tx: &mut Transaction,
     peer: SocketAddr,
     tls: Option<TlsInfo>,
+    client: &ClientTrace,
 ) -> Option<Reply>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -240,10 +258,12 @@ where
     let now = SystemTime::now();
     let mut env = Envelope::new(&collected.sender, collected.recipients, now);
     env.source = Some(peer);
+    env.helo = session.client_name().map(str::to_owned);
     env.tls = tls;
     let trace = received_header(&TraceInfo {
-        helo: None,
-        esmtp: true,
+        helo: session.client_name(),
+        esmtp: client.esmtp,
+        ptr: client.ptr.as_deref(),
         ip: peer.ip(),
         by: &ctx.hostname,
         id: env.id.as_str(),

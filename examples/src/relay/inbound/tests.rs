@@ -257,6 +257,7 @@ fn received_header_without_tls_says_esmtp() {
     let h = received_header(&TraceInfo {
         helo: None,
         esmtp: true,
+        ptr: None,
         ip: "::ffff:127.0.0.1".parse().unwrap(),
         by: "relay.test",
         id: "1-2",
@@ -271,4 +272,37 @@ fn received_header_without_tls_says_esmtp() {
     assert!(h.contains("with ESMTP id 1-2;"), "{h}");
     assert!(!h.contains("version="));
     assert!(h.lines().all(|l| l.len() < 100));
+}
+
+#[test]
+fn received_header_names_the_client_and_its_ptr() {
+    let base = TraceInfo {
+        helo: Some("client.example.org"),
+        esmtp: false,
+        ptr: Some("host.example.org"),
+        ip: "192.0.2.7".parse().unwrap(),
+        by: "relay.test",
+        id: "1-2",
+        tls: None,
+        for_recipient: Some("user@example.com"),
+        when: std::time::UNIX_EPOCH,
+    };
+    let h = received_header(&base);
+    assert!(
+        h.starts_with("Received: from client.example.org (host.example.org [192.0.2.7])\r\n"),
+        "{h}"
+    );
+    assert!(h.contains("with SMTP id 1-2"), "HELO is plain SMTP: {h}");
+    assert!(h.contains("for <user@example.com>"), "{h}");
+    // Hostile or empty names: no header injection, `unknown` when nothing is left.
+    let h = received_header(&TraceInfo {
+        helo: Some(" \r\n"),
+        ptr: Some("(evil)\r\nX: y"),
+        ..base
+    });
+    assert!(
+        h.starts_with("Received: from unknown (evilX:y [192.0.2.7])\r\n"),
+        "{h}"
+    );
+    assert_eq!(h.matches("\r\n").count(), h.lines().count(), "{h}");
 }

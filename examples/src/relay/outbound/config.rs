@@ -6,7 +6,7 @@
 //! destination_controls = "destinations.toml"
 //! max_connections_per_destination = 10
 //! max_messages_per_connection = 100
-//! local_domains = ["localhost"]
+//! local_domains = ["localhost"]   # ["*"]: every domain (nothing leaves the relay)
 //! maildir = "relay-data/maildir"
 //! [[delivery.route]]
 //! domain = "example.net"
@@ -35,6 +35,10 @@ pub const MAX_ROUTES: usize = 10_000;
 pub const MAX_ROUTE_HOSTS: usize = 16;
 /// The SMTP port (RFC 5321 §4.5.4.2 / IANA), used when a route host names none.
 pub const SMTP_PORT: u16 = 25;
+/// The `local_domains` entry meaning **every** domain: all mail goes to the local maildir and
+/// nothing leaves the relay (the embedded default: a demonstration relay must never send mail
+/// to the internet).
+pub(crate) const CATCH_ALL: &str = "*";
 
 /// The `[delivery]` table. Every field has a default, so the table may be absent.
 ///
@@ -62,7 +66,9 @@ pub struct OutboundConfig {
     pub max_messages_per_connection: usize,
     /// TCP connect timeout.
     pub connect_timeout_secs: u64,
-    /// Domains delivered to the local maildir instead of over SMTP.
+    /// Domains delivered to the local maildir instead of over SMTP. `"*"` (alone
+    /// or among other names) means every domain: nothing is sent over SMTP, so no SMTP route
+    /// may be configured with it. Other wildcards are refused.
     pub local_domains: Vec<String>,
     /// The maildir root (relative to the working directory); one maildir per recipient below.
     pub maildir: PathBuf,
@@ -300,7 +306,15 @@ impl OutboundConfig {
             }
         }
         for d in &self.local_domains {
-            check_domain("delivery.local_domains", d)?;
+            if d != CATCH_ALL {
+                check_domain("delivery.local_domains", d)?;
+            }
+        }
+        if self.delivers_everything_locally() && !self.routes.is_empty() {
+            return Err(OutboundError::invalid(
+                "delivery.route",
+                "unused: local_domains contains \"*\" (every domain goes to the maildir)",
+            ));
         }
         if self.routes.len() > MAX_ROUTES {
             return Err(OutboundError::invalid(
@@ -376,11 +390,20 @@ impl OutboundConfig {
         }
     }
 
-    /// Whether `domain` is delivered to the local maildir.
+    /// Whether `domain` is delivered to the local maildir (listed, or `"*"` is listed).
     #[must_use]
     pub fn is_local_domain(&self, domain: &str) -> bool {
         let d = domain.trim_end_matches('.');
-        self.local_domains.iter().any(|l| l.eq_ignore_ascii_case(d))
+        self.local_domains
+            .iter()
+            .any(|l| l == CATCH_ALL || l.eq_ignore_ascii_case(d))
+    }
+
+    /// Whether every domain is delivered to the local maildir (`local_domains` has `"*"`): the
+    /// relay sends nothing over SMTP.
+    #[must_use]
+    pub fn delivers_everything_locally(&self) -> bool {
+        self.local_domains.iter().any(|l| l == CATCH_ALL)
     }
 
     /// The route for `domain`: an exact entry first, then the longest `.parent` entry.
@@ -490,6 +513,37 @@ mod tests {
             "delivery.destination_controls",
         );
         assert!(toml::from_str::<OutboundConfig>("unknown = 1").is_err());
+        bad("local_domains = [\"*.example\"]", "delivery.local_domains");
+        bad("local_domains = [\"**\"]", "delivery.local_domains");
+        bad(
+            "local_domains = [\"*\"]\n[[route]]\ndomain = \"x.test\"\nhosts = [\"maildir\"]",
+            "delivery.route",
+        );
+    }
+
+    #[test]
+    fn outbound_errors_fold_into_the_relay_error() {
+        let c: OutboundConfig = toml::from_str("connect_timeout_secs = 0").unwrap();
+        let e: crate::relay::RelayError = c.validate().unwrap_err().into();
+        assert!(matches!(e, crate::relay::RelayError::Outbound(_)));
+        assert_eq!(
+            e.to_string(),
+            "delivery.connect_timeout_secs: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn catch_all_makes_every_domain_local() {
+        let c: OutboundConfig = toml::from_str("local_domains = [\"*\"]").unwrap();
+        c.validate().unwrap();
+        assert!(c.delivers_everything_locally());
+        for d in ["example.com", "EXAMPLE.com.", "localhost", "a.b.c.test"] {
+            assert!(c.is_local_domain(d), "{d}");
+        }
+        let c = OutboundConfig::default();
+        assert!(!c.delivers_everything_locally());
+        assert!(c.is_local_domain("localhost"));
+        assert!(!c.is_local_domain("example.com"));
     }
 
     #[test]

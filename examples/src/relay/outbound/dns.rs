@@ -1,12 +1,14 @@
-//! Next hops of a destination domain from DNS: MX hosts with their addresses and DNSSEC facts,
-//! through dane-verify's resolver adapter.
+//! Next hops of a destination domain from DNS: MX hosts with their addresses and DNSSEC facts.
 //!
-//! - `validating` / `trust-ad`: DNSSEC statuses are used as they come: they feed DANE
-//!   (RFC 7672) and the hosted-domain identity check ([`MxSecurity`]).
-//! - `system`: MX records from the first `nameserver` of `/etc/resolv.conf` (or
-//!   `delivery.resolver.address`), host addresses from the system's `getaddrinfo` (so
-//!   `/etc/hosts` applies); the answers are used for routing only: every MX is treated as
-//!   insecure and no host is DANE-protected.
+//! - `validating` / `trust-ad`: through dane-verify's resolver adapter; DNSSEC statuses are used
+//!   as they come: they feed DANE (RFC 7672) and the hosted-domain identity check
+//!   ([`MxSecurity`]).
+//! - `system`: hickory-resolver configured from the system (`/etc/resolv.conf`, `/etc/hosts`),
+//!   or asking only `delivery.resolver.address` when it is set. No DNSSEC: every answer is
+//!   insecure, so no host is DANE-protected and mandatory DANE defers. A resolver that strips
+//!   DNSSEC records does not matter here. MX answers (RFC 5321 §5.1): MX hosts by preference; no
+//!   MX record → the domain itself (implicit MX); null MX (RFC 7505 §3) or NXDOMAIN → bounce;
+//!   SERVFAIL, REFUSED, timeout or network error → defer.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,6 +17,14 @@ use std::time::Duration;
 use dane_verify::DnssecStatus;
 use dane_verify::policy::{Action as DaneAction, DaneSetting, HostFacts, NoDaneReason};
 use dane_verify::resolver::{DaneResolver, Limits, Validation};
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{
+    LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig as HickoryConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use smtp_tls_policy::identity::MxSecurity;
 
 use super::config::{ResolverConfig, ResolverMode, SMTP_PORT};
@@ -22,6 +32,12 @@ use super::error::OutboundError;
 
 /// Longest time spent resolving one destination.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most MX hosts of one destination that are tried (bounded work).
+pub(crate) const MAX_MX_HOSTS: usize = 16;
+/// Most addresses kept per host.
+const MAX_ADDRESSES: usize = 16;
+/// Per-query timeout of the system resolver when it asks an explicit nameserver.
+const SYSTEM_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One MX host of a destination, ready to connect to.
 #[derive(Debug, Clone)]
@@ -45,22 +61,28 @@ pub(crate) enum NoRoute {
     Permanent(String),
 }
 
+enum Backend {
+    /// dane-verify's adapter (`validating`, `trust-ad`).
+    Dnssec(Arc<DaneResolver>),
+    /// hickory-resolver without DNSSEC (`system`).
+    System(Box<TokioResolver>),
+}
+
 pub(crate) struct Dns {
-    resolver: Arc<DaneResolver>,
-    validating: bool,
+    backend: Backend,
 }
 
 impl Dns {
     pub(crate) fn new(config: &ResolverConfig) -> Result<Self, OutboundError> {
         let limits = Limits::default();
         let err = |e: dane_verify::Error| OutboundError::Resolver(e.to_string());
-        let (validation, validating) = match config.mode {
+        let validation = match config.mode {
             ResolverMode::TrustAd => {
                 let resolver = config.address.ok_or(OutboundError::Missing {
                     key: "delivery.resolver.address",
                     because: "mode = \"trust-ad\"",
                 })?;
-                (Validation::TrustAd { resolver }, true)
+                Validation::TrustAd { resolver }
             }
             ResolverMode::Validating => {
                 let upstream = config.address.ok_or(OutboundError::Missing {
@@ -71,25 +93,27 @@ impl Dns {
                     key: "delivery.resolver.trust_anchor",
                     because: "mode = \"validating\"",
                 })?;
-                (
-                    Validation::in_process_from_file(upstream, anchors).map_err(err)?,
-                    true,
-                )
+                Validation::in_process_from_file(upstream, anchors).map_err(err)?
             }
             ResolverMode::System => {
-                let upstream = config.address.unwrap_or_else(system_nameserver);
-                let validation = Validation::InProcess {
-                    upstream,
-                    trust_anchors: Arc::new(Default::default()),
+                let resolver = match config.address {
+                    Some(ns) => system_for_nameserver(ns, SYSTEM_QUERY_TIMEOUT)?,
+                    None => system_from_os()?,
                 };
-                (validation, false)
+                return Ok(Self::system(resolver));
             }
         };
         let resolver = DaneResolver::new(validation, limits).map_err(err)?;
         Ok(Self {
-            resolver: Arc::new(resolver),
-            validating,
+            backend: Backend::Dnssec(Arc::new(resolver)),
         })
+    }
+
+    /// A `system`-mode resolver over a hickory resolver the caller built.
+    pub(crate) fn system(resolver: TokioResolver) -> Self {
+        Self {
+            backend: Backend::System(Box::new(resolver)),
+        }
     }
 
     /// The MX hosts of `domain` in preference order, each with its addresses and DANE action.
@@ -98,18 +122,43 @@ impl Dns {
         domain: &str,
         setting: DaneSetting,
     ) -> Result<Vec<MxHost>, NoRoute> {
-        let facts =
-            tokio::time::timeout(RESOLVE_TIMEOUT, self.resolver.destination(domain, MX_PORT))
-                .await
-                .map_err(|_| NoRoute::Temporary(format!("MX lookup of {domain} timed out")))?
-                .map_err(|e| NoRoute::Temporary(format!("MX lookup of {domain}: {e}")))?;
+        let resolver = match &self.backend {
+            Backend::Dnssec(r) => return self.dnssec_mx_hosts(r, domain, setting).await,
+            Backend::System(r) => r,
+        };
+        let names = tokio::time::timeout(RESOLVE_TIMEOUT, system_mx(resolver, domain))
+            .await
+            .map_err(|_| NoRoute::Temporary(format!("MX lookup of {domain} timed out")))??;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let addresses = self.addresses(&name).await;
+            out.push(MxHost {
+                name,
+                addresses,
+                security: MxSecurity::Insecure,
+                dane: insecure_dane(setting),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn dnssec_mx_hosts(
+        &self,
+        resolver: &DaneResolver,
+        domain: &str,
+        setting: DaneSetting,
+    ) -> Result<Vec<MxHost>, NoRoute> {
+        let facts = tokio::time::timeout(RESOLVE_TIMEOUT, resolver.destination(domain, MX_PORT))
+            .await
+            .map_err(|_| NoRoute::Temporary(format!("MX lookup of {domain} timed out")))?
+            .map_err(|e| NoRoute::Temporary(format!("MX lookup of {domain}: {e}")))?;
         if let Some(f) = facts.mx_failure {
             return Err(NoRoute::Temporary(format!(
                 "MX lookup of {domain} failed: {f:?} ({})",
                 facts.mx_status.as_str()
             )));
         }
-        if self.validating && facts.mx_status.is_failure() {
+        if facts.mx_status.is_failure() {
             return Err(NoRoute::Temporary(format!(
                 "MX answer of {domain} is {}",
                 facts.mx_status.as_str()
@@ -122,78 +171,172 @@ impl Dns {
             )));
         }
         let mut out = Vec::with_capacity(facts.hosts.len());
-        for h in &facts.hosts {
+        for h in facts.hosts.iter().take(MAX_MX_HOSTS) {
             let addresses = self.addresses(&h.mx_host).await;
-            out.push(self.host(h, addresses, setting));
+            out.push(dnssec_host(h, addresses, setting));
         }
         Ok(out)
     }
 
-    fn host(&self, facts: &HostFacts, addresses: Vec<IpAddr>, setting: DaneSetting) -> MxHost {
-        let (security, dane) = if self.validating {
-            let security = if facts.mx_status == DnssecStatus::Secure {
-                MxSecurity::Secure
-            } else {
-                MxSecurity::Insecure
-            };
-            (security, dane_verify::policy::decide(setting, facts))
-        } else {
-            // No validation: nothing is DNSSEC-secure; mandatory DANE cannot be satisfied.
-            let dane = match setting {
-                DaneSetting::None => DaneAction::ConfiguredTls(NoDaneReason::SettingNone),
-                DaneSetting::Mandatory => DaneAction::Defer(
-                    dane_verify::policy::DeferReason::DaneRequired(NoDaneReason::MxInsecure),
-                ),
-                _ => DaneAction::ConfiguredTls(NoDaneReason::MxInsecure),
-            };
-            (MxSecurity::Insecure, dane)
-        };
-        MxHost {
-            name: facts.mx_host.clone(),
-            addresses,
-            security,
-            dane,
-        }
-    }
-
-    /// The addresses of a host name (route hosts, MX hosts).
+    /// The addresses of a host name (route hosts, MX hosts): A then AAAA, at most
+    /// [`MAX_ADDRESSES`]; empty when the lookup fails.
     pub(crate) async fn addresses(&self, host: &str) -> Vec<IpAddr> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return vec![ip];
         }
-        if !self.validating {
-            // The system resolver proper (getaddrinfo: /etc/hosts, then DNS).
-            let lookup = tokio::net::lookup_host((host, 0));
-            return match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
-                Ok(Ok(addrs)) => {
-                    let mut v: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
-                    v.dedup();
-                    v
+        let mut v = match &self.backend {
+            Backend::System(r) => {
+                let lookup = r.lookup_ip(fqdn(host));
+                match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+                    Ok(Ok(found)) => found.iter().collect(),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%host, error = %e, "address lookup failed");
+                        Vec::new()
+                    }
+                    Err(_) => Vec::new(),
                 }
-                _ => Vec::new(),
-            };
-        }
-        match tokio::time::timeout(RESOLVE_TIMEOUT, self.resolver.addresses(host)).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
-                tracing::debug!(%host, error = %e, "address lookup failed");
-                Vec::new()
             }
-            Err(_) => Vec::new(),
-        }
+            Backend::Dnssec(r) => {
+                match tokio::time::timeout(RESOLVE_TIMEOUT, r.addresses(host)).await {
+                    Ok(Ok(a)) => a,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%host, error = %e, "address lookup failed");
+                        Vec::new()
+                    }
+                    Err(_) => Vec::new(),
+                }
+            }
+        };
+        // A before AAAA, each family in answer order.
+        v.sort_by_key(IpAddr::is_ipv6);
+        v.dedup();
+        v.truncate(MAX_ADDRESSES);
+        v
     }
 }
 
-/// The first `nameserver` of `/etc/resolv.conf`, or loopback.
-fn system_nameserver() -> SocketAddr {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let ip = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .find_map(|rest| rest.trim().parse::<IpAddr>().ok())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    SocketAddr::new(ip, 53)
+/// `host.` (absolute: no search-domain expansion).
+fn fqdn(host: &str) -> String {
+    format!("{}.", host.trim_end_matches('.'))
+}
+
+/// MX host names of `domain` by preference (RFC 5321 §5.1), through the system resolver.
+async fn system_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<String>, NoRoute> {
+    let domain = domain.trim_end_matches('.');
+    let name = Name::from_ascii(fqdn(domain))
+        .map_err(|e| NoRoute::Permanent(format!("{domain} is not a domain name: {e}")))?;
+    let mut mx: Vec<(u16, Name)> = match resolver.lookup(name, RecordType::MX).await {
+        Ok(lookup) => lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(m) => Some((m.preference, m.exchange.clone())),
+                _ => None,
+            })
+            .collect(),
+        Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => {
+            if nr.response_code == ResponseCode::NXDomain {
+                return Err(NoRoute::Permanent(format!(
+                    "{domain} accepts no mail (no such domain)"
+                )));
+            }
+            Vec::new()
+        }
+        Err(e) => {
+            return Err(NoRoute::Temporary(format!("MX lookup of {domain}: {e}")));
+        }
+    };
+    if mx.is_empty() {
+        // RFC 5321 §5.1: no MX record, the domain itself is the implicit MX.
+        return Ok(vec![domain.to_ascii_lowercase()]);
+    }
+    // RFC 7505 §3: a null MX ("." as exchange) means the domain accepts no mail.
+    if mx.iter().all(|(_, n)| n.is_root()) {
+        return Err(NoRoute::Permanent(format!(
+            "{domain} accepts no mail (null MX, RFC 7505)"
+        )));
+    }
+    mx.retain(|(_, n)| !n.is_root());
+    mx.sort_by_key(|(pref, _)| *pref);
+    let mut names: Vec<String> = Vec::with_capacity(mx.len().min(MAX_MX_HOSTS));
+    for (_, n) in mx {
+        let host = n.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+        if !names.contains(&host) {
+            names.push(host);
+        }
+        if names.len() == MAX_MX_HOSTS {
+            break;
+        }
+    }
+    Ok(names)
+}
+
+/// DANE action for a host whose MX answer is not DNSSEC-secure: no DANE; mandatory DANE cannot
+/// be satisfied (RFC 7672 §2.2).
+fn insecure_dane(setting: DaneSetting) -> DaneAction {
+    match setting {
+        DaneSetting::None => DaneAction::ConfiguredTls(NoDaneReason::SettingNone),
+        DaneSetting::Mandatory => DaneAction::Defer(
+            dane_verify::policy::DeferReason::DaneRequired(NoDaneReason::MxInsecure),
+        ),
+        _ => DaneAction::ConfiguredTls(NoDaneReason::MxInsecure),
+    }
+}
+
+fn dnssec_host(facts: &HostFacts, addresses: Vec<IpAddr>, setting: DaneSetting) -> MxHost {
+    let security = if facts.mx_status == DnssecStatus::Secure {
+        MxSecurity::Secure
+    } else {
+        MxSecurity::Insecure
+    };
+    MxHost {
+        name: facts.mx_host.clone(),
+        addresses,
+        security,
+        dane: dane_verify::policy::decide(setting, facts),
+    }
+}
+
+/// The system resolver: `/etc/resolv.conf` and `/etc/hosts`.
+fn system_from_os() -> Result<TokioResolver, OutboundError> {
+    let mut builder = TokioResolver::builder_tokio()
+        .map_err(|e| OutboundError::Resolver(format!("system configuration: {e}")))?;
+    let opts = builder.options_mut();
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    opts.validate = false;
+    builder
+        .build()
+        .map_err(|e| OutboundError::Resolver(format!("system configuration: {e}")))
+}
+
+/// A `system`-mode resolver asking only `nameserver` (UDP, TCP on truncation), with
+/// `/etc/hosts`, no search domains.
+pub(crate) fn system_for_nameserver(
+    nameserver: SocketAddr,
+    timeout: Duration,
+) -> Result<TokioResolver, OutboundError> {
+    let mut ns = NameServerConfig::udp_and_tcp(nameserver.ip());
+    for c in &mut ns.connections {
+        c.port = nameserver.port();
+    }
+    let mut opts = ResolverOpts::default();
+    opts.timeout = timeout;
+    opts.attempts = 2;
+    opts.ndots = 0;
+    opts.use_hosts_file = ResolveHosts::Auto;
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    TokioResolver::builder_with_config(
+        HickoryConfig::from_name_servers(vec![ns]),
+        TokioRuntimeProvider::default(),
+    )
+    .with_options(opts)
+    .build()
+    .map_err(|e| OutboundError::Resolver(format!("nameserver {nameserver}: {e}")))
 }
 
 /// The SMTP port for MX hosts.
 pub(crate) const MX_PORT: u16 = SMTP_PORT;
+
+#[cfg(test)]
+#[path = "dns_tests.rs"]
+mod tests;

@@ -1,10 +1,11 @@
 //! Errors of the outbound half: configuration problems found by
 //! [`OutboundConfig::validate`](super::OutboundConfig::validate) and start-up failures of
-//! [`Outbound::start`](super::Outbound::start).
+//! [`Outbound::start`](super::Outbound::start). Spool failures are
+//! [`RelayError`](crate::relay::RelayError)s, which wraps this enum as
+//! [`RelayError::Outbound`](crate::relay::RelayError::Outbound) (one enum per concern: the
+//! relay core's errors and the `[delivery]` configuration's).
 
 use std::path::PathBuf;
-
-use crate::relay::RelayError;
 
 /// Why the `[delivery]` configuration or the delivery engine's start-up was refused.
 /// Every variant names the configuration key (`delivery.…`) it is about.
@@ -52,9 +53,6 @@ pub enum OutboundError {
         /// The I/O error.
         reason: String,
     },
-    /// A spool operation failed at start-up.
-    #[error(transparent)]
-    Spool(#[from] RelayError),
 }
 
 impl OutboundError {

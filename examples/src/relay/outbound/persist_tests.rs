@@ -1,0 +1,151 @@
+//! A DSN that cannot be spooled is never lost: the bounce stays pending (in the queue and on
+//! disk) and the next attempt spools the DSN once the spool works again. The failures are real
+//! spool failures: a spool limit the DSN exceeds, and the spool directory going away.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+use super::super::OutboundHandle;
+use super::super::config::OutboundConfig;
+use super::*;
+use crate::relay::{Diagnostic, Spool, SpoolConfig};
+
+const BODY: &[u8] = b"Subject: hello\r\n\r\nhi\r\n";
+
+fn config(maildir: &Path) -> OutboundConfig {
+    toml::from_str(&format!(
+        "ehlo_name = \"relay.test\"\nlocal_domains = [\"example.org\"]\nmaildir = \"{}\"\n",
+        maildir.display()
+    ))
+    .unwrap()
+}
+
+fn rejected() -> AttemptOutcome {
+    AttemptOutcome::Failed(Diagnostic {
+        code: 550,
+        status: Some((5, 1, 1)),
+        text: "5.1.1 no such user".into(),
+        remote_mta: Some("mx.bad.test".into()),
+    })
+}
+
+/// A context over `spool`, the message from alice@example.org to bob@bad.test queued, and the
+/// receiving end of the engine's queue (where a spooled DSN is handed).
+async fn setup(
+    spool: Spool,
+    maildir: &Path,
+) -> (Context, Envelope, mpsc::UnboundedReceiver<Envelope>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ctx = Context::new(config(maildir), spool, None, OutboundHandle { tx })
+        .await
+        .unwrap();
+    let env = Envelope::new("alice@example.org", ["bob@bad.test"], SystemTime::now());
+    let env = ctx.spool.accept(env, BODY.to_vec()).await.unwrap();
+    ctx.lock_queue().insert(env.clone());
+    (ctx, env, rx)
+}
+
+fn take_job(ctx: &Context, at: SystemTime) -> Job {
+    let mut jobs = ctx.lock_queue().due(at, 10);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    jobs.remove(0)
+}
+
+/// The files of the spool directory (not its `quarantine/`).
+fn spool_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn dsn_over_a_spool_limit_keeps_the_bounce_pending_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    // The original (22 octets) fits; any DSN (report parts + original header) does not.
+    let (spool, _) = Spool::open(&spool_dir, SpoolConfig::default().with_max_body(200))
+        .await
+        .unwrap();
+    let (ctx, env, mut rx) = setup(spool, &dir.path().join("maildir")).await;
+    let job = take_job(&ctx, SystemTime::now());
+    record(&ctx, &job, vec![(0, rejected())], Some(BODY)).await;
+
+    assert!(rx.try_recv().is_err(), "no DSN can have been queued");
+    let queued = ctx
+        .lock_queue()
+        .envelope(&env.id)
+        .cloned()
+        .expect("still queued");
+    let r = &queued.recipients[0];
+    assert_eq!(r.state, RecipientState::Pending);
+    assert_eq!(r.attempts, 1);
+    assert!(
+        r.next_attempt > SystemTime::now(),
+        "retried after the backoff"
+    );
+    assert_eq!(r.last.as_ref().map(|d| d.code), Some(550));
+
+    // On disk: the message and its updated envelope, still pending (a restart retries too).
+    let (_again, recovery) = Spool::open(&spool_dir, SpoolConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(recovery.messages.len(), 1, "only the original, no DSN");
+    let disk = &recovery.messages[0];
+    assert_eq!(disk.id, env.id);
+    assert_eq!(disk.recipients[0].state, RecipientState::Pending);
+    assert_eq!(disk.recipients[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn dsn_retried_on_the_next_pass_after_the_spool_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let moved = dir.path().join("spool-away");
+    let (spool, _) = Spool::open(&spool_dir, SpoolConfig::default())
+        .await
+        .unwrap();
+    let (ctx, env, mut rx) = setup(spool, &dir.path().join("maildir")).await;
+    let job = take_job(&ctx, SystemTime::now());
+
+    // The spool directory vanishes (an unmounted disk): the DSN write and the update fail.
+    std::fs::rename(&spool_dir, &moved).unwrap();
+    record(&ctx, &job, vec![(0, rejected())], Some(BODY)).await;
+    std::fs::rename(&moved, &spool_dir).unwrap();
+    assert!(rx.try_recv().is_err(), "no DSN could be spooled");
+    let queued = ctx
+        .lock_queue()
+        .envelope(&env.id)
+        .cloned()
+        .expect("still queued");
+    assert_eq!(queued.recipients[0].state, RecipientState::Pending);
+    let files = spool_files(&spool_dir);
+    assert_eq!(files, [format!("{}.msg", env.id)], "the original stays");
+
+    // The next pass (after the backoff) bounces again and spools the DSN.
+    let later = SystemTime::now() + Duration::from_secs(2 * 86_400);
+    let job = take_job(&ctx, later);
+    assert_eq!(job.recipients, [0]);
+    record(&ctx, &job, vec![(0, rejected())], None).await;
+    let dsn = rx.try_recv().expect("the DSN is queued");
+    assert_eq!(dsn.sender, "");
+    assert_eq!(dsn.recipients[0].address, "alice@example.org");
+    assert!(
+        ctx.lock_queue().envelope(&env.id).is_none(),
+        "original done"
+    );
+    assert_eq!(spool_files(&spool_dir), [format!("{}.msg", dsn.id)]);
+    let text = String::from_utf8(ctx.spool.read_body(&dsn.id).await.unwrap()).unwrap();
+    assert!(text.contains("bob@bad.test"), "{text}");
+    assert!(text.contains("Action: failed"), "{text}");
+    assert!(
+        text.contains("Subject: hello"),
+        "the original header: {text}"
+    );
+}

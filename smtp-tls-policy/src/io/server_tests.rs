@@ -1,0 +1,131 @@
+//! The session's greeting handling over an in-memory stream: `Greeted` after every EHLO/HELO,
+//! the client name kept sanitised and bounded, forgotten at STARTTLS' reset.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+use super::*;
+use crate::listener::ListenerTls;
+
+async fn session(tls: ListenerTls) -> (ServerSession<DuplexStream>, DuplexStream) {
+    let (server, mut client) = duplex(64 * 1024);
+    let cfg = ServerSessionConfig::new("mx.example.test", vec!["PIPELINING".into()])
+        .with_timeouts(Timeouts::uniform(Duration::from_secs(5)));
+    let s = ServerSession::start(server, tls, None, cfg).await.unwrap();
+    let greeting = read_reply(&mut client).await;
+    assert_eq!(greeting, "220 mx.example.test ESMTP\r\n");
+    (s, client)
+}
+
+/// Reads what the server wrote until a final reply line (`NNN ` at a line start).
+async fn read_reply(client: &mut DuplexStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("reply in time")
+            .unwrap();
+        assert!(n > 0, "server closed");
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        if text.ends_with("\r\n")
+            && text
+                .lines()
+                .last()
+                .is_some_and(|l| l.as_bytes().get(3) == Some(&b' '))
+        {
+            return text.into_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn greetings_are_reported_with_the_client_name() {
+    let (mut s, mut c) = session(ListenerTls::Preferred).await;
+    assert_eq!(s.client_name(), None);
+
+    c.write_all(b"EHLO client.example.org\r\n").await.unwrap();
+    assert_eq!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { extended: true }
+    );
+    assert_eq!(s.client_name(), Some("client.example.org"));
+    let reply = read_reply(&mut c).await;
+    assert!(reply.starts_with("250-mx.example.test\r\n"), "{reply}");
+
+    // A transaction command goes to the application; the name stays.
+    c.write_all(b"MAIL FROM:<a@example.org>\r\n").await.unwrap();
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Command(Request::Mail { .. })
+    ));
+    assert_eq!(s.client_name(), Some("client.example.org"));
+    s.reply(250, "2.1.0 OK").await.unwrap();
+    read_reply(&mut c).await;
+
+    // HELO mid-transaction: reported (the application resets), the name replaced.
+    c.write_all(b"HELO [192.0.2.1]\r\n").await.unwrap();
+    assert_eq!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { extended: false }
+    );
+    assert_eq!(s.client_name(), Some("[192.0.2.1]"));
+    assert_eq!(read_reply(&mut c).await, "250 mx.example.test\r\n");
+
+    // LHLO counts as an extended greeting.
+    c.write_all(b"LHLO lmtp.example.org\r\n").await.unwrap();
+    assert_eq!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { extended: true }
+    );
+    assert_eq!(s.client_name(), Some("lmtp.example.org"));
+    read_reply(&mut c).await;
+}
+
+#[tokio::test]
+async fn hostile_names_are_sanitised_and_bounded() {
+    let (mut s, mut c) = session(ListenerTls::No).await;
+    // Control characters, parentheses kept as printable ASCII, non-ASCII dropped.
+    c.write_all("EHLO a\u{1}b\u{e9}c\r\n".as_bytes())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    let name = s.client_name().unwrap();
+    assert!(name.chars().all(|c| c.is_ascii_graphic()), "{name:?}");
+    assert!(name.starts_with('a') && name.ends_with('c'), "{name:?}");
+    read_reply(&mut c).await;
+
+    // An over-long name is refused by the parser (`501`): the earlier name stays.
+    let long = "x".repeat(300);
+    c.write_all(format!("EHLO {long}\r\nRSET\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Command(Request::Rset)
+    );
+    assert!(read_reply(&mut c).await.starts_with("501 "));
+    assert!(s.client_name().unwrap().starts_with('a'));
+}
+
+#[test]
+fn sanitising_reference() {
+    assert_eq!(
+        sanitise_client_name("mx.example"),
+        Some("mx.example".into())
+    );
+    assert_eq!(sanitise_client_name(" \t\r\n"), None);
+    assert_eq!(
+        sanitise_client_name("a b\r\nX-Evil: 1"),
+        Some("abX-Evil:1".into())
+    );
+    assert_eq!(
+        sanitise_client_name(&"y".repeat(300)).map(|n| n.len()),
+        Some(255)
+    );
+}
