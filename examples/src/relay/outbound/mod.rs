@@ -72,10 +72,22 @@ impl Outbound {
         let handle = OutboundHandle { tx };
         let ctx = context::Context::new(config, spool, certs.as_deref(), handle.clone()).await?;
         let ctx = Arc::new(ctx);
+        let mut done = Vec::new();
         {
             let mut queue = ctx.lock_queue();
             for env in recovered {
-                queue.insert(env);
+                // Every recipient already final (a crash between the envelope update and the
+                // removal): only the removal is left; no job would ever remove it.
+                if env.is_done() {
+                    done.push(env.id);
+                } else {
+                    queue.insert(env);
+                }
+            }
+        }
+        for id in done {
+            if let Err(e) = ctx.spool.remove(&id).await {
+                tracing::error!(%id, error = %e, "spool remove of a finished message failed");
             }
         }
         let task = tokio::spawn(runner::run(ctx, rx, shutdown));

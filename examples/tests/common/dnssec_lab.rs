@@ -1,0 +1,86 @@
+//! The DNSSEC lab (`scripts/dnssec-lab.sh`: knot + unbound on loopback) with its own free ports,
+//! stopped by PID in `Drop` (`scripts/dnssec-lab-stop.sh`), even when the test fails.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct Lab {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    vars: HashMap<String, String>,
+}
+
+/// A loopback port free for both TCP and UDP right now.
+fn free_port(taken: &[u16]) -> u16 {
+    for _ in 0..200 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        if !taken.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port");
+}
+
+impl Lab {
+    pub fn start() -> Self {
+        let mut ports = Vec::new();
+        for _ in 0..4 {
+            let p = free_port(&ports);
+            ports.push(p);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("lab.env");
+        let out = Command::new("bash")
+            .arg(super::repo().join("scripts/dnssec-lab.sh"))
+            .env("PARENT_PORT", ports[0].to_string())
+            .env("CHILD_PORT", ports[1].to_string())
+            .env("UNBOUND_PORT", ports[2].to_string())
+            .env("NOVAL_PORT", ports[3].to_string())
+            .env("STATE", &state)
+            .env("LAB_TIMEOUT", "20")
+            .output()
+            .expect("run bash scripts/dnssec-lab.sh");
+        let mut lab = Self {
+            dir,
+            state,
+            vars: HashMap::new(),
+        };
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // `lab` is dropped here: whatever started is stopped.
+            panic!("DNSSEC lab failed to start ({}): {stderr}", out.status);
+        }
+        let text = std::fs::read_to_string(&lab.state).expect("lab state file");
+        lab.vars = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        lab
+    }
+
+    pub fn var(&self, k: &str) -> &str {
+        self.vars
+            .get(k)
+            .unwrap_or_else(|| panic!("lab state has no {k}"))
+    }
+
+    /// The validating unbound (sets the AD bit).
+    pub fn validating(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.var("UNBOUND_PORT"))
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(super::repo().join("scripts/dnssec-lab-stop.sh"))
+            .env("STATE", &self.state)
+            .output();
+    }
+}

@@ -1,0 +1,373 @@
+//! Shared fixtures of the relay acceptance tests (`relay_faults`, `relay_dane`, `relay_crash`):
+//! a test CA, a relay site (configuration, HAT, certificate store and spool in a temp dir), the
+//! relay process (killed by PID on drop), a plain SMTP submission client and bounded waits.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod dnssec_lab;
+pub mod peer;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+/// A certificate chain and its key, PEM.
+#[derive(Clone)]
+pub struct CertKey {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// A test CA that issues server certificates.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        let issuer = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        let pem = issuer.pem();
+        Self { issuer, pem }
+    }
+
+    /// A server certificate for `names` (DNS SANs), issued by this CA; chain = leaf + CA.
+    pub fn issue(&self, names: &[String]) -> CertKey {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names.to_vec()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, &names[0]);
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        CertKey {
+            chain_pem: cert.pem() + &self.pem,
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// A self-signed certificate for `names` that no one trusts.
+pub fn self_signed(names: &[String]) -> CertKey {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(names.to_vec()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, &names[0]);
+    let cert = p.self_signed(&key).unwrap();
+    CertKey {
+        chain_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// A rustls server configuration serving `ck`.
+pub fn server_config(ck: &CertKey) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(ck.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(ck.key_pem.as_bytes()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    std::sync::Arc::new(cfg)
+}
+
+/// A loopback address free right now.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A relay site in a temp dir: `relay.toml`, `hat.toml` (loopback may relay, plaintext
+/// inbound), `destinations.toml`, a certificate store trusting only `ca_pem` (when given), the
+/// spool in `spool/`.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub listen: SocketAddr,
+}
+
+impl Site {
+    /// `delivery` = extra lines of the `[delivery]` table (routes, resolver, retry...);
+    /// `destinations` = the destination-control file.
+    pub fn new(delivery: &str, destinations: &str, ca_pem: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = free_addr();
+        let mut store = cert_store::CertStore::open(dir.path().join("certs")).unwrap();
+        if let Some(pem) = ca_pem {
+            store
+                .import_custom_ca(pem.as_bytes(), cert_store::BadEntryPolicy::Reject)
+                .unwrap();
+            store
+                .set_ca_enabled(cert_store::CaList::Custom, true)
+                .unwrap();
+            store
+                .set_ca_enabled(cert_store::CaList::System, false)
+                .unwrap();
+        }
+        std::fs::write(
+            dir.path().join("hat.toml"),
+            r#"
+[[mail_flow_policy]]
+name = "LOOPBACK"
+behavior = "relay"
+tls = "no"
+[[mail_flow_policy]]
+name = "BLOCKED"
+behavior = "reject"
+[[sender_group]]
+name = "RELAYLIST"
+order = 1
+policy = "LOOPBACK"
+senders = ["127.0.0.0/8"]
+[[sender_group]]
+name = "ALL"
+order = 2
+policy = "BLOCKED"
+senders = ["ALL"]
+"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("destinations.toml"), destinations).unwrap();
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("relay.toml"),
+            format!(
+                r#"
+[[listener]]
+name = "test"
+address = "{listen}"
+hat = "hat.toml"
+hostname = "relay.test"
+
+[spool]
+dir = "{d}/spool"
+
+[tls]
+cert_store = "{d}/certs"
+
+[limits]
+shutdown_grace_secs = 5
+
+[delivery]
+ehlo_name = "relay.test"
+destination_controls = "destinations.toml"
+local_domains = ["localhost"]
+maildir = "{d}/maildir"
+connect_timeout_secs = 5
+{delivery}
+"#
+            ),
+        )
+        .unwrap();
+        Self { dir, listen }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("relay.toml")
+    }
+
+    pub fn spool_file(&self, id: &str, ext: &str) -> PathBuf {
+        self.dir.path().join("spool").join(format!("{id}.{ext}"))
+    }
+
+    /// `*.msg` files in the spool.
+    pub fn spooled(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("spool"))
+            .map(|it| {
+                it.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "msg"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn start(&self) -> Relay {
+        Relay::start(self.dir.path(), &self.config(), self.listen, "relay.log")
+    }
+
+    /// Starts again with a new log file (`relay-N.log`), the same spool.
+    pub fn restart(&self, n: usize) -> Relay {
+        Relay::start(
+            self.dir.path(),
+            &self.config(),
+            self.listen,
+            &format!("relay-{n}.log"),
+        )
+    }
+}
+
+/// The relay process; killed (SIGKILL, by PID) if still running when dropped.
+pub struct Relay {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Relay {
+    pub fn start(dir: &Path, config: &Path, listen: SocketAddr, log_name: &str) -> Self {
+        let log = dir.join(log_name);
+        let child = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .arg("--config")
+            .arg(config)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut relay = Self { child, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_err() {
+            if let Some(s) = relay.child.try_wait().unwrap() {
+                panic!("relay exited ({s}): {}", relay.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay not listening: {}",
+                relay.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        relay
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9` (SIGKILL) by PID, then reap.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "relay ignores SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A plain SMTP client for submitting to the relay.
+pub struct Client {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.set_write_timeout(Some(Duration::from_secs(30)))?;
+        let mut c = Self {
+            w: s.try_clone()?,
+            r: BufReader::new(s),
+        };
+        let greeting = c.reply()?;
+        if !greeting.starts_with("220") {
+            return Err(std::io::Error::other(greeting));
+        }
+        let ehlo = c.command("EHLO client.test")?;
+        if !ehlo.starts_with("250") {
+            return Err(std::io::Error::other(ehlo));
+        }
+        Ok(c)
+    }
+
+    /// One whole reply (every line).
+    pub fn reply(&mut self) -> std::io::Result<String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("closed after {all:?}"),
+                ));
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return Ok(all);
+            }
+        }
+    }
+
+    pub fn command(&mut self, line: &str) -> std::io::Result<String> {
+        self.w.write_all(format!("{line}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// One message; `Ok(Some(queue id))` after `250`, `Ok(None)` on any other final reply.
+    pub fn send(&mut self, from: &str, to: &str, body: &str) -> std::io::Result<Option<String>> {
+        for cmd in [format!("MAIL FROM:<{from}>"), format!("RCPT TO:<{to}>")] {
+            let r = self.command(&cmd)?;
+            if !r.starts_with("250") {
+                let _ = self.command("RSET");
+                return Ok(None);
+            }
+        }
+        if !self.command("DATA")?.starts_with("354") {
+            return Ok(None);
+        }
+        let mut data = String::with_capacity(body.len() + 8);
+        for line in body.split("\r\n") {
+            if line.starts_with('.') {
+                data.push('.');
+            }
+            data.push_str(line);
+            data.push_str("\r\n");
+        }
+        data.push_str(".\r\n");
+        self.w.write_all(data.as_bytes())?;
+        let r = self.reply()?;
+        Ok(r.strip_prefix("250 2.0.0 Ok: queued as ")
+            .map(|id| id.trim().to_owned()))
+    }
+
+    pub fn quit(mut self) {
+        let _ = self.command("QUIT");
+    }
+}
+
+/// Polls `pred` every 50 ms until it holds; panics with `what()` after `limit`.
+pub fn wait_until(limit: Duration, what: impl Fn() -> String, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out: {}", what());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}

@@ -1,0 +1,334 @@
+//! Fault matrix at delivery (issue 7 acceptance), through the built `relay` binary: every TLS mode
+//! of the destination controls against every scripted peer behaviour, one table of expected
+//! actions (the seed's "Enabling TLS and Certificate Verification on Delivery", Table 2, as
+//! smtp-tls-policy's delivery machine implements it), one loop.
+//!
+//! One relay process routes each `<peer>.<mode>.faults.test` domain to its own scripted peer
+//! (an SMTP route to 127.0.0.1:port) and sets the mode for it in the destination-control file.
+//! Each peer records every byte it receives before TLS and inside TLS, per connection, so the
+//! test checks the action (delivered over TLS / in plaintext on the same connection / retried in
+//! plaintext on a new connection / deferred with the message still spooled) and that no byte of
+//! a message (a unique marker in its body) — nor even `MAIL FROM` — reaches a peer in plaintext
+//! where the mode forbids it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::peer::{Behaviour, Conn, Peer};
+use common::{Client, Site, TestCa, self_signed, server_config, wait_until};
+
+/// The scripted peers, in table column order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// EHLO reply without STARTTLS.
+    NoStartTls,
+    /// `454` to STARTTLS.
+    Refuse454,
+    /// `220` to STARTTLS, then the connection closes.
+    HandshakeClose,
+    /// `220` to STARTTLS, then garbage instead of a ServerHello.
+    HandshakeGarbage,
+    /// A self-signed certificate for the right name.
+    Untrusted,
+    /// A certificate from the trusted CA for another name.
+    NameMismatch,
+    /// A certificate from the trusted CA for the destination domain.
+    Good,
+    /// As `Good`, with a plaintext `250` reply injected right after the `220` to STARTTLS: the
+    /// relay as client must ignore it (RFC 3207 §4.2, CVE-2011-0411).
+    Injected,
+}
+
+const FAULTS: [Fault; 8] = [
+    Fault::NoStartTls,
+    Fault::Refuse454,
+    Fault::HandshakeClose,
+    Fault::HandshakeGarbage,
+    Fault::Untrusted,
+    Fault::NameMismatch,
+    Fault::Good,
+    Fault::Injected,
+];
+
+impl Fault {
+    fn label(self) -> &'static str {
+        match self {
+            Self::NoStartTls => "nostarttls",
+            Self::Refuse454 => "refuse454",
+            Self::HandshakeClose => "hsclose",
+            Self::HandshakeGarbage => "hsgarbage",
+            Self::Untrusted => "untrusted",
+            Self::NameMismatch => "mismatch",
+            Self::Good => "good",
+            Self::Injected => "injected",
+        }
+    }
+}
+
+/// What the relay must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Delivered inside TLS (one connection).
+    Tls,
+    /// Delivered in plaintext on the first connection.
+    Plain,
+    /// The STARTTLS connection is abandoned after the failed handshake; delivered in plaintext
+    /// on a second connection that does not try STARTTLS.
+    Retry,
+    /// No transaction at all; the message stays in the spool, pending.
+    Defer,
+}
+
+use Expect::{Defer, Plain, Retry, Tls};
+
+/// Expected action per mode, columns in `FAULTS` order:
+/// no-STARTTLS, 454, handshake close, handshake garbage, untrusted, name mismatch, good,
+/// good with bytes injected after `220`.
+#[rustfmt::skip]
+const TABLE: [(&str, [Expect; 8]); 6] = [
+    //                                  no-tls  454    hs-close hs-garb untrust mismatch good inject
+    ("no",                             [Plain, Plain, Plain,   Plain,  Plain,  Plain,  Plain, Plain]),
+    ("preferred",                      [Plain, Plain, Retry,   Retry,  Tls,    Tls,    Tls,   Tls]),
+    ("required",                       [Defer, Defer, Defer,   Defer,  Tls,    Tls,    Tls,   Tls]),
+    ("preferred-verify",               [Plain, Plain, Retry,   Retry,  Tls,    Tls,    Tls,   Tls]),
+    ("required-verify",                [Defer, Defer, Defer,   Defer,  Defer,  Defer,  Tls,   Tls]),
+    ("required-verify-hosted-domains", [Defer, Defer, Defer,   Defer,  Defer,  Defer,  Tls,   Tls]),
+];
+
+fn domain(fault: Fault, mode: &str) -> String {
+    format!("{}.{mode}.faults.test", fault.label())
+}
+
+struct Case {
+    mode: &'static str,
+    fault: Fault,
+    expect: Expect,
+    domain: String,
+    peer: Peer,
+    marker: String,
+    id: String,
+}
+
+#[test]
+fn fault_matrix_at_delivery() {
+    let ca = TestCa::new("relay fault-matrix CA");
+    let good_names: Vec<String> = TABLE
+        .iter()
+        .flat_map(|(m, _)| [domain(Fault::Good, m), domain(Fault::Injected, m)])
+        .collect();
+    let untrusted_names: Vec<String> = TABLE
+        .iter()
+        .map(|(m, _)| domain(Fault::Untrusted, m))
+        .collect();
+    let good = server_config(&ca.issue(&good_names));
+    let untrusted = server_config(&self_signed(&untrusted_names));
+    let mismatch = server_config(&ca.issue(&["wrong-name.invalid".to_owned()]));
+
+    // One peer per cell; routes and destination controls for every cell.
+    let mut cells = Vec::new();
+    let mut routes = String::new();
+    let mut controls = String::from("[default]\ntls = \"no\"\ndane = \"none\"\n");
+    for (mode, row) in TABLE {
+        for (fault, expect) in FAULTS.into_iter().zip(row) {
+            let behaviour = match fault {
+                Fault::NoStartTls => Behaviour::NoStartTls,
+                Fault::Refuse454 => Behaviour::Refuse454,
+                Fault::HandshakeClose => Behaviour::HandshakeClose,
+                Fault::HandshakeGarbage => Behaviour::HandshakeGarbage,
+                Fault::Untrusted => Behaviour::Tls(untrusted.clone()),
+                Fault::NameMismatch => Behaviour::Tls(mismatch.clone()),
+                Fault::Good => Behaviour::Tls(good.clone()),
+                Fault::Injected => Behaviour::TlsInjected(good.clone()),
+            };
+            let peer = Peer::start(behaviour);
+            let d = domain(fault, mode);
+            routes.push_str(&format!(
+                "[[delivery.route]]\ndomain = \"{d}\"\nhosts = [\"127.0.0.1:{}\"]\n",
+                peer.addr.port()
+            ));
+            controls.push_str(&format!("[destinations.\"{d}\"]\ntls = \"{mode}\"\n"));
+            cells.push((mode, fault, expect, d, peer));
+        }
+    }
+    // Retries far beyond the test: every connection a peer sees comes from the first attempt.
+    let delivery = format!("[delivery.retry]\ninitial_secs = 3600\n{routes}");
+    let site = Site::new(&delivery, &controls, Some(&ca.pem));
+    let relay = site.start();
+
+    let mut client = Client::connect(site.listen).unwrap();
+    let mut cases = Vec::new();
+    for (mode, fault, expect, d, peer) in cells {
+        let marker = format!(
+            "FAULT-MARKER-{}-{mode}-{}",
+            fault.label(),
+            std::process::id()
+        );
+        let body = format!(
+            "From: <sender@client.test>\r\nSubject: fault matrix\r\nMessage-ID: <{marker}@client.test>\r\n\r\n{marker}\r\n"
+        );
+        let id = client
+            .send("sender@client.test", &format!("rcpt@{d}"), &body)
+            .unwrap()
+            .unwrap_or_else(|| panic!("relay refused the message for {d}: {}", relay.log()));
+        cases.push(Case {
+            mode,
+            fault,
+            expect,
+            domain: d,
+            peer,
+            marker,
+            id,
+        });
+    }
+    client.quit();
+
+    // Every cell settles: delivered (spool file removed) or deferred (pending state written).
+    let settled = |c: &Case| {
+        let msg = site.spool_file(&c.id, "msg");
+        let env = site.spool_file(&c.id, "env");
+        match c.expect {
+            Defer => env.exists(),
+            _ => !msg.exists(),
+        }
+    };
+    wait_until(
+        Duration::from_secs(30),
+        || {
+            let open: Vec<&str> = cases
+                .iter()
+                .filter(|c| !settled(c))
+                .map(|c| c.domain.as_str())
+                .collect();
+            format!("cells not settled: {open:?}\n{}", relay.log())
+        },
+        || cases.iter().all(settled),
+    );
+
+    let log = relay.log();
+    let mut failures = Vec::new();
+    for c in &cases {
+        if let Err(e) = check(c, &site, &log) {
+            failures.push(format!(
+                "{} × {:?} (expected {:?}): {e}",
+                c.mode, c.fault, c.expect
+            ));
+        }
+    }
+    println!(
+        "fault matrix: {} cells, {} as expected",
+        cases.len(),
+        cases.len() - failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{}\n--- relay log ---\n{log}",
+        failures.join("\n")
+    );
+    // No message content in the relay's log.
+    for c in &cases {
+        assert!(!log.contains(&c.marker), "message content logged: {log}");
+    }
+}
+
+fn sent_mail(c: &Conn) -> bool {
+    c.plain_text().contains("MAIL FROM") || c.tls_text().contains("MAIL FROM")
+}
+
+/// Checks one cell; `Err` names what went wrong.
+fn check(c: &Case, site: &Site, log: &str) -> Result<(), String> {
+    let conns = c.peer.conns();
+    let marker = c.marker.as_str();
+    let required = c.mode.starts_with("required");
+    // The invariant above all: under `required*` no plaintext byte of the message, ever.
+    for (i, conn) in conns.iter().enumerate() {
+        if required && (conn.plain_text().contains(marker) || conn.plain_text().contains("MAIL")) {
+            return Err(format!(
+                "connection {i}: plaintext transaction under {}: {:?}",
+                c.mode,
+                conn.plain_text()
+            ));
+        }
+    }
+    let starttls = |conn: &Conn| conn.plain_text().contains("STARTTLS");
+    match c.expect {
+        Tls => {
+            let [conn] = conns.as_slice() else {
+                return Err(format!("{} connections, want 1", conns.len()));
+            };
+            if !(conn.tls_up && conn.delivered == Some(true)) {
+                return Err(format!("not delivered inside TLS: {}", describe(conn)));
+            }
+            if !conn.tls_text().contains(marker) || conn.plain_text().contains(marker) {
+                return Err("marker not (only) inside TLS".into());
+            }
+            if conn.plain_text().contains("MAIL") {
+                return Err(format!(
+                    "plaintext MAIL before TLS: {:?}",
+                    conn.plain_text()
+                ));
+            }
+        }
+        Plain => {
+            let [conn] = conns.as_slice() else {
+                return Err(format!("{} connections, want 1", conns.len()));
+            };
+            if conn.delivered != Some(false) || !conn.plain_text().contains(marker) {
+                return Err(format!("not delivered in plaintext: {}", describe(conn)));
+            }
+            if c.mode == "no" && starttls(conn) {
+                return Err("STARTTLS sent although the mode is `no`".into());
+            }
+        }
+        Retry => {
+            let [first, second] = conns.as_slice() else {
+                return Err(format!("{} connections, want 2", conns.len()));
+            };
+            if !starttls(first) || sent_mail(first) || first.delivered.is_some() {
+                return Err(format!("first connection: {:?}", first.plain_text()));
+            }
+            if starttls(second) {
+                return Err("the plaintext retry tried STARTTLS again".into());
+            }
+            if second.delivered != Some(false) || !second.plain_text().contains(marker) {
+                return Err(format!("retry did not deliver: {:?}", second.plain_text()));
+            }
+        }
+        Defer => {
+            let [conn] = conns.as_slice() else {
+                return Err(format!("{} connections, want 1", conns.len()));
+            };
+            if sent_mail(conn) || conn.delivered.is_some() {
+                return Err(format!("a transaction was started: {}", describe(conn)));
+            }
+            if conn.tls_text().contains(marker) || conn.plain_text().contains(marker) {
+                return Err("message bytes reached the peer".into());
+            }
+            if !site.spool_file(&c.id, "msg").exists() {
+                return Err("message no longer in the spool".into());
+            }
+            let env = std::fs::read_to_string(site.spool_file(&c.id, "env")).unwrap_or_default();
+            if !env.contains("\"pending\"") {
+                return Err(format!("recipient not pending: {env}"));
+            }
+            let defer_logged = log.lines().any(|l| {
+                l.contains(&format!("domain={} ", c.domain)) && l.contains("action=\"defer\"")
+            });
+            if !defer_logged {
+                return Err("no `action=\"defer\"` delivery-attempt log line".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A connection's record as text, for failure messages.
+fn describe(c: &Conn) -> String {
+    format!(
+        "tls_up={} delivered={:?} plain={:?} tls={:?}",
+        c.tls_up,
+        c.delivered,
+        c.plain_text(),
+        c.tls_text()
+    )
+}
