@@ -6,7 +6,8 @@
 #   unbound validating, trust anchor = DS of "test."           127.0.0.1:$UNBOUND_PORT
 #   unbound iterator only (for clients that validate themselves) 127.0.0.1:$NOVAL_PORT
 # Environment (all optional): PARENT_PORT CHILD_PORT UNBOUND_PORT NOVAL_PORT, STATE (env file
-# written for the tests and dnssec-lab-stop.sh), LAB_TIMEOUT (seconds to wait for readiness).
+# written for the tests and dnssec-lab-stop.sh), LAB_TIMEOUT (seconds to wait for readiness),
+# SMTP_PORT (unset by default; see below).
 # Needs: knot unbound ldnsutils openssl bind9-dnsutils (scripts/install-deps.sh installs them).
 #
 # Destinations (next-hop domains) for the RFC 7672 matrix; every MX host has A 127.0.0.1:
@@ -22,7 +23,17 @@
 #   two.dane.test     -> MX 10 mx.dane.test, MX 20 mx-ta.dane.test
 #   outlook.dane.test -> mx-sf.unsigned.test (insecure host whose TLSA name SERVFAILs)
 #   nxdomain.dane.test does not exist (secure NXDOMAIN)
+# With SMTP_PORT set (a test MX listening on 127.0.0.1:$SMTP_PORT instead of 25; RFC 7672 §3:
+# the TLSA base name follows the port connected to), dane.test also gets:
+#   _$SMTP_PORT._tcp.mx.dane.test  TLSA 3 1 1 leaf-SPKI        (present.dane.test verifies)
+#   wrongkey.dane.test -> mx-wrongkey.dane.test  TLSA 3 1 1 of another key at that port
+#     (mismatch: the lab MX certificate served there does not match)
+# and the state file records SMTP_PORT. Unset, the zones are exactly as listed above.
 set -euo pipefail
+if [ -n "${SMTP_PORT:-}" ]; then
+  [[ $SMTP_PORT =~ ^[1-9][0-9]{0,4}$ ]] && [ "$SMTP_PORT" -le 65535 ] && [ "$SMTP_PORT" != 25 ] || {
+    echo "dnssec-lab: SMTP_PORT must be a TCP port other than 25, not '$SMTP_PORT'" >&2; exit 2; }
+fi
 PARENT_PORT=${PARENT_PORT:-5301}
 CHILD_PORT=${CHILD_PORT:-5302}
 UNBOUND_PORT=${UNBOUND_PORT:-5353}
@@ -97,6 +108,13 @@ two IN MX 10 mx.dane.test.
 two IN MX 20 mx-ta.dane.test.
 outlook IN MX 10 mx-sf.unsigned.test.
 EOF
+  if [ -n "${SMTP_PORT:-}" ]; then cat <<EOF
+_$SMTP_PORT._tcp.mx IN TLSA 3 1 1 $SPKI_SHA256
+wrongkey IN MX 10 mx-wrongkey.dane.test.
+mx-wrongkey IN A 127.0.0.1
+_$SMTP_PORT._tcp.mx-wrongkey IN TLSA 3 1 1 $WRONG_SHA256
+EOF
+  fi
 } > zones/child/dane.test.zone
 { soa broken.test; matrix_mx; cat <<EOF
 mx IN A 127.0.0.1
@@ -233,6 +251,7 @@ MX_CHAIN=$LAB_DIR/mx-chain.pem
 CA_CERT=$LAB_DIR/ca.crt
 CA_KEY=$LAB_DIR/ca.key
 EOF
+[ -z "${SMTP_PORT:-}" ] || echo "SMTP_PORT=$SMTP_PORT" >> "$STATE"
 
 # readiness: every server answers, and the validating resolver sets AD on a signed answer
 q() { dig +time=1 +tries=1 -p "$1" @127.0.0.1 "${@:2}" 2>/dev/null; }

@@ -5,17 +5,21 @@
 //! What is covered: the failures that must defer **without any connection** — a bogus MX RRset,
 //! a bogus TLSA RRset, a TLSA lookup that SERVFAILs, and a routed destination (an SMTP route has
 //! no DNSSEC facts, so mandatory DANE cannot be satisfied: the scripted peer behind the route sees
-//! no connection at all). What is not: delivery to a DANE-verified MX and a TLSA mismatch at the
-//! MX, because the relay connects to MX hosts on port 25 only (`dns::MX_PORT`, RFC 5321 §4.5.4.2)
-//! and the lab's TLSA records are published for `_25._tcp`; tests never use port 25. The DANE
-//! match itself (lab MX certificate against its `3 1 1` / `2 1 1` records, and mismatches) is
-//! covered against the same lab by dane-verify's and smtp-tls-policy's tests.
+//! no connection at all). And delivery itself: tests never use port 25, so the relay connects to
+//! MX hosts on a free port P (`[delivery] mx_port = P`) and the lab publishes TLSA records at
+//! `_P._tcp` (`SMTP_PORT=P`; RFC 7672 §3, the TLSA base name follows the port connected to).
+//! A real Postfix smtpd on 127.0.0.1:P serves the lab's MX certificate: mail to `dane.test`
+//! (MX `mx.dane.test`, `3 1 1` of that key) is delivered over a DANE-verified TLS session, and
+//! mail to `wrongkey.dane.test` (MX `mx-wrongkey.dane.test`, `3 1 1` of another key) is
+//! deferred with nothing delivered.
 
 mod common;
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use common::dnssec_lab::Lab;
+use common::dnssec_lab::{Lab, free_port};
 use common::peer::{Behaviour, Peer};
 use common::{CertKey, Client, Site, server_config, wait_until};
 
@@ -157,4 +161,165 @@ fn dane_mandatory_failures_defer_without_connecting() {
     );
     // The routed destination's peer never saw a connection.
     assert!(peer.conns().is_empty(), "the route's peer was contacted");
+}
+
+/// A Postfix smtpd from `scripts/postfix-lab.sh` (server mode: accepts mail and discards it) on
+/// 127.0.0.1:`port` with STARTTLS, stopped by `scripts/postfix-lab-stop.sh` on drop.
+struct Postfix {
+    dir: tempfile::TempDir,
+    maillog: PathBuf,
+}
+
+impl Postfix {
+    fn start(port: u16, chain: &str, key: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("pfdane")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let lab = dir.path().join("lab");
+        let out = Command::new(common::repo().join("scripts/postfix-lab.sh"))
+            .env("LAB_DIR", &lab)
+            .env("SMTPD_PORT", port.to_string())
+            .env("SMTPD_TLS", "may")
+            .env("TLS_CERT", chain)
+            .env("TLS_KEY", key)
+            .output()
+            .expect("run scripts/postfix-lab.sh");
+        // From here on `Drop` stops whatever started.
+        let postfix = Self {
+            maillog: lab.join("maillog"),
+            dir,
+        };
+        assert!(
+            out.status.success(),
+            "postfix-lab failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        postfix
+    }
+
+    fn maillog(&self) -> String {
+        std::fs::read_to_string(&self.maillog).unwrap_or_default()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new(common::repo().join("scripts/postfix-lab-stop.sh"))
+            .arg(self.dir.path().join("lab"))
+            .output();
+    }
+}
+
+#[test]
+fn dane_verified_delivery_to_postfix_and_key_mismatch_defers() {
+    let port = free_port(&[]);
+    let lab = Lab::start_with_smtp_port(port);
+    let postfix = Postfix::start(port, lab.var("MX_CHAIN"), lab.var("MX_KEY"));
+    let delivery = format!(
+        "mx_port = {port}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
+         [delivery.retry]\ninitial_secs = 3600\n",
+        lab.validating()
+    );
+    // `preferred`: without DANE a failed handshake would fall back to plaintext; mandatory
+    // DANE must not.
+    let controls = "[default]\ntls = \"no\"\ndane = \"none\"\n\
+                    [destinations.\"dane.test\"]\ntls = \"preferred\"\ndane = \"mandatory\"\n\
+                    [destinations.\"wrongkey.dane.test\"]\ntls = \"preferred\"\n\
+                    dane = \"mandatory\"\n";
+    let ca_pem = std::fs::read_to_string(lab.var("CA_CERT")).unwrap();
+    let site = Site::new(&delivery, controls, Some(&ca_pem));
+    let relay = site.start();
+
+    let mut client = Client::connect(site.listen).unwrap();
+    let mut send = |to: &str| {
+        let body = format!("Subject: dane\r\n\r\nDANE-MARKER for {to}\r\n");
+        client
+            .send("sender@client.test", to, &body)
+            .unwrap()
+            .unwrap_or_else(|| panic!("relay refused {to}: {}", relay.log()))
+    };
+    let good = send("user@dane.test");
+    let wrong = send("user@wrongkey.dane.test");
+    client.quit();
+
+    // Delivered: Postfix queued and "sent" (discard transport) the message, received over TLS.
+    wait_until(
+        Duration::from_secs(30),
+        || {
+            format!(
+                "no delivery at Postfix\n--- maillog ---\n{}\n--- relay ---\n{}",
+                postfix.maillog(),
+                relay.log()
+            )
+        },
+        || {
+            postfix
+                .maillog()
+                .lines()
+                .any(|l| l.contains("to=<user@dane.test>") && l.contains("status=sent"))
+        },
+    );
+    // The mismatch is deferred: its envelope stays pending in the spool.
+    wait_until(
+        Duration::from_secs(30),
+        || format!("mismatch not deferred: {}", relay.log()),
+        || {
+            std::fs::read_to_string(site.spool_file(&wrong, "env"))
+                .is_ok_and(|e| e.contains("\"pending\""))
+                && relay
+                    .log()
+                    .lines()
+                    .any(|l| l.contains("delivery outcome") && l.contains(wrong.as_str()))
+        },
+    );
+    let maillog = postfix.maillog();
+    let log = relay.log();
+    let attempt = |domain: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("delivery attempt") && l.contains(&format!("domain={domain} ")))
+            .map(String::from)
+            .collect()
+    };
+    let verified = attempt("dane.test");
+    println!("verified: {verified:?}");
+    assert!(
+        verified.len() == 1
+            && verified[0].contains(&format!("remote=\"mx.dane.test[127.0.0.1]:{port}\""))
+            && verified[0].contains("dane_verdict=Some(Verified")
+            && verified[0].contains("action=\"continue-tls\""),
+        "no DANE-verified TLS attempt for dane.test: {verified:?}\n{log}"
+    );
+    assert!(
+        maillog.contains("TLS connection established from"),
+        "Postfix saw no TLS session: {maillog}"
+    );
+    // The delivered message left the spool.
+    wait_until(
+        Duration::from_secs(10),
+        || format!("delivered message still spooled: {}", relay.log()),
+        || !site.spool_file(&good, "msg").exists(),
+    );
+
+    let mismatch = attempt("wrongkey.dane.test");
+    println!("mismatch: {mismatch:?}");
+    assert!(
+        !mismatch.is_empty()
+            && mismatch.iter().all(|l| {
+                l.contains(&format!(
+                    "remote=\"mx-wrongkey.dane.test[127.0.0.1]:{port}\""
+                )) && l.contains("action=\"defer\"")
+                    && l.contains("dane_verdict=Some(Failed { reason: \"no-match")
+            }),
+        "the key mismatch was not deferred: {mismatch:?}\n{log}"
+    );
+    assert!(
+        site.spool_file(&wrong, "msg").exists(),
+        "the deferred message left the spool"
+    );
+    assert!(
+        !maillog.contains("wrongkey"),
+        "Postfix received the mismatched destination's mail: {maillog}"
+    );
 }

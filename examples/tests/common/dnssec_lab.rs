@@ -12,8 +12,8 @@ pub struct Lab {
     vars: HashMap<String, String>,
 }
 
-/// A loopback port free for both TCP and UDP right now.
-fn free_port(taken: &[u16]) -> u16 {
+/// A loopback port free for both TCP and UDP right now, not in `taken`.
+pub fn free_port(taken: &[u16]) -> u16 {
     for _ in 0..200 {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().unwrap().port();
@@ -26,14 +26,30 @@ fn free_port(taken: &[u16]) -> u16 {
 
 impl Lab {
     pub fn start() -> Self {
-        let mut ports = Vec::new();
+        Self::start_with(None)
+    }
+
+    /// The lab with TLSA records also published at `_PORT._tcp` for a test MX listening on
+    /// 127.0.0.1:`smtp_port` (`SMTP_PORT` of `scripts/dnssec-lab.sh`): `present.dane.test`
+    /// verifies against the lab MX certificate, `wrongkey.dane.test` names another key.
+    pub fn start_with_smtp_port(smtp_port: u16) -> Self {
+        Self::start_with(Some(smtp_port))
+    }
+
+    fn start_with(smtp_port: Option<u16>) -> Self {
+        let mut ports: Vec<u16> = smtp_port.into_iter().collect();
         for _ in 0..4 {
             let p = free_port(&ports);
             ports.push(p);
         }
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("lab.env");
-        let out = Command::new("bash")
+        let ports = &ports[ports.len() - 4..];
+        let mut cmd = Command::new("bash");
+        if let Some(p) = smtp_port {
+            cmd.env("SMTP_PORT", p.to_string());
+        }
+        let out = cmd
             .arg(super::repo().join("scripts/dnssec-lab.sh"))
             .env("PARENT_PORT", ports[0].to_string())
             .env("CHILD_PORT", ports[1].to_string())

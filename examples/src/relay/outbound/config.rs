@@ -6,6 +6,7 @@
 //! destination_controls = "destinations.toml"
 //! max_connections_per_destination = 10
 //! max_messages_per_connection = 100
+//! mx_port = 25                    # the port of MX hosts (test labs, non-standard deployments)
 //! local_domains = ["localhost"]   # ["*"]: every domain (nothing leaves the relay)
 //! maildir = "relay-data/maildir"
 //! [[delivery.route]]
@@ -64,6 +65,11 @@ pub struct OutboundConfig {
     pub max_connections_per_destination: usize,
     /// Most messages sent over one connection (RSET between them).
     pub max_messages_per_connection: usize,
+    /// The port MX hosts are connected on (default [`SMTP_PORT`], 25, RFC 5321 §4.5.4.2);
+    /// for test labs and non-standard deployments. RFC 7672 §3: the TLSA base name follows
+    /// the port actually connected to, `_PORT._tcp.HOST`, so the TLSA lookup uses it too.
+    /// SMTP routes name their own ports and are not affected.
+    pub mx_port: u16,
     /// TCP connect timeout.
     pub connect_timeout_secs: u64,
     /// Domains delivered to the local maildir instead of over SMTP. `"*"` (alone
@@ -91,6 +97,7 @@ impl Default for OutboundConfig {
             outgoing_certificate: None,
             max_connections_per_destination: 10,
             max_messages_per_connection: 100,
+            mx_port: SMTP_PORT,
             connect_timeout_secs: 30,
             local_domains: vec!["localhost".into()],
             maildir: PathBuf::from("relay-data/maildir"),
@@ -289,6 +296,12 @@ impl OutboundConfig {
                 format!("{:?} is not a host name", self.ehlo_name),
             ));
         }
+        if self.mx_port == 0 {
+            return Err(OutboundError::invalid(
+                "delivery.mx_port",
+                "must be a TCP port (1 to 65535)",
+            ));
+        }
         let positive = [
             (
                 "delivery.max_connections_per_destination",
@@ -457,6 +470,7 @@ mod tests {
         )
         .unwrap();
         c.validate().unwrap();
+        assert_eq!(c.mx_port, SMTP_PORT);
         assert_eq!(c.route("Example.NET").unwrap().hosts[0], "127.0.0.1:2526");
         assert_eq!(c.route("a.example.net").unwrap().domain, ".example.net");
         assert!(c.route("example.org").is_none());
@@ -504,6 +518,8 @@ mod tests {
             "loopback",
         );
         bad("[retry]\ninitial_secs = 0", "delivery.retry");
+        bad("mx_port = 0", "delivery.mx_port");
+        assert!(toml::from_str::<OutboundConfig>("mx_port = 65536").is_err());
         bad(
             "[alerts]\nrecipients = [\"nobody\"]",
             "delivery.alerts.recipients",

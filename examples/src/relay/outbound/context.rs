@@ -46,7 +46,7 @@ impl Context {
         let controls = config.load_destination_controls()?;
         let anchors = Arc::new(trust_anchors(certs)?);
         let client_cert = client_certificate(&config, &controls, certs)?;
-        let dns = Dns::new(&config.resolver)?;
+        let dns = Dns::new(&config.resolver)?.with_mx_port(config.mx_port);
         let queue = Queue::new(config.retry.policy()?);
         let maildir = Maildir::new(&config.maildir);
         Ok(Self {

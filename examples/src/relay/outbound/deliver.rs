@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::config::RouteHop;
 use super::connect::{self, Failure, Hop};
 use super::context::Context;
-use super::dns::{MX_PORT, NoRoute};
+use super::dns::NoRoute;
 use super::persist;
 use super::transaction::Session;
 use crate::relay::queue::{AttemptOutcome, Job};
@@ -140,7 +140,7 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
                 .into_iter()
                 .map(|h| Hop {
                     name: h.name,
-                    port: MX_PORT,
+                    port: h.port,
                     route: false,
                     security: h.security,
                     dane: h.dane,

@@ -50,6 +50,9 @@ pub(crate) struct MxHost {
     pub(crate) security: MxSecurity,
     /// dane-verify's RFC 7672 action for this host under the destination's DANE setting.
     pub(crate) dane: DaneAction,
+    /// The port to connect to (`delivery.mx_port`); its TLSA records were looked up at
+    /// `_PORT._tcp.HOST` (RFC 7672 §3).
+    pub(crate) port: u16,
 }
 
 /// Why a destination has no host to try.
@@ -70,6 +73,8 @@ enum Backend {
 
 pub(crate) struct Dns {
     backend: Backend,
+    /// The port MX hosts are connected on, and so the port of their TLSA base names.
+    mx_port: u16,
 }
 
 impl Dns {
@@ -106,6 +111,7 @@ impl Dns {
         let resolver = DaneResolver::new(validation, limits).map_err(err)?;
         Ok(Self {
             backend: Backend::Dnssec(Arc::new(resolver)),
+            mx_port: SMTP_PORT,
         })
     }
 
@@ -113,7 +119,16 @@ impl Dns {
     pub(crate) fn system(resolver: TokioResolver) -> Self {
         Self {
             backend: Backend::System(Box::new(resolver)),
+            mx_port: SMTP_PORT,
         }
+    }
+
+    /// Connects to MX hosts on `port` instead of 25 (`delivery.mx_port`), and looks their TLSA
+    /// records up at `_PORT._tcp.HOST`: RFC 7672 §3, the TLSA base name follows the port
+    /// actually connected to.
+    pub(crate) fn with_mx_port(mut self, port: u16) -> Self {
+        self.mx_port = port;
+        self
     }
 
     /// The MX hosts of `domain` in preference order, each with its addresses and DANE action.
@@ -137,6 +152,7 @@ impl Dns {
                 addresses,
                 security: MxSecurity::Insecure,
                 dane: insecure_dane(setting),
+                port: self.mx_port,
             });
         }
         Ok(out)
@@ -148,10 +164,11 @@ impl Dns {
         domain: &str,
         setting: DaneSetting,
     ) -> Result<Vec<MxHost>, NoRoute> {
-        let facts = tokio::time::timeout(RESOLVE_TIMEOUT, resolver.destination(domain, MX_PORT))
-            .await
-            .map_err(|_| NoRoute::Temporary(format!("MX lookup of {domain} timed out")))?
-            .map_err(|e| NoRoute::Temporary(format!("MX lookup of {domain}: {e}")))?;
+        let facts =
+            tokio::time::timeout(RESOLVE_TIMEOUT, resolver.destination(domain, self.mx_port))
+                .await
+                .map_err(|_| NoRoute::Temporary(format!("MX lookup of {domain} timed out")))?
+                .map_err(|e| NoRoute::Temporary(format!("MX lookup of {domain}: {e}")))?;
         if let Some(f) = facts.mx_failure {
             return Err(NoRoute::Temporary(format!(
                 "MX lookup of {domain} failed: {f:?} ({})",
@@ -173,7 +190,7 @@ impl Dns {
         let mut out = Vec::with_capacity(facts.hosts.len());
         for h in facts.hosts.iter().take(MAX_MX_HOSTS) {
             let addresses = self.addresses(&h.mx_host).await;
-            out.push(dnssec_host(h, addresses, setting));
+            out.push(dnssec_host(h, addresses, setting, self.mx_port));
         }
         Ok(out)
     }
@@ -283,7 +300,12 @@ fn insecure_dane(setting: DaneSetting) -> DaneAction {
     }
 }
 
-fn dnssec_host(facts: &HostFacts, addresses: Vec<IpAddr>, setting: DaneSetting) -> MxHost {
+fn dnssec_host(
+    facts: &HostFacts,
+    addresses: Vec<IpAddr>,
+    setting: DaneSetting,
+    port: u16,
+) -> MxHost {
     let security = if facts.mx_status == DnssecStatus::Secure {
         MxSecurity::Secure
     } else {
@@ -294,6 +316,7 @@ fn dnssec_host(facts: &HostFacts, addresses: Vec<IpAddr>, setting: DaneSetting) 
         addresses,
         security,
         dane: dane_verify::policy::decide(setting, facts),
+        port,
     }
 }
 
@@ -333,9 +356,6 @@ pub(crate) fn system_for_nameserver(
     .build()
     .map_err(|e| OutboundError::Resolver(format!("nameserver {nameserver}: {e}")))
 }
-
-/// The SMTP port for MX hosts.
-pub(crate) const MX_PORT: u16 = SMTP_PORT;
 
 #[cfg(test)]
 #[path = "dns_tests.rs"]
