@@ -29,7 +29,23 @@ fn free_port(taken: &[u16]) -> u16 {
 }
 
 impl Lab {
+    /// Starts the lab; a start that fails for another reason than missing tools (a port taken
+    /// between choosing it and binding it) is retried with fresh ports, at most three times.
     pub fn start() -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(lab) => return lab,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!(
+            "DNSSEC lab failed to start three times:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    fn try_start() -> Result<Self, String> {
         let mut ports = Vec::new();
         for _ in 0..4 {
             let p = free_port(&ports);
@@ -59,7 +75,10 @@ impl Lab {
                     "DNSSEC lab tools missing (knotd/unbound/ldnsutils): run scripts/install-deps.sh\n{stderr}"
                 );
             }
-            panic!("DNSSEC lab failed to start ({}): {stderr}", out.status);
+            return Err(format!(
+                "DNSSEC lab failed to start ({}): {stderr}",
+                out.status
+            ));
         }
         let text = std::fs::read_to_string(&state).expect("lab state file");
         let vars = text
@@ -67,7 +86,7 @@ impl Lab {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
             .collect();
-        Self { state, vars }
+        Ok(Self { state, vars })
     }
 
     pub fn var(&self, k: &str) -> &str {

@@ -36,7 +36,23 @@ impl Lab {
         Self::start_with(Some(smtp_port))
     }
 
+    /// A start that fails (a port taken between choosing it and binding it) is retried with
+    /// fresh ports, at most three times.
     fn start_with(smtp_port: Option<u16>) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start(smtp_port) {
+                Ok(lab) => return lab,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!(
+            "DNSSEC lab failed to start three times:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    fn try_start(smtp_port: Option<u16>) -> Result<Self, String> {
         let mut ports: Vec<u16> = smtp_port.into_iter().collect();
         for _ in 0..4 {
             let p = free_port(&ports);
@@ -67,7 +83,10 @@ impl Lab {
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             // `lab` is dropped here: whatever started is stopped.
-            panic!("DNSSEC lab failed to start ({}): {stderr}", out.status);
+            return Err(format!(
+                "DNSSEC lab failed to start ({}): {stderr}",
+                out.status
+            ));
         }
         let text = std::fs::read_to_string(&lab.state).expect("lab state file");
         lab.vars = text
@@ -75,7 +94,7 @@ impl Lab {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
             .collect();
-        lab
+        Ok(lab)
     }
 
     pub fn var(&self, k: &str) -> &str {
