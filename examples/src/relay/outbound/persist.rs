@@ -14,6 +14,17 @@
 //! If the envelope update itself fails it is retried a few times; if it still fails the spool
 //! keeps the earlier state (every change since then is repeated after a restart: possibly a
 //! duplicate delivery or DSN, never a lost one) and the message is not removed.
+//!
+//! **Fast path: everything delivered.** When an attempt leaves every recipient final and owes
+//! no DSN (the common case: all delivered), the envelope is not rewritten: the message goes
+//! straight to [`Spool::remove`](crate::relay::Spool::remove), whose unlinks are made durable by
+//! the directory fsync (one per group-commit batch). That saves a file write, a file fsync and
+//! a directory-fsync round per message. The duplicate window is unchanged: a crash after the
+//! peer's `250` and before the removal is durable re-delivers the message, exactly as a crash
+//! before the envelope update did on the old path; once `remove` returns, nothing is
+//! re-delivered. If the removal fails, the old path is taken (the envelope is written, then the
+//! removal retried once), so a failing removal is no worse than before. When a DSN is owed the
+//! order stays: DSN spooled, envelope written, message removed.
 
 use std::time::{Duration, SystemTime};
 
@@ -58,6 +69,20 @@ pub(crate) async fn record(
         .filter(|(_, d)| d.owes_dsn())
         .map(|(i, _)| *i)
         .collect();
+    if failed.is_empty() && env.is_done() {
+        // All delivered, no DSN owed: the removal alone is durable (see the module doc).
+        match ctx.spool.remove(&env.id).await {
+            Ok(()) => {
+                ctx.lock_queue().remove(&env.id);
+                return;
+            }
+            Err(e) => tracing::warn!(
+                id = %env.id,
+                error = %e,
+                "spool remove failed: writing the envelope, then retrying the removal"
+            ),
+        }
+    }
     if !failed.is_empty() && !env.is_bounce() {
         // The DSN is durable before the bounce is recorded (a crash repeats it, never loses it).
         if let Err(e) = spool_dsn(ctx, &env, &failed, body, now).await {

@@ -1,6 +1,10 @@
 //! A DSN that cannot be spooled is never lost: the bounce stays pending (in the queue and on
 //! disk) and the next attempt spools the DSN once the spool works again. The failures are real
 //! spool failures: a spool limit the DSN exceeds, and the spool directory going away.
+//!
+//! A message whose recipients were all delivered is removed without rewriting its envelope;
+//! the tests make the envelope write impossible (a directory where its temporary file goes) or
+//! the removal impossible (a directory where the message file is) to tell the paths apart.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -10,7 +14,7 @@ use tokio::sync::mpsc;
 use super::super::OutboundHandle;
 use super::super::config::OutboundConfig;
 use super::*;
-use crate::relay::{Diagnostic, Spool, SpoolConfig};
+use crate::relay::{Diagnostic, MessageId, Spool, SpoolConfig};
 
 const BODY: &[u8] = b"Subject: hello\r\n\r\nhi\r\n";
 
@@ -37,11 +41,24 @@ async fn setup(
     spool: Spool,
     maildir: &Path,
 ) -> (Context, Envelope, mpsc::UnboundedReceiver<Envelope>) {
+    setup_to(spool, maildir, &["bob@bad.test"]).await
+}
+
+/// As [`setup`], to these recipients (one destination domain, so one job).
+async fn setup_to(
+    spool: Spool,
+    maildir: &Path,
+    recipients: &[&str],
+) -> (Context, Envelope, mpsc::UnboundedReceiver<Envelope>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let ctx = Context::new(config(maildir), spool, None, OutboundHandle { tx })
         .await
         .unwrap();
-    let env = Envelope::new("alice@example.org", ["bob@bad.test"], SystemTime::now());
+    let env = Envelope::new(
+        "alice@example.org",
+        recipients.iter().copied(),
+        SystemTime::now(),
+    );
     let env = ctx.spool.accept(env, BODY.to_vec()).await.unwrap();
     ctx.lock_queue().insert(env.clone());
     (ctx, env, rx)
@@ -148,4 +165,106 @@ async fn dsn_retried_on_the_next_pass_after_the_spool_comes_back() {
         text.contains("Subject: hello"),
         "the original header: {text}"
     );
+}
+
+/// Makes every envelope write of message `id` fail: its temporary file's name is a directory.
+fn block_envelope_writes(spool_dir: &Path, id: &MessageId) {
+    std::fs::create_dir(spool_dir.join(format!("{id}.env.tmp"))).unwrap();
+}
+
+#[tokio::test]
+async fn all_delivered_is_removed_without_an_envelope_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let (spool, _) = Spool::open(&spool_dir, SpoolConfig::default())
+        .await
+        .unwrap();
+    let (ctx, env, mut rx) = setup_to(
+        spool,
+        &dir.path().join("maildir"),
+        &["bob@bad.test", "carol@bad.test"],
+    )
+    .await;
+    // Were the envelope written first, this write would fail and the message would stay.
+    block_envelope_writes(&spool_dir, &env.id);
+    let job = take_job(&ctx, SystemTime::now());
+    assert_eq!(job.recipients, [0, 1]);
+    let delivered = vec![
+        (0, AttemptOutcome::Delivered),
+        (1, AttemptOutcome::Delivered),
+    ];
+    record(&ctx, &job, delivered, Some(BODY)).await;
+
+    assert!(rx.try_recv().is_err(), "no DSN for a delivery");
+    assert!(
+        ctx.lock_queue().envelope(&env.id).is_none(),
+        "removed from the queue"
+    );
+    assert!(
+        spool_files(&spool_dir).is_empty(),
+        "{:?}",
+        spool_files(&spool_dir)
+    );
+    assert!(
+        ctx.lock_queue()
+            .due(SystemTime::now() + Duration::from_secs(86_400), 10)
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_removal_falls_back_to_writing_the_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let (spool, _) = Spool::open(&spool_dir, SpoolConfig::default())
+        .await
+        .unwrap();
+    let (ctx, env, mut rx) = setup(spool, &dir.path().join("maildir")).await;
+    // The message file cannot be unlinked: a non-empty directory stands in its place.
+    let msg = spool_dir.join(format!("{}.msg", env.id));
+    std::fs::remove_file(&msg).unwrap();
+    std::fs::create_dir_all(msg.join("keep")).unwrap();
+    let job = take_job(&ctx, SystemTime::now());
+    record(&ctx, &job, vec![(0, AttemptOutcome::Delivered)], Some(BODY)).await;
+
+    assert!(rx.try_recv().is_err(), "no DSN for a delivery");
+    // The delivery is on disk: a restart does not deliver it again.
+    let text = std::fs::read_to_string(spool_dir.join(format!("{}.env", env.id))).unwrap();
+    assert!(text.contains("\"delivered\""), "{text}");
+    assert!(!text.contains("\"pending\""), "{text}");
+    // The queue keeps the finished envelope (nothing scheduled) since the removal failed.
+    let queued = ctx.lock_queue().envelope(&env.id).cloned().expect("kept");
+    assert!(queued.is_done());
+    assert!(
+        ctx.lock_queue()
+            .due(SystemTime::now() + Duration::from_secs(86_400), 10)
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_dsn_owed_keeps_the_envelope_write_before_the_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let (spool, _) = Spool::open(&spool_dir, SpoolConfig::default())
+        .await
+        .unwrap();
+    let (ctx, env, mut rx) = setup_to(
+        spool,
+        &dir.path().join("maildir"),
+        &["bob@bad.test", "carol@bad.test"],
+    )
+    .await;
+    block_envelope_writes(&spool_dir, &env.id);
+    let job = take_job(&ctx, SystemTime::now());
+    let outcomes = vec![(0, AttemptOutcome::Delivered), (1, rejected())];
+    record(&ctx, &job, outcomes, Some(BODY)).await;
+
+    // The DSN is spooled first; the envelope write fails, so the original is not removed.
+    let dsn = rx.try_recv().expect("the DSN is queued");
+    assert_eq!(dsn.recipients[0].address, "alice@example.org");
+    let files = spool_files(&spool_dir);
+    assert!(files.contains(&format!("{}.msg", env.id)), "{files:?}");
+    assert!(files.contains(&format!("{}.msg", dsn.id)), "{files:?}");
+    assert!(ctx.lock_queue().envelope(&env.id).is_some(), "still queued");
 }
