@@ -116,12 +116,15 @@ pub(crate) async fn handle<S>(
         let next = if tx.in_transaction() {
             session.next_command().await
         } else {
+            // Biased, shutdown first: once the relay is shutting down, a command that is already
+            // buffered gets `421`, never a random pick between the two ready branches.
             tokio::select! {
-                r = session.next_command() => r,
+                biased;
                 () = shutting_down(&mut shutdown) => {
                     let _ = session.reply(421, "4.3.2 Service shutting down").await;
                     break CloseReason::ProtocolError { detail: "relay shutting down".into() };
                 }
+                r = session.next_command() => r,
             }
         };
         let tls = tls_info(&session);
