@@ -4,84 +4,11 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The relay process; killed (by PID) if the test ends while it still runs.
-struct Relay {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Relay {
-    fn start(dir: &Path, listen: SocketAddr) -> Self {
-        let log = dir.join("relay.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_relay"))
-            .args(["--listen", &listen.to_string()])
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut relay = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_err() {
-            if let Some(status) = relay.child.try_wait().unwrap() {
-                panic!("relay exited early ({status}): {}", relay.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "relay not listening: {}",
-                relay.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        relay
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        self.terminate_wait()
-    }
-
-    /// Waits (bounded) for the process to exit.
-    fn terminate_wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "relay ignores SIGTERM: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+mod common;
+use common::Relay;
 
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -101,7 +28,13 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn default_config_delivers_swaks_message_to_maildir_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let listen = free_port();
-    let mut relay = Relay::start(dir.path(), listen);
+    let mut relay = Relay::spawn(
+        dir.path(),
+        &["--listen".as_ref(), listen.to_string().as_ref()],
+        listen,
+        "relay.log",
+        "info",
+    );
     let marker = format!("relay-default-test-{}", std::process::id());
     let out = Command::new("timeout")
         .args(["60", "swaks", "--server", &listen.to_string(), "--tls"])
@@ -173,7 +106,13 @@ fn sigterm_lets_the_transaction_in_flight_finish() {
     use std::io::{BufRead, BufReader, Write};
     let dir = tempfile::tempdir().unwrap();
     let listen = free_port();
-    let mut relay = Relay::start(dir.path(), listen);
+    let mut relay = Relay::spawn(
+        dir.path(),
+        &["--listen".as_ref(), listen.to_string().as_ref()],
+        listen,
+        "relay.log",
+        "info",
+    );
     let tcp = TcpStream::connect(listen).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut w = tcp.try_clone().unwrap();
@@ -223,7 +162,7 @@ fn sigterm_lets_the_transaction_in_flight_finish() {
     w.write_all(b"NOOP\r\n").unwrap();
     let bye = reply();
     assert!(bye.starts_with("421 4.3.2"), "{bye}");
-    let status = relay.terminate_wait();
+    let status = relay.wait_exit();
     assert!(status.success(), "exit {status}: {}", relay.log());
     let delivered = files(&dir.path().join("relay-data/maildir/inflight@localhost/new"))
         .iter()

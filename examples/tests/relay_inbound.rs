@@ -5,13 +5,16 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 const NAME: &str = "relay.test";
+
+mod common;
+use common::Relay;
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -127,7 +130,13 @@ local_domains = ["localhost"]
     }
 
     fn start(&self) -> Relay {
-        Relay::start(self.dir.path(), &self.config(), self.listen)
+        Relay::spawn(
+            self.dir.path(),
+            &["--config".as_ref(), self.config().as_os_str()],
+            self.listen,
+            "relay.log",
+            "info,smtp_tls_policy=debug,smtp_tls_examples::relay::inbound=debug",
+        )
     }
 
     fn maildir_new(&self, rcpt: &str) -> PathBuf {
@@ -136,81 +145,6 @@ local_domains = ["localhost"]
             .join("relay-data/maildir")
             .join(rcpt)
             .join("new")
-    }
-}
-
-/// The relay process; killed (by PID) if the test ends while it still runs.
-struct Relay {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Relay {
-    fn start(dir: &Path, config: &Path, listen: SocketAddr) -> Self {
-        let log = dir.join("relay.log");
-        let child = relay_cmd()
-            .arg("--config")
-            .arg(config)
-            .current_dir(dir)
-            .env(
-                "RUST_LOG",
-                "info,smtp_tls_policy=debug,smtp_tls_examples::relay::inbound=debug",
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut relay = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_err() {
-            if let Some(s) = relay.child.try_wait().unwrap() {
-                panic!("relay exited ({s}): {}", relay.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "relay not listening: {}",
-                relay.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        relay
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "relay ignores SIGTERM: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

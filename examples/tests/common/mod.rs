@@ -1,4 +1,5 @@
-//! Shared fixtures of the relay acceptance tests (`relay_faults`, `relay_dane`, `relay_crash`):
+//! Shared fixtures of the relay tests (`relay_default`, `relay_inbound`, `relay_faults`,
+//! `relay_dane`, `relay_crash`):
 //! a test CA, a relay site (configuration, HAT, certificate store and spool in a temp dir), the
 //! relay process (killed by PID on drop), a plain SMTP submission client and bounded waits.
 #![allow(dead_code, unreachable_pub)]
@@ -6,10 +7,11 @@
 pub mod dnssec_lab;
 pub mod peer;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -215,13 +217,31 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// `relay --config CONFIG` in `dir`, logging at `info` to `dir/LOG_NAME`.
     pub fn start(dir: &Path, config: &Path, listen: SocketAddr, log_name: &str) -> Self {
+        Self::spawn(
+            dir,
+            &["--config".as_ref(), config.as_os_str()],
+            listen,
+            log_name,
+            "info",
+        )
+    }
+
+    /// `relay ARGS` in `dir` with `RUST_LOG=rust_log`, standard error to `dir/LOG_NAME`; returns
+    /// once `listen` accepts connections (bounded wait; panics with the log if the relay exits).
+    pub fn spawn(
+        dir: &Path,
+        args: &[&OsStr],
+        listen: SocketAddr,
+        log_name: &str,
+        rust_log: &str,
+    ) -> Self {
         let log = dir.join(log_name);
         let child = Command::new(env!("CARGO_BIN_EXE_relay"))
-            .arg("--config")
-            .arg(config)
+            .args(args)
             .current_dir(dir)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -253,16 +273,31 @@ impl Relay {
         self.child.wait().unwrap();
     }
 
-    /// SIGTERM, then wait (bounded) for the exit.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// SIGTERM by PID, then wait (bounded) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.wait_exit()
+    }
+
+    /// Waits (bounded) for the process to exit, e.g. after a SIGTERM sent by the test itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "relay ignores SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "relay ignores SIGTERM: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
