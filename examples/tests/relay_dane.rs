@@ -14,9 +14,8 @@
 //! deferred with nothing delivered.
 
 mod common;
+use common::postfix::Postfix;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use common::dnssec_lab::{Lab, free_port};
@@ -163,60 +162,21 @@ fn dane_mandatory_failures_defer_without_connecting() {
     assert!(peer.conns().is_empty(), "the route's peer was contacted");
 }
 
-/// A Postfix smtpd from `scripts/postfix-lab.sh` (server mode: accepts mail and discards it) on
-/// 127.0.0.1:`port` with STARTTLS, stopped by `scripts/postfix-lab-stop.sh` on drop.
-struct Postfix {
-    dir: tempfile::TempDir,
-    maillog: PathBuf,
-}
-
-impl Postfix {
-    fn start(port: u16, chain: &str, key: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("pfdane")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let lab = dir.path().join("lab");
-        let out = Command::new(common::repo().join("scripts/postfix-lab.sh"))
-            .env("LAB_DIR", &lab)
-            .env("SMTPD_PORT", port.to_string())
-            .env("SMTPD_TLS", "may")
-            .env("TLS_CERT", chain)
-            .env("TLS_KEY", key)
-            .output()
-            .expect("run scripts/postfix-lab.sh");
-        // From here on `Drop` stops whatever started.
-        let postfix = Self {
-            maillog: lab.join("maillog"),
-            dir,
-        };
-        assert!(
-            out.status.success(),
-            "postfix-lab failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        postfix
-    }
-
-    fn maillog(&self) -> String {
-        std::fs::read_to_string(&self.maillog).unwrap_or_default()
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new(common::repo().join("scripts/postfix-lab-stop.sh"))
-            .arg(self.dir.path().join("lab"))
-            .output();
-    }
-}
-
 #[test]
 fn dane_verified_delivery_to_postfix_and_key_mismatch_defers() {
     let port = free_port(&[]);
     let lab = Lab::start_with_smtp_port(port);
-    let postfix = Postfix::start(port, lab.var("MX_CHAIN"), lab.var("MX_KEY"));
+    // A Postfix smtpd on 127.0.0.1:`port` serving the lab's MX certificate (accepts and discards).
+    let port_text = port.to_string();
+    let postfix = Postfix::start(
+        Postfix::scratch(),
+        &[
+            ("SMTPD_PORT", port_text.as_ref()),
+            ("SMTPD_TLS", "may".as_ref()),
+            ("TLS_CERT", lab.var("MX_CHAIN").as_ref()),
+            ("TLS_KEY", lab.var("MX_KEY").as_ref()),
+        ],
+    );
     let delivery = format!(
         "mx_port = {port}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
          [delivery.retry]\ninitial_secs = 3600\n",

@@ -15,6 +15,7 @@ const NAME: &str = "relay.test";
 
 mod common;
 use common::Relay;
+use common::postfix::Postfix;
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -548,67 +549,21 @@ fn posttls_finger_verifies_the_relay() {
     );
 }
 
-/// A private Postfix instance from `scripts/postfix-lab.sh`, stopped on drop.
-struct PostfixLab {
-    dir: tempfile::TempDir,
-    port: u16,
-    maillog: PathBuf,
-}
-
-impl PostfixLab {
-    fn client(relay: SocketAddr, client_tls: &str, ca: &Path) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("pflab")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let lab = dir.path().join("lab");
-        let out = Command::new(manifest().join("../scripts/postfix-lab.sh"))
-            .env("LAB_DIR", &lab)
-            .env("SMTPD_TLS", "none")
-            .env("MODE", "client")
-            .env("RELAY_HOST", relay.ip().to_string())
-            .env("RELAY_PORT", relay.port().to_string())
-            .env("CLIENT_TLS", client_tls)
-            .env("CLIENT_CA", ca)
-            .env("CLIENT_TLS_NAME", NAME)
-            .output()
-            .unwrap();
-        let this = |port, maillog| Self { dir, port, maillog };
-        let (o, e) = text(&out);
-        assert!(out.status.success(), "postfix-lab: {o}{e}");
-        let state = std::fs::read_to_string(lab.join("state")).unwrap();
-        let get = |k: &str| {
-            state
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap()
-                .trim_matches(['"', '\''])
-                .to_owned()
-        };
-        this(
-            get("SMTPD_PORT").parse().unwrap(),
-            PathBuf::from(get("MAILLOG")),
-        )
-    }
-
-    fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let log = std::fs::read_to_string(&self.maillog).unwrap_or_default();
-            if log.contains(needle) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for PostfixLab {
-    fn drop(&mut self) {
-        let _ = Command::new(manifest().join("../scripts/postfix-lab-stop.sh"))
-            .arg(self.dir.path().join("lab"))
-            .status();
-    }
+/// Postfix as a client: every message it receives is relayed to `relay` at `client_tls`.
+fn postfix_client(relay: SocketAddr, client_tls: &str, ca: &Path) -> Postfix {
+    let (host, port) = (relay.ip().to_string(), relay.port().to_string());
+    Postfix::start(
+        Postfix::scratch(),
+        &[
+            ("SMTPD_TLS", "none".as_ref()),
+            ("MODE", "client".as_ref()),
+            ("RELAY_HOST", host.as_ref()),
+            ("RELAY_PORT", port.as_ref()),
+            ("CLIENT_TLS", client_tls.as_ref()),
+            ("CLIENT_CA", ca.as_os_str()),
+            ("CLIENT_TLS_NAME", NAME.as_ref()),
+        ],
+    )
 }
 
 #[test]
@@ -616,13 +571,13 @@ fn postfix_relays_to_us_with_tls_encrypt_and_verify() {
     let site = Site::new("required");
     let relay = site.start();
     for (level, rcpt) in [("encrypt", "enc@localhost"), ("verify", "ver@localhost")] {
-        let lab = PostfixLab::client(site.listen, level, &site.ca);
+        let lab = postfix_client(site.listen, level, &site.ca);
         let marker = format!("postfix-{level}-body");
         let (ok, out) = run(
             "swaks",
             &[
                 "--server",
-                &format!("127.0.0.1:{}", lab.port),
+                &lab.connect(),
                 "--to",
                 rcpt,
                 "--from",
@@ -634,7 +589,7 @@ fn postfix_relays_to_us_with_tls_encrypt_and_verify() {
             &[],
         );
         assert!(ok, "{out}");
-        let log = lab.wait_for_log("status=sent");
+        let log = lab.wait_log(Duration::from_secs(30), |l| l.contains("status=sent"));
         assert!(
             log.contains("status=sent"),
             "{level}: {log}\n{}",

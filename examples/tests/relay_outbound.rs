@@ -2,7 +2,7 @@
 //! `scripts/postfix-lab.sh` (through an SMTP route), and the local maildir.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -12,6 +12,10 @@ use smtp_tls_examples::relay::outbound::{Outbound, OutboundConfig, OutboundHandl
 use smtp_tls_examples::relay::{Envelope, Spool, SpoolConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+mod common;
+use common::postfix::Postfix;
+use std::ffi::OsStr;
 
 // ---------------------------------------------------------------- fixtures
 
@@ -52,79 +56,42 @@ impl Pki {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A Postfix instance from scripts/postfix-lab.sh, stopped on drop.
+/// A Postfix smtpd (`tls`: none | may | encrypt; `cert`: chain and key PEM, served when tls !=
+/// none), with the mail-log helpers these tests use.
 struct PostfixLab {
-    dir: tempfile::TempDir,
+    pf: Postfix,
     port: u16,
-    maillog: PathBuf,
-    config_dir: PathBuf,
 }
 
 impl PostfixLab {
     fn start(tls: &str, cert: Option<&(String, String)>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("pfout")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let lab = dir.path().join("lab");
-        let mut cmd = Command::new(repo_root().join("scripts/postfix-lab.sh"));
-        cmd.env("LAB_DIR", &lab).env("SMTPD_TLS", tls);
+        let dir = Postfix::scratch();
+        let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let mut env: Vec<(&str, &OsStr)> = vec![("SMTPD_TLS", tls.as_ref())];
         if let Some((c, k)) = cert {
-            let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
             std::fs::write(&cp, c).unwrap();
             std::fs::write(&kp, k).unwrap();
-            cmd.env("TLS_CERT", cp).env("TLS_KEY", kp);
+            env.push(("TLS_CERT", cp.as_os_str()));
+            env.push(("TLS_KEY", kp.as_os_str()));
         }
-        let out = cmd.output().expect("run scripts/postfix-lab.sh");
-        assert!(
-            out.status.success(),
-            "postfix-lab failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let state = std::fs::read_to_string(lab.join("state")).unwrap();
-        let get = |k: &str| {
-            state
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap()
-                .to_string()
-        };
-        Self {
-            port: get("SMTPD_PORT").parse().unwrap(),
-            maillog: PathBuf::from(get("MAILLOG")),
-            config_dir: PathBuf::from(get("CONFIG_DIR")),
-            dir,
-        }
+        let pf = Postfix::start(dir, &env);
+        let port = pf.port();
+        Self { pf, port }
     }
 
     fn maillog(&self) -> String {
-        std::fs::read_to_string(&self.maillog).unwrap_or_default()
+        self.pf.maillog()
     }
 
     /// Polls the mail log (bounded: 20 s) until `pred` holds; returns the log.
     fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let log = self.maillog();
-            if pred(&log) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.pf.wait_log(Duration::from_secs(20), pred)
     }
 
     /// Makes the smtpd reject `address` with `550 5.1.1` and waits (bounded) until a fresh
     /// connection sees the rejection.
     fn reject_recipient(&self, address: &str) {
-        let conf = self.config_dir.display().to_string();
+        let conf = self.pf.config_dir().display().to_string();
         let setting = format!(
             "smtpd_recipient_restrictions=check_recipient_access inline:{{{{{address}=550 5.1.1 no such user}}}}"
         );
@@ -177,14 +144,6 @@ impl PostfixLab {
         let code = reply();
         let _ = w.write_all(b"QUIT\r\n");
         code
-    }
-}
-
-impl Drop for PostfixLab {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/postfix-lab-stop.sh"))
-            .arg(self.dir.path().join("lab"))
-            .status();
     }
 }
 

@@ -1,8 +1,12 @@
 //! `smtp-tls-check tlsverify` through the built binary, over a CA and leaves made by the
 //! `openssl` command line tool (a real, independent certificate issuer) in a temporary directory.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+mod common;
+use common::postfix::Postfix;
 
 const BIN: &str = env!("CARGO_BIN_EXE_smtp-tls-check");
 
@@ -364,78 +368,14 @@ fn usage_errors_exit_2() {
 // ---------------------------------------------------------------------------------------------
 // Live: `tlsverify --connect` against a real Postfix smtpd on loopback (scripts/postfix-lab.sh).
 
-/// A Postfix instance from scripts/postfix-lab.sh; stopped on drop (the stop script, then the
-/// master by its PID if it is still alive), also when the test fails.
-struct PostfixLab {
-    dir: tempfile::TempDir,
-    port: u16,
-    master_pid: u32,
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-impl PostfixLab {
-    /// `tls`: none | may | encrypt; `cert`/`key`: served when tls != none. The script waits
-    /// (bounded) for the master PID file and a `220` banner before it returns.
-    fn start(tls: &str, cert_key: Option<(&Path, &Path)>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("tlsverify-lab")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let lab = dir.path().join("lab");
-        let mut cmd = Command::new(repo_root().join("scripts/postfix-lab.sh"));
-        cmd.env("LAB_DIR", &lab).env("SMTPD_TLS", tls);
-        if let Some((cert, key)) = cert_key {
-            cmd.env("TLS_CERT", cert).env("TLS_KEY", key);
-        }
-        let out = cmd.output().expect("run scripts/postfix-lab.sh");
-        assert!(
-            out.status.success(),
-            "postfix-lab failed (scripts/install-deps.sh installs postfix): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let state = std::fs::read_to_string(lab.join("state")).unwrap();
-        let get = |k: &str| {
-            state
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap()
-                .to_string()
-        };
-        Self {
-            port: get("SMTPD_PORT").parse().unwrap(),
-            master_pid: get("MASTER_PID").parse().unwrap(),
-            dir,
-        }
+/// A Postfix smtpd: `tls` none | may | encrypt; `cert`/`key` served when tls != none.
+fn postfix(tls: &str, cert_key: Option<(&Path, &Path)>) -> Postfix {
+    let mut env: Vec<(&str, &OsStr)> = vec![("SMTPD_TLS", tls.as_ref())];
+    if let Some((cert, key)) = cert_key {
+        env.push(("TLS_CERT", cert.as_os_str()));
+        env.push(("TLS_KEY", key.as_os_str()));
     }
-
-    fn connect(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PostfixLab {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/postfix-lab-stop.sh"))
-            .arg(self.dir.path().join("lab"))
-            .output();
-        let pid = self.master_pid.to_string();
-        let alive = || {
-            Command::new("kill")
-                .args(["-0", &pid])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if alive() {
-            let _ = Command::new("kill").args(["-9", &pid]).output();
-        }
-    }
+    Postfix::start(Postfix::scratch(), &env)
 }
 
 /// A test CA and a leaf for `mx.test.example` (openssl), plus the served chain (leaf, CA).
@@ -511,7 +451,7 @@ fn assert_live_shape(j: &serde_json::Value) {
 #[test]
 fn live_starttls_offered() {
     let pki = live_pki();
-    let lab = PostfixLab::start("may", Some((&pki.chain, &pki.key)));
+    let lab = postfix("may", Some((&pki.chain, &pki.key)));
     let c = lab.connect();
     let ca = pki.ca.to_str().unwrap();
 
@@ -643,7 +583,7 @@ fn live_starttls_offered() {
 
 #[test]
 fn live_starttls_not_offered() {
-    let lab = PostfixLab::start("none", None);
+    let lab = postfix("none", None);
     let c = lab.connect();
     for mode in [
         "required",

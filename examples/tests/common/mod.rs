@@ -6,6 +6,7 @@
 
 pub mod dnssec_lab;
 pub mod peer;
+pub mod postfix;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
