@@ -109,6 +109,15 @@ fn run(args: &[&str]) -> (Output, Option<serde_json::Value>) {
     (out, json)
 }
 
+/// Runs `tlsverify ARGS`: exit status 1 and a JSON `error` of the given kind (`"<kind>: "`).
+fn assert_refused(args: &[&str], kind: &str) {
+    let (out, json) = run(args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json = json.expect("JSON on standard output");
+    let error = json["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with(kind), "expected {kind:?}, got {error:?}");
+}
+
 #[test]
 fn verified_chain_prints_the_match() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,21 +196,17 @@ fn hosted_domains_needs_a_secure_mx() {
 fn no_ca_means_no_trust_and_switches_apply() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, leaf) = make_pki(dir.path(), "short", "mailhost", "DNS:mailhost");
-    let (out, json) = run(&[
-        "--mode",
-        "preferred-verify",
-        "--domain",
-        "mailhost",
-        "--chain",
-        leaf.to_str().unwrap(),
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        json.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("trust: ")
+    assert_refused(
+        &[
+            "--mode",
+            "preferred-verify",
+            "--domain",
+            "mailhost",
+            "--chain",
+            leaf.to_str().unwrap(),
+            "--json",
+        ],
+        "trust: ",
     );
     let args = [
         "--mode",
@@ -217,31 +222,20 @@ fn no_ca_means_no_trust_and_switches_apply() {
     assert_eq!(run(&args).0.status.code(), Some(0));
     let mut fqdn = args.to_vec();
     fqdn.push("--fqdn-check");
-    let (out, json) = run(&fqdn);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        json.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("fqdn-check: ")
-    );
+    assert_refused(&fqdn, "fqdn-check: ");
     // --system-cas trusts Mozilla's list, which does not contain the test CA.
-    let (out, json) = run(&[
-        "--mode",
-        "required-verify",
-        "--domain",
-        "mailhost",
-        "--chain",
-        leaf.to_str().unwrap(),
-        "--system-cas",
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        json.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("chain: ")
+    assert_refused(
+        &[
+            "--mode",
+            "required-verify",
+            "--domain",
+            "mailhost",
+            "--chain",
+            leaf.to_str().unwrap(),
+            "--system-cas",
+            "--json",
+        ],
+        "chain: ",
     );
 }
 
@@ -265,14 +259,7 @@ fn x509_check_and_time() {
     assert_eq!(run(&args).0.status.code(), Some(0));
     let mut x509 = args.to_vec();
     x509.push("--x509-check");
-    let (out, json) = run(&x509);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        json.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("x509-check: ")
-    );
+    assert_refused(&x509, "x509-check: ");
     let mut old = args.to_vec();
     old.extend(["--at", "2001-01-01T00:00:00Z"]);
     let (out, json) = run(&old);
