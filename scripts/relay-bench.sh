@@ -45,7 +45,7 @@ RELAY_PID=""
 LAB=""
 cleanup() {
   [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}" $(cat "$TMP/sink.pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
   [ -n "$LAB" ] && "$ROOT/scripts/postfix-lab-stop.sh" "$LAB" >/dev/null 2>&1
   if [ -n "${KEEP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
@@ -77,7 +77,7 @@ wait_banner() { # PORT WHAT
 start_sink() { # NAME -> prints the port
   "$BIN/smtp-load" sink --listen 127.0.0.1:0 --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" \
     --count-file "$TMP/$1.count" >"$TMP/$1.out" 2>&1 &
-  PIDS+=($!)
+  echo $! >>"$TMP/sink.pids" # called in $(...): a subshell, so PIDS+= would be lost
   for _ in $(seq 100); do grep -q listening "$TMP/$1.out" 2>/dev/null && break; sleep 0.05; done
   grep -o '127.0.0.1:[0-9]*' "$TMP/$1.out" | cut -d: -f2
 }

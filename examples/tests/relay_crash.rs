@@ -204,8 +204,10 @@ fn kill_9_mid_load_loses_no_acknowledged_message() {
     assert!(status.success(), "exit {status}");
 }
 
-/// Sends this thread's share of the messages; a broken connection (the kill) is followed by
-/// reconnecting (bounded) once the relay is back. Returns the number of attempts.
+/// Sends this thread's share of the messages, and goes on until the relay was restarted and
+/// took two more (so the kill always falls in the middle of the load, however fast the relay);
+/// a broken connection (the kill) is followed by reconnecting (bounded) once the relay is back.
+/// Returns the number of attempts.
 fn client_thread(
     t: usize,
     listen: SocketAddr,
@@ -218,7 +220,8 @@ fn client_thread(
     let mut attempts = 0;
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut i = 0;
-    while i < per_thread {
+    let mut after_restart = 0;
+    while i < per_thread || !restarted.load(Ordering::SeqCst) || after_restart < 2 {
         assert!(Instant::now() < deadline, "client {t} did not finish");
         let c = match client.as_mut() {
             Some(c) => c,
@@ -242,6 +245,9 @@ fn client_thread(
                 acked.lock().unwrap().push(id);
                 acked_n.fetch_add(1, Ordering::SeqCst);
                 i += 1;
+                if restarted.load(Ordering::SeqCst) {
+                    after_restart += 1;
+                }
             }
             Ok(None) => {
                 // A refusal (e.g. 4xx while shutting down): not acknowledged, send again.

@@ -18,6 +18,8 @@ use common::postfix::Postfix;
 
 use std::time::Duration;
 
+use smtp_tls_examples::relay::RecipientState;
+
 use common::dnssec_lab::{Lab, free_port};
 use common::peer::{Behaviour, Peer};
 use common::{CertKey, Client, Site, server_config, wait_until};
@@ -106,12 +108,16 @@ fn dane_mandatory_failures_defer_without_connecting() {
     wait_until(
         Duration::from_secs(30),
         || format!("deferrals not recorded: {}", relay.log()),
-        || ids.iter().all(|id| site.spool_file(id, "env").exists()),
+        || {
+            ids.iter()
+                .all(|id| site.spooled_envelope(id).is_some_and(|e| e.attempts >= 1))
+        },
     );
     let log = relay.log();
     let mut failures = Vec::new();
     for (r, id) in ROWS.iter().zip(&ids) {
-        let env = std::fs::read_to_string(site.spool_file(id, "env")).unwrap();
+        let spooled = site.spooled_envelope(id);
+        let env = format!("{spooled:?}");
         let attempts: Vec<&str> = log
             .lines()
             .filter(|l| {
@@ -124,7 +130,12 @@ fn dane_mandatory_failures_defer_without_connecting() {
             .and_then(|l| l.split_once("diagnostic="))
             .map_or("", |(_, d)| d);
         println!("{}: {} -> {outcome}", r.domain, r.why);
-        let problem = if !site.spool_file(id, "msg").exists() || !env.contains("\"pending\"") {
+        let pending = spooled.as_ref().is_some_and(|e| {
+            e.recipients
+                .iter()
+                .all(|r| r.state == RecipientState::Pending && r.attempts == 1)
+        });
+        let problem = if !pending {
             Some(format!("not deferred in the spool: {env}"))
         } else if !outcome.contains(r.diagnostic) {
             Some(format!("diagnostic {outcome:?}, want {:?}", r.diagnostic))
@@ -226,12 +237,14 @@ fn dane_verified_delivery_to_postfix_and_key_mismatch_defers() {
         Duration::from_secs(30),
         || format!("mismatch not deferred: {}", relay.log()),
         || {
-            std::fs::read_to_string(site.spool_file(&wrong, "env"))
-                .is_ok_and(|e| e.contains("\"pending\""))
-                && relay
-                    .log()
-                    .lines()
-                    .any(|l| l.contains("delivery outcome") && l.contains(wrong.as_str()))
+            site.spooled_envelope(&wrong).is_some_and(|e| {
+                e.recipients
+                    .iter()
+                    .all(|r| r.state == RecipientState::Pending && r.attempts >= 1)
+            }) && relay
+                .log()
+                .lines()
+                .any(|l| l.contains("delivery outcome") && l.contains(wrong.as_str()))
         },
     );
     let maillog = postfix.maillog();
@@ -259,7 +272,7 @@ fn dane_verified_delivery_to_postfix_and_key_mismatch_defers() {
     wait_until(
         Duration::from_secs(10),
         || format!("delivered message still spooled: {}", relay.log()),
-        || !site.spool_file(&good, "msg").exists(),
+        || site.spooled_envelope(&good).is_none(),
     );
 
     let mismatch = attempt("wrongkey.dane.test");
@@ -275,7 +288,7 @@ fn dane_verified_delivery_to_postfix_and_key_mismatch_defers() {
         "the key mismatch was not deferred: {mismatch:?}\n{log}"
     );
     assert!(
-        site.spool_file(&wrong, "msg").exists(),
+        site.spooled_envelope(&wrong).is_some(),
         "the deferred message left the spool"
     );
     assert!(

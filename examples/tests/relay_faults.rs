@@ -185,11 +185,10 @@ fn fault_matrix_at_delivery() {
 
     // Every cell settles: delivered (spool file removed) or deferred (pending state written).
     let settled = |c: &Case| {
-        let msg = site.spool_file(&c.id, "msg");
-        let env = site.spool_file(&c.id, "env");
+        let spooled = site.spooled_envelope(&c.id);
         match c.expect {
-            Defer => env.exists(),
-            _ => !msg.exists(),
+            Defer => spooled.is_some_and(|e| e.attempts >= 1),
+            _ => spooled.is_none(),
         }
     };
     wait_until(
@@ -304,12 +303,13 @@ fn check(c: &Case, site: &Site, log: &str) -> Result<(), String> {
             if conn.tls_text().contains(marker) || conn.plain_text().contains(marker) {
                 return Err("message bytes reached the peer".into());
             }
-            if !site.spool_file(&c.id, "msg").exists() {
+            let Some(env) = site.spooled_envelope(&c.id) else {
                 return Err("message no longer in the spool".into());
-            }
-            let env = std::fs::read_to_string(site.spool_file(&c.id, "env")).unwrap_or_default();
-            if !env.contains("\"pending\"") {
-                return Err(format!("recipient not pending: {env}"));
+            };
+            if !env.recipients.iter().all(|r| {
+                r.state == smtp_tls_examples::relay::RecipientState::Pending && r.attempts >= 1
+            }) {
+                return Err(format!("recipient not pending: {env:?}"));
             }
             let defer_logged = log.lines().any(|l| {
                 l.contains(&format!("domain={} ", c.domain)) && l.contains("action=\"defer\"")

@@ -60,15 +60,26 @@ async fn truncated_and_unknown_files_are_quarantined_and_reported() {
     let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
         .await
         .unwrap();
-    let good = spool.accept(envelope(1), body(1)).await.unwrap();
+    // The damaged message's segment is an older one (closed at the restart): damage there is
+    // corruption, not a batch cut short by a crash.
     let bad = spool.accept(envelope(2), body(2)).await.unwrap();
+    let bad_path = spool.segment_of(&bad.id).unwrap();
+    drop(spool);
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    let good = spool.accept(envelope(1), body(1)).await.unwrap();
+    assert_ne!(
+        spool.segment_of(&good.id),
+        Some(bad_path.clone()),
+        "one segment each"
+    );
     drop(spool);
     let dir_path = std::fs::canonicalize(dir.path()).unwrap();
-    let bad_path = dir_path.join(format!("{}.msg", bad.id));
     let bytes = std::fs::read(&bad_path).unwrap();
     std::fs::write(&bad_path, &bytes[..bytes.len() / 3]).unwrap();
     std::fs::write(dir_path.join("stray.txt"), b"junk").unwrap();
-    std::fs::write(dir_path.join("0abc.msg.tmp"), b"SPOOL1 3").unwrap();
+    std::fs::write(dir_path.join("00000000000000ab.seg.tmp"), b"SPOOLSEG1\n").unwrap();
 
     let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
         .await
@@ -83,8 +94,9 @@ async fn truncated_and_unknown_files_are_quarantined_and_reported() {
         .expect("truncated file reported by name");
     assert!(matches!(
         &q.reason,
-        RelayError::Corrupt { path, defect: SpoolDefect::LengthMismatch { .. } } if *path == bad_path
+        RelayError::Corrupt { path, defect: SpoolDefect::Truncated { .. } } if *path == bad_path
     ));
+    assert_eq!(q.salvaged, 0, "the only record was cut");
     assert_eq!(q.reason.path(), Some(bad_path.as_path()));
     // Moved, not deleted: same bytes in quarantine.
     assert_eq!(
@@ -116,14 +128,14 @@ async fn truncated_and_unknown_files_are_quarantined_and_reported() {
 }
 
 #[tokio::test]
-async fn garbage_envelope_is_reported_with_position() {
+async fn a_damaged_record_is_reported_with_its_offset() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
         .await
         .unwrap();
     let env = spool.accept(envelope(1), body(1)).await.unwrap();
+    let path = spool.segment_of(&env.id).unwrap();
     drop(spool);
-    let path = dir.path().join(format!("{}.msg", env.id));
     let mut bytes = std::fs::read(&path).unwrap();
     let brace = bytes.iter().position(|&b| b == b'{').unwrap();
     bytes[brace + 1] = b'#';
@@ -132,13 +144,212 @@ async fn garbage_envelope_is_reported_with_position() {
         .await
         .unwrap();
     assert!(rec.messages.is_empty());
+    // The first record starts right after the 10-byte magic line.
     assert!(matches!(
         rec.quarantined[0].reason,
         RelayError::Corrupt {
-            defect: SpoolDefect::Envelope { line: 1, .. },
+            defect: SpoolDefect::Checksum { offset: 10 },
             ..
         }
     ));
+}
+
+/// Accepts messages `from..from + n` concurrently; returns their envelopes.
+async fn accept_concurrently(spool: &Spool, from: usize, n: usize) -> Vec<Envelope> {
+    let tasks: Vec<_> = (from..from + n)
+        .map(|i| {
+            let spool = spool.clone();
+            tokio::spawn(async move { spool.accept(envelope(i), body(i)).await.unwrap() })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Accepts batches until one segment holds at least `want` messages (bounded); returns every
+/// envelope accepted and the messages of that segment.
+async fn a_shared_segment(spool: &Spool, want: usize) -> (Vec<Envelope>, Vec<Envelope>) {
+    let mut all = Vec::new();
+    for round in 0..50 {
+        let batch = accept_concurrently(spool, round * 100, 16).await;
+        all.extend(batch);
+        let mut by_seg: std::collections::BTreeMap<_, Vec<Envelope>> = Default::default();
+        for e in &all {
+            by_seg
+                .entry(spool.segment_of(&e.id).unwrap())
+                .or_default()
+                .push(e.clone());
+        }
+        if let Some(shared) = by_seg.into_values().find(|v| v.len() >= want) {
+            return (all, shared);
+        }
+    }
+    panic!("group commit never put {want} messages into one segment");
+}
+
+#[tokio::test]
+async fn a_damaged_segment_is_salvaged_up_to_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    // Three batches of one message each, appended to one segment.
+    let mut first = Vec::new();
+    for i in 0..3 {
+        first.push(spool.accept(envelope(i), body(i)).await.unwrap());
+    }
+    let path = spool.segment_of(&first[0].id).unwrap();
+    assert!(
+        first
+            .iter()
+            .all(|e| spool.segment_of(&e.id) == Some(path.clone()))
+    );
+    drop(spool);
+    // After a restart, a new segment: the first one is closed.
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    let later = spool.accept(envelope(3), body(3)).await.unwrap();
+    assert_ne!(spool.segment_of(&later.id), Some(path.clone()));
+    drop(spool);
+    // Damage the third message's body.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let b2 = body(2);
+    let at = bytes.windows(b2.len()).position(|w| w == b2).unwrap();
+    bytes[at + 3] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(rec.quarantined.len(), 1, "{:?}", rec.quarantined);
+    let q = &rec.quarantined[0];
+    assert_eq!(q.original, path);
+    assert!(matches!(
+        q.reason,
+        RelayError::Corrupt {
+            defect: SpoolDefect::Checksum { .. },
+            ..
+        }
+    ));
+    assert_eq!(q.salvaged, 2, "the two batches before the damage");
+    assert_eq!(
+        std::fs::read(&q.moved_to).unwrap(),
+        bytes,
+        "moved, not deleted"
+    );
+    let got: Vec<_> = rec.messages.iter().map(|e| e.id.clone()).collect();
+    let want: Vec<_> = [&first[0], &first[1], &later]
+        .iter()
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(got, want);
+    for (i, id) in [0, 1, 3].into_iter().zip(&want) {
+        assert_eq!(spool.read_body(id).await.unwrap(), body(i));
+    }
+    // A second start: the salvage is in a segment of its own, nothing more to quarantine.
+    drop(spool);
+    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.quarantined.is_empty(), "{:?}", rec.quarantined);
+    assert_eq!(rec.messages.len(), 3);
+}
+
+#[tokio::test]
+async fn a_batch_cut_short_in_the_newest_segment_is_set_aside_as_unfinished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    let kept = spool.accept(envelope(1), body(1)).await.unwrap();
+    let cut = spool.accept(envelope(2), body(2)).await.unwrap();
+    let path = spool.segment_of(&cut.id).unwrap();
+    drop(spool);
+    // A crash in the middle of the second batch's write (its commit never returned).
+    let bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(body(2).len())
+        .position(|w| w == body(2))
+        .unwrap();
+    std::fs::write(&path, &bytes[..at + 5]).unwrap();
+    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(rec.messages.len(), 1);
+    assert_eq!(rec.messages[0].id, kept.id);
+    assert_eq!(rec.quarantined.len(), 1, "{:?}", rec.quarantined);
+    let q = &rec.quarantined[0];
+    assert!(matches!(q.reason, RelayError::Unfinished { .. }), "{q:?}");
+    let tail = std::fs::read(&q.moved_to).unwrap();
+    assert!(
+        bytes[..at + 5].ends_with(&tail),
+        "the cut batch's bytes are kept"
+    );
+    // The segment was cut back to its last whole batch: a second start is clean.
+    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.quarantined.is_empty(), "{:?}", rec.quarantined);
+    assert_eq!(rec.messages.len(), 1);
+}
+
+fn segments_in(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_survive_restart_and_finished_segments_are_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    let (all, shared) = a_shared_segment(&spool, 2).await;
+    // Finish one message of the shared segment: the others keep it, so a tombstone is written.
+    let done = &shared[0];
+    let seg = spool.segment_of(&done.id).unwrap();
+    spool.remove(&done.id).await.unwrap();
+    assert!(seg.is_file(), "still holds live messages");
+    assert_eq!(spool.len(), all.len() - 1);
+    drop(spool);
+    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.quarantined.is_empty());
+    assert_eq!(rec.messages.len(), all.len() - 1);
+    assert!(
+        rec.messages.iter().all(|e| e.id != done.id),
+        "no resurrection"
+    );
+    // Finish everything. The active segment stays while in use; after a restart, nothing in
+    // the spool is needed any more and every segment is collected.
+    for e in &rec.messages {
+        spool.remove(&e.id).await.unwrap();
+    }
+    assert!(spool.is_empty());
+    drop(spool);
+    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.messages.is_empty(), "{:?}", rec.messages);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !segments_in(dir.path()).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(segments_in(dir.path()), Vec::<String>::new());
+    drop(spool);
+    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.messages.is_empty() && rec.quarantined.is_empty());
 }
 
 async fn concurrent_accepts(commit: CommitMode, n: usize) {
@@ -150,9 +361,10 @@ async fn concurrent_accepts(commit: CommitMode, n: usize) {
         let spool = spool.clone();
         tasks.push(tokio::spawn(async move {
             let env = spool.accept(envelope(i), body(i)).await.unwrap();
-            // When accept returns, the file must already be complete on disk.
-            let on_disk = std::fs::read(spool.dir().join(format!("{}.msg", env.id))).unwrap();
-            assert!(on_disk.ends_with(&body(i)));
+            // When accept returns, its segment must already be complete on disk.
+            let on_disk = std::fs::read(spool.segment_of(&env.id).unwrap()).unwrap();
+            assert!(on_disk.windows(body(i).len()).any(|w| w == body(i)));
+            assert!(on_disk.ends_with(b"\n"));
             env.id
         }));
     }
@@ -221,9 +433,10 @@ async fn orphan_envelope_is_quarantined() {
         .unwrap();
     let env = spool.accept(envelope(1), body(1)).await.unwrap();
     spool.update(&env).await.unwrap();
+    let seg = spool.segment_of(&env.id).unwrap();
     drop(spool);
     // Simulate a crash between the two unlinks of a removal.
-    std::fs::remove_file(dir.path().join(format!("{}.msg", env.id))).unwrap();
+    std::fs::remove_file(seg).unwrap();
     let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
         .await
         .unwrap();

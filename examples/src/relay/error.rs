@@ -34,8 +34,8 @@ pub enum RelayError {
         /// The offending file.
         path: PathBuf,
     },
-    /// An envelope overlay (`.env`) or body (`.msg`) without its partner.
-    #[error("spool: orphan file {path} (its message file is missing)")]
+    /// An envelope overlay (`.env`) whose message is in no segment.
+    #[error("spool: orphan file {path} (its message is in no segment)")]
     Orphan {
         /// The offending file.
         path: PathBuf,
@@ -124,11 +124,29 @@ pub enum SpoolDefect {
         /// The id found inside the envelope.
         found: String,
     },
-    /// The file is larger than the spool accepts.
+    /// The file (or a record's envelope) is larger than the spool accepts.
     #[error("file too large ({size} bytes)")]
     TooLarge {
         /// File size.
         size: u64,
+    },
+    /// A segment ends inside a record or before its `END` line (cut short).
+    #[error("truncated at byte {offset}")]
+    Truncated {
+        /// Where the file ends (or the cut record starts).
+        offset: u64,
+    },
+    /// A segment record's header line, or the `END` line, is malformed.
+    #[error("malformed record at byte {offset}")]
+    BadRecord {
+        /// Where the record starts.
+        offset: u64,
+    },
+    /// A segment record's content does not match its checksum.
+    #[error("checksum mismatch in the record at byte {offset}")]
+    Checksum {
+        /// Where the record starts.
+        offset: u64,
     },
 }
 

@@ -14,11 +14,12 @@ pub mod queue;
 mod recover;
 mod spool;
 mod spool_file;
+mod spool_index;
 
 pub use envelope::{
     Diagnostic, Envelope, MAX_ID_LEN, MessageId, Recipient, RecipientState, TlsInfo,
 };
 pub use error::{RelayError, SpoolDefect};
 pub use queue::{AttemptOutcome, Disposition, Job, Queue, RetryPolicy};
-pub use recover::{QUARANTINE_DIR, Quarantined, Recovery};
+pub use recover::{QUARANTINE_DIR, Quarantined, Recovery, list_spool};
 pub use spool::{CommitMode, Spool, SpoolConfig};

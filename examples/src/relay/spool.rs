@@ -1,39 +1,40 @@
 //! The durable message spool: `accept` returns only once the message is on disk and fsynced.
 //!
 //! # Durability contract
-//! - [`Spool::accept`] writes `<id>.msg` (envelope + body) as a temporary file, fsyncs it,
-//!   renames it into place and fsyncs the spool directory before returning `Ok`. Only then may
-//!   the SMTP server answer `250` to the end of DATA (RFC 5321 §4.1.1.4, §6.1).
-//! - [`Spool::update`] rewrites the envelope (per-recipient state) the same way, into
-//!   `<id>.env`, which supersedes the envelope inside `<id>.msg`. Once it returns, a restart
-//!   never re-delivers a recipient marked [`Delivered`](super::RecipientState::Delivered).
+//! - [`Spool::accept`] returns `Ok` once the message (envelope + body) is in a segment file
+//!   that was written as a temporary file, fsynced, renamed into place, and the spool directory
+//!   fsynced. Only then may the SMTP server answer `250` to the end of DATA (RFC 5321 §4.1.1.4,
+//!   §6.1).
+//! - [`Spool::update`] writes the envelope (per-recipient state) the same way into `<id>.env`,
+//!   which supersedes the envelope in the segment. Once it returns, a restart never re-delivers
+//!   a recipient marked [`Delivered`](super::RecipientState::Delivered).
+//! - [`Spool::remove`] makes a message's end durable: its segment is unlinked if nothing else
+//!   in it is live, else a tombstone is written (see `spool_index`). Once it returns, a restart
+//!   never re-delivers the message.
 //! - **Duplicate window**: if the next hop accepted the message (`250`) and the relay crashed
-//!   before `update` returned, the recipient is still `Pending` on disk and is delivered again
-//!   after the restart. That window is the time between the peer's `250` and the end of the
-//!   envelope fsync; it cannot be closed without the peer's cooperation (RFC 1047).
-//! - [`Spool::remove`] unlinks `<id>.msg` first, then `<id>.env`, then fsyncs the directory.
-//!   A crash in between leaves an orphan `.env`, which recovery quarantines and reports.
+//!   before `update`/`remove` returned, the recipient is still `Pending` on disk and is
+//!   delivered again after the restart. That window is the time between the peer's `250` and
+//!   the end of the commit; it cannot be closed without the peer's cooperation (RFC 1047).
 //!
 //! # Group commit
-//! With [`CommitMode::Group`], operations are handed to one committer task. While it is busy
-//! with a batch, new operations queue up; the next batch takes them all (up to `max_batch`),
-//! writes and fsyncs its files in parallel (concurrent fsyncs share journal commits), and
-//! fsyncs the directory **once** for the batch. A batch holds at most one operation per
-//! message, so its operations are independent. Each caller is released when its batch is
-//! durable. [`CommitMode::PerMessage`] is the baseline: one
-//! directory fsync per operation.
+//! Operations are handed to one committer task. While it is busy with a batch, new operations
+//! queue up; the next batch takes them all (up to `max_batch`, at most one per message) and
+//! makes them durable together: **one** segment file (every accepted message and tombstone of
+//! the batch) with one fsync, the envelope overlays, the unlinks, and **one** directory fsync.
+//! Each caller is released when its batch is durable. [`CommitMode::PerMessage`] is the
+//! baseline: a batch of one, so one segment, one fsync and one directory fsync per operation.
 
-use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::envelope::{Envelope, MessageId};
 use super::error::RelayError;
 use super::recover::{self, Recovery};
-use super::spool_file::{self, ENV_EXT, MSG_EXT, Op};
+use super::spool_file::{self, Active, ENV_EXT, OutRecord, SegNo};
+use super::spool_index::{Index, Outcome, Plan, PlanRecord, Target, Unlink, Want};
 
 /// How operations are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,12 +93,71 @@ impl SpoolConfig {
     }
 }
 
+/// Tests: which commits fail.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failing {
+    Nothing,
+    Everything,
+    Removals,
+}
+
+/// One operation handed to the committer.
+#[derive(Debug)]
+enum Op {
+    Accept {
+        id: MessageId,
+        envelope: Vec<u8>,
+        body: Arc<Vec<u8>>,
+    },
+    Update {
+        id: MessageId,
+        envelope: Vec<u8>,
+    },
+    Remove {
+        id: MessageId,
+    },
+}
+
+impl Op {
+    fn id(&self) -> &MessageId {
+        match self {
+            Self::Accept { id, .. } | Self::Update { id, .. } | Self::Remove { id } => id,
+        }
+    }
+
+    fn want(&self) -> Want<'_> {
+        match self {
+            Self::Accept { id, body, .. } => Want::Accept {
+                id,
+                body_len: body.len() as u64,
+            },
+            Self::Update { id, .. } => Want::Update { id },
+            Self::Remove { id } => Want::Remove { id },
+        }
+    }
+}
+
 type Job = (Op, oneshot::Sender<Result<(), RelayError>>);
+
+/// Bodies kept in memory after `accept`, so that the first delivery attempt reads no file.
+const CACHE_BYTES: usize = 64 << 20;
+
+#[derive(Default)]
+struct BodyCache {
+    bodies: HashMap<MessageId, Arc<Vec<u8>>>,
+    bytes: usize,
+}
 
 struct Inner {
     dir: PathBuf,
     config: SpoolConfig,
-    committer: Option<mpsc::Sender<Job>>,
+    /// Tests: commits fail (a spool on a failing disk).
+    #[cfg(test)]
+    failing: Mutex<Failing>,
+    index: Arc<Mutex<Index>>,
+    cache: Arc<Mutex<BodyCache>>,
+    committer: mpsc::Sender<Job>,
 }
 
 /// A handle on the spool directory; cheap to clone and share between tasks.
@@ -112,6 +172,8 @@ struct Inner {
 /// let env = Envelope::new("a@example.org", ["b@example.net"], std::time::SystemTime::now());
 /// let env = spool.accept(env, b"Subject: hi\r\n\r\nhello\r\n".to_vec()).await?;
 /// assert_eq!(spool.read_body(&env.id).await?, b"Subject: hi\r\n\r\nhello\r\n");
+/// spool.remove(&env.id).await?;
+/// assert_eq!(spool.segment_of(&env.id), None);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -139,21 +201,31 @@ impl Spool {
             .await
             .map_err(|e| RelayError::io("canonicalize", dir, &e))?;
         let d = dir.clone();
-        let recovery = tokio::task::spawn_blocking(move || recover::recover(&d))
+        let (recovery, index) = tokio::task::spawn_blocking(move || recover::recover(&d))
             .await
             .map_err(|_| RelayError::CommitterStopped)??;
-        let committer = match config.commit {
-            CommitMode::Group { max_batch } => {
-                let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
-                tokio::spawn(committer(dir.clone(), rx, max_batch.max(1)));
-                Some(tx)
-            }
-            CommitMode::PerMessage => None,
+        let max_batch = match config.commit {
+            CommitMode::Group { max_batch } => max_batch.max(1),
+            CommitMode::PerMessage => 1,
         };
+        let index = Arc::new(Mutex::new(index));
+        let cache = Arc::new(Mutex::new(BodyCache::default()));
+        let (tx, rx) = mpsc::channel(max_batch * 4);
+        let committer = Committer {
+            dir: dir.clone(),
+            index: index.clone(),
+            cache: cache.clone(),
+            max_batch,
+        };
+        tokio::spawn(committer.run(rx));
         let inner = Inner {
             dir,
             config,
-            committer,
+            #[cfg(test)]
+            failing: Mutex::new(Failing::Nothing),
+            index,
+            cache,
+            committer: tx,
         };
         Ok((
             Self {
@@ -169,8 +241,27 @@ impl Spool {
         &self.inner.dir
     }
 
+    /// The segment file that holds a spooled message, if it is in the spool.
+    #[must_use]
+    pub fn segment_of(&self, id: &MessageId) -> Option<PathBuf> {
+        let loc = lock(&self.inner.index).locate(id)?;
+        Some(self.segment_path(loc.seg))
+    }
+
+    /// Messages in the spool.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        lock(&self.inner.index).len()
+    }
+
+    /// Whether the spool holds no message.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Stores a new message durably; returns its envelope (with `body_len` set) once the
-    /// message file and the directory entry are fsynced.
+    /// segment holding it and the directory entry are fsynced.
     pub async fn accept(
         &self,
         mut envelope: Envelope,
@@ -187,10 +278,10 @@ impl Spool {
         )?;
         limit("body bytes", body.len() as u64, cfg.max_body)?;
         envelope.body_len = body.len() as u64;
-        let op = Op::Write {
-            path: self.path(&envelope.id, MSG_EXT),
+        let op = Op::Accept {
+            id: envelope.id.clone(),
             envelope: encode(&envelope)?,
-            body,
+            body: Arc::new(body),
         };
         self.commit(op).await?;
         Ok(envelope)
@@ -198,57 +289,70 @@ impl Spool {
 
     /// Durably replaces the envelope of a spooled message (per-recipient delivery state).
     pub async fn update(&self, envelope: &Envelope) -> Result<(), RelayError> {
-        let msg = self.path(&envelope.id, MSG_EXT);
-        if !tokio::fs::try_exists(&msg).await.unwrap_or(false) {
-            return Err(RelayError::UnknownMessage {
-                id: envelope.id.to_string(),
-            });
-        }
-        let op = Op::Write {
-            path: self.path(&envelope.id, ENV_EXT),
+        let op = Op::Update {
+            id: envelope.id.clone(),
             envelope: encode(envelope)?,
-            body: Vec::new(),
         };
         self.commit(op).await
     }
 
-    /// Durably removes a message (all recipients final, DSN if any already queued).
+    /// Durably removes a message (all recipients final, DSN if any already queued). Removing a
+    /// message that is not in the spool is not an error.
     pub async fn remove(&self, id: &MessageId) -> Result<(), RelayError> {
-        let paths = vec![self.path(id, MSG_EXT), self.path(id, ENV_EXT)];
-        self.commit(Op::Remove { paths }).await
+        self.commit(Op::Remove { id: id.clone() }).await
     }
 
     /// Reads a spooled message's body.
     pub async fn read_body(&self, id: &MessageId) -> Result<Vec<u8>, RelayError> {
-        let path = self.path(id, MSG_EXT);
-        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return Err(RelayError::UnknownMessage { id: id.to_string() });
+        if let Some(body) = lock(&self.inner.cache).bodies.get(id) {
+            return Ok(body.as_ref().clone());
         }
-        tokio::task::spawn_blocking(move || spool_file::read_body(&path))
-            .await
-            .map_err(|_| RelayError::CommitterStopped)?
+        let loc = lock(&self.inner.index)
+            .locate(id)
+            .ok_or_else(|| RelayError::UnknownMessage { id: id.to_string() })?;
+        let path = self.segment_path(loc.seg);
+        tokio::task::spawn_blocking(move || {
+            spool_file::read_at(&path, loc.body_offset, loc.body_len)
+        })
+        .await
+        .map_err(|_| RelayError::CommitterStopped)?
     }
 
-    fn path(&self, id: &MessageId, ext: &str) -> PathBuf {
-        self.inner.dir.join(format!("{id}.{ext}"))
+    fn segment_path(&self, no: SegNo) -> PathBuf {
+        self.inner.dir.join(spool_file::segment_name(no))
+    }
+
+    /// Tests: makes commits fail (or succeed again), like a failing disk.
+    #[cfg(test)]
+    pub(crate) fn set_failing(&self, failing: Failing) {
+        *lock(&self.inner.failing) = failing;
     }
 
     async fn commit(&self, op: Op) -> Result<(), RelayError> {
-        if let Some(tx) = &self.inner.committer {
-            let (done, wait) = oneshot::channel();
-            tx.send((op, done))
-                .await
-                .map_err(|_| RelayError::CommitterStopped)?;
-            wait.await.map_err(|_| RelayError::CommitterStopped)?
-        } else {
-            let dir = self.inner.dir.clone();
-            let mut results =
-                tokio::task::spawn_blocking(move || spool_file::run_batch(&dir, vec![op]))
-                    .await
-                    .map_err(|_| RelayError::CommitterStopped)?;
-            results.pop().unwrap_or(Err(RelayError::CommitterStopped))
+        #[cfg(test)]
+        if match *lock(&self.inner.failing) {
+            Failing::Nothing => false,
+            Failing::Everything => true,
+            Failing::Removals => matches!(op, Op::Remove { .. }),
+        } {
+            return Err(RelayError::io(
+                "write",
+                self.dir(),
+                &std::io::Error::from(std::io::ErrorKind::StorageFull),
+            ));
         }
+        let (done, wait) = oneshot::channel();
+        self.inner
+            .committer
+            .send((op, done))
+            .await
+            .map_err(|_| RelayError::CommitterStopped)?;
+        wait.await.map_err(|_| RelayError::CommitterStopped)?
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn limit(what: &'static str, actual: u64, limit: u64) -> Result<(), RelayError> {
@@ -269,49 +373,210 @@ fn encode(envelope: &Envelope) -> Result<Vec<u8>, RelayError> {
     })
 }
 
-/// The group-commit loop: take every queued operation (up to `max_batch`, at most one per
-/// message so a batch's operations are independent), run them with a single directory fsync,
-/// release their waiters; repeat until every handle is dropped.
-async fn committer(dir: PathBuf, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
-    let mut carry: Option<Job> = None;
-    loop {
-        let first = match carry.take() {
-            Some(job) => job,
-            None => match rx.recv().await {
-                Some(job) => job,
-                None => return,
-            },
-        };
-        let mut seen: HashSet<OsString> =
-            first.0.message().map(OsStr::to_owned).into_iter().collect();
-        let mut jobs = vec![first];
-        // Let tasks that are already running hand in their operations before the batch closes
-        // (a few microseconds; without it a burst is split into a batch of one and the rest).
-        tokio::task::yield_now().await;
-        while jobs.len() < max_batch {
-            let Ok(job) = rx.try_recv() else { break };
-            match job.0.message() {
-                Some(m) if !seen.insert(m.to_owned()) => {
-                    carry = Some(job);
-                    break;
+/// Largest total of message bytes one batch takes (a batch always takes at least one job).
+const MAX_BATCH_BYTES: u64 = 32 << 20;
+
+/// The group-commit loop.
+struct Committer {
+    dir: PathBuf,
+    index: Arc<Mutex<Index>>,
+    cache: Arc<Mutex<BodyCache>>,
+    max_batch: usize,
+}
+
+impl Committer {
+    /// Takes every queued operation (up to `max_batch`, at most one per message, so a batch's
+    /// operations are independent), makes them durable together, releases their waiters;
+    /// between batches, runs the unlinks left for later. Ends when every handle is dropped.
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut carry: Option<Job> = None;
+        let mut active: Option<Active> = None;
+        loop {
+            let maintenance = lock(&self.index).has_deferred();
+            let first = match carry.take() {
+                Some(job) => Some(job),
+                None if maintenance => rx.try_recv().ok(),
+                None => match rx.recv().await {
+                    Some(job) => Some(job),
+                    None => return,
+                },
+            };
+            let mut jobs: Vec<Job> = first.into_iter().collect();
+            if !jobs.is_empty() {
+                // Let tasks that are already running hand in their operations before the batch
+                // closes (without it a burst is split into a batch of one and the rest).
+                tokio::task::yield_now().await;
+                let mut seen: HashSet<MessageId> = jobs.iter().map(|j| j.0.id().clone()).collect();
+                let mut bytes = 0u64;
+                while jobs.len() < self.max_batch && bytes < MAX_BATCH_BYTES {
+                    let Ok(job) = rx.try_recv() else { break };
+                    if !seen.insert(job.0.id().clone()) {
+                        carry = Some(job);
+                        break;
+                    }
+                    if let Op::Accept { body, .. } = &job.0 {
+                        bytes += body.len() as u64;
+                    }
+                    jobs.push(job);
                 }
-                _ => jobs.push(job),
             }
-        }
-        let (ops, waiters): (Vec<Op>, Vec<_>) = jobs.into_iter().unzip();
-        let d = dir.clone();
-        let results = tokio::task::spawn_blocking(move || spool_file::run_batch(&d, ops)).await;
-        match results {
-            Ok(results) => {
-                for (w, r) in waiters.into_iter().zip(results) {
-                    let _ = w.send(r);
-                }
-            }
-            Err(_) => {
+            let (ops, waiters): (Vec<Op>, Vec<_>) = jobs.into_iter().unzip();
+            let plan = {
+                let wants: Vec<Want<'_>> = ops.iter().map(Op::want).collect();
+                lock(&self.index).plan(&wants)
+            };
+            let dir = self.dir.clone();
+            let done = if plan.is_empty() {
+                let outcome = Outcome {
+                    segment: Ok((Vec::new(), 0)),
+                    overlays: Vec::new(),
+                    unlinks: Vec::new(),
+                    dir: Ok(()),
+                };
+                Ok((ops, plan, outcome, active.take()))
+            } else {
+                let mut held = active.take();
+                tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let outcome = execute(&dir, &ops, &plan, &mut held);
+                    tracing::debug!(
+                        ops = ops.len(),
+                        records = plan.segment.as_ref().map_or(0, |(_, r)| r.len()),
+                        unlinks = plan.unlinks.len(),
+                        micros = started.elapsed().as_micros(),
+                        "spool batch committed"
+                    );
+                    (ops, plan, outcome, held)
+                })
+                .await
+            };
+            let Ok((ops, plan, outcome, held)) = done else {
                 for w in waiters {
                     let _ = w.send(Err(RelayError::CommitterStopped));
                 }
+                continue;
+            };
+            active = held;
+            let results = {
+                let wants: Vec<Want<'_>> = ops.iter().map(Op::want).collect();
+                lock(&self.index).apply(&wants, plan, outcome)
+            };
+            self.cache_update(ops, &results);
+            for (w, r) in waiters.into_iter().zip(results) {
+                let _ = w.send(r);
             }
+        }
+    }
+
+    /// Keeps the bodies of accepted messages (within [`CACHE_BYTES`]) and forgets removed ones.
+    fn cache_update(&self, ops: Vec<Op>, results: &[Result<(), RelayError>]) {
+        let mut cache = lock(&self.cache);
+        for (op, r) in ops.into_iter().zip(results) {
+            match op {
+                Op::Accept { id, body, .. }
+                    if r.is_ok() && cache.bytes + body.len() <= CACHE_BYTES =>
+                {
+                    cache.bytes += body.len();
+                    cache.bodies.insert(id, body);
+                }
+                Op::Remove { id } if r.is_ok() => {
+                    if let Some(body) = cache.bodies.remove(&id) {
+                        cache.bytes -= body.len();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The blocking I/O of a batch: the records (appended to the active segment, or a new one),
+/// the overlays, the unlinks, and a directory fsync if there were overlays or unlinks.
+fn execute(dir: &Path, ops: &[Op], plan: &Plan, active: &mut Option<Active>) -> Outcome {
+    let segment = match &plan.segment {
+        None => Ok((Vec::new(), 0)),
+        Some((target, records)) => {
+            // The index plans message records for accepts only.
+            let out: Vec<OutRecord<'_>> = records
+                .iter()
+                .filter_map(|r| match r {
+                    PlanRecord::Msg { op } => match &ops[*op] {
+                        Op::Accept { id, envelope, body } => {
+                            Some(OutRecord::Msg { id, envelope, body })
+                        }
+                        Op::Update { .. } | Op::Remove { .. } => None,
+                    },
+                    PlanRecord::Done { seg, id } => Some(OutRecord::Done { seg: *seg, id }),
+                })
+                .collect();
+            write_records(dir, *target, &out, active)
+        }
+    };
+    let overlays: Vec<_> = plan
+        .overlays
+        .iter()
+        .map(|&i| match &ops[i] {
+            Op::Update { id, envelope } => {
+                spool_file::write_overlay(&dir.join(format!("{id}.{ENV_EXT}")), envelope)
+            }
+            other => Err(RelayError::UnknownMessage {
+                id: other.id().to_string(),
+            }),
+        })
+        .collect();
+    let unlinks: Vec<_> = plan
+        .unlinks
+        .iter()
+        .map(|u| {
+            spool_file::unlink(&dir.join(match u {
+                Unlink::Overlay(id) => format!("{id}.{ENV_EXT}"),
+                Unlink::Segment(no) => spool_file::segment_name(*no),
+            }))
+        })
+        .collect();
+    let dir = if overlays.is_empty() && unlinks.is_empty() {
+        Ok(())
+    } else {
+        spool_file::fsync_dir(dir)
+    };
+    Outcome {
+        segment,
+        overlays,
+        unlinks,
+        dir,
+    }
+}
+
+/// Appends `records` to the active segment or creates the planned new one; a failed append
+/// leaves no active segment (the index then plans a new one).
+fn write_records(
+    dir: &Path,
+    target: Target,
+    records: &[OutRecord<'_>],
+    active: &mut Option<Active>,
+) -> Result<(Vec<u64>, u64), RelayError> {
+    match (target, active.as_mut()) {
+        (Target::Append(no), Some(a)) if a.no == no => {
+            let r = spool_file::append_batch(dir, a, records).map(|o| (o, a.len()));
+            if r.is_err() {
+                *active = None;
+            }
+            r
+        }
+        (Target::Create(no), _) => {
+            *active = None;
+            let (a, offsets) = spool_file::create_segment(dir, no, records)?;
+            let len = a.len();
+            *active = Some(a);
+            Ok((offsets, len))
+        }
+        (Target::Append(no), _) => {
+            *active = None;
+            Err(RelayError::io(
+                "append",
+                dir.join(spool_file::segment_name(no)),
+                &std::io::Error::from(std::io::ErrorKind::NotFound),
+            ))
         }
     }
 }

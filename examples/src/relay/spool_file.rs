@@ -1,154 +1,458 @@
 //! On-disk layout of the spool, and the blocking file operations behind it.
 //!
-//! A message is one file `<id>.msg`:
+//! # Segments
+//! Messages are stored in **segment files** `<seq>.seg` (`seq`: 16 lower-case hex digits). The
+//! newest segment is an append-only log: each group-commit batch appends its records and a
+//! commit line, then one `fdatasync` makes the whole batch durable. A segment is closed (a new
+//! one started) past [`ROTATE_BYTES`] or after a restart, and unlinked once nothing in it is
+//! needed any more (see `spool_index`).
 //!
 //! ```text
-//! SPOOL1 <envelope-len> <body-len>\n
-//! <envelope JSON, envelope-len bytes>\n
-//! <body, body-len bytes>
+//! SPOOLSEG1\n
+//! M <id> <envelope-len> <body-len> <crc32>\n<envelope JSON><body>     a message
+//! D <seq> <id> <crc32>\n                                              a tombstone
+//! C <records>\n                                                      end of a batch
 //! ```
 //!
-//! Later envelope states (per-recipient delivery state) are written to `<id>.env` in the same
-//! format with a body length of 0; when present it supersedes the envelope inside `<id>.msg`.
+//! A tombstone says "the message `<id>` stored in segment `<seq>` is finished": recovery skips
+//! that record. `crc32` (8 lower-case hex digits) covers the envelope and body of a message, and
+//! the text `<seq> <id>` of a tombstone, so a damaged record is never taken for another one. A
+//! commit line counts the records of its batch; only records followed by their commit line
+//! count. A segment ends right after a commit line: anything else at its end is a batch cut
+//! short by a crash (never acknowledged) in the newest segment, and damage in any other.
+//!
+//! # Envelope overlays
+//! Later envelope states (per-recipient delivery state) are written to `<id>.env`:
+//! `SPOOL1 <envelope-len> 0\n<envelope JSON>\n`; when present it supersedes the envelope in the
+//! message's segment record.
+//!
 //! Every file is written as `<name>.tmp`, fsynced, renamed over `<name>`, and the directory is
 //! fsynced: a file is either absent or complete.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::envelope::Envelope;
+use super::envelope::{Envelope, MessageId};
 use super::error::{RelayError, SpoolDefect};
 
-/// The magic first word of every spool file.
+/// The magic first word of an envelope overlay.
 const MAGIC: &str = "SPOOL1";
+/// The magic first line of a segment.
+pub(crate) const SEGMENT_MAGIC: &[u8] = b"SPOOLSEG1\n";
+/// A segment past this size is closed and a new one started.
+pub(crate) const ROTATE_BYTES: u64 = 16 << 20;
 /// Longest header line accepted.
-const MAX_HEADER: usize = 64;
+const MAX_HEADER: usize = 128;
 /// Largest envelope accepted when reading (a spool file with more is corrupt).
 pub(crate) const MAX_ENVELOPE_BYTES: u64 = 4 << 20;
 
-/// File name suffix of a message file.
-pub(crate) const MSG_EXT: &str = "msg";
+/// File name suffix of a segment.
+pub(crate) const SEG_EXT: &str = "seg";
 /// File name suffix of an envelope overlay.
 pub(crate) const ENV_EXT: &str = "env";
 /// File name suffix of an unfinished write.
 pub(crate) const TMP_EXT: &str = "tmp";
 
-/// One durable operation of a commit batch.
+/// A segment's sequence number.
+pub(crate) type SegNo = u64;
+
+/// The file name of segment `no`.
+pub(crate) fn segment_name(no: SegNo) -> String {
+    format!("{no:016x}.{SEG_EXT}")
+}
+
+/// The segment number of a file name, if it is one.
+pub(crate) fn parse_segment_name(name: &str) -> Option<SegNo> {
+    let stem = name.strip_suffix(".seg")?;
+    (stem.len() == 16).then(|| hex(stem, 16)).flatten()
+}
+
+/// One record to write into a new segment.
 #[derive(Debug)]
-pub(crate) enum Op {
-    /// Write `path` atomically: header + envelope + body.
-    Write {
-        path: PathBuf,
-        envelope: Vec<u8>,
-        body: Vec<u8>,
+pub(crate) enum OutRecord<'a> {
+    /// A message: its id, encoded envelope and body.
+    Msg {
+        id: &'a MessageId,
+        envelope: &'a [u8],
+        body: &'a [u8],
     },
-    /// Remove these files in order (missing ones are fine).
-    Remove { paths: Vec<PathBuf> },
+    /// A tombstone for the message `id` stored in segment `seg`.
+    Done { seg: SegNo, id: &'a MessageId },
 }
 
-/// The header line for an envelope and body of these lengths.
-fn header(env_len: usize, body_len: usize) -> String {
-    format!("{MAGIC} {env_len} {body_len}\n")
+/// One record read back from a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InRecord {
+    /// A message, with where its body starts in the file.
+    Msg {
+        envelope: Box<Envelope>,
+        body_offset: u64,
+        body_len: u64,
+    },
+    /// A tombstone.
+    Done { seg: SegNo, id: MessageId },
 }
 
-/// Most threads used to write and fsync the files of one batch.
-const MAX_WRITERS: usize = 64;
-
-impl Op {
-    /// The message this operation is about (the file stem of its first path); the committer
-    /// never puts two operations on the same message into one batch.
-    pub(crate) fn message(&self) -> Option<&std::ffi::OsStr> {
-        match self {
-            Self::Write { path, .. } => path.file_stem(),
-            Self::Remove { paths } => paths.first().and_then(|p| p.file_stem()),
-        }
-    }
+/// What a segment scan found.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Every record of a committed batch, up to the first defect.
+    pub(crate) records: Vec<InRecord>,
+    /// Where the last committed batch ends (the file's valid length).
+    pub(crate) committed_len: u64,
+    /// The first defect, if any: a batch without its commit line (cut short) or damage.
+    /// Nothing after it is returned.
+    pub(crate) defect: Option<SpoolDefect>,
 }
 
-/// Runs a batch of independent operations (distinct messages), then fsyncs the directory once
-/// (group commit). The files are written and fsynced by up to [`MAX_WRITERS`] threads at once:
-/// concurrent fsyncs share journal commits, sequential ones each wait for their own.
-/// Returns one result per operation, in order; a failed directory fsync fails every operation.
-pub(crate) fn run_batch(dir: &Path, ops: Vec<Op>) -> Vec<Result<(), RelayError>> {
-    let mut results: Vec<Result<(), RelayError>> = if ops.len() <= 1 {
-        ops.into_iter().map(run_op).collect()
-    } else {
-        let per_thread = ops.len().div_ceil(MAX_WRITERS);
-        let mut chunks: Vec<Vec<Op>> = Vec::new();
-        let mut ops = ops.into_iter().peekable();
-        while ops.peek().is_some() {
-            chunks.push(ops.by_ref().take(per_thread).collect());
-        }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|chunk| {
-                    let n = chunk.len();
-                    (
-                        n,
-                        scope.spawn(move || chunk.into_iter().map(run_op).collect::<Vec<_>>()),
-                    )
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|(n, h)| {
-                    h.join().unwrap_or_else(|_| {
-                        (0..n).map(|_| Err(RelayError::CommitterStopped)).collect()
-                    })
-                })
-                .collect()
-        })
-    };
-    if let Err(e) = fsync_dir(dir) {
-        for r in &mut results {
-            if r.is_ok() {
-                *r = Err(e.clone());
+fn tomb_text(seg: SegNo, id: &MessageId) -> String {
+    format!("{seg:x} {id}")
+}
+
+/// Appends one batch (`records` and its commit line) to a segment whose current length is
+/// `at`; returns the body offset of each message record, in order, and the new length.
+pub(crate) fn encode_batch(
+    w: &mut impl Write,
+    mut at: u64,
+    records: &[OutRecord<'_>],
+) -> std::io::Result<(Vec<u64>, u64)> {
+    let mut offsets = Vec::new();
+    for r in records {
+        let head = match r {
+            OutRecord::Msg { id, envelope, body } => {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(envelope);
+                crc.update(body);
+                format!(
+                    "M {id} {} {} {:08x}\n",
+                    envelope.len(),
+                    body.len(),
+                    crc.finalize()
+                )
             }
+            OutRecord::Done { seg, id } => {
+                let text = tomb_text(*seg, id);
+                format!("D {text} {:08x}\n", crc32fast::hash(text.as_bytes()))
+            }
+        };
+        w.write_all(head.as_bytes())?;
+        at += head.len() as u64;
+        if let OutRecord::Msg { envelope, body, .. } = r {
+            w.write_all(envelope)?;
+            at += envelope.len() as u64;
+            offsets.push(at);
+            w.write_all(body)?;
+            at += body.len() as u64;
         }
     }
-    results
+    let commit = format!("C {}\n", records.len());
+    w.write_all(commit.as_bytes())?;
+    Ok((offsets, at + commit.len() as u64))
 }
 
-fn run_op(op: Op) -> Result<(), RelayError> {
-    match op {
-        Op::Write {
-            path,
-            envelope,
-            body,
-        } => write_atomic(&path, &envelope, &body),
-        Op::Remove { paths } => {
-            for p in paths {
-                match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(RelayError::io("remove", p, &e)),
+/// Reads a segment, checking every record (the bodies are streamed through the checksum, not
+/// kept). Stops at the first defect.
+pub(crate) fn scan_segment(r: &mut impl BufRead) -> Scan {
+    let mut scan = Scan::default();
+    let mut batch: Vec<InRecord> = Vec::new();
+    let mut at: u64 = 0;
+    let mut magic = [0u8; SEGMENT_MAGIC.len()];
+    if read_full(r, &mut magic) != magic.len() || magic != SEGMENT_MAGIC {
+        scan.defect = Some(SpoolDefect::BadMagic);
+        return scan;
+    }
+    at += magic.len() as u64;
+    scan.committed_len = at;
+    loop {
+        let line = match read_line(r) {
+            Ok(Some(line)) => line,
+            Ok(None) if batch.is_empty() => return scan, // clean end after a commit line
+            Ok(None) => {
+                scan.defect = Some(SpoolDefect::Truncated { offset: at });
+                return scan;
+            }
+            Err(()) => {
+                scan.defect = Some(SpoolDefect::BadRecord { offset: at });
+                return scan;
+            }
+        };
+        let line_len = line.len() as u64 + 1;
+        let words: Vec<&str> = line.split(' ').collect();
+        match words.as_slice() {
+            ["C", n] if !batch.is_empty() && *n == batch.len().to_string() => {
+                at += line_len;
+                scan.records.append(&mut batch);
+                scan.committed_len = at;
+            }
+            ["D", seg, id, crc] => {
+                let (Some(seg), Some(id)) = (hex(seg, 16), MessageId::parse(id)) else {
+                    scan.defect = Some(SpoolDefect::BadRecord { offset: at });
+                    return scan;
+                };
+                if crc_of(crc) != Some(crc32fast::hash(tomb_text(seg, &id).as_bytes())) {
+                    scan.defect = Some(SpoolDefect::Checksum { offset: at });
+                    return scan;
+                }
+                batch.push(InRecord::Done { seg, id });
+                at += line_len;
+            }
+            ["M", id, env_len, body_len, crc] => {
+                match read_msg(r, (at, at + line_len), id, env_len, body_len, crc) {
+                    Ok((record, next)) => {
+                        batch.push(record);
+                        at = next;
+                    }
+                    Err(defect) => {
+                        scan.defect = Some(defect);
+                        return scan;
+                    }
                 }
             }
-            Ok(())
+            _ => {
+                scan.defect = Some(SpoolDefect::BadRecord { offset: at });
+                return scan;
+            }
         }
     }
 }
 
-/// Writes `<path>.tmp`, fsyncs it and renames it over `path` (the directory is fsynced by the
-/// caller).
-fn write_atomic(path: &Path, envelope: &[u8], body: &[u8]) -> Result<(), RelayError> {
-    let tmp = path.with_extension(format!(
-        "{}.{TMP_EXT}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let mut f = File::create(&tmp).map_err(|e| RelayError::io("create", &tmp, &e))?;
-    let head = header(envelope.len(), body.len());
-    f.write_all(head.as_bytes())
-        .and_then(|()| f.write_all(envelope))
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.write_all(body))
+/// Reads the envelope and body of an `M` record that starts at `header_at` and whose header
+/// line ends at `start`; returns the record and the offset after it.
+fn read_msg(
+    r: &mut impl BufRead,
+    (header_at, start): (u64, u64),
+    id: &str,
+    env_len: &str,
+    body_len: &str,
+    crc: &str,
+) -> Result<(InRecord, u64), SpoolDefect> {
+    let (Some(id), Ok(env_len), Ok(body_len), Some(want)) = (
+        MessageId::parse(id),
+        env_len.parse::<u64>(),
+        body_len.parse::<u64>(),
+        crc_of(crc),
+    ) else {
+        return Err(SpoolDefect::BadRecord { offset: header_at });
+    };
+    if env_len > MAX_ENVELOPE_BYTES {
+        return Err(SpoolDefect::TooLarge { size: env_len });
+    }
+    let mut json = vec![0u8; usize::try_from(env_len).unwrap_or(usize::MAX)];
+    if read_full(r, &mut json) != json.len() {
+        return Err(SpoolDefect::Truncated { offset: start });
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&json);
+    let mut left = body_len;
+    while left > 0 {
+        let buf = match r.fill_buf() {
+            Ok([]) | Err(_) => {
+                return Err(SpoolDefect::Truncated {
+                    offset: start + env_len + (body_len - left),
+                });
+            }
+            Ok(buf) => buf,
+        };
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        crc.update(&buf[..n]);
+        r.consume(n);
+        left -= n as u64;
+    }
+    if crc.finalize() != want {
+        return Err(SpoolDefect::Checksum { offset: header_at });
+    }
+    let envelope: Envelope = serde_json::from_slice(&json).map_err(|e| SpoolDefect::Envelope {
+        line: e.line(),
+        column: e.column(),
+    })?;
+    if envelope.id != id {
+        return Err(SpoolDefect::IdMismatch {
+            found: envelope.id.to_string(),
+        });
+    }
+    let record = InRecord::Msg {
+        envelope: Box::new(envelope),
+        body_offset: start + env_len,
+        body_len,
+    };
+    Ok((record, start + env_len + body_len))
+}
+
+/// Lower-case hex digits only (a flipped case bit is damage, not another spelling).
+fn hex(text: &str, max_digits: usize) -> Option<u64> {
+    let ok = !text.is_empty()
+        && text.len() <= max_digits
+        && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    ok.then(|| u64::from_str_radix(text, 16).ok()).flatten()
+}
+
+fn crc_of(text: &str) -> Option<u32> {
+    (text.len() == 8)
+        .then(|| hex(text, 8))
+        .flatten()
+        .and_then(|v| u32::try_from(v).ok())
+}
+
+/// Reads up to `buf.len()` bytes; returns how many were read (short only at end of file or on
+/// an error).
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    got
+}
+
+/// One header line without its `\n`: `Ok(None)` at a clean end of file, `Err` for an overlong
+/// or non-UTF-8 line or one cut off by the end of the file.
+fn read_line(r: &mut impl BufRead) -> Result<Option<String>, ()> {
+    let mut line = Vec::with_capacity(64);
+    r.take(MAX_HEADER as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .map_err(|_| ())?;
+    if line.is_empty() {
+        return Ok(None);
+    }
+    if line.pop() != Some(b'\n') {
+        return Err(());
+    }
+    String::from_utf8(line).map(Some).map_err(|_| ())
+}
+
+/// The newest segment, open for appending.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub(crate) no: SegNo,
+    file: File,
+    len: u64,
+}
+
+impl Active {
+    /// The segment's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// Creates segment `no` holding its first batch: written, fsynced, and the directory fsynced.
+/// Returns the open segment and the body offsets. (A crash before this returns leaves a cut
+/// batch in the newest segment, which recovery treats as never acknowledged.)
+pub(crate) fn create_segment(
+    dir: &Path,
+    no: SegNo,
+    records: &[OutRecord<'_>],
+) -> Result<(Active, Vec<u64>), RelayError> {
+    let path = dir.join(segment_name(no));
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| RelayError::io("create", &path, &e))?;
+    let mut w = BufWriter::with_capacity(256 << 10, &file);
+    let written = w
+        .write_all(SEGMENT_MAGIC)
+        .and_then(|()| encode_batch(&mut w, SEGMENT_MAGIC.len() as u64, records))
+        .and_then(|r| w.flush().map(|()| r));
+    drop(w);
+    let (offsets, len) = written.map_err(|e| RelayError::io("write", &path, &e))?;
+    file.sync_all()
+        .map_err(|e| RelayError::io("fsync", &path, &e))?;
+    fsync_dir(dir)?;
+    Ok((Active { no, file, len }, offsets))
+}
+
+/// Appends a batch to the newest segment and `fdatasync`s it: one device flush per batch.
+/// On failure the segment is cut back to its previous length (best effort); the caller must
+/// start a new segment rather than append to this one again.
+pub(crate) fn append_batch(
+    dir: &Path,
+    active: &mut Active,
+    records: &[OutRecord<'_>],
+) -> Result<Vec<u64>, RelayError> {
+    let path = dir.join(segment_name(active.no));
+    let mut w = BufWriter::with_capacity(256 << 10, &active.file);
+    let written = encode_batch(&mut w, active.len, records).and_then(|r| w.flush().map(|()| r));
+    drop(w);
+    let done = written
+        .map_err(|e| RelayError::io("write", &path, &e))
+        .and_then(|(offsets, len)| {
+            active
+                .file
+                .sync_data()
+                .map_err(|e| RelayError::io("fdatasync", &path, &e))
+                .map(|()| (offsets, len))
+        });
+    match done {
+        Ok((offsets, len)) => {
+            active.len = len;
+            Ok(offsets)
+        }
+        Err(e) => {
+            let _ = active
+                .file
+                .set_len(active.len)
+                .and_then(|()| active.file.sync_data());
+            Err(e)
+        }
+    }
+}
+
+/// Cuts a segment back to `len` (a batch cut short by a crash) and fsyncs it.
+pub(crate) fn truncate(path: &Path, len: u64) -> Result<(), RelayError> {
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len).and_then(|()| f.sync_all()))
+        .map_err(|e| RelayError::io("truncate", path, &e))
+}
+
+/// Writes `path` atomically (temporary file, fsync, rename); the caller fsyncs the directory.
+/// `fill` writes the content.
+pub(crate) fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<&File>) -> std::io::Result<()>,
+) -> Result<(), RelayError> {
+    let tmp = tmp_path(path);
+    let f = File::create(&tmp).map_err(|e| RelayError::io("create", &tmp, &e))?;
+    let mut w = BufWriter::with_capacity(256 << 10, &f);
+    fill(&mut w)
+        .and_then(|()| w.flush())
         .map_err(|e| RelayError::io("write", &tmp, &e))?;
+    drop(w);
     f.sync_all()
         .map_err(|e| RelayError::io("fsync", &tmp, &e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| RelayError::io("rename", &tmp, &e))
+}
+
+/// `<path>.tmp`.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(TMP_EXT);
+    path.with_file_name(name)
+}
+
+/// Writes an envelope overlay `<id>.env` atomically.
+pub(crate) fn write_overlay(path: &Path, envelope: &[u8]) -> Result<(), RelayError> {
+    write_atomic(path, |w| {
+        w.write_all(format!("{MAGIC} {} 0\n", envelope.len()).as_bytes())?;
+        w.write_all(envelope)?;
+        w.write_all(b"\n")
+    })
+}
+
+/// Removes a file; a missing one is fine.
+pub(crate) fn unlink(path: &Path) -> Result<(), RelayError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RelayError::io("remove", path, &e)),
+    }
 }
 
 /// Fsyncs a directory so that renames and unlinks in it are durable.
@@ -158,98 +462,65 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), RelayError> {
         .map_err(|e| RelayError::io("fsync-dir", dir, &e))
 }
 
-/// A parsed spool file: its envelope and where the body starts.
-#[derive(Debug)]
-pub(crate) struct Parsed {
-    pub(crate) envelope: Envelope,
-    pub(crate) body_offset: u64,
-    pub(crate) body_len: u64,
+/// Reads `len` bytes at `offset` of `path` (a message body in a segment).
+pub(crate) fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, RelayError> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(path).map_err(|e| RelayError::io("open", path, &e))?;
+    let mut body = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    f.read_exact_at(&mut body, offset)
+        .map_err(|e| RelayError::io("read", path, &e))?;
+    Ok(body)
 }
 
-/// Reads and checks the header and envelope of a spool file (the body is not read, only its
-/// length checked against the file size).
-pub(crate) fn read_envelope(path: &Path) -> Result<Parsed, RelayError> {
+/// Reads and checks an envelope overlay file.
+pub(crate) fn read_overlay(path: &Path) -> Result<Envelope, RelayError> {
     let corrupt = |defect| RelayError::Corrupt {
         path: path.to_owned(),
         defect,
     };
-    let mut f = File::open(path).map_err(|e| RelayError::io("open", path, &e))?;
-    let size = f
-        .metadata()
-        .map_err(|e| RelayError::io("stat", path, &e))?
-        .len();
-    let mut head = [0u8; MAX_HEADER];
-    let mut got = 0;
-    while got < MAX_HEADER {
-        let n = f
-            .read(&mut head[got..])
-            .map_err(|e| RelayError::io("read", path, &e))?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    let head = &head[..got];
-    if !head.starts_with(MAGIC.as_bytes()) {
-        return Err(corrupt(SpoolDefect::BadMagic));
-    }
-    let nl = head
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or_else(|| corrupt(SpoolDefect::BadHeader))?;
-    let line = std::str::from_utf8(&head[..nl]).map_err(|_| corrupt(SpoolDefect::BadHeader))?;
-    let mut words = line.split(' ');
-    let (Some(MAGIC), Some(e), Some(b), None) =
-        (words.next(), words.next(), words.next(), words.next())
-    else {
-        return Err(corrupt(SpoolDefect::BadHeader));
-    };
-    let (Ok(env_len), Ok(body_len)) = (e.parse::<u64>(), b.parse::<u64>()) else {
-        return Err(corrupt(SpoolDefect::BadHeader));
-    };
-    if env_len > MAX_ENVELOPE_BYTES {
-        return Err(corrupt(SpoolDefect::TooLarge { size }));
-    }
-    let body_offset = nl as u64 + 1 + env_len + 1;
-    let expected = body_offset.saturating_add(body_len);
-    if size != expected {
-        return Err(corrupt(SpoolDefect::LengthMismatch {
-            expected,
-            actual: size,
+    let bytes = fs::read(path).map_err(|e| RelayError::io("read", path, &e))?;
+    if bytes.len() as u64 > MAX_ENVELOPE_BYTES + MAX_HEADER as u64 {
+        return Err(corrupt(SpoolDefect::TooLarge {
+            size: bytes.len() as u64,
         }));
     }
-    // Re-read the envelope from its offset (the header buffer may hold part of it).
-    let mut json = vec![0u8; env_len as usize + 1];
-    let start = nl + 1;
-    let have = (head.len() - start).min(json.len());
-    json[..have].copy_from_slice(&head[start..start + have]);
-    f.read_exact(&mut json[have..])
-        .map_err(|e| RelayError::io("read", path, &e))?;
-    if json.pop() != Some(b'\n') {
+    if !bytes.starts_with(MAGIC.as_bytes()) {
+        return Err(corrupt(SpoolDefect::BadMagic));
+    }
+    let nl = bytes
+        .iter()
+        .take(MAX_HEADER)
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| corrupt(SpoolDefect::BadHeader))?;
+    let line = std::str::from_utf8(&bytes[..nl]).map_err(|_| corrupt(SpoolDefect::BadHeader))?;
+    let mut words = line.split(' ');
+    let (Some(MAGIC), Some(Ok(env_len)), Some("0"), None) = (
+        words.next(),
+        words.next().map(str::parse::<u64>),
+        words.next(),
+        words.next(),
+    ) else {
+        return Err(corrupt(SpoolDefect::BadHeader));
+    };
+    let expected = nl as u64 + 1 + env_len + 1;
+    if bytes.len() as u64 != expected {
+        return Err(corrupt(SpoolDefect::LengthMismatch {
+            expected,
+            actual: bytes.len() as u64,
+        }));
+    }
+    let json = &bytes[nl + 1..bytes.len() - 1];
+    if bytes.last() != Some(&b'\n') {
         return Err(corrupt(SpoolDefect::BadHeader));
     }
-    let envelope: Envelope = serde_json::from_slice(&json).map_err(|e| {
+    serde_json::from_slice(json).map_err(|e| {
         corrupt(SpoolDefect::Envelope {
             line: e.line(),
             column: e.column(),
         })
-    })?;
-    Ok(Parsed {
-        envelope,
-        body_offset,
-        body_len,
     })
 }
 
-/// Reads the body of a message file.
-pub(crate) fn read_body(path: &Path) -> Result<Vec<u8>, RelayError> {
-    use std::io::{Seek, SeekFrom};
-    let parsed = read_envelope(path)?;
-    let mut f = File::open(path).map_err(|e| RelayError::io("open", path, &e))?;
-    f.seek(SeekFrom::Start(parsed.body_offset))
-        .map_err(|e| RelayError::io("seek", path, &e))?;
-    let mut body = Vec::with_capacity(usize::try_from(parsed.body_len).unwrap_or(0));
-    f.read_to_end(&mut body)
-        .map_err(|e| RelayError::io("read", path, &e))?;
-    Ok(body)
-}
+#[cfg(test)]
+#[path = "spool_file_tests.rs"]
+mod tests;

@@ -181,19 +181,17 @@ connect_timeout_secs = 5
         self.dir.path().join("relay.toml")
     }
 
-    pub fn spool_file(&self, id: &str, ext: &str) -> PathBuf {
-        self.dir.path().join("spool").join(format!("{id}.{ext}"))
+    /// Messages in the spool (read-only listing, safe while the relay runs).
+    pub fn spooled(&self) -> usize {
+        smtp_tls_examples::relay::list_spool(&self.dir.path().join("spool")).map_or(0, |v| v.len())
     }
 
-    /// `*.msg` files in the spool.
-    pub fn spooled(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("spool"))
-            .map(|it| {
-                it.flatten()
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "msg"))
-                    .count()
-            })
-            .unwrap_or(0)
+    /// The spooled envelope of message `id`, if it is in the spool.
+    pub fn spooled_envelope(&self, id: &str) -> Option<smtp_tls_examples::relay::Envelope> {
+        smtp_tls_examples::relay::list_spool(&self.dir.path().join("spool"))
+            .ok()?
+            .into_iter()
+            .find(|e| e.id.to_string() == id)
     }
 
     pub fn start(&self) -> Relay {

@@ -17,13 +17,13 @@
 //!
 //! **Fast path: everything delivered.** When an attempt leaves every recipient final and owes
 //! no DSN (the common case: all delivered), the envelope is not rewritten: the message goes
-//! straight to [`Spool::remove`](crate::relay::Spool::remove), whose unlinks are made durable by
-//! the directory fsync (one per group-commit batch). That saves a file write, a file fsync and
-//! a directory-fsync round per message. The duplicate window is unchanged: a crash after the
+//! straight to [`Spool::remove`](crate::relay::Spool::remove) (a tombstone appended with the
+//! next group-commit batch, or its whole segment unlinked). That saves an overlay file write, its
+//! fsync and a directory fsync per message. The duplicate window is unchanged: a crash after the
 //! peer's `250` and before the removal is durable re-delivers the message, exactly as a crash
-//! before the envelope update did on the old path; once `remove` returns, nothing is
-//! re-delivered. If the removal fails, the old path is taken (the envelope is written, then the
-//! removal retried once), so a failing removal is no worse than before. When a DSN is owed the
+//! before the envelope update would; once `remove` returns, nothing is re-delivered. If the
+//! removal fails, the old path is taken (the envelope is written, then the removal retried
+//! once), so a failing removal is no worse than before. When a DSN is owed the
 //! order stays: DSN spooled, envelope written, message removed.
 
 use std::time::{Duration, SystemTime};

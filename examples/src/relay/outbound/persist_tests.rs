@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::super::OutboundHandle;
 use super::super::config::OutboundConfig;
 use super::*;
+use crate::relay::spool::Failing;
 use crate::relay::{Diagnostic, MessageId, Spool, SpoolConfig};
 
 const BODY: &[u8] = b"Subject: hello\r\n\r\nhi\r\n";
@@ -124,17 +125,16 @@ async fn dsn_over_a_spool_limit_keeps_the_bounce_pending_on_disk() {
 async fn dsn_retried_on_the_next_pass_after_the_spool_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
-    let moved = dir.path().join("spool-away");
     let (spool, _) = Spool::open(&spool_dir, SpoolConfig::default())
         .await
         .unwrap();
     let (ctx, env, mut rx) = setup(spool, &dir.path().join("maildir")).await;
     let job = take_job(&ctx, SystemTime::now());
 
-    // The spool directory vanishes (an unmounted disk): the DSN write and the update fail.
-    std::fs::rename(&spool_dir, &moved).unwrap();
+    // The disk fails (full): the DSN write and the update fail.
+    ctx.spool.set_failing(Failing::Everything);
     record(&ctx, &job, vec![(0, rejected())], Some(BODY)).await;
-    std::fs::rename(&moved, &spool_dir).unwrap();
+    ctx.spool.set_failing(Failing::Nothing);
     assert!(rx.try_recv().is_err(), "no DSN could be spooled");
     let queued = ctx
         .lock_queue()
@@ -142,8 +142,9 @@ async fn dsn_retried_on_the_next_pass_after_the_spool_comes_back() {
         .cloned()
         .expect("still queued");
     assert_eq!(queued.recipients[0].state, RecipientState::Pending);
-    let files = spool_files(&spool_dir);
-    assert_eq!(files, [format!("{}.msg", env.id)], "the original stays");
+    let seg = ctx.spool.segment_of(&env.id).expect("the original stays");
+    assert!(seg.is_file(), "{}", seg.display());
+    assert_eq!(ctx.spool.len(), 1);
 
     // The next pass (after the backoff) bounces again and spools the DSN.
     let later = SystemTime::now() + Duration::from_secs(2 * 86_400);
@@ -157,7 +158,14 @@ async fn dsn_retried_on_the_next_pass_after_the_spool_comes_back() {
         ctx.lock_queue().envelope(&env.id).is_none(),
         "original done"
     );
-    assert_eq!(spool_files(&spool_dir), [format!("{}.msg", dsn.id)]);
+    assert_eq!(ctx.spool.len(), 1, "only the DSN");
+    assert!(ctx.spool.segment_of(&dsn.id).is_some_and(|p| p.is_file()));
+    // On disk too: a restart finds the DSN only.
+    let (_again, recovery) = Spool::open(&spool_dir, SpoolConfig::default())
+        .await
+        .unwrap();
+    let ids: Vec<_> = recovery.messages.iter().map(|e| &e.id).collect();
+    assert_eq!(ids, [&dsn.id]);
     let text = String::from_utf8(ctx.spool.read_body(&dsn.id).await.unwrap()).unwrap();
     assert!(text.contains("bob@bad.test"), "{text}");
     assert!(text.contains("Action: failed"), "{text}");
@@ -200,8 +208,14 @@ async fn all_delivered_is_removed_without_an_envelope_write() {
         ctx.lock_queue().envelope(&env.id).is_none(),
         "removed from the queue"
     );
+    assert!(ctx.spool.is_empty());
+    // On disk too: a restart finds nothing to deliver, and no envelope was written.
+    let (_again, recovery) = Spool::open(&spool_dir, SpoolConfig::default())
+        .await
+        .unwrap();
+    assert!(recovery.messages.is_empty(), "{:?}", recovery.messages);
     assert!(
-        spool_files(&spool_dir).is_empty(),
+        !spool_files(&spool_dir).iter().any(|f| f.ends_with(".env")),
         "{:?}",
         spool_files(&spool_dir)
     );
@@ -220,12 +234,11 @@ async fn a_failed_removal_falls_back_to_writing_the_envelope() {
         .await
         .unwrap();
     let (ctx, env, mut rx) = setup(spool, &dir.path().join("maildir")).await;
-    // The message file cannot be unlinked: a non-empty directory stands in its place.
-    let msg = spool_dir.join(format!("{}.msg", env.id));
-    std::fs::remove_file(&msg).unwrap();
-    std::fs::create_dir_all(msg.join("keep")).unwrap();
+    // Removals fail (envelope writes still work).
+    ctx.spool.set_failing(Failing::Removals);
     let job = take_job(&ctx, SystemTime::now());
     record(&ctx, &job, vec![(0, AttemptOutcome::Delivered)], Some(BODY)).await;
+    ctx.spool.set_failing(Failing::Nothing);
 
     assert!(rx.try_recv().is_err(), "no DSN for a delivery");
     // The delivery is on disk: a restart does not deliver it again.
@@ -263,8 +276,9 @@ async fn a_dsn_owed_keeps_the_envelope_write_before_the_removal() {
     // The DSN is spooled first; the envelope write fails, so the original is not removed.
     let dsn = rx.try_recv().expect("the DSN is queued");
     assert_eq!(dsn.recipients[0].address, "alice@example.org");
-    let files = spool_files(&spool_dir);
-    assert!(files.contains(&format!("{}.msg", env.id)), "{files:?}");
-    assert!(files.contains(&format!("{}.msg", dsn.id)), "{files:?}");
+    for id in [&env.id, &dsn.id] {
+        let seg = ctx.spool.segment_of(id).expect("spooled");
+        assert!(seg.is_file(), "{}", seg.display());
+    }
     assert!(ctx.lock_queue().envelope(&env.id).is_some(), "still queued");
 }
