@@ -102,7 +102,12 @@ deadline=$(( $(date +%s) + LAB_TIMEOUT ))
 until dig +time=1 +tries=1 -p "$HAT_DNS_PORT" @127.0.0.1 -x 184.94.241.96 +short 2>/dev/null |
       grep -q '^mxnat3\.res\.cisco\.com\.$'; do
   kill -0 "$UNBOUND_PID" 2>/dev/null || {
-    echo "hat-dns-lab: unbound died (log in $LAB_DIR/unbound.log)" >&2; exit 4; }
+    # Typically its port was taken meanwhile; the caller may retry with another one. The PID is
+    # gone: the state file keeps only the directory for the stop script to remove.
+    echo "hat-dns-lab: unbound died (log in $LAB_DIR/unbound.log):" >&2
+    tail -n 5 "$LAB_DIR/unbound.log" >&2 2>/dev/null || true
+    sed -i 's/^UNBOUND_PID=.*/UNBOUND_PID=/' "$STATE"
+    exit 4; }
   if [ "$(date +%s)" -ge "$deadline" ]; then
     echo "hat-dns-lab: not ready after ${LAB_TIMEOUT}s (log in $LAB_DIR)" >&2; cleanup_on_error; exit 5
   fi

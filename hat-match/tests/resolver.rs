@@ -84,28 +84,39 @@ impl Lab {
             "Debian's `unbound` is not installed: these tests need a real DNS server on loopback \
              (run scripts/install-deps.sh, or apt-get install unbound bind9-dnsutils)"
         );
-        let port = free_port();
-        let state =
-            std::env::temp_dir().join(format!("hat-dns-lab-{}-{port}.env", std::process::id()));
-        let out = Command::new("bash")
-            .arg(scripts().join("hat-dns-lab.sh"))
-            .env("HAT_DNS_PORT", port.to_string())
-            .env("STATE", &state)
-            .env("LAB_TIMEOUT", "10")
-            .output()
-            .expect("run scripts/hat-dns-lab.sh");
-        // From here on the guard exists, so even a failed start is cleaned up.
-        let mut lab = Self {
-            state,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            query_log: PathBuf::new(),
+        // The port is free when picked but may be taken (UDP or TCP) by the time unbound binds
+        // it, with tests starting labs in parallel: unbound then dies at once (exit status 4),
+        // and a new port is tried (bounded).
+        let mut attempt = 0;
+        let mut lab = loop {
+            attempt += 1;
+            let port = free_port();
+            let state = std::env::temp_dir()
+                .join(format!("hat-dns-lab-{}-{port}.env", std::process::id()));
+            let out = Command::new("bash")
+                .arg(scripts().join("hat-dns-lab.sh"))
+                .env("HAT_DNS_PORT", port.to_string())
+                .env("STATE", &state)
+                .env("LAB_TIMEOUT", "10")
+                .output()
+                .expect("run scripts/hat-dns-lab.sh");
+            // From here on the guard exists, so even a failed start is cleaned up.
+            let lab = Self {
+                state,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                query_log: PathBuf::new(),
+            };
+            if out.status.code() == Some(4) && attempt < 5 {
+                continue;
+            }
+            assert!(
+                out.status.success(),
+                "hat-dns-lab.sh failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            break lab;
         };
-        assert!(
-            out.status.success(),
-            "hat-dns-lab.sh failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
         let state_text = std::fs::read_to_string(&lab.state).expect("lab state file");
         lab.query_log = state_text
             .lines()

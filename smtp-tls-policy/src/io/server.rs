@@ -80,6 +80,9 @@ pub struct ServerSession<S> {
     events: Vec<ListenerEvent>,
     /// The argument of the last EHLO/HELO, sanitised.
     client_name: Option<String>,
+    /// Replies not yet written: held while the client's pipelined commands are still buffered
+    /// (RFC 2920 §3.2), so a command group is answered with one write.
+    out: Vec<u8>,
 }
 
 impl<S> std::fmt::Debug for ServerSession<S> {
@@ -111,10 +114,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
             config,
             events: Vec::new(),
             client_name: None,
+            out: Vec::with_capacity(256),
         };
         s.flush_events();
-        let greeting = format!("220 {} ESMTP\r\n", s.config.hostname);
-        s.write(greeting.as_bytes()).await?;
+        s.out.extend_from_slice(b"220 ");
+        s.out.extend_from_slice(s.config.hostname.as_bytes());
+        s.out.extend_from_slice(b" ESMTP\r\n");
+        s.send().await?;
         Ok(s)
     }
 
@@ -152,20 +158,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
         self.gate.recipient_accepted();
     }
 
-    /// Sends a reply (`code` and single-line `text`).
+    /// Sends a reply (`code` and single-line `text`; CR and LF in `text` are dropped).
+    ///
+    /// While the client has further pipelined commands buffered, the reply is held and written
+    /// together with the following ones (RFC 2920 §3.2); it is written at the latest before the
+    /// session waits for input. Before [`ServerSession::close`] or
+    /// [`ServerSession::into_stream`], call [`ServerSession::flush`].
     pub async fn reply(&mut self, code: u16, text: &str) -> Result<(), Error> {
-        let text: String = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-        self.write(format!("{code} {text}\r\n").as_bytes()).await
+        let code = code.min(999);
+        self.out.extend_from_slice(&[
+            b'0' + (code / 100) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+            b' ',
+        ]);
+        self.out
+            .extend(text.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
+        self.out.extend_from_slice(b"\r\n");
+        self.send_unless_pipelined().await
+    }
+
+    /// Writes every held reply now.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.send().await
     }
 
     /// Reads one raw line (for DATA content), bounded like every other read.
     pub async fn read_line(&mut self) -> Result<Vec<u8>, Error> {
-        let t = self.config.timeouts.server_idle;
-        let stream = self.stream.as_mut().ok_or(GONE)?;
-        self.reader.read_line(stream, t, "data").await
+        self.read_line_ref().await.map(<[u8]>::to_vec)
     }
 
-    /// Ends the session (after the application is done), logging the close event.
+    /// Like [`ServerSession::read_line`], without copying: the line is borrowed from the
+    /// session's buffer until the next read.
+    pub async fn read_line_ref(&mut self) -> Result<&[u8], Error> {
+        // Held replies go out before the session can wait for input.
+        if !self.out.is_empty() && !self.reader.has_line() {
+            self.send().await?;
+        }
+        let t = self.config.timeouts.server_idle;
+        let stream = self.stream.as_mut().ok_or(GONE)?;
+        self.reader.read_line_ref(stream, t, "data").await
+    }
+
+    /// Ends the session (after the application is done), logging the close event. Replies
+    /// still held are dropped: call [`ServerSession::flush`] first.
     pub fn close(mut self, reason: CloseReason) -> Vec<ListenerEvent> {
         self.gate.closed(reason);
         self.flush_events();
@@ -181,6 +220,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
     /// Runs the command loop until a command for the application arrives (or QUIT).
     pub async fn next_command(&mut self) -> Result<SessionCommand, Error> {
         loop {
+            if !self.out.is_empty() && !self.reader.has_line() {
+                self.send().await?;
+            }
             let t = self.config.timeouts.server_idle;
             let stream = self.stream.as_mut().ok_or(GONE)?;
             let line = match self.reader.read_line(stream, t, "command").await {
@@ -191,6 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
                         Error::Timeout { .. } => CloseReason::Timeout,
                         Error::LineTooLong { .. } => {
                             let _ = self.reply(500, "5.5.2 Line too long").await;
+                            let _ = self.flush().await;
                             CloseReason::ProtocolError {
                                 detail: e.to_string(),
                             }
@@ -236,14 +279,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
                             return Ok(SessionCommand::Greeted { extended: true });
                         }
                         Request::Helo { host } => {
-                            let r = format!("250 {}\r\n", self.config.hostname);
-                            self.write(r.as_bytes()).await?;
+                            self.out.extend_from_slice(b"250 ");
+                            self.out.extend_from_slice(self.config.hostname.as_bytes());
+                            self.out.extend_from_slice(b"\r\n");
+                            self.send_unless_pipelined().await?;
                             self.client_name = sanitise_client_name(&host);
                             return Ok(SessionCommand::Greeted { extended: false });
                         }
                         Request::Noop { .. } => self.reply(250, "2.0.0 OK").await?,
                         Request::Quit => {
                             self.reply(221, "2.0.0 Bye").await?;
+                            self.flush().await?;
                             // Close TLS cleanly (close_notify) or the TCP write side.
                             if let Some(stream) = self.stream.as_mut() {
                                 let _ = stream.shutdown().await;
@@ -260,17 +306,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
     }
 
     async fn ehlo_reply(&mut self, advertise_starttls: bool) -> Result<(), Error> {
-        let mut lines = vec![self.config.hostname.clone()];
-        lines.extend(self.config.extensions.iter().cloned());
-        if advertise_starttls {
-            lines.push("STARTTLS".into());
+        let starttls = advertise_starttls.then_some("STARTTLS");
+        let lines = std::iter::once(self.config.hostname.as_str())
+            .chain(self.config.extensions.iter().map(String::as_str))
+            .chain(starttls);
+        let n = 1 + self.config.extensions.len() + usize::from(advertise_starttls);
+        for (i, l) in lines.enumerate() {
+            self.out
+                .extend_from_slice(if i + 1 == n { b"250 " } else { b"250-" });
+            self.out.extend_from_slice(l.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
         }
-        let mut out = String::new();
-        for (i, l) in lines.iter().enumerate() {
-            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-            out.push_str(&format!("250{sep}{l}\r\n"));
-        }
-        self.write(out.as_bytes()).await
+        self.send_unless_pipelined().await
     }
 
     async fn start_tls(&mut self) -> Result<(), Error> {
@@ -280,6 +327,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
                 .as_bytes(),
         )
         .await?;
+        // The `220` (and anything held before it) goes out now, whatever the client pipelined.
+        self.flush().await?;
         // RFC 3207 §4.2 / CVE-2011-0411: nothing the client sent before the handshake counts.
         let discarded = self.reader.discard();
         self.gate.discarded_pipelined(discarded);
@@ -325,11 +374,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
         }
     }
 
+    /// Queues `bytes` as a reply (see [`ServerSession::reply`]).
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.out.extend_from_slice(bytes);
+        self.send_unless_pipelined().await
+    }
+
+    /// Writes the held replies unless another complete command is already buffered.
+    async fn send_unless_pipelined(&mut self) -> Result<(), Error> {
+        if self.reader.has_line() {
+            Ok(())
+        } else {
+            self.send().await
+        }
+    }
+
+    /// Writes the held replies (one write, one TLS record for a command group).
+    async fn send(&mut self) -> Result<(), Error> {
         let t = self.config.timeouts.server_idle;
         let stream = self.stream.as_mut().ok_or(GONE)?;
+        let out = &mut self.out;
         let fut = async {
-            stream.write_all(bytes).await?;
+            stream.write_all(out).await?;
+            out.clear();
             stream.flush().await
         };
         match tokio::time::timeout(t, fut).await {
@@ -374,7 +441,8 @@ fn is_bare_starttls(line: &[u8]) -> bool {
 
 fn log_event(e: &ListenerEvent) {
     match e {
-        ListenerEvent::TlsRequired => tracing::info!("listener: TLS required for this connection"),
+        // The application logs the connection's policy (TLS required) at info already.
+        ListenerEvent::TlsRequired => tracing::debug!("listener: TLS required for this connection"),
         ListenerEvent::MustIssueStartTlsSent { command } => {
             tracing::info!(
                 ?command,

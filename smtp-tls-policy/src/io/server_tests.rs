@@ -109,8 +109,66 @@ async fn hostile_names_are_sanitised_and_bounded() {
         s.next_command().await.unwrap(),
         SessionCommand::Command(Request::Rset)
     );
-    assert!(read_reply(&mut c).await.starts_with("501 "));
+    // The `501` is held while RSET (pipelined behind it) is being answered (RFC 2920 §3.2).
+    s.reply(250, "2.0.0 Reset OK").await.unwrap();
+    let replies = read_reply(&mut c).await;
+    assert!(replies.starts_with("501 "), "{replies:?}");
+    assert!(
+        replies.ends_with("\r\n250 2.0.0 Reset OK\r\n"),
+        "{replies:?}"
+    );
     assert!(s.client_name().unwrap().starts_with('a'));
+}
+
+#[tokio::test]
+async fn pipelined_group_is_answered_in_one_write() {
+    let (mut s, mut c) = session(ListenerTls::No).await;
+    c.write_all(b"EHLO c.example\r\n").await.unwrap();
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    read_reply(&mut c).await;
+    c.write_all(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nNOOP\r\nDATA\r\n")
+        .await
+        .unwrap();
+    for (want, text) in [("MAIL", "2.1.0 Sender OK"), ("RCPT", "2.1.5 Recipient OK")] {
+        let SessionCommand::Command(r) = s.next_command().await.unwrap() else {
+            panic!("{want}: not a command");
+        };
+        assert_eq!(r.name(), want);
+        s.reply(250, text).await.unwrap();
+    }
+    // NOOP is answered by the session itself; DATA goes to the application.
+    assert_eq!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Command(Request::Data)
+    );
+    // Nothing was written yet: the client's group is still being answered.
+    let mut probe = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), c.read(&mut probe))
+            .await
+            .is_err(),
+        "a reply went out before the group was answered"
+    );
+    s.reply(354, "Start mail input\r\n(CRLF dropped)")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = c.read(&mut buf).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..n]),
+        "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n250 2.0.0 OK\r\n\
+         354 Start mail input(CRLF dropped)\r\n"
+    );
+    // Message text: borrowed lines; the final reply goes out at once (nothing buffered).
+    c.write_all(b"Subject: x\r\n\r\n.\r\n").await.unwrap();
+    assert_eq!(s.read_line_ref().await.unwrap(), b"Subject: x\r\n");
+    assert_eq!(s.read_line().await.unwrap(), b"\r\n");
+    assert_eq!(s.read_line_ref().await.unwrap(), b".\r\n");
+    s.reply(250, "2.0.0 Ok: queued").await.unwrap();
+    assert_eq!(read_reply(&mut c).await, "250 2.0.0 Ok: queued\r\n");
 }
 
 #[test]

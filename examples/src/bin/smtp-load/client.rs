@@ -125,10 +125,15 @@ pub(crate) fn expect(
 
 /// Whether an EHLO reply offers STARTTLS (RFC 3207 §4).
 pub(crate) fn offers_starttls(ehlo: &Response<String>) -> bool {
+    offers(ehlo, "STARTTLS")
+}
+
+/// Whether an EHLO reply offers the extension `keyword` (no parameters).
+pub(crate) fn offers(ehlo: &Response<String>, keyword: &str) -> bool {
     ehlo.message
         .lines()
         .skip(1)
-        .any(|l| l.trim().eq_ignore_ascii_case("STARTTLS"))
+        .any(|l| l.trim().eq_ignore_ascii_case(keyword))
 }
 
 /// Counters of one session.
@@ -150,10 +155,33 @@ pub(crate) struct Transaction<'a> {
 }
 
 /// Runs one mail transaction; `Ok(true)` if the server answered `250` to the data.
+/// `pipelining`: MAIL, RCPT and DATA go out in one write (RFC 2920; the server offers it).
 pub(crate) async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     tx: &Transaction<'_>,
+    pipelining: bool,
 ) -> Result<bool, SessionError> {
+    if pipelining {
+        let group = format!("MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n", tx.from, tx.to);
+        conn.send(group.as_bytes()).await?;
+        let mail = conn.response().await?;
+        let rcpt = conn.response().await?;
+        let data = conn.response().await?;
+        if data.code != 354 {
+            conn.command("RSET", b"RSET\r\n", 2).await?;
+            return Ok(false);
+        }
+        if mail.code / 100 != 2 || rcpt.code / 100 != 2 {
+            // RFC 2920 §3.1: DATA should have been refused; end it with no text.
+            conn.send(b".\r\n").await?;
+            conn.response().await?;
+            conn.command("RSET", b"RSET\r\n", 2).await?;
+            return Ok(false);
+        }
+        conn.send(tx.data).await?;
+        let r = conn.response().await?;
+        return Ok(r.code / 100 == 2);
+    }
     let mail = format!("MAIL FROM:<{}>\r\n", tx.from);
     let r = conn.command_any(mail.as_bytes()).await?;
     if r.code / 100 != 2 {
@@ -203,6 +231,41 @@ pub(crate) fn message(message_id: &str, from: &str, to: &str, size: usize) -> Ve
         m.extend_from_slice(b"(empty)\r\n");
     }
     dot_stuff(&m)
+}
+
+/// [`message`] for many Message-IDs: the generated (and stuffed) text after the header depends
+/// only on the header's length (and the size asked for), so it is built once per length.
+#[derive(Default)]
+pub(crate) struct MessageCache {
+    tails: std::collections::HashMap<(usize, usize), Vec<u8>>,
+}
+
+impl MessageCache {
+    /// The same bytes as `message(message_id, from, to, size)`.
+    pub(crate) fn message(
+        &mut self,
+        message_id: &str,
+        from: &str,
+        to: &str,
+        size: usize,
+    ) -> Vec<u8> {
+        let head = format!(
+            "From: <{from}>\r\nTo: <{to}>\r\nSubject: smtp-load test\r\nMessage-ID: {message_id}\r\n\r\n"
+        );
+        if let Some(tail) = self.tails.get(&(head.len(), size)) {
+            let mut m = Vec::with_capacity(head.len() + tail.len());
+            m.extend_from_slice(head.as_bytes());
+            m.extend_from_slice(tail);
+            return m;
+        }
+        let full = message(message_id, from, to, size);
+        // The header needs no stuffing unless an argument holds a line starting with `.`.
+        if full.starts_with(head.as_bytes()) {
+            self.tails
+                .insert((head.len(), size), full[head.len()..].to_vec());
+        }
+        full
+    }
 }
 
 /// RFC 5321 §4.5.2: double a leading `.` on every line; terminate with `.\r\n`.
@@ -266,6 +329,30 @@ mod tests {
             proptest::prop_assert!(done);
             proptest::prop_assert_eq!(out, body.as_bytes());
         }
+    }
+
+    #[test]
+    fn cached_messages_are_the_generated_ones() {
+        let mut cache = MessageCache::default();
+        for size in [0, 10, 100, 4096] {
+            for id in [
+                "<a@b>",
+                "<load.1.2.3@x>",
+                "<load.1.2.30@x>",
+                "<a@b>",
+                "<load.1.2.31@x>",
+            ] {
+                assert_eq!(
+                    cache.message(id, "f@x", "t@y", size),
+                    message(id, "f@x", "t@y", size)
+                );
+            }
+        }
+        let odd = "a\r\n.b@x";
+        assert_eq!(
+            cache.message("<i@d>", odd, "t@y", 500),
+            message("<i@d>", odd, "t@y", 500)
+        );
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub(crate) struct Args {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Send MAIL, RCPT and DATA in one write when the server offers PIPELINING (RFC 2920).
+    #[arg(long)]
+    pipelining: bool,
 }
 
 /// The summary of a run.
@@ -266,8 +269,8 @@ async fn session(
             stats.handshake_times.push(t.elapsed());
             let mut conn = Conn::new(stream, timeout);
             client::expect("banner", conn.response().await?, 2)?;
-            conn.command("EHLO", ehlo.as_bytes(), 2).await?;
-            mail(shared, &mut conn, conn_no, stats).await
+            let r = conn.command("EHLO", ehlo.as_bytes(), 2).await?;
+            mail(shared, &mut conn, conn_no, stats, &r).await
         }
         (TlsMode::Starttls, Some((connector, name))) => {
             let mut conn = Conn::new(tcp, timeout);
@@ -285,14 +288,14 @@ async fn session(
             stats.handshakes += 1;
             stats.handshake_times.push(t.elapsed());
             let mut conn = Conn::new(stream, timeout);
-            conn.command("EHLO", ehlo.as_bytes(), 2).await?;
-            mail(shared, &mut conn, conn_no, stats).await
+            let r = conn.command("EHLO", ehlo.as_bytes(), 2).await?;
+            mail(shared, &mut conn, conn_no, stats, &r).await
         }
         _ => {
             let mut conn = Conn::new(tcp, timeout);
             client::expect("banner", conn.response().await?, 2)?;
-            conn.command("EHLO", ehlo.as_bytes(), 2).await?;
-            mail(shared, &mut conn, conn_no, stats).await
+            let r = conn.command("EHLO", ehlo.as_bytes(), 2).await?;
+            mail(shared, &mut conn, conn_no, stats, &r).await
         }
     }
 }
@@ -302,24 +305,27 @@ async fn mail<S>(
     conn: &mut Conn<S>,
     conn_no: u32,
     stats: &mut SessionStats,
+    ehlo: &smtp_proto::Response<String>,
 ) -> Result<(), SessionError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let a = &shared.args;
+    let pipelining = a.pipelining && client::offers(ehlo, "PIPELINING");
     if !a.handshake_only {
+        let mut messages = client::MessageCache::default();
         for msg_no in 0..a.messages {
             let id = format!(
                 "<load.{}.{conn_no}.{msg_no}@smtp-load.invalid>",
                 shared.run_id
             );
-            let data = client::message(&id, &a.from, &a.to, a.size);
+            let data = messages.message(&id, &a.from, &a.to, a.size);
             let tx = Transaction {
                 from: &a.from,
                 to: &a.to,
                 data: &data,
             };
-            let (ok, took) = client::timed(client::transaction(conn, &tx)).await;
+            let (ok, took) = client::timed(client::transaction(conn, &tx, pipelining)).await;
             if ok? {
                 stats.accepted += 1;
                 stats.latencies.push(took);

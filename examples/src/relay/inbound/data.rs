@@ -49,7 +49,7 @@ where
         let mut too_big = false;
         let mut too_long = false;
         loop {
-            let line = match session.read_line().await {
+            let line = match session.read_line_ref().await {
                 Ok(l) => l,
                 Err(e) => return failed(&e),
             };

@@ -110,7 +110,8 @@ pub(crate) async fn handle<S>(
         }
     };
     let mut tx = Transaction::new(policy.limits, control, ctx.accepted_domains.clone());
-    let mut tls_logged = false;
+    // Protocol and cipher, once TLS is up (looked up and formatted once per connection).
+    let mut tls: Option<TlsInfo> = None;
     let mut client = ClientTrace { ptr, esmtp: false };
     let reason = loop {
         let next = if tx.in_transaction() {
@@ -127,18 +128,17 @@ pub(crate) async fn handle<S>(
                 r = session.next_command() => r,
             }
         };
-        let tls = tls_info(&session);
-        if tls.is_some() && !tls_logged {
-            tls_logged = true;
+        if tls.is_none()
+            && let Some(t) = tls_info(&session)
+        {
             // RFC 3207 §4.2: everything known before the handshake is discarded.
             tx.reset();
-            if let Some(t) = &tls {
-                tracing::info!(
-                    tls_protocol = %t.protocol,
-                    tls_cipher = %t.cipher,
-                    "connection: TLS established"
-                );
-            }
+            tracing::info!(
+                tls_protocol = %t.protocol,
+                tls_cipher = %t.cipher,
+                "connection: TLS established"
+            );
+            tls = Some(t);
         }
         let request = match next {
             Ok(SessionCommand::Command(r)) => r,
@@ -176,7 +176,7 @@ pub(crate) async fn handle<S>(
                     if session.reply(r.code, &r.text).await.is_err() {
                         return;
                     }
-                    match receive(ctx, &mut session, &mut tx, peer, tls, &client).await {
+                    match receive(ctx, &mut session, &mut tx, peer, tls.clone(), &client).await {
                         Some(r) => r,
                         None => return,
                     }
@@ -198,6 +198,8 @@ pub(crate) async fn handle<S>(
         }
     };
     tracing::info!(messages = tx.messages(), %reason, "connection: closed by the relay");
+    // The last reply may be held behind commands the client pipelined (RFC 2920 §3.2).
+    let _ = session.flush().await;
     let _ = session.close(reason);
 }
 
@@ -253,6 +255,7 @@ where
             let _ = tx.finish(false);
             if let Some((code, text)) = reply {
                 let _ = session.reply(code, text).await;
+                let _ = session.flush().await;
             }
             return None;
         }

@@ -163,13 +163,6 @@ async fn run_session(
 ) {
     while session.messages < ctx.config.max_messages_per_connection && !*shutdown.borrow() {
         let Some(job) = jobs.pop_front() else { break };
-        if session.messages > 0 {
-            if let Err(e) = session.rset().await {
-                tracing::info!(remote = %session.remote, error = %e, "session not reusable");
-                jobs.push_front(job);
-                return;
-            }
-        }
         let Some((env, body)) = load(ctx, &job).await else {
             continue;
         };
@@ -178,7 +171,14 @@ async fn run_session(
             .iter()
             .filter_map(|i| env.recipients.get(*i).map(|r| (*i, r.address.clone())))
             .collect();
-        let (outcomes, broken) = session.send(&env.sender, &recipients, &body).await;
+        let (outcomes, broken) = match session.send(&env.sender, &recipients, &body).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(remote = %session.remote, error = %e.0, "session not reusable");
+                jobs.push_front(job);
+                return;
+            }
+        };
         persist::record(ctx, &job, outcomes, Some(&body)).await;
         if let Some(b) = broken {
             tracing::info!(remote = %session.remote, reason = %b.0, "connection lost");

@@ -32,6 +32,16 @@ pub(crate) struct Session {
 #[derive(Debug)]
 pub(crate) struct Broken(pub(crate) String);
 
+/// A reused connection did not answer RSET: nothing of the message was settled, and the
+/// session must not be used again.
+#[derive(Debug)]
+pub(crate) struct Stale(pub(crate) String);
+
+enum TxError {
+    Stale(String),
+    Broken(String),
+}
+
 impl Session {
     pub(crate) fn new(conn: ClientConnection<TcpStream>, remote: String) -> Self {
         Self {
@@ -102,21 +112,36 @@ impl Session {
 
     /// Sends one message to `recipients` (index into the envelope, address). Returns every
     /// recipient's outcome; on [`Broken`] the outcomes settled so far and the rest deferred.
+    /// From the second message on, the transaction starts with RSET; [`Stale`] when that RSET
+    /// fails (nothing of the message was settled: it goes back to the queue as it was).
+    ///
+    /// With PIPELINING (RFC 2920) RSET, MAIL, every RCPT and DATA go out in one write and their
+    /// replies are read in order; the message text follows a `354` as always.
     pub(crate) async fn send(
         &mut self,
         sender: &str,
         recipients: &[(usize, String)],
         body: &[u8],
-    ) -> (Vec<(usize, AttemptOutcome)>, Option<Broken>) {
+    ) -> Result<(Vec<(usize, AttemptOutcome)>, Option<Broken>), Stale> {
+        let rset = self.messages > 0;
         self.messages += 1;
         let mut settled: Vec<(usize, AttemptOutcome)> = Vec::with_capacity(recipients.len());
-        let mut accepted: Vec<usize> = Vec::new();
-        let result = self
-            .transaction(sender, recipients, body, &mut settled, &mut accepted)
-            .await;
+        let mut accepted: Vec<usize> = Vec::with_capacity(recipients.len());
+        let result = if self.pipelining() {
+            self.pipelined(rset, sender, recipients, body, &mut settled, &mut accepted)
+                .await
+        } else {
+            if rset {
+                self.rset().await.map_err(Stale)?;
+            }
+            self.transaction(sender, recipients, body, &mut settled, &mut accepted)
+                .await
+                .map_err(TxError::Broken)
+        };
         match result {
-            Ok(()) => (settled, None),
-            Err(reason) => {
+            Ok(()) => Ok((settled, None)),
+            Err(TxError::Stale(reason)) => Err(Stale(reason)),
+            Err(TxError::Broken(reason)) => {
                 let diag = Diagnostic {
                     code: 0,
                     status: Some((4, 4, 2)),
@@ -128,11 +153,129 @@ impl Session {
                         settled.push((*i, AttemptOutcome::Deferred(diag.clone())));
                     }
                 }
-                (settled, Some(Broken(reason)))
+                Ok((settled, Some(Broken(reason))))
             }
         }
     }
 
+    fn pipelining(&self) -> bool {
+        self.caps.as_ref().is_some_and(|c| c.pipelining)
+    }
+
+    /// `MAIL FROM:<sender>` with SIZE and BODY as the server allows, CRLF-terminated.
+    fn mail_command(&self, out: &mut Vec<u8>, sender: &str, body: &[u8]) {
+        out.extend_from_slice(b"MAIL FROM:<");
+        out.extend_from_slice(sender.as_bytes());
+        out.push(b'>');
+        if self.has("SIZE") {
+            out.extend_from_slice(format!(" SIZE={}", body.len()).as_bytes());
+        }
+        if self.has("8BITMIME") && !body.is_ascii() {
+            out.extend_from_slice(b" BODY=8BITMIME");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// RFC 2920: the command group in one write, then the replies in order.
+    async fn pipelined(
+        &mut self,
+        rset: bool,
+        sender: &str,
+        recipients: &[(usize, String)],
+        body: &[u8],
+        settled: &mut Vec<(usize, AttemptOutcome)>,
+        accepted: &mut Vec<usize>,
+    ) -> Result<(), TxError> {
+        let mut out = Vec::with_capacity(64 + 48 * recipients.len());
+        if rset {
+            out.extend_from_slice(b"RSET\r\n");
+        }
+        self.mail_command(&mut out, sender, body);
+        for (_, rcpt) in recipients {
+            out.extend_from_slice(b"RCPT TO:<");
+            out.extend_from_slice(rcpt.as_bytes());
+            out.extend_from_slice(b">\r\n");
+        }
+        out.extend_from_slice(b"DATA\r\n");
+        let sent = self.write(&out, COMMAND_TIMEOUT).await;
+        if rset {
+            // The connection was reused: a failure before RSET's reply means it had gone stale.
+            sent.map_err(TxError::Stale)?;
+            let r = self.reply(COMMAND_TIMEOUT).await.map_err(TxError::Stale)?;
+            if !r.is_positive() {
+                return Err(TxError::Stale(format!("RSET answered {}", r.code)));
+            }
+        } else {
+            sent.map_err(TxError::Broken)?;
+        }
+        let mail = self.reply(COMMAND_TIMEOUT).await.map_err(TxError::Broken)?;
+        for (i, _) in recipients {
+            let r = self.reply(COMMAND_TIMEOUT).await.map_err(TxError::Broken)?;
+            if !mail.is_positive() {
+                settled.push((*i, self.outcome(&mail)));
+            } else if r.is_positive() {
+                accepted.push(*i);
+            } else {
+                settled.push((*i, self.outcome(&r)));
+            }
+        }
+        let r = self
+            .reply(DATA_INIT_TIMEOUT)
+            .await
+            .map_err(TxError::Broken)?;
+        if accepted.is_empty() {
+            if r.code == 354 {
+                // RFC 2920 §3.1: DATA should have been refused; end it with no text.
+                self.write(b".\r\n", DATA_BLOCK_TIMEOUT)
+                    .await
+                    .map_err(TxError::Broken)?;
+                self.reply(DATA_END_TIMEOUT)
+                    .await
+                    .map_err(TxError::Broken)?;
+            }
+            // The next transaction starts with RSET.
+            return Ok(());
+        }
+        if r.code != 354 {
+            for i in accepted.iter() {
+                settled.push((*i, self.outcome(&r)));
+            }
+            return if r.is_positive() {
+                Err(TxError::Broken(format!(
+                    "unexpected reply {} to DATA",
+                    r.code
+                )))
+            } else {
+                Ok(())
+            };
+        }
+        self.data(body, accepted, settled)
+            .await
+            .map_err(TxError::Broken)
+    }
+
+    /// The message text after `354`, and its outcome for the accepted recipients.
+    async fn data(
+        &mut self,
+        body: &[u8],
+        accepted: &[usize],
+        settled: &mut Vec<(usize, AttemptOutcome)>,
+    ) -> Result<(), String> {
+        let data = dot_stuff(body);
+        self.write(&data, DATA_BLOCK_TIMEOUT).await?;
+        let r = self.reply(DATA_END_TIMEOUT).await?;
+        for i in accepted {
+            let o = if r.is_positive() {
+                AttemptOutcome::Delivered
+            } else {
+                self.outcome(&r)
+            };
+            settled.push((*i, o));
+        }
+        Ok(())
+    }
+
+    /// One command at a time (the server does not offer PIPELINING).
     async fn transaction(
         &mut self,
         sender: &str,
@@ -141,15 +284,10 @@ impl Session {
         settled: &mut Vec<(usize, AttemptOutcome)>,
         accepted: &mut Vec<usize>,
     ) -> Result<(), String> {
-        let mut mail = format!("MAIL FROM:<{sender}>");
-        if self.has("SIZE") {
-            mail.push_str(&format!(" SIZE={}", body.len()));
-        }
-        if self.has("8BITMIME") && body.iter().any(|b| *b >= 0x80) {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        mail.push_str("\r\n");
-        let r = self.command(&mail, COMMAND_TIMEOUT).await?;
+        let mut mail = Vec::with_capacity(64);
+        self.mail_command(&mut mail, sender, body);
+        self.write(&mail, COMMAND_TIMEOUT).await?;
+        let r = self.reply(COMMAND_TIMEOUT).await?;
         if !r.is_positive() {
             for (i, _) in recipients {
                 settled.push((*i, self.outcome(&r)));
@@ -180,18 +318,7 @@ impl Session {
                 self.rset().await
             };
         }
-        let data = dot_stuff(body);
-        self.write(&data, DATA_BLOCK_TIMEOUT).await?;
-        let r = self.reply(DATA_END_TIMEOUT).await?;
-        for i in accepted.iter() {
-            let o = if r.is_positive() {
-                AttemptOutcome::Delivered
-            } else {
-                self.outcome(&r)
-            };
-            settled.push((*i, o));
-        }
-        Ok(())
+        self.data(body, accepted, settled).await
     }
 
     /// RSET (RFC 5321 §4.1.1.5) before the next transaction; a failure breaks the session.
@@ -217,18 +344,18 @@ impl Session {
 /// §4.5.2), and the terminating `.` line.
 pub(crate) fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
-    let mut at_line_start = true;
-    let mut prev = 0u8;
-    for &b in body {
-        if at_line_start && b == b'.' {
+    // Line by line (a copy per line, not per byte).
+    for line in body.split_inclusive(|b| *b == b'\n') {
+        if line.first() == Some(&b'.') {
             out.push(b'.');
         }
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+        match line.strip_suffix(b"\n") {
+            Some(text) if !text.ends_with(b"\r") => {
+                out.extend_from_slice(text);
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => out.extend_from_slice(line),
         }
-        out.push(b);
-        at_line_start = b == b'\n';
-        prev = b;
     }
     if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
@@ -247,5 +374,36 @@ mod tests {
         assert_eq!(dot_stuff(b"a\r\n"), b"a\r\n.\r\n");
         assert_eq!(dot_stuff(b".a\r\n.\r\nb"), b"..a\r\n..\r\nb\r\n.\r\n");
         assert_eq!(dot_stuff(b"x\n.y\n"), b"x\r\n..y\r\n.\r\n");
+        assert_eq!(dot_stuff(b"\r\n.\n\r"), b"\r\n..\r\n\r\r\n.\r\n");
+    }
+
+    /// The line-wise version against a byte-at-a-time reference.
+    fn reference(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (mut at_line_start, mut prev) = (true, 0u8);
+        for &b in body {
+            if at_line_start && b == b'.' {
+                out.push(b'.');
+            }
+            if b == b'\n' && prev != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b);
+            at_line_start = b == b'\n';
+            prev = b;
+        }
+        if !out.is_empty() && !out.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn stuffing_matches_reference(body in proptest::collection::vec(
+            proptest::sample::select(vec![b'.', b'\r', b'\n', b'a']), 0..64)) {
+            proptest::prop_assert_eq!(dot_stuff(&body), reference(&body));
+        }
     }
 }
