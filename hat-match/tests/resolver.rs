@@ -91,8 +91,8 @@ impl Lab {
         let mut lab = loop {
             attempt += 1;
             let port = free_port();
-            let state = std::env::temp_dir()
-                .join(format!("hat-dns-lab-{}-{port}.env", std::process::id()));
+            let state =
+                std::env::temp_dir().join(format!("hat-dns-lab-{}-{port}.env", std::process::id()));
             let out = Command::new("bash")
                 .arg(scripts().join("hat-dns-lab.sh"))
                 .env("HAT_DNS_PORT", port.to_string())
