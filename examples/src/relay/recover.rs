@@ -16,6 +16,7 @@ use super::envelope::{Envelope, MessageId};
 use super::error::{RelayError, SpoolDefect};
 use super::spool_file::{self, ENV_EXT, InRecord, OutRecord, SegNo, TMP_EXT};
 use super::spool_index::{Found, Index, Loc};
+use super::spool_io;
 
 /// Name of the quarantine sub-directory of the spool.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -167,7 +168,7 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
                 body_len,
             } = r
                 && !dead.contains(&(d.no, envelope.id.clone()))
-                && let Ok(body) = spool_file::read_at(&d.path, *body_offset, *body_len)
+                && let Ok(body) = spool_io::read_at(&d.path, *body_offset, *body_len)
             {
                 salvage.push((envelope.as_ref().clone(), body));
                 n += 1;
@@ -221,13 +222,13 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
         if !live.contains_key(&id) && !in_salvage {
             if stored_ids.contains(&id) {
                 tracing::info!(file = %path.display(), "spool: stale envelope of a finished message removed");
-                spool_file::unlink(&path)?;
+                spool_io::unlink(&path)?;
             } else {
                 bad.push((path.clone(), RelayError::Orphan { path }, 0));
             }
             continue;
         }
-        match spool_file::read_overlay(&path).and_then(|env| check_id(&path, &id, env)) {
+        match spool_io::read_overlay(&path).and_then(|env| check_id(&path, &id, env)) {
             Ok(env) => {
                 latest.insert(id.clone(), env);
                 overlay_ids.push(id);
@@ -302,7 +303,7 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
                 .iter()
                 .map(|(seg, id)| OutRecord::Done { seg: *seg, id }),
         );
-        let (_, offsets) = spool_file::create_segment(dir, recovery_seg, &out)?;
+        let (_, offsets) = spool_io::create_segment(dir, recovery_seg, &out)?;
         let mut recs: Vec<Found> = Vec::new();
         for ((env, body), off) in salvage.iter().zip(offsets) {
             let loc = Loc {
@@ -348,8 +349,8 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
         });
     }
     if !out.quarantined.is_empty() {
-        spool_file::fsync_dir(&qdir)?;
-        spool_file::fsync_dir(dir)?;
+        spool_io::fsync_dir(&qdir)?;
+        spool_io::fsync_dir(dir)?;
     }
     let index = Index::rebuild(&found, &overlay_ids);
     out.messages = live
@@ -359,77 +360,6 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
     out.messages
         .sort_by(|a, b| (a.arrival, &a.id).cmp(&(b.arrival, &b.id)));
     Ok((out, index))
-}
-
-/// The messages in a spool directory with their latest envelopes, oldest first, read without
-/// changing anything (like `mailq`): safe while a relay is using the spool. A batch still being
-/// written is not listed; a damaged segment contributes the batches before its damage; an
-/// overlay that cannot be read leaves the envelope of the segment.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use smtp_tls_examples::relay::{Envelope, Spool, SpoolConfig, list_spool};
-/// let dir = tempfile::tempdir()?;
-/// let (spool, _) = Spool::open(dir.path(), SpoolConfig::default()).await?;
-/// let env = Envelope::new("a@example.org", ["b@example.net"], std::time::SystemTime::now());
-/// let env = spool.accept(env, b"hello\r\n".to_vec()).await?;
-/// assert_eq!(list_spool(dir.path())?, vec![env.clone()]);
-/// spool.remove(&env.id).await?;
-/// assert!(list_spool(dir.path())?.is_empty());
-/// # Ok(()) }
-/// ```
-pub fn list_spool(dir: &Path) -> Result<Vec<Envelope>, RelayError> {
-    let mut segs: BTreeMap<SegNo, PathBuf> = BTreeMap::new();
-    let mut overlays: HashMap<MessageId, PathBuf> = HashMap::new();
-    for entry in fs::read_dir(dir).map_err(|e| RelayError::io("readdir", dir, &e))? {
-        let entry = entry.map_err(|e| RelayError::io("readdir", dir, &e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(no) = spool_file::parse_segment_name(&name) {
-            segs.insert(no, entry.path());
-        } else if let Some(id) = name
-            .strip_suffix(&format!(".{ENV_EXT}"))
-            .and_then(MessageId::parse)
-        {
-            overlays.insert(id, entry.path());
-        }
-    }
-    let mut records: Vec<(SegNo, InRecord)> = Vec::new();
-    for (no, path) in segs {
-        // A segment unlinked meanwhile is simply gone.
-        let Ok(file) = File::open(&path) else {
-            continue;
-        };
-        let scan = spool_file::scan_segment(&mut BufReader::with_capacity(256 << 10, file));
-        records.extend(scan.records.into_iter().map(|r| (no, r)));
-    }
-    let dead: HashSet<(SegNo, &MessageId)> = records
-        .iter()
-        .filter_map(|(_, r)| match r {
-            InRecord::Done { seg, id } => Some((*seg, id)),
-            InRecord::Msg { .. } => None,
-        })
-        .collect();
-    let mut live: BTreeMap<&MessageId, &Envelope> = BTreeMap::new();
-    for (no, r) in &records {
-        if let InRecord::Msg { envelope, .. } = r
-            && !dead.contains(&(*no, &envelope.id))
-        {
-            live.insert(&envelope.id, envelope);
-        }
-    }
-    let mut out: Vec<Envelope> = live
-        .into_iter()
-        .map(|(id, env)| {
-            overlays
-                .get(id)
-                .and_then(|p| spool_file::read_overlay(p).ok())
-                .filter(|o| &o.id == id)
-                .unwrap_or_else(|| env.clone())
-        })
-        .collect();
-    out.sort_by(|a, b| (a.arrival, &a.id).cmp(&(b.arrival, &b.id)));
-    Ok(out)
 }
 
 fn as_found(no: SegNo, r: &InRecord) -> Found {
@@ -470,12 +400,12 @@ fn check_id(path: &Path, id: &MessageId, env: Envelope) -> Result<Envelope, Rela
 /// <body-len>\n<envelope>\n<body>`, fsynced) before it is tombstoned.
 fn extract(dir: &Path, qdir: &Path, s: &Stored) -> Result<PathBuf, RelayError> {
     let seg = dir.join(spool_file::segment_name(s.seg));
-    let body = spool_file::read_at(&seg, s.loc.body_offset, s.loc.body_len)?;
+    let body = spool_io::read_at(&seg, s.loc.body_offset, s.loc.body_len)?;
     let json = serde_json::to_vec(&s.envelope).map_err(|_| RelayError::Unencodable {
         id: s.envelope.id.to_string(),
     })?;
     let target = free_name(qdir, &format!("{}.msg", s.envelope.id));
-    spool_file::write_atomic(&target, |w| {
+    spool_io::write_atomic(&target, |w| {
         w.write_all(format!("SPOOL1 {} {}\n", json.len(), body.len()).as_bytes())?;
         w.write_all(&json)?;
         w.write_all(b"\n")?;
@@ -496,14 +426,14 @@ fn set_tail_aside(path: &Path, from: u64, qdir: &Path) -> Result<PathBuf, RelayE
     let len = fs::metadata(path)
         .map_err(|e| RelayError::io("stat", path, &e))?
         .len();
-    let tail = spool_file::read_at(path, from, len.saturating_sub(from))?;
+    let tail = spool_io::read_at(path, from, len.saturating_sub(from))?;
     let name = path
         .file_name()
         .map_or_else(|| "segment".into(), |n| n.to_string_lossy().into_owned());
     let target = free_name(qdir, &format!("{name}.tail"));
-    spool_file::write_atomic(&target, |w| w.write_all(&tail))?;
-    spool_file::fsync_dir(qdir)?;
-    spool_file::truncate(path, from)?;
+    spool_io::write_atomic(&target, |w| w.write_all(&tail))?;
+    spool_io::fsync_dir(qdir)?;
+    spool_io::truncate(path, from)?;
     Ok(target)
 }
 

@@ -1,0 +1,82 @@
+//! A read-only listing of a spool directory (like `mailq`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use super::envelope::{Envelope, MessageId};
+use super::error::RelayError;
+use super::spool_file::{self, ENV_EXT, InRecord, SegNo};
+use super::spool_io;
+
+/// The messages in a spool directory with their latest envelopes, oldest first, read without
+/// changing anything (like `mailq`): safe while a relay is using the spool. A batch still being
+/// written is not listed; a damaged segment contributes the batches before its damage; an
+/// overlay that cannot be read leaves the envelope of the segment.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use smtp_tls_examples::relay::{Envelope, Spool, SpoolConfig, list_spool};
+/// let dir = tempfile::tempdir()?;
+/// let (spool, _) = Spool::open(dir.path(), SpoolConfig::default()).await?;
+/// let env = Envelope::new("a@example.org", ["b@example.net"], std::time::SystemTime::now());
+/// let env = spool.accept(env, b"hello\r\n".to_vec()).await?;
+/// assert_eq!(list_spool(dir.path())?, vec![env.clone()]);
+/// spool.remove(&env.id).await?;
+/// assert!(list_spool(dir.path())?.is_empty());
+/// # Ok(()) }
+/// ```
+pub fn list_spool(dir: &Path) -> Result<Vec<Envelope>, RelayError> {
+    let mut segs: BTreeMap<SegNo, PathBuf> = BTreeMap::new();
+    let mut overlays: HashMap<MessageId, PathBuf> = HashMap::new();
+    for entry in fs::read_dir(dir).map_err(|e| RelayError::io("readdir", dir, &e))? {
+        let entry = entry.map_err(|e| RelayError::io("readdir", dir, &e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(no) = spool_file::parse_segment_name(&name) {
+            segs.insert(no, entry.path());
+        } else if let Some(id) = name
+            .strip_suffix(&format!(".{ENV_EXT}"))
+            .and_then(MessageId::parse)
+        {
+            overlays.insert(id, entry.path());
+        }
+    }
+    let mut records: Vec<(SegNo, InRecord)> = Vec::new();
+    for (no, path) in segs {
+        // A segment unlinked meanwhile is simply gone.
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        let scan = spool_file::scan_segment(&mut BufReader::with_capacity(256 << 10, file));
+        records.extend(scan.records.into_iter().map(|r| (no, r)));
+    }
+    let dead: HashSet<(SegNo, &MessageId)> = records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            InRecord::Done { seg, id } => Some((*seg, id)),
+            InRecord::Msg { .. } => None,
+        })
+        .collect();
+    let mut live: BTreeMap<&MessageId, &Envelope> = BTreeMap::new();
+    for (no, r) in &records {
+        if let InRecord::Msg { envelope, .. } = r
+            && !dead.contains(&(*no, &envelope.id))
+        {
+            live.insert(&envelope.id, envelope);
+        }
+    }
+    let mut out: Vec<Envelope> = live
+        .into_iter()
+        .map(|(id, env)| {
+            overlays
+                .get(id)
+                .and_then(|p| spool_io::read_overlay(p).ok())
+                .filter(|o| &o.id == id)
+                .unwrap_or_else(|| env.clone())
+        })
+        .collect();
+    out.sort_by(|a, b| (a.arrival, &a.id).cmp(&(b.arrival, &b.id)));
+    Ok(out)
+}
