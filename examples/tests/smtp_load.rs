@@ -395,3 +395,78 @@ fn interop_with_postfix_smtp_sink() {
     assert!(body.contains("\n.line 000003"), "leading dot restored");
     assert!(!body.contains("\n..line"), "stuffed dot left in the body");
 }
+
+#[test]
+fn pipelined_load_against_own_sink_and_postfix_smtp_sink() {
+    // Our sink (offers PIPELINING): every pipelined transaction counted once.
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("ids.txt");
+    let (sink, addr) = start_sink(&["--count-file", count.to_str().unwrap()]);
+    let (code, v) = load(
+        addr,
+        &[
+            "-n",
+            "6",
+            "-m",
+            "5",
+            "-c",
+            "3",
+            "-s",
+            "3000",
+            "--pipelining",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["accepted"], 30);
+    let summary = sink.terminate();
+    assert!(summary.contains("\"messages\":30"), "{summary}");
+    assert_eq!(count_lines(&count), (30, 30));
+
+    // Postfix's smtp-sink (a real peer that offers PIPELINING): every transaction dumped.
+    let smtp_sink = Path::new("/usr/sbin/smtp-sink");
+    assert!(
+        smtp_sink.exists(),
+        "Postfix smtp-sink missing: run scripts/install-deps.sh"
+    );
+    let dump = dir.path().join("dump");
+    std::fs::create_dir(&dump).unwrap();
+    let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if is_root {
+        Command::new("chown")
+            .args(["nobody", dump.to_str().unwrap()])
+            .status()
+            .unwrap();
+    }
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let template = format!("{}/m.", dump.display());
+    let mut cmd = Command::new(smtp_sink);
+    if is_root {
+        cmd.args(["-u", "nobody"]);
+    }
+    let child = cmd
+        .args(["-d", &template, &addr.to_string(), "64"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn smtp-sink");
+    let _guard = Guard(child);
+    wait_for_banner(addr);
+    let (code, v) = load(
+        addr,
+        &[
+            "-n",
+            "4",
+            "-m",
+            "5",
+            "-c",
+            "2",
+            "-s",
+            "3000",
+            "--pipelining",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["accepted"], 20);
+    let files = std::fs::read_dir(&dump).unwrap().flatten().count();
+    assert_eq!(files, 20);
+}
