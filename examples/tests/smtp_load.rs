@@ -352,17 +352,16 @@ fn wait_for_banner(addr: SocketAddr) {
     }
 }
 
-#[test]
-fn interop_with_postfix_smtp_sink() {
+/// Starts Postfix's `smtp-sink` on a free loopback port, dumping each transaction into a file
+/// under `dump` (created); ready once it greets.
+fn start_smtp_sink(dump: &Path) -> (Guard, SocketAddr) {
     let smtp_sink = Path::new("/usr/sbin/smtp-sink");
     assert!(
         smtp_sink.exists(),
         "Postfix smtp-sink missing: run scripts/install-deps.sh (Debian package postfix)"
     );
-    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dump).unwrap();
     // smtp-sink refuses to run as root without -u; dump files are written as that user.
-    let dump = dir.path().join("dump");
-    std::fs::create_dir(&dump).unwrap();
     let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
     if is_root {
         Command::new("chown")
@@ -382,8 +381,16 @@ fn interop_with_postfix_smtp_sink() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn smtp-sink");
-    let _guard = Guard(child);
+    let guard = Guard(child);
     wait_for_banner(addr);
+    (guard, addr)
+}
+
+#[test]
+fn interop_with_postfix_smtp_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump");
+    let (_guard, addr) = start_smtp_sink(&dump);
     let (code, v) = load(addr, &["-n", "8", "-m", "5", "-c", "4", "-s", "4000"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["accepted"], 40);
@@ -423,34 +430,8 @@ fn pipelined_load_against_own_sink_and_postfix_smtp_sink() {
     assert_eq!(count_lines(&count), (30, 30));
 
     // Postfix's smtp-sink (a real peer that offers PIPELINING): every transaction dumped.
-    let smtp_sink = Path::new("/usr/sbin/smtp-sink");
-    assert!(
-        smtp_sink.exists(),
-        "Postfix smtp-sink missing: run scripts/install-deps.sh"
-    );
     let dump = dir.path().join("dump");
-    std::fs::create_dir(&dump).unwrap();
-    let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-    if is_root {
-        Command::new("chown")
-            .args(["nobody", dump.to_str().unwrap()])
-            .status()
-            .unwrap();
-    }
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let template = format!("{}/m.", dump.display());
-    let mut cmd = Command::new(smtp_sink);
-    if is_root {
-        cmd.args(["-u", "nobody"]);
-    }
-    let child = cmd
-        .args(["-d", &template, &addr.to_string(), "64"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn smtp-sink");
-    let _guard = Guard(child);
-    wait_for_banner(addr);
+    let (_guard, addr) = start_smtp_sink(&dump);
     let (code, v) = load(
         addr,
         &[

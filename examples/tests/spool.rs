@@ -8,6 +8,11 @@ use smtp_tls_examples::relay::{
     SpoolDefect,
 };
 
+/// Opens (recovers) the spool at `dir` with the default settings.
+async fn open(dir: &std::path::Path) -> (Spool, smtp_tls_examples::relay::Recovery) {
+    Spool::open(dir, SpoolConfig::default()).await.unwrap()
+}
+
 fn body(i: usize) -> Vec<u8> {
     format!("Message-ID: <{i}@test>\r\nSubject: m{i}\r\n\r\n.leading dot\r\nline {i}\r\n")
         .into_bytes()
@@ -38,9 +43,7 @@ async fn accepted_messages_survive_restart() {
         }
         // Everything dropped here: handles, committer.
     }
-    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, rec) = open(dir.path()).await;
     assert!(rec.quarantined.is_empty(), "{:?}", rec.quarantined);
     assert_eq!(rec.messages.len(), 20);
     let mut want: Vec<_> = accepted.clone();
@@ -57,17 +60,13 @@ async fn accepted_messages_survive_restart() {
 #[tokio::test]
 async fn truncated_and_unknown_files_are_quarantined_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, _) = open(dir.path()).await;
     // The damaged message's segment is an older one (closed at the restart): damage there is
     // corruption, not a batch cut short by a crash.
     let bad = spool.accept(envelope(2), body(2)).await.unwrap();
     let bad_path = spool.segment_of(&bad.id).unwrap();
     drop(spool);
-    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, _) = open(dir.path()).await;
     let good = spool.accept(envelope(1), body(1)).await.unwrap();
     assert_ne!(
         spool.segment_of(&good.id),
@@ -81,9 +80,7 @@ async fn truncated_and_unknown_files_are_quarantined_and_reported() {
     std::fs::write(dir_path.join("stray.txt"), b"junk").unwrap();
     std::fs::write(dir_path.join("00000000000000ab.seg.tmp"), b"SPOOLSEG1\n").unwrap();
 
-    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, rec) = open(dir.path()).await;
     assert_eq!(rec.messages.len(), 1);
     assert_eq!(rec.messages[0].id, good.id);
     assert_eq!(rec.quarantined.len(), 3, "{:?}", rec.quarantined);
@@ -120,9 +117,7 @@ async fn truncated_and_unknown_files_are_quarantined_and_reported() {
     );
     // A second start finds a clean spool.
     drop(spool);
-    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (_, rec) = open(dir.path()).await;
     assert_eq!(rec.messages.len(), 1);
     assert!(rec.quarantined.is_empty());
 }
@@ -130,9 +125,7 @@ async fn truncated_and_unknown_files_are_quarantined_and_reported() {
 #[tokio::test]
 async fn a_damaged_record_is_reported_with_its_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, _) = open(dir.path()).await;
     let env = spool.accept(envelope(1), body(1)).await.unwrap();
     let path = spool.segment_of(&env.id).unwrap();
     drop(spool);
@@ -140,9 +133,7 @@ async fn a_damaged_record_is_reported_with_its_offset() {
     let brace = bytes.iter().position(|&b| b == b'{').unwrap();
     bytes[brace + 1] = b'#';
     std::fs::write(&path, &bytes).unwrap();
-    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (_, rec) = open(dir.path()).await;
     assert!(rec.messages.is_empty());
     // The first record starts right after the 10-byte magic line.
     assert!(matches!(
@@ -193,9 +184,7 @@ async fn a_shared_segment(spool: &Spool, want: usize) -> (Vec<Envelope>, Vec<Env
 #[tokio::test]
 async fn a_damaged_segment_is_salvaged_up_to_the_damage() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, _) = open(dir.path()).await;
     // Three batches of one message each, appended to one segment.
     let mut first = Vec::new();
     for i in 0..3 {
@@ -209,9 +198,7 @@ async fn a_damaged_segment_is_salvaged_up_to_the_damage() {
     );
     drop(spool);
     // After a restart, a new segment: the first one is closed.
-    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, _) = open(dir.path()).await;
     let later = spool.accept(envelope(3), body(3)).await.unwrap();
     assert_ne!(spool.segment_of(&later.id), Some(path.clone()));
     drop(spool);
@@ -221,9 +208,7 @@ async fn a_damaged_segment_is_salvaged_up_to_the_damage() {
     let at = bytes.windows(b2.len()).position(|w| w == b2).unwrap();
     bytes[at + 3] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
-    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, rec) = open(dir.path()).await;
     assert_eq!(rec.quarantined.len(), 1, "{:?}", rec.quarantined);
     let q = &rec.quarantined[0];
     assert_eq!(q.original, path);
@@ -251,9 +236,7 @@ async fn a_damaged_segment_is_salvaged_up_to_the_damage() {
     }
     // A second start: the salvage is in a segment of its own, nothing more to quarantine.
     drop(spool);
-    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (_, rec) = open(dir.path()).await;
     assert!(rec.quarantined.is_empty(), "{:?}", rec.quarantined);
     assert_eq!(rec.messages.len(), 3);
 }
@@ -261,9 +244,7 @@ async fn a_damaged_segment_is_salvaged_up_to_the_damage() {
 #[tokio::test]
 async fn a_batch_cut_short_in_the_newest_segment_is_set_aside_as_unfinished() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, _) = open(dir.path()).await;
     let kept = spool.accept(envelope(1), body(1)).await.unwrap();
     let cut = spool.accept(envelope(2), body(2)).await.unwrap();
     let path = spool.segment_of(&cut.id).unwrap();
@@ -275,9 +256,7 @@ async fn a_batch_cut_short_in_the_newest_segment_is_set_aside_as_unfinished() {
         .position(|w| w == body(2))
         .unwrap();
     std::fs::write(&path, &bytes[..at + 5]).unwrap();
-    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (_, rec) = open(dir.path()).await;
     assert_eq!(rec.messages.len(), 1);
     assert_eq!(rec.messages[0].id, kept.id);
     assert_eq!(rec.quarantined.len(), 1, "{:?}", rec.quarantined);
@@ -289,9 +268,7 @@ async fn a_batch_cut_short_in_the_newest_segment_is_set_aside_as_unfinished() {
         "the cut batch's bytes are kept"
     );
     // The segment was cut back to its last whole batch: a second start is clean.
-    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (_, rec) = open(dir.path()).await;
     assert!(rec.quarantined.is_empty(), "{:?}", rec.quarantined);
     assert_eq!(rec.messages.len(), 1);
 }
@@ -309,9 +286,7 @@ fn segments_in(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tombstones_survive_restart_and_finished_segments_are_collected() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, _) = open(dir.path()).await;
     let (all, shared) = a_shared_segment(&spool, 2).await;
     // Finish one message of the shared segment: the others keep it, so a tombstone is written.
     let done = &shared[0];
@@ -320,9 +295,7 @@ async fn tombstones_survive_restart_and_finished_segments_are_collected() {
     assert!(seg.is_file(), "still holds live messages");
     assert_eq!(spool.len(), all.len() - 1);
     drop(spool);
-    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, rec) = open(dir.path()).await;
     assert!(rec.quarantined.is_empty());
     assert_eq!(rec.messages.len(), all.len() - 1);
     assert!(
@@ -336,9 +309,7 @@ async fn tombstones_survive_restart_and_finished_segments_are_collected() {
     }
     assert!(spool.is_empty());
     drop(spool);
-    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, rec) = open(dir.path()).await;
     assert!(rec.messages.is_empty(), "{:?}", rec.messages);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !segments_in(dir.path()).is_empty() && std::time::Instant::now() < deadline {
@@ -346,9 +317,7 @@ async fn tombstones_survive_restart_and_finished_segments_are_collected() {
     }
     assert_eq!(segments_in(dir.path()), Vec::<String>::new());
     drop(spool);
-    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (_, rec) = open(dir.path()).await;
     assert!(rec.messages.is_empty() && rec.quarantined.is_empty());
 }
 
@@ -392,9 +361,7 @@ async fn per_message_commit_is_correct_under_concurrency() {
 #[tokio::test]
 async fn delivered_state_survives_restart_and_removal_is_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, _) = open(dir.path()).await;
     let mut env = spool.accept(envelope(1), body(1)).await.unwrap();
     let gone = spool.accept(envelope(2), body(2)).await.unwrap();
     env.recipients[0].state = RecipientState::Delivered;
@@ -403,9 +370,7 @@ async fn delivered_state_survives_restart_and_removal_is_durable() {
     spool.update(&env).await.unwrap();
     spool.remove(&gone.id).await.unwrap();
     drop(spool);
-    let (spool, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, rec) = open(dir.path()).await;
     assert!(rec.quarantined.is_empty());
     assert_eq!(rec.messages, vec![env.clone()]);
     assert_eq!(
@@ -428,18 +393,14 @@ async fn delivered_state_survives_restart_and_removal_is_durable() {
 #[tokio::test]
 async fn orphan_envelope_is_quarantined() {
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (spool, _) = open(dir.path()).await;
     let env = spool.accept(envelope(1), body(1)).await.unwrap();
     spool.update(&env).await.unwrap();
     let seg = spool.segment_of(&env.id).unwrap();
     drop(spool);
     // Simulate a crash between the two unlinks of a removal.
     std::fs::remove_file(seg).unwrap();
-    let (_, rec) = Spool::open(dir.path(), SpoolConfig::default())
-        .await
-        .unwrap();
+    let (_, rec) = open(dir.path()).await;
     assert!(rec.messages.is_empty());
     assert!(matches!(
         rec.quarantined[0].reason,
