@@ -217,8 +217,9 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
     // orphans otherwise. A damaged overlay (or body length) takes its message out of the queue.
     let mut latest: HashMap<MessageId, Envelope> = HashMap::new();
     let mut overlay_ids = Vec::new();
+    let salvaged_ids: HashSet<MessageId> = salvage.iter().map(|(e, _)| e.id.clone()).collect();
     for (id, path) in overlays {
-        let in_salvage = salvage.iter().any(|(e, _)| e.id == id);
+        let in_salvage = salvaged_ids.contains(&id);
         if !live.contains_key(&id) && !in_salvage {
             if stored_ids.contains(&id) {
                 tracing::info!(file = %path.display(), "spool: stale envelope of a finished message removed");
@@ -362,7 +363,8 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
     Ok((out, index))
 }
 
-fn as_found(no: SegNo, r: &InRecord) -> Found {
+/// A segment record as the index sees it (id and body location, or a tombstone).
+pub(crate) fn as_found(no: SegNo, r: &InRecord) -> Found {
     match r {
         InRecord::Msg {
             envelope,

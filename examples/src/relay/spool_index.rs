@@ -226,6 +226,11 @@ impl Index {
         self.live.get(id).copied()
     }
 
+    /// Every live message and where its body is.
+    pub(crate) fn live(&self) -> impl Iterator<Item = (&MessageId, Loc)> + '_ {
+        self.live.iter().map(|(id, loc)| (id, *loc))
+    }
+
     /// Live messages.
     pub(crate) fn len(&self) -> usize {
         self.live.len()

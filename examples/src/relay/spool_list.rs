@@ -1,13 +1,15 @@
 //! A read-only listing of a spool directory (like `mailq`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use super::envelope::{Envelope, MessageId};
 use super::error::RelayError;
+use super::recover::as_found;
 use super::spool_file::{self, ENV_EXT, InRecord, SegNo};
+use super::spool_index::{Found, Index};
 use super::spool_io;
 
 /// The messages in a spool directory with their latest envelopes, oldest first, read without
@@ -43,38 +45,34 @@ pub fn list_spool(dir: &Path) -> Result<Vec<Envelope>, RelayError> {
             overlays.insert(id, entry.path());
         }
     }
-    let mut records: Vec<(SegNo, InRecord)> = Vec::new();
+    // Which copy of each message is live follows the spool's own rules (`Index::rebuild`).
+    let mut found: BTreeMap<SegNo, Vec<Found>> = BTreeMap::new();
+    let mut envelopes: HashMap<(SegNo, MessageId), Envelope> = HashMap::new();
     for (no, path) in segs {
         // A segment unlinked meanwhile is simply gone.
         let Ok(file) = File::open(&path) else {
             continue;
         };
         let scan = spool_file::scan_segment(&mut BufReader::with_capacity(256 << 10, file));
-        records.extend(scan.records.into_iter().map(|r| (no, r)));
-    }
-    let dead: HashSet<(SegNo, &MessageId)> = records
-        .iter()
-        .filter_map(|(_, r)| match r {
-            InRecord::Done { seg, id } => Some((*seg, id)),
-            InRecord::Msg { .. } => None,
-        })
-        .collect();
-    let mut live: BTreeMap<&MessageId, &Envelope> = BTreeMap::new();
-    for (no, r) in &records {
-        if let InRecord::Msg { envelope, .. } = r
-            && !dead.contains(&(*no, &envelope.id))
-        {
-            live.insert(&envelope.id, envelope);
+        found.insert(no, scan.records.iter().map(|r| as_found(no, r)).collect());
+        for r in scan.records {
+            if let InRecord::Msg { envelope, .. } = r {
+                envelopes.insert((no, envelope.id.clone()), *envelope);
+            }
         }
     }
-    let mut out: Vec<Envelope> = live
-        .into_iter()
-        .map(|(id, env)| {
-            overlays
-                .get(id)
-                .and_then(|p| spool_io::read_overlay(p).ok())
-                .filter(|o| &o.id == id)
-                .unwrap_or_else(|| env.clone())
+    let index = Index::rebuild(&found, &[]);
+    let mut out: Vec<Envelope> = index
+        .live()
+        .filter_map(|(id, loc)| {
+            let env = envelopes.remove(&(loc.seg, id.clone()))?;
+            Some(
+                overlays
+                    .get(id)
+                    .and_then(|p| spool_io::read_overlay(p).ok())
+                    .filter(|o| &o.id == id)
+                    .unwrap_or(env),
+            )
         })
         .collect();
     out.sort_by(|a, b| (a.arrival, &a.id).cmp(&(b.arrival, &b.id)));
