@@ -6,14 +6,22 @@
 //! with the next [`Step`], ending in a [`Decision`]: an [`Action`] plus the [`Reason`] and the
 //! [`DeliveryEvent`]s to log (and alert on).
 //!
-//! # "Preferred", both readings
-//! The seed's Table 2 and Cisco's later tech note word "Preferred" differently. Both are honoured:
+//! # "Preferred": which clause of the seed is followed, and which is not
+//! The seed's Table 2 says of *Preferred*: "if the TLS negotiation fails (prior to receiving a
+//! 220 response), the SMTP transaction does **not** fall back to clear text", and "if the TLS
+//! negotiation fails after the 220 response is received, the SMTP transaction will continue in
+//! the clear". This crate implements Postfix's `smtp_tls_security_level = may` instead:
 //! - STARTTLS not offered, or refused *before* `220` → [`Action::ContinuePlaintext`] on the same
-//!   connection (nothing was negotiated, the SMTP session is intact);
-//! - the handshake fails *after* `220` → that connection is dead (the TLS layer is in an unknown
-//!   state), so [`Action::RetryPlaintext`]: reconnect and deliver in the clear without trying
-//!   STARTTLS, as Postfix's `smtp_tls_security_level = may` does. The retry is built with
-//!   [`DeliveryAttempt::plaintext_retry`] from the token carried by the action.
+//!   connection. **This contradicts the first clause.** Read literally, it makes *Preferred*
+//!   refuse every server that does not offer STARTTLS — the behaviour of *Required*, which has its
+//!   own setting — and the seed's own description of *Preferred (Verify)* ("No TLS connection is
+//!   made … delivered in plain text") and Cisco's later tech note both fall back. An operator who
+//!   wants "no plaintext when STARTTLS is missing" chooses `required`.
+//! - the handshake fails *after* `220` → the second clause is followed, but not "on the same
+//!   transaction": that connection is dead (the TLS layer is in an unknown state and a server
+//!   expects TLS records), so [`Action::RetryPlaintext`]: reconnect and deliver in the clear
+//!   without trying STARTTLS. The retry is built with [`DeliveryAttempt::plaintext_retry`] from
+//!   the token carried by the action.
 //!
 //! # `required*` never sends plaintext
 //! [`Action::ContinuePlaintext`] and [`Action::RetryPlaintext`] carry a [`PlaintextPermit`] /
