@@ -184,12 +184,6 @@ pub enum Error {
         /// The listener's name.
         listener: String,
     },
-    /// The TLSA records could not be computed (dane-verify's message).
-    #[error("TLSA records: {reason}")]
-    Tlsa {
-        /// Why.
-        reason: String,
-    },
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Tls(String),

@@ -27,7 +27,6 @@ mod rustls_config;
 mod self_signed;
 pub mod store;
 mod subject;
-mod tlsa;
 
 pub use ca::{CaList, CaStatus, system_ca_certs};
 pub use demo::DEMO_NAME;
@@ -45,4 +44,3 @@ pub use self_signed::{
 };
 pub use store::{CertStore, FileProblem, Origin, StoredCert, validate_name};
 pub use subject::{FqdnCheck, MAX_SANS, Subject, check_fqdn_names, is_fqdn};
-pub use tlsa::TlsaRecord;

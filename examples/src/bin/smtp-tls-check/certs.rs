@@ -396,11 +396,13 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
             }
         }
         Cmd::Tlsa { name, host, port } => {
-            let lines: Vec<String> = store
-                .tlsa_records(&name)?
-                .iter()
-                .map(|r| r.to_rr_line(&host, port))
-                .collect();
+            // RFC 7672 §3.1: `3 1 1` for the leaf key, `2 1 1` for its issuer when stored
+            let stored = store.get(&name)?;
+            let lines: Vec<String> =
+                dane_verify::server_tlsa_records(&stored.chain[0], stored.chain.get(1))?
+                    .iter()
+                    .map(|r| r.to_rr_line(&host, port))
+                    .collect();
             print(
                 json_out,
                 &json!({ "name": name, "records": lines }),
