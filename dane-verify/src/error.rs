@@ -72,6 +72,18 @@ pub enum Error {
         /// Parser message.
         reason: String,
     },
+    /// The leaf's keyUsage extension is present but allows no TLS server use: none of
+    /// digitalSignature, keyEncipherment, keyAgreement (RFC 5280 §4.2.1.3; OpenSSL's
+    /// `ssl_server` purpose).
+    #[error(
+        "leaf keyUsage ({found}) allows no TLS server use: needs digitalSignature, \
+         keyEncipherment or keyAgreement (RFC 5280 4.2.1.3)"
+    )]
+    KeyUsageNotForServer {
+        /// The key usages the leaf asserts, comma-separated (`none` when the bit string is
+        /// empty).
+        found: String,
+    },
     /// A DNS name (reference identity, MX host, TLSA base domain) is not valid.
     #[error("invalid DNS name {name:?}")]
     BadName {

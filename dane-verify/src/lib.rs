@@ -37,6 +37,7 @@ mod cert;
 pub mod dnssec;
 pub mod error;
 pub mod matching;
+mod names;
 pub mod output;
 pub mod policy;
 #[cfg(feature = "resolver")]
@@ -45,6 +46,7 @@ pub mod tlsa;
 mod verdict;
 pub mod verifier;
 
+pub use cert::check_server_key_usage;
 pub use dnssec::DnssecStatus;
 pub use error::Error;
 pub use matching::{DaneEeNames, DaneMatcher, MatchMode, Outcome, Verdict};

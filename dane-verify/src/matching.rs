@@ -2,14 +2,22 @@
 //!
 //! Two modes:
 //! - [`MatchMode::Smtp`] (RFC 7672 §3.1): PKIX-TA(0) and PKIX-EE(1) are unusable; DANE-EE(3)
-//!   matches the leaf with no name and no validity check (RFC 7672 §3.1.1); DANE-TA(2) matches a
-//!   certificate of the chain at depth >= 1 (or, for `2 1 0`, acts as a bare public-key anchor
-//!   that need not be in the chain, RFC 7672 §3.1.2), then the chain is validated up to it and the
-//!   leaf name checked against the reference identities (TLSA base domain, MX host, next-hop
-//!   domain; RFC 7672 §3.2.2-3.2.3).
+//!   matches the leaf with no name, validity or key-usage check (RFC 7672 §3.1.1); DANE-TA(2)
+//!   names a trust anchor: a certificate of the chain at depth >= 1, or one published whole in
+//!   DNS (`2 0 0` certificate, `2 1 0` bare public key) that the server need not send
+//!   (RFC 7671 §5.2.2-5.2.3, RFC 7672 §3.1.2). The chain is validated up to it, then the leaf's
+//!   key usage and its name are checked against the reference identities (TLSA base domain,
+//!   MX host, next-hop domain; RFC 7672 §3.2.2-3.2.3): its DNS-IDs, or its CN-ID when it has
+//!   no DNS-ID, held to the path's name constraints.
 //! - [`MatchMode::Generic`] (RFC 6698 §2.1.1, RFC 7671 §5): all four usages; PKIX-TA/PKIX-EE
-//!   need a PKIX-valid chain to the given trust store; DANE-EE name checks can be skipped
-//!   (RFC 7671 §5.1).
+//!   need a PKIX-valid chain to the given trust store, and a full certificate in a `0 0 0`
+//!   record may supply an intermediate the server does not send (RFC 7671 §5.2); DANE-EE name
+//!   checks can be skipped (RFC 7671 §5.1).
+//!
+//! The depth reported is that of OpenSSL's `SSL_get0_dane_authority`: 0 for the leaf, the
+//! matched certificate's place in the validated path for a trust anchor (for an anchor
+//! certificate from DNS, one beyond the top certificate sent), and for a `2 1 0` bare key the
+//! place of the top certificate it signed.
 //!
 //! Digest agility (RFC 7671 §9): among records with the same usage and selector, only those with
 //! the strongest digest present (SHA2-512 over SHA2-256) are used; `Full(0)` records stay.
@@ -17,7 +25,8 @@
 use rustls_pki_types::{CertificateDer, Der, ServerName, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, anchor_from_trusted_cert};
 
-use crate::cert::{CertParts, matches};
+use crate::cert::{CertParts, check_server_key_usage, matches};
+use crate::names;
 use crate::tlsa::{CertUsage, Matching, Selector, TlsaRecord};
 pub use crate::verdict::{Outcome, Verdict};
 
@@ -100,6 +109,10 @@ impl DaneMatcher {
     }
 
     /// Matches `chain` (leaf first) against `records` at time `now`.
+    ///
+    /// Every usable record is tried; a verified match wins, the lowest usage first (DANE-EE,
+    /// DANE-TA, PKIX-EE, PKIX-TA) and, within DANE-TA, the lowest depth (RFC 7671 §5.2, as
+    /// OpenSSL's chain building finds it). Otherwise the most telling failure is returned.
     pub fn verify(
         &self,
         records: &[TlsaRecord],
@@ -131,23 +144,35 @@ impl DaneMatcher {
             Ok(p) => p,
             Err(e) => return failed(Outcome::ChainError, &e.to_string()),
         };
+        let peer = Peer {
+            chain,
+            parts: &parts,
+            from_dns: self.certs_from_dns(&usable),
+            now,
+        };
         let mut best = Verdict::new(Outcome::NoMatch);
+        let mut verified: Option<(u8, Verdict)> = None;
         for record in usable {
+            let rank = usage_rank(record.usage());
+            if verified.as_ref().is_some_and(|(r, _)| *r < rank) {
+                break;
+            }
             let v = match record.usage() {
-                CertUsage::DaneEe => self.dane_ee(record, chain, &parts),
-                CertUsage::DaneTa => self.dane_ta(record, chain, &parts, now),
-                CertUsage::PkixEe => self.pkix(record, chain, &parts, now, true),
-                CertUsage::PkixTa => self.pkix(record, chain, &parts, now, false),
+                CertUsage::DaneEe => self.dane_ee(record, &peer),
+                CertUsage::DaneTa => self.dane_ta(record, &peer),
+                CertUsage::PkixEe => self.pkix_ee(record, &peer),
+                CertUsage::PkixTa => self.pkix_ta(record, &peer),
                 CertUsage::Unassigned(_) | CertUsage::Private => continue,
             };
             if v.outcome == Outcome::Verified {
-                return v;
-            }
-            if v.outcome.rank() > best.outcome.rank() {
+                if verified.as_ref().is_none_or(|(_, b)| v.depth < b.depth) {
+                    verified = Some((rank, v));
+                }
+            } else if v.outcome.rank() > best.outcome.rank() {
                 best = v;
             }
         }
-        best
+        verified.map_or(best, |(_, v)| v)
     }
 
     /// Records this mode may use, after digest agility (RFC 7671 §9), DANE-EE first.
@@ -177,217 +202,313 @@ impl DaneMatcher {
                 Some(rank) => Some(rank) == strongest(r.usage(), r.selector()),
             })
             .collect();
-        kept.sort_by_key(|r| match r.usage() {
-            CertUsage::DaneEe => 0,
-            CertUsage::DaneTa => 1,
-            CertUsage::PkixEe => 2,
-            _ => 3,
-        });
+        kept.sort_by_key(|r| usage_rank(r.usage()));
         kept
     }
 
-    fn dane_ee(
-        &self,
-        record: &TlsaRecord,
-        chain: &[CertificateDer<'_>],
-        parts: &[CertParts<'_>],
-    ) -> Verdict {
-        if !record_matches(record, &parts[0]) {
+    /// Full certificates published in DNS (`0 0 0`, `2 0 0`) that the server may not send: extra
+    /// untrusted certificates for path building (RFC 7671 §5.2.2; OpenSSL adds them the same
+    /// way). Only records that parse as one X.509 certificate count.
+    fn certs_from_dns<'r>(&self, usable: &[&'r TlsaRecord]) -> Vec<CertificateDer<'r>> {
+        let mut certs: Vec<CertificateDer<'r>> = Vec::new();
+        for r in usable {
+            if matches!(r.usage(), CertUsage::PkixTa | CertUsage::DaneTa)
+                && r.selector() == Selector::Cert
+                && r.matching() == Matching::Full
+            {
+                let der = CertificateDer::from(r.data());
+                if CertParts::parse(&der, 0).is_ok() && !certs.contains(&der) {
+                    certs.push(der);
+                }
+            }
+        }
+        certs
+    }
+
+    fn dane_ee(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+        if !record_matches(record, &peer.parts[0]) {
             return Verdict::new(Outcome::NoMatch);
         }
-        // RFC 7672 §3.1.1 / RFC 7671 §5.1: no name, no expiry check for DANE-EE.
+        // RFC 7672 §3.1.1 / RFC 7671 §5.1: no name, no expiry, no key-usage check for DANE-EE.
         if self.mode == MatchMode::Generic && self.dane_ee_names == DaneEeNames::Check {
-            if let Err(reason) = self.check_name(&chain[0]) {
+            if let Err(reason) = names::check(&peer.chain[0], &self.names, &[]) {
                 return matched(Outcome::NameMismatch, record, 0, Some(reason));
             }
         }
         matched(Outcome::Verified, record, 0, None)
     }
 
-    fn dane_ta(
-        &self,
-        record: &TlsaRecord,
-        chain: &[CertificateDer<'_>],
-        parts: &[CertParts<'_>],
-        now: UnixTime,
-    ) -> Verdict {
+    /// DANE-TA(2): the record names a trust anchor: a certificate the server sends (depth >= 1),
+    /// or — RFC 7671 §5.2.2-5.2.3 — a full certificate (`2 0 0`) or a bare public key
+    /// (`2 1 0`) published in DNS that the server need not send. The path is validated to that
+    /// anchor alone; then the leaf's key usage and names are checked (RFC 7672 §3.2.3).
+    ///
+    /// Depth as OpenSSL's `SSL_get0_dane_authority` reports it: the anchor certificate's place
+    /// in the validated path (for a `2 0 0` anchor not sent, one beyond the top certificate
+    /// used), and for a bare key the place of the top certificate it signed.
+    fn dane_ta(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+        // (depth if the path fails, anchor certificate)
+        let mut candidates: Vec<(usize, &[u8])> = (1..peer.chain.len())
+            .filter(|&d| record_matches(record, &peer.parts[d]))
+            .map(|d| (d, peer.chain[d].as_ref()))
+            .collect();
+        let full = record.matching() == Matching::Full;
+        if full
+            && record.selector() == Selector::Cert
+            && peer.from_dns.contains(&CertificateDer::from(record.data()))
+            && candidates.iter().all(|(_, c)| *c != record.data())
+        {
+            candidates.push((peer.chain.len(), record.data()));
+        }
         let mut best = Verdict::new(Outcome::NoMatch);
-        for depth in 1..chain.len() {
-            if !record_matches(record, &parts[depth]) {
-                continue;
-            }
-            let Ok(anchor) = anchor_from_trusted_cert(&chain[depth]) else {
-                best = matched(
+        for (depth, anchor_der) in candidates {
+            let v = match anchor_from_trusted_cert(&CertificateDer::from(anchor_der)) {
+                Ok(anchor) => {
+                    let pool = peer.pool(Some(anchor_der));
+                    let anchors = [anchor];
+                    match validate_path(
+                        &peer.chain[0],
+                        &pool,
+                        &anchors,
+                        &[Some(anchor_der)],
+                        peer.now,
+                    ) {
+                        Ok(path) => self.after_path(record, peer, &path, path.intermediates + 1),
+                        // A certificate from DNS that issues nothing here is simply not a match.
+                        Err(
+                            webpki::Error::UnknownIssuer
+                            | webpki::Error::InvalidSignatureForPublicKey,
+                        ) if depth == peer.chain.len() => Verdict::new(Outcome::NoMatch),
+                        Err(e) => chain_error(record, depth, &e),
+                    }
+                }
+                Err(_) => matched(
                     Outcome::ChainError,
                     record,
                     depth,
                     Some("trust anchor certificate cannot be parsed".into()),
-                );
-                continue;
+                ),
             };
-            let v = self.path_and_name(record, chain, &chain[1..depth], &[anchor], now, depth);
-            if v.outcome == Outcome::Verified {
-                return v;
-            }
-            if v.outcome.rank() > best.outcome.rank() {
-                best = v;
+            best = better(best, v);
+            if best.outcome == Outcome::Verified {
+                return best;
             }
         }
-        // `2 1 0`: the record carries the anchor's public key; it need not be in the chain
-        // (RFC 7672 §3.1.2). Its subject is the issuer name of the top certificate we try.
-        if record.selector() == Selector::Spki && record.matching() == Matching::Full {
-            let Some(spki) = der_contents(record.data()) else {
-                return best;
-            };
-            for depth in 0..chain.len() {
-                let Some(subject) = der_contents(parts[depth].issuer) else {
-                    continue;
-                };
-                let anchor = TrustAnchor {
-                    subject: Der::from_slice(subject),
-                    subject_public_key_info: Der::from_slice(spki),
-                    name_constraints: None,
-                };
-                let v = match validate_path(&chain[0], &chain[1..=depth], &[anchor], now) {
-                    Ok(()) => self.name_verdict(record, chain, depth + 1),
-                    // A bare key that signs nothing here is simply not a match.
-                    Err(
-                        webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey,
-                    ) => {
-                        continue;
-                    }
-                    Err(e) => matched(
-                        Outcome::ChainError,
-                        record,
-                        depth + 1,
-                        Some(format!("{e:?}")),
-                    ),
-                };
-                if v.outcome == Outcome::Verified {
-                    return v;
-                }
-                if v.outcome.rank() > best.outcome.rank() {
-                    best = v;
-                }
-            }
+        if full && record.selector() == Selector::Spki {
+            best = better(best, self.bare_key(record, peer));
         }
         best
     }
 
-    fn pkix(
-        &self,
-        record: &TlsaRecord,
-        chain: &[CertificateDer<'_>],
-        parts: &[CertParts<'_>],
-        now: UnixTime,
-        end_entity: bool,
-    ) -> Verdict {
-        let anchors: Vec<TrustAnchor<'_>> = self
-            .trust_store
-            .iter()
-            .filter_map(|c| anchor_from_trusted_cert(c).ok())
-            .collect();
-        if end_entity {
-            if !record_matches(record, &parts[0]) {
-                return Verdict::new(Outcome::NoMatch);
+    /// `2 1 0`: the record carries the anchor's SubjectPublicKeyInfo. Its subject is taken from
+    /// the issuer name of the certificate it signs, so one anchor per distinct issuer name of
+    /// the certificates at hand; path building picks the lowest one that verifies.
+    fn bare_key(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+        let Some(spki) = der_contents(record.data()) else {
+            return Verdict::new(Outcome::NoMatch);
+        };
+        let mut subjects: Vec<&[u8]> = Vec::new();
+        for issuer in peer.parts.iter().map(|p| p.issuer) {
+            if let Some(s) = der_contents(issuer) {
+                if !subjects.contains(&s) {
+                    subjects.push(s);
+                }
             }
-            return self.path_and_name(record, chain, &chain[1..], &anchors, now, 0);
         }
-        // PKIX-TA: the record names a CA; the chain must be PKIX-valid to the store. When the
-        // record matches a store CA, only that CA anchors the path (so the path ends at it).
-        let matching_store: Vec<TrustAnchor<'_>> = self
-            .trust_store
+        let anchors: Vec<TrustAnchor<'_>> = subjects
             .iter()
-            .enumerate()
-            .filter(|(i, c)| CertParts::parse(c, *i).is_ok_and(|p| record_matches(record, &p)))
-            .filter_map(|(_, c)| anchor_from_trusted_cert(c).ok())
+            .map(|s| TrustAnchor {
+                subject: Der::from_slice(s),
+                subject_public_key_info: Der::from_slice(spki),
+                name_constraints: None,
+            })
             .collect();
-        if let Some(d) = (1..chain.len()).find(|&d| record_matches(record, &parts[d])) {
-            return self.path_and_name(record, chain, &chain[1..], &anchors, now, d);
+        let no_certs = vec![None; anchors.len()];
+        let pool = peer.pool(None);
+        match validate_path(&peer.chain[0], &pool, &anchors, &no_certs, peer.now) {
+            Ok(path) => self.after_path(record, peer, &path, path.intermediates),
+            // A bare key that signs nothing here is simply not a match.
+            Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) => {
+                Verdict::new(Outcome::NoMatch)
+            }
+            Err(e) => chain_error(record, 0, &e),
         }
-        if matching_store.is_empty() {
+    }
+
+    /// PKIX-EE(1): the record matches the leaf, which must validate to the trust store.
+    fn pkix_ee(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+        if !record_matches(record, &peer.parts[0]) {
             return Verdict::new(Outcome::NoMatch);
         }
-        self.path_and_name(
-            record,
-            chain,
-            &chain[1..],
-            &matching_store,
-            now,
-            chain.len(),
-        )
-    }
-
-    /// Validates leaf -> intermediates -> anchor at `now`, then the reference identities.
-    fn path_and_name(
-        &self,
-        record: &TlsaRecord,
-        chain: &[CertificateDer<'_>],
-        intermediates: &[CertificateDer<'_>],
-        anchors: &[TrustAnchor<'_>],
-        now: UnixTime,
-        depth: usize,
-    ) -> Verdict {
-        match validate_path(&chain[0], intermediates, anchors, now) {
-            Ok(()) => self.name_verdict(record, chain, depth),
-            Err(e) => matched(Outcome::ChainError, record, depth, Some(format!("{e:?}"))),
+        let (anchors, certs) = self.store_anchors(|_| true);
+        match validate_path(&peer.chain[0], &peer.pool(None), &anchors, &certs, peer.now) {
+            Ok(path) => self.after_path(record, peer, &path, 0),
+            Err(e) => chain_error(record, 0, &e),
         }
     }
 
-    /// After a valid path: the name check decides (RFC 7672 §3.2.3).
-    fn name_verdict(
+    /// PKIX-TA(0): the record names a CA on a path that validates to the trust store: a store
+    /// CA (then only it anchors the path), or a certificate sent or published in DNS, which
+    /// must then lie on the validated path.
+    fn pkix_ta(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+        let (anchors, certs) = self.store_anchors(|p| record_matches(record, p));
+        let pool = peer.pool(None);
+        if !anchors.is_empty() {
+            let v = match validate_path(&peer.chain[0], &pool, &anchors, &certs, peer.now) {
+                Ok(path) => self.after_path(record, peer, &path, path.intermediates + 1),
+                Err(e) => chain_error(record, peer.chain.len(), &e),
+            };
+            if v.outcome == Outcome::Verified {
+                return v;
+            }
+            return better(self.pkix_ta_below(record, peer, &pool), v);
+        }
+        self.pkix_ta_below(record, peer, &pool)
+    }
+
+    /// PKIX-TA(0) for a CA among the sent or DNS-published certificates.
+    fn pkix_ta_below(
         &self,
         record: &TlsaRecord,
-        chain: &[CertificateDer<'_>],
+        peer: &Peer<'_, '_>,
+        pool: &[CertificateDer<'_>],
+    ) -> Verdict {
+        let named = |c: &CertificateDer<'_>| {
+            CertParts::parse(c, 1).is_ok_and(|p| record_matches(record, &p))
+        };
+        let sent = (1..peer.chain.len()).find(|&d| record_matches(record, &peer.parts[d]));
+        if sent.is_none() && !peer.from_dns.iter().any(named) {
+            return Verdict::new(Outcome::NoMatch);
+        }
+        let (anchors, certs) = self.store_anchors(|_| true);
+        match validate_path(&peer.chain[0], pool, &anchors, &certs, peer.now) {
+            Ok(path) => match path.cas.iter().position(named) {
+                Some(i) => self.after_path(record, peer, &path, i + 1),
+                // Named but not on the path (an unrelated certificate): no match, as OpenSSL.
+                None => Verdict::new(Outcome::NoMatch),
+            },
+            Err(e) => chain_error(record, sent.unwrap_or(1), &e),
+        }
+    }
+
+    /// The trust store's anchors whose certificate passes `keep`, with their certificates.
+    fn store_anchors(
+        &self,
+        keep: impl Fn(&CertParts<'_>) -> bool,
+    ) -> (Vec<TrustAnchor<'_>>, Vec<Option<&[u8]>>) {
+        self.trust_store
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| CertParts::parse(c, *i).is_ok_and(|p| keep(&p)))
+            .filter_map(|(_, c)| Some((anchor_from_trusted_cert(c).ok()?, Some(c.as_ref()))))
+            .unzip()
+    }
+
+    /// After a valid path: the leaf's key usage (one rule with PKIX verification, OpenSSL's
+    /// `ssl_server` purpose), then the name check decides (RFC 7672 §3.2.3).
+    fn after_path(
+        &self,
+        record: &TlsaRecord,
+        peer: &Peer<'_, '_>,
+        path: &ValidPath,
         depth: usize,
     ) -> Verdict {
-        match self.check_name(&chain[0]) {
+        if let Err(e) = check_server_key_usage(&peer.chain[0]) {
+            return matched(Outcome::ChainError, record, depth, Some(e.to_string()));
+        }
+        let cas: Vec<&[u8]> = path.cas.iter().map(AsRef::as_ref).collect();
+        match names::check(&peer.chain[0], &self.names, &cas) {
             Ok(()) => matched(Outcome::Verified, record, depth, None),
             Err(reason) => matched(Outcome::NameMismatch, record, depth, Some(reason)),
         }
     }
+}
 
-    /// The leaf must be valid for at least one reference identity (RFC 7672 §3.2.3).
-    fn check_name(&self, leaf: &CertificateDer<'_>) -> Result<(), String> {
-        let ee = EndEntityCert::try_from(leaf).map_err(|e| e.to_string())?;
-        if self
-            .names
-            .iter()
-            .any(|n| ee.verify_is_valid_for_subject_name(n).is_ok())
-        {
-            Ok(())
-        } else {
-            let names: Vec<String> = self.names.iter().map(|n| n.to_str().into_owned()).collect();
-            Err(format!(
-                "certificate is not valid for any of {}",
-                names.join(", ")
-            ))
+/// The presented chain, parsed, with the certificates DNS supplies.
+struct Peer<'c, 'p> {
+    chain: &'c [CertificateDer<'c>],
+    parts: &'p [CertParts<'p>],
+    from_dns: Vec<CertificateDer<'c>>,
+    now: UnixTime,
+}
+
+impl<'c> Peer<'c, '_> {
+    /// Untrusted certificates for path building: those sent after the leaf, then those from
+    /// DNS, without `anchor` (a path does not run through its own anchor).
+    fn pool(&self, anchor: Option<&[u8]>) -> Vec<CertificateDer<'c>> {
+        let mut pool: Vec<CertificateDer<'c>> = Vec::new();
+        for c in self.chain[1..].iter().chain(&self.from_dns) {
+            if Some(c.as_ref()) != anchor && !pool.contains(c) {
+                pool.push(c.clone());
+            }
         }
+        pool
     }
 }
 
-/// Validates leaf -> intermediates -> one of `anchors` at `now` for TLS server use, with the
-/// aws-lc-rs signature algorithms.
+/// A validated path: the CA certificates above the leaf (intermediates used, then the anchor's
+/// certificate when it came from one) and how many of them are intermediates.
+struct ValidPath {
+    cas: Vec<CertificateDer<'static>>,
+    intermediates: usize,
+}
+
+/// Validates leaf -> intermediates from `pool` -> one of `anchors` at `now` for TLS server use,
+/// with the aws-lc-rs signature algorithms. `anchor_certs[i]` is the certificate `anchors[i]`
+/// was made from, if any.
 fn validate_path(
     leaf: &CertificateDer<'_>,
-    intermediates: &[CertificateDer<'_>],
+    pool: &[CertificateDer<'_>],
     anchors: &[TrustAnchor<'_>],
+    anchor_certs: &[Option<&[u8]>],
     now: UnixTime,
-) -> Result<(), webpki::Error> {
+) -> Result<ValidPath, webpki::Error> {
     let ee = EndEntityCert::try_from(leaf)?;
     let algs = rustls::crypto::aws_lc_rs::default_provider()
         .signature_verification_algorithms
         .all;
-    ee.verify_for_usage(
+    let path = ee.verify_for_usage(
         algs,
         anchors,
-        intermediates,
+        pool,
         now,
         KeyUsage::server_auth(),
         None,
         None,
-    )
-    .map(|_| ())
+    )?;
+    let mut cas: Vec<CertificateDer<'static>> = path
+        .intermediate_certificates()
+        .map(|c| c.der().into_owned())
+        .collect();
+    let intermediates = cas.len();
+    let used = anchors.iter().position(|a| std::ptr::eq(a, path.anchor()));
+    if let Some(Some(der)) = used.and_then(|i| anchor_certs.get(i)) {
+        cas.push(CertificateDer::from(der.to_vec()));
+    }
+    Ok(ValidPath { cas, intermediates })
+}
+
+/// DANE-EE, DANE-TA, PKIX-EE, PKIX-TA: the order records are tried in (RFC 7671 §5).
+fn usage_rank(usage: CertUsage) -> u8 {
+    match usage {
+        CertUsage::DaneEe => 0,
+        CertUsage::DaneTa => 1,
+        CertUsage::PkixEe => 2,
+        _ => 3,
+    }
+}
+
+/// The more telling of two verdicts (a verified one first).
+fn better(a: Verdict, b: Verdict) -> Verdict {
+    if b.outcome.rank() > a.outcome.rank() {
+        b
+    } else {
+        a
+    }
+}
+
+fn chain_error(record: &TlsaRecord, depth: usize, e: &webpki::Error) -> Verdict {
+    matched(Outcome::ChainError, record, depth, Some(format!("{e:?}")))
 }
 
 fn parse_names<'a>(

@@ -211,13 +211,34 @@ fn dane_ta_with_and_without_anchor_in_chain() {
     // not sent: digest records cannot name an absent anchor (RFC 7672 §3.1.2)
     let v = smtp().verify(&[record(2, 1, 1, &p.root)], &without_root, now());
     assert_eq!((v.outcome, v.depth), (Outcome::NoMatch, -1));
-    // 2 1 0 carries the key itself: the anchor need not be in the chain
+    // 2 1 0 carries the key itself: the anchor need not be in the chain; the depth is that of
+    // the top certificate the key signed (OpenSSL's SSL_get0_dane_authority)
     let v = smtp().verify(&[record(2, 1, 0, &p.root)], &without_root, now());
     assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
-    assert_eq!(v.depth, 2);
+    assert_eq!(v.depth, 1);
     // 2 1 0 for the intermediate, chain of the leaf alone
     let v = smtp().verify(
         &[record(2, 1, 0, &p.inter)],
+        std::slice::from_ref(&p.leaf),
+        now(),
+    );
+    assert_eq!(
+        (v.outcome, v.depth),
+        (Outcome::Verified, 0),
+        "{:?}",
+        v.reason
+    );
+    // 2 0 0 carries the whole anchor certificate: also usable when not sent (RFC 7671
+    // §5.2.2); its depth is one beyond the top certificate sent
+    let v = smtp().verify(&[record(2, 0, 0, &p.root)], &without_root, now());
+    assert_eq!(
+        (v.outcome, v.depth),
+        (Outcome::Verified, 2),
+        "{:?}",
+        v.reason
+    );
+    let v = smtp().verify(
+        &[record(2, 0, 0, &p.inter)],
         std::slice::from_ref(&p.leaf),
         now(),
     );
@@ -227,6 +248,12 @@ fn dane_ta_with_and_without_anchor_in_chain() {
         "{:?}",
         v.reason
     );
+    // an unrelated anchor from DNS is no match
+    let other = current();
+    let v = smtp().verify(&[record(2, 0, 0, &other.root)], &without_root, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::NoMatch, -1));
+    let v = smtp().verify(&[record(2, 1, 0, &other.root)], &without_root, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::NoMatch, -1));
     // DANE-TA never matches the leaf itself
     let v = smtp().verify(&[record(2, 1, 1, &p.leaf)], &with_root, now());
     assert_eq!(v.outcome, Outcome::NoMatch);
@@ -312,4 +339,145 @@ fn output_helper_records_match_their_certificate() {
         );
     }
     assert!(server_tlsa_records(&CertificateDer::from(vec![1, 2, 3]), None).is_err());
+}
+
+/// A private CA and a leaf it signs; `leaf` shapes the leaf's parameters (names, key usage).
+struct Private {
+    ca: CertificateDer<'static>,
+    leaf: CertificateDer<'static>,
+}
+
+fn private_ca(
+    constraints: Option<rcgen::NameConstraints>,
+    leaf: impl FnOnce(&mut CertificateParams),
+) -> Private {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_p = ca_params("Private CA");
+    ca_p.name_constraints = constraints;
+    let ca = ca_p.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_p, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut lp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    lp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf(&mut lp);
+    let leaf = lp.signed_by(&leaf_key, &issuer).unwrap();
+    Private {
+        ca: ca.der().clone(),
+        leaf: leaf.der().clone(),
+    }
+}
+
+fn cn(p: &mut CertificateParams, name: &str) {
+    p.distinguished_name.push(DnType::CommonName, name);
+}
+
+/// Issue 11, finding 4: with DANE-TA the CN-ID counts when the leaf has no DNS-ID (RFC 7672
+/// §3.2.3), as OpenSSL/Postfix do; a DNS-ID, when present, is the only identity used.
+#[test]
+fn dane_ta_uses_the_cn_when_the_leaf_has_no_dns_id() {
+    let p = private_ca(None, |l| cn(l, "mx.example"));
+    let chain = vec![p.leaf.clone(), p.ca.clone()];
+    let m = DaneMatcher::smtp(["mx.example", "example"]).unwrap();
+    for r in [record(2, 1, 1, &p.ca), record(2, 0, 1, &p.ca)] {
+        let v = m.verify(std::slice::from_ref(&r), &chain, now());
+        assert_eq!(
+            (v.outcome, v.depth),
+            (Outcome::Verified, 1),
+            "{r}: {:?}",
+            v.reason
+        );
+    }
+    // the CN is still compared: another name does not match it
+    let other = DaneMatcher::smtp(["mx.other.example"]).unwrap();
+    let v = other.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1));
+    // a wildcard CN covers one label
+    let p = private_ca(None, |l| cn(l, "*.example.net"));
+    let chain = vec![p.leaf.clone(), p.ca.clone()];
+    let v = smtp().verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+    let deep = DaneMatcher::smtp(["a.mx.example.net"]).unwrap();
+    let v = deep.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!(v.outcome, Outcome::NameMismatch);
+}
+
+#[test]
+fn dane_ta_ignores_the_cn_when_a_dns_id_is_present() {
+    let p = private_ca(None, |l| {
+        cn(l, "mx.example");
+        l.subject_alt_names = vec![rcgen::SanType::DnsName("other.example".try_into().unwrap())];
+    });
+    let chain = vec![p.leaf.clone(), p.ca.clone()];
+    let m = DaneMatcher::smtp(["mx.example", "example"]).unwrap();
+    let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1));
+    let san = DaneMatcher::smtp(["other.example"]).unwrap();
+    let v = san.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+}
+
+/// A CN used as a DNS-ID obeys the dNSName constraints of the path, as a SAN would (issue 11,
+/// finding 1: rustls-webpki applies them to SANs only).
+#[test]
+fn a_cn_used_as_dns_id_obeys_name_constraints() {
+    let permit = |names: &[&str]| rcgen::NameConstraints {
+        permitted_subtrees: names
+            .iter()
+            .map(|n| rcgen::GeneralSubtree::DnsName((*n).into()))
+            .collect(),
+        excluded_subtrees: vec![],
+    };
+    let m = DaneMatcher::smtp(["mx.example", "example"]).unwrap();
+    let p = private_ca(Some(permit(&["allowed.test"])), |l| cn(l, "mx.example"));
+    let chain = vec![p.leaf.clone(), p.ca.clone()];
+    let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1), "{v:?}");
+    let p = private_ca(Some(permit(&["example"])), |l| cn(l, "mx.example"));
+    let chain = vec![p.leaf.clone(), p.ca.clone()];
+    let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+    let exclude = rcgen::NameConstraints {
+        permitted_subtrees: vec![],
+        excluded_subtrees: vec![rcgen::GeneralSubtree::DnsName("mx.example".into())],
+    };
+    let p = private_ca(Some(exclude), |l| cn(l, "mx.example"));
+    let chain = vec![p.leaf.clone(), p.ca.clone()];
+    let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!(v.outcome, Outcome::NameMismatch, "{v:?}");
+}
+
+/// Issue 11, finding 8: a DANE-TA leaf whose keyUsage allows no TLS server use (keyCertSign
+/// only) is refused, as by `tlsverify` and OpenSSL's `ssl_server` purpose; DANE-EE(3) skips
+/// the check, as OpenSSL does.
+#[test]
+fn dane_ta_refuses_a_leaf_whose_key_usage_excludes_tls_server() {
+    use rcgen::KeyUsagePurpose as Ku;
+    let m = DaneMatcher::smtp(["mx.example"]).unwrap();
+    let names = |l: &mut CertificateParams| {
+        l.subject_alt_names = vec![rcgen::SanType::DnsName("mx.example".try_into().unwrap())];
+    };
+    let p = private_ca(None, |l| {
+        names(l);
+        l.key_usages = vec![Ku::KeyCertSign];
+    });
+    let chain = vec![p.leaf.clone(), p.ca.clone()];
+    let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::ChainError, 1), "{v:?}");
+    assert!(v.reason.unwrap().contains("keyUsage"));
+    let v = m.verify(&[record(3, 1, 1, &p.leaf)], &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::Verified, 0));
+    for ku in [
+        vec![Ku::DigitalSignature],
+        vec![Ku::KeyEncipherment],
+        vec![Ku::KeyAgreement],
+        vec![],
+    ] {
+        let p = private_ca(None, |l| {
+            names(l);
+            l.key_usages = ku.clone();
+        });
+        let chain = vec![p.leaf.clone(), p.ca.clone()];
+        let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+        assert_eq!(v.outcome, Outcome::Verified, "{ku:?}: {:?}", v.reason);
+    }
 }
