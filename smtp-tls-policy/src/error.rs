@@ -136,6 +136,16 @@ pub enum Error {
         /// What is wrong.
         kind: DestinationConfigErrorKind,
     },
+    /// A recipient domain cannot be compared against the destination controls (empty, too
+    /// long, not a domain name, or not ASCII and refused by IDNA): refused rather than given
+    /// the default entry, which may be weaker than the entry meant for it.
+    #[error("destination domain {domain:?} refused: {reason}")]
+    InvalidDestinationDomain {
+        /// The domain as given (truncated to 80 characters).
+        domain: String,
+        /// Why it cannot be compared.
+        reason: &'static str,
+    },
     /// A line from the peer exceeded the line-length limit (RFC 5321 §4.5.3.1).
     #[error("SMTP line longer than {limit} octets")]
     LineTooLong {
@@ -208,8 +218,8 @@ pub enum Error {
 
 impl Error {
     /// A short, stable category for the error (`reference-id`, `limit`, `certificate`, `trust`,
-    /// `chain`, `rfc5280`, `identity`, `fqdn-check`, `x509-check`, `config`, `protocol`,
-    /// `smtp-reply`, `io`, `timeout`, `tls`, `state`).
+    /// `chain`, `rfc5280`, `identity`, `fqdn-check`, `x509-check`, `config`, `destination`,
+    /// `protocol`, `smtp-reply`, `io`, `timeout`, `tls`, `state`).
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
@@ -225,6 +235,7 @@ impl Error {
             | Self::NotVersion3 { .. }
             | Self::ServerNameAbsent { .. } => "x509-check",
             Self::DestinationConfig { .. } => "config",
+            Self::InvalidDestinationDomain { .. } => "destination",
             Self::LineTooLong { .. }
             | Self::TooManyReplyLines { .. }
             | Self::MalformedReply { .. }

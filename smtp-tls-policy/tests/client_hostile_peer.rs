@@ -194,3 +194,77 @@ async fn injected_reply_after_220_is_discarded() {
         "inside.tls"
     );
 }
+
+/// A tarpit: answers with a multi-line reply, one line every `every`, `lines` lines in all, at
+/// the greeting (`at_ehlo = false`) or to EHLO. Returns the port.
+async fn tarpit(lines: usize, every: Duration, at_ehlo: bool) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = l.accept().await.unwrap();
+        let code = if at_ehlo {
+            let _ = tcp.write_all(b"220 tarpit.test ESMTP\r\n").await;
+            let mut r = LineReader::new();
+            if r.read_line(&mut tcp, Duration::from_secs(30), "s")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            250
+        } else {
+            220
+        };
+        let mut ticks = tokio::time::interval(every);
+        for i in 1..=lines {
+            ticks.tick().await;
+            let sep = if i == lines { ' ' } else { '-' };
+            let line = format!("{code}{sep}tarpit line {i}\r\n");
+            if tcp.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        // Hold the connection until the client goes.
+        let mut r = LineReader::new();
+        let _ = r.read_line(&mut tcp, Duration::from_secs(30), "s").await;
+    });
+    port
+}
+
+/// Issue 11, finding 6: the timeout bounds the whole reply, not each line. The tarpit drips 40
+/// lines 100 ms apart (4 s); with a 300 ms reply timeout the driver must give up with a
+/// timeout long before the reply is complete (the bound is generous: 3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tarpit_reply_times_out_as_a_whole() {
+    let pki = Pki::new();
+    for at_ehlo in [false, true] {
+        let port = tarpit(40, Duration::from_millis(100), at_ehlo).await;
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let a = DeliveryAttempt::new(
+            "tarpit.example",
+            DeliveryTls::Preferred,
+            DaneMode::None,
+            TlsaStatus::NotApplicable,
+            DeliveryOptions::new(true),
+        );
+        let settings = ClientSettings::new(
+            "client.test",
+            ServerName::try_from(MX).unwrap(),
+            pki.verifier(),
+        )
+        .with_timeouts(Timeouts::uniform(Duration::from_millis(300)));
+        let started = tokio::time::Instant::now();
+        let r = negotiate(tcp, a, &settings).await;
+        let took = started.elapsed();
+        let want = if at_ehlo { "EHLO" } else { "greeting" };
+        match r {
+            Err(smtp_tls_policy::Error::Timeout { phase, .. }) => assert_eq!(phase, want),
+            Err(e) => panic!("{want}: expected a timeout, got {e}"),
+            Ok(o) => panic!("{want}: expected a timeout, got {:?}", o.decision),
+        }
+        assert!(
+            took < Duration::from_secs(3),
+            "{want}: the reply deadline did not hold: {took:?}"
+        );
+    }
+}

@@ -74,7 +74,7 @@ impl DestinationControls {
     /// ```
     /// use smtp_tls_policy::destination::{DestinationControls, DeliveryTls};
     /// let c = DestinationControls::from_toml("d.toml", "[destinations.\"a.example\"]\ntls = \"required\"\n").unwrap();
-    /// assert_eq!(c.lookup("a.example").tls, DeliveryTls::Required);
+    /// assert_eq!(c.lookup("a.example").unwrap().tls, DeliveryTls::Required);
     /// let e = DestinationControls::from_toml("d.toml", "[default]\ntls = \"sometimes\"\n").unwrap_err();
     /// assert!(e.to_string().starts_with("d.toml:2:"), "{e}");
     /// ```

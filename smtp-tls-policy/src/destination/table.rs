@@ -62,9 +62,12 @@ pub struct DestinationPolicy {
 ///     .entry(".example.com", DestinationEntry::new(TlsMode::Required, DaneSetting::Default))
 ///     .unwrap()
 ///     .build();
-/// assert_eq!(controls.lookup("Example.COM.").tls, DeliveryTls::RequiredVerify);
-/// assert_eq!(controls.lookup("mx.example.com").tls, DeliveryTls::Required);
-/// assert_eq!(controls.lookup("example.net").tls, DeliveryTls::Preferred);
+/// assert_eq!(controls.lookup("Example.COM.")?.tls, DeliveryTls::RequiredVerify);
+/// assert_eq!(controls.lookup("mx.example.com")?.tls, DeliveryTls::Required);
+/// assert_eq!(controls.lookup("example.net")?.tls, DeliveryTls::Preferred);
+/// // Never the default entry for a name that cannot be compared:
+/// assert!(controls.lookup("bad name.example.com").is_err());
+/// # Ok::<(), smtp_tls_policy::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct DestinationControls {
@@ -100,10 +103,19 @@ impl DestinationControls {
     }
 
     /// The effective policy for a recipient domain: exact entry, else longest `.parent`, else
-    /// default; `default` settings inherit from the default entry. A domain that is not a valid
-    /// name gets the default entry.
-    pub fn lookup(&self, domain: &str) -> DestinationPolicy {
-        let name = normalise(domain).unwrap_or_default();
+    /// default; `default` settings inherit from the default entry.
+    ///
+    /// The name is compared in lower-case A-label form. An ASCII name that IDNA (UTS #46)
+    /// refuses (e.g. `xn--zz.secure.example`, a label that is not valid Punycode) is compared
+    /// byte-wise in lower case, so a `.secure.example` entry still applies to it. A name that
+    /// cannot be compared at all (empty, too long, not a domain, or not ASCII and refused by
+    /// IDNA) is an [`Error::InvalidDestinationDomain`]: it never falls back to the default
+    /// entry (fail closed; issue 11, finding 7).
+    pub fn lookup(&self, domain: &str) -> Result<DestinationPolicy, Error> {
+        let name = normalise(domain).map_err(|reason| Error::InvalidDestinationDomain {
+            domain: domain.chars().take(80).collect(),
+            reason,
+        })?;
         let (matched, entry) = self.find(&name);
         let tls = entry.tls.resolve(self.default_tls);
         let dane = if tls == DeliveryTls::No {
@@ -111,18 +123,15 @@ impl DestinationControls {
         } else {
             entry.dane.resolve(self.default_dane)
         };
-        DestinationPolicy {
+        Ok(DestinationPolicy {
             domain: name,
             matched,
             tls,
             dane,
-        }
+        })
     }
 
     fn find(&self, name: &str) -> (DestinationMatch, DestinationEntry) {
-        if name.is_empty() {
-            return (DestinationMatch::Default, DestinationEntry::default());
-        }
         if let Some(e) = self.exact.get(name) {
             return (DestinationMatch::Exact(name.to_owned()), *e);
         }
@@ -192,7 +201,7 @@ impl DestinationControlsBuilder {
             Some(bare) => (&mut self.inner.parents, bare),
             None => (&mut self.inner.exact, key),
         };
-        let name = normalise(bare).ok_or(DestinationConfigErrorKind::InvalidDomain)?;
+        let name = normalise(bare).map_err(|_| DestinationConfigErrorKind::InvalidDomain)?;
         let stored = if key.starts_with('.') {
             format!(".{name}")
         } else {
@@ -226,20 +235,49 @@ fn check_entry(entry: DestinationEntry) -> Result<(), DestinationConfigErrorKind
     Ok(())
 }
 
-/// Lower-case A-label form without the trailing dot, or `None` when not a valid domain.
-pub(crate) fn normalise(domain: &str) -> Option<String> {
+// Why a name cannot be compared against the table (`Error::InvalidDestinationDomain`).
+const EMPTY: &str = "empty name";
+const TOO_LONG: &str = "longer than 253 octets";
+const NOT_A_DOMAIN: &str = "not a domain name (labels of letters, digits, '-' and '_')";
+const IDNA_REFUSED: &str = "not ASCII, and IDNA (UTS #46) refuses it";
+
+/// The form names are compared in, without the trailing dot: the lower-case A-label form; for
+/// an ASCII name that IDNA refuses (invalid Punycode after `xn--`, hyphen rules), the name
+/// lower-cased byte-wise, so that `.parent` entries still apply to it (fail closed). A non-ASCII
+/// name IDNA refuses cannot equal any stored (ASCII) key and is refused, as is anything that is
+/// not a domain name.
+pub(crate) fn normalise(domain: &str) -> Result<String, &'static str> {
     let domain = domain.strip_suffix('.').unwrap_or(domain);
-    if domain.is_empty() || domain.len() > 253 {
-        return None;
+    if domain.is_empty() {
+        return Err(EMPTY);
     }
-    let ascii = idna::domain_to_ascii(domain).ok()?;
-    let valid = !ascii.is_empty()
+    if domain.len() > 253 {
+        return Err(TOO_LONG);
+    }
+    if let Ok(ascii) = idna::domain_to_ascii(domain)
+        && is_domain(&ascii)
+    {
+        return Ok(ascii);
+    }
+    if !domain.is_ascii() {
+        return Err(IDNA_REFUSED);
+    }
+    let lower = domain.to_ascii_lowercase();
+    if is_domain(&lower) {
+        Ok(lower)
+    } else {
+        Err(NOT_A_DOMAIN)
+    }
+}
+
+/// At most 253 octets of non-empty labels (at most 63 octets) of letters, digits, `-`, `_`.
+fn is_domain(ascii: &str) -> bool {
+    !ascii.is_empty()
         && ascii.len() <= 253
         && ascii.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
                 && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    valid.then_some(ascii)
+        })
 }

@@ -90,21 +90,9 @@ fn lookup_table() {
             DaneMode::Opportunistic,
             "default",
         ),
-        (
-            "not a domain",
-            DeliveryTls::Preferred,
-            DaneMode::Opportunistic,
-            "default",
-        ),
-        (
-            "",
-            DeliveryTls::Preferred,
-            DaneMode::Opportunistic,
-            "default",
-        ),
     ];
     for (domain, tls, dane, which) in cases {
-        let p = c.lookup(domain);
+        let p = c.lookup(domain).unwrap();
         assert_eq!((p.tls, p.dane), (tls, dane), "{domain}");
         let got = match &p.matched {
             DestinationMatch::Exact(_) => "exact",
@@ -122,8 +110,14 @@ fn idn_keys_are_normalised() {
         "[destinations.\"bücher.example\"]\ntls = \"required\"\n",
     )
     .unwrap();
-    assert_eq!(c.lookup("xn--bcher-kva.example").tls, DeliveryTls::Required);
-    assert_eq!(c.lookup("BÜCHER.example").tls, DeliveryTls::Required);
+    assert_eq!(
+        c.lookup("xn--bcher-kva.example").unwrap().tls,
+        DeliveryTls::Required
+    );
+    assert_eq!(
+        c.lookup("BÜCHER.example").unwrap().tls,
+        DeliveryTls::Required
+    );
 }
 
 fn err_of(text: &str) -> (usize, usize, String, K) {
@@ -184,7 +178,7 @@ fn config_errors_name_line_and_text() {
 #[test]
 fn empty_config_is_the_factory_default() {
     let c = DestinationControls::from_toml("e", "").unwrap();
-    let p = c.lookup("example.org");
+    let p = c.lookup("example.org").unwrap();
     assert_eq!((p.tls, p.dane), (DeliveryTls::No, DaneMode::None));
 }
 
@@ -211,8 +205,10 @@ const MODES: [TlsMode; 6] = [
 proptest! {
     #[test]
     fn lookup_matches_linear_scan(
-        keys in proptest::collection::btree_map("\\.?([abc]\\.){0,3}[abc]", 0..6u8, 0..12),
-        domain in "([abc]\\.){0,4}[abc]",
+        // `xn--zz` is refused by IDNA (invalid Punycode): compared byte-wise in lower case.
+        keys in proptest::collection::btree_map(
+            "\\.?((xn--zz|[abc])\\.){0,3}(xn--zz|[abc])", 0..6u8, 0..12),
+        domain in "((xn--zz|XN--zz|[abcA])\\.){0,4}[abcB]",
     ) {
         let keys: Vec<(String, u8)> = keys.into_iter().collect();
         let mut b = DestinationControls::builder();
@@ -220,9 +216,81 @@ proptest! {
             b = b.entry(k, DestinationEntry::new(MODES[*v as usize], DaneSetting::Default)).unwrap();
         }
         let c = b.build();
-        let want = reference(&keys, &domain).map(|v| MODES[v as usize].resolve(DeliveryTls::No));
-        let got = c.lookup(&domain);
+        let want = reference(&keys, &domain.to_ascii_lowercase()).map(|v| MODES[v as usize].resolve(DeliveryTls::No));
+        let got = c.lookup(&domain).unwrap();
         prop_assert_eq!(got.tls, want.unwrap_or(DeliveryTls::No));
         prop_assert_eq!(got.matched == DestinationMatch::Default, want.is_none());
     }
+}
+
+/// Issue 11, finding 7: a name IDNA refuses must not fall back to the default entry.
+#[test]
+fn idna_refused_ascii_name_gets_the_parent_entry() {
+    let c = DestinationControls::from_toml(
+        "t",
+        "[default]\ntls = \"preferred\"\ndane = \"none\"\n[destinations.\".secure.example\"]\ntls = \"required-verify\"\n",
+    )
+    .unwrap();
+    for name in [
+        "xn--zz.secure.example",
+        "XN--ZZ.Secure.Example.",
+        "a.xn--zz.secure.example",
+    ] {
+        let p = c.lookup(name).unwrap();
+        assert_eq!(p.tls, DeliveryTls::RequiredVerify, "{name}");
+        assert_eq!(
+            p.matched,
+            DestinationMatch::Parent(".secure.example".into()),
+            "{name}"
+        );
+        assert_eq!(
+            p.domain,
+            name.trim_end_matches('.').to_ascii_lowercase(),
+            "{name}"
+        );
+    }
+}
+
+/// Names that cannot be compared are refused with a typed error, never given the default entry
+/// (issue 11, finding 7): `(name, reason)`.
+#[test]
+fn uncomparable_names_are_refused() {
+    let c = DestinationControls::from_toml(
+        "t",
+        "[default]\ntls = \"preferred\"\ndane = \"none\"\n\
+         [destinations.\".secure.example\"]\ntls = \"required-verify\"\n",
+    )
+    .unwrap();
+    let long = format!("{}.secure.example", "a.".repeat(130));
+    let cases: [(&str, &str); 7] = [
+        ("", "empty name"),
+        (".", "empty name"),
+        (&long, "longer than 253 octets"),
+        ("not a domain.secure.example", "not a domain name"),
+        ("a..secure.example", "not a domain name"),
+        // Non-ASCII that IDNA refuses (a disallowed code point, an invalid bidi label).
+        ("a\u{FFFD}.secure.example", "not ASCII"),
+        ("\u{5d0}1a.secure.example", "not ASCII"),
+    ];
+    for (name, reason) in cases {
+        match c.lookup(name) {
+            Err(Error::InvalidDestinationDomain { domain, reason: r }) => {
+                assert!(r.starts_with(reason), "{name:?}: {r}");
+                assert_eq!(domain, name.chars().take(80).collect::<String>());
+            }
+            other => panic!("{name:?}: {other:?}"),
+        }
+    }
+    let e = c.lookup("a\u{FFFD}.secure.example").unwrap_err();
+    assert_eq!(e.kind(), "destination");
+    // A key that IDNA refuses but that is an ASCII domain name is stored byte-wise too.
+    let c = DestinationControls::from_toml(
+        "t",
+        "[destinations.\"XN--ZZ.example\"]\ntls = \"required\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.lookup("xn--zz.EXAMPLE").unwrap().tls,
+        DeliveryTls::Required
+    );
 }

@@ -10,7 +10,7 @@ use tokio_rustls::TlsConnector;
 
 use super::lines::LineReader;
 use super::stream::SmtpStream;
-use super::timeouts::Timeouts;
+use super::timeouts::{Deadline, Timeouts};
 use super::verifier::RecordingVerifier;
 use crate::delivery::{
     Action, DaneOutcome, Decision, DeliveryAttempt, DeliveryEvent, EhloOutcome, HandshakeOutcome,
@@ -180,10 +180,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         } else {
             self.timeouts.command
         };
+        // One deadline for the whole reply, however many lines it has (RFC 5321 §4.5.3.2
+        // times the reply; a fresh timeout per line would let a tarpit hold the connection
+        // for up to MAX_REPLY_LINES times as long).
+        let mut deadline = Deadline::new(t);
         let mut acc = ReplyAccumulator::new();
         loop {
-            let line = self.reader.read_line(&mut self.stream, t, phase).await?;
-            if let Some(r) = acc.push_line(&line)? {
+            let line = self
+                .reader
+                .read_line_by(&mut self.stream, &mut deadline, phase)
+                .await?;
+            if let Some(r) = acc.push_line(line)? {
                 return Ok(r);
             }
         }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::time::Instant;
 
+use super::timeouts::Deadline;
 use crate::error::{Error, IoKind};
 use crate::smtp::MAX_LINE_LEN;
 
@@ -71,10 +71,22 @@ impl LineReader {
         timeout: Duration,
         phase: &'static str,
     ) -> Result<&[u8], Error> {
-        let mut scanned = 0;
         // The whole line must arrive within `timeout` of the call; the clock is read only
         // when the stream has to be waited for.
-        let mut deadline: Option<Instant> = None;
+        self.read_line_by(stream, &mut Deadline::new(timeout), phase)
+            .await
+    }
+
+    /// Reads one line (with its LF), at most [`MAX_LINE_LEN`] octets, before `deadline`,
+    /// borrowed from the reader's buffer. Pass the same [`Deadline`] for every line of a
+    /// multi-line reply so the timeout bounds the reply, not each line (RFC 5321 §4.5.3.2).
+    pub async fn read_line_by<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        deadline: &mut Deadline,
+        phase: &'static str,
+    ) -> Result<&[u8], Error> {
+        let mut scanned = 0;
         loop {
             let pending = &self.buf[self.start..];
             if let Some(pos) = pending[scanned..].iter().position(|&b| b == b'\n') {
@@ -100,7 +112,7 @@ impl LineReader {
                 self.start = 0;
             }
             self.buf.reserve(READ_CHUNK);
-            let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+            let at = deadline.instant();
             let n = match tokio::time::timeout_at(at, stream.read_buf(&mut self.buf)).await {
                 Ok(r) => r.map_err(|e| Error::Io {
                     phase,
@@ -109,7 +121,7 @@ impl LineReader {
                 Err(_) => {
                     return Err(Error::Timeout {
                         phase,
-                        seconds: timeout.as_secs(),
+                        seconds: deadline.budget().as_secs(),
                     });
                 }
             };

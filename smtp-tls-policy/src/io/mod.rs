@@ -9,7 +9,8 @@
 //!   second EHLO as the [`crate::delivery::DeliveryAttempt`] directs, and returns the decision, a
 //!   [`Transcript`] and the connection to deliver over (TLS or, where the policy allows, plain).
 //!
-//! Every read is bounded by a line-length limit and a timeout ([`Timeouts`], RFC 5321 §4.5.3.2).
+//! Every read is bounded by a line-length limit and a timeout ([`Timeouts`], RFC 5321 §4.5.3.2);
+//! a multi-line reply is bounded as a whole ([`Deadline`]), not line by line.
 
 mod client;
 mod lines;
@@ -25,5 +26,5 @@ pub use client::{
 pub use lines::LineReader;
 pub use server::{ServerSession, ServerSessionConfig, SessionCommand};
 pub use stream::SmtpStream;
-pub use timeouts::Timeouts;
+pub use timeouts::{Deadline, Timeouts};
 pub use verifier::RecordingVerifier;

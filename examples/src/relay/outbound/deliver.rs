@@ -37,8 +37,24 @@ pub(crate) async fn deliver_batch(
     jobs: Vec<Job>,
     shutdown: watch::Receiver<bool>,
 ) -> bool {
-    let policy = ctx.controls.lookup(&domain);
     let mut jobs: VecDeque<Job> = jobs.into();
+    if ctx.config.is_local_domain(&domain) {
+        deliver_local(&ctx, jobs).await;
+        return true;
+    }
+    let policy = match ctx.controls.lookup(&domain) {
+        Ok(p) => p,
+        Err(e) => {
+            // Never the default entry for a name the destination controls cannot compare
+            // (issue 11, finding 7): no connection at all; the same name fails the same way at
+            // every retry, so the recipients bounce with a DSN (RFC 3463 5.1.2, bad destination
+            // system address) rather than wait out the queue lifetime.
+            tracing::warn!(%domain, error = %e, "delivery: destination domain refused");
+            let diag = local_diag(5, 1, 2, format!("destination controls: {e}"));
+            settle_all(&ctx, jobs, &diag, true).await;
+            return true;
+        }
+    };
     match plan(&ctx, &domain, &policy).await {
         Plan::Local => {
             deliver_local(&ctx, jobs).await;
