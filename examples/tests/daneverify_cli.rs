@@ -186,6 +186,80 @@ fn offline_matching() {
     assert!(err.contains("not hex"), "{err}");
 }
 
+#[path = "../../dane-verify/tests/data/openssl-danetest/cases.rs"]
+mod danetest;
+
+/// OpenSSL's DANE test vectors (`test/danetest.in`, 50 cases; provenance and semantics in
+/// dane-verify/tests/data/openssl-danetest/README.md) through `daneverify --generic`: outcome,
+/// exit status and depth of every case as OpenSSL's, except the cases listed with a reason in
+/// `divergences.txt` there. `-- --nocapture` prints the counts.
+#[test]
+fn openssl_danetest_through_the_cli() {
+    let data = repo().join("dane-verify/tests/data/openssl-danetest");
+    let all = danetest::parse(&std::fs::read_to_string(data.join("danetest.in")).unwrap());
+    assert_eq!(all.len(), 50);
+    let known =
+        danetest::divergences(&std::fs::read_to_string(data.join("divergences.txt")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, danetest::root_ca(&all)).unwrap();
+    let root = root.to_str().unwrap().to_string();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut problems = Vec::new();
+    for case in &all {
+        if case.digest_order_matters() {
+            skipped += 1;
+            continue;
+        }
+        let chain = dir.path().join(format!("chain-{}.pem", case.number));
+        std::fs::write(&chain, case.chain.concat()).unwrap();
+        let mut args = vec![
+            "--generic".to_string(),
+            "--ca".into(),
+            root.clone(),
+            "--name".into(),
+            danetest::BASE_DOMAIN.into(),
+            "--chain".into(),
+            chain.to_str().unwrap().into(),
+            "--at".into(),
+            danetest::AT.into(),
+            "--json".into(),
+        ];
+        if case.no_name_checks {
+            args.push("--no-name-checks".into());
+        }
+        for t in &case.tlsa {
+            args.extend(["--tlsa".to_string(), t.clone()]);
+        }
+        let (code, j, err) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let want_code = if case.result == 0 { 0 } else { 1 };
+        let agrees = code == want_code
+            && j["outcome"] == case.outcome()
+            && j["depth"].as_i64() == Some(i64::from(case.depth));
+        let listed = known.contains(&case.number);
+        if agrees {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+        if agrees == listed {
+            problems.push(format!(
+                "case {} ({}): expected exit {want_code} {} depth {}, got exit {code} {j} {err}",
+                case.number,
+                if listed {
+                    "listed divergence now agrees"
+                } else {
+                    "unexpected"
+                },
+                case.outcome(),
+                case.depth,
+            ));
+        }
+    }
+    println!("OpenSSL danetest: {passed} passed, {failed} failed, {skipped} skipped");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// A TLS SMTP responder on loopback: greets, offers STARTTLS, injects a plaintext line after
 /// its 220 (which the client must discard), then TLS with the lab's MX chain, where it answers
 /// EHLO and QUIT. Bounded.
