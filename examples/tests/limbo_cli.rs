@@ -67,3 +67,60 @@ fn bad_input_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
 }
+
+/// Issue 11, finding 5: a peer certificate with a multibyte CN (`CN=a中`) crashed
+/// `limbo --strict` (a byte slice inside a character in the CA/B Forum CN rule).
+#[test]
+fn strict_run_survives_a_multibyte_common_name() {
+    let root_key = rcgen::KeyPair::generate().unwrap();
+    let mut root_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    root_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    root_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Test Root");
+    root_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let root = root_params.self_signed(&root_key).unwrap();
+    let issuer = rcgen::Issuer::new(root_params, root_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["a.example.com".to_owned()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "a中");
+    params.use_authority_key_identifier_extension = true;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
+    let suite = serde_json::json!({
+        "version": 1,
+        "testcases": [{
+            "id": "local::multibyte-cn",
+            "features": [],
+            "description": "CN=a中 beside a SAN dNSName",
+            "validation_kind": "SERVER",
+            "trusted_certs": [root.pem()],
+            "untrusted_intermediates": [],
+            "peer_certificate": leaf.pem(),
+            "validation_time": null,
+            "signature_algorithms": [],
+            "key_usage": [],
+            "extended_key_usage": ["serverAuth"],
+            "expected_result": "SUCCESS",
+            "expected_peer_name": {"kind": "DNS", "value": "a.example.com"},
+            "expected_peer_names": [],
+            "max_chain_depth": null
+        }]
+    });
+    let out = run(&["--strict"], suite.to_string().as_bytes());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = &json["results"][0];
+    assert_eq!(result["id"], "local::multibyte-cn");
+    // The CN is unrelated to the SAN entry: tolerated (see the divergences file), so the
+    // verdict is the SAN match.
+    assert_eq!(result["actual_result"], "SUCCESS", "{result}");
+}

@@ -352,6 +352,164 @@ fn usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--chain"));
 }
 
+/// `openssl req` + `openssl x509 -req`: a key and certificate `NAME.pem` with subject CN `cn`,
+/// signed by `ISSUER.pem`/`ISSUER.key`, extensions `ext` (none: an X.509 version 1 certificate)
+/// and `extra` signing options (e.g. `-sha1`).
+fn sign(dir: &Path, name: &str, cn: &str, issuer: &str, ext: Option<&str>, extra: &[&str]) {
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    let (issuer_pem, issuer_key, ext_file) = (
+        format!("{issuer}.pem"),
+        format!("{issuer}.key"),
+        format!("{name}.ext"),
+    );
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &issuer_pem,
+        "-CAkey",
+        &issuer_key,
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-out",
+        &pem,
+    ];
+    if let Some(ext) = ext {
+        std::fs::write(dir.join(&ext_file), ext).unwrap();
+        args.extend(["-extfile", &ext_file]);
+    }
+    args.extend(extra);
+    openssl(dir, &args);
+}
+
+const LEAF_EXT: &str = "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\n\
+    authorityKeyIdentifier=keyid\nextendedKeyUsage=serverAuth\n";
+
+/// Issue 11, finding 1: a CN used as a DNS identity is held to the dNSName constraints of the
+/// validated path — `ca.pem` -> intermediate permitting `allowed.example` -> CN-only leaf —
+/// and OpenSSL agrees on the same files.
+#[test]
+fn cn_outside_the_name_constraints_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, _) = make_pki(d, "unused", "unused.example", "");
+    sign(
+        d,
+        "inter",
+        "Constrained Intermediate",
+        "ca",
+        Some(
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n\
+             nameConstraints=critical,permitted;DNS:allowed.example\n",
+        ),
+        &[],
+    );
+    for (name, cn, verified) in [
+        ("victim", "mx.victim.example", false),
+        ("allowed", "mx.allowed.example", true),
+    ] {
+        sign(d, name, cn, "inter", Some(LEAF_EXT), &[]);
+        let leaf = std::fs::read_to_string(d.join(format!("{name}.pem"))).unwrap();
+        let inter = std::fs::read_to_string(d.join("inter.pem")).unwrap();
+        let chain = d.join(format!("{name}-chain.pem"));
+        std::fs::write(&chain, leaf + &inter).unwrap();
+        for mode in ["required-verify", "required-verify-hosted-domains"] {
+            let args = [
+                "--mode",
+                mode,
+                "--domain",
+                cn,
+                "--chain",
+                chain.to_str().unwrap(),
+                "--ca",
+                ca.to_str().unwrap(),
+                "--json",
+            ];
+            if verified {
+                let (out, json) = run(&args);
+                assert_eq!(out.status.code(), Some(0), "{mode} {cn}: {json:?}");
+            } else {
+                assert_refused(&args, "chain: ");
+                let error = run(&args).1.unwrap()["error"].as_str().unwrap().to_owned();
+                assert!(
+                    error.contains("mx.victim.example") && error.contains("allowed.example"),
+                    "{error}"
+                );
+            }
+        }
+        let out = Command::new("openssl")
+            .current_dir(d)
+            .args(["verify", "-CAfile", "ca.pem", "-untrusted", "inter.pem"])
+            .args(["-verify_hostname", cn, &format!("{name}.pem")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), verified, "openssl on {cn}: {out:?}");
+    }
+}
+
+/// Issue 11, finding 8: X.509 v1 and SHA-1 chains are always refused, and the error says why
+/// (the seed's optional X.509 check cannot enable them).
+#[test]
+fn v1_and_sha1_leaves_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, _) = make_pki(d, "unused", "unused.example", "");
+    let ext = format!("{LEAF_EXT}subjectAltName=DNS:mx.example.com\n");
+    sign(d, "v1", "mx.example.com", "ca", None, &[]);
+    sign(d, "sha1", "mx.example.com", "ca", Some(&ext), &["-sha1"]);
+    for (name, expected) in [
+        ("v1", "X.509 version 1"),
+        ("sha1", "SHA-1 and MD5 signatures are always refused"),
+    ] {
+        for switch in [None, Some("--x509-check")] {
+            let chain = d.join(format!("{name}.pem"));
+            let mut args = vec![
+                "--mode",
+                "required-verify",
+                "--domain",
+                "mx.example.com",
+                "--chain",
+                chain.to_str().unwrap(),
+                "--ca",
+                ca.to_str().unwrap(),
+                "--json",
+            ];
+            args.extend(switch);
+            assert_refused(&args, "chain: ");
+            let error = run(&args).1.unwrap()["error"].as_str().unwrap().to_owned();
+            assert!(
+                error.contains(expected) && error.contains("always refused"),
+                "{name}: {error}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Live: `tlsverify --connect` against a real Postfix smtpd on loopback (scripts/postfix-lab.sh).
 

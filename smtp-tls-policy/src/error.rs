@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::chain::{CertPosition, Violation};
+use crate::chain::{CertPosition, ConstraintBreach, Violation};
 use crate::identity::NameError;
 
 /// Everything that can fail in this crate: certificate verification (chain, identity, checks),
@@ -108,11 +108,45 @@ pub enum Error {
         /// `MD5` or `SHA-1` (with the signature scheme).
         algorithm: String,
     },
-    /// X.509 validation: the server certificate is not version 3.
-    #[error("server certificate is X.509 version {version}, version 3 is required")]
+    /// A certificate of the chain is not X.509 version 3. Always refused: rustls-webpki accepts
+    /// only version 3, whatever the seed's optional X.509 validation switch says.
+    #[error(
+        "{position} certificate is X.509 version {version}: such chains are always refused \
+         (rustls-webpki accepts only version 3); the seed's optional X.509 check cannot enable them"
+    )]
     NotVersion3 {
-        /// The version found (1-based: 1, 2, 3).
+        /// Which certificate.
+        position: CertPosition,
+        /// The version found (1-based: 1 or 2).
         version: u32,
+    },
+    /// A certificate of the chain is signed with SHA-1 or MD5. Always refused: rustls-webpki
+    /// verifies no such signature, whatever the seed's optional X.509 validation switch says.
+    #[error(
+        "{position} certificate is signed with {algorithm}: SHA-1 and MD5 signatures are always \
+         refused (rustls-webpki); the seed's optional signature-algorithm check cannot enable them"
+    )]
+    LegacySignature {
+        /// Which certificate.
+        position: CertPosition,
+        /// `SHA-1` or `MD5`, with the signature algorithm's dotted OID.
+        algorithm: String,
+    },
+    /// RFC 5280 §4.2.1.10 applied to the subject CN: a CN the identity algorithm uses as a DNS
+    /// identity lies outside the dNSName constraints of a CA on the validated path
+    /// (rustls-webpki constrains only SAN entries; OpenSSL reports a "permitted subtree
+    /// violation").
+    #[error(
+        "subject CN {common_name:?}, used as a DNS identity, {breach} of the {constrained_by} \
+         certificate (RFC 5280 4.2.1.10 nameConstraints)"
+    )]
+    CommonNameOutsideNameConstraints {
+        /// The CN as presented.
+        common_name: String,
+        /// The CA whose nameConstraints it breaks.
+        constrained_by: CertPosition,
+        /// How.
+        breach: ConstraintBreach,
     },
     /// X.509 validation: the server's host name is in neither the CN nor a SAN dNSName.
     #[error("server name {server_name:?} is in neither the CN nor a SAN dNSName")]
@@ -227,13 +261,15 @@ impl Error {
             Self::TooManyMxHosts { .. } | Self::TooManyCertificates { .. } => "limit",
             Self::EmptyChain | Self::MalformedCertificate { .. } => "certificate",
             Self::NoTrustAnchors | Self::InvalidTrustAnchor { .. } => "trust",
-            Self::Chain(_) | Self::ChainTooLong { .. } => "chain",
+            Self::Chain(_)
+            | Self::ChainTooLong { .. }
+            | Self::NotVersion3 { .. }
+            | Self::LegacySignature { .. }
+            | Self::CommonNameOutsideNameConstraints { .. } => "chain",
             Self::Structure { .. } => "rfc5280",
             Self::NoPresentedIdentity { .. } | Self::NameMismatch { .. } => "identity",
             Self::NotFqdn { .. } => "fqdn-check",
-            Self::WeakSignature { .. }
-            | Self::NotVersion3 { .. }
-            | Self::ServerNameAbsent { .. } => "x509-check",
+            Self::WeakSignature { .. } | Self::ServerNameAbsent { .. } => "x509-check",
             Self::DestinationConfig { .. } => "config",
             Self::InvalidDestinationDomain { .. } => "destination",
             Self::LineTooLong { .. }

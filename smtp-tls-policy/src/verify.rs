@@ -170,19 +170,33 @@ pub fn verify_with_reference_ids(
     let options = ChainOptions::at(time)
         .with_profile(policy.profile)
         .with_max_intermediates(policy.max_intermediates);
-    let chain_outcome = verify_parsed_chain(leaf, &parsed_leaf, intermediates, anchors, &options)
-        .and_then(|_path| {
-            if policy.profile == ChainProfile::CabForum {
-                check_cn_in_san(&ids)?;
-            }
-            if policy.fqdn == FqdnValidation::Enabled {
-                check_fqdn(&ids)?;
-            }
-            if policy.x509 == X509Validation::Enabled {
-                check_x509(&ids, server_name)?;
-            }
-            Ok(())
-        });
+    // A CN the algorithm matches as a DNS-ID is held to the path's dNSName constraints, as
+    // SAN dNSNames are (RFC 5280 §4.2.1.10; issue 11, finding 1).
+    let dns_common_names: &[String] = if policy.algorithm.uses_common_name(&ids) {
+        &ids.common_names
+    } else {
+        &[]
+    };
+    let chain_outcome = verify_parsed_chain(
+        leaf,
+        &parsed_leaf,
+        intermediates,
+        anchors,
+        &options,
+        dns_common_names,
+    )
+    .and_then(|_path| {
+        if policy.profile == ChainProfile::CabForum {
+            check_cn_in_san(&ids)?;
+        }
+        if policy.fqdn == FqdnValidation::Enabled {
+            check_fqdn(&ids)?;
+        }
+        if policy.x509 == X509Validation::Enabled {
+            check_x509(&ids, server_name)?;
+        }
+        Ok(())
+    });
     // The match is reported even when the chain failed; moved, not cloned, into the verdict.
     match chain_outcome {
         Err(e) => {

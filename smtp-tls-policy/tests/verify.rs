@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use smtp_tls_policy::chain::TrustAnchors;
+use smtp_tls_policy::chain::{CertPosition, TrustAnchors, Violation};
 use smtp_tls_policy::identity::{DeliveryTarget, IdentityAlgorithm, MxSecurity};
 use smtp_tls_policy::verifier::{SmtpCertVerifier, VerificationMode};
 use smtp_tls_policy::{Error, VerificationPolicy, verify_server_certificate};
@@ -210,4 +210,504 @@ fn rustls_verifiers_reject_or_record() {
     ));
     assert!(handshake(&p, hosted.clone()));
     assert!(hosted.last_verdict().unwrap().is_verified());
+}
+
+// --- RFC 5280 §4.2.1.10 dNSName constraints applied to a CN used as a DNS identity (issue 11,
+// finding 1). rustls-webpki applies name constraints to SANs only; OpenSSL also applies them to
+// the CN ("permitted subtree violation").
+
+/// Where the nameConstraints extension sits.
+#[derive(Clone, Copy)]
+enum ConstrainedCa {
+    /// On the intermediate between the root (anchor) and the leaf.
+    Intermediate,
+    /// On the root itself (the trust anchor).
+    Anchor,
+}
+
+/// A root, optionally an intermediate, and a leaf; PEMs kept for the `openssl` comparison.
+struct ConstrainedPki {
+    root_pem: String,
+    intermediate_pem: Option<String>,
+    leaf_pem: String,
+    anchors: TrustAnchors,
+    chain: Vec<CertificateDer<'static>>,
+}
+
+fn ca_params(cn: &str, constraints: Option<rcgen::NameConstraints>) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.name_constraints = constraints;
+    params
+}
+
+/// A chain whose `on` CA carries dNSName constraints `permitted` / `excluded`, with a leaf of
+/// subject CN `cn` and SAN dNSNames `sans`.
+fn constrained_pki(
+    on: ConstrainedCa,
+    permitted: &[&str],
+    excluded: &[&str],
+    cn: Option<&str>,
+    sans: &[&str],
+) -> ConstrainedPki {
+    let subtrees = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| rcgen::GeneralSubtree::DnsName((*n).to_owned()))
+            .collect()
+    };
+    let constraints = rcgen::NameConstraints {
+        permitted_subtrees: subtrees(permitted),
+        excluded_subtrees: subtrees(excluded),
+    };
+    let (root_nc, intermediate_nc) = match on {
+        ConstrainedCa::Anchor => (Some(constraints), None),
+        ConstrainedCa::Intermediate => (None, Some(constraints)),
+    };
+    let root_key = rcgen::KeyPair::generate().unwrap();
+    let root_params = ca_params("Test Root", root_nc);
+    let root = root_params.self_signed(&root_key).unwrap();
+    let root_issuer = rcgen::Issuer::new(root_params, root_key);
+    let (issuer, intermediate) = match intermediate_nc {
+        Some(nc) => {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let params = ca_params("Constrained Intermediate", Some(nc));
+            let cert = params.signed_by(&key, &root_issuer).unwrap();
+            (rcgen::Issuer::new(params, key), Some(cert))
+        }
+        None => (root_issuer, None),
+    };
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    if let Some(cn) = cn {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+    }
+    params.use_authority_key_identifier_extension = true;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
+    let mut chain = vec![leaf.der().clone()];
+    chain.extend(intermediate.iter().map(|c| c.der().clone()));
+    ConstrainedPki {
+        root_pem: root.pem(),
+        intermediate_pem: intermediate.as_ref().map(rcgen::Certificate::pem),
+        leaf_pem: leaf.pem(),
+        anchors: TrustAnchors::from_certificates([root.der().clone()]).unwrap(),
+        chain,
+    }
+}
+
+fn verify_constrained(
+    p: &ConstrainedPki,
+    algorithm: IdentityAlgorithm,
+    domain: &str,
+) -> smtp_tls_policy::Verdict {
+    let policy = VerificationPolicy::new(algorithm);
+    let t = target(domain, &[], MxSecurity::Insecure);
+    verify_server_certificate(&policy, &t, &p.chain, &p.anchors, UnixTime::now())
+}
+
+/// The verdict refuses the chain because the CN is outside the constraints.
+fn assert_cn_constraint_refused(v: &smtp_tls_policy::Verdict) {
+    assert!(!v.is_verified(), "{v:?}");
+    let error = v.error.as_ref().expect("an error");
+    assert!(
+        error.to_string().contains("nameConstraints"),
+        "{error} ({error:?})"
+    );
+    assert!(
+        matches!(error, Error::CommonNameOutsideNameConstraints { .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), "chain");
+}
+
+#[test]
+fn cn_outside_permitted_subtree_is_refused() {
+    for on in [ConstrainedCa::Intermediate, ConstrainedCa::Anchor] {
+        let p = constrained_pki(
+            on,
+            &["allowed.example"],
+            &[],
+            Some("mx.victim.example"),
+            &[],
+        );
+        // Both algorithms that use the CN as a DNS-ID refuse it.
+        for algorithm in [IdentityAlgorithm::Verify, IdentityAlgorithm::HostedVerify] {
+            assert_cn_constraint_refused(&verify_constrained(&p, algorithm, "mx.victim.example"));
+        }
+    }
+}
+
+#[test]
+fn permitted_san_with_unpermitted_cn_is_refused_where_the_cn_counts() {
+    let p = constrained_pki(
+        ConstrainedCa::Intermediate,
+        &["allowed.example"],
+        &[],
+        Some("mx.victim.example"),
+        &["mx.allowed.example"],
+    );
+    // Verify uses the CN as a DNS-ID: the mis-issued CN refuses the chain, whatever name is
+    // asked for (as OpenSSL refuses it when it considers the CN).
+    for domain in ["mx.victim.example", "mx.allowed.example"] {
+        assert_cn_constraint_refused(&verify_constrained(&p, IdentityAlgorithm::Verify, domain));
+    }
+    // Hosted-domain verification ignores the CN when a SAN dNSName exists (RFC 6125 §6.4.4):
+    // the permitted SAN verifies, the CN never matches.
+    let v = verify_constrained(&p, IdentityAlgorithm::HostedVerify, "mx.allowed.example");
+    assert!(v.is_verified(), "{v:?}");
+    let v = verify_constrained(&p, IdentityAlgorithm::HostedVerify, "mx.victim.example");
+    assert!(matches!(v.error, Some(Error::NameMismatch { .. })), "{v:?}");
+}
+
+#[test]
+fn cn_inside_permitted_subtree_is_accepted() {
+    for on in [ConstrainedCa::Intermediate, ConstrainedCa::Anchor] {
+        for cn in [
+            "mx.allowed.example",
+            "allowed.example",
+            "MX.Allowed.Example",
+            "*.allowed.example",
+        ] {
+            let p = constrained_pki(on, &["allowed.example"], &[], Some(cn), &[]);
+            let domain = cn.replace('*', "mx").to_ascii_lowercase();
+            for algorithm in [IdentityAlgorithm::Verify, IdentityAlgorithm::HostedVerify] {
+                let v = verify_constrained(&p, algorithm, &domain);
+                assert!(v.is_verified(), "{cn} {algorithm:?}: {v:?}");
+            }
+        }
+    }
+    // A CN that is no DNS name at all cannot be a DNS-ID: not constrained, matches nothing.
+    let p = constrained_pki(
+        ConstrainedCa::Intermediate,
+        &["allowed.example"],
+        &[],
+        Some("Example Mail Server"),
+        &["mx.allowed.example"],
+    );
+    assert!(verify_constrained(&p, IdentityAlgorithm::Verify, "mx.allowed.example").is_verified());
+}
+
+#[test]
+fn cn_in_excluded_subtree_is_refused() {
+    for on in [ConstrainedCa::Intermediate, ConstrainedCa::Anchor] {
+        for cn in ["mx.victim.example", "victim.example", "*.victim.example"] {
+            let p = constrained_pki(on, &[], &["victim.example"], Some(cn), &[]);
+            let domain = cn.replace('*', "mx");
+            assert_cn_constraint_refused(&verify_constrained(
+                &p,
+                IdentityAlgorithm::Verify,
+                &domain,
+            ));
+        }
+        // A wildcard one of whose expansions is excluded is refused, whatever name is asked.
+        let p = constrained_pki(
+            on,
+            &[],
+            &["mx.victim.example"],
+            Some("*.victim.example"),
+            &[],
+        );
+        assert_cn_constraint_refused(&verify_constrained(
+            &p,
+            IdentityAlgorithm::Verify,
+            "www.victim.example",
+        ));
+        // Outside the excluded subtree: fine.
+        let p = constrained_pki(on, &[], &["victim.example"], Some("mx.other.example"), &[]);
+        let v = verify_constrained(&p, IdentityAlgorithm::Verify, "mx.other.example");
+        assert!(v.is_verified(), "{v:?}");
+    }
+}
+
+#[test]
+fn wildcard_cn_reaching_outside_the_permitted_subtree_is_refused() {
+    let p = constrained_pki(
+        ConstrainedCa::Intermediate,
+        &["mx.allowed.example"],
+        &[],
+        Some("*.allowed.example"),
+        &[],
+    );
+    assert_cn_constraint_refused(&verify_constrained(
+        &p,
+        IdentityAlgorithm::Verify,
+        "mx.allowed.example",
+    ));
+}
+
+/// OpenSSL on the same chain: `openssl verify -verify_hostname` refuses a CN-only leaf outside
+/// the intermediate's permitted subtree and accepts one inside (skipped when `openssl` is
+/// absent).
+#[test]
+fn openssl_agrees_on_cn_name_constraints() {
+    let Ok(version) = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+    else {
+        eprintln!("openssl not installed: comparison skipped");
+        return;
+    };
+    assert!(version.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [("mx.victim.example", false), ("mx.allowed.example", true)];
+    for (cn, expected) in cases {
+        let p = constrained_pki(
+            ConstrainedCa::Intermediate,
+            &["allowed.example"],
+            &[],
+            Some(cn),
+            &[],
+        );
+        let path = |name: &str, pem: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        let root = path("root.pem", &p.root_pem);
+        let intermediate = path("intermediate.pem", p.intermediate_pem.as_deref().unwrap());
+        let leaf = path("leaf.pem", &p.leaf_pem);
+        let out = std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&root)
+            .arg("-untrusted")
+            .arg(&intermediate)
+            .args(["-verify_hostname", cn])
+            .arg(&leaf)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), expected, "openssl on CN={cn}: {text}");
+        if !expected {
+            assert!(text.contains("permitted subtree violation"), "{text}");
+        }
+        let ours = verify_constrained(&p, IdentityAlgorithm::Verify, cn);
+        assert_eq!(ours.is_verified(), expected, "ours on CN={cn}: {ours:?}");
+    }
+}
+
+/// Issue 11, finding 8: a dNSName constraint written with a leading period (`.allowed.example`)
+/// is refused by the RFC 5280 profile (RFC 5280 §4.2.1.10: a host name), and the verdict names
+/// that cause — not "non-CA certificate, or no subtrees".
+#[test]
+fn leading_period_dns_constraint_reports_its_own_cause() {
+    for on in [ConstrainedCa::Intermediate, ConstrainedCa::Anchor] {
+        let p = constrained_pki(
+            on,
+            &[".allowed.example"],
+            &[],
+            Some("mx.allowed.example"),
+            &["mx.allowed.example"],
+        );
+        let v = verify_constrained(&p, IdentityAlgorithm::HostedVerify, "mx.allowed.example");
+        assert!(!v.is_verified(), "{v:?}");
+        let text = v
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            text.contains("\".allowed.example\"") && text.contains("leading period"),
+            "{text}"
+        );
+        assert!(!text.contains("non-CA"), "{text}");
+        assert!(
+            matches!(
+                &v.error,
+                Some(Error::Structure {
+                    violation: Violation::DnsConstraintNotHostName { constraint },
+                    ..
+                }) if constraint == ".allowed.example"
+            ),
+            "{v:?}"
+        );
+    }
+}
+
+/// With rustls-webpki alone, a leading-period dNSName constraint means "proper subdomains only"
+/// (as in NSS and rustls-webpki); the CN used as a DNS-ID gets the same reading.
+#[test]
+fn leading_period_dns_constraint_on_the_cn_under_webpki_only() {
+    let policy = |algorithm| {
+        VerificationPolicy::new(algorithm)
+            .with_profile(smtp_tls_policy::chain::ChainProfile::WebpkiOnly)
+    };
+    for (cn, verified) in [
+        ("mx.allowed.example", true),
+        ("allowed.example", false),
+        ("mx.victim.example", false),
+        ("xallowed.example", false),
+    ] {
+        let p = constrained_pki(
+            ConstrainedCa::Intermediate,
+            &[".allowed.example"],
+            &[],
+            Some(cn),
+            &[],
+        );
+        let t = target(cn, &[], MxSecurity::Insecure);
+        let v = verify_server_certificate(
+            &policy(IdentityAlgorithm::Verify),
+            &t,
+            &p.chain,
+            &p.anchors,
+            UnixTime::now(),
+        );
+        assert_eq!(v.is_verified(), verified, "{cn}: {v:?}");
+        if !verified {
+            assert_cn_constraint_refused(&v);
+        }
+    }
+}
+
+/// A CA and one leaf made by the `openssl` tool (`None` when it is not installed): `extra` are
+/// `openssl x509 -req` options (e.g. `-sha1`), `v3` whether the leaf gets extensions (without
+/// them `openssl x509 -req` writes an X.509 version 1 certificate).
+fn openssl_leaf(
+    dir: &std::path::Path,
+    extra: &[&str],
+    v3: bool,
+) -> Option<Vec<CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(())
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=Test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=mx.example.com",
+    ])?;
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:mx.example.com\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-out",
+        "leaf.pem",
+    ];
+    if v3 {
+        args.extend(["-extfile", "leaf.ext"]);
+    }
+    args.extend(extra);
+    run(&args)?;
+    let ca = CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap();
+    let leaf = CertificateDer::from_pem_file(dir.join("leaf.pem")).unwrap();
+    Some(vec![leaf, ca])
+}
+
+/// Issue 11, finding 8: X.509 v1 and SHA-1 signed chains are always refused (rustls-webpki),
+/// whatever the seed's optional X.509 validation switch says; the verdict says so.
+#[test]
+fn v1_and_sha1_chains_are_always_refused_and_say_why() {
+    use smtp_tls_policy::identity::X509Validation;
+    for (extra, v3, expected) in [
+        (&[][..], false, "X.509 version 1"),
+        (&["-sha1"][..], true, "SHA-1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(certs) = openssl_leaf(dir.path(), extra, v3) else {
+            eprintln!("openssl not installed: skipped");
+            return;
+        };
+        let anchors = TrustAnchors::from_certificates([certs[1].clone()]).unwrap();
+        let chain = [certs[0].clone()];
+        let t = target("mx.example.com", &[], MxSecurity::Insecure);
+        for x509 in [X509Validation::Disabled, X509Validation::Enabled] {
+            let policy =
+                VerificationPolicy::new(IdentityAlgorithm::Verify).with_x509_validation(x509);
+            let v = verify_server_certificate(&policy, &t, &chain, &anchors, UnixTime::now());
+            assert!(!v.is_verified());
+            let error = v.error.expect("an error");
+            let text = error.to_string();
+            assert!(
+                text.contains(expected) && text.contains("always refused"),
+                "{x509:?}: {text} ({error:?})"
+            );
+            assert!(
+                matches!(
+                    &error,
+                    Error::NotVersion3 {
+                        position: CertPosition::Leaf,
+                        version: 1
+                    }
+                ) || matches!(
+                    &error,
+                    Error::LegacySignature { position: CertPosition::Leaf, algorithm }
+                        if algorithm.starts_with("SHA-1")
+                ),
+                "{error:?}"
+            );
+            assert_eq!(error.kind(), "chain");
+        }
+    }
 }

@@ -5,7 +5,9 @@
 //! certificates for the SMTP session ends in a certificate issued by a trusted certificate
 //! authority (CA)*.
 
+mod constraints;
 mod memo;
+mod refusal;
 mod structure;
 
 use std::cell::RefCell;
@@ -16,6 +18,7 @@ use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::certificate::{Validity, X509Certificate};
 use x509_parser::prelude::FromDer;
 
+pub use constraints::ConstraintBreach;
 use memo::{IntermediateMemo, IntermediateOutcome};
 use structure::Staged;
 pub use structure::{CertPosition, Violation};
@@ -278,6 +281,10 @@ fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, String> {
 /// structural checks of `options.profile` to the leaf, the intermediates of the path, and the
 /// anchor's certificate when known. Paths breaking a structural rule are rejected *during* path
 /// building, so rustls-webpki goes on to try other paths.
+///
+/// Name constraints are applied to the SAN entries (by rustls-webpki), not to the subject CN:
+/// whether the CN is a DNS identity depends on the identity algorithm, so
+/// [`crate::verify_server_certificate`] checks it (see [`ConstraintBreach`]).
 pub fn verify_chain(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -294,16 +301,20 @@ pub fn verify_chain(
         return Err(Error::NoTrustAnchors);
     }
     let parsed_leaf = parse(leaf, CertPosition::Leaf)?;
-    verify_parsed_chain(leaf, &parsed_leaf, intermediates, anchors, options)
+    verify_parsed_chain(leaf, &parsed_leaf, intermediates, anchors, options, &[])
 }
 
-/// [`verify_chain`] with the leaf already parsed by x509-parser (parsed once per verification).
+/// [`verify_chain`] with the leaf already parsed by x509-parser (parsed once per verification),
+/// holding `dns_common_names` — the leaf's subject CNs the identity algorithm uses as DNS
+/// identities — to the dNSName constraints of every CA on the path (RFC 5280 §4.2.1.10), as
+/// rustls-webpki holds the SAN entries.
 pub(crate) fn verify_parsed_chain(
     leaf: &CertificateDer<'_>,
     parsed_leaf: &X509Certificate<'_>,
     intermediates: &[CertificateDer<'_>],
     anchors: &TrustAnchors,
     options: &ChainOptions,
+    dns_common_names: &[String],
 ) -> Result<ValidatedPath, Error> {
     if intermediates.len() + 1 > MAX_PRESENTED_CERTIFICATES {
         return Err(Error::TooManyCertificates {
@@ -314,7 +325,9 @@ pub(crate) fn verify_parsed_chain(
     if anchors.is_empty() {
         return Err(Error::NoTrustAnchors);
     }
-    let ee = EndEntityCert::try_from(leaf).map_err(Error::Chain)?;
+    let refused = |e| refusal::explain(e, parsed_leaf, intermediates);
+    let ee = EndEntityCert::try_from(leaf).map_err(refused)?;
+    let cn_dns_ids = constraints::dns_identities(dns_common_names);
     let rejected: RefCell<Option<Error>> = RefCell::new(None);
     // webpki may try several paths through the same intermediates: check each once.
     let outcomes = RefCell::new(vec![None; intermediates.len()]);
@@ -325,7 +338,9 @@ pub(crate) fn verify_parsed_chain(
             outcomes: &mut outcomes,
             memo: &anchors.intermediates,
         };
-        match check_path_structure(path, anchors, options, &mut checked) {
+        let outcome = check_path_structure(path, anchors, options, &mut checked)
+            .and_then(|()| constraints::check_common_names(path, &cn_dns_ids));
+        match outcome {
             Ok(()) => Ok(()),
             Err(e) => {
                 rejected.borrow_mut().get_or_insert(e);
@@ -344,7 +359,7 @@ pub(crate) fn verify_parsed_chain(
     );
     let path = match result {
         Ok(path) => path,
-        Err(e) => return Err(rejected.into_inner().unwrap_or(Error::Chain(e))),
+        Err(e) => return Err(rejected.into_inner().unwrap_or_else(|| refused(e))),
     };
     structure::check(parsed_leaf, CertPosition::Leaf, options.profile).map_err(|violation| {
         Error::Structure {

@@ -118,6 +118,17 @@ pub enum Violation {
     /// subtree list.
     #[error("nameConstraints in a non-CA certificate, or with no subtrees (RFC 5280 4.2.1.10)")]
     BadNameConstraints,
+    /// RFC 5280 §4.2.1.10: a dNSName constraint is a host name — no leading period (that is the
+    /// URI and rfc822Name form; NSS and rustls-webpki read `.example.com` as "strictly below",
+    /// OpenSSL as "example.com and below") and no wildcard.
+    #[error(
+        "dNSName constraint {constraint:?} is not a host name: a leading period or a wildcard is \
+         not allowed (RFC 5280 4.2.1.10)"
+    )]
+    DnsConstraintNotHostName {
+        /// The constraint as written.
+        constraint: String,
+    },
     /// The trust anchor's certificate is outside its validity period at verification time.
     #[error("trust anchor certificate is expired or not yet valid")]
     AnchorNotValidAtTime,
@@ -367,15 +378,23 @@ fn check_before_validity<'c, 'a>(
     }
     if let Some(n) = nc {
         let non_empty = |t: &Option<Vec<_>>| t.as_ref().is_some_and(|v| !v.is_empty());
-        // dNSName constraints are host names: no leading period, no wildcard (RFC 5280 §4.2.1.10).
-        let bad_dns = n.permitted_subtrees.iter().chain(&n.excluded_subtrees).flatten().any(|t| {
-            matches!(t.base, GeneralName::DNSName(d) if d.starts_with('.') || d.contains('*'))
-        });
-        if !is_ca
-            || bad_dns
-            || !(non_empty(&n.permitted_subtrees) || non_empty(&n.excluded_subtrees))
-        {
+        if !is_ca || !(non_empty(&n.permitted_subtrees) || non_empty(&n.excluded_subtrees)) {
             return Err(Violation::BadNameConstraints);
+        }
+        // dNSName constraints are host names: no leading period, no wildcard (RFC 5280 §4.2.1.10).
+        let bad_dns = n
+            .permitted_subtrees
+            .iter()
+            .chain(&n.excluded_subtrees)
+            .flatten()
+            .find_map(|t| match t.base {
+                GeneralName::DNSName(d) if d.starts_with('.') || d.contains('*') => Some(d),
+                _ => None,
+            });
+        if let Some(constraint) = bad_dns {
+            return Err(Violation::DnsConstraintNotHostName {
+                constraint: constraint.to_owned(),
+            });
         }
     }
     Ok(Facts {

@@ -4,7 +4,9 @@
 //! Source: seed "Enabling TLS and Certificate Verification on Delivery" (TLS settings 4–6),
 //! RFC 6125 §6, CA/Browser Forum BR §7.1.4.2.
 
-use super::matching::dns_name_matches;
+use std::borrow::Cow;
+
+use super::matching::{classify_presented, dns_name_matches};
 use super::presented::{NameSource, PresentedIdentities, PresentedName};
 use super::reference::{DnsName, ReferenceId};
 use crate::error::Error;
@@ -54,10 +56,23 @@ impl IdentityAlgorithm {
     /// The presented identities this algorithm considers, in matching order.
     #[must_use]
     pub fn presented_names(self, ids: &PresentedIdentities) -> Vec<PresentedName> {
+        if self.uses_common_name(ids) {
+            ids.all_names().collect()
+        } else {
+            ids.san_names().collect()
+        }
+    }
+
+    /// Whether this algorithm uses the subject CN of a certificate with these identities as a
+    /// DNS identity: [`Self::Verify`] always, [`Self::HostedVerify`] when there is no SAN
+    /// dNSName, [`Self::Strict`] never. Such a CN is then also held to the dNSName constraints
+    /// of the validated path (RFC 5280 §4.2.1.10), as a SAN dNSName is.
+    #[must_use]
+    pub fn uses_common_name(self, ids: &PresentedIdentities) -> bool {
         match self {
-            Self::Verify => ids.all_names().collect(),
-            Self::HostedVerify if ids.san_dns_names.is_empty() => ids.all_names().collect(),
-            Self::HostedVerify | Self::Strict => ids.san_names().collect(),
+            Self::Verify => true,
+            Self::HostedVerify => ids.san_dns_names.is_empty(),
+            Self::Strict => false,
         }
     }
 }
@@ -281,11 +296,7 @@ pub fn check_identity(
     algorithm: IdentityAlgorithm,
 ) -> IdentityVerdict {
     // Borrowed matching: nothing is allocated until a pair matches.
-    let use_cn = match algorithm {
-        IdentityAlgorithm::Verify => true,
-        IdentityAlgorithm::HostedVerify => ids.san_dns_names.is_empty(),
-        IdentityAlgorithm::Strict => false,
-    };
+    let use_cn = algorithm.uses_common_name(ids);
     let found = |source, value: &str| PresentedName {
         source,
         value: value.to_owned(),
@@ -321,11 +332,26 @@ pub fn check_identity(
 
 /// A CN matches like a dNSName, after IDNA conversion when it is not ASCII.
 fn cn_matches(cn: &str, name: &DnsName) -> bool {
+    cn_ascii(cn).is_some_and(|ascii| dns_name_matches(&ascii, name))
+}
+
+/// A CN as the ASCII text it is matched as: itself, or its A-label form when it is not ASCII.
+fn cn_ascii(cn: &str) -> Option<Cow<'_, str>> {
     if cn.is_ascii() {
-        dns_name_matches(cn, name)
+        Some(Cow::Borrowed(cn))
     } else {
-        idna::domain_to_ascii_strict(cn).is_ok_and(|ascii| dns_name_matches(&ascii, name))
+        idna::domain_to_ascii_strict(cn).ok().map(Cow::Owned)
     }
+}
+
+/// The DNS identity a subject CN stands for when an algorithm uses it as one: its ASCII form
+/// (see [`cn_matches`]), lowercase, without a trailing dot; `None` when the CN can never match a
+/// DNS reference identity (not a host name nor a `*.` wildcard over one).
+pub(crate) fn cn_dns_id(cn: &str) -> Option<String> {
+    let ascii = cn_ascii(cn)?;
+    classify_presented(&ascii)?;
+    let name = ascii.strip_suffix('.').unwrap_or(&ascii);
+    Some(name.to_ascii_lowercase())
 }
 
 impl IdentityVerdict {

@@ -20,6 +20,12 @@ pub enum FqdnValidation {
 }
 
 /// X.509 validation switch: signature algorithm, version and server name checks.
+///
+/// Two of the three are not optional here: path validation (rustls-webpki) always refuses
+/// certificates that are not X.509 version 3 ([`Error::NotVersion3`]) and SHA-1 or MD5
+/// signatures ([`Error::LegacySignature`]), whether this switch is on or off. Refusing is the
+/// safer default; the switch adds the server name check (and the signature check, as defence in
+/// depth, on the leaf's own view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum X509Validation {
@@ -60,8 +66,11 @@ pub fn check_fqdn(ids: &PresentedIdentities) -> Result<(), Error> {
     }
 }
 
-/// X.509 validation of the server certificate: not signed with MD5 or SHA-1, version 3, and the
-/// server (host) name present in the CN or a SAN dNSName (IP: in a SAN iPAddress).
+/// X.509 validation of the server certificate: not signed with MD5 or SHA-1, and the server
+/// (host) name present in the CN or a SAN dNSName (IP: in a SAN iPAddress).
+///
+/// The version is not checked here: a certificate that is not version 3 never gets this far,
+/// path validation refuses it first ([`Error::NotVersion3`], see [`X509Validation`]).
 pub fn check_x509(ids: &PresentedIdentities, server_name: &ReferenceId) -> Result<(), Error> {
     match ids.signature_hash {
         SignatureHash::Md5 => {
@@ -75,11 +84,6 @@ pub fn check_x509(ids: &PresentedIdentities, server_name: &ReferenceId) -> Resul
             });
         }
         _ => {}
-    }
-    if ids.version != 3 {
-        return Err(Error::NotVersion3 {
-            version: ids.version,
-        });
     }
     if ids.all_names().any(|p| presented_matches(&p, server_name)) {
         Ok(())
@@ -139,12 +143,16 @@ fn looks_like_ip(text: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() || extra.contains(&b))
     };
     let ipv6_like = text.contains(':') && hex_or(b":.");
-    let hex_v4 = text.len() > 2
-        && text[..2].eq_ignore_ascii_case("0x")
-        && text.is_char_boundary(2)
-        && text[2..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b'x' || b == b'X');
+    // No byte slicing of peer text: `strip_prefix` cannot cut a character in two.
+    let hex_v4 = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b'x' || b == b'X')
+        });
     let dotted_numeric = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
     ipv6_like || hex_v4 || dotted_numeric
 }

@@ -10,6 +10,7 @@ pub mod matching;
 pub mod presented;
 pub mod reference;
 
+pub(crate) use algorithm::cn_dns_id;
 pub use algorithm::{
     DeliveryTarget, DeliveryTargetBuilder, IdentityAlgorithm, IdentityMatch, IdentityVerdict,
     MAX_MX_HOSTS, MxSecurity, check_identity, presented_matches,

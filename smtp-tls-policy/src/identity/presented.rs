@@ -175,7 +175,7 @@ pub(crate) fn ip_from_octets(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
-fn hash_of(oid: &str) -> SignatureHash {
+pub(crate) fn hash_of(oid: &str) -> SignatureHash {
     match oid {
         // md2WithRSAEncryption, md5WithRSAEncryption, md5WithRSASignature (OIW)
         "1.2.840.113549.1.1.2" | "1.2.840.113549.1.1.4" | "1.3.14.3.2.25" => SignatureHash::Md5,

@@ -373,12 +373,11 @@ fn x509_switch() {
         check_x509(&md5, &server),
         Err(Error::WeakSignature { .. })
     ));
+    // The version is path validation's business (always version 3 there, see
+    // `tests/verify.rs`): the switch no longer has a branch that can never be reached.
     let mut v1 = good;
     v1.version = 1;
-    assert_eq!(
-        check_x509(&v1, &server),
-        Err(Error::NotVersion3 { version: 1 })
-    );
+    assert_eq!(check_x509(&v1, &server), Ok(()));
 }
 
 #[test]
@@ -399,4 +398,37 @@ fn cabf_common_name_rule() {
             "{cn}"
         );
     }
+}
+
+/// Issue 11, finding 5: a CN whose second byte falls inside a multibyte character made the
+/// CA/B Forum rule slice `cn[..2]` and panic. Peer data never panics: each CN gets a verdict.
+#[test]
+fn cabf_common_name_rule_survives_multibyte_cns() {
+    for cn in [
+        "a中",
+        "中",
+        "0中",
+        "0x中",
+        "0x",
+        "é",
+        "aé",
+        "\u{10FFFF}x",
+        "0\u{301}x1",
+    ] {
+        let mut ids = PresentedIdentities::default();
+        ids.common_names.push(cn.into());
+        assert!(
+            check_cn_in_san(&ids).is_ok(),
+            "{cn}: no SAN entry denotes it"
+        );
+        ids.san_dns_names.push(cn.into());
+        assert!(
+            check_cn_in_san(&ids).is_ok(),
+            "{cn}: a copy of the SAN entry"
+        );
+    }
+    // The same through a real certificate and the whole strict verification.
+    let ids = cert(Some("a中"), &["a.example.com"], &[]);
+    assert_eq!(ids.common_names, ["a中"]);
+    assert!(check_cn_in_san(&ids).is_ok());
 }
