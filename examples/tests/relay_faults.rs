@@ -332,3 +332,92 @@ fn describe(c: &Conn) -> String {
         c.tls_text()
     )
 }
+
+/// Issue 11, finding 7, through the relay: a recipient domain that IDNA refuses
+/// (`xn--zz` is not valid Punycode) gets the `.secure.faults.test` entry (`required-verify`),
+/// not the default (`no`): the peer offers no STARTTLS, so the message stays pending and no
+/// byte of it, nor `MAIL FROM`, reaches the peer. A domain the destination controls cannot
+/// compare at all (an address literal, here from the spool) bounces with a DSN and a clear
+/// reason; it is neither lost nor sent under the default entry.
+#[test]
+fn idna_refused_domain_is_not_given_the_default_entry() {
+    let peer = Peer::start(Behaviour::NoStartTls);
+    let port = peer.addr.port();
+    let delivery = format!(
+        "[delivery.retry]\ninitial_secs = 3600\n\
+         [[delivery.route]]\ndomain = \".secure.faults.test\"\nhosts = [\"127.0.0.1:{port}\"]\n"
+    );
+    let controls = "[default]\ntls = \"no\"\ndane = \"none\"\n\
+                    [destinations.\".secure.faults.test\"]\ntls = \"required-verify\"\n";
+    let site = Site::new(&delivery, controls, None);
+    let marker = format!("IDNA-MARKER-{}", std::process::id());
+    let body = format!("Subject: idna\r\n\r\n{marker}\r\n");
+    // The SMTP listener refuses address literals in RCPT, so this one comes from the spool (an
+    // older relay, a hand-made envelope): recovered at start, then delivered.
+    let bounced = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let (spool, _) = smtp_tls_examples::relay::Spool::open(
+                &site.dir.path().join("spool"),
+                smtp_tls_examples::relay::SpoolConfig::default(),
+            )
+            .await
+            .unwrap();
+            let env = smtp_tls_examples::relay::Envelope::new(
+                "sender@client.test",
+                ["rcpt@[127.0.0.1]"],
+                std::time::SystemTime::now(),
+            );
+            let env = spool.accept(env, body.clone().into_bytes()).await.unwrap();
+            env.id.to_string()
+        });
+    let relay = site.start();
+    let mut client = Client::connect(site.listen).unwrap();
+    let deferred = client
+        .send(
+            "sender@client.test",
+            "rcpt@xn--zz.secure.faults.test",
+            &body,
+        )
+        .unwrap()
+        .expect("accepted");
+    client.quit();
+
+    wait_until(
+        Duration::from_secs(30),
+        || format!("not settled\n{}", relay.log()),
+        || {
+            site.spooled_envelope(&deferred)
+                .is_some_and(|e| e.attempts >= 1)
+                && site.spooled_envelope(&bounced).is_none()
+        },
+    );
+    for (i, conn) in peer.conns().iter().enumerate() {
+        let text = conn.plain_text();
+        assert!(
+            !text.contains("MAIL") && !text.contains(&marker),
+            "connection {i}: plaintext transaction under required-verify: {text:?}\n{}",
+            relay.log()
+        );
+    }
+    let env = site.spooled_envelope(&deferred).unwrap();
+    assert!(
+        env.recipients
+            .iter()
+            .all(|r| r.state == smtp_tls_examples::relay::RecipientState::Pending),
+        "{env:?}"
+    );
+    let log = relay.log();
+    // The literal: bounced at once with the reason, and its DSN queued (not lost, not retried
+    // under the default entry).
+    assert!(
+        log.lines().any(|l| l.contains("recipient=rcpt@[127.0.0.1]")
+            && l.contains("disposition=Bounced")
+            && l.contains("diagnostic=\"destination controls: destination domain")),
+        "{log}"
+    );
+    assert!(log.contains(&format!("DSN queued id={bounced} ")), "{log}");
+    assert!(!log.contains(&marker), "message content logged: {log}");
+}
