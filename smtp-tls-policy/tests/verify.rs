@@ -143,12 +143,21 @@ fn untrusted_or_expired_chains_fail_with_typed_errors() {
 /// Runs an in-memory TLS handshake against a rustls server holding `p`'s leaf; returns whether
 /// it completed.
 fn handshake(p: &Pki, verifier: Arc<SmtpCertVerifier>) -> bool {
+    handshake_with(vec![p.leaf.clone()], p.leaf_key.clone_key(), verifier)
+}
+
+/// [`handshake`] with a server sending `chain` (leaf first) and holding `key`.
+fn handshake_with(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    verifier: Arc<SmtpCertVerifier>,
+) -> bool {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![p.leaf.clone()], p.leaf_key.clone_key())
+        .with_single_cert(chain, key)
         .unwrap();
     let client_config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -230,6 +239,7 @@ struct ConstrainedPki {
     root_pem: String,
     intermediate_pem: Option<String>,
     leaf_pem: String,
+    leaf_key: PrivateKeyDer<'static>,
     anchors: TrustAnchors,
     chain: Vec<CertificateDer<'static>>,
 }
@@ -304,6 +314,7 @@ fn constrained_pki(
         root_pem: root.pem(),
         intermediate_pem: intermediate.as_ref().map(rcgen::Certificate::pem),
         leaf_pem: leaf.pem(),
+        leaf_key: PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
         anchors: TrustAnchors::from_certificates([root.der().clone()]).unwrap(),
         chain,
     }
@@ -347,6 +358,32 @@ fn cn_outside_permitted_subtree_is_refused() {
         // Both algorithms that use the CN as a DNS-ID refuse it.
         for algorithm in [IdentityAlgorithm::Verify, IdentityAlgorithm::HostedVerify] {
             assert_cn_constraint_refused(&verify_constrained(&p, algorithm, "mx.victim.example"));
+        }
+    }
+}
+
+/// The rustls verifier (what the relay uses) refuses the handshake in a Required mode.
+#[test]
+fn rustls_verifier_refuses_a_cn_outside_the_name_constraints() {
+    for (cn, completes) in [("mx.victim.example", false), ("mx.allowed.example", true)] {
+        let p = constrained_pki(
+            ConstrainedCa::Intermediate,
+            &["allowed.example"],
+            &[],
+            Some(cn),
+            &[],
+        );
+        let verifier = Arc::new(SmtpCertVerifier::new(
+            VerificationMode::RequiredVerify,
+            target(cn, &[], MxSecurity::Insecure),
+            Arc::new(p.anchors.clone()),
+        ));
+        let done = handshake_with(p.chain.clone(), p.leaf_key.clone_key(), verifier.clone());
+        assert_eq!(done, completes, "{cn}");
+        let verdict = verifier.last_verdict().expect("a verdict was recorded");
+        assert_eq!(verdict.is_verified(), completes, "{cn}: {verdict:?}");
+        if !completes {
+            assert_cn_constraint_refused(&verdict);
         }
     }
 }

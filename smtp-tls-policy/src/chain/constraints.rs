@@ -184,11 +184,13 @@ fn anchor_subtrees(content: &[u8]) -> Result<DnsSubtrees, Error> {
     }
     let permitted = (Class::ContextSpecific, Tag(0));
     let excluded = (Class::ContextSpecific, Tag(1));
-    if !matches!(tags.as_slice(), [] | [_] | [_, _])
-        || tags.iter().any(|t| *t != permitted && *t != excluded)
-        || (tags.len() == 2 && tags[0] != permitted)
-        || (tags.len() == 2 && tags[1] != excluded)
-    {
+    let well_formed = match tags.as_slice() {
+        [] => true,
+        [only] => *only == permitted || *only == excluded,
+        [first, second] => *first == permitted && *second == excluded,
+        _ => false,
+    };
+    if !well_formed {
         return Err(malformed());
     }
     if tags.is_empty() {

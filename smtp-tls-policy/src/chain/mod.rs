@@ -198,7 +198,7 @@ impl TrustAnchors {
                 a.subject.as_ref() == anchor.subject.as_ref()
                     && a.subject_public_key_info.as_ref() == anchor.subject_public_key_info.as_ref()
             })
-            .and_then(|i| self.certificates[i].as_ref())
+            .and_then(|i| self.certificates.get(i)?.as_ref())
     }
 }
 
