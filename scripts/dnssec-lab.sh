@@ -10,7 +10,8 @@
 # SMTP_PORT (unset by default; see below).
 # Needs: knot unbound ldnsutils openssl bind9-dnsutils (scripts/install-deps.sh installs them).
 #
-# Destinations (next-hop domains) for the RFC 7672 matrix; every MX host has A 127.0.0.1:
+# Destinations (next-hop domains) for the RFC 7672 matrix; every MX host has A 127.0.0.1 (but
+# the IPv6-only target of cname6.dane.test):
 #   {present,unusable,absent,bogus,servfail}.{dane,unsigned,broken}.test
 #     MX secure (dane.test) / insecure (unsigned.test) / bogus (broken.test, tampered MX)
 #     -> mx.dane.test           TLSA 3 1 1 leaf-SPKI + 2 1 1 CA-SPKI   (present)
@@ -20,6 +21,8 @@
 #     -> mx-sf.dane.test        TLSA name delegated to a lame server   (SERVFAIL)
 #   ta.dane.test      -> mx-ta.dane.test  TLSA 2 1 1 only (DANE-TA, private CA)
 #   cname.dane.test   -> alias.dane.test CNAME mx-target.dane.test; TLSA only at the alias
+#   cname6.dane.test  -> alias6.dane.test CNAME mx6-target.dane.test: AAAA ::1 only (no A),
+#                        TLSA 3 1 1 only at the target (RFC 7672 §2.2.2: the expanded name)
 #   two.dane.test     -> MX 10 mx.dane.test, MX 20 mx-ta.dane.test
 #   outlook.dane.test -> mx-sf.unsigned.test (insecure host whose TLSA name SERVFAILs)
 #   nxdomain.dane.test does not exist (secure NXDOMAIN)
@@ -62,7 +65,7 @@ cat > mx.ext <<EOF
 basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=DNS:mx.dane.test,DNS:mx-ta.dane.test,DNS:mx-target.dane.test,DNS:alias.dane.test,DNS:mx.broken.test,DNS:mx.unsigned.test
+subjectAltName=DNS:mx.dane.test,DNS:mx-ta.dane.test,DNS:mx-target.dane.test,DNS:alias.dane.test,DNS:mx6-target.dane.test,DNS:mx.broken.test,DNS:mx.unsigned.test
 EOF
 openssl x509 -req -in mx.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile mx.ext \
   -out mx.crt 2>/dev/null
@@ -102,6 +105,10 @@ _25._tcp.mx-ta IN TLSA 2 1 1 $CA_SPKI_SHA256
 mx-target IN A 127.0.0.1
 alias IN CNAME mx-target.dane.test.
 _25._tcp.alias IN TLSA 3 1 1 $SPKI_SHA256
+alias6 IN CNAME mx6-target.dane.test.
+mx6-target IN AAAA ::1
+_25._tcp.mx6-target IN TLSA 3 1 1 $SPKI_SHA256
+cname6 IN MX 10 alias6.dane.test.
 ta IN MX 10 mx-ta.dane.test.
 cname IN MX 10 alias.dane.test.
 two IN MX 10 mx.dane.test.

@@ -12,7 +12,7 @@ use dane_verify::DnssecStatus;
 use dane_verify::policy::{
     Action, DaneSetting, DeferReason, LookupFailure, NoDaneReason, TlsaLookup,
 };
-use dane_verify::resolver::{DaneResolver, Limits, Validation};
+use dane_verify::resolver::{DaneResolver, Limits, Validation, ValidationState};
 
 fn limits() -> Limits {
     Limits {
@@ -21,7 +21,8 @@ fn limits() -> Limits {
     }
 }
 
-fn resolvers(lab: &common::Lab) -> Vec<(&'static str, DaneResolver)> {
+/// Both validation ways, not probed yet (statuses masked until a probe succeeds).
+fn unprobed(lab: &common::Lab) -> Vec<(&'static str, DaneResolver)> {
     vec![
         (
             "trust-ad",
@@ -43,6 +44,18 @@ fn resolvers(lab: &common::Lab) -> Vec<(&'static str, DaneResolver)> {
             .unwrap(),
         ),
     ]
+}
+
+/// Both validation ways, each proven by a probe of the lab's signed `test.` zone.
+async fn resolvers(lab: &common::Lab) -> Vec<(&'static str, DaneResolver)> {
+    let rs = unprobed(lab);
+    for (way, r) in &rs {
+        r.probe("test.")
+            .await
+            .unwrap_or_else(|e| panic!("{way}: probe: {e}"));
+        assert_eq!(r.validation_state(), ValidationState::Validating, "{way}");
+    }
+    rs
 }
 
 /// Expected action name and a check of its detail, per (MX zone, TLSA kind, setting).
@@ -86,11 +99,7 @@ fn expected(zone: &str, tlsa: &str, setting: DaneSetting, action: &Action) -> bo
 async fn rfc7672_matrix_against_the_lab() {
     let lab = common::Lab::start();
     let mut cells = 0;
-    for (way, resolver) in resolvers(&lab) {
-        resolver
-            .probe("test.")
-            .await
-            .unwrap_or_else(|e| panic!("{way}: probe: {e}"));
+    for (way, resolver) in resolvers(&lab).await {
         for zone in ["dane", "unsigned", "broken"] {
             for tlsa in ["present", "unusable", "absent", "bogus", "servfail"] {
                 let domain = format!("{tlsa}.{zone}.test");
@@ -117,7 +126,7 @@ async fn lab_special_cases() {
     let lab = common::Lab::start();
     let spki = lab.var("SPKI_SHA256").to_string();
     let ca_spki = lab.var("CA_SPKI_SHA256").to_string();
-    for (way, r) in resolvers(&lab) {
+    for (way, r) in resolvers(&lab).await {
         // CNAME'd MX host: nothing at the expanded name, so the original name's TLSA is used
         let f = r.destination("cname.dane.test", 25).await.unwrap();
         let h = &f.hosts[0];
@@ -243,6 +252,7 @@ async fn limits_and_cache() {
         tight,
     )
     .unwrap();
+    r.probe("test.").await.unwrap();
     let f = r.destination("two.dane.test", 25).await.unwrap();
     assert_eq!((f.hosts.len(), f.ignored_mx_hosts), (1, 1));
     // mx.dane.test has two TLSA records: over the limit -> lookup failure -> defer
@@ -255,6 +265,7 @@ async fn limits_and_cache() {
         limits(),
     )
     .unwrap();
+    r.probe("test.").await.unwrap();
     let first = r.destination("present.dane.test", 25).await.unwrap();
     let unbound: i32 = lab.var("UNBOUND_PID").parse().unwrap();
     let _ = std::process::Command::new("kill")
@@ -277,4 +288,151 @@ async fn limits_and_cache() {
         first
     );
     r.clear_cache();
+}
+
+/// Issue 11, finding 2 (RFC 7672 §2.2.2–2.2.3): an MX host that is a CNAME to a target with
+/// AAAA records only. The expansion must come from whichever address answer carries it (here
+/// not the A answer: NODATA), so TLSA is looked up at the expanded name and DANE applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cname_to_an_ipv6_only_target_keeps_dane() {
+    let lab = common::Lab::start();
+    let spki = lab.var("SPKI_SHA256").to_string();
+    for (way, r) in resolvers(&lab).await {
+        let f = r.destination("cname6.dane.test", 25).await.unwrap();
+        let h = &f.hosts[0];
+        assert_eq!(h.mx_host, "alias6.dane.test", "{way}");
+        assert_eq!(h.address_status, DnssecStatus::Secure, "{way} {h:?}");
+        assert_eq!(h.tlsa_base, "mx6-target.dane.test", "{way}: {h:?}");
+        match &h.tlsa {
+            TlsaLookup::Found {
+                records,
+                status: DnssecStatus::Secure,
+            } => assert_eq!(records[0].to_string(), format!("3 1 1 {spki}")),
+            other => panic!("{way}: {other:?}"),
+        }
+        match &f.actions(DaneSetting::Opportunistic)[0].1 {
+            Action::UseDane { sni, .. } => assert_eq!(sni, "mx6-target.dane.test", "{way}"),
+            other => panic!("{way}: {other:?}"),
+        }
+        assert_eq!(
+            r.addresses("alias6.dane.test").await.unwrap(),
+            ["::1".parse::<std::net::IpAddr>().unwrap()],
+            "{way}"
+        );
+    }
+}
+
+/// Issue 11, finding 3: a resolver whose validation is not proven never reports `Insecure`
+/// (nor `Secure`): with `trust-ad` pointing at the lab's iterator-only unbound every answer
+/// lacks the AD bit; before and after the failed probe each status is `Indeterminate`,
+/// mandatory DANE defers and opportunistic DANE goes on without DANE. The validating unbound
+/// is `Indeterminate` until its probe succeeds, then `Secure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unproven_validation_is_indeterminate_never_insecure() {
+    let lab = common::Lab::start();
+    let noval = DaneResolver::new(
+        Validation::TrustAd {
+            resolver: lab.non_validating(),
+        },
+        limits(),
+    )
+    .unwrap();
+    let check_unproven = |f: &dane_verify::resolver::DestinationFacts, state| {
+        assert_eq!(f.validation, state, "{f:?}");
+        assert_eq!(f.mx_status, DnssecStatus::Indeterminate, "{f:?}");
+        for h in &f.hosts {
+            assert_eq!(h.address_status, DnssecStatus::Indeterminate, "{h:?}");
+        }
+        assert_eq!(
+            f.actions(DaneSetting::Mandatory)[0].1,
+            Action::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate))
+        );
+        assert_eq!(
+            f.actions(DaneSetting::Opportunistic)[0].1,
+            Action::ConfiguredTls(NoDaneReason::SettingNone)
+        );
+    };
+    assert_eq!(noval.validation_state(), ValidationState::Unproven);
+    let f = noval.destination("present.dane.test", 25).await.unwrap();
+    check_unproven(&f, ValidationState::Unproven);
+    let err = noval.probe("test.").await.unwrap_err();
+    assert!(err.to_string().contains("insecure"), "{err}");
+    assert_eq!(noval.validation_state(), ValidationState::NotValidating);
+    for domain in ["present.dane.test", "present.unsigned.test"] {
+        let f = noval.destination(domain, 25).await.unwrap();
+        check_unproven(&f, ValidationState::NotValidating);
+    }
+    // a secure NXDOMAIN read through an unproven resolver is plain DNS: no host, nothing to do
+    let f = noval.destination("nxdomain.dane.test", 25).await.unwrap();
+    assert_eq!((f.hosts.len(), f.mx_failure), (0, None));
+    assert!(f.actions(DaneSetting::Mandatory).is_empty());
+
+    let good = DaneResolver::new(
+        Validation::TrustAd {
+            resolver: lab.validating(),
+        },
+        limits(),
+    )
+    .unwrap();
+    let f = good.destination("present.dane.test", 25).await.unwrap();
+    check_unproven(&f, ValidationState::Unproven);
+    good.probe("test.").await.unwrap();
+    assert_eq!(good.validation_state(), ValidationState::Validating);
+    let f = good.destination("present.dane.test", 25).await.unwrap();
+    assert_eq!(f.validation, ValidationState::Validating);
+    assert_eq!(f.mx_status, DnssecStatus::Secure);
+    assert_eq!(f.hosts[0].address_status, DnssecStatus::Secure);
+    assert!(matches!(
+        f.actions(DaneSetting::Mandatory)[0].1,
+        Action::UseDane { .. }
+    ));
+    let f = good.destination("present.unsigned.test", 25).await.unwrap();
+    assert_eq!(f.mx_status, DnssecStatus::Insecure);
+    // a probe that gets no answer (the resolver stopped) leaves a proven state as it is
+    let dead = DaneResolver::new(
+        Validation::TrustAd {
+            resolver: format!("127.0.0.1:{}", common::free_udp_port())
+                .parse()
+                .unwrap(),
+        },
+        Limits {
+            timeout: Duration::from_millis(300),
+            ..limits()
+        },
+    )
+    .unwrap();
+    assert!(dead.probe("test.").await.is_err());
+    assert_eq!(dead.validation_state(), ValidationState::Unproven);
+}
+
+/// The default of the relay and the CLI (issue 11): in-process validation from trust anchors
+/// asking a plain recursive resolver. Here the lab's anchor file and the lab's iterator-only
+/// unbound as upstream: the probe succeeds and DANE applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_validation_with_an_anchor_file_validates() {
+    let lab = common::Lab::start();
+    let r = DaneResolver::new(
+        Validation::in_process(vec![lab.non_validating()], Some(&lab.trust_anchor_file())).unwrap(),
+        limits(),
+    )
+    .unwrap();
+    r.probe("test.").await.unwrap();
+    let f = r.destination("present.dane.test", 25).await.unwrap();
+    assert_eq!(f.mx_status, DnssecStatus::Secure);
+    assert!(matches!(
+        f.actions(DaneSetting::Opportunistic)[0].1,
+        Action::UseDane { .. }
+    ));
+    // the built-in root anchors do not cover the lab's private `test.` anchor: the probe of
+    // `test.` fails (never "validating"), and nothing reads secure
+    let root = DaneResolver::new(
+        Validation::in_process(vec![lab.non_validating()], None).unwrap(),
+        limits(),
+    )
+    .unwrap();
+    assert!(root.probe("test.").await.is_err());
+    assert!(!root.validation_state().is_proven());
+    let f = root.destination("present.dane.test", 25).await.unwrap();
+    assert_ne!(f.mx_status, DnssecStatus::Secure);
+    assert_ne!(f.mx_status, DnssecStatus::Insecure);
 }

@@ -25,17 +25,47 @@ pub(crate) enum Answer {
         status: DnssecStatus,
         ttl: u32,
     },
-    /// NXDOMAIN (`nxdomain`) or NODATA, with the status of the denial.
+    /// NXDOMAIN (`nxdomain`) or NODATA, with the status of the denial (and of the CNAME chain
+    /// that led to it, `cnames`, when the backend keeps it: the AD-bit backend does, hickory
+    /// drops it).
     NoRecords {
         nxdomain: bool,
         status: DnssecStatus,
         ttl: u32,
+        cnames: Vec<Record>,
     },
     /// No usable answer; `status` is Bogus when validation failed.
     Failed {
         failure: LookupFailure,
         status: DnssecStatus,
     },
+}
+
+impl Answer {
+    /// The CNAME records of the answer (a chain to follow from the query name).
+    pub(crate) fn cnames(&self) -> &[Record] {
+        match self {
+            Self::Records { records, .. } => records,
+            Self::NoRecords { cnames, .. } => cnames,
+            Self::Failed { .. } => &[],
+        }
+    }
+
+    /// The answer as reported while validation is not proven: `Secure` and `Insecure` become
+    /// `Indeterminate` (an unproven resolver's word on either means nothing); `Bogus` stays.
+    pub(crate) fn unproven(mut self) -> Self {
+        let mask = |s: &mut DnssecStatus| {
+            if *s != DnssecStatus::Bogus {
+                *s = DnssecStatus::Indeterminate;
+            }
+        };
+        match &mut self {
+            Self::Records { status, .. }
+            | Self::NoRecords { status, .. }
+            | Self::Failed { status, .. } => mask(status),
+        }
+        self
+    }
 }
 
 pub(crate) enum Backend {
@@ -98,6 +128,7 @@ async fn in_process(r: &TokioResolver, name: &Name, rtype: RecordType) -> Answer
                 nxdomain: nr.response_code == ResponseCode::NXDomain,
                 status,
                 ttl: nr.negative_ttl.unwrap_or(0),
+                cnames: Vec::new(),
             }
         }
         Err(NetError::Dns(DnsError::DnssecBogus)) => Answer::Failed {
@@ -195,10 +226,14 @@ async fn trust_ad(server: SocketAddr, name: &Name, rtype: RecordType, _t: Durati
                     ttl,
                 }
             } else {
+                // NODATA, possibly at the end of a CNAME chain: keep the chain (RFC 7672
+                // §2.2.2 needs the expanded name even when this family has no records there)
+                let ttl = records.iter().map(|r| r.ttl).fold(neg_ttl, u32::min);
                 Answer::NoRecords {
                     nxdomain: false,
                     status,
-                    ttl: neg_ttl,
+                    ttl,
+                    cnames: records,
                 }
             }
         }
@@ -206,6 +241,7 @@ async fn trust_ad(server: SocketAddr, name: &Name, rtype: RecordType, _t: Durati
             nxdomain: true,
             status,
             ttl: neg_ttl,
+            cnames: Vec::new(),
         },
         ResponseCode::ServFail => Answer::Failed {
             failure: LookupFailure::ServFail,
@@ -264,16 +300,22 @@ async fn tcp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
 }
 
 pub(crate) fn in_process_resolver(
-    upstream: SocketAddr,
+    upstreams: &[SocketAddr],
     anchors: std::sync::Arc<hickory_resolver::proto::dnssec::TrustAnchors>,
     timeout: Duration,
 ) -> Result<TokioResolver, crate::Error> {
     use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-    let mut ns = NameServerConfig::udp_and_tcp(upstream.ip());
-    for c in &mut ns.connections {
-        c.port = upstream.port();
-    }
-    let config = ResolverConfig::from_name_servers(vec![ns]);
+    let servers = upstreams
+        .iter()
+        .map(|upstream| {
+            let mut ns = NameServerConfig::udp_and_tcp(upstream.ip());
+            for c in &mut ns.connections {
+                c.port = upstream.port();
+            }
+            ns
+        })
+        .collect();
+    let config = ResolverConfig::from_name_servers(servers);
     let mut opts = ResolverOpts::default();
     opts.timeout = timeout;
     opts.attempts = 1;

@@ -3,12 +3,19 @@
 //! limits and a TTL-bounded cache. The decision itself is [`crate::policy::decide`].
 //!
 //! Two ways to get validated answers ([`Validation`]):
-//! - [`Validation::InProcess`]: hickory validates itself from configurable trust anchors
-//!   (for a private zone, the whole DNSKEY RRset of its apex); the upstream need not validate.
+//! - [`Validation::InProcess`]: hickory validates itself from trust anchors — by default the
+//!   IANA root zone's KSKs built into hickory-proto ([`Validation::in_process`] with no file;
+//!   [`BUILT_IN_ROOT_ANCHORS`]), or a DNSKEY file (for a private zone, the whole DNSKEY RRset
+//!   of its apex); the upstreams (e.g. the system's nameservers) need not validate.
 //! - [`Validation::TrustAd`]: a validating resolver on loopback; its AD bit is trusted
 //!   (RFC 6698 §A.3 / RFC 7672 §8.3: only over a trusted path, so loopback only).
 //!
-//! [`DaneResolver::probe`] refuses to report DANE available when the resolver cannot validate.
+//! **Validation must be proven** ([`ValidationState`]): until [`DaneResolver::probe`] has seen
+//! a secure answer, every status the resolver reports is [`DnssecStatus::Indeterminate`]
+//! (bogus stays bogus), never `Secure` or `Insecure`: a resolver that does not validate makes
+//! every answer look insecure, which would silently switch DANE off. Probe at start-up and
+//! periodically ([`DaneResolver::probe`]); [`DestinationFacts::actions`] then keeps mandatory
+//! DANE deferred and lets other destinations go without DANE.
 
 mod backend;
 mod cache;
@@ -16,24 +23,36 @@ mod cache;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use hickory_resolver::proto::dnssec::TrustAnchors;
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 use self::backend::{Answer, Backend};
 use self::cache::Cache;
-use crate::policy::{Action, DaneSetting, DeferReason, HostFacts, LookupFailure, TlsaLookup};
+use crate::policy::{
+    Action, DaneSetting, DeferReason, HostFacts, LookupFailure, NoDaneReason, TlsaLookup,
+};
 use crate::{DnssecStatus, Error, TlsaRecord};
+
+/// What [`Validation::in_process`] trusts without a file: the IANA root zone's key-signing
+/// keys as built into hickory-proto 0.26 (`TrustAnchors::default()`).
+pub const BUILT_IN_ROOT_ANCHORS: &str =
+    "IANA root zone KSK-2017 (key tag 20326) and KSK-2024 (key tag 38696), built in";
+
+/// Most upstream resolvers of one in-process validator.
+pub const MAX_UPSTREAMS: usize = 8;
 
 /// How answers are validated.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Validation {
-    /// hickory validates in-process from `trust_anchors`; `upstream` is any recursive resolver.
+    /// hickory validates in-process from `trust_anchors`; `upstreams` are recursive resolvers
+    /// (tried in order; they must pass DNSSEC records through, they need not validate).
     InProcess {
-        /// The recursive resolver to ask (it must pass DNSSEC records through).
-        upstream: SocketAddr,
+        /// The recursive resolvers to ask (1 to [`MAX_UPSTREAMS`]).
+        upstreams: Vec<SocketAddr>,
         /// Trust anchors (DNSKEYs).
         trust_anchors: Arc<TrustAnchors>,
     },
@@ -48,12 +67,12 @@ impl std::fmt::Debug for Validation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::InProcess {
-                upstream,
+                upstreams,
                 trust_anchors,
             } => f
                 .debug_struct("InProcess")
-                .field("upstream", upstream)
-                .field("trust_anchors", &Arc::strong_count(trust_anchors))
+                .field("upstreams", upstreams)
+                .field("root_anchors", &trust_anchors.len())
                 .finish(),
             Self::TrustAd { resolver } => f
                 .debug_struct("TrustAd")
@@ -64,28 +83,113 @@ impl std::fmt::Debug for Validation {
 }
 
 impl Validation {
-    /// In-process validation with the DNSKEY records in `path` (zone-file lines, as
-    /// `dnssec-lab.sh` writes `test.dnskeys`).
-    pub fn in_process_from_file(upstream: SocketAddr, path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::TrustAnchor {
-            reason: format!("{}: {e}", path.display()),
-        })?;
-        // hickory's emptiness check counts root keys only: look for a DNSKEY ourselves
-        if !text
-            .lines()
-            .any(|l| l.split_whitespace().any(|t| t == "DNSKEY"))
-        {
-            return Err(Error::TrustAnchor {
-                reason: format!("{}: no DNSKEY records", path.display()),
+    /// In-process validation asking `upstreams`, trusting the DNSKEY records of `anchor_file`
+    /// or, without a file, the IANA root anchors built into hickory ([`BUILT_IN_ROOT_ANCHORS`]).
+    ///
+    /// ```
+    /// use dane_verify::resolver::Validation;
+    /// let v = Validation::in_process(vec!["127.0.0.1:53".parse().unwrap()], None).unwrap();
+    /// assert!(matches!(v, Validation::InProcess { .. }));
+    /// assert!(Validation::in_process(Vec::new(), None).is_err());
+    /// ```
+    pub fn in_process(
+        upstreams: Vec<SocketAddr>,
+        anchor_file: Option<&Path>,
+    ) -> Result<Self, Error> {
+        if upstreams.is_empty() || upstreams.len() > MAX_UPSTREAMS {
+            return Err(Error::Config {
+                reason: format!(
+                    "in-process validation needs 1 to {MAX_UPSTREAMS} upstream resolvers, not {}",
+                    upstreams.len()
+                ),
             });
         }
-        let anchors: TrustAnchors = text.parse().map_err(|e| Error::TrustAnchor {
-            reason: format!("{}: {e}", path.display()),
-        })?;
+        let anchors = match anchor_file {
+            Some(path) => anchors_from_file(path)?,
+            None => TrustAnchors::default(),
+        };
         Ok(Self::InProcess {
-            upstream,
+            upstreams,
             trust_anchors: Arc::new(anchors),
         })
+    }
+
+    /// In-process validation with the DNSKEY records in `path` (zone-file lines, as
+    /// `dnssec-lab.sh` writes `test.dnskeys`), asking `upstream`.
+    pub fn in_process_from_file(upstream: SocketAddr, path: &Path) -> Result<Self, Error> {
+        Self::in_process(vec![upstream], Some(path))
+    }
+}
+
+/// The DNSKEY records of a trust-anchor file.
+fn anchors_from_file(path: &Path) -> Result<TrustAnchors, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::TrustAnchor {
+        reason: format!("{}: {e}", path.display()),
+    })?;
+    // hickory's emptiness check counts root keys only: look for a DNSKEY ourselves
+    if !text
+        .lines()
+        .any(|l| l.split_whitespace().any(|t| t == "DNSKEY"))
+    {
+        return Err(Error::TrustAnchor {
+            reason: format!("{}: no DNSKEY records", path.display()),
+        });
+    }
+    text.parse().map_err(|e| Error::TrustAnchor {
+        reason: format!("{}: {e}", path.display()),
+    })
+}
+
+/// Whether a [`DaneResolver`] has been shown to validate DNSSEC ([`DaneResolver::probe`]).
+///
+/// Until it is [`ValidationState::Validating`], the resolver reports every status as
+/// [`DnssecStatus::Indeterminate`] (bogus stays bogus). The default is the least trusted value.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ValidationState {
+    /// No probe has succeeded yet and none has shown the resolver not to validate (not probed
+    /// yet, or the probe got no answer: offline, timeout, SERVFAIL).
+    #[default]
+    Unproven,
+    /// The last conclusive probe answer was secure.
+    Validating,
+    /// A probe answer came back but was not secure: the resolver does not validate (no AD bit,
+    /// a stripped or unsigned answer), or, before any success, the trust anchor does not fit.
+    NotValidating,
+}
+
+impl ValidationState {
+    /// Whether validation is proven (statuses are reported as they are).
+    #[must_use]
+    pub fn is_proven(self) -> bool {
+        self == Self::Validating
+    }
+
+    /// Lower-case name for logs and JSON: `unproven`, `validating`, `not-validating`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unproven => "unproven",
+            Self::Validating => "validating",
+            Self::NotValidating => "not-validating",
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::Unproven => 0,
+            Self::Validating => 1,
+            Self::NotValidating => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Validating,
+            2 => Self::NotValidating,
+            _ => Self::Unproven,
+        }
     }
 }
 
@@ -132,12 +236,25 @@ pub struct DestinationFacts {
     pub hosts: Vec<HostFacts>,
     /// MX hosts beyond [`Limits::max_mx_hosts`] that were ignored.
     pub ignored_mx_hosts: usize,
+    /// The resolver's [`ValidationState`] when the facts were gathered; unless it is
+    /// `Validating`, every status above is `Indeterminate` (or `Bogus`).
+    pub validation: ValidationState,
 }
 
 impl DestinationFacts {
     /// The RFC 7672 action for each MX host under `setting`. A failed MX lookup gives no hosts:
     /// the destination as a whole defers (an empty list when the domain has no MX host at all).
+    ///
+    /// While the resolver's validation is not proven ([`Self::validation`]), DANE is not
+    /// available: `Mandatory` defers every host (`MxLookup(Indeterminate)`: the MX status cannot
+    /// be known), `Opportunistic` goes on without DANE as `None` would (configured TLS,
+    /// [`NoDaneReason::SettingNone`]), so a broken validator does not hold all mail; the
+    /// answers are used as plain DNS (no MX host listed means a null MX or NXDOMAIN, as
+    /// without DNSSEC). A bogus MX answer still defers.
     pub fn actions(&self, setting: DaneSetting) -> Vec<(String, Action)> {
+        if !self.validation.is_proven() {
+            return self.actions_unproven(setting);
+        }
         if self.hosts.is_empty() && (self.mx_failure.is_some() || self.mx_status.is_failure()) {
             let action = if setting == DaneSetting::None {
                 Action::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate))
@@ -151,6 +268,36 @@ impl DestinationFacts {
             .map(|h| (h.mx_host.clone(), crate::policy::decide(setting, h)))
             .collect()
     }
+
+    fn actions_unproven(&self, setting: DaneSetting) -> Vec<(String, Action)> {
+        let failed = self.mx_failure.is_some() || self.mx_status == DnssecStatus::Bogus;
+        if self.hosts.is_empty() && failed {
+            let status = if setting == DaneSetting::None {
+                DnssecStatus::Indeterminate
+            } else {
+                self.mx_status
+            };
+            return vec![(
+                self.domain.clone(),
+                Action::Defer(DeferReason::MxLookup(status)),
+            )];
+        }
+        self.hosts
+            .iter()
+            .map(|h| {
+                let action = match setting {
+                    DaneSetting::Mandatory => Action::Defer(DeferReason::MxLookup(
+                        h.mx_status.combine(DnssecStatus::Indeterminate),
+                    )),
+                    _ if h.mx_status == DnssecStatus::Bogus => {
+                        Action::Defer(DeferReason::MxLookup(DnssecStatus::Bogus))
+                    }
+                    _ => Action::ConfiguredTls(NoDaneReason::SettingNone),
+                };
+                (h.mx_host.clone(), action)
+            })
+            .collect()
+    }
 }
 
 /// Gathers DANE facts with a hickory backend. Cheap to share behind an `Arc`.
@@ -158,12 +305,15 @@ pub struct DaneResolver {
     backend: Backend,
     limits: Limits,
     cache: Cache,
+    /// [`ValidationState`] as a `u8`: set by [`DaneResolver::probe`], read by every lookup.
+    state: AtomicU8,
 }
 
 impl std::fmt::Debug for DaneResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DaneResolver")
             .field("limits", &self.limits)
+            .field("validation", &self.validation_state())
             .finish_non_exhaustive()
     }
 }
@@ -183,10 +333,10 @@ impl DaneResolver {
                 Backend::TrustAd { server: resolver }
             }
             Validation::InProcess {
-                upstream,
+                upstreams,
                 trust_anchors,
             } => Backend::InProcess(Box::new(backend::in_process_resolver(
-                upstream,
+                &upstreams,
                 trust_anchors,
                 limits.timeout,
             )?)),
@@ -195,7 +345,13 @@ impl DaneResolver {
             backend,
             cache: Cache::new(limits.max_cache_entries, limits.max_cache_ttl),
             limits,
+            state: AtomicU8::new(ValidationState::Unproven.to_u8()),
         })
+    }
+
+    /// Whether validation is proven; until it is, every status is reported `Indeterminate`.
+    pub fn validation_state(&self) -> ValidationState {
+        ValidationState::from_u8(self.state.load(Ordering::Acquire))
     }
 
     /// The limits in force.
@@ -209,33 +365,81 @@ impl DaneResolver {
         self.cache.clear();
     }
 
-    /// Start-up probe: `signed_name`'s SOA must come back [`DnssecStatus::Secure`]; otherwise
-    /// DANE is not available ([`Error::NoValidation`]). Use a name known to be signed (`.` on
-    /// the internet; the lab's `test.`).
+    /// The validation probe, at start-up and periodically: `signed_name`'s SOA must come back
+    /// [`DnssecStatus::Secure`]; otherwise DANE is not available ([`Error::NoValidation`]). Use
+    /// a name known to be signed (`.` on the internet; the lab's `test.`). Updates
+    /// [`Self::validation_state`]:
+    ///
+    /// | probe answer | new state |
+    /// |---|---|
+    /// | secure | `Validating` |
+    /// | insecure (no AD bit, unsigned, stripped) | `NotValidating` |
+    /// | bogus | `NotValidating`, unless `Validating` already (a forged answer must not switch DANE off) |
+    /// | none (timeout, SERVFAIL, network) | unchanged |
     pub async fn probe(&self, signed_name: &str) -> Result<(), Error> {
         let name = parse_name(signed_name)?;
-        match self
+        let answer = self
             .backend
             .query(&name, RecordType::SOA, self.limits.timeout)
-            .await
-        {
+            .await;
+        let current = self.validation_state();
+        let next = match &answer {
             Answer::Records {
                 status: DnssecStatus::Secure,
                 ..
-            } => Ok(()),
-            other => Err(Error::NoValidation {
-                reason: format!("SOA of {signed_name} is not secure: {}", describe(&other)),
-            }),
+            } => ValidationState::Validating,
+            Answer::Records {
+                status: DnssecStatus::Insecure,
+                ..
+            }
+            | Answer::NoRecords {
+                status: DnssecStatus::Insecure,
+                ..
+            } => ValidationState::NotValidating,
+            Answer::Records {
+                status: DnssecStatus::Bogus,
+                ..
+            }
+            | Answer::NoRecords {
+                status: DnssecStatus::Bogus,
+                ..
+            }
+            | Answer::Failed {
+                status: DnssecStatus::Bogus,
+                ..
+            } if current != ValidationState::Validating => ValidationState::NotValidating,
+            _ => current,
+        };
+        if next != current {
+            self.state.store(next.to_u8(), Ordering::Release);
+            // answers cached under the other state carry statuses of that state
+            self.cache.clear();
+        }
+        if next == ValidationState::Validating && matches!(answer, Answer::Records { .. }) {
+            Ok(())
+        } else {
+            Err(Error::NoValidation {
+                reason: format!("SOA of {signed_name} is not secure: {}", describe(&answer)),
+            })
         }
     }
 
+    /// One answer, from the cache or the backend, with its status masked while validation is
+    /// not proven (the cache keeps what the backend said).
     async fn query(&self, name: &Name, rtype: RecordType) -> Answer {
-        if let Some(a) = self.cache.get(name, rtype) {
-            return a;
+        let a = match self.cache.get(name, rtype) {
+            Some(a) => a,
+            None => {
+                let a = self.backend.query(name, rtype, self.limits.timeout).await;
+                self.cache.put(name, rtype, &a);
+                a
+            }
+        };
+        if self.validation_state().is_proven() {
+            a
+        } else {
+            a.unproven()
         }
-        let a = self.backend.query(name, rtype, self.limits.timeout).await;
-        self.cache.put(name, rtype, &a);
-        a
     }
 
     /// All DANE facts for `domain` with SMTP service on `port`: MX lookup, then each MX host
@@ -249,6 +453,7 @@ impl DaneResolver {
             mx_failure: None,
             hosts: Vec::new(),
             ignored_mx_hosts: 0,
+            validation: self.validation_state(),
         };
         let mut hosts: Vec<(u16, String)> = match self.query(&name, RecordType::MX).await {
             Answer::Records {
@@ -325,22 +530,38 @@ impl DaneResolver {
         let Ok(host) = parse_name(mx_host) else {
             return facts;
         };
-        // A first: its answer carries the (signed) CNAME chain. AAAA is then asked at the
-        // expanded name, so its denial of existence is proven for the name that owns it
-        // (hickory cannot validate "CNAME + NSEC of the target" in one answer).
-        let a = self.query(&host, RecordType::A).await;
-        let mut expanded: Option<Name> = None;
+        // RFC 7672 §2.2.2: the TLSA base is the CNAME-expanded name. The expansion is taken from
+        // whichever address answer carries it: the A answer (records, or NODATA with the chain),
+        // else the AAAA answer — a host whose alias target has only AAAA records (or only A
+        // records) must not lose DANE. Each family's absence is then asked at the expanded
+        // name, so its denial is proven for the name that owns it (hickory cannot validate
+        // "CNAME + NSEC of the target" in one answer, and drops the chain of a NODATA answer).
         let mut statuses = Vec::new();
-        let mut any_address = false;
-        if let Answer::Records { records, .. } = &a {
-            match cname_target(&host, records, self.limits.max_cname_depth) {
-                Ok(t) => expanded = t,
-                Err(()) => statuses.push(DnssecStatus::Indeterminate),
+        let mut a = self.query(&host, RecordType::A).await;
+        let mut expanded = match cname_target(&host, a.cnames(), self.limits.max_cname_depth) {
+            Ok(t) => t,
+            Err(()) => {
+                statuses.push(DnssecStatus::Indeterminate);
+                None
             }
-        }
+        };
         let aaaa = self
             .query(expanded.as_ref().unwrap_or(&host), RecordType::AAAA)
             .await;
+        if expanded.is_none() {
+            match cname_target(&host, aaaa.cnames(), self.limits.max_cname_depth) {
+                Ok(Some(target)) => {
+                    // the A answer was about the alias, not the target: ask the target
+                    if !matches!(a, Answer::Records { .. }) {
+                        a = self.query(&target, RecordType::A).await;
+                    }
+                    expanded = Some(target);
+                }
+                Ok(None) => {}
+                Err(()) => statuses.push(DnssecStatus::Indeterminate),
+            }
+        }
+        let mut any_address = false;
         for ans in [&a, &aaaa] {
             match ans {
                 Answer::Records { status, .. } => {
@@ -435,11 +656,7 @@ impl DaneResolver {
 }
 
 /// Follows the CNAME chain from `host` in an answer; `Ok(Some(target))` when aliased.
-fn cname_target(
-    host: &Name,
-    records: &[hickory_resolver::proto::rr::Record],
-    max_depth: usize,
-) -> Result<Option<Name>, ()> {
+fn cname_target(host: &Name, records: &[Record], max_depth: usize) -> Result<Option<Name>, ()> {
     let mut current = host.clone();
     let mut depth = 0;
     while let Some(next) = records.iter().find_map(|r| match &r.data {
@@ -473,5 +690,107 @@ fn describe(a: &Answer) -> String {
         Answer::Records { status, .. } => format!("answer is {}", status.as_str()),
         Answer::NoRecords { status, .. } => format!("no records ({})", status.as_str()),
         Answer::Failed { failure, status } => format!("{failure:?} ({})", status.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_resolver::proto::dnssec::rdata::DNSKEY;
+
+    use super::*;
+
+    #[test]
+    fn built_in_root_anchors_are_the_iana_ksks() {
+        // BUILT_IN_ROOT_ANCHORS names these key tags: keep them true when hickory changes
+        let anchors = TrustAnchors::default();
+        let tags: Vec<u16> = (0..anchors.len())
+            .map(|i| {
+                let key = anchors.get(i).unwrap().clone();
+                DNSKEY::new(true, true, false, key)
+                    .calculate_key_tag()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(tags, [20326, 38696]);
+        for tag in tags {
+            assert!(BUILT_IN_ROOT_ANCHORS.contains(&tag.to_string()));
+        }
+    }
+
+    #[test]
+    fn validation_state_round_trips_and_defaults_to_unproven() {
+        assert_eq!(ValidationState::default(), ValidationState::Unproven);
+        for s in [
+            ValidationState::Unproven,
+            ValidationState::Validating,
+            ValidationState::NotValidating,
+        ] {
+            assert_eq!(ValidationState::from_u8(s.to_u8()), s);
+            assert_eq!(
+                s.is_proven(),
+                s == ValidationState::Validating,
+                "{}",
+                s.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn unproven_answers_are_indeterminate_but_bogus_stays() {
+        use DnssecStatus::{Bogus, Indeterminate, Insecure, Secure};
+        for (before, after) in [
+            (Secure, Indeterminate),
+            (Insecure, Indeterminate),
+            (Bogus, Bogus),
+            (Indeterminate, Indeterminate),
+        ] {
+            let a = Answer::NoRecords {
+                nxdomain: false,
+                status: before,
+                ttl: 5,
+                cnames: Vec::new(),
+            };
+            assert!(
+                matches!(a.unproven(), Answer::NoRecords { status, .. } if status == after),
+                "{before:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unproven_actions_defer_mandatory_only() {
+        let host = HostFacts {
+            next_hop: "example.test".into(),
+            mx_host: "mx.example.test".into(),
+            mx_status: DnssecStatus::Indeterminate,
+            address_status: DnssecStatus::Indeterminate,
+            tlsa_base: "mx.example.test".into(),
+            tlsa: TlsaLookup::NotQueried,
+        };
+        let mut f = DestinationFacts {
+            domain: "example.test".into(),
+            mx_status: DnssecStatus::Indeterminate,
+            mx_failure: None,
+            hosts: vec![host],
+            ignored_mx_hosts: 0,
+            validation: ValidationState::NotValidating,
+        };
+        let action = |f: &DestinationFacts, s| f.actions(s)[0].1.clone();
+        let indeterminate = Action::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate));
+        assert_eq!(action(&f, DaneSetting::Mandatory), indeterminate);
+        let no_dane = Action::ConfiguredTls(NoDaneReason::SettingNone);
+        assert_eq!(action(&f, DaneSetting::Opportunistic), no_dane);
+        assert_eq!(action(&f, DaneSetting::None), no_dane);
+        // proven, the same indeterminate facts defer (RFC 7672 §2.1.1)
+        f.validation = ValidationState::Validating;
+        assert_eq!(action(&f, DaneSetting::Opportunistic), indeterminate);
+        // unproven and the MX lookup failed: the destination defers whatever the setting
+        f.validation = ValidationState::Unproven;
+        f.hosts.clear();
+        f.mx_failure = Some(LookupFailure::Timeout);
+        assert_eq!(action(&f, DaneSetting::None), indeterminate);
+        // unproven NXDOMAIN / null MX: no host, nothing to defer on
+        f.mx_failure = None;
+        assert!(f.actions(DaneSetting::Mandatory).is_empty());
     }
 }

@@ -28,6 +28,11 @@ fn free_port(taken: &[u16]) -> u16 {
     panic!("no free loopback port");
 }
 
+/// A loopback port nothing listens on right now (queries to it fail at once).
+pub fn free_udp_port() -> u16 {
+    free_port(&[])
+}
+
 impl Lab {
     /// Starts the lab; a start that fails for another reason than missing tools (a port taken
     /// between choosing it and binding it) is retried with fresh ports, at most three times.
