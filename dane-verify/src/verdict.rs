@@ -50,7 +50,10 @@ impl Outcome {
 pub struct Verdict {
     /// How the match ended.
     pub outcome: Outcome,
-    /// Chain depth of the matched certificate: 0 = leaf, 1.. = CA, -1 = none.
+    /// Depth of the match as OpenSSL's `SSL_get0_dane_authority` reports it: 0 = leaf, 1.. =
+    /// the matched CA's place in the validated path (a trust-anchor certificate published in DNS
+    /// and not sent: one beyond the top certificate sent; a `2 1 0` bare key: the top
+    /// certificate it signed), -1 = none.
     pub depth: i32,
     /// The record that matched (also set for `NameMismatch`/`ChainError`).
     pub matched: Option<TlsaRecord>,

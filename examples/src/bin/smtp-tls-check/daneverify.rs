@@ -7,6 +7,10 @@
 //! "matched": "U S M HEX"|null, "error": null|text}`; exit 0 when verified, 1 otherwise.
 //! SMTP mode (RFC 7672) is the default; `--generic` uses RFC 6698/7671 rules with the `--ca`
 //! trust store for PKIX usages, and `--no-name-checks` skips DANE-EE name checks there.
+//! Trust anchors published whole in a record (`2 0 0`, `2 1 0`) need not be in the chain, and in
+//! `--generic` a `0 0 0` record may supply a missing intermediate (RFC 7671 §5.2); `depth` is
+//! OpenSSL's (`SSL_get0_dane_authority`). OpenSSL's `test/danetest.in` runs through this path
+//! (`tests/daneverify_cli.rs`).
 //!
 //! Live: `daneverify DOMAIN --resolver ADDR:PORT [--trust-anchor FILE] [--port 25]
 //! [--tlsa-port 25] [--setting opportunistic|mandatory] [--probe-name NAME] --json`. `--port` is
