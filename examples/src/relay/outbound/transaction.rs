@@ -3,24 +3,60 @@
 
 use std::time::Duration;
 
-use smtp_tls_policy::io::{ClientConnection, LineReader, SmtpStream};
+use smtp_tls_policy::io::{ClientConnection, Deadline, LineReader, SmtpStream};
 use smtp_tls_policy::smtp::{EhloCapabilities, Reply, ReplyAccumulator};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::relay::{AttemptOutcome, Diagnostic};
 
-/// RFC 5321 §4.5.3.2 timeouts.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
-const DATA_INIT_TIMEOUT: Duration = Duration::from_secs(120);
-const DATA_BLOCK_TIMEOUT: Duration = Duration::from_secs(180);
-const DATA_END_TIMEOUT: Duration = Duration::from_secs(600);
+/// The transaction's timeouts (RFC 5321 §4.5.3.2). Each bounds a whole reply (every line of a
+/// multi-line reply together) or a whole write, never a single line or chunk: a peer that
+/// drips a reply or reads the message text slowly cannot hold a delivery task longer than
+/// these (issue 11, finding 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// Writing a command group and reading each command's reply (§4.5.3.2.2-3: 5 minutes).
+    pub(crate) command: Duration,
+    /// The reply to DATA (§4.5.3.2.4, "DATA initiation": 2 minutes).
+    pub(crate) data_init: Duration,
+    /// Sending the message text: §4.5.3.2.5's "data block" timer (3 minutes) times each TCP
+    /// send; here it bounds the whole transfer, extended by the text's size at
+    /// `min_data_rate` (as Postfix's `smtp_min_data_rate`), so a large message on a slow but
+    /// moving link is not cut while a peer that stops reading is.
+    pub(crate) data_block: Duration,
+    /// Slowest acceptable transfer of the message text, in octets per second.
+    pub(crate) min_data_rate: u64,
+    /// The reply after the final `.` (§4.5.3.2.6, "DATA termination": 10 minutes).
+    pub(crate) data_end: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            command: Duration::from_secs(300),
+            data_init: Duration::from_secs(120),
+            data_block: Duration::from_secs(180),
+            min_data_rate: 500,
+            data_end: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The deadline of a transfer of `len` octets of message text.
+    fn data_transfer(&self, len: usize) -> Duration {
+        let extra = (len as u64).div_ceil(self.min_data_rate.max(1));
+        self.data_block.saturating_add(Duration::from_secs(extra))
+    }
+}
 
 /// An open SMTP session, ready for mail transactions.
 pub(crate) struct Session {
     stream: SmtpStream<TcpStream>,
     reader: LineReader,
     caps: Option<EhloCapabilities>,
+    timeouts: Timeouts,
     /// The remote MTA, for diagnostics (`host[ip]:port`).
     pub(crate) remote: String,
     /// Messages sent over this session.
@@ -44,10 +80,28 @@ enum TxError {
 
 impl Session {
     pub(crate) fn new(conn: ClientConnection<TcpStream>, remote: String) -> Self {
+        Self::from_parts(
+            conn.stream,
+            conn.reader,
+            conn.capabilities,
+            remote,
+            Timeouts::default(),
+        )
+    }
+
+    /// A session over an already negotiated transport.
+    pub(crate) fn from_parts(
+        stream: SmtpStream<TcpStream>,
+        reader: LineReader,
+        caps: Option<EhloCapabilities>,
+        remote: String,
+        timeouts: Timeouts,
+    ) -> Self {
         Self {
-            stream: conn.stream,
-            reader: conn.reader,
-            caps: conn.capabilities,
+            stream,
+            reader,
+            caps,
+            timeouts,
             remote,
             messages: 0,
         }
@@ -76,16 +130,18 @@ impl Session {
         }
     }
 
+    /// One reply, all its lines within `timeout` together (RFC 5321 §4.5.3.2 times replies).
     async fn reply(&mut self, timeout: Duration) -> Result<Reply, String> {
+        let mut deadline = Deadline::new(timeout);
         let mut acc = ReplyAccumulator::new();
         loop {
             let line = self
                 .reader
-                .read_line(&mut self.stream, timeout, "transaction")
+                .read_line_by(&mut self.stream, &mut deadline, "transaction")
                 .await
                 .map_err(|e| format!("reply from {}: {e}", self.remote))?;
             if let Some(r) = acc
-                .push_line(&line)
+                .push_line(line)
                 .map_err(|e| format!("reply from {}: {e}", self.remote))?
             {
                 return Ok(r);
@@ -197,20 +253,21 @@ impl Session {
             out.extend_from_slice(b">\r\n");
         }
         out.extend_from_slice(b"DATA\r\n");
-        let sent = self.write(&out, COMMAND_TIMEOUT).await;
+        let t = self.timeouts;
+        let sent = self.write(&out, t.command).await;
         if rset {
             // The connection was reused: a failure before RSET's reply means it had gone stale.
             sent.map_err(TxError::Stale)?;
-            let r = self.reply(COMMAND_TIMEOUT).await.map_err(TxError::Stale)?;
+            let r = self.reply(t.command).await.map_err(TxError::Stale)?;
             if !r.is_positive() {
                 return Err(TxError::Stale(format!("RSET answered {}", r.code)));
             }
         } else {
             sent.map_err(TxError::Broken)?;
         }
-        let mail = self.reply(COMMAND_TIMEOUT).await.map_err(TxError::Broken)?;
+        let mail = self.reply(t.command).await.map_err(TxError::Broken)?;
         for (i, _) in recipients {
-            let r = self.reply(COMMAND_TIMEOUT).await.map_err(TxError::Broken)?;
+            let r = self.reply(t.command).await.map_err(TxError::Broken)?;
             if !mail.is_positive() {
                 settled.push((*i, self.outcome(&mail)));
             } else if r.is_positive() {
@@ -219,19 +276,14 @@ impl Session {
                 settled.push((*i, self.outcome(&r)));
             }
         }
-        let r = self
-            .reply(DATA_INIT_TIMEOUT)
-            .await
-            .map_err(TxError::Broken)?;
+        let r = self.reply(t.data_init).await.map_err(TxError::Broken)?;
         if accepted.is_empty() {
             if r.code == 354 {
                 // RFC 2920 §3.1: DATA should have been refused; end it with no text.
-                self.write(b".\r\n", DATA_BLOCK_TIMEOUT)
+                self.write(b".\r\n", t.data_block)
                     .await
                     .map_err(TxError::Broken)?;
-                self.reply(DATA_END_TIMEOUT)
-                    .await
-                    .map_err(TxError::Broken)?;
+                self.reply(t.data_end).await.map_err(TxError::Broken)?;
             }
             // The next transaction starts with RSET.
             return Ok(());
@@ -262,8 +314,10 @@ impl Session {
         settled: &mut Vec<(usize, AttemptOutcome)>,
     ) -> Result<(), String> {
         let data = dot_stuff(body);
-        self.write(&data, DATA_BLOCK_TIMEOUT).await?;
-        let r = self.reply(DATA_END_TIMEOUT).await?;
+        // One deadline for the whole transfer, one for the whole final reply.
+        self.write(&data, self.timeouts.data_transfer(data.len()))
+            .await?;
+        let r = self.reply(self.timeouts.data_end).await?;
         for i in accepted {
             let o = if r.is_positive() {
                 AttemptOutcome::Delivered
@@ -286,8 +340,9 @@ impl Session {
     ) -> Result<(), String> {
         let mut mail = Vec::with_capacity(64);
         self.mail_command(&mut mail, sender, body);
-        self.write(&mail, COMMAND_TIMEOUT).await?;
-        let r = self.reply(COMMAND_TIMEOUT).await?;
+        let t = self.timeouts;
+        self.write(&mail, t.command).await?;
+        let r = self.reply(t.command).await?;
         if !r.is_positive() {
             for (i, _) in recipients {
                 settled.push((*i, self.outcome(&r)));
@@ -296,7 +351,7 @@ impl Session {
         }
         for (i, rcpt) in recipients {
             let r = self
-                .command(&format!("RCPT TO:<{rcpt}>\r\n"), COMMAND_TIMEOUT)
+                .command(&format!("RCPT TO:<{rcpt}>\r\n"), t.command)
                 .await?;
             if r.is_positive() {
                 accepted.push(*i);
@@ -307,7 +362,7 @@ impl Session {
         if accepted.is_empty() {
             return self.rset().await;
         }
-        let r = self.command("DATA\r\n", DATA_INIT_TIMEOUT).await?;
+        let r = self.command("DATA\r\n", t.data_init).await?;
         if r.code != 354 {
             for i in accepted.iter() {
                 settled.push((*i, self.outcome(&r)));
@@ -323,7 +378,7 @@ impl Session {
 
     /// RSET (RFC 5321 §4.1.1.5) before the next transaction; a failure breaks the session.
     pub(crate) async fn rset(&mut self) -> Result<(), String> {
-        let r = self.command("RSET\r\n", COMMAND_TIMEOUT).await?;
+        let r = self.command("RSET\r\n", self.timeouts.command).await?;
         if r.is_positive() {
             Ok(())
         } else {
@@ -333,8 +388,9 @@ impl Session {
 
     /// QUIT and close.
     pub(crate) async fn quit(mut self) {
-        if self.write(b"QUIT\r\n", COMMAND_TIMEOUT).await.is_ok() {
-            let _ = self.reply(COMMAND_TIMEOUT).await;
+        let t = self.timeouts.command;
+        if self.write(b"QUIT\r\n", t).await.is_ok() {
+            let _ = self.reply(t).await;
         }
         let _ = self.stream.shutdown().await;
     }
@@ -366,7 +422,123 @@ pub(crate) fn dot_stuff(body: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::dot_stuff;
+    use std::time::Duration;
+
+    use smtp_tls_policy::io::{LineReader, SmtpStream};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{Session, Timeouts, dot_stuff};
+    use crate::relay::AttemptOutcome;
+
+    /// Writes a `lines`-line `250` reply, one line every `every`.
+    async fn drip(tcp: &mut TcpStream, lines: usize, every: Duration) {
+        let mut ticks = tokio::time::interval(every);
+        for i in 1..=lines {
+            ticks.tick().await;
+            let sep = if i == lines { ' ' } else { '-' };
+            let line = format!("250{sep}2.0.0 tarpit line {i}\r\n");
+            if tcp.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A next hop without PIPELINING that drips one reply, `lines` lines `every` apart: the
+    /// reply to MAIL (`at_end = false`) or the reply after the message text.
+    async fn tarpit(lines: usize, every: Duration, at_end: bool) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = l.accept().await.unwrap();
+            let mut r = LineReader::new();
+            let t = Duration::from_secs(30);
+            let Ok(mail) = r.read_line(&mut tcp, t, "s").await else {
+                return;
+            };
+            assert!(mail.starts_with(b"MAIL FROM:"));
+            if at_end {
+                let _ = tcp.write_all(b"250 2.1.0 ok\r\n").await;
+            } else {
+                drip(&mut tcp, lines, every).await;
+            }
+            let Ok(_rcpt) = r.read_line(&mut tcp, t, "s").await else {
+                return;
+            };
+            let _ = tcp.write_all(b"250 2.1.5 ok\r\n").await;
+            let Ok(_data) = r.read_line(&mut tcp, t, "s").await else {
+                return;
+            };
+            let _ = tcp.write_all(b"354 go ahead\r\n").await;
+            while let Ok(line) = r.read_line(&mut tcp, t, "s").await {
+                if line == b".\r\n" {
+                    break;
+                }
+            }
+            if at_end {
+                drip(&mut tcp, lines, every).await;
+            } else {
+                let _ = tcp.write_all(b"250 2.0.0 queued\r\n").await;
+            }
+            // Answer whatever follows (RSET, QUIT) until the client goes.
+            while r.read_line(&mut tcp, t, "s").await.is_ok() {
+                let _ = tcp.write_all(b"250 2.0.0 ok\r\n").await;
+            }
+        });
+        port
+    }
+
+    /// Issue 11, finding 6: each timeout bounds the whole reply, not each line. The tarpit
+    /// drips 40 lines 100 ms apart (4 s) as the reply to MAIL, then as the reply after the
+    /// message text; with 300 ms timeouts the transaction must give up (the recipient
+    /// deferred, the session broken) long before the reply is complete (generous bound: 3 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tarpit_reply_times_out_as_a_whole() {
+        let ms = Duration::from_millis(300);
+        let timeouts = Timeouts {
+            command: ms,
+            data_init: ms,
+            data_block: ms,
+            min_data_rate: 500,
+            data_end: ms,
+        };
+        for at_end in [false, true] {
+            let port = tarpit(40, Duration::from_millis(100), at_end).await;
+            let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let mut session = Session::from_parts(
+                SmtpStream::Plain(tcp),
+                LineReader::new(),
+                None,
+                "tarpit.test".into(),
+                timeouts,
+            );
+            let started = tokio::time::Instant::now();
+            let (settled, broken) = session
+                .send("a@client.test", &[(0, "b@tarpit.test".into())], b"hi\r\n")
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            let reason = broken
+                .unwrap_or_else(|| panic!("at_end={at_end}: not broken: {settled:?}"))
+                .0;
+            assert!(reason.contains("timeout"), "at_end={at_end}: {reason}");
+            assert!(
+                matches!(settled.as_slice(), [(0, AttemptOutcome::Deferred(_))]),
+                "at_end={at_end}: {settled:?}"
+            );
+            assert!(
+                took < Duration::from_secs(3),
+                "at_end={at_end}: the reply deadline did not hold: {took:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_transfer_deadline_grows_with_the_text() {
+        let t = Timeouts::default();
+        assert_eq!(t.data_transfer(0), Duration::from_secs(180));
+        assert_eq!(t.data_transfer(500_000), Duration::from_secs(1180));
+    }
 
     #[test]
     fn stuffing() {
