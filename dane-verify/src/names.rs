@@ -141,7 +141,47 @@ pub(crate) fn within(name: &str, base: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::{cn_matches, within};
+
+    /// Label by label: the plain reference for [`cn_matches`] on syntactically valid names.
+    fn naive_cn_matches(cn: &str, reference: &str) -> bool {
+        let cn: Vec<String> = cn.split('.').map(str::to_ascii_lowercase).collect();
+        let reference: Vec<String> = reference.split('.').map(str::to_ascii_lowercase).collect();
+        if cn.len() != reference.len() {
+            return false;
+        }
+        if cn[0] == "*" {
+            return cn.len() >= 3 && !reference[0].is_empty() && cn[1..] == reference[1..];
+        }
+        cn == reference
+    }
+
+    proptest! {
+        #[test]
+        fn cn_matcher_agrees_with_label_by_label(
+            reference in "[a-zA-Z][a-zA-Z0-9]{0,4}(\\.[a-zA-Z][a-zA-Z0-9]{0,4}){0,3}",
+            other in "(\\*|[a-z][a-zA-Z0-9]{0,4})(\\.[a-zA-Z][a-zA-Z0-9]{0,4}){0,3}",
+            shape in 0..4u8,
+        ) {
+            // near misses and hits, not only unrelated pairs
+            let tail = reference.split_once('.').map_or("", |(_, t)| t);
+            let cn = match shape {
+                0 => reference.to_ascii_uppercase(),
+                1 => format!("*.{tail}"),
+                2 => format!("*.{reference}"),
+                _ => other,
+            };
+            prop_assert_eq!(cn_matches(&cn, &reference), naive_cn_matches(&cn, &reference));
+        }
+
+        #[test]
+        fn cn_matcher_never_panics(cn in "\\PC{0,40}", reference in "\\PC{0,40}") {
+            let _ = cn_matches(&cn, &reference);
+            let _ = within(&cn, &reference);
+        }
+    }
 
     #[test]
     fn cn_id_table() {

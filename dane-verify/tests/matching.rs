@@ -481,3 +481,51 @@ fn dane_ta_refuses_a_leaf_whose_key_usage_excludes_tls_server() {
         assert_eq!(v.outcome, Outcome::Verified, "{ku:?}: {:?}", v.reason);
     }
 }
+
+/// The shape of OpenSSL's `test/dane-cross.in`: the server sends its root cross-signed by another
+/// root (plus that root), the TLSA record is `2 0 0` with the self-signed root certificate,
+/// which the server does not send: the path ends at the anchor from DNS, depth 2.
+#[test]
+fn dane_ta_full_certificate_from_dns_beside_a_cross_signed_root() {
+    let root_key = KeyPair::generate().unwrap();
+    let root_params = ca_params("Root CA");
+    let root_self = root_params.self_signed(&root_key).unwrap();
+    let cross_key = KeyPair::generate().unwrap();
+    let cross_params = ca_params("Cross Root");
+    let cross = cross_params.self_signed(&cross_key).unwrap();
+    let cross_issuer = Issuer::new(cross_params, cross_key);
+    let root_cross = ca_params("Root CA")
+        .signed_by(&root_key, &cross_issuer)
+        .unwrap();
+    let root_issuer = Issuer::new(root_params, root_key);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_p = ca_params("CA");
+    let ca = ca_p.signed_by(&ca_key, &root_issuer).unwrap();
+    let ca_issuer = Issuer::new(ca_p, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut lp = CertificateParams::new(vec!["mx.example.net".to_string()]).unwrap();
+    lp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = lp.signed_by(&leaf_key, &ca_issuer).unwrap();
+    let chain = vec![
+        leaf.der().clone(),
+        ca.der().clone(),
+        root_cross.der().clone(),
+        cross.der().clone(),
+    ];
+    let r = record(2, 0, 0, root_self.der());
+    let v = smtp().verify(std::slice::from_ref(&r), &chain, now());
+    assert_eq!(
+        (v.outcome, v.depth),
+        (Outcome::Verified, 2),
+        "{:?}",
+        v.reason
+    );
+    // the cross-signed copy sent is matched by its own digest at depth 2 as well
+    let v = smtp().verify(&[record(2, 0, 1, root_cross.der())], &chain, now());
+    assert_eq!(
+        (v.outcome, v.depth),
+        (Outcome::Verified, 2),
+        "{:?}",
+        v.reason
+    );
+}
