@@ -421,3 +421,133 @@ fn idna_refused_domain_is_not_given_the_default_entry() {
     assert!(log.contains(&format!("DSN queued id={bounced} ")), "{log}");
     assert!(!log.contains(&marker), "message content logged: {log}");
 }
+
+/// Tarpit next hops that accept connections and never greet; they count the connections they
+/// hold at once, over all of them.
+#[derive(Default)]
+struct TarpitState {
+    held: Vec<std::net::TcpStream>,
+    accepted: usize,
+    max_open: usize,
+}
+
+type Tarpits = std::sync::Arc<std::sync::Mutex<TarpitState>>;
+
+/// A listener on 127.0.0.1 holding every connection in `state`; stops on drop.
+struct Tarpit {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tarpit {
+    fn start(state: &Tarpits) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (st, s) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let mut t = st.lock().unwrap();
+                t.held.push(stream);
+                t.accepted += 1;
+                t.max_open = t.max_open.max(t.held.len());
+            }
+        });
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Tarpit {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Issue 11, finding 6: `max_concurrent_deliveries` caps delivery tasks over all
+/// destinations. Four destinations, each routed to a tarpit that holds the connection without
+/// a greeting, and a cap of 2 (per destination: 10): at most 2 connections are ever held at
+/// once; each one the test closes frees a slot for the next destination, until all four were
+/// tried.
+#[test]
+fn global_delivery_cap_holds_against_tarpits() {
+    const CAP: usize = 2;
+    const DESTINATIONS: usize = 4;
+    let state = Tarpits::default();
+    let tarpits: Vec<Tarpit> = (0..DESTINATIONS).map(|_| Tarpit::start(&state)).collect();
+    let mut delivery = format!(
+        "max_concurrent_deliveries = {CAP}\nmax_connections_per_destination = 10\n\
+         [delivery.retry]\ninitial_secs = 3600\n"
+    );
+    for (i, t) in tarpits.iter().enumerate() {
+        delivery.push_str(&format!(
+            "[[delivery.route]]\ndomain = \"cap{i}.faults.test\"\nhosts = [\"127.0.0.1:{}\"]\n",
+            t.addr.port()
+        ));
+    }
+    let site = Site::new(
+        &delivery,
+        "[default]\ntls = \"no\"\ndane = \"none\"\n",
+        None,
+    );
+    let relay = site.start();
+    let mut client = Client::connect(site.listen).unwrap();
+    for i in 0..DESTINATIONS {
+        client
+            .send(
+                "sender@client.test",
+                &format!("rcpt@cap{i}.faults.test"),
+                "Subject: cap\r\n\r\nbody\r\n",
+            )
+            .unwrap()
+            .expect("accepted");
+    }
+    client.quit();
+
+    let counts = || {
+        let t = state.lock().unwrap();
+        (t.accepted, t.held.len(), t.max_open)
+    };
+    let what = || {
+        format!(
+            "(accepted, open, max open) = {:?}\n{}",
+            counts(),
+            relay.log()
+        )
+    };
+    // The cap is reached, and the runner says destinations wait (or the cap is broken).
+    wait_until(Duration::from_secs(30), what, || {
+        let (accepted, _, _) = counts();
+        accepted > CAP
+            || (accepted == CAP && relay.log().contains("max_concurrent_deliveries reached"))
+    });
+    assert!(counts().2 <= CAP, "cap broken: {}", what());
+    // Free one slot at a time: each lets exactly one more destination in.
+    for next in CAP + 1..=DESTINATIONS {
+        {
+            let mut t = state.lock().unwrap();
+            let s = t.held.remove(0);
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        wait_until(Duration::from_secs(30), what, || counts().0 >= next);
+        assert!(counts().2 <= CAP, "cap broken: {}", what());
+    }
+    let (accepted, _, max_open) = counts();
+    assert_eq!((accepted, max_open), (DESTINATIONS, CAP), "{}", what());
+    state.lock().unwrap().held.clear();
+    drop(relay);
+    drop(tarpits);
+}

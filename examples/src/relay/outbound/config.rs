@@ -5,6 +5,7 @@
 //! ehlo_name = "relay.example.test"
 //! destination_controls = "destinations.toml"
 //! max_connections_per_destination = 10
+//! max_concurrent_deliveries = 100 # delivery tasks (connections) over all destinations
 //! max_messages_per_connection = 100
 //! mx_port = 25                    # the port of MX hosts (test labs, non-standard deployments)
 //! local_domains = ["localhost"]   # ["*"]: every domain (nothing leaves the relay)
@@ -34,6 +35,8 @@ use crate::relay::RetryPolicy;
 pub const MAX_ROUTES: usize = 10_000;
 /// Most next hops in one route.
 pub const MAX_ROUTE_HOSTS: usize = 16;
+/// Default of `delivery.max_concurrent_deliveries` (as Postfix's `default_process_limit`).
+pub const DEFAULT_MAX_CONCURRENT_DELIVERIES: usize = 100;
 /// The SMTP port (RFC 5321 §4.5.4.2 / IANA), used when a route host names none.
 pub const SMTP_PORT: u16 = 25;
 /// The `local_domains` entry meaning **every** domain: all mail goes to the local maildir and
@@ -63,6 +66,10 @@ pub struct OutboundConfig {
     pub outgoing_certificate: Option<String>,
     /// Most simultaneous connections to one destination domain.
     pub max_connections_per_destination: usize,
+    /// Most delivery tasks at once over all destinations (each holds at most one connection):
+    /// many slow or tarpitting destinations cannot take every connection and task of the relay
+    /// (default [`DEFAULT_MAX_CONCURRENT_DELIVERIES`]).
+    pub max_concurrent_deliveries: usize,
     /// Most messages sent over one connection (RSET between them).
     pub max_messages_per_connection: usize,
     /// The port MX hosts are connected on (default [`SMTP_PORT`], 25, RFC 5321 §4.5.4.2);
@@ -96,6 +103,7 @@ impl Default for OutboundConfig {
             destination_controls: None,
             outgoing_certificate: None,
             max_connections_per_destination: 10,
+            max_concurrent_deliveries: DEFAULT_MAX_CONCURRENT_DELIVERIES,
             max_messages_per_connection: 100,
             mx_port: SMTP_PORT,
             connect_timeout_secs: 30,
@@ -308,6 +316,10 @@ impl OutboundConfig {
                 self.max_connections_per_destination as u64,
             ),
             (
+                "delivery.max_concurrent_deliveries",
+                self.max_concurrent_deliveries as u64,
+            ),
+            (
                 "delivery.max_messages_per_connection",
                 self.max_messages_per_connection as u64,
             ),
@@ -504,6 +516,10 @@ mod tests {
         bad(
             "max_connections_per_destination = 0",
             "max_connections_per_destination",
+        );
+        bad(
+            "max_concurrent_deliveries = 0",
+            "delivery.max_concurrent_deliveries",
         );
         bad(
             "[[route]]\ndomain = \"x.test\"\nhosts = []",
