@@ -748,3 +748,163 @@ fn v1_and_sha1_chains_are_always_refused_and_say_why() {
         }
     }
 }
+
+/// Many CNs against many dNSName constraints: the work is bounded by the budget rustls-webpki
+/// gives SAN checks (250 000 comparisons), not quadratic in what the peer sends. The chain is
+/// made with `openssl` (rcgen writes one CN at most); skipped when it is not installed.
+#[test]
+fn cn_name_constraint_work_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let Some(()) = run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=Test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "subjectKeyIdentifier=hash",
+        ],
+    ]
+    .concat()) else {
+        eprintln!("openssl not installed: skipped");
+        return;
+    };
+    // 600 permitted subtrees, the only one the CNs are in last; 600 CNs: 360 000 comparisons.
+    let mut permitted: Vec<String> = (0..599)
+        .map(|i| format!("permitted;DNS:t{i}.test"))
+        .collect();
+    permitted.push("permitted;DNS:z.test".into());
+    std::fs::write(
+        d.join("inter.ext"),
+        format!(
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n\
+             nameConstraints=critical,{}\n",
+            permitted.join(",")
+        ),
+    )
+    .unwrap();
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "inter.key",
+            "-out",
+            "inter.csr",
+            "-subj",
+            "/CN=Inter",
+        ],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "inter.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-out",
+        "inter.pem",
+        "-extfile",
+        "inter.ext",
+    ]);
+    std::fs::write(
+        d.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let leaf_pem = |cns: usize, name: &str| {
+        let subject: String = (0..cns).map(|i| format!("/CN=h{i}.z.test")).collect();
+        run(&[
+            &["req"][..],
+            &ec,
+            &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", &subject],
+        ]
+        .concat());
+        let out = format!("{name}.pem");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "inter.pem",
+            "-CAkey",
+            "inter.key",
+            "-CAcreateserial",
+            "-days",
+            "365",
+            "-out",
+            &out,
+            "-extfile",
+            "leaf.ext",
+        ]);
+        out
+    };
+    use rustls::pki_types::pem::PemObject;
+    let ca = CertificateDer::from_pem_file(d.join("ca.pem")).unwrap();
+    let inter = CertificateDer::from_pem_file(d.join("inter.pem")).unwrap();
+    let anchors = TrustAnchors::from_certificates([ca]).unwrap();
+    let policy = VerificationPolicy::new(IdentityAlgorithm::Verify);
+    let t = target("h0.z.test", &[], MxSecurity::Insecure);
+    // Three CNs in the permitted subtree: verified.
+    let few = CertificateDer::from_pem_file(d.join(leaf_pem(3, "few"))).unwrap();
+    let v = verify_server_certificate(
+        &policy,
+        &t,
+        &[few, inter.clone()],
+        &anchors,
+        UnixTime::now(),
+    );
+    assert!(v.is_verified(), "{v:?}");
+    // 600 of them: over budget, refused with rustls-webpki's own error for that limit.
+    let many = CertificateDer::from_pem_file(d.join(leaf_pem(600, "many"))).unwrap();
+    let started = std::time::Instant::now();
+    let v = verify_server_certificate(&policy, &t, &[many, inter], &anchors, UnixTime::now());
+    println!("600 CNs x 600 constraints: {:?}", started.elapsed());
+    assert_eq!(
+        v.error,
+        Some(Error::Chain(
+            webpki::Error::MaximumNameConstraintComparisonsExceeded
+        )),
+        "{v:?}"
+    );
+}

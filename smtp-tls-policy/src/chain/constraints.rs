@@ -19,6 +19,8 @@
 //!   `victim.com`, CVE-2025-61727);
 //! * a constraint that is not a host name never permits and always excludes (fail closed).
 
+use std::cell::Cell;
+
 use x509_parser::asn1_rs::{Any, Class, Tag};
 use x509_parser::extensions::{GeneralName, GeneralSubtree, NameConstraints, ParsedExtension};
 use x509_parser::oid_registry::OID_X509_EXT_NAME_CONSTRAINTS;
@@ -28,6 +30,13 @@ use super::CertPosition;
 use crate::error::Error;
 use crate::identity::reference::check_host_syntax;
 use crate::identity::{NameError, cn_dns_id};
+
+/// Most CN-against-subtree comparisons per verification, across every path tried: the budget
+/// rustls-webpki gives its own name constraint checks (from Go's `crypto/x509`). Exceeding it
+/// refuses the chain with rustls-webpki's error for that limit,
+/// `MaximumNameConstraintComparisonsExceeded` (bounded work against peers that send many CNs
+/// under many constraints).
+pub const MAX_CN_CONSTRAINT_COMPARISONS: usize = 250_000;
 
 /// How a CN breaks the dNSName constraints of one CA.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,7 +63,7 @@ enum Subtrees {
     Excluded,
 }
 
-/// The dNSName subtrees of one CA's nameConstraints, as written.
+/// The dNSName subtrees of one CA's nameConstraints, as written (compared ignoring ASCII case).
 #[derive(Debug, Default)]
 struct DnsSubtrees {
     permitted: Vec<String>,
@@ -110,19 +119,20 @@ fn within(name: &str, base: &str, subtrees: Subtrees) -> bool {
         Some(rest) => (true, rest),
         None => (false, base),
     };
-    let host = host.to_ascii_lowercase();
     // A malformed constraint never permits and always excludes (fail closed).
-    if !matches!(
-        check_host_syntax(&host),
-        Ok(()) | Err(NameError::NumericTld)
-    ) {
+    if !host_syntax_any_case(host) {
         return subtrees == Subtrees::Excluded;
     }
-    let below = name
-        .strip_suffix(host.as_str())
-        .and_then(|prefix| prefix.strip_suffix('.'))
-        .is_some_and(|label| !label.is_empty());
-    let literal = below || (!subdomains_only && name == host);
+    // `name` is lowercase ASCII; `host` is ASCII (host syntax): compare ignoring case.
+    let below = name.len() > host.len()
+        && name
+            .get(name.len() - host.len()..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(host))
+        && name
+            .get(..name.len() - host.len())
+            .and_then(|prefix| prefix.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty());
+    let literal = below || (!subdomains_only && name.eq_ignore_ascii_case(host));
     if literal || subtrees == Subtrees::Permitted {
         // In a permitted subtree the wildcard label is taken literally: `*.example.com` is
         // within `example.com`, `*.com` is not (some of its expansions are outside).
@@ -133,8 +143,21 @@ fn within(name: &str, base: &str, subtrees: Subtrees) -> bool {
     // too, conservatively, as rustls-webpki does).
     name.strip_prefix("*.").is_some_and(|parent| {
         host.split_once('.')
-            .is_some_and(|(first, rest)| !first.is_empty() && rest == parent)
+            .is_some_and(|(first, rest)| !first.is_empty() && rest.eq_ignore_ascii_case(parent))
     })
+}
+
+/// Host-name syntax (RFC 1123, any case; an all-digit last label allowed) without allocating
+/// for the usual lowercase constraint.
+fn host_syntax_any_case(host: &str) -> bool {
+    let lower;
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = host.to_ascii_lowercase();
+        &lower
+    } else {
+        host
+    };
+    matches!(check_host_syntax(host), Ok(()) | Err(NameError::NumericTld))
 }
 
 /// DER of the nameConstraints OID (2.5.29.30): a certificate without these octets has no
@@ -219,14 +242,30 @@ fn anchor_subtrees(content: &[u8]) -> Result<DnsSubtrees, Error> {
 
 /// Holds every CN in `common_names` that can be a DNS identity to the dNSName constraints of
 /// each CA on `path` (intermediates from the leaf up, then the trust anchor).
+/// `budget` is what is left of [`MAX_CN_CONSTRAINT_COMPARISONS`] for this verification.
 pub(crate) fn check_common_names(
     path: &webpki::VerifiedPath<'_>,
     names: &[(&str, String)],
+    budget: &Cell<usize>,
 ) -> Result<(), Error> {
     if names.is_empty() {
         return Ok(());
     }
     let check = |subtrees: &DnsSubtrees, position: CertPosition| {
+        // Charged up front, at the most it can cost: a pathological chain is refused before
+        // the work, not after.
+        let cost = names
+            .len()
+            .saturating_mul(subtrees.permitted.len() + subtrees.excluded.len());
+        match budget.get().checked_sub(cost) {
+            Some(left) => budget.set(left),
+            None => {
+                budget.set(0);
+                return Err(Error::Chain(
+                    webpki::Error::MaximumNameConstraintComparisonsExceeded,
+                ));
+            }
+        }
         for (cn, dns_id) in names {
             if let Some(breach) = subtrees.check(dns_id) {
                 return Err(Error::CommonNameOutsideNameConstraints {

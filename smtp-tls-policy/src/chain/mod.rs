@@ -10,7 +10,7 @@ mod memo;
 mod refusal;
 mod structure;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::OnceLock;
 
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
@@ -18,7 +18,7 @@ use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::certificate::{Validity, X509Certificate};
 use x509_parser::prelude::FromDer;
 
-pub use constraints::ConstraintBreach;
+pub use constraints::{ConstraintBreach, MAX_CN_CONSTRAINT_COMPARISONS};
 use memo::{IntermediateMemo, IntermediateOutcome};
 use structure::Staged;
 pub use structure::{CertPosition, Violation};
@@ -328,6 +328,7 @@ pub(crate) fn verify_parsed_chain(
     let refused = |e| refusal::explain(e, parsed_leaf, intermediates);
     let ee = EndEntityCert::try_from(leaf).map_err(refused)?;
     let cn_dns_ids = constraints::dns_identities(dns_common_names);
+    let cn_budget = Cell::new(MAX_CN_CONSTRAINT_COMPARISONS);
     let rejected: RefCell<Option<Error>> = RefCell::new(None);
     // webpki may try several paths through the same intermediates: check each once.
     let outcomes = RefCell::new(vec![None; intermediates.len()]);
@@ -339,7 +340,7 @@ pub(crate) fn verify_parsed_chain(
             memo: &anchors.intermediates,
         };
         let outcome = check_path_structure(path, anchors, options, &mut checked)
-            .and_then(|()| constraints::check_common_names(path, &cn_dns_ids));
+            .and_then(|()| constraints::check_common_names(path, &cn_dns_ids, &cn_budget));
         match outcome {
             Ok(()) => Ok(()),
             Err(e) => {

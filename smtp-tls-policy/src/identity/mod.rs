@@ -1,8 +1,8 @@
 //! Identity verification: reference identities (what the client expects), presented identities
 //! (what the certificate claims), the matching rules, the ESA algorithms and the optional checks.
 //!
-//! Parsing ([`reference`], [`presented`]) is kept apart from the decisions ([`matching`],
-//! [`algorithm`], [`checks`]), which are pure functions.
+//! Parsing ([`reference`](mod@reference), [`presented`]) is kept apart from the decisions
+//! ([`matching`], [`algorithm`], [`checks`]), which are pure functions.
 
 pub mod algorithm;
 pub mod checks;

@@ -19,11 +19,13 @@ use crate::error::Error;
 pub enum SignatureHash {
     /// MD2 or MD5 (broken).
     Md5,
-    /// SHA-1 (collisions demonstrated; refused by X.509 validation).
+    /// SHA-1 (collisions demonstrated). Never verified: path validation refuses a SHA-1
+    /// signature anywhere in the chain ([`crate::Error::LegacySignature`]).
     Sha1,
     /// SHA-2 family, or a scheme with a built-in hash (Ed25519, ML-DSA).
     Sha2OrBetter,
-    /// An algorithm this crate does not recognise (treated as weak by X.509 validation).
+    /// An algorithm this crate does not recognise. X.509 validation lets it pass: path
+    /// validation verifies only the algorithms of rustls' aws-lc-rs provider, none of them weak.
     #[default]
     Unknown,
 }

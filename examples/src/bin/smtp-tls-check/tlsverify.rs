@@ -65,7 +65,8 @@ pub(crate) struct Args {
     /// FQDN validation: CN and SAN dNSNames must be FQDNs.
     #[arg(long)]
     fqdn_check: bool,
-    /// X.509 validation: no MD5/SHA-1 signature, version 3, server name in CN or SAN.
+    /// X.509 validation: server name in CN or SAN. (X.509 v1 and MD5/SHA-1 signed chains are
+    /// always refused, with or without this switch.)
     #[arg(long)]
     x509_check: bool,
     /// Print the verdict as JSON (the only output format).
