@@ -6,7 +6,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::lines::LineReader;
 use super::stream::SmtpStream;
-use super::timeouts::Timeouts;
+use super::timeouts::{Deadline, Timeouts};
 use crate::error::{Error, IoKind};
 use crate::listener::{CloseReason, Gate, GateVerdict, ListenerEvent};
 use crate::smtp::{CommandKind, parse_command};
@@ -201,6 +201,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
         let t = self.config.timeouts.server_idle;
         let stream = self.stream.as_mut().ok_or(GONE)?;
         self.reader.read_line_ref(stream, t, "data").await
+    }
+
+    /// Like [`ServerSession::read_line_ref`], but before `deadline`: pass one [`Deadline`] for
+    /// every line of a DATA transfer so that a client dripping the message text one line at a
+    /// time cannot extend it (RFC 5321 §4.5.3.2 times the transfer, not each line).
+    pub async fn read_line_by(&mut self, deadline: &mut Deadline) -> Result<&[u8], Error> {
+        if !self.out.is_empty() && !self.reader.has_line() {
+            self.send().await?;
+        }
+        let stream = self.stream.as_mut().ok_or(GONE)?;
+        self.reader.read_line_by(stream, deadline, "data").await
     }
 
     /// Ends the session (after the application is done), logging the close event. Replies

@@ -187,3 +187,32 @@ fn sanitising_reference() {
         Some(255)
     );
 }
+
+/// Issue 11, finding 6: one deadline for a whole DATA transfer. The client sends one line, then
+/// drips the rest slower than the deadline allows in all (each line well within it).
+#[tokio::test]
+async fn data_read_with_one_deadline_stops_a_dripping_client() {
+    let (mut s, mut c) = session(ListenerTls::Preferred).await;
+    let dripper = tokio::spawn(async move {
+        for i in 0..40 {
+            let line = format!("line {i}\r\n");
+            if c.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut transfer = Deadline::new(Duration::from_millis(300));
+    let started = tokio::time::Instant::now();
+    let mut lines = 0;
+    let e = loop {
+        match s.read_line_by(&mut transfer).await {
+            Ok(_) => lines += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(e, Error::Timeout { phase: "data", .. }), "{e}");
+    assert!(lines < 40, "{lines} lines read: the deadline was extended");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    dripper.abort();
+}
