@@ -360,6 +360,34 @@ fn cn_outside_permitted_subtree_is_refused() {
             assert_cn_constraint_refused(&verify_constrained(&p, algorithm, "mx.victim.example"));
         }
     }
+    let p = constrained_pki(
+        ConstrainedCa::Intermediate,
+        &["allowed.example"],
+        &[],
+        Some("mx.victim.example"),
+        &[],
+    );
+    let v = verify_constrained(&p, IdentityAlgorithm::Verify, "mx.victim.example");
+    assert_eq!(
+        v.error.unwrap().to_string(),
+        "subject CN \"mx.victim.example\", used as a DNS identity, lies outside the permitted \
+         dNSName subtrees [\"allowed.example\"] of the intermediate #1 certificate (RFC 5280 \
+         4.2.1.10 nameConstraints)"
+    );
+    let p = constrained_pki(
+        ConstrainedCa::Intermediate,
+        &["allowed.example"],
+        &[],
+        Some("mx.victim.example"),
+        &[],
+    );
+    let v = verify_constrained(&p, IdentityAlgorithm::Verify, "mx.victim.example");
+    assert_eq!(
+        v.error.unwrap().to_string(),
+        "subject CN \"mx.victim.example\", used as a DNS identity, lies outside the permitted \
+         dNSName subtrees [\"allowed.example\"] of the intermediate #1 certificate (RFC 5280 \
+         4.2.1.10 nameConstraints)"
+    );
 }
 
 /// The rustls verifier (what the relay uses) refuses the handshake in a Required mode.

@@ -43,13 +43,13 @@ pub const MAX_CN_CONSTRAINT_COMPARISONS: usize = 250_000;
 #[non_exhaustive]
 pub enum ConstraintBreach {
     /// The CA lists permitted dNSName subtrees and the CN is in none of them.
-    #[error("lies outside its permitted dNSName subtrees {permitted:?}")]
+    #[error("lies outside the permitted dNSName subtrees {permitted:?}")]
     NotPermitted {
         /// The permitted dNSName subtrees, as written in the certificate.
         permitted: Vec<String>,
     },
     /// The CN is in an excluded dNSName subtree.
-    #[error("lies in its excluded dNSName subtree {excluded:?}")]
+    #[error("lies in the excluded dNSName subtree {excluded:?}")]
     Excluded {
         /// The excluded subtree, as written in the certificate.
         excluded: String,
