@@ -22,6 +22,8 @@
 //! Digest agility (RFC 7671 §9): among records with the same usage and selector, only those with
 //! the strongest digest present (SHA2-512 over SHA2-256) are used; `Full(0)` records stay.
 
+use std::cell::Cell;
+
 use rustls_pki_types::{CertificateDer, Der, ServerName, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, anchor_from_trusted_cert};
 
@@ -149,6 +151,7 @@ impl DaneMatcher {
             parts: &parts,
             from_dns: self.certs_from_dns(&usable),
             now,
+            budget: Cell::new(names::MAX_CN_CONSTRAINT_COMPARISONS),
         };
         let mut best = Verdict::new(Outcome::NoMatch);
         let mut verified: Option<(u8, Verdict)> = None;
@@ -231,8 +234,8 @@ impl DaneMatcher {
         }
         // RFC 7672 §3.1.1 / RFC 7671 §5.1: no name, no expiry, no key-usage check for DANE-EE.
         if self.mode == MatchMode::Generic && self.dane_ee_names == DaneEeNames::Check {
-            if let Err(reason) = names::check(&peer.chain[0], &self.names, &[]) {
-                return matched(Outcome::NameMismatch, record, 0, Some(reason));
+            if let Err(e) = names::check(&peer.chain[0], &self.names, &[], &peer.budget) {
+                return name_failure(record, 0, e);
             }
         }
         matched(Outcome::Verified, record, 0, None)
@@ -417,19 +420,21 @@ impl DaneMatcher {
             return matched(Outcome::ChainError, record, depth, Some(e.to_string()));
         }
         let cas: Vec<&[u8]> = path.cas.iter().map(AsRef::as_ref).collect();
-        match names::check(&peer.chain[0], &self.names, &cas) {
+        match names::check(&peer.chain[0], &self.names, &cas, &peer.budget) {
             Ok(()) => matched(Outcome::Verified, record, depth, None),
-            Err(reason) => matched(Outcome::NameMismatch, record, depth, Some(reason)),
+            Err(e) => name_failure(record, depth, e),
         }
     }
 }
 
-/// The presented chain, parsed, with the certificates DNS supplies.
+/// The presented chain, parsed, with the certificates DNS supplies and the work left.
 struct Peer<'c, 'p> {
     chain: &'c [CertificateDer<'c>],
     parts: &'p [CertParts<'p>],
     from_dns: Vec<CertificateDer<'c>>,
     now: UnixTime,
+    /// What is left of [`names::MAX_CN_CONSTRAINT_COMPARISONS`] for this verification.
+    budget: Cell<usize>,
 }
 
 impl<'c> Peer<'c, '_> {
@@ -504,6 +509,24 @@ fn better(a: Verdict, b: Verdict) -> Verdict {
         b
     } else {
         a
+    }
+}
+
+/// A failed name check: a mismatch, or — the work bound spent — a chain error.
+fn name_failure(record: &TlsaRecord, depth: usize, e: names::NameFailure) -> Verdict {
+    match e {
+        names::NameFailure::Mismatch(reason) => {
+            matched(Outcome::NameMismatch, record, depth, Some(reason))
+        }
+        names::NameFailure::Budget => matched(
+            Outcome::ChainError,
+            record,
+            depth,
+            Some(format!(
+                "more than {} CN-ID name-constraint comparisons",
+                names::MAX_CN_CONSTRAINT_COMPARISONS
+            )),
+        ),
     }
 }
 

@@ -7,22 +7,39 @@
 //! least two labels after it) and, because rustls-webpki applies name constraints to SANs only,
 //! it is held to the dNSName constraints of every CA certificate on the validated path
 //! (RFC 5280 §4.2.1.10): both the CN and the reference name it matched must be permitted and not
-//! excluded.
+//! excluded. That work is bounded per verification by [`MAX_CN_CONSTRAINT_COMPARISONS`].
+
+use std::cell::Cell;
 
 use rustls_pki_types::{CertificateDer, DnsName, ServerName};
 use webpki::EndEntityCert;
 use x509_parser::extensions::{GeneralName, GeneralSubtree};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+/// Most CN-against-subtree comparisons in one `DaneMatcher::verify` (every record and path
+/// tried): the budget rustls-webpki gives name-constraint checks of SANs.
+pub(crate) const MAX_CN_CONSTRAINT_COMPARISONS: usize = 250_000;
+
+/// Why a leaf's names do not pass.
+#[derive(Debug)]
+pub(crate) enum NameFailure {
+    /// Not valid for any reference identity (or a CN-ID outside the path's name constraints).
+    Mismatch(String),
+    /// The name-constraint work bound ran out: refused without deciding.
+    Budget,
+}
+
 /// Checks that `leaf` is valid for one of `names`; `path_cas` are the DER certificates of the
-/// validated path above the leaf (intermediates and the anchor's certificate when known).
-/// `Err` carries the reason for humans.
+/// validated path above the leaf (intermediates and the anchor's certificate when known);
+/// `budget` is what is left of [`MAX_CN_CONSTRAINT_COMPARISONS`] for this verification.
 pub(crate) fn check(
     leaf: &CertificateDer<'_>,
     names: &[ServerName<'static>],
     path_cas: &[&[u8]],
-) -> Result<(), String> {
-    let ee = EndEntityCert::try_from(leaf).map_err(|e| e.to_string())?;
+    budget: &Cell<usize>,
+) -> Result<(), NameFailure> {
+    use NameFailure::Mismatch;
+    let ee = EndEntityCert::try_from(leaf).map_err(|e| Mismatch(e.to_string()))?;
     if names
         .iter()
         .any(|n| ee.verify_is_valid_for_subject_name(n).is_ok())
@@ -36,8 +53,11 @@ pub(crate) fn check(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (_, cert) = X509Certificate::from_der(leaf.as_ref()).map_err(|e| e.to_string())?;
-    let san = cert.subject_alternative_name().map_err(|e| e.to_string())?;
+    let (_, cert) =
+        X509Certificate::from_der(leaf.as_ref()).map_err(|e| Mismatch(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| Mismatch(e.to_string()))?;
     let has_dns_id = san.is_some_and(|s| {
         s.value
             .general_names
@@ -45,7 +65,10 @@ pub(crate) fn check(
             .any(|g| matches!(g, GeneralName::DNSName(_)))
     });
     if has_dns_id {
-        return Err(format!("certificate is not valid for any of {}", wanted()));
+        return Err(Mismatch(format!(
+            "certificate is not valid for any of {}",
+            wanted()
+        )));
     }
     let mut refused = None;
     for cn in cert.subject().iter_common_name() {
@@ -58,17 +81,18 @@ pub(crate) fn check(
             if !cn_matches(cn, reference) {
                 continue;
             }
-            match constraints_allow(path_cas, cn, reference) {
+            match constraints_allow(path_cas, cn, reference, budget) {
                 Ok(()) => return Ok(()),
+                Err(NameFailure::Budget) => return Err(NameFailure::Budget),
                 Err(e) => refused = Some(e),
             }
         }
     }
     Err(refused.unwrap_or_else(|| {
-        format!(
+        Mismatch(format!(
             "certificate (no DNS-ID; CN checked) is not valid for any of {}",
             wanted()
-        )
+        ))
     }))
 }
 
@@ -88,11 +112,18 @@ pub(crate) fn cn_matches(cn: &str, reference: &str) -> bool {
     DnsName::try_from(cn).is_ok() && cn.eq_ignore_ascii_case(reference)
 }
 
-/// The dNSName constraints of every certificate in `cas` allow `cn` and `reference`.
-fn constraints_allow(cas: &[&[u8]], cn: &str, reference: &str) -> Result<(), String> {
+/// The dNSName constraints of every certificate in `cas` allow `cn` and `reference`; each
+/// comparison is charged to `budget`, up front per certificate.
+fn constraints_allow(
+    cas: &[&[u8]],
+    cn: &str,
+    reference: &str,
+    budget: &Cell<usize>,
+) -> Result<(), NameFailure> {
+    use NameFailure::Mismatch;
     for der in cas {
-        let (_, ca) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
-        let Some(nc) = ca.name_constraints().map_err(|e| e.to_string())? else {
+        let (_, ca) = X509Certificate::from_der(der).map_err(|e| Mismatch(e.to_string()))?;
+        let Some(nc) = ca.name_constraints().map_err(|e| Mismatch(e.to_string()))? else {
             continue;
         };
         let dns = |trees: &Option<Vec<GeneralSubtree<'_>>>| -> Vec<String> {
@@ -107,15 +138,23 @@ fn constraints_allow(cas: &[&[u8]], cn: &str, reference: &str) -> Result<(), Str
         };
         let permitted = dns(&nc.value.permitted_subtrees);
         let excluded = dns(&nc.value.excluded_subtrees);
+        let cost = 2 * (permitted.len() + excluded.len());
+        match budget.get().checked_sub(cost) {
+            Some(left) => budget.set(left),
+            None => {
+                budget.set(0);
+                return Err(NameFailure::Budget);
+            }
+        }
         for name in [cn, reference] {
             let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
             let outside = !permitted.is_empty() && !permitted.iter().any(|b| within(&name, b));
             if outside || excluded.iter().any(|b| within(&name, b)) {
-                return Err(format!(
+                return Err(Mismatch(format!(
                     "CN-ID {cn:?} used for {reference} violates the name constraints of {} \
                      (RFC 5280 4.2.1.10)",
                     ca.subject()
-                ));
+                )));
             }
         }
     }

@@ -529,3 +529,27 @@ fn dane_ta_full_certificate_from_dns_beside_a_cross_signed_root() {
         v.reason
     );
 }
+
+/// Many reference names against a CA with many dNSName constraints: the CN-ID checks are bounded
+/// (250 000 comparisons per verification, rustls-webpki's budget for SANs), then refused.
+#[test]
+fn cn_name_constraint_work_is_bounded() {
+    let constraints = rcgen::NameConstraints {
+        permitted_subtrees: (0..1000)
+            .map(|i| rcgen::GeneralSubtree::DnsName(format!("n{i}.invalid")))
+            .collect(),
+        excluded_subtrees: vec![],
+    };
+    let p = private_ca(Some(constraints), |l| cn(l, "*.example.net"));
+    let chain = vec![p.leaf.clone(), p.ca.clone()];
+    let r = record(2, 1, 1, &p.ca);
+    let few: Vec<String> = (0..10).map(|i| format!("h{i}.example.net")).collect();
+    let m = DaneMatcher::smtp(few.iter().map(String::as_str)).unwrap();
+    let v = m.verify(std::slice::from_ref(&r), &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1), "{v:?}");
+    let many: Vec<String> = (0..600).map(|i| format!("h{i}.example.net")).collect();
+    let m = DaneMatcher::smtp(many.iter().map(String::as_str)).unwrap();
+    let v = m.verify(&[r], &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::ChainError, 1), "{v:?}");
+    assert!(v.reason.unwrap().contains("250000"));
+}
