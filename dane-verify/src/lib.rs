@@ -7,6 +7,8 @@
 //! - [`DnssecStatus`] and [`policy::decide`]: the sans-IO RFC 7672 decision per MX host.
 //! - [`DaneVerifier`]: a rustls `ServerCertVerifier` enforcing the verdict in the handshake.
 //! - [`server_tlsa_records`]: the records a server should publish for its own certificate.
+//! - [`check_server_key_usage`]: the leaf keyUsage rule (TLS server use) applied after every
+//!   validated DANE-TA/PKIX path, shared with PKIX verification.
 //! - `resolver` (feature `resolver`): a hickory-resolver adapter that gathers the DNSSEC facts.
 //!
 //! # The RFC 7672 matrix
