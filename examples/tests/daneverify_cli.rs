@@ -368,6 +368,7 @@ fn live_against_the_lab() {
     // DANE-EE + DANE-TA host, AD bit from the validating unbound
     let (code, j, err) = live("present.dane.test", &["--resolver", &validating]);
     assert_eq!(code, 0, "{j} {err}");
+    assert_eq!(j["resolver"]["mode"], "trust-ad", "{j}");
     assert_eq!(j["mx_status"], "secure");
     let h = &j["hosts"][0];
     assert_eq!(
@@ -401,6 +402,15 @@ fn live_against_the_lab() {
         &["--resolver", &noval, "--trust-anchor", &anchors],
     );
     assert_eq!(code, 0, "{j} {err}");
+    // the relay's default mode: validating in-process, here from the lab's anchor file
+    assert_eq!(j["resolver"]["mode"], "validating", "{j}");
+    assert_eq!(j["resolver"]["upstream"][0], noval.as_str(), "{j}");
+    assert!(
+        j["resolver"]["trust_anchor"]
+            .as_str()
+            .is_some_and(|t| t.contains(&anchors)),
+        "{j}"
+    );
     assert_eq!(j["hosts"][0]["tls"]["depth"], 1);
     // only unusable records: TLS mandatory, unauthenticated -> not verified
     let (code, j, _) = live("unusable.dane.test", &["--resolver", &validating]);

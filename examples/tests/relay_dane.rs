@@ -72,7 +72,7 @@ fn dane_mandatory_failures_defer_without_connecting() {
     };
     let peer = Peer::start(Behaviour::Tls(server_config(&mx)));
     let delivery = format!(
-        "[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
+        "[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\nprobe_name = \"test.\"\n\
          [delivery.retry]\ninitial_secs = 3600\n\
          [[delivery.route]]\ndomain = \"routed.dane.test\"\nhosts = [\"mx.dane.test:{}\"]\n",
         lab.validating(),
@@ -190,7 +190,7 @@ fn dane_verified_delivery_to_postfix_and_key_mismatch_defers() {
     );
     let delivery = format!(
         "mx_port = {port}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
-         [delivery.retry]\ninitial_secs = 3600\n",
+         probe_name = \"test.\"\n[delivery.retry]\ninitial_secs = 3600\n",
         lab.validating()
     );
     // `preferred`: without DANE a failed handshake would fall back to plaintext; mandatory
@@ -295,4 +295,149 @@ fn dane_verified_delivery_to_postfix_and_key_mismatch_defers() {
         !maillog.contains("wrongkey"),
         "Postfix received the mismatched destination's mail: {maillog}"
     );
+
+    // Issue 11, DNSSEC on by default: a second relay whose `[delivery.resolver]` has no `mode`
+    // validates in-process (here from the lab's anchor file, asking the lab's iterator-only
+    // unbound, which does not validate itself). The probe succeeds and the same destination is
+    // delivered over a DANE-verified TLS session.
+    let delivery = format!(
+        "mx_port = {port}\n[delivery.resolver]\naddress = \"{}\"\ntrust_anchor = \"{}\"\n\
+         probe_name = \"test.\"\n[delivery.retry]\ninitial_secs = 3600\n",
+        lab.non_validating(),
+        lab.trust_anchor_file().display()
+    );
+    let site = Site::new(&delivery, controls, Some(&ca_pem));
+    let relay = site.start();
+    let mut client = Client::connect(site.listen).unwrap();
+    let id = client
+        .send(
+            "sender@client.test",
+            "second@dane.test",
+            "Subject: dane\r\n\r\nDEFAULT-MODE-MARKER\r\n",
+        )
+        .unwrap()
+        .unwrap_or_else(|| panic!("relay refused: {}", relay.log()));
+    client.quit();
+    wait_until(
+        Duration::from_secs(30),
+        || format!("default mode: not delivered: {}", relay.log()),
+        || {
+            site.spooled_envelope(&id).is_none()
+                && postfix
+                    .maillog()
+                    .lines()
+                    .any(|l| l.contains("to=<second@dane.test>") && l.contains("status=sent"))
+        },
+    );
+    let log = relay.log();
+    assert!(
+        log.contains("DNSSEC validated in-process") && log.contains("DNSSEC validation proven"),
+        "{log}"
+    );
+    let attempt = log
+        .lines()
+        .find(|l| l.contains("delivery attempt") && l.contains("domain=dane.test "))
+        .unwrap_or_else(|| panic!("no attempt: {log}"));
+    assert!(
+        attempt.contains("dane_verdict=Some(Verified") && attempt.contains("continue-tls"),
+        "default mode, no DANE-verified attempt: {attempt}"
+    );
+}
+
+/// Issue 11, finding 3: `trust-ad` pointing at a resolver that does not validate (the lab's
+/// iterator-only unbound). The relay probes it at start-up and every second here: the probe
+/// fails, so every DNSSEC status is indeterminate — never insecure. The DANE-mandatory
+/// destination defers without a connection; the opportunistic one is delivered without DANE
+/// under its configured TLS mode (`preferred`: plaintext to a peer without STARTTLS — with
+/// proven validation its TLSA records would require TLS). One warning per state change, naming
+/// the fix.
+#[test]
+fn unproven_validation_defers_mandatory_dane_and_warns_once() {
+    let lab = Lab::start();
+    let peer = Peer::start(Behaviour::NoStartTls);
+    let delivery = format!(
+        "mx_port = {}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
+         probe_name = \"test.\"\nprobe_interval_secs = 1\n\
+         [delivery.retry]\ninitial_secs = 3600\n",
+        peer.addr.port(),
+        lab.non_validating()
+    );
+    let controls = "[default]\ntls = \"no\"\ndane = \"none\"\n\
+                    [destinations.\"dane.test\"]\ntls = \"preferred\"\ndane = \"mandatory\"\n\
+                    [destinations.\"present.dane.test\"]\ntls = \"preferred\"\n\
+                    dane = \"opportunistic\"\n";
+    let site = Site::new(&delivery, controls, None);
+    let relay = site.start();
+    let mut client = Client::connect(site.listen).unwrap();
+    let mut send = |to: &str| {
+        let body = format!("Subject: unproven\r\n\r\nUNPROVEN-MARKER for {to}\r\n");
+        client
+            .send("sender@client.test", to, &body)
+            .unwrap()
+            .unwrap_or_else(|| panic!("relay refused {to}: {}", relay.log()))
+    };
+    let mandatory = send("user@dane.test");
+    let opportunistic = send("user@present.dane.test");
+    client.quit();
+
+    wait_until(
+        Duration::from_secs(30),
+        || format!("opportunistic mail not delivered: {}", relay.log()),
+        || site.spooled_envelope(&opportunistic).is_none(),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        || format!("mandatory mail not deferred: {}", relay.log()),
+        || {
+            site.spooled_envelope(&mandatory).is_some_and(|e| {
+                e.recipients
+                    .iter()
+                    .all(|r| r.state == RecipientState::Pending && r.attempts >= 1)
+            })
+        },
+    );
+    // at least two more probes (one per second), still one warning
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = relay.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("DNSSEC validation not proven"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("WARN")
+            && warnings[0].contains("validation=\"not-validating\"")
+            && warnings[0].contains("delivery.resolver.address"),
+        "{}",
+        warnings[0]
+    );
+    assert!(!log.contains("DNSSEC validation proven"), "{log}");
+    let attempts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("delivery attempt"))
+        .collect();
+    assert!(
+        attempts
+            .iter()
+            .all(|l| !l.to_lowercase().contains("insecure")),
+        "a status claimed insecure: {attempts:?}"
+    );
+    let mandatory_attempts: Vec<&&str> = attempts
+        .iter()
+        .filter(|l| l.contains("domain=dane.test "))
+        .collect();
+    assert!(
+        !mandatory_attempts.is_empty()
+            && mandatory_attempts
+                .iter()
+                .all(|l| l.contains("action=\"defer\"") && l.contains("starttls_reply=None")),
+        "{mandatory_attempts:?}\n{log}"
+    );
+    // the peer got the opportunistic message only
+    let seen: String = peer.conns().iter().map(|c| c.plain_text()).collect();
+    assert!(
+        seen.contains("UNPROVEN-MARKER for user@present.dane.test"),
+        "{seen}"
+    );
+    assert!(!seen.contains("user@dane.test"), "{seen}");
 }

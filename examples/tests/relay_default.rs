@@ -98,6 +98,55 @@ fn default_config_delivers_swaks_message_to_maildir_and_stops_on_sigterm() {
     assert!(dir.path().join("relay-data/spool").is_dir());
 }
 
+/// Issue 11, DNSSEC on by default: `relay --check-config` on the embedded default shows the
+/// effective resolver — validating in-process, the built-in IANA root anchors, the system's
+/// nameservers as upstream and the probe — and the relay started on it (above, and here again)
+/// runs offline: the catch-all makes no DNS lookup and starts no probe.
+#[test]
+fn check_config_shows_the_default_validating_resolver() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let mut relay = Relay::spawn(
+        dir.path(),
+        &["--listen".as_ref(), listen.to_string().as_ref()],
+        listen,
+        "relay.log",
+        "info",
+    );
+    let status = relay.terminate();
+    let log = relay.log();
+    assert!(status.success(), "exit {status}: {log}");
+    assert!(log.contains("no validation probe"), "{log}");
+    assert!(!log.contains("DNSSEC validation not proven"), "{log}");
+    let config = dir.path().join("relay-data/default-config/relay.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["--json", "--check-config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &j["delivery"]["resolver"];
+    assert_eq!(r["mode"], "validating", "{r}");
+    assert_eq!(r["dnssec"], "validated in-process", "{r}");
+    let anchor = r["trust_anchor_source"].as_str().unwrap_or_default();
+    assert!(
+        anchor.contains("IANA root") && anchor.contains("20326") && anchor.contains("38696"),
+        "{r}"
+    );
+    assert!(!r["upstream"].as_array().unwrap().is_empty(), "{r}");
+    assert!(
+        r["upstream_source"]
+            .as_str()
+            .is_some_and(|s| s.contains("/etc/resolv.conf")),
+        "{r}"
+    );
+    assert_eq!(r["probe_name"], ".", "{r}");
+    assert_eq!(r["probe_interval_secs"], 300, "{r}");
+}
+
 /// SIGTERM while a client is inside a transaction: the relay stops accepting, lets the
 /// transaction finish (`250` after DATA), answers the next command `421 4.3.2`, and exits 0;
 /// the message is in the maildir or still in the spool, never lost.

@@ -217,3 +217,93 @@ async fn embedded_default_delivers_every_domain_to_the_maildir() {
         .unwrap()
         .unwrap();
 }
+
+/// Issue 11: DNSSEC on by default. The embedded default (and any `[delivery]` without a
+/// resolver mode) validates in-process from the built-in IANA root anchors, asking the system's
+/// nameservers; `--check-config` shows it, with the probe.
+#[test]
+fn default_resolver_validates_in_process_with_the_root_anchors() {
+    let d = default_dir();
+    let c = RelayConfig::load(&d.path().join("relay.toml")).unwrap();
+    let r = &c.delivery.resolver;
+    assert_eq!(r.mode, crate::relay::outbound::ResolverMode::Validating);
+    assert_eq!((r.address, r.trust_anchor.as_ref()), (None, None));
+    assert_eq!((r.probe_name.as_str(), r.probe_interval_secs), (".", 300));
+    let printed = c.effective().to_toml().unwrap();
+    let back: toml::Table = toml::from_str(&printed).unwrap();
+    let v = &back["delivery"]["resolver"];
+    assert_eq!(v["mode"].as_str(), Some("validating"), "{printed}");
+    assert_eq!(v["dnssec"].as_str(), Some("validated in-process"));
+    let anchor = v["trust_anchor_source"].as_str().unwrap();
+    assert!(
+        anchor.contains("20326") && anchor.contains("38696"),
+        "{anchor}"
+    );
+    assert!(!v["upstream"].as_array().unwrap().is_empty(), "{printed}");
+    assert!(
+        v["upstream_source"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/resolv.conf"),
+        "{printed}"
+    );
+    assert_eq!(v["probe_name"].as_str(), Some("."));
+    // the same without any [delivery.resolver] table
+    let (_d, c) = replaced("[delivery.resolver]\nmode = \"validating\"\n", "");
+    assert_eq!(
+        c.unwrap().delivery.resolver.mode,
+        crate::relay::outbound::ResolverMode::Validating
+    );
+}
+
+#[test]
+fn resolver_modes_print_what_they_do() {
+    let (_d, c) = replaced(
+        "mode = \"validating\"",
+        "mode = \"system\"\naddress = \"127.0.0.1:53\"",
+    );
+    let c = c.unwrap();
+    let printed = c.effective().to_toml().unwrap();
+    let back: toml::Table = toml::from_str(&printed).unwrap();
+    let v = &back["delivery"]["resolver"];
+    assert_eq!(v["mode"].as_str(), Some("system"));
+    assert!(
+        v["dnssec"].as_str().unwrap().starts_with("off"),
+        "{printed}"
+    );
+    assert!(v.get("probe_name").is_none(), "{printed}");
+    let (_d, c) = replaced(
+        "mode = \"validating\"",
+        "mode = \"trust-ad\"\naddress = \"127.0.0.1:5353\"\nprobe_name = \"test.\"",
+    );
+    let c = c.unwrap();
+    let printed = c.effective().to_json().unwrap();
+    let j: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    let v = &j["delivery"]["resolver"];
+    assert_eq!(v["mode"], "trust-ad");
+    assert_eq!(v["upstream"][0], "127.0.0.1:5353");
+    assert_eq!(v["probe_name"], "test.");
+    assert!(v.get("trust_anchor_source").is_none(), "{printed}");
+}
+
+#[test]
+fn bad_resolver_values_name_their_key() {
+    for (to, key) in [
+        (
+            "mode = \"validating\"\nprobe_interval_secs = 0",
+            "delivery.resolver.probe_interval_secs",
+        ),
+        (
+            "mode = \"validating\"\nprobe_name = \"no spaces.\"",
+            "delivery.resolver.probe_name",
+        ),
+        (
+            "mode = \"validating\"\ntrust_anchor = \"/nonexistent/anchors\"",
+            "delivery.resolver.trust_anchor",
+        ),
+    ] {
+        let (_d, r) = replaced("mode = \"validating\"", to);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains(key), "{to}: {e}");
+    }
+}

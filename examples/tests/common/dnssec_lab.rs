@@ -109,6 +109,19 @@ impl Lab {
             .parse()
             .unwrap()
     }
+
+    /// The iterator-only unbound: never sets the AD bit (an upstream for in-process
+    /// validation; a misconfigured `trust-ad` resolver).
+    pub fn non_validating(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.var("NOVAL_PORT"))
+            .parse()
+            .unwrap()
+    }
+
+    /// The DNSKEY RRset of the lab's signed `test.` zone (a `trust_anchor` file).
+    pub fn trust_anchor_file(&self) -> PathBuf {
+        PathBuf::from(self.var("TRUST_ANCHOR_FILE"))
+    }
 }
 
 impl Drop for Lab {

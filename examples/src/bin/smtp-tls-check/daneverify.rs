@@ -12,13 +12,17 @@
 //! OpenSSL's (`SSL_get0_dane_authority`). OpenSSL's `test/danetest.in` runs through this path
 //! (`tests/daneverify_cli.rs`).
 //!
-//! Live: `daneverify DOMAIN --resolver ADDR:PORT [--trust-anchor FILE] [--port 25]
+//! Live: `daneverify DOMAIN [--resolver ADDR:PORT] [--trust-anchor FILE] [--port 25]
 //! [--tlsa-port 25] [--setting opportunistic|mandatory] [--probe-name NAME] --json`. `--port` is
 //! the port connected to; TLSA records are sought at `_25._tcp.HOST` unless `--tlsa-port` says
-//! otherwise. Without `--trust-anchor`
-//! the resolver must be a validating one on loopback (its AD bit is trusted); with it, DNSSEC is
-//! validated in-process from that DNSKEY file and the resolver only recurses. A start-up probe
-//! (SOA of `--probe-name`, default `.`) must validate, else the command fails (status 2). Then:
+//! otherwise. The resolver follows the relay's `[delivery.resolver]` rules: by default DNSSEC is
+//! validated in-process (the relay's default mode, `validating`) from the IANA root anchors
+//! built in, or from the DNSKEY file `--trust-anchor`, asking the system's nameservers
+//! (`/etc/resolv.conf`) or `--resolver` (which then only recurses); `--resolver` without
+//! `--trust-anchor` must be a validating resolver on loopback (its AD bit is trusted,
+//! `trust-ad`). A start-up probe (SOA of `--probe-name`, default `.`) must validate, else the
+//! command fails (status 2). The JSON names the resolver used (`"resolver": {"mode",
+//! "upstream", "trust_anchor"}`). Then:
 //! MX lookup, per MX host the DNSSEC status, TLSA records, the RFC 7672 action and, for hosts
 //! where DANE applies, a STARTTLS session through the project's STARTTLS client
 //! (`smtp_tls_policy::io::negotiate`, driven by the delivery machine with the host's action as
@@ -46,11 +50,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dane_verify::policy::{Action, DaneSetting, HostFacts, TlsaLookup};
-use dane_verify::resolver::{DaneResolver, Limits, Validation};
+use dane_verify::resolver::{DaneResolver, Limits};
 use dane_verify::{DaneEeNames, DaneMatcher, DaneVerifier, TlsaRecord, Verdict};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{Value, json};
+use smtp_tls_examples::relay::outbound::{ResolverConfig, ResolverMode};
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::delivery::{DeliveryAttempt, DeliveryOptions, TlsaStatus};
 use smtp_tls_policy::destination::{DaneMode, DeliveryTls};
@@ -86,10 +91,11 @@ pub(crate) struct Args {
     /// Offline: validation time, RFC 3339 (default now).
     #[arg(long)]
     at: Option<String>,
-    /// Live: the DNS resolver, ADDR:PORT.
+    /// Live: the DNS resolver, ADDR:PORT (default: the system's, validating in-process).
     #[arg(long)]
     resolver: Option<SocketAddr>,
-    /// Live: DNSKEY trust-anchor file for in-process validation.
+    /// Live: DNSKEY trust-anchor file for in-process validation (default: the root anchors
+    /// built in).
     #[arg(long)]
     trust_anchor: Option<PathBuf>,
     /// Live: port to connect to on the MX hosts (tests use a loopback responder's port).
@@ -203,15 +209,10 @@ fn live(args: Args) -> crate::CmdResult {
     if !args.tlsa.is_empty() || args.chain.is_some() {
         return Err("DOMAIN (live) and --tlsa/--chain (offline) are exclusive".into());
     }
-    let resolver_addr = args
-        .resolver
-        .ok_or("--resolver ADDR:PORT is required with DOMAIN")?;
-    let validation = match &args.trust_anchor {
-        Some(file) => Validation::in_process_from_file(resolver_addr, file)?,
-        None => Validation::TrustAd {
-            resolver: resolver_addr,
-        },
-    };
+    let resolver_config = live_resolver(&args);
+    let validation = resolver_config
+        .validation()?
+        .ok_or("the live check needs DNSSEC")?;
     let mode = if args.setting == "mandatory" {
         DaneMode::Mandatory
     } else {
@@ -247,6 +248,7 @@ fn live(args: Args) -> crate::CmdResult {
         }
         let verified = dane_hosts > 0 && all_ok;
         let out = json!({
+            "resolver": resolver_json(&resolver_config),
             "domain": facts.domain,
             "setting": args.setting,
             "mx_status": facts.mx_status.as_str(),
@@ -257,6 +259,32 @@ fn live(args: Args) -> crate::CmdResult {
         println!("{out}");
         Ok(exit(verified))
     })
+}
+
+/// The live check's resolver, the relay's `[delivery.resolver]` rules: `--resolver` alone
+/// trusts that loopback resolver's AD bit (`trust-ad`); otherwise DNSSEC is validated
+/// in-process (the relay's default, `validating`), from `--trust-anchor` or the IANA root
+/// anchors built in, asking `--resolver` or the system's nameservers (`/etc/resolv.conf`).
+fn live_resolver(args: &Args) -> ResolverConfig {
+    let mut c = ResolverConfig::default();
+    c.address = args.resolver;
+    c.trust_anchor.clone_from(&args.trust_anchor);
+    c.probe_name.clone_from(&args.probe_name);
+    if args.resolver.is_some() && args.trust_anchor.is_none() {
+        c.mode = ResolverMode::TrustAd;
+    }
+    c
+}
+
+fn resolver_json(c: &ResolverConfig) -> Value {
+    let (upstream, trust_anchor): (Vec<String>, _) = match c.mode {
+        ResolverMode::TrustAd => (c.address.iter().map(ToString::to_string).collect(), None),
+        _ => (
+            c.upstreams().0.iter().map(ToString::to_string).collect(),
+            Some(c.anchor_source()),
+        ),
+    };
+    json!({"mode": c.mode.as_str(), "upstream": upstream, "trust_anchor": trust_anchor})
 }
 
 fn host_json(host: &str, f: Option<&HostFacts>, action: &Action, tls: Value) -> Value {

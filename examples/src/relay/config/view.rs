@@ -45,13 +45,64 @@ pub struct DeliveryView<'a> {
     route: Vec<RouteView<'a>>,
 }
 
+/// `[delivery.resolver]` as in effect: for the DNSSEC modes the upstreams actually asked (the
+/// system's nameservers when `address` is not set), the trust anchors and the probe.
 #[derive(Debug, Serialize)]
 struct ResolverView<'a> {
     mode: &'static str,
+    /// What DNSSEC does in this mode (`validated in-process`, ...; `off` for `system`).
+    dnssec: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     address: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trust_anchor: Option<&'a Path>,
+    /// `validating`: the file or the built-in root anchors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trust_anchor_source: Option<String>,
+    /// `validating`, `trust-ad`: the resolvers asked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    upstream: Vec<String>,
+    /// Where `upstream` comes from: `delivery.resolver.address` or `/etc/resolv.conf`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe_interval_secs: Option<u64>,
+}
+
+impl<'a> ResolverView<'a> {
+    fn new(r: &'a crate::relay::outbound::ResolverConfig) -> Self {
+        use crate::relay::outbound::ResolverMode;
+        let mut v = Self {
+            mode: r.mode.as_str(),
+            dnssec: "off: no validation, no DANE",
+            address: r.address,
+            trust_anchor: r.trust_anchor.as_deref(),
+            trust_anchor_source: None,
+            upstream: Vec::new(),
+            upstream_source: None,
+            probe_name: None,
+            probe_interval_secs: None,
+        };
+        if r.mode == ResolverMode::System {
+            return v;
+        }
+        v.probe_name = Some(&r.probe_name);
+        v.probe_interval_secs = Some(r.probe_interval_secs);
+        if r.mode == ResolverMode::TrustAd {
+            v.dnssec = "AD bit of a validating resolver on loopback";
+            v.upstream = r.address.iter().map(ToString::to_string).collect();
+            v.upstream_source = Some("delivery.resolver.address".into());
+            return v;
+        }
+        v.dnssec = "validated in-process";
+        v.trust_anchor_source = Some(r.anchor_source());
+        let (upstreams, source) = r.upstreams();
+        v.upstream = upstreams.iter().map(ToString::to_string).collect();
+        v.upstream_source = Some(source);
+        v
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -75,13 +126,7 @@ struct RouteView<'a> {
 
 impl<'a> EffectiveConfig<'a> {
     pub(super) fn new(c: &'a RelayConfig) -> Self {
-        use crate::relay::outbound::ResolverMode;
         let d = &c.delivery;
-        let mode = match d.resolver.mode {
-            ResolverMode::System => "system",
-            ResolverMode::Validating => "validating",
-            ResolverMode::TrustAd => "trust-ad",
-        };
         Self {
             listener: &c.listeners,
             spool: &c.spool,
@@ -97,11 +142,7 @@ impl<'a> EffectiveConfig<'a> {
                 connect_timeout_secs: d.connect_timeout_secs,
                 local_domains: &d.local_domains,
                 maildir: &d.maildir,
-                resolver: ResolverView {
-                    mode,
-                    address: d.resolver.address,
-                    trust_anchor: d.resolver.trust_anchor.as_deref(),
-                },
+                resolver: ResolverView::new(&d.resolver),
                 retry: RetryView {
                     initial_secs: d.retry.initial_secs,
                     max_backoff_secs: d.retry.max_backoff_secs,

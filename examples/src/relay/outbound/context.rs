@@ -46,7 +46,16 @@ impl Context {
         let controls = config.load_destination_controls()?;
         let anchors = Arc::new(trust_anchors(certs)?);
         let client_cert = client_certificate(&config, &controls, certs)?;
-        let dns = Dns::new(&config.resolver)?.with_mx_port(config.mx_port);
+        let mut dns = Dns::new(&config.resolver)?.with_mx_port(config.mx_port);
+        if config.delivers_everything_locally() {
+            // the catch-all (the embedded default): DNS is never asked, so no probe either
+            tracing::info!(
+                resolver = config.resolver.mode.as_str(),
+                "every domain is delivered locally: no DNS lookups, no validation probe"
+            );
+        } else {
+            dns.spawn_probe(&config.resolver);
+        }
         let queue = Queue::new(config.retry.policy()?);
         let maildir = Maildir::new(&config.maildir);
         Ok(Self {

@@ -1,14 +1,20 @@
 //! Next hops of a destination domain from DNS: MX hosts with their addresses and DNSSEC facts.
 //!
-//! - `validating` / `trust-ad`: through dane-verify's resolver adapter; DNSSEC statuses are used
-//!   as they come: they feed DANE (RFC 7672) and the hosted-domain identity check
-//!   ([`MxSecurity`]).
+//! - `validating` (the default) / `trust-ad`: through dane-verify's resolver adapter; DNSSEC
+//!   statuses feed DANE (RFC 7672) and the hosted-domain identity check ([`MxSecurity`]).
+//!   Validation must be **proven**: a background task probes `delivery.resolver.probe_name`
+//!   at start-up and every `probe_interval_secs` ([`Dns::spawn_probe`]); lookups wait for the
+//!   first probe (bounded by its timeout), never start-up. While validation is not proven
+//!   (dane-verify's [`ValidationState`]) every status is `Indeterminate`, never `Insecure`:
+//!   DANE-mandatory destinations defer; the others are delivered without DANE under their
+//!   configured TLS mode (mail is not held because a validator is broken), and each change of
+//!   state is logged once, at warn with what to fix.
 //! - `system`: hickory-resolver configured from the system (`/etc/resolv.conf`, `/etc/hosts`),
 //!   or asking only `delivery.resolver.address` when it is set. No DNSSEC: every answer is
-//!   insecure, so no host is DANE-protected and mandatory DANE defers. A resolver that strips
-//!   DNSSEC records does not matter here. MX answers (RFC 5321 §5.1): MX hosts by preference; no
-//!   MX record → the domain itself (implicit MX); null MX (RFC 7505 §3) or NXDOMAIN → bounce;
-//!   SERVFAIL, REFUSED, timeout or network error → defer.
+//!   insecure, so no host is DANE-protected and mandatory DANE defers (logged at start-up). A
+//!   resolver that strips DNSSEC records does not matter here. MX answers (RFC 5321 §5.1): MX
+//!   hosts by preference; no MX record → the domain itself (implicit MX); null MX (RFC 7505 §3)
+//!   or NXDOMAIN → bounce; SERVFAIL, REFUSED, timeout or network error → defer.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use std::time::Duration;
 
 use dane_verify::DnssecStatus;
 use dane_verify::policy::{Action as DaneAction, DaneSetting, HostFacts, NoDaneReason};
-use dane_verify::resolver::{DaneResolver, Limits, Validation};
+use dane_verify::resolver::{DaneResolver, Limits, ValidationState};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig as HickoryConfig, ResolverOpts,
@@ -26,6 +32,7 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use smtp_tls_policy::identity::MxSecurity;
+use tokio::sync::watch;
 
 use super::config::{ResolverConfig, ResolverMode, SMTP_PORT};
 use super::error::OutboundError;
@@ -75,43 +82,46 @@ pub(crate) struct Dns {
     backend: Backend,
     /// The port MX hosts are connected on, and so the port of their TLSA base names.
     mx_port: u16,
+    /// With a probe task ([`Dns::spawn_probe`]): becomes `true` once the first probe has
+    /// finished, whatever its outcome; dropping it ends the task.
+    first_probe: Option<watch::Receiver<bool>>,
 }
 
 impl Dns {
+    /// Builds the resolver of `delivery.resolver` (no network: reads the trust-anchor file and
+    /// the system's nameservers). `system` mode logs at warn that DANE is off.
     pub(crate) fn new(config: &ResolverConfig) -> Result<Self, OutboundError> {
         let limits = Limits::default();
-        let err = |e: dane_verify::Error| OutboundError::Resolver(e.to_string());
-        let validation = match config.mode {
-            ResolverMode::TrustAd => {
-                let resolver = config.address.ok_or(OutboundError::Missing {
-                    key: "delivery.resolver.address",
-                    because: "mode = \"trust-ad\"",
-                })?;
-                Validation::TrustAd { resolver }
-            }
-            ResolverMode::Validating => {
-                let upstream = config.address.ok_or(OutboundError::Missing {
-                    key: "delivery.resolver.address",
-                    because: "mode = \"validating\"",
-                })?;
-                let anchors = config.trust_anchor.as_ref().ok_or(OutboundError::Missing {
-                    key: "delivery.resolver.trust_anchor",
-                    because: "mode = \"validating\"",
-                })?;
-                Validation::in_process_from_file(upstream, anchors).map_err(err)?
-            }
-            ResolverMode::System => {
-                let resolver = match config.address {
-                    Some(ns) => system_for_nameserver(ns, SYSTEM_QUERY_TIMEOUT)?,
-                    None => system_from_os()?,
-                };
-                return Ok(Self::system(resolver));
-            }
+        let Some(validation) = config.validation()? else {
+            tracing::warn!(
+                "delivery.resolver.mode = \"system\": DNSSEC is not validated, so DANE is off \
+                 (every MX counts as insecure; destinations with DANE mandatory defer); remove \
+                 the mode line to validate in-process (the default, mode = \"validating\")"
+            );
+            let resolver = match config.address {
+                Some(ns) => system_for_nameserver(ns, SYSTEM_QUERY_TIMEOUT)?,
+                None => system_from_os()?,
+            };
+            return Ok(Self::system(resolver));
         };
-        let resolver = DaneResolver::new(validation, limits).map_err(err)?;
+        if config.mode == ResolverMode::Validating {
+            let (upstreams, source) = config.upstreams();
+            if source.starts_with("system fallback") {
+                tracing::warn!(reason = %source, "no system nameserver: asking 127.0.0.1:53");
+            }
+            tracing::info!(
+                upstreams = ?upstreams,
+                trust_anchor = %config.anchor_source(),
+                probe_name = %config.probe_name,
+                "delivery resolver: DNSSEC validated in-process"
+            );
+        }
+        let resolver = DaneResolver::new(validation, limits)
+            .map_err(|e| OutboundError::Resolver(e.to_string()))?;
         Ok(Self {
             backend: Backend::Dnssec(Arc::new(resolver)),
             mx_port: SMTP_PORT,
+            first_probe: None,
         })
     }
 
@@ -120,6 +130,51 @@ impl Dns {
         Self {
             backend: Backend::System(Box::new(resolver)),
             mx_port: SMTP_PORT,
+            first_probe: None,
+        }
+    }
+
+    /// The DNSSEC modes: starts the validation probe task (the start-up probe at once, then
+    /// one every `probe_interval_secs`; each bounded by the resolver's query timeout). It
+    /// logs each change of [`ValidationState`] once and ends when this `Dns` is dropped.
+    /// Never blocks: a failing probe (offline, no validation) only keeps DANE off.
+    pub(crate) fn spawn_probe(&mut self, config: &ResolverConfig) {
+        let Backend::Dnssec(resolver) = &self.backend else {
+            return;
+        };
+        let (tx, rx) = watch::channel(false);
+        self.first_probe = Some(rx);
+        let resolver = Arc::downgrade(resolver);
+        let name = config.probe_name.clone();
+        let interval = config.probe_interval();
+        let mode = config.mode;
+        tokio::spawn(async move {
+            let mut logged: Option<ValidationState> = None;
+            loop {
+                let Some(r) = resolver.upgrade() else { return };
+                let result = r.probe(&name).await;
+                let state = r.validation_state();
+                drop(r);
+                if logged != Some(state) {
+                    log_validation(state, mode, &name, result.err());
+                    logged = Some(state);
+                }
+                tx.send_replace(true);
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = tx.closed() => return,
+                }
+            }
+        });
+    }
+
+    /// Waits (bounded) until the first validation probe has finished, so that no delivery
+    /// right after start-up is decided before it.
+    async fn wait_first_probe(&self) {
+        if let Some(rx) = &self.first_probe {
+            let mut rx = rx.clone();
+            let bound = Limits::default().timeout + Duration::from_secs(1);
+            let _ = tokio::time::timeout(bound, rx.wait_for(|done| *done)).await;
         }
     }
 
@@ -164,6 +219,7 @@ impl Dns {
         domain: &str,
         setting: DaneSetting,
     ) -> Result<Vec<MxHost>, NoRoute> {
+        self.wait_first_probe().await;
         let facts =
             tokio::time::timeout(RESOLVE_TIMEOUT, resolver.destination(domain, self.mx_port))
                 .await
@@ -175,7 +231,14 @@ impl Dns {
                 facts.mx_status.as_str()
             )));
         }
-        if facts.mx_status.is_failure() {
+        // Unproven validation: every status reads indeterminate; the answer is used as plain
+        // DNS (only a bogus one defers), dane-verify's actions keep mandatory DANE deferred.
+        let failed = if facts.validation.is_proven() {
+            facts.mx_status.is_failure()
+        } else {
+            facts.mx_status == DnssecStatus::Bogus
+        };
+        if failed {
             return Err(NoRoute::Temporary(format!(
                 "MX answer of {domain} is {}",
                 facts.mx_status.as_str()
@@ -187,10 +250,11 @@ impl Dns {
                 "{domain} accepts no mail (null MX or no such domain)"
             )));
         }
+        let actions = facts.actions(setting);
         let mut out = Vec::with_capacity(facts.hosts.len());
-        for h in facts.hosts.iter().take(MAX_MX_HOSTS) {
+        for (h, (_, action)) in facts.hosts.iter().zip(actions).take(MAX_MX_HOSTS) {
             let addresses = self.addresses(&h.mx_host).await;
-            out.push(dnssec_host(h, addresses, setting, self.mx_port));
+            out.push(dnssec_host(h, addresses, action, self.mx_port));
         }
         Ok(out)
     }
@@ -300,12 +364,43 @@ fn insecure_dane(setting: DaneSetting) -> DaneAction {
     }
 }
 
-fn dnssec_host(
-    facts: &HostFacts,
-    addresses: Vec<IpAddr>,
-    setting: DaneSetting,
-    port: u16,
-) -> MxHost {
+/// Logs a new validation state once: info when proven, warn (with what to fix) otherwise.
+fn log_validation(
+    state: ValidationState,
+    mode: ResolverMode,
+    probe_name: &str,
+    error: Option<dane_verify::Error>,
+) {
+    let error = error.map(|e| e.to_string()).unwrap_or_default();
+    let fix = match mode {
+        ResolverMode::TrustAd => {
+            "point delivery.resolver.address at a validating resolver (unbound/BIND with the \
+             root trust anchor), or remove mode = \"trust-ad\" to validate in-process"
+        }
+        _ => {
+            "check that delivery.resolver.address (or /etc/resolv.conf) reaches a resolver that \
+             passes DNSSEC records, that delivery.resolver.trust_anchor is current, and that \
+             delivery.resolver.probe_name is signed under it"
+        }
+    };
+    match state {
+        ValidationState::Validating => tracing::info!(
+            validation = state.as_str(),
+            probe_name,
+            "DNSSEC validation proven: DANE available"
+        ),
+        _ => tracing::warn!(
+            validation = state.as_str(),
+            probe_name,
+            error = %error,
+            "DNSSEC validation not proven: DNSSEC status is indeterminate and DANE is off \
+             (DANE-mandatory destinations defer, opportunistic ones are delivered without DANE \
+             under their configured TLS mode); fix: {fix}"
+        ),
+    }
+}
+
+fn dnssec_host(facts: &HostFacts, addresses: Vec<IpAddr>, dane: DaneAction, port: u16) -> MxHost {
     let security = if facts.mx_status == DnssecStatus::Secure {
         MxSecurity::Secure
     } else {
@@ -315,7 +410,7 @@ fn dnssec_host(
         name: facts.mx_host.clone(),
         addresses,
         security,
-        dane: dane_verify::policy::decide(setting, facts),
+        dane,
         port,
     }
 }

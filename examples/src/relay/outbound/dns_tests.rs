@@ -189,7 +189,8 @@ async fn system_resolver_against_unbound() {
     assert!(dns.addresses("gone.test").await.is_empty());
 
     // The configuration path builds the same backend from `delivery.resolver.address`.
-    let config: ResolverConfig = toml::from_str(&format!("address = \"{ns}\"")).unwrap();
+    let config: ResolverConfig =
+        toml::from_str(&format!("mode = \"system\"\naddress = \"{ns}\"")).unwrap();
     let dns = Dns::new(&config).unwrap();
     let hosts = dns.mx_hosts("mx.test", DaneSetting::None).await.unwrap();
     assert_eq!(hosts.len(), 2);
