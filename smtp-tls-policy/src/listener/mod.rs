@@ -1,8 +1,8 @@
 //! The listener STARTTLS gate (RFC 3207; seed "Enabling TLS on a Listener's HAT", Table 1).
 //!
 //! A [`Gate`] is a sans-IO state machine, one per inbound connection. The server feeds it each
-//! command's [`CommandKind`]; it answers with a [`GateVerdict`]: let the application handle the
-//! command, send a fixed refusal, or start TLS. It also records the events the seed's "Logging"
+//! command's [`CommandKind`](crate::smtp::CommandKind); it answers with a [`GateVerdict`]: let
+//! the application handle the command, send a fixed refusal, or start TLS. It also records the events the seed's "Logging"
 //! section asks for ([`ListenerEvent`]); the caller drains and logs them.
 
 mod events;
