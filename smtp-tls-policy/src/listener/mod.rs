@@ -2,8 +2,9 @@
 //!
 //! A [`Gate`] is a sans-IO state machine, one per inbound connection. The server feeds it each
 //! command's [`CommandKind`](crate::smtp::CommandKind); it answers with a [`GateVerdict`]: let
-//! the application handle the command, send a fixed refusal, or start TLS. It also records the events the seed's "Logging"
-//! section asks for ([`ListenerEvent`]); the caller drains and logs them.
+//! the application handle the command, send a fixed refusal, or start TLS. It also records the
+//! events the seed's "Logging" section asks for ([`ListenerEvent`]); the caller drains and logs
+//! them.
 
 mod events;
 mod gate;
