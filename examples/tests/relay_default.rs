@@ -145,6 +145,34 @@ fn check_config_shows_the_default_validating_resolver() {
     );
     assert_eq!(r["probe_name"], ".", "{r}");
     assert_eq!(r["probe_interval_secs"], 300, "{r}");
+
+    // `mode = "system"` stays available, and says at start-up that DANE is off.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("mode = \"validating\"", "mode = \"system\"");
+    let system = dir.path().join("relay-data/default-config/system.toml");
+    std::fs::write(&system, text).unwrap();
+    let listen = free_port();
+    let mut relay = Relay::spawn(
+        dir.path(),
+        &[
+            "--config".as_ref(),
+            system.as_os_str(),
+            "--listen".as_ref(),
+            listen.to_string().as_ref(),
+        ],
+        listen,
+        "relay-system.log",
+        "info",
+    );
+    let status = relay.terminate();
+    let log = relay.log();
+    assert!(status.success(), "exit {status}: {log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("DANE is off")),
+        "{log}"
+    );
 }
 
 /// SIGTERM while a client is inside a transaction: the relay stops accepting, lets the
