@@ -255,6 +255,10 @@ fn dane_verified_delivery_to_postfix_and_key_mismatch_defers() {
             .map(String::from)
             .collect()
     };
+    assert!(
+        log.contains("DNSSEC validation proven"),
+        "trust-ad, validating resolver: probe not proven: {log}"
+    );
     let verified = attempt("dane.test");
     println!("verified: {verified:?}");
     assert!(

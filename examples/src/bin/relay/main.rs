@@ -34,7 +34,7 @@ struct Cli {
     /// With --check-config: print JSON instead of TOML.
     #[arg(long, requires = "check_config")]
     json: bool,
-    /// Log format (overrides [log] format).
+    /// Log format (overrides `[log] format`).
     #[arg(long, value_enum)]
     log_format: Option<LogFormatArg>,
     /// Listen on ADDR instead of the first listener's address (tests, ports in use).
