@@ -223,8 +223,8 @@ fn check_config_prints_the_effective_configuration() {
     // Paths relative to the configuration file come out resolved.
     let hat = t["listener"][0]["hat"].as_str().unwrap();
     assert_eq!(Path::new(hat), manifest().join("config/hat.toml"));
-    // Defaults are filled in (the example does not set resolver.address).
-    assert_eq!(t["delivery"]["resolver"]["mode"].as_str(), Some("system"));
+    // Defaults are filled in: DNSSEC validation in-process (the example sets no resolver.address).
+    assert_eq!(t["delivery"]["resolver"]["mode"].as_str(), Some("validating"));
     assert_eq!(t["limits"]["max_line_length"].as_integer(), Some(1000));
 
     let out = relay_cmd()
