@@ -129,6 +129,10 @@ pub enum NoDaneReason {
     TlsaInsecure,
     /// TLSA records exist but none is usable (only under `Mandatory`).
     OnlyUnusable,
+    /// The resolver's DNSSEC validation is not proven (its probe has not shown a secure
+    /// answer), so no status can be trusted as secure or as insecure: `Opportunistic` goes on
+    /// without DANE, and says why.
+    ValidationUnproven,
 }
 
 /// Why delivery to a host must wait.

@@ -349,7 +349,7 @@ async fn unproven_validation_is_indeterminate_never_insecure() {
         );
         assert_eq!(
             f.actions(DaneSetting::Opportunistic)[0].1,
-            Action::ConfiguredTls(NoDaneReason::SettingNone)
+            Action::ConfiguredTls(NoDaneReason::ValidationUnproven)
         );
     };
     assert_eq!(noval.validation_state(), ValidationState::Unproven);

@@ -247,8 +247,8 @@ impl DestinationFacts {
     ///
     /// While the resolver's validation is not proven ([`Self::validation`]), DANE is not
     /// available: `Mandatory` defers every host (`MxLookup(Indeterminate)`: the MX status cannot
-    /// be known), `Opportunistic` goes on without DANE as `None` would (configured TLS,
-    /// [`NoDaneReason::SettingNone`]), so a broken validator does not hold all mail; the
+    /// be known), `Opportunistic` goes on without DANE (configured TLS,
+    /// [`NoDaneReason::ValidationUnproven`]; `None` stays [`NoDaneReason::SettingNone`]), so a broken validator does not hold all mail; the
     /// answers are used as plain DNS (no MX host listed means a null MX or NXDOMAIN, as
     /// without DNSSEC). A bogus MX answer still defers.
     pub fn actions(&self, setting: DaneSetting) -> Vec<(String, Action)> {
@@ -292,7 +292,8 @@ impl DestinationFacts {
                     _ if h.mx_status == DnssecStatus::Bogus => {
                         Action::Defer(DeferReason::MxLookup(DnssecStatus::Bogus))
                     }
-                    _ => Action::ConfiguredTls(NoDaneReason::SettingNone),
+                    DaneSetting::None => Action::ConfiguredTls(NoDaneReason::SettingNone),
+                    _ => Action::ConfiguredTls(NoDaneReason::ValidationUnproven),
                 };
                 (h.mx_host.clone(), action)
             })
@@ -778,9 +779,14 @@ mod tests {
         let action = |f: &DestinationFacts, s| f.actions(s)[0].1.clone();
         let indeterminate = Action::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate));
         assert_eq!(action(&f, DaneSetting::Mandatory), indeterminate);
-        let no_dane = Action::ConfiguredTls(NoDaneReason::SettingNone);
-        assert_eq!(action(&f, DaneSetting::Opportunistic), no_dane);
-        assert_eq!(action(&f, DaneSetting::None), no_dane);
+        assert_eq!(
+            action(&f, DaneSetting::Opportunistic),
+            Action::ConfiguredTls(NoDaneReason::ValidationUnproven)
+        );
+        assert_eq!(
+            action(&f, DaneSetting::None),
+            Action::ConfiguredTls(NoDaneReason::SettingNone)
+        );
         // proven, the same indeterminate facts defer (RFC 7672 §2.1.1)
         f.validation = ValidationState::Validating;
         assert_eq!(action(&f, DaneSetting::Opportunistic), indeterminate);

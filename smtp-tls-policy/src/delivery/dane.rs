@@ -175,6 +175,9 @@ fn no_dane_text(r: NoDaneReason) -> &'static str {
         NoDaneReason::NoTlsa => "no TLSA records (secure denial)",
         NoDaneReason::TlsaInsecure => "TLSA answer is insecure",
         NoDaneReason::OnlyUnusable => "only unusable TLSA records",
+        NoDaneReason::ValidationUnproven => {
+            "DNSSEC validation of the resolver not proven (probe): DANE unavailable"
+        }
         _ => "not DANE-protected",
     }
 }

@@ -23,13 +23,14 @@ fn use_dane() -> Action {
     }
 }
 
-const NO_DANE: [NoDaneReason; 6] = [
+const NO_DANE: [NoDaneReason; 7] = [
     NoDaneReason::SettingNone,
     NoDaneReason::MxInsecure,
     NoDaneReason::AddressInsecure,
     NoDaneReason::NoTlsa,
     NoDaneReason::TlsaInsecure,
     NoDaneReason::OnlyUnusable,
+    NoDaneReason::ValidationUnproven,
 ];
 
 fn defer(reason: &str) -> TlsaStatus {
@@ -93,7 +94,7 @@ fn action_table() -> Vec<(Action, TlsaStatus)> {
 #[test]
 fn every_action_maps_to_its_tlsa_status() {
     let table = action_table();
-    assert_eq!(table.len(), 22);
+    assert_eq!(table.len(), 24);
     for (action, want) in table {
         assert_eq!(tlsa_status(&action), want, "{action:?}");
         assert_eq!(TlsaStatus::from(&action), want, "{action:?}");
