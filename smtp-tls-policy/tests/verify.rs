@@ -936,3 +936,44 @@ fn cn_name_constraint_work_is_bounded() {
         "{v:?}"
     );
 }
+
+/// A bare trust anchor (no certificate, as `webpki-roots` ships them) whose nameConstraints are
+/// exactly those of the one name-constrained root in Mozilla's list (`permitted: .tr`, bytes
+/// copied from webpki-roots 1.0): a CN outside `.tr` issued under it is refused, one inside is
+/// accepted.
+#[test]
+fn bare_anchor_name_constraints_apply_to_the_cn() {
+    for (cn, verified) in [("mx.victim.example", false), ("mail.example.com.tr", true)] {
+        let p = constrained_pki(
+            ConstrainedCa::Anchor,
+            &["placeholder.example"],
+            &[],
+            Some(cn),
+            &[],
+        );
+        // The same root key and subject, but the constraints Mozilla's list gives.
+        let mut anchor = p.anchors.anchors()[0].clone();
+        anchor.name_constraints = Some(rustls::pki_types::Der::from_slice(
+            b"\xa0\x070\x05\x82\x03.tr",
+        ));
+        let mut anchors = TrustAnchors::empty();
+        anchors.add_anchors([anchor]);
+        let policy = VerificationPolicy::new(IdentityAlgorithm::Verify);
+        let t = target(cn, &[], MxSecurity::Insecure);
+        let v = verify_server_certificate(&policy, &t, &p.chain, &anchors, UnixTime::now());
+        assert_eq!(v.is_verified(), verified, "{cn}: {v:?}");
+        if !verified {
+            assert_cn_constraint_refused(&v);
+            assert!(
+                matches!(
+                    &v.error,
+                    Some(Error::CommonNameOutsideNameConstraints {
+                        constrained_by: CertPosition::Anchor,
+                        ..
+                    })
+                ),
+                "{v:?}"
+            );
+        }
+    }
+}
