@@ -35,11 +35,13 @@ pub mod identity;
 pub mod io;
 pub mod limbo;
 pub mod listener;
+pub mod plan;
 pub mod smtp;
 pub mod verifier;
 mod verify;
 
 pub use error::{DestinationConfigErrorKind, Error, IoKind};
+pub use plan::{HopPlan, PeerVerdict, PlanOptions, PreConnect};
 pub use verify::{
     Verdict, VerificationPolicy, VerificationStatus, verify_server_certificate,
     verify_with_reference_ids,

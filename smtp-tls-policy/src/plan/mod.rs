@@ -1,0 +1,582 @@
+//! The hop plan: one sans-IO decision per next hop — "may I deliver this message to this host,
+//! and how" — composed from the destination controls ([`crate::destination`]), dane-verify's
+//! RFC 7672 decision for the host ([`dane_verify::policy::decide`]), the delivery TLS state
+//! machine ([`crate::delivery`]) and certificate verification ([`crate::verify_server_certificate`],
+//! [`dane_verify::DaneMatcher`]).
+//!
+//! Input: the [`DestinationPolicy`] of the recipient domain
+//! ([`crate::destination::DestinationControls::lookup`]), dane-verify's [`HostFacts`] about one
+//! host (MX host name, TLSA base domain — the CNAME-expanded name —, DNSSEC statuses of the MX
+//! RRset, the addresses and the TLSA lookup, the TLSA records) and [`PlanOptions`] (where the host
+//! came from: MX, implicit MX per RFC 5321 §5.1, SMTP route; the optional certificate checks).
+//!
+//! Output: a [`HopPlan`] saying
+//! - what to do before connecting ([`PreConnect`]: connect, skip this host, defer the
+//!   destination),
+//! - the SNI ([`HopPlan::server_name`]), the reference identities
+//!   ([`HopPlan::reference_ids`], [`HopPlan::dane_reference_names`]),
+//! - the TLS [`Requirement`] and the [`DeliveryAttempt`] that enforces it ([`HopPlan::attempt`]),
+//! - [`HopPlan::verify_peer`]: PKIX per the TLS mode **and** DANE on the presented chain, each
+//!   run once, giving one [`PeerVerdict`] that the state machine consumes
+//!   ([`PeerVerdict::handshake_outcome`]); [`HopPlan::verifier`] is the rustls
+//!   `ServerCertVerifier` built from the plan that calls it,
+//! - and why, as data ([`Explanation`], `serde::Serialize`): which rules applied and which one
+//!   decided ([`Rule`], [`Source`]), the reference identities, why plaintext is or is not
+//!   permitted, the DNSSEC statuses.
+//!
+//! Rules (RFC 7672 §2.2, seed Table 2): usable DNSSEC-secure TLSA records make TLS mandatory and
+//! DANE-authenticated whatever the TLS mode — DANE then authenticates and PKIX is not required
+//! (it is still run, and reported, when the mode verifies); only unusable records make TLS
+//! mandatory and unauthenticated; a failed or bogus lookup skips the host (a failed MX lookup, or
+//! mandatory DANE for an insecure MX RRset, defers the whole destination); TLS `no` never uses
+//! DANE. The requirement is the state machine's own ([`Requirement::new`]), so plan and machine
+//! cannot disagree, and "required" never becomes plaintext: the plan derives "plaintext
+//! permitted" from [`Requirement::plaintext_permit`], the only constructor of the plaintext
+//! tokens.
+//!
+//! Fail closed: inconsistent facts (a next-hop domain other than the policy's, an implicit MX
+//! whose host is not the domain, names that do not parse) never give a connection.
+
+mod explain;
+#[cfg(test)]
+mod tests;
+mod verifier;
+mod verify;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use dane_verify::policy::{Action as DaneAction, DeferReason, HostFacts, NoDaneReason, decide};
+use dane_verify::{DaneMatcher, TlsaRecord};
+use rustls_pki_types::ServerName;
+
+pub use explain::{
+    DaneExplanation, DestinationExplanation, DnssecExplanation, Effect, Explanation,
+    PlaintextExplanation, PreConnectExplanation, ReferenceIdsExplanation, Rule, Source,
+};
+pub use verifier::PlanVerifier;
+pub use verify::{Authentication, PeerVerdict};
+
+use crate::delivery::dane::{dane_setting, tlsa_status};
+use crate::delivery::{DeliveryAttempt, DeliveryOptions, Requirement, TlsaStatus};
+use crate::destination::DestinationPolicy;
+use crate::error::Error;
+use crate::identity::{
+    DeliveryTarget, FqdnValidation, IdentityAlgorithm, MxSecurity, ReferenceId, X509Validation,
+};
+use crate::verify::VerificationPolicy;
+
+/// Where the host of a hop came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum HostSource {
+    /// An MX record of the recipient domain.
+    #[default]
+    Mx,
+    /// The domain has no MX record: the domain itself is the host (RFC 5321 §5.1). The host
+    /// name in the facts must be the domain.
+    ImplicitMx,
+    /// An SMTP route configured by the operator: the route host is a reference identity of its
+    /// own (seed, "Verify Hosted Domains").
+    Route,
+}
+
+/// Options of a plan that are not facts from DNS.
+///
+/// ```
+/// use smtp_tls_policy::plan::{HostSource, PlanOptions};
+/// let options = PlanOptions::new().with_host_source(HostSource::ImplicitMx);
+/// assert_eq!(options.host_source, HostSource::ImplicitMx);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PlanOptions {
+    /// Where the host came from (default: an MX record).
+    pub host_source: HostSource,
+    /// FQDN validation of the presented names (seed, optional; default off).
+    pub fqdn: FqdnValidation,
+    /// X.509 validation (seed, optional; default off).
+    pub x509: X509Validation,
+}
+
+impl PlanOptions {
+    /// The defaults: host from an MX record, optional checks off.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets where the host came from.
+    #[must_use]
+    pub fn with_host_source(mut self, source: HostSource) -> Self {
+        self.host_source = source;
+        self
+    }
+
+    /// Sets FQDN validation.
+    #[must_use]
+    pub fn with_fqdn_validation(mut self, fqdn: FqdnValidation) -> Self {
+        self.fqdn = fqdn;
+        self
+    }
+
+    /// Sets X.509 validation.
+    #[must_use]
+    pub fn with_x509_validation(mut self, x509: X509Validation) -> Self {
+        self.x509 = x509;
+        self
+    }
+}
+
+/// Why a plan makes no connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HoldReason {
+    /// Nothing was decided (the least trusted default).
+    #[default]
+    Undetermined,
+    /// dane-verify's RFC 7672 decision deferred (failed or bogus lookup, mandatory DANE and the
+    /// host not DANE-protected).
+    Dane(DeferReason),
+    /// The facts are about another next-hop domain than the policy's.
+    DomainMismatch {
+        /// The policy's (recipient) domain.
+        policy: String,
+        /// The facts' next-hop domain.
+        facts: String,
+    },
+    /// [`HostSource::ImplicitMx`] but the host is not the domain itself.
+    ImplicitMxHost {
+        /// The recipient domain.
+        domain: String,
+        /// The host in the facts.
+        host: String,
+    },
+    /// The recipient domain is not a usable name.
+    InvalidDomain(Error),
+    /// The host or SNI name is not a usable name.
+    InvalidName(Error),
+    /// dane-verify refused the DANE reference names.
+    InvalidDaneNames(dane_verify::Error),
+}
+
+impl HoldReason {
+    /// A short stable code for logs and JSON (`mx-lookup`, `address-lookup`, `tlsa-bogus`,
+    /// `tlsa-lookup`, `dane-required`, `dane-undetermined`, `domain-mismatch`,
+    /// `implicit-mx-host`, `invalid-domain`, `invalid-name`, `invalid-dane-names`, `undetermined`).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Undetermined => "undetermined",
+            Self::Dane(r) => match r {
+                DeferReason::MxLookup(_) => "mx-lookup",
+                DeferReason::AddressLookup(_) => "address-lookup",
+                DeferReason::TlsaBogus(_) => "tlsa-bogus",
+                DeferReason::TlsaLookup(_) => "tlsa-lookup",
+                DeferReason::DaneRequired(_) => "dane-required",
+                _ => "dane-undetermined",
+            },
+            Self::DomainMismatch { .. } => "domain-mismatch",
+            Self::ImplicitMxHost { .. } => "implicit-mx-host",
+            Self::InvalidDomain(_) => "invalid-domain",
+            Self::InvalidName(_) => "invalid-name",
+            Self::InvalidDaneNames(_) => "invalid-dane-names",
+        }
+    }
+
+    /// Whether the reason holds for every host of the destination (then the destination
+    /// defers), rather than for this host (then the next host is tried).
+    fn destination_wide(&self) -> bool {
+        matches!(
+            self,
+            Self::Dane(
+                DeferReason::MxLookup(_)
+                    | DeferReason::DaneRequired(
+                        NoDaneReason::MxInsecure | NoDaneReason::ValidationUnproven
+                    )
+            ) | Self::DomainMismatch { .. }
+                | Self::InvalidDomain(_)
+        )
+    }
+}
+
+impl fmt::Display for HoldReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Undetermined => f.write_str("nothing decided"),
+            Self::Dane(r) => match tlsa_status(&DaneAction::Defer(*r)) {
+                TlsaStatus::Defer { reason } => f.write_str(&reason),
+                _ => f.write_str("deferred by the DANE policy"),
+            },
+            Self::DomainMismatch { policy, facts } => write!(
+                f,
+                "the host facts are for next-hop domain {facts:?}, the policy for {policy:?}"
+            ),
+            Self::ImplicitMxHost { domain, host } => write!(
+                f,
+                "implicit MX (RFC 5321 5.1) of {domain:?} must be the domain, not {host:?}"
+            ),
+            Self::InvalidDomain(e) | Self::InvalidName(e) => write!(f, "{e}"),
+            Self::InvalidDaneNames(e) => write!(f, "DANE reference names: {e}"),
+        }
+    }
+}
+
+/// What to do before connecting to the host.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PreConnect {
+    /// Connect and run the [`DeliveryAttempt`] of [`HopPlan::attempt`].
+    Connect,
+    /// Do not connect to this host; try the destination's next host (then defer).
+    SkipHost {
+        /// Why.
+        reason: HoldReason,
+    },
+    /// Do not connect to any host of this destination now; keep the message queued.
+    Defer {
+        /// Why.
+        reason: HoldReason,
+    },
+}
+
+impl Default for PreConnect {
+    /// The least trusted value: defer, nothing decided.
+    fn default() -> Self {
+        Self::Defer {
+            reason: HoldReason::Undetermined,
+        }
+    }
+}
+
+impl PreConnect {
+    /// `connect`, `skip-host` or `defer`.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::SkipHost { .. } => "skip-host",
+            Self::Defer { .. } => "defer",
+        }
+    }
+
+    /// The reason when no connection is made.
+    #[must_use]
+    pub fn hold_reason(&self) -> Option<&HoldReason> {
+        match self {
+            Self::Connect => None,
+            Self::SkipHost { reason } | Self::Defer { reason } => Some(reason),
+        }
+    }
+
+    fn hold(reason: HoldReason) -> Self {
+        if reason.destination_wide() {
+            Self::Defer { reason }
+        } else {
+            Self::SkipHost { reason }
+        }
+    }
+}
+
+/// DANE material of a plan whose requirement is DANE.
+#[derive(Debug, Clone)]
+struct DanePart {
+    matcher: DaneMatcher,
+    records: Vec<TlsaRecord>,
+}
+
+/// The plan for one next hop: see the [module documentation](self).
+///
+/// ```
+/// use dane_verify::DnssecStatus::Insecure;
+/// use dane_verify::policy::{HostFacts, TlsaLookup};
+/// use smtp_tls_policy::destination::*;
+/// use smtp_tls_policy::plan::{HopPlan, PlanOptions, PreConnect};
+///
+/// let controls = DestinationControls::builder()
+///     .default_entry(DestinationEntry::new(TlsMode::RequiredVerify, DaneSetting::Opportunistic))?
+///     .build();
+/// let facts = HostFacts {
+///     next_hop: "example.com".into(),
+///     mx_host: "mx.example.com".into(),
+///     mx_status: Insecure,
+///     address_status: Insecure,
+///     tlsa_base: "mx.example.com".into(),
+///     tlsa: TlsaLookup::NotQueried,
+/// };
+/// let plan = HopPlan::new(&controls.lookup("example.com")?, &facts, PlanOptions::new());
+/// assert_eq!(plan.pre_connect(), &PreConnect::Connect);
+/// assert!(!plan.explanation().plaintext.permitted);
+/// # Ok::<(), smtp_tls_policy::Error>(())
+/// ```
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct HopPlan {
+    pre_connect: PreConnect,
+    requirement: Option<Requirement>,
+    policy: DestinationPolicy,
+    host: String,
+    dane_action: DaneAction,
+    server_name: Option<ServerName<'static>>,
+    target: Option<DeliveryTarget>,
+    pkix: Option<VerificationPolicy>,
+    pkix_ids: Vec<ReferenceId>,
+    dane: Option<DanePart>,
+    dane_names: Vec<String>,
+    explanation: Explanation,
+}
+
+impl HopPlan {
+    /// The plan for the host of `facts` under `policy`, with dane-verify's RFC 7672 decision
+    /// made here ([`dane_verify::policy::decide`] with the policy's DANE setting).
+    pub fn new(policy: &DestinationPolicy, facts: &HostFacts, options: PlanOptions) -> Self {
+        let action = decide(dane_setting(policy.dane), facts);
+        Self::with_dane_action(policy, facts, action, options)
+    }
+
+    /// The plan with a DANE action decided elsewhere (e.g. dane-verify's resolver, which also
+    /// knows whether its DNSSEC validation is proven:
+    /// `DestinationFacts::actions`). Give it the policy's DANE setting; a `Defer` action always
+    /// holds the connection, whatever the policy says.
+    pub fn with_dane_action(
+        policy: &DestinationPolicy,
+        facts: &HostFacts,
+        action: DaneAction,
+        options: PlanOptions,
+    ) -> Self {
+        let mut plan = Self {
+            pre_connect: PreConnect::default(),
+            requirement: None,
+            policy: policy.clone(),
+            host: facts.mx_host.clone(),
+            dane_action: action,
+            server_name: None,
+            target: None,
+            pkix: None,
+            pkix_ids: Vec::new(),
+            dane: None,
+            dane_names: Vec::new(),
+            explanation: Explanation::default(),
+        };
+        let held = plan.decide(facts, options).err();
+        if let Some(reason) = &held {
+            plan.pre_connect = PreConnect::hold(reason.clone());
+        }
+        plan.explanation = Explanation::build(&plan, facts, options, held.as_ref());
+        plan
+    }
+
+    /// Fills the plan; `Err` with the reason when no connection may be made.
+    fn decide(&mut self, facts: &HostFacts, options: PlanOptions) -> Result<(), HoldReason> {
+        let domain = ReferenceId::parse(&self.policy.domain).map_err(|reason| {
+            HoldReason::InvalidDomain(Error::InvalidReferenceId {
+                name: self.policy.domain.clone(),
+                reason,
+            })
+        })?;
+        match ReferenceId::parse(&facts.next_hop) {
+            Ok(next_hop) if next_hop == domain => {}
+            _ => {
+                return Err(HoldReason::DomainMismatch {
+                    policy: self.policy.domain.clone(),
+                    facts: facts.next_hop.chars().take(255).collect(),
+                });
+            }
+        }
+        if options.host_source == HostSource::ImplicitMx
+            && ReferenceId::parse(&facts.mx_host).ok().as_ref() != Some(&domain)
+        {
+            return Err(HoldReason::ImplicitMxHost {
+                domain: self.policy.domain.clone(),
+                host: facts.mx_host.chars().take(255).collect(),
+            });
+        }
+        let target = target(&self.policy.domain, facts, options.host_source)
+            .map_err(HoldReason::InvalidName)?;
+        if let DaneAction::Defer(r) = &self.dane_action {
+            return Err(HoldReason::Dane(*r));
+        }
+        let tlsa = tlsa_status(&self.dane_action);
+        let requirement = match Requirement::new(self.policy.tls, self.policy.dane, &tlsa) {
+            Ok(r) => r,
+            Err(status) => {
+                let reason = match status {
+                    TlsaStatus::Unusable => NoDaneReason::OnlyUnusable,
+                    _ => match &self.dane_action {
+                        DaneAction::ConfiguredTls(r) => *r,
+                        _ => NoDaneReason::NoTlsa,
+                    },
+                };
+                return Err(HoldReason::Dane(DeferReason::DaneRequired(reason)));
+            }
+        };
+        let sni = match &self.dane_action {
+            DaneAction::UseDane { sni, .. } if requirement.needs_dane() => sni.clone(),
+            _ => facts.mx_host.clone(),
+        };
+        let server_name = server_name(&sni).map_err(HoldReason::InvalidName)?;
+        if requirement.needs_dane() {
+            if let DaneAction::UseDane {
+                records,
+                reference_names,
+                ..
+            } = &self.dane_action
+            {
+                let matcher = DaneMatcher::smtp(reference_names.iter().map(String::as_str))
+                    .map_err(HoldReason::InvalidDaneNames)?;
+                self.dane = Some(DanePart {
+                    matcher,
+                    records: records.clone(),
+                });
+                self.dane_names.clone_from(reference_names);
+            }
+        }
+        if requirement.attempts_tls() && self.policy.tls.verifies() {
+            let algorithm = algorithm(self.policy.tls);
+            self.pkix = Some(
+                VerificationPolicy::new(algorithm)
+                    .with_fqdn_validation(options.fqdn)
+                    .with_x509_validation(options.x509),
+            );
+            self.pkix_ids = target.reference_ids(algorithm);
+        }
+        self.target = Some(target);
+        self.server_name = requirement.attempts_tls().then_some(server_name);
+        self.requirement = Some(requirement);
+        self.pre_connect = PreConnect::Connect;
+        Ok(())
+    }
+
+    /// What to do before connecting.
+    pub fn pre_connect(&self) -> &PreConnect {
+        &self.pre_connect
+    }
+
+    /// Whether a connection may be made ([`PreConnect::Connect`]).
+    #[must_use]
+    pub fn may_connect(&self) -> bool {
+        self.pre_connect == PreConnect::Connect
+    }
+
+    /// The TLS requirement of the connection (`None` when no connection may be made).
+    #[must_use]
+    pub fn requirement(&self) -> Option<Requirement> {
+        self.requirement
+    }
+
+    /// Whether the peer will be authenticated when delivery proceeds: DANE, or PKIX under a
+    /// `required-verify*` mode. `false` when no connection may be made.
+    #[must_use]
+    pub fn is_authenticated(&self) -> bool {
+        self.explanation.authentication != Authentication::None
+    }
+
+    /// The state machine for one connection attempt under this plan (`None` when no
+    /// connection may be made). Its requirement is [`Self::requirement`].
+    pub fn attempt(&self, options: DeliveryOptions) -> Option<DeliveryAttempt> {
+        self.requirement?;
+        Some(DeliveryAttempt::new(
+            self.policy.domain.clone(),
+            self.policy.tls,
+            self.policy.dane,
+            tlsa_status(&self.dane_action),
+            options,
+        ))
+    }
+
+    /// The name to send as SNI (and to give rustls): the TLSA base domain under DANE
+    /// (RFC 7672 §8.1), else the host name. `None` when no TLS handshake will be made.
+    #[must_use]
+    pub fn server_name(&self) -> Option<&ServerName<'static>> {
+        self.server_name.as_ref()
+    }
+
+    /// The PKIX reference identities, in order (empty when the mode does not verify).
+    #[must_use]
+    pub fn reference_ids(&self) -> &[ReferenceId] {
+        &self.pkix_ids
+    }
+
+    /// The DANE-TA reference names (TLSA base domain, MX host, next-hop domain; RFC 7672
+    /// §3.2.2), when the requirement is DANE.
+    #[must_use]
+    pub fn dane_reference_names(&self) -> &[String] {
+        &self.dane_names
+    }
+
+    /// The destination policy the plan was made from.
+    pub fn policy(&self) -> &DestinationPolicy {
+        &self.policy
+    }
+
+    /// The host (MX host, the domain for an implicit MX, or the route host).
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// dane-verify's RFC 7672 action for the host.
+    pub fn dane_action(&self) -> &DaneAction {
+        &self.dane_action
+    }
+
+    /// The delivery target (reference-identity facts), when the names parsed.
+    #[must_use]
+    pub fn target(&self) -> Option<&DeliveryTarget> {
+        self.target.as_ref()
+    }
+
+    /// The plan explained as data (also what `serde` serialises for the plan).
+    #[must_use]
+    pub fn explanation(&self) -> &Explanation {
+        &self.explanation
+    }
+}
+
+impl serde::Serialize for HopPlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.explanation.serialize(s)
+    }
+}
+
+/// The identity algorithm of a verifying TLS mode (seed Table 2, settings 4–6).
+fn algorithm(tls: crate::destination::DeliveryTls) -> IdentityAlgorithm {
+    if tls == crate::destination::DeliveryTls::RequiredVerifyHostedDomains {
+        IdentityAlgorithm::HostedVerify
+    } else {
+        IdentityAlgorithm::Verify
+    }
+}
+
+/// The reference-identity facts: the domain, and the MX host with the MX answer's DNSSEC status
+/// or the route host.
+fn target(domain: &str, facts: &HostFacts, source: HostSource) -> Result<DeliveryTarget, Error> {
+    let b = DeliveryTarget::builder(domain);
+    let b = match source {
+        HostSource::Route => b.with_route_host(facts.mx_host.clone()),
+        HostSource::Mx | HostSource::ImplicitMx => {
+            let security = if facts.mx_status.is_secure() {
+                MxSecurity::Secure
+            } else {
+                MxSecurity::Insecure
+            };
+            b.with_mx_host(facts.mx_host.clone())
+                .with_mx_security(security)
+        }
+    };
+    b.build()
+}
+
+/// The rustls server name of an SNI host name or IP literal.
+fn server_name(name: &str) -> Result<ServerName<'static>, Error> {
+    let name = name.trim_end_matches('.');
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    ServerName::try_from(name.to_owned()).map_err(|_| Error::InvalidReferenceId {
+        name: name.chars().take(255).collect(),
+        reason: crate::identity::NameError::Syntax,
+    })
+}

@@ -1,0 +1,165 @@
+//! The delivery `ServerCertVerifier` built from a plan: it runs [`HopPlan::verify_peer`] (PKIX
+//! per the mode and DANE, once) on the chain rustls received and records the [`PeerVerdict`] for
+//! the state machine. Handshake signatures are checked with the aws-lc-rs provider, so the peer
+//! must hold the key of the certificate it presents.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::{HopPlan, PeerVerdict};
+use crate::chain::TrustAnchors;
+use crate::delivery::{DaneOutcome, PkixOutcome};
+use crate::verifier::FailureAction;
+
+/// A rustls server-certificate verifier for one connection under a [`HopPlan`].
+///
+/// The rustls `server_name` is not used: the reference identities are the plan's (PKIX) and the
+/// TLSA base domain, MX host and next-hop domain (DANE-TA, RFC 7672 §3.2.2). Use one verifier per
+/// connection so its recorded verdict is this connection's.
+///
+/// - [`FailureAction::Reject`] (the default, [`HopPlan::verifier`]): the handshake fails unless
+///   the verdict satisfies the plan's requirement; a plan without a connection rejects every
+///   chain.
+/// - [`FailureAction::RecordAndContinue`] ([`PlanVerifier::record_and_continue`]): the handshake
+///   goes on; the driver feeds [`PeerVerdict::handshake_outcome`] of
+///   [`PlanVerifier::last_verdict`] to the state machine, which decides (`preferred-verify`
+///   delivers and reports, `required-verify` closes the session unused).
+#[derive(Debug)]
+pub struct PlanVerifier {
+    plan: HopPlan,
+    anchors: Arc<TrustAnchors>,
+    on_failure: FailureAction,
+    algorithms: WebPkiSupportedAlgorithms,
+    time: Option<UnixTime>,
+    last: Mutex<Option<PeerVerdict>>,
+}
+
+impl HopPlan {
+    /// The rustls verifier for one connection under this plan, rejecting chains that do not
+    /// satisfy the requirement (see [`PlanVerifier`]).
+    pub fn verifier(&self, anchors: Arc<TrustAnchors>) -> PlanVerifier {
+        PlanVerifier {
+            plan: self.clone(),
+            anchors,
+            on_failure: FailureAction::Reject,
+            algorithms: rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms,
+            time: None,
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl PlanVerifier {
+    /// Lets the handshake continue whatever the verdict; the state machine decides.
+    #[must_use]
+    pub fn record_and_continue(mut self) -> Self {
+        self.on_failure = FailureAction::RecordAndContinue;
+        self
+    }
+
+    /// Verifies at a fixed time instead of the handshake's "now" (tests, replay).
+    #[must_use]
+    pub fn at_time(mut self, time: UnixTime) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &HopPlan {
+        &self.plan
+    }
+
+    /// The verdict of the most recent chain verification, if any.
+    #[must_use]
+    pub fn last_verdict(&self) -> Option<PeerVerdict> {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The closest rustls error for a verdict that does not satisfy the requirement.
+fn to_rustls(v: &PeerVerdict) -> rustls::Error {
+    let dane_failed = matches!(v.dane, Some(DaneOutcome::Failed { .. }));
+    let cert_error = match (&v.pkix, &v.dane_detail) {
+        (_, Some(d)) if dane_failed && d.outcome == dane_verify::Outcome::NameMismatch => {
+            CertificateError::NotValidForName
+        }
+        _ if dane_failed => CertificateError::ApplicationVerificationFailure,
+        (PkixOutcome::NameMismatch { .. }, _) => CertificateError::NotValidForName,
+        (PkixOutcome::UntrustedChain { .. }, _) => {
+            match v.pkix_detail.as_ref().and_then(|d| d.error.clone()) {
+                Some(crate::Error::Chain(webpki::Error::UnknownIssuer)) => {
+                    CertificateError::UnknownIssuer
+                }
+                Some(crate::Error::Chain(webpki::Error::CertExpired { .. })) => {
+                    CertificateError::Expired
+                }
+                Some(e) => CertificateError::Other(OtherError(Arc::new(e))),
+                None => CertificateError::ApplicationVerificationFailure,
+            }
+        }
+        _ => CertificateError::ApplicationVerificationFailure,
+    };
+    rustls::Error::InvalidCertificate(cert_error)
+}
+
+impl ServerCertVerifier for PlanVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain = Vec::with_capacity(intermediates.len() + 1);
+        chain.push(end_entity.clone());
+        chain.extend(intermediates.iter().cloned());
+        let verdict = self
+            .plan
+            .verify_peer(&chain, &self.anchors, self.time.unwrap_or(now));
+        let result = if !self.plan.may_connect() {
+            // No connection was planned: never a session, whatever the failure action.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        } else if verdict.satisfies_requirement
+            || self.on_failure == FailureAction::RecordAndContinue
+        {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(to_rustls(&verdict))
+        };
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
