@@ -36,7 +36,7 @@ SIZE=4096
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((IDLE + 500)) ] || { echo "ulimit -n $(ulimit -n) too low for $IDLE idle connections" >&2; exit 2; }
 
-cargo build --release -q -p smtp-tls-examples --bin relay --bin smtp-load --bin smtp-tls-check
+cargo build --release -q -p relay -p smtp-tls-check --bins
 BIN=$ROOT/target/release
 TMP=$(mktemp -d /tmp/relay-bench.XXXXXX)
 chmod 755 "$TMP" # Postfix daemons (user postfix) must reach the lab below it
@@ -89,7 +89,7 @@ PF_SINK=$(start_sink postfix-sink)
 # ---------------------------------------------------------------- the relay
 CONF=$TMP/relay-conf
 RUN=$TMP/relay-run
-cp -r "$ROOT/examples/config/bench" "$CONF"
+cp -r "$ROOT/examples/relay/config/bench" "$CONF"
 sed -i "s/127.0.0.1:2626/127.0.0.1:$RELAY_SINK/" "$CONF/relay.toml"
 mkdir -p "$RUN"
 STORE=$RUN/relay-data/certs

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
-cargo build --release -q -p smtp-tls-examples --bin smtp-load
+cargo build --release -q -p relay --bin smtp-load
 BIN=target/release/smtp-load
 TMP=$(mktemp -d)
 PIDS=()

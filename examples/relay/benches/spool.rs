@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use smtp_tls_examples::relay::{CommitMode, Envelope, Spool, SpoolConfig};
+use relay::{CommitMode, Envelope, Spool, SpoolConfig};
 
 const CONCURRENT: usize = 64;
 const BODY: usize = 4096;

@@ -14,7 +14,7 @@ pub const MAX_ID_LEN: usize = 64;
 /// always a safe file name.
 ///
 /// ```
-/// use smtp_tls_examples::relay::MessageId;
+/// use relay::MessageId;
 /// let id = MessageId::generate();
 /// assert_eq!(MessageId::parse(id.as_str()), Some(id.clone()));
 /// assert_eq!(MessageId::parse("../etc/passwd"), None);
@@ -179,7 +179,7 @@ impl Envelope {
     /// A new envelope with a fresh id, every recipient pending and due now.
     ///
     /// ```
-    /// use smtp_tls_examples::relay::Envelope;
+    /// use relay::Envelope;
     /// let env = Envelope::new("a@example.org", ["b@example.net"], std::time::SystemTime::now());
     /// assert_eq!(env.recipients.len(), 1);
     /// assert!(!env.is_bounce());

@@ -1,5 +1,5 @@
 //! Errors of the relay core: the spool, the retry queue and DSN generation, and (wrapped) the
-//! delivery engine's [`OutboundError`](crate::relay::outbound::OutboundError).
+//! delivery engine's [`OutboundError`](crate::outbound::OutboundError).
 
 use std::io;
 use std::path::PathBuf;
@@ -89,7 +89,7 @@ pub enum RelayError {
     /// The delivery engine refused its configuration or could not start (the error names the
     /// `delivery.…` key).
     #[error(transparent)]
-    Outbound(#[from] crate::relay::outbound::OutboundError),
+    Outbound(#[from] crate::outbound::OutboundError),
 }
 
 /// The ways a spool file can be damaged.

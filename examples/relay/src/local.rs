@@ -20,7 +20,7 @@ static DELIVERIES: AtomicU64 = AtomicU64::new(0);
 /// A maildir root: `ROOT/<recipient>/{tmp,new,cur}`.
 ///
 /// ```
-/// use smtp_tls_examples::relay::local::Maildir;
+/// use relay::local::Maildir;
 /// let dir = tempfile::tempdir().unwrap();
 /// let md = Maildir::new(dir.path());
 /// let path = md.deliver("a@example.org", "b@localhost", b"Subject: hi\r\n\r\nhello\r\n").unwrap();

@@ -18,7 +18,7 @@ use common::postfix::Postfix;
 
 use std::time::Duration;
 
-use smtp_tls_examples::relay::RecipientState;
+use relay::RecipientState;
 
 use common::dnssec_lab::{Lab, free_port};
 use common::peer::{Behaviour, Peer};

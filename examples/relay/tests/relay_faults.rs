@@ -306,9 +306,11 @@ fn check(c: &Case, site: &Site, log: &str) -> Result<(), String> {
             let Some(env) = site.spooled_envelope(&c.id) else {
                 return Err("message no longer in the spool".into());
             };
-            if !env.recipients.iter().all(|r| {
-                r.state == smtp_tls_examples::relay::RecipientState::Pending && r.attempts >= 1
-            }) {
+            if !env
+                .recipients
+                .iter()
+                .all(|r| r.state == relay::RecipientState::Pending && r.attempts >= 1)
+            {
                 return Err(format!("recipient not pending: {env:?}"));
             }
             let defer_logged = log.lines().any(|l| {
@@ -359,13 +361,13 @@ fn idna_refused_domain_is_not_given_the_default_entry() {
         .build()
         .unwrap()
         .block_on(async {
-            let (spool, _) = smtp_tls_examples::relay::Spool::open(
+            let (spool, _) = relay::Spool::open(
                 &site.dir.path().join("spool"),
-                smtp_tls_examples::relay::SpoolConfig::default(),
+                relay::SpoolConfig::default(),
             )
             .await
             .unwrap();
-            let env = smtp_tls_examples::relay::Envelope::new(
+            let env = relay::Envelope::new(
                 "sender@client.test",
                 ["rcpt@[127.0.0.1]"],
                 std::time::SystemTime::now(),
@@ -406,7 +408,7 @@ fn idna_refused_domain_is_not_given_the_default_entry() {
     assert!(
         env.recipients
             .iter()
-            .all(|r| r.state == smtp_tls_examples::relay::RecipientState::Pending),
+            .all(|r| r.state == relay::RecipientState::Pending),
         "{env:?}"
     );
     let log = relay.log();

@@ -136,7 +136,7 @@ local_domains = ["localhost"]
             &["--config".as_ref(), self.config().as_os_str()],
             self.listen,
             "relay.log",
-            "info,smtp_tls_policy=debug,smtp_tls_examples::relay::inbound=debug",
+            "info,smtp_tls_policy=debug,relay::inbound=debug",
         )
     }
 
@@ -224,7 +224,10 @@ fn check_config_prints_the_effective_configuration() {
     let hat = t["listener"][0]["hat"].as_str().unwrap();
     assert_eq!(Path::new(hat), manifest().join("config/hat.toml"));
     // Defaults are filled in: DNSSEC validation in-process (the example sets no resolver.address).
-    assert_eq!(t["delivery"]["resolver"]["mode"].as_str(), Some("validating"));
+    assert_eq!(
+        t["delivery"]["resolver"]["mode"].as_str(),
+        Some("validating")
+    );
     assert_eq!(t["limits"]["max_line_length"].as_integer(), Some(1000));
 
     let out = relay_cmd()

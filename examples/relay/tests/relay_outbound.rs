@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use smtp_tls_examples::relay::outbound::{Outbound, OutboundConfig, OutboundHandle};
-use smtp_tls_examples::relay::{Envelope, MessageId, RecipientState, Spool, SpoolConfig};
+use relay::outbound::{Outbound, OutboundConfig, OutboundHandle};
+use relay::{Envelope, MessageId, RecipientState, Spool, SpoolConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -261,7 +261,7 @@ impl Engine {
 
     /// The spooled envelope of a message (read-only listing of the spool), if still there.
     fn spooled(&self, id: &MessageId) -> Option<Envelope> {
-        smtp_tls_examples::relay::list_spool(&self.dir.path().join("spool"))
+        relay::list_spool(&self.dir.path().join("spool"))
             .unwrap()
             .into_iter()
             .find(|e| &e.id == id)

@@ -3,13 +3,13 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use smtp_tls_examples::relay::{
+use relay::{
     CommitMode, Envelope, QUARANTINE_DIR, RecipientState, RelayError, Spool, SpoolConfig,
     SpoolDefect,
 };
 
 /// Opens (recovers) the spool at `dir` with the default settings.
-async fn open(dir: &std::path::Path) -> (Spool, smtp_tls_examples::relay::Recovery) {
+async fn open(dir: &std::path::Path) -> (Spool, relay::Recovery) {
     Spool::open(dir, SpoolConfig::default()).await.unwrap()
 }
 

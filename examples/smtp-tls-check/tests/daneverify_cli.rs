@@ -20,7 +20,7 @@ struct Lab {
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn free_port(taken: &[u16]) -> u16 {
@@ -186,7 +186,7 @@ fn offline_matching() {
     assert!(err.contains("not hex"), "{err}");
 }
 
-#[path = "../../dane-verify/tests/data/openssl-danetest/cases.rs"]
+#[path = "../../../dane-verify/tests/data/openssl-danetest/cases.rs"]
 mod danetest;
 
 /// OpenSSL's DANE test vectors (`test/danetest.in`, 50 cases; provenance and semantics in

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn config() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/hat.toml")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../relay/config/hat.toml")
 }
 
 fn run(args: &[&str]) -> Output {

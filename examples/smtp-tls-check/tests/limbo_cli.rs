@@ -22,7 +22,7 @@ fn run(args: &[&str], input: &[u8]) -> std::process::Output {
 fn strict_run_prints_the_harness_contract() {
     let suite = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../smtp-tls-policy/tests/data/x509-limbo/limbo-core.json"
+        "/../../smtp-tls-policy/tests/data/x509-limbo/limbo-core.json"
     ))
     .unwrap();
     let out = run(&["--strict"], &suite);

@@ -1,5 +1,6 @@
 //! Reader for OpenSSL's `danetest.in` (see README.md beside this file), shared by
-//! `dane-verify/tests/danetest.rs` and `examples/tests/daneverify_cli.rs` (`#[path]` include).
+//! `dane-verify/tests/danetest.rs` and `examples/smtp-tls-check/tests/daneverify_cli.rs`
+//! (`#[path]` include).
 // Each includer uses part of this module.
 #![allow(dead_code)]
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::ConfigError;
-use crate::relay::outbound::OutboundError;
+use crate::outbound::OutboundError;
 
 pub(super) fn syntax(e: &toml::de::Error, text: &str, file: &Path) -> ConfigError {
     let start = e.span().map_or(0, |s| s.start).min(text.len());

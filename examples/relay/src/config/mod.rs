@@ -43,7 +43,7 @@ use super::inbound::{DomainSet, InboundError, InboundLimits};
 use super::outbound::{OutboundConfig, OutboundError};
 use super::{CommitMode, SpoolConfig};
 
-/// The embedded default configuration (`examples/config/default/`), used when `relay` runs
+/// The embedded default configuration (`examples/relay/config/default/`), used when `relay` runs
 /// without `--config`: written to [`DEFAULT_CONFIG_DIR`] and loaded from there.
 pub const DEFAULT_FILES: [(&str, &str); 3] = [
     (
@@ -479,5 +479,4 @@ pub fn write_default(dir: &Path) -> std::io::Result<PathBuf> {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

@@ -161,8 +161,8 @@ fn key_at_and_locate() {
 async fn embedded_default_delivers_every_domain_to_the_maildir() {
     use std::time::{Duration, Instant, SystemTime};
 
-    use crate::relay::outbound::Outbound;
-    use crate::relay::{Envelope, Spool};
+    use crate::outbound::Outbound;
+    use crate::{Envelope, Spool};
 
     let d = default_dir();
     let mut c = RelayConfig::load(&d.path().join("relay.toml")).unwrap();
@@ -226,7 +226,7 @@ fn default_resolver_validates_in_process_with_the_root_anchors() {
     let d = default_dir();
     let c = RelayConfig::load(&d.path().join("relay.toml")).unwrap();
     let r = &c.delivery.resolver;
-    assert_eq!(r.mode, crate::relay::outbound::ResolverMode::Validating);
+    assert_eq!(r.mode, crate::outbound::ResolverMode::Validating);
     assert_eq!((r.address, r.trust_anchor.as_ref()), (None, None));
     assert_eq!((r.probe_name.as_str(), r.probe_interval_secs), (".", 300));
     let printed = c.effective().to_toml().unwrap();
@@ -252,7 +252,7 @@ fn default_resolver_validates_in_process_with_the_root_anchors() {
     let (_d, c) = replaced("[delivery.resolver]\nmode = \"validating\"\n", "");
     assert_eq!(
         c.unwrap().delivery.resolver.mode,
-        crate::relay::outbound::ResolverMode::Validating
+        crate::outbound::ResolverMode::Validating
     );
 }
 

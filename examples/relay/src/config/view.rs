@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{ListenerConfig, LogSection, RelayConfig, SpoolSection, TlsSection};
-use crate::relay::inbound::InboundLimits;
+use crate::inbound::InboundLimits;
 
 /// The effective configuration as printed by `relay --check-config` (TOML or JSON): every
 /// section with its defaults filled in and paths resolved.
@@ -72,8 +72,8 @@ struct ResolverView<'a> {
 }
 
 impl<'a> ResolverView<'a> {
-    fn new(r: &'a crate::relay::outbound::ResolverConfig) -> Self {
-        use crate::relay::outbound::ResolverMode;
+    fn new(r: &'a crate::outbound::ResolverConfig) -> Self {
+        use crate::outbound::ResolverMode;
         let mut v = Self {
             mode: r.mode.as_str(),
             dnssec: "off: no validation, no DANE",

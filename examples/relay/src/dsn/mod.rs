@@ -35,7 +35,7 @@ pub struct Dsn {
 /// [`RelayError::NothingToReport`] if no recipient bounced or expired.
 ///
 /// ```
-/// use smtp_tls_examples::relay::{dsn, Envelope, RecipientState};
+/// use relay::{dsn, Envelope, RecipientState};
 /// let mut env = Envelope::new("a@example.org", ["b@example.net"], std::time::SystemTime::now());
 /// env.recipients[0].state = RecipientState::Expired;
 /// let d = dsn::build(&env, "relay.example.org", b"Subject: x\r\n\r\nbody\r\n", env.arrival).unwrap();

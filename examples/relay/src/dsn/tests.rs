@@ -1,7 +1,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::relay::Envelope;
+use crate::Envelope;
 
 /// A minimal MIME reader for the tests: (top header, parts as (header, body)).
 fn parse(msg: &[u8]) -> (String, Vec<(String, String)>) {

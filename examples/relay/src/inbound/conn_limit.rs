@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// that decrements when dropped, so every exit path of a connection task releases its slot.
 ///
 /// ```
-/// use smtp_tls_examples::relay::inbound::ConnectionCounter;
+/// use relay::inbound::ConnectionCounter;
 /// let c = ConnectionCounter::default();
 /// let ip = "192.0.2.1".parse()?;
 /// let a = c.open(ip);

@@ -11,7 +11,7 @@ use super::error::InboundError;
 /// ignoring one trailing dot.
 ///
 /// ```
-/// use smtp_tls_examples::relay::inbound::DomainSet;
+/// use relay::inbound::DomainSet;
 /// let set = DomainSet::new(["Example.ORG", ".example.net"])?;
 /// assert!(set.contains("example.org."));
 /// assert!(set.contains("mx.sub.example.net"));
@@ -19,7 +19,7 @@ use super::error::InboundError;
 /// assert!(!set.contains("evil-example.org"));
 /// assert!(DomainSet::new(["*"])?.contains("anything.example"));
 /// assert!(DomainSet::new(["*.example.org"]).is_err());
-/// # Ok::<(), smtp_tls_examples::relay::inbound::InboundError>(())
+/// # Ok::<(), relay::inbound::InboundError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DomainSet {

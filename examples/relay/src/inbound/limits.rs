@@ -13,7 +13,7 @@ pub const MAX_READABLE_LINE: u32 = 1024;
 /// value here applies when the policy sets none.
 ///
 /// ```
-/// use smtp_tls_examples::relay::inbound::InboundLimits;
+/// use relay::inbound::InboundLimits;
 /// let l = InboundLimits::default();
 /// assert_eq!(l.command_timeout_secs, 300); // RFC 5321 §4.5.3.2.7
 /// assert_eq!(l.max_line_length, 1000);     // RFC 5321 §4.5.3.1.6

@@ -40,7 +40,7 @@ pub struct TraceInfo<'a> {
 /// parentheses (no header injection, no comment breaking).
 ///
 /// ```
-/// use smtp_tls_examples::relay::inbound::{TraceInfo, received_header};
+/// use relay::inbound::{TraceInfo, received_header};
 /// let h = received_header(&TraceInfo {
 ///     helo: Some("client.example\r\nX-Evil: 1"), esmtp: true, ptr: Some("host.example"),
 ///     ip: "127.0.0.1".parse()?,
@@ -71,7 +71,7 @@ pub fn received_header(t: &TraceInfo<'_>) -> String {
         .filter(|p| !p.is_empty())
         .map_or_else(String::new, |p| format!("{p} "));
     let mut h = format!(
-        "Received: from {helo} ({ptr}[{}])\r\n\tby {} (smtp-tls-examples relay) with {with} id {}",
+        "Received: from {helo} ({ptr}[{}])\r\n\tby {} (relay) with {with} id {}",
         t.ip.to_canonical(),
         clean(t.by),
         clean(t.id)

@@ -15,7 +15,7 @@ use super::policy::{ConnectAction, ConnectionPolicy};
 use super::received::{TraceInfo, received_header};
 use super::transaction::{Reply, Transaction};
 use super::{ListenerContext, facts, shutting_down};
-use crate::relay::{Envelope, TlsInfo};
+use crate::{Envelope, TlsInfo};
 
 /// Runs one connection to its end. Never returns an error: every problem is an SMTP reply, a
 /// closed connection and a log event.

@@ -98,7 +98,7 @@ pub struct Collected {
 /// The mail transaction state machine of one connection.
 ///
 /// ```
-/// use smtp_tls_examples::relay::inbound::{
+/// use relay::inbound::{
 ///     DomainSet, RelayControl, Transaction, TransactionLimits,
 /// };
 /// let limits = TransactionLimits { max_message_size: 1000, max_recipients: 2, max_messages: 1 };
@@ -107,7 +107,7 @@ pub struct Collected {
 /// assert_eq!(t.rcpt("b@example.org").code, 250);
 /// assert_eq!(t.rcpt("b@elsewhere.test").code, 550); // relay denied
 /// assert_eq!(t.data().code, 354);
-/// # Ok::<(), smtp_tls_examples::relay::inbound::InboundError>(())
+/// # Ok::<(), relay::inbound::InboundError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Transaction {

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
 use super::context::Context;
-use crate::relay::{Envelope, MessageId};
+use crate::{Envelope, MessageId};
 
 /// Logs the alert and, rate-limited, spools the alert message.
 pub(crate) async fn raise(ctx: &Context, alert: &RequiredTlsAlert) {

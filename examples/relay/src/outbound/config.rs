@@ -30,7 +30,7 @@ use serde::Deserialize;
 use smtp_tls_policy::destination::{DaneSetting, DestinationControls, DestinationEntry, TlsMode};
 
 use super::error::OutboundError;
-use crate::relay::RetryPolicy;
+use crate::RetryPolicy;
 
 /// Most routes accepted.
 pub const MAX_ROUTES: usize = 10_000;
@@ -48,7 +48,7 @@ pub(crate) const CATCH_ALL: &str = "*";
 /// The `[delivery]` table. Every field has a default, so the table may be absent.
 ///
 /// ```
-/// use smtp_tls_examples::relay::outbound::OutboundConfig;
+/// use relay::outbound::OutboundConfig;
 /// let c: OutboundConfig = toml::from_str("local_domains = [\"example.test\"]\n").unwrap();
 /// assert!(c.is_local_domain("EXAMPLE.test"));
 /// assert_eq!(c.max_messages_per_connection, 100);
@@ -682,8 +682,8 @@ mod tests {
     #[test]
     fn outbound_errors_fold_into_the_relay_error() {
         let c: OutboundConfig = toml::from_str("connect_timeout_secs = 0").unwrap();
-        let e: crate::relay::RelayError = c.validate().unwrap_err().into();
-        assert!(matches!(e, crate::relay::RelayError::Outbound(_)));
+        let e: crate::RelayError = c.validate().unwrap_err().into();
+        assert!(matches!(e, crate::RelayError::Outbound(_)));
         assert_eq!(
             e.to_string(),
             "delivery.connect_timeout_secs: must be at least 1"

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use super::alert;
 use super::context::Context;
 use super::transaction::Session;
-use crate::relay::Diagnostic;
+use crate::Diagnostic;
 
 /// A next hop: an MX host or a route host.
 #[derive(Debug, Clone)]

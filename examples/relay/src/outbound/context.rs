@@ -13,8 +13,8 @@ use super::OutboundHandle;
 use super::config::OutboundConfig;
 use super::dns::Dns;
 use super::error::OutboundError;
-use crate::relay::local::Maildir;
-use crate::relay::{MessageId, Queue, Spool};
+use crate::local::Maildir;
+use crate::{MessageId, Queue, Spool};
 
 /// The client certificate presented on outgoing TLS connections.
 pub(crate) type ClientCert = (Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>);

@@ -16,8 +16,8 @@ use super::context::Context;
 use super::dns::NoRoute;
 use super::persist;
 use super::transaction::Session;
-use crate::relay::queue::{AttemptOutcome, Job};
-use crate::relay::{Diagnostic, Envelope};
+use crate::queue::{AttemptOutcome, Job};
+use crate::{Diagnostic, Envelope};
 
 /// Where a destination's mail goes.
 enum Plan {

@@ -1,8 +1,8 @@
 //! Errors of the outbound half: configuration problems found by
 //! [`OutboundConfig::validate`](super::OutboundConfig::validate) and start-up failures of
 //! [`Outbound::start`](super::Outbound::start). Spool failures are
-//! [`RelayError`](crate::relay::RelayError)s, which wraps this enum as
-//! [`RelayError::Outbound`](crate::relay::RelayError::Outbound) (one enum per concern: the
+//! [`RelayError`](crate::RelayError)s, which wraps this enum as
+//! [`RelayError::Outbound`](crate::RelayError::Outbound) (one enum per concern: the
 //! relay core's errors and the `[delivery]` configuration's).
 
 use std::path::PathBuf;

@@ -1,13 +1,13 @@
 //! The outbound half of the relay: the delivery engine.
 //!
-//! A queue runner owns the retry [`Queue`](crate::relay::Queue): it takes the due jobs (one
+//! A queue runner owns the retry [`Queue`](crate::Queue): it takes the due jobs (one
 //! message's pending recipients at one destination domain), groups them by destination and
 //! starts at most `max_connections_per_destination` delivery tasks per destination and at most
 //! `max_concurrent_deliveries` over all destinations (round robin over the waiting
 //! destinations), each delivering up to `max_messages_per_connection` messages over one
 //! connection (RSET between them).
 //!
-//! Per destination: a local domain goes to the maildir ([`crate::relay::local`]); a domain with an
+//! Per destination: a local domain goes to the maildir ([`crate::local`]); a domain with an
 //! SMTP route goes to the route's hosts in order; any other domain to its MX hosts (RFC 5321
 //! §5.1: no MX → the domain's own address records; RFC 7505 null MX → bounce). Per connection
 //! attempt, smtp-tls-policy's delivery machine decides STARTTLS, verification, plaintext retry,
@@ -40,7 +40,7 @@ pub use config::{
 };
 pub use error::OutboundError;
 
-use crate::relay::{Envelope, Spool};
+use crate::{Envelope, Spool};
 
 /// The running delivery engine (see the module documentation). Created by
 /// [`Outbound::start`]; it runs until the shutdown signal.

@@ -17,7 +17,7 @@
 //!
 //! **Fast path: everything delivered.** When an attempt leaves every recipient final and owes
 //! no DSN (the common case: all delivered), the envelope is not rewritten: the message goes
-//! straight to [`Spool::remove`](crate::relay::Spool::remove) (a tombstone appended with the
+//! straight to [`Spool::remove`](crate::Spool::remove) (a tombstone appended with the
 //! next group-commit batch, or its whole segment unlinked). That saves an overlay file write, its
 //! fsync and a directory fsync per message. The duplicate window is unchanged: a crash after the
 //! peer's `250` and before the removal is durable re-delivers the message, exactly as a crash
@@ -29,8 +29,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::context::Context;
-use crate::relay::queue::{AttemptOutcome, Job};
-use crate::relay::{Envelope, RecipientState, RelayError, dsn};
+use crate::queue::{AttemptOutcome, Job};
+use crate::{Envelope, RecipientState, RelayError, dsn};
 
 /// Envelope-update attempts before giving up on one record (the spool keeps its earlier state).
 const UPDATE_ATTEMPTS: u32 = 3;
@@ -135,7 +135,7 @@ fn keep_pending(
     queue.insert(env.clone());
 }
 
-/// [`Spool::update`](crate::relay::Spool::update) with a few bounded retries.
+/// [`Spool::update`](crate::Spool::update) with a few bounded retries.
 async fn update(ctx: &Context, env: &Envelope) -> Result<(), RelayError> {
     let mut pause = UPDATE_RETRY;
     let mut attempt = 1;

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use super::super::OutboundHandle;
 use super::super::config::OutboundConfig;
 use super::*;
-use crate::relay::spool::Failing;
-use crate::relay::{Diagnostic, MessageId, Spool, SpoolConfig};
+use crate::spool::Failing;
+use crate::{Diagnostic, MessageId, Spool, SpoolConfig};
 
 const BODY: &[u8] = b"Subject: hello\r\n\r\nhi\r\n";
 

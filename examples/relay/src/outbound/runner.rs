@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 
 use super::context::Context;
 use super::deliver::deliver_batch;
-use crate::relay::Envelope;
-use crate::relay::queue::Job;
+use crate::Envelope;
+use crate::queue::Job;
 
 /// Most jobs taken from the queue per wake-up.
 const MAX_DUE: usize = 10_000;

@@ -8,7 +8,7 @@ use smtp_tls_policy::smtp::{EhloCapabilities, Reply, ReplyAccumulator};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::relay::{AttemptOutcome, Diagnostic};
+use crate::{AttemptOutcome, Diagnostic};
 
 /// The transaction's timeouts (RFC 5321 §4.5.3.2). Each bounds a whole reply (every line of a
 /// multi-line reply together) or a whole write, never a single line or chunk: a peer that
@@ -429,7 +429,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::{Session, Timeouts, dot_stuff};
-    use crate::relay::AttemptOutcome;
+    use crate::AttemptOutcome;
 
     /// Writes a `lines`-line `250` reply, one line every `every`.
     async fn drip(tcp: &mut TcpStream, lines: usize, every: Duration) {

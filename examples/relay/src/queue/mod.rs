@@ -46,7 +46,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use smtp_tls_examples::relay::RetryPolicy;
+    /// use relay::RetryPolicy;
     /// let p = RetryPolicy::new(Duration::from_secs(60), Duration::from_secs(3600), 20,
     ///     Duration::from_secs(86400)).unwrap();
     /// assert_eq!(p.backoff_bounds(3), (Duration::from_secs(240), Duration::from_secs(288)));

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::envelope::MessageId;
-use super::error::RelayError;
-use super::spool::lock;
-use super::spool_file::{ENV_EXT, OutRecord, segment_name};
-use super::spool_index::{Index, Outcome, Plan, PlanRecord, Target, Unlink, Want};
-use super::spool_io::{self, Active};
+use super::file::{ENV_EXT, OutRecord, segment_name};
+use super::index::{Index, Outcome, Plan, PlanRecord, Target, Unlink, Want};
+use super::io::{self, Active};
+use super::lock;
+use crate::envelope::MessageId;
+use crate::error::RelayError;
 
 /// One operation handed to the committer.
 #[derive(Debug)]
@@ -207,7 +207,7 @@ fn execute(dir: &Path, ops: &[Op], plan: &Plan, active: &mut Option<Active>) -> 
         .iter()
         .map(|&i| match &ops[i] {
             Op::Update { id, envelope } => {
-                spool_io::write_overlay(&dir.join(format!("{id}.{ENV_EXT}")), envelope)
+                io::write_overlay(&dir.join(format!("{id}.{ENV_EXT}")), envelope)
             }
             other => Err(RelayError::UnknownMessage {
                 id: other.id().to_string(),
@@ -218,7 +218,7 @@ fn execute(dir: &Path, ops: &[Op], plan: &Plan, active: &mut Option<Active>) -> 
         .unlinks
         .iter()
         .map(|u| {
-            spool_io::unlink(&dir.join(match u {
+            io::unlink(&dir.join(match u {
                 Unlink::Overlay(id) => format!("{id}.{ENV_EXT}"),
                 Unlink::Segment(no) => segment_name(*no),
             }))
@@ -227,7 +227,7 @@ fn execute(dir: &Path, ops: &[Op], plan: &Plan, active: &mut Option<Active>) -> 
     let dir = if overlays.is_empty() && unlinks.is_empty() {
         Ok(())
     } else {
-        spool_io::fsync_dir(dir)
+        io::fsync_dir(dir)
     };
     Outcome {
         segment,
@@ -247,7 +247,7 @@ fn write_records(
 ) -> Result<(Vec<u64>, u64), RelayError> {
     match (target, active.as_mut()) {
         (Target::Append(no), Some(a)) if a.no == no => {
-            let r = spool_io::append_batch(dir, a, records).map(|o| (o, a.len()));
+            let r = io::append_batch(dir, a, records).map(|o| (o, a.len()));
             if r.is_err() {
                 *active = None;
             }
@@ -255,7 +255,7 @@ fn write_records(
         }
         (Target::Create(no), _) => {
             *active = None;
-            let (a, offsets) = spool_io::create_segment(dir, no, records)?;
+            let (a, offsets) = io::create_segment(dir, no, records)?;
             let len = a.len();
             *active = Some(a);
             Ok((offsets, len))

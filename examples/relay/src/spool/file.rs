@@ -5,7 +5,7 @@
 //! newest segment is an append-only log: each group-commit batch appends its records and a
 //! commit line, then one `fdatasync` makes the whole batch durable. A segment is closed (a new
 //! one started) past [`ROTATE_BYTES`] or after a restart, and unlinked once nothing in it is
-//! needed any more (see `spool_index`).
+//! needed any more (see `index`).
 //!
 //! ```text
 //! SPOOLSEG1\n
@@ -27,12 +27,12 @@
 //! message's segment record.
 //!
 //! The file operations on these (appending a batch, atomic overlay writes, fsyncs) are in
-//! `spool_io`.
+//! `io`.
 
 use std::io::{BufRead, Read, Write};
 
-use super::envelope::{Envelope, MessageId};
-use super::error::SpoolDefect;
+use crate::envelope::{Envelope, MessageId};
+use crate::error::SpoolDefect;
 
 /// The magic first word of an envelope overlay.
 pub(crate) const MAGIC: &str = "SPOOL1";
@@ -322,5 +322,5 @@ fn read_line(r: &mut impl BufRead) -> Result<Option<String>, ()> {
 }
 
 #[cfg(test)]
-#[path = "spool_file_tests.rs"]
+#[path = "file_tests.rs"]
 mod tests;

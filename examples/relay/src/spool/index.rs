@@ -4,7 +4,7 @@
 //!
 //! # Segments
 //! Batches are appended to the **active** (newest) segment; past
-//! [`ROTATE_BYTES`](super::spool_file::ROTATE_BYTES), after a failed append, or after a restart
+//! [`ROTATE_BYTES`](super::file::ROTATE_BYTES), after a failed append, or after a restart
 //! a new segment is started and the old one is closed.
 //!
 //! # Removing messages from segments
@@ -23,9 +23,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::envelope::MessageId;
-use super::error::RelayError;
-use super::spool_file::{ROTATE_BYTES, SegNo};
+use super::file::{ROTATE_BYTES, SegNo};
+use crate::envelope::MessageId;
+use crate::error::RelayError;
 
 /// Where a live message's body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -459,5 +459,5 @@ impl Index {
 }
 
 #[cfg(test)]
-#[path = "spool_index_tests.rs"]
+#[path = "index_tests.rs"]
 mod tests;

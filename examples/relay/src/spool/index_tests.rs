@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::*;
-use crate::relay::spool_file::ROTATE_BYTES;
+use crate::spool::file::ROTATE_BYTES;
 
 /// What is on disk: segments and their records, overlays.
 #[derive(Debug, Default, Clone)]

@@ -1,17 +1,17 @@
 //! The blocking file operations of the spool: creating and appending to segments, overlay
 //! files written atomically (`<name>.tmp`, fsync, rename over `<name>`, directory fsync: a file
-//! is either absent or complete), unlinks, fsyncs and reads. The layout is in `spool_file`.
+//! is either absent or complete), unlinks, fsyncs and reads. The layout is in `file`.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::envelope::Envelope;
-use super::error::{RelayError, SpoolDefect};
-use super::spool_file::{
+use super::file::{
     MAGIC, MAX_ENVELOPE_BYTES, MAX_HEADER, OutRecord, SEGMENT_MAGIC, SegNo, TMP_EXT, encode_batch,
     segment_name,
 };
+use crate::envelope::Envelope;
+use crate::error::{RelayError, SpoolDefect};
 
 /// The newest segment, open for appending.
 #[derive(Debug)]

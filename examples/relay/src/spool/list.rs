@@ -5,12 +5,12 @@ use std::fs::{self, File};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use super::envelope::{Envelope, MessageId};
-use super::error::RelayError;
+use super::file::{self, ENV_EXT, InRecord, SegNo};
+use super::index::{Found, Index};
+use super::io;
 use super::recover::as_found;
-use super::spool_file::{self, ENV_EXT, InRecord, SegNo};
-use super::spool_index::{Found, Index};
-use super::spool_io;
+use crate::envelope::{Envelope, MessageId};
+use crate::error::RelayError;
 
 /// The messages in a spool directory with their latest envelopes, oldest first, read without
 /// changing anything (like `mailq`): safe while a relay is using the spool. A batch still being
@@ -20,7 +20,7 @@ use super::spool_io;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use smtp_tls_examples::relay::{Envelope, Spool, SpoolConfig, list_spool};
+/// use relay::{Envelope, Spool, SpoolConfig, list_spool};
 /// let dir = tempfile::tempdir()?;
 /// let (spool, _) = Spool::open(dir.path(), SpoolConfig::default()).await?;
 /// let env = Envelope::new("a@example.org", ["b@example.net"], std::time::SystemTime::now());
@@ -36,7 +36,7 @@ pub fn list_spool(dir: &Path) -> Result<Vec<Envelope>, RelayError> {
     for entry in fs::read_dir(dir).map_err(|e| RelayError::io("readdir", dir, &e))? {
         let entry = entry.map_err(|e| RelayError::io("readdir", dir, &e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(no) = spool_file::parse_segment_name(&name) {
+        if let Some(no) = file::parse_segment_name(&name) {
             segs.insert(no, entry.path());
         } else if let Some(id) = name
             .strip_suffix(&format!(".{ENV_EXT}"))
@@ -53,7 +53,7 @@ pub fn list_spool(dir: &Path) -> Result<Vec<Envelope>, RelayError> {
         let Ok(file) = File::open(&path) else {
             continue;
         };
-        let scan = spool_file::scan_segment(&mut BufReader::with_capacity(256 << 10, file));
+        let scan = file::scan_segment(&mut BufReader::with_capacity(256 << 10, file));
         found.insert(no, scan.records.iter().map(|r| as_found(no, r)).collect());
         for r in scan.records {
             if let InRecord::Msg { envelope, .. } = r {
@@ -69,7 +69,7 @@ pub fn list_spool(dir: &Path) -> Result<Vec<Envelope>, RelayError> {
             Some(
                 overlays
                     .get(id)
-                    .and_then(|p| spool_io::read_overlay(p).ok())
+                    .and_then(|p| io::read_overlay(p).ok())
                     .filter(|o| &o.id == id)
                     .unwrap_or(env),
             )

@@ -7,9 +7,9 @@
 //!   §6.1).
 //! - [`Spool::update`] writes the envelope (per-recipient state) the same way into `<id>.env`,
 //!   which supersedes the envelope in the segment. Once it returns, a restart never re-delivers
-//!   a recipient marked [`Delivered`](super::RecipientState::Delivered).
+//!   a recipient marked [`Delivered`](crate::RecipientState::Delivered).
 //! - [`Spool::remove`] makes a message's end durable: its segment is unlinked if nothing else
-//!   in it is live, else a tombstone is written (see `spool_index`). Once it returns, a restart
+//!   in it is live, else a tombstone is written (see `index`). Once it returns, a restart
 //!   never re-delivers the message.
 //! - **Duplicate window**: if the next hop accepted the message (`250`) and the relay crashed
 //!   before `update`/`remove` returned, the recipient is still `Pending` on disk and is
@@ -29,13 +29,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::envelope::{Envelope, MessageId};
-use super::error::RelayError;
-use super::recover::{self, Recovery};
-use super::spool_commit::{BodyCache, Committer, Job, Op};
-use super::spool_file::{self, SegNo};
-use super::spool_index::Index;
-use super::spool_io;
+use crate::envelope::{Envelope, MessageId};
+use crate::error::RelayError;
+use commit::{BodyCache, Committer, Job, Op};
+use file::SegNo;
+use index::Index;
+
+mod commit;
+mod file;
+mod index;
+mod io;
+mod list;
+mod recover;
+
+pub use list::list_spool;
+pub use recover::{QUARANTINE_DIR, Quarantined, Recovery};
 
 /// How operations are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +127,7 @@ struct Inner {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use smtp_tls_examples::relay::{Envelope, Spool, SpoolConfig};
+/// use relay::{Envelope, Spool, SpoolConfig};
 /// let dir = tempfile::tempdir()?;
 /// let (spool, recovery) = Spool::open(dir.path(), SpoolConfig::default()).await?;
 /// assert!(recovery.messages.is_empty());
@@ -265,13 +273,13 @@ impl Spool {
             .locate(id)
             .ok_or_else(|| RelayError::UnknownMessage { id: id.to_string() })?;
         let path = self.segment_path(loc.seg);
-        tokio::task::spawn_blocking(move || spool_io::read_at(&path, loc.body_offset, loc.body_len))
+        tokio::task::spawn_blocking(move || io::read_at(&path, loc.body_offset, loc.body_len))
             .await
             .map_err(|_| RelayError::CommitterStopped)?
     }
 
     fn segment_path(&self, no: SegNo) -> PathBuf {
-        self.inner.dir.join(spool_file::segment_name(no))
+        self.inner.dir.join(file::segment_name(no))
     }
 
     /// Tests: makes commits fail (or succeed again), like a failing disk.

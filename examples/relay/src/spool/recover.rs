@@ -12,11 +12,11 @@ use std::fs::{self, File};
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use super::envelope::{Envelope, MessageId};
-use super::error::{RelayError, SpoolDefect};
-use super::spool_file::{self, ENV_EXT, InRecord, OutRecord, SegNo, TMP_EXT};
-use super::spool_index::{Found, Index, Loc};
-use super::spool_io;
+use super::file::{self, ENV_EXT, InRecord, OutRecord, SegNo, TMP_EXT};
+use super::index::{Found, Index, Loc};
+use super::io;
+use crate::envelope::{Envelope, MessageId};
+use crate::error::{RelayError, SpoolDefect};
 
 /// Name of the quarantine sub-directory of the spool.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -77,7 +77,7 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
         if name == QUARANTINE_DIR {
             continue;
         }
-        if let Some(no) = spool_file::parse_segment_name(&name) {
+        if let Some(no) = file::parse_segment_name(&name) {
             seg_files.insert(no, path);
         } else if let Some(id) = name
             .strip_suffix(&format!(".{ENV_EXT}"))
@@ -93,7 +93,7 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
     let last_seg = seg_files.keys().next_back().copied().unwrap_or(0);
     for (no, path) in seg_files {
         let file = File::open(&path).map_err(|e| RelayError::io("open", &path, &e))?;
-        let scan = spool_file::scan_segment(&mut BufReader::with_capacity(256 << 10, file));
+        let scan = file::scan_segment(&mut BufReader::with_capacity(256 << 10, file));
         match scan.defect {
             None => {
                 segments.insert(no, scan.records);
@@ -168,7 +168,7 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
                 body_len,
             } = r
                 && !dead.contains(&(d.no, envelope.id.clone()))
-                && let Ok(body) = spool_io::read_at(&d.path, *body_offset, *body_len)
+                && let Ok(body) = io::read_at(&d.path, *body_offset, *body_len)
             {
                 salvage.push((envelope.as_ref().clone(), body));
                 n += 1;
@@ -223,13 +223,13 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
         if !live.contains_key(&id) && !in_salvage {
             if stored_ids.contains(&id) {
                 tracing::info!(file = %path.display(), "spool: stale envelope of a finished message removed");
-                spool_io::unlink(&path)?;
+                io::unlink(&path)?;
             } else {
                 bad.push((path.clone(), RelayError::Orphan { path }, 0));
             }
             continue;
         }
-        match spool_io::read_overlay(&path).and_then(|env| check_id(&path, &id, env)) {
+        match io::read_overlay(&path).and_then(|env| check_id(&path, &id, env)) {
             Ok(env) => {
                 latest.insert(id.clone(), env);
                 overlay_ids.push(id);
@@ -257,7 +257,7 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
         if let Some(s) = live.remove(&id) {
             let expected = latest.get(&id).unwrap_or(&s.envelope).body_len;
             let reason = RelayError::Corrupt {
-                path: dir.join(spool_file::segment_name(s.seg)),
+                path: dir.join(file::segment_name(s.seg)),
                 defect: SpoolDefect::LengthMismatch {
                     expected,
                     actual: s.loc.body_len,
@@ -266,7 +266,7 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
             let moved = extract(dir, &qdir, &s)?;
             tombstones.push((s.seg, id));
             extracted.push(Quarantined {
-                original: dir.join(spool_file::segment_name(s.seg)),
+                original: dir.join(file::segment_name(s.seg)),
                 moved_to: moved,
                 reason,
                 salvaged: 0,
@@ -304,7 +304,7 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
                 .iter()
                 .map(|(seg, id)| OutRecord::Done { seg: *seg, id }),
         );
-        let (_, offsets) = spool_io::create_segment(dir, recovery_seg, &out)?;
+        let (_, offsets) = io::create_segment(dir, recovery_seg, &out)?;
         let mut recs: Vec<Found> = Vec::new();
         for ((env, body), off) in salvage.iter().zip(offsets) {
             let loc = Loc {
@@ -350,8 +350,8 @@ pub(crate) fn recover(dir: &Path) -> Result<(Recovery, Index), RelayError> {
         });
     }
     if !out.quarantined.is_empty() {
-        spool_io::fsync_dir(&qdir)?;
-        spool_io::fsync_dir(dir)?;
+        io::fsync_dir(&qdir)?;
+        io::fsync_dir(dir)?;
     }
     let index = Index::rebuild(&found, &overlay_ids);
     out.messages = live
@@ -401,13 +401,13 @@ fn check_id(path: &Path, id: &MessageId, env: Envelope) -> Result<Envelope, Rela
 /// Copies a message out of its segment into `quarantine/<id>.msg` (`SPOOL1 <envelope-len>
 /// <body-len>\n<envelope>\n<body>`, fsynced) before it is tombstoned.
 fn extract(dir: &Path, qdir: &Path, s: &Stored) -> Result<PathBuf, RelayError> {
-    let seg = dir.join(spool_file::segment_name(s.seg));
-    let body = spool_io::read_at(&seg, s.loc.body_offset, s.loc.body_len)?;
+    let seg = dir.join(file::segment_name(s.seg));
+    let body = io::read_at(&seg, s.loc.body_offset, s.loc.body_len)?;
     let json = serde_json::to_vec(&s.envelope).map_err(|_| RelayError::Unencodable {
         id: s.envelope.id.to_string(),
     })?;
     let target = free_name(qdir, &format!("{}.msg", s.envelope.id));
-    spool_io::write_atomic(&target, |w| {
+    io::write_atomic(&target, |w| {
         w.write_all(format!("SPOOL1 {} {}\n", json.len(), body.len()).as_bytes())?;
         w.write_all(&json)?;
         w.write_all(b"\n")?;
@@ -418,7 +418,7 @@ fn extract(dir: &Path, qdir: &Path, s: &Stored) -> Result<PathBuf, RelayError> {
 
 fn report_extracted(dir: &Path, s: &Stored, moved_to: PathBuf, reason: RelayError) {
     tracing::warn!(id = %s.envelope.id, to = %moved_to.display(), %reason,
-        segment = %dir.join(spool_file::segment_name(s.seg)).display(),
+        segment = %dir.join(file::segment_name(s.seg)).display(),
         "spool: message taken out of the queue and quarantined");
 }
 
@@ -428,14 +428,14 @@ fn set_tail_aside(path: &Path, from: u64, qdir: &Path) -> Result<PathBuf, RelayE
     let len = fs::metadata(path)
         .map_err(|e| RelayError::io("stat", path, &e))?
         .len();
-    let tail = spool_io::read_at(path, from, len.saturating_sub(from))?;
+    let tail = io::read_at(path, from, len.saturating_sub(from))?;
     let name = path
         .file_name()
         .map_or_else(|| "segment".into(), |n| n.to_string_lossy().into_owned());
     let target = free_name(qdir, &format!("{name}.tail"));
-    spool_io::write_atomic(&target, |w| w.write_all(&tail))?;
-    spool_io::fsync_dir(qdir)?;
-    spool_io::truncate(path, from)?;
+    io::write_atomic(&target, |w| w.write_all(&tail))?;
+    io::fsync_dir(qdir)?;
+    io::truncate(path, from)?;
     Ok(target)
 }
 

@@ -183,12 +183,12 @@ connect_timeout_secs = 5
 
     /// Messages in the spool (read-only listing, safe while the relay runs).
     pub fn spooled(&self) -> usize {
-        smtp_tls_examples::relay::list_spool(&self.dir.path().join("spool")).map_or(0, |v| v.len())
+        relay::list_spool(&self.dir.path().join("spool")).map_or(0, |v| v.len())
     }
 
     /// The spooled envelope of message `id`, if it is in the spool.
-    pub fn spooled_envelope(&self, id: &str) -> Option<smtp_tls_examples::relay::Envelope> {
-        smtp_tls_examples::relay::list_spool(&self.dir.path().join("spool"))
+    pub fn spooled_envelope(&self, id: &str) -> Option<relay::Envelope> {
+        relay::list_spool(&self.dir.path().join("spool"))
             .ok()?
             .into_iter()
             .find(|e| e.id.to_string() == id)
@@ -403,5 +403,5 @@ pub fn wait_until(limit: Duration, what: impl Fn() -> String, mut pred: impl FnM
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

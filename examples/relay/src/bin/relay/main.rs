@@ -1,5 +1,5 @@
 //! `relay`: the example SMTP relay composing hat-match, smtp-tls-policy, dane-verify and
-//! cert-store (see `examples/README-relay.md`).
+//! cert-store (see `examples/relay/README.md`).
 //!
 //! ```text
 //! relay [--config FILE] [--listen ADDR] [--log-format text|json]
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use smtp_tls_examples::relay::config::{self, LogFormat, RelayConfig};
+use relay::config::{self, LogFormat, RelayConfig};
 
 /// The example relay: listeners with a Host Access Table and STARTTLS, a durable spool, and
 /// delivery with per-destination TLS policy and DANE.

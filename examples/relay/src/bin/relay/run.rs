@@ -4,12 +4,10 @@ use std::sync::Arc;
 
 use cert_store::CertStore;
 use hat_match::resolver::{HatResolver, ResolverLimits};
-use smtp_tls_examples::relay::config::RelayConfig;
-use smtp_tls_examples::relay::inbound::{
-    self, ConnectionCounter, Enqueue, InboundError, ListenerContext,
-};
-use smtp_tls_examples::relay::outbound::Outbound;
-use smtp_tls_examples::relay::{Envelope, Spool};
+use relay::config::RelayConfig;
+use relay::inbound::{self, ConnectionCounter, Enqueue, InboundError, ListenerContext};
+use relay::outbound::Outbound;
+use relay::{Envelope, Spool};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
