@@ -23,6 +23,33 @@
 //!
 //! Decisions are sans-IO: pure functions and state machines over parsed values and given facts;
 //! only `io` touches sockets.
+//!
+//! # One delivery decision: the hop plan
+//! [`plan`] composes the above into one call per next hop: recipient domain → destination
+//! policy, facts about one MX host (DNSSEC statuses, TLSA records) → [`HopPlan`] (connect / skip
+//! host / defer, SNI, reference identities, TLS requirement, an explanation as serde data) →
+//! [`HopPlan::verify_peer`] on the presented chain (PKIX per mode and DANE, once) → a
+//! [`PeerVerdict`] for the delivery state machine.
+//!
+//! ```
+//! # use dane_verify::{DnssecStatus::Secure, policy::{HostFacts, TlsaLookup}};
+//! # use smtp_tls_policy::{chain::TrustAnchors, destination::DestinationControls, *};
+//! # let key = rcgen::KeyPair::generate()?;
+//! # let cert = rcgen::CertificateParams::new(vec!["mx.example.net".into()])?.self_signed(&key)?;
+//! # let (chain, now) = (vec![cert.der().clone()], rustls::pki_types::UnixTime::now());
+//! # let records = dane_verify::server_tlsa_records(cert.der(), None)?; // `3 1 1` of the key
+//! let controls = DestinationControls::from_toml("d.toml", "[default]\ntls = \"required-verify\"\ndane = \"opportunistic\"")?;
+//! let policy = controls.lookup("example.com")?;
+//! let facts = HostFacts { next_hop: "example.com".into(), mx_host: "mx.example.net".into(),
+//!     mx_status: Secure, address_status: Secure, tlsa_base: "mx.example.net".into(),
+//!     tlsa: TlsaLookup::Found { records, status: Secure } };
+//! let plan = HopPlan::new(&policy, &facts, PlanOptions::new());
+//! assert_eq!(plan.pre_connect(), &PreConnect::Connect); // and DANE authenticates, not PKIX:
+//! let verdict = plan.verify_peer(&chain, &TrustAnchors::mozilla(), now);
+//! assert!(verdict.satisfies_requirement);
+//! println!("{}", serde_json::to_string(&plan)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
