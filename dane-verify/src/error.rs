@@ -84,6 +84,21 @@ pub enum Error {
         /// empty).
         found: String,
     },
+    /// A name taken from the leaf's subject CN to be used as a DNS identity breaks the dNSName
+    /// constraints of a CA on the validated path (RFC 5280 §4.2.1.10; rustls-webpki applies
+    /// them to SAN entries only). See [`crate::check_cn_name_constraints`].
+    #[error(
+        "{name:?} (from the subject CN, used as a DNS identity) {breach} of the CA at depth \
+         {depth} (RFC 5280 4.2.1.10 nameConstraints)"
+    )]
+    CnOutsideNameConstraints {
+        /// The name checked, as handed in.
+        name: String,
+        /// The CA's place in the validated path (1 = the leaf's issuer).
+        depth: usize,
+        /// How the name breaks its constraints.
+        breach: crate::ConstraintBreach,
+    },
     /// A DNS name (reference identity, MX host, TLSA base domain) is not valid.
     #[error("invalid DNS name {name:?}")]
     BadName {

@@ -9,6 +9,8 @@
 //! - [`server_tlsa_records`]: the records a server should publish for its own certificate.
 //! - [`check_server_key_usage`]: the leaf keyUsage rule (TLS server use) applied after every
 //!   validated DANE-TA/PKIX path, shared with PKIX verification.
+//! - [`check_cn_name_constraints`]: the dNSName constraints of a validated path applied to a
+//!   subject CN used as a DNS identity (RFC 5280 §4.2.1.10), shared with PKIX verification.
 //! - `resolver` (feature `resolver`): a hickory-resolver adapter that gathers the DNSSEC facts.
 //!
 //! # The RFC 7672 matrix
@@ -52,6 +54,9 @@ pub use cert::check_server_key_usage;
 pub use dnssec::DnssecStatus;
 pub use error::Error;
 pub use matching::{DaneEeNames, DaneMatcher, MatchMode, Outcome, Verdict};
+pub use names::{
+    ConstraintBreach, MAX_CN_CONSTRAINT_COMPARISONS, PathCa, check_cn_name_constraints,
+};
 pub use output::server_tlsa_records;
 pub use policy::{Action, DaneSetting};
 pub use tlsa::{CertUsage, Matching, Selector, TlsaRecord};

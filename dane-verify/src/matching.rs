@@ -28,7 +28,7 @@ use rustls_pki_types::{CertificateDer, Der, ServerName, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, anchor_from_trusted_cert};
 
 use crate::cert::{CertParts, check_server_key_usage, matches};
-use crate::names;
+use crate::names::{self, PathCa};
 use crate::tlsa::{CertUsage, Matching, Selector, TlsaRecord};
 pub use crate::verdict::{Outcome, Verdict};
 
@@ -419,7 +419,11 @@ impl DaneMatcher {
         if let Err(e) = check_server_key_usage(&peer.chain[0]) {
             return matched(Outcome::ChainError, record, depth, Some(e.to_string()));
         }
-        let cas: Vec<&[u8]> = path.cas.iter().map(AsRef::as_ref).collect();
+        let cas: Vec<PathCa<'_>> = path
+            .cas
+            .iter()
+            .map(|c| PathCa::Certificate(c.as_ref()))
+            .collect();
         match names::check(&peer.chain[0], &self.names, &cas, &peer.budget) {
             Ok(()) => matched(Outcome::Verified, record, depth, None),
             Err(e) => name_failure(record, depth, e),

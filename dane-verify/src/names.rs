@@ -1,4 +1,6 @@
-//! The leaf's name check for DANE-TA(2), PKIX and (generic mode, when asked) DANE-EE(3).
+//! The leaf's name check for DANE-TA(2), PKIX and (generic mode, when asked) DANE-EE(3), and
+//! the one rule that holds a subject CN used as a DNS identity to the name constraints of its
+//! path ([`check_cn_name_constraints`], shared with `smtp-tls-policy`'s PKIX verification).
 //!
 //! RFC 7672 §3.2.3: the reference identifiers are matched against the leaf's DNS-IDs (SAN
 //! dNSName), and against its CN-ID only when it has no DNS-ID — as OpenSSL's
@@ -8,17 +10,330 @@
 //! it is held to the dNSName constraints of every CA certificate on the validated path
 //! (RFC 5280 §4.2.1.10): both the CN and the reference name it matched must be permitted and not
 //! excluded. That work is bounded per verification by [`MAX_CN_CONSTRAINT_COMPARISONS`].
+//!
+//! Subtree matching follows rustls-webpki's reading of §4.2.1.10 (`subject_name/dns_name.rs`),
+//! so a CN and a SAN dNSName are held to the same rule:
+//! * `example.com` permits `example.com` and every name below it, whole labels only
+//!   (`badexample.com` is outside); ASCII case is ignored, one trailing dot of the name too;
+//! * `.example.com` (a leading period, NSS and rustls-webpki) permits only names strictly below
+//!   `example.com`;
+//! * the empty constraint covers every name;
+//! * a wildcard name is permitted only when every expansion is (`*.example.com` under
+//!   `example.com`), and excluded when some expansion could be (`*.com` under an excluded
+//!   `victim.com`, CVE-2025-61727);
+//! * a constraint that is not a host name (also one with a trailing dot), and a name that is not
+//!   ASCII, never permit and always exclude (fail closed);
+//! * constraints of other forms (iPAddress, rfc822Name, ...) do not apply to DNS names.
 
 use std::cell::Cell;
 
 use rustls_pki_types::{CertificateDer, DnsName, ServerName};
 use webpki::EndEntityCert;
-use x509_parser::extensions::{GeneralName, GeneralSubtree};
+use x509_parser::asn1_rs::{Any, Class, Tag};
+use x509_parser::extensions::{GeneralName, GeneralSubtree, NameConstraints};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// Most CN-against-subtree comparisons in one `DaneMatcher::verify` (every record and path
-/// tried): the budget rustls-webpki gives name-constraint checks of SANs.
-pub(crate) const MAX_CN_CONSTRAINT_COMPARISONS: usize = 250_000;
+use crate::Error;
+
+/// Most name-against-subtree comparisons [`check_cn_name_constraints`] makes in one
+/// verification (every name, record and path tried): the budget rustls-webpki gives its own
+/// name-constraint checks of SANs (from Go's `crypto/x509`).
+pub const MAX_CN_CONSTRAINT_COMPARISONS: usize = 250_000;
+
+/// How a name breaks the dNSName constraints of one CA.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConstraintBreach {
+    /// The CA lists permitted dNSName subtrees and the name is in none of them.
+    #[error("lies outside the permitted dNSName subtrees {permitted:?}")]
+    NotPermitted {
+        /// The permitted dNSName subtrees, as written in the certificate.
+        permitted: Vec<String>,
+    },
+    /// The name is in an excluded dNSName subtree.
+    #[error("lies in the excluded dNSName subtree {excluded:?}")]
+    Excluded {
+        /// The excluded subtree, as written in the certificate.
+        excluded: String,
+    },
+}
+
+/// A CA of a validated path, as [`check_cn_name_constraints`] reads its name constraints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathCa<'a> {
+    /// A CA certificate (DER): an intermediate, or the certificate of the trust anchor.
+    Certificate(&'a [u8]),
+    /// A trust anchor known only by subject and key (as `webpki-roots` ships them): the content
+    /// of its nameConstraints SEQUENCE, as `rustls_pki_types::TrustAnchor::name_constraints`
+    /// holds it.
+    AnchorNameConstraints(&'a [u8]),
+}
+
+/// Holds `names` — DNS identities taken from a leaf's subject CN (ASCII A-labels, any case, an
+/// optional trailing dot, maybe a `*.` wildcard) — to the dNSName constraints of every CA on
+/// `path` (RFC 5280 §4.2.1.10), as rustls-webpki holds the SAN dNSNames. `path` lists the CAs
+/// above the leaf, from its issuer (depth 1) up to the trust anchor.
+///
+/// `budget` is what is left of [`MAX_CN_CONSTRAINT_COMPARISONS`] for the verification: each
+/// constrained CA costs `names.len()` × its dNSName subtrees, charged before the work.
+///
+/// # Errors
+///
+/// * [`Error::CnOutsideNameConstraints`]: the first name, from the issuer up, that a CA does not
+///   permit or excludes;
+/// * [`Error::BadCertificate`]: a CA certificate or its nameConstraints cannot be parsed (at the
+///   CA's depth);
+/// * [`Error::Limit`]: the budget is spent (the chain is refused without deciding).
+///
+/// ```
+/// use std::cell::Cell;
+/// use dane_verify::{MAX_CN_CONSTRAINT_COMPARISONS, PathCa, check_cn_name_constraints};
+/// let key = rcgen::KeyPair::generate().unwrap();
+/// let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+/// ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+/// ca.name_constraints = Some(rcgen::NameConstraints {
+///     permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("example.net".into())],
+///     excluded_subtrees: vec![],
+/// });
+/// let ca = ca.self_signed(&key).unwrap();
+/// let path = [PathCa::Certificate(ca.der())];
+/// let budget = Cell::new(MAX_CN_CONSTRAINT_COMPARISONS);
+/// assert!(check_cn_name_constraints(&["MX.Example.NET."], &path, &budget).is_ok());
+/// assert!(matches!(
+///     check_cn_name_constraints(&["mx.victim.example"], &path, &budget),
+///     Err(dane_verify::Error::CnOutsideNameConstraints { depth: 1, .. })
+/// ));
+/// ```
+pub fn check_cn_name_constraints(
+    names: &[&str],
+    path: &[PathCa<'_>],
+    budget: &Cell<usize>,
+) -> Result<(), Error> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    for (i, ca) in path.iter().enumerate() {
+        let depth = i + 1;
+        let subtrees = match *ca {
+            PathCa::Certificate(der) => match certificate_subtrees(der, depth)? {
+                Some(subtrees) => subtrees,
+                None => continue,
+            },
+            PathCa::AnchorNameConstraints(content) => anchor_subtrees(content, depth)?,
+        };
+        // Charged up front, at the most it can cost: a pathological chain is refused before the
+        // work, not after.
+        let cost = names
+            .len()
+            .saturating_mul(subtrees.permitted.len() + subtrees.excluded.len());
+        let Some(left) = budget.get().checked_sub(cost) else {
+            let spent = MAX_CN_CONSTRAINT_COMPARISONS.saturating_sub(budget.get());
+            budget.set(0);
+            return Err(Error::Limit {
+                what: "CN name-constraint comparisons",
+                max: MAX_CN_CONSTRAINT_COMPARISONS,
+                found: spent.saturating_add(cost),
+            });
+        };
+        budget.set(left);
+        for name in names {
+            let dns_id = name.strip_suffix('.').unwrap_or(name);
+            if let Some(breach) = subtrees.check(dns_id) {
+                return Err(Error::CnOutsideNameConstraints {
+                    name: (*name).to_owned(),
+                    depth,
+                    breach,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Which subtree list a constraint comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subtrees {
+    Permitted,
+    Excluded,
+}
+
+/// The dNSName subtrees of one CA's nameConstraints, as written (compared ignoring ASCII case).
+#[derive(Debug, Default)]
+struct DnsSubtrees {
+    permitted: Vec<String>,
+    excluded: Vec<String>,
+}
+
+impl DnsSubtrees {
+    fn from_constraints(nc: &NameConstraints<'_>) -> Self {
+        let dns = |list: &Option<Vec<GeneralSubtree<'_>>>| {
+            list.iter()
+                .flatten()
+                .filter_map(|s| match s.base {
+                    GeneralName::DNSName(d) => Some(d.to_owned()),
+                    _ => None,
+                })
+                .collect()
+        };
+        Self {
+            permitted: dns(&nc.permitted_subtrees),
+            excluded: dns(&nc.excluded_subtrees),
+        }
+    }
+
+    /// The breach of `name` (a DNS-ID without trailing dot), if any. Without a permitted
+    /// dNSName subtree, every name not excluded is permitted (RFC 5280 §4.2.1.10).
+    fn check(&self, name: &str) -> Option<ConstraintBreach> {
+        if let Some(excluded) = self
+            .excluded
+            .iter()
+            .find(|base| within(name, base, Subtrees::Excluded))
+        {
+            return Some(ConstraintBreach::Excluded {
+                excluded: excluded.clone(),
+            });
+        }
+        let permitted = self.permitted.is_empty()
+            || self
+                .permitted
+                .iter()
+                .any(|base| within(name, base, Subtrees::Permitted));
+        (!permitted).then(|| ConstraintBreach::NotPermitted {
+            permitted: self.permitted.clone(),
+        })
+    }
+}
+
+/// Is `name` (a DNS-ID without trailing dot, maybe a `*.` wildcard) in the subtree `base`?
+fn within(name: &str, base: &str, subtrees: Subtrees) -> bool {
+    if base.is_empty() {
+        return true;
+    }
+    let (subdomains_only, host) = match base.strip_prefix('.') {
+        Some(rest) => (true, rest),
+        None => (false, base),
+    };
+    // A malformed constraint, or a name that is not ASCII (it could be the U-label form of a
+    // constrained A-label), never permits and always excludes (fail closed).
+    if !is_host_name(host) || !name.is_ascii() {
+        return subtrees == Subtrees::Excluded;
+    }
+    // Both are ASCII: compare ignoring case.
+    let below = name.len() > host.len()
+        && name
+            .get(name.len() - host.len()..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(host))
+        && name
+            .get(..name.len() - host.len())
+            .and_then(|prefix| prefix.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty());
+    let literal = below || (!subdomains_only && name.eq_ignore_ascii_case(host));
+    if literal || subtrees == Subtrees::Permitted {
+        // In a permitted subtree the wildcard label is taken literally: `*.example.com` is
+        // within `example.com`, `*.com` is not (some of its expansions are outside).
+        return literal;
+    }
+    // Excluded: could one expansion of the wildcard label fall inside the subtree? When the
+    // subtree's host is one label in front of the wildcard's parent (`.victim.com` is read so
+    // too, conservatively, as rustls-webpki does).
+    name.strip_prefix("*.").is_some_and(|parent| {
+        host.split_once('.')
+            .is_some_and(|(first, rest)| !first.is_empty() && rest.eq_ignore_ascii_case(parent))
+    })
+}
+
+/// RFC 1123 §2.1 host-name syntax, any case: labels of 1 to 63 letters, digits and inner
+/// hyphens, 253 octets in all (an all-digit last label is allowed in a constraint).
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// DER of the nameConstraints OID (2.5.29.30): a certificate without these octets has no
+/// nameConstraints extension, and is not parsed.
+const NAME_CONSTRAINTS_OID_DER: [u8; 5] = [0x06, 0x03, 0x55, 0x1d, 0x1e];
+
+/// The dNSName subtrees of a CA certificate's nameConstraints, if it has the extension. A
+/// certificate that does not parse whole, or whose extension does not parse or is repeated,
+/// is refused.
+fn certificate_subtrees(der: &[u8], depth: usize) -> Result<Option<DnsSubtrees>, Error> {
+    if !der
+        .windows(NAME_CONSTRAINTS_OID_DER.len())
+        .any(|w| w == NAME_CONSTRAINTS_OID_DER)
+    {
+        return Ok(None);
+    }
+    let bad = |reason: String| Error::BadCertificate { depth, reason };
+    let cert = match X509Certificate::from_der(der) {
+        Ok(([], cert)) => cert,
+        Ok((rest, _)) => return Err(bad(format!("{} bytes after the certificate", rest.len()))),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let nc = cert
+        .name_constraints()
+        .map_err(|e| bad(format!("nameConstraints extension cannot be parsed: {e}")))?;
+    Ok(nc.map(|nc| DnsSubtrees::from_constraints(nc.value)))
+}
+
+/// The dNSName subtrees of a trust anchor's nameConstraints (rustls-webpki keeps the content of
+/// the extension's SEQUENCE, without its tag and length): exactly an optional `[0]` permitted
+/// and an optional `[1]` excluded list, nothing after them.
+fn anchor_subtrees(content: &[u8], depth: usize) -> Result<DnsSubtrees, Error> {
+    let malformed = || Error::BadCertificate {
+        depth,
+        reason: "trust anchor nameConstraints cannot be parsed".into(),
+    };
+    // x509-parser ignores octets left over inside the SEQUENCE: walk the top level first.
+    let mut rest = content;
+    let mut tags = Vec::new();
+    while !rest.is_empty() {
+        let (next, any) = Any::from_der(rest).map_err(|_| malformed())?;
+        tags.push((any.class(), any.tag()));
+        rest = next;
+    }
+    let permitted = (Class::ContextSpecific, Tag(0));
+    let excluded = (Class::ContextSpecific, Tag(1));
+    let well_formed = match tags.as_slice() {
+        [] => true,
+        [only] => *only == permitted || *only == excluded,
+        [first, second] => *first == permitted && *second == excluded,
+        _ => false,
+    };
+    if !well_formed {
+        return Err(malformed());
+    }
+    if tags.is_empty() {
+        return Ok(DnsSubtrees::default());
+    }
+    let mut der = vec![0x30];
+    match u32::try_from(content.len()) {
+        Ok(short @ 0..=0x7f) => der.push(short as u8),
+        Ok(long) => {
+            let octets: Vec<u8> = long
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            der.push(0x80 | octets.len() as u8);
+            der.extend(octets);
+        }
+        Err(_) => return Err(malformed()),
+    }
+    der.extend_from_slice(content);
+    match NameConstraints::from_der(&der) {
+        Ok(([], nc)) => Ok(DnsSubtrees::from_constraints(&nc)),
+        _ => Err(malformed()),
+    }
+}
 
 /// Why a leaf's names do not pass.
 #[derive(Debug)]
@@ -29,13 +344,13 @@ pub(crate) enum NameFailure {
     Budget,
 }
 
-/// Checks that `leaf` is valid for one of `names`; `path_cas` are the DER certificates of the
-/// validated path above the leaf (intermediates and the anchor's certificate when known);
-/// `budget` is what is left of [`MAX_CN_CONSTRAINT_COMPARISONS`] for this verification.
+/// Checks that `leaf` is valid for one of `names`; `path_cas` are the CAs of the validated path
+/// above the leaf (intermediates, then the anchor's certificate when known); `budget` is what
+/// is left of [`MAX_CN_CONSTRAINT_COMPARISONS`] for this verification.
 pub(crate) fn check(
     leaf: &CertificateDer<'_>,
     names: &[ServerName<'static>],
-    path_cas: &[&[u8]],
+    path_cas: &[PathCa<'_>],
     budget: &Cell<usize>,
 ) -> Result<(), NameFailure> {
     use NameFailure::Mismatch;
@@ -81,10 +396,13 @@ pub(crate) fn check(
             if !cn_matches(cn, reference) {
                 continue;
             }
-            match constraints_allow(path_cas, cn, reference, budget) {
+            // Both the CN and the reference name it stands for are held to the constraints.
+            match check_cn_name_constraints(&[cn, reference], path_cas, budget) {
                 Ok(()) => return Ok(()),
-                Err(NameFailure::Budget) => return Err(NameFailure::Budget),
-                Err(e) => refused = Some(e),
+                Err(Error::Limit { .. }) => return Err(NameFailure::Budget),
+                Err(e) => {
+                    refused = Some(Mismatch(format!("CN-ID {cn:?} used for {reference}: {e}")))
+                }
             }
         }
     }
@@ -112,77 +430,12 @@ pub(crate) fn cn_matches(cn: &str, reference: &str) -> bool {
     DnsName::try_from(cn).is_ok() && cn.eq_ignore_ascii_case(reference)
 }
 
-/// The dNSName constraints of every certificate in `cas` allow `cn` and `reference`; each
-/// comparison is charged to `budget`, up front per certificate.
-fn constraints_allow(
-    cas: &[&[u8]],
-    cn: &str,
-    reference: &str,
-    budget: &Cell<usize>,
-) -> Result<(), NameFailure> {
-    use NameFailure::Mismatch;
-    for der in cas {
-        let (_, ca) = X509Certificate::from_der(der).map_err(|e| Mismatch(e.to_string()))?;
-        let Some(nc) = ca.name_constraints().map_err(|e| Mismatch(e.to_string()))? else {
-            continue;
-        };
-        let dns = |trees: &Option<Vec<GeneralSubtree<'_>>>| -> Vec<String> {
-            trees
-                .iter()
-                .flatten()
-                .filter_map(|t| match t.base {
-                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-                    _ => None,
-                })
-                .collect()
-        };
-        let permitted = dns(&nc.value.permitted_subtrees);
-        let excluded = dns(&nc.value.excluded_subtrees);
-        let cost = 2 * (permitted.len() + excluded.len());
-        match budget.get().checked_sub(cost) {
-            Some(left) => budget.set(left),
-            None => {
-                budget.set(0);
-                return Err(NameFailure::Budget);
-            }
-        }
-        for name in [cn, reference] {
-            let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-            let outside = !permitted.is_empty() && !permitted.iter().any(|b| within(&name, b));
-            if outside || excluded.iter().any(|b| within(&name, b)) {
-                return Err(Mismatch(format!(
-                    "CN-ID {cn:?} used for {reference} violates the name constraints of {} \
-                     (RFC 5280 4.2.1.10)",
-                    ca.subject()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether the lower-case `name` lies within the dNSName subtree `base` (RFC 5280
-/// §4.2.1.10): equal to it or below it; a base with a leading period (an OpenSSL convention)
-/// covers only names below it; the empty base covers everything.
-pub(crate) fn within(name: &str, base: &str) -> bool {
-    let base = base.strip_suffix('.').unwrap_or(base);
-    if base.is_empty() {
-        return true;
-    }
-    if base.starts_with('.') {
-        return name.len() > base.len() && name.ends_with(base);
-    }
-    name == base
-        || name
-            .strip_suffix(base)
-            .is_some_and(|head| head.ends_with('.'))
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
-    use super::{cn_matches, within};
+    use super::Subtrees::{Excluded, Permitted};
+    use super::{ConstraintBreach, DnsSubtrees, Subtrees, anchor_subtrees, cn_matches, within};
 
     /// Label by label: the plain reference for [`cn_matches`] on syntactically valid names.
     fn naive_cn_matches(cn: &str, reference: &str) -> bool {
@@ -218,7 +471,8 @@ mod tests {
         #[test]
         fn cn_matcher_never_panics(cn in "\\PC{0,40}", reference in "\\PC{0,40}") {
             let _ = cn_matches(&cn, &reference);
-            let _ = within(&cn, &reference);
+            let _ = within(&cn, &reference, Permitted);
+            let _ = within(&cn, &reference, Excluded);
         }
     }
 
@@ -255,7 +509,122 @@ mod tests {
             ("*.example.com", "example.com", true),
             ("mx.example.org", "example.com", false),
         ] {
-            assert_eq!(within(name, base), expected, "{name} in {base}");
+            // the same whichever list the subtree is in (no wildcard expansion involved)
+            for subtrees in [Permitted, Excluded] {
+                assert_eq!(
+                    within(name, base, subtrees),
+                    expected,
+                    "{name} in {subtrees:?} {base}"
+                );
+            }
         }
+    }
+
+    /// `(DNS-ID, subtree base, list, within?)`, after rustls-webpki's `dns_name.rs` table.
+    const CASES: &[(&str, &str, Subtrees, bool)] = &[
+        ("example.com", "example.com", Permitted, true),
+        ("mx.example.com", "example.com", Permitted, true),
+        ("a.b.example.com", "example.com", Permitted, true),
+        ("badexample.com", "example.com", Permitted, false),
+        ("example.org", "example.com", Permitted, false),
+        ("com", "example.com", Permitted, false),
+        ("mx.example.com", "Example.COM", Permitted, true),
+        ("MX.Example.com", "example.com", Permitted, true),
+        // Leading period: strictly below.
+        ("mx.example.com", ".example.com", Permitted, true),
+        ("example.com", ".example.com", Permitted, false),
+        ("xexample.com", ".example.com", Permitted, false),
+        ("example.com", ".example.com", Excluded, false),
+        ("mx.example.com", ".example.com", Excluded, true),
+        // The empty constraint covers everything.
+        ("anything.example", "", Permitted, true),
+        ("anything.example", "", Excluded, true),
+        // Wildcards: literal when permitted, any expansion when excluded.
+        ("*.example.com", "example.com", Permitted, true),
+        ("*.example.com", ".example.com", Permitted, true),
+        ("*.example.com", "mx.example.com", Permitted, false),
+        ("*.com", "example.com", Permitted, false),
+        ("*.com", "example.com", Excluded, true),
+        ("*.com", ".example.com", Excluded, true),
+        ("*.example.com", "mx.example.com", Excluded, true),
+        ("*.example.com", "a.mx.example.com", Excluded, false),
+        ("*.example.com", "example.com", Excluded, true),
+        ("*.org", "example.com", Excluded, false),
+        // Malformed constraints: never permit, always exclude.
+        ("mx.example.com", "*.example.com", Permitted, false),
+        ("mx.example.com", "*.example.com", Excluded, true),
+        ("mx.example.com", "example..com", Permitted, false),
+        ("mx.example.com", "example.com.", Permitted, false),
+        ("mx.example.com", "example.com.", Excluded, true),
+        ("mx.example.com", "exa mple.com", Excluded, true),
+        ("mx.example.com", "ex\u{e4}mple.com", Excluded, true),
+        // A name that is not ASCII: never permitted, always excluded.
+        ("b\u{fc}cher.example.com", "example.com", Permitted, false),
+        ("b\u{fc}cher.example.com", "other.example", Excluded, true),
+    ];
+
+    #[test]
+    fn subtree_table() {
+        for (name, base, subtrees, expected) in CASES {
+            assert_eq!(
+                within(name, base, *subtrees),
+                *expected,
+                "{name} in {subtrees:?} {base}"
+            );
+        }
+    }
+
+    #[test]
+    fn breach_order_and_permitted_default() {
+        let subtrees = DnsSubtrees {
+            permitted: vec!["example.com".into()],
+            excluded: vec!["victim.example.com".into()],
+        };
+        assert_eq!(subtrees.check("mx.example.com"), None);
+        assert_eq!(
+            subtrees.check("mx.victim.example.com"),
+            Some(ConstraintBreach::Excluded {
+                excluded: "victim.example.com".into()
+            })
+        );
+        assert_eq!(
+            subtrees.check("mx.other.example"),
+            Some(ConstraintBreach::NotPermitted {
+                permitted: vec!["example.com".into()]
+            })
+        );
+        // No permitted dNSName subtree: every name not excluded is permitted.
+        let only_excluded = DnsSubtrees {
+            permitted: Vec::new(),
+            excluded: vec!["victim.example".into()],
+        };
+        assert_eq!(only_excluded.check("mx.other.example"), None);
+    }
+
+    #[test]
+    fn anchor_constraints_round_trip() {
+        // [0] { SEQUENCE { [2] "allowed.example" } }, [1] { SEQUENCE { [2] "bad.example" } }
+        let mut content = vec![0xa0, 19, 0x30, 17, 0x82, 15];
+        content.extend(b"allowed.example");
+        content.extend([0xa1, 15, 0x30, 13, 0x82, 11]);
+        content.extend(b"bad.example");
+        let subtrees = anchor_subtrees(&content, 1).unwrap();
+        assert_eq!(subtrees.permitted, ["allowed.example"]);
+        assert_eq!(subtrees.excluded, ["bad.example"]);
+        assert!(anchor_subtrees(&content[..content.len() - 1], 1).is_err());
+        // Octets after the lists, lists out of order or of another tag: refused.
+        assert!(anchor_subtrees(&[content.as_slice(), &[0x05, 0x00]].concat(), 1).is_err());
+        assert!(anchor_subtrees(&[&content[21..], &content[..21]].concat(), 1).is_err());
+        assert!(anchor_subtrees(&[0x01, 0x02], 1).is_err());
+        assert_eq!(
+            anchor_subtrees(&[], 1).unwrap().permitted,
+            Vec::<String>::new()
+        );
+        // A long (> 127 octets) content takes the long length form.
+        let long = "a".repeat(60) + "." + &"b".repeat(60) + ".example";
+        let len = u8::try_from(long.len()).unwrap();
+        let mut content = vec![0xa0, 0x81, len + 6, 0x30, 0x81, len + 3, 0x82, 0x81, len];
+        content.extend(long.as_bytes());
+        assert_eq!(anchor_subtrees(&content, 1).unwrap().permitted, [long]);
     }
 }

@@ -148,6 +148,18 @@ pub enum Error {
         /// How.
         breach: ConstraintBreach,
     },
+    /// The leaf's keyUsage extension allows no TLS server use: none of digitalSignature,
+    /// keyEncipherment, keyAgreement (RFC 5280 §4.2.1.3; OpenSSL's `ssl_server` purpose). The
+    /// one rule of [`dane_verify::check_server_key_usage`], applied on the DANE paths too.
+    #[error(
+        "leaf certificate keyUsage ({found}) allows no TLS server use: needs digitalSignature, \
+         keyEncipherment or keyAgreement (RFC 5280 4.2.1.3)"
+    )]
+    LeafKeyUsageNotForServer {
+        /// The key usages the leaf asserts, comma-separated (`none` when the bit string is
+        /// empty).
+        found: String,
+    },
     /// X.509 validation: the server's host name is in neither the CN nor a SAN dNSName.
     #[error("server name {server_name:?} is in neither the CN nor a SAN dNSName")]
     ServerNameAbsent {
@@ -265,7 +277,8 @@ impl Error {
             | Self::ChainTooLong { .. }
             | Self::NotVersion3 { .. }
             | Self::LegacySignature { .. }
-            | Self::CommonNameOutsideNameConstraints { .. } => "chain",
+            | Self::CommonNameOutsideNameConstraints { .. }
+            | Self::LeafKeyUsageNotForServer { .. } => "chain",
             Self::Structure { .. } => "rfc5280",
             Self::NoPresentedIdentity { .. } | Self::NameMismatch { .. } => "identity",
             Self::NotFqdn { .. } => "fqdn-check",

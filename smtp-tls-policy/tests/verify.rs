@@ -977,3 +977,80 @@ fn bare_anchor_name_constraints_apply_to_the_cn() {
         }
     }
 }
+
+/// One leaf key-usage rule for PKIX and DANE (issue 11, finding 8; `dane_verify::
+/// check_server_key_usage`): a leaf whose keyUsage is nonRepudiation only allows no TLS server
+/// use and is refused under every profile, as `openssl verify -purpose sslserver` refuses it
+/// (the OpenSSL comparison is skipped when `openssl` is absent).
+#[test]
+fn leaf_key_usage_non_repudiation_only_is_refused() {
+    use smtp_tls_policy::chain::ChainProfile;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_params = ca_params("Test Root", None);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["mx.example.com".to_owned()]).unwrap();
+    params.use_authority_key_identifier_extension = true;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![rcgen::KeyUsagePurpose::ContentCommitment];
+    let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
+    let anchors = TrustAnchors::from_certificates([ca.der().clone()]).unwrap();
+    let chain = [leaf.der().clone()];
+    let t = target("mx.example.com", &[], MxSecurity::Insecure);
+    for profile in [
+        ChainProfile::WebpkiOnly,
+        ChainProfile::Rfc5280,
+        ChainProfile::CabForum,
+    ] {
+        let policy = VerificationPolicy::new(IdentityAlgorithm::Verify).with_profile(profile);
+        let v = verify_server_certificate(&policy, &t, &chain, &anchors, UnixTime::now());
+        assert!(!v.is_verified(), "{profile:?}: {v:?}");
+        let error = v.error.expect("an error");
+        assert_eq!(
+            error,
+            Error::LeafKeyUsageNotForServer {
+                found: "nonRepudiation".into()
+            },
+            "{profile:?}"
+        );
+        assert_eq!(error.kind(), "chain");
+        assert!(error.to_string().contains("leaf"), "{error}");
+    }
+    // A usage TLS servers need is enough, as OpenSSL's purpose check allows.
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::ContentCommitment,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let usable = params.signed_by(&leaf_key, &issuer).unwrap();
+    let policy = VerificationPolicy::new(IdentityAlgorithm::Verify);
+    let v = verify_server_certificate(
+        &policy,
+        &t,
+        &[usable.der().clone()],
+        &anchors,
+        UnixTime::now(),
+    );
+    assert!(v.is_verified(), "{v:?}");
+    // OpenSSL's ssl_server purpose refuses the same leaf.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.pem");
+    let leaf_pem = dir.path().join("leaf.pem");
+    std::fs::write(&root, ca.pem()).unwrap();
+    std::fs::write(&leaf_pem, leaf.pem()).unwrap();
+    let Ok(out) = std::process::Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(&root)
+        .args(["-purpose", "sslserver"])
+        .arg(&leaf_pem)
+        .output()
+    else {
+        eprintln!("openssl not installed: comparison skipped");
+        return;
+    };
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "openssl accepted it: {text}");
+    assert!(text.contains("certificate purpose"), "{text}");
+}

@@ -5,7 +5,6 @@
 //! certificates for the SMTP session ends in a certificate issued by a trusted certificate
 //! authority (CA)*.
 
-mod constraints;
 mod memo;
 mod refusal;
 mod structure;
@@ -18,12 +17,14 @@ use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::certificate::{Validity, X509Certificate};
 use x509_parser::prelude::FromDer;
 
-pub use constraints::{ConstraintBreach, MAX_CN_CONSTRAINT_COMPARISONS};
+pub use dane_verify::{ConstraintBreach, MAX_CN_CONSTRAINT_COMPARISONS};
+use dane_verify::{PathCa, check_cn_name_constraints, check_server_key_usage};
 use memo::{IntermediateMemo, IntermediateOutcome};
 use structure::Staged;
 pub use structure::{CertPosition, Violation};
 
 use crate::error::Error;
+use crate::identity::cn_dns_id;
 
 /// Most certificates a peer may present (leaf + intermediates); longer chains are refused before
 /// any parsing (bounded work).
@@ -291,6 +292,14 @@ pub fn verify_chain(
     anchors: &TrustAnchors,
     options: &ChainOptions,
 ) -> Result<ValidatedPath, Error> {
+    check_inputs(intermediates, anchors)?;
+    let parsed_leaf = parse(leaf, CertPosition::Leaf)?;
+    verify_parsed_chain(leaf, &parsed_leaf, intermediates, anchors, options, &[])
+}
+
+/// The limits checked before any parsing: the presented chain's length (bounded work) and at
+/// least one trust anchor.
+fn check_inputs(intermediates: &[CertificateDer<'_>], anchors: &TrustAnchors) -> Result<(), Error> {
     if intermediates.len() + 1 > MAX_PRESENTED_CERTIFICATES {
         return Err(Error::TooManyCertificates {
             count: intermediates.len() + 1,
@@ -300,14 +309,14 @@ pub fn verify_chain(
     if anchors.is_empty() {
         return Err(Error::NoTrustAnchors);
     }
-    let parsed_leaf = parse(leaf, CertPosition::Leaf)?;
-    verify_parsed_chain(leaf, &parsed_leaf, intermediates, anchors, options, &[])
+    Ok(())
 }
 
 /// [`verify_chain`] with the leaf already parsed by x509-parser (parsed once per verification),
 /// holding `dns_common_names` — the leaf's subject CNs the identity algorithm uses as DNS
 /// identities — to the dNSName constraints of every CA on the path (RFC 5280 §4.2.1.10), as
-/// rustls-webpki holds the SAN entries.
+/// rustls-webpki holds the SAN entries, during path building so that other paths are tried.
+/// Then the leaf's keyUsage must allow TLS server use, under every profile.
 pub(crate) fn verify_parsed_chain(
     leaf: &CertificateDer<'_>,
     parsed_leaf: &X509Certificate<'_>,
@@ -316,18 +325,10 @@ pub(crate) fn verify_parsed_chain(
     options: &ChainOptions,
     dns_common_names: &[String],
 ) -> Result<ValidatedPath, Error> {
-    if intermediates.len() + 1 > MAX_PRESENTED_CERTIFICATES {
-        return Err(Error::TooManyCertificates {
-            count: intermediates.len() + 1,
-            limit: MAX_PRESENTED_CERTIFICATES,
-        });
-    }
-    if anchors.is_empty() {
-        return Err(Error::NoTrustAnchors);
-    }
+    check_inputs(intermediates, anchors)?;
     let refused = |e| refusal::explain(e, parsed_leaf, intermediates);
     let ee = EndEntityCert::try_from(leaf).map_err(refused)?;
-    let cn_dns_ids = constraints::dns_identities(dns_common_names);
+    let cn_dns_ids = dns_identities(dns_common_names);
     let cn_budget = Cell::new(MAX_CN_CONSTRAINT_COMPARISONS);
     let rejected: RefCell<Option<Error>> = RefCell::new(None);
     // webpki may try several paths through the same intermediates: check each once.
@@ -340,7 +341,7 @@ pub(crate) fn verify_parsed_chain(
             memo: &anchors.intermediates,
         };
         let outcome = check_path_structure(path, anchors, options, &mut checked)
-            .and_then(|()| constraints::check_common_names(path, &cn_dns_ids, &cn_budget));
+            .and_then(|()| check_common_names(path, &cn_dns_ids, &cn_budget));
         match outcome {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -368,9 +369,86 @@ pub(crate) fn verify_parsed_chain(
             violation,
         }
     })?;
+    // One leaf keyUsage rule with DANE-TA and PKIX in dane-verify (OpenSSL's `ssl_server`
+    // purpose); rustls-webpki checks only the extended key usage.
+    check_server_key_usage(leaf).map_err(|e| match e {
+        dane_verify::Error::KeyUsageNotForServer { found } => {
+            Error::LeafKeyUsageNotForServer { found }
+        }
+        other => Error::MalformedCertificate {
+            position: CertPosition::Leaf,
+            detail: other.to_string(),
+        },
+    })?;
     Ok(ValidatedPath {
         intermediates: path.intermediate_certificates().count(),
         anchor_subject: path.anchor().subject.as_ref().to_vec(),
+    })
+}
+
+/// The CNs (of `common_names`) that can be DNS identities, each with its DNS-ID form.
+fn dns_identities(common_names: &[String]) -> Vec<(&str, String)> {
+    common_names
+        .iter()
+        .filter_map(|cn| cn_dns_id(cn).map(|id| (cn.as_str(), id)))
+        .collect()
+}
+
+/// Holds every CN of `names` (CN, DNS-ID) to the dNSName constraints of each CA on `path`
+/// (intermediates from the leaf up, then the trust anchor's constraints, also those of a bare
+/// anchor), by dane-verify's rule for a CN used as a DNS identity ([`check_cn_name_constraints`],
+/// the one DANE-TA uses). `budget` is what is left of [`MAX_CN_CONSTRAINT_COMPARISONS`] for this
+/// verification; spent, the chain is refused with rustls-webpki's error for that limit.
+fn check_common_names(
+    path: &webpki::VerifiedPath<'_>,
+    names: &[(&str, String)],
+    budget: &Cell<usize>,
+) -> Result<(), Error> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let intermediates: Vec<CertificateDer<'_>> =
+        path.intermediate_certificates().map(|c| c.der()).collect();
+    let mut cas: Vec<PathCa<'_>> = intermediates
+        .iter()
+        .map(|c| PathCa::Certificate(c.as_ref()))
+        .collect();
+    if let Some(constraints) = &path.anchor().name_constraints {
+        cas.push(PathCa::AnchorNameConstraints(constraints.as_ref()));
+    }
+    let position = |depth: usize| {
+        if depth <= intermediates.len() {
+            CertPosition::Intermediate(depth)
+        } else {
+            CertPosition::Anchor
+        }
+    };
+    let dns_ids: Vec<&str> = names.iter().map(|(_, id)| id.as_str()).collect();
+    check_cn_name_constraints(&dns_ids, &cas, budget).map_err(|e| match e {
+        dane_verify::Error::CnOutsideNameConstraints {
+            name,
+            depth,
+            breach,
+        } => Error::CommonNameOutsideNameConstraints {
+            common_name: names
+                .iter()
+                .find(|(_, id)| *id == name)
+                .map_or(name, |(cn, _)| (*cn).to_owned()),
+            constrained_by: position(depth),
+            breach,
+        },
+        dane_verify::Error::Limit { .. } => {
+            Error::Chain(webpki::Error::MaximumNameConstraintComparisonsExceeded)
+        }
+        dane_verify::Error::BadCertificate { depth, reason } => Error::MalformedCertificate {
+            position: position(depth),
+            detail: reason,
+        },
+        // Not returned by the check (its errors are documented); refused all the same.
+        other => Error::MalformedCertificate {
+            position: position(cas.len()),
+            detail: other.to_string(),
+        },
     })
 }
 
@@ -446,4 +524,31 @@ fn check_path_structure(
         checks.check(options.profile, options.time)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_identities;
+
+    #[test]
+    fn cn_dns_identities() {
+        let cns = [
+            "MX.Example.COM.".to_owned(),
+            "Example Mail Server".to_owned(),
+            "bücher.example".to_owned(),
+            "*.example.com".to_owned(),
+            "192.0.2.1".to_owned(),
+            "a中".to_owned(),
+        ];
+        let ids: Vec<_> = dns_identities(&cns).into_iter().map(|(_, id)| id).collect();
+        assert_eq!(
+            ids,
+            [
+                "mx.example.com",
+                "xn--bcher-kva.example",
+                "*.example.com",
+                "xn--a-lq6a"
+            ]
+        );
+    }
 }
