@@ -66,6 +66,10 @@ use crate::identity::{
 };
 use crate::verify::VerificationPolicy;
 
+/// Most TLSA records of one host a plan matches chains against (bounded work; the same as
+/// dane-verify's resolver limit). More make the plan skip the host.
+pub const MAX_TLSA_RECORDS: usize = 32;
+
 /// Where the host of a hop came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -159,12 +163,20 @@ pub enum HoldReason {
     InvalidName(Error),
     /// dane-verify refused the DANE reference names.
     InvalidDaneNames(dane_verify::Error),
+    /// More TLSA records than [`MAX_TLSA_RECORDS`] for the host (bounded work).
+    TooManyTlsaRecords {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl HoldReason {
     /// A short stable code for logs and JSON (`mx-lookup`, `address-lookup`, `tlsa-bogus`,
     /// `tlsa-lookup`, `dane-required`, `dane-undetermined`, `domain-mismatch`,
-    /// `implicit-mx-host`, `invalid-domain`, `invalid-name`, `invalid-dane-names`, `undetermined`).
+    /// `implicit-mx-host`, `invalid-domain`, `invalid-name`, `invalid-dane-names`,
+    /// `too-many-tlsa-records`, `undetermined`).
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
@@ -182,6 +194,7 @@ impl HoldReason {
             Self::InvalidDomain(_) => "invalid-domain",
             Self::InvalidName(_) => "invalid-name",
             Self::InvalidDaneNames(_) => "invalid-dane-names",
+            Self::TooManyTlsaRecords { .. } => "too-many-tlsa-records",
         }
     }
 
@@ -219,6 +232,9 @@ impl fmt::Display for HoldReason {
             ),
             Self::InvalidDomain(e) | Self::InvalidName(e) => write!(f, "{e}"),
             Self::InvalidDaneNames(e) => write!(f, "DANE reference names: {e}"),
+            Self::TooManyTlsaRecords { count, limit } => {
+                write!(f, "{count} TLSA records for the host (limit {limit})")
+            }
         }
     }
 }
@@ -424,6 +440,12 @@ impl HopPlan {
                 ..
             } = &self.dane_action
             {
+                if records.len() > MAX_TLSA_RECORDS {
+                    return Err(HoldReason::TooManyTlsaRecords {
+                        count: records.len(),
+                        limit: MAX_TLSA_RECORDS,
+                    });
+                }
                 let matcher = DaneMatcher::smtp(reference_names.iter().map(String::as_str))
                     .map_err(HoldReason::InvalidDaneNames)?;
                 self.dane = Some(DanePart {

@@ -456,3 +456,31 @@ fn stripped_starttls_never_gives_plaintext_where_the_plan_forbids_it() {
         }
     }
 }
+
+#[test]
+fn too_many_tlsa_records_skip_the_host() {
+    let records = vec![record(USABLE); MAX_TLSA_RECORDS + 1];
+    let mut f = facts(Dns::Usable);
+    f.tlsa = TlsaLookup::Found {
+        records,
+        status: Secure,
+    };
+    let plan = HopPlan::new(
+        &policy(TlsMode::Preferred, DaneSetting::Opportunistic),
+        &f,
+        PlanOptions::new(),
+    );
+    assert_eq!(
+        plan.pre_connect(),
+        &PreConnect::SkipHost {
+            reason: HoldReason::TooManyTlsaRecords {
+                count: MAX_TLSA_RECORDS + 1,
+                limit: MAX_TLSA_RECORDS
+            }
+        }
+    );
+    assert_eq!(
+        plan.explanation().pre_connect.reason,
+        Some("too-many-tlsa-records")
+    );
+}
