@@ -563,6 +563,35 @@ impl serde::Serialize for HopPlan {
     }
 }
 
+/// Facts for a host known without DNSSEC — a resolver that does not validate, or a configured
+/// SMTP route — as dane-verify's [`HostFacts`]: every status [`Insecure`](dane_verify::DnssecStatus::Insecure),
+/// TLSA not queried, the TLSA base domain the host itself. DANE then never applies: the
+/// configured TLS mode under `opportunistic`, a deferred destination under `mandatory`
+/// (RFC 7672 §2.2.1). Only a caller that does not validate DNSSEC at all may say so; a
+/// validating resolver reports its real statuses.
+///
+/// ```
+/// use smtp_tls_policy::plan::{HostSource, PlanOptions, facts_without_dnssec};
+/// use smtp_tls_policy::{HopPlan, destination::*};
+/// let controls = DestinationControls::from_toml("d.toml", "[default]\ntls = \"required\"\ndane = \"opportunistic\"")?;
+/// let facts = facts_without_dnssec("example.com", "relay.example.net");
+/// let options = PlanOptions::new().with_host_source(HostSource::Route);
+/// let plan = HopPlan::new(&controls.lookup("example.com")?, &facts, options);
+/// assert!(plan.may_connect() && !plan.is_authenticated());
+/// # Ok::<(), smtp_tls_policy::Error>(())
+/// ```
+#[must_use]
+pub fn facts_without_dnssec(next_hop: &str, host: &str) -> HostFacts {
+    HostFacts {
+        next_hop: next_hop.to_owned(),
+        mx_host: host.to_owned(),
+        mx_status: dane_verify::DnssecStatus::Insecure,
+        address_status: dane_verify::DnssecStatus::Insecure,
+        tlsa_base: host.to_owned(),
+        tlsa: dane_verify::policy::TlsaLookup::NotQueried,
+    }
+}
+
 /// The identity algorithm of a verifying TLS mode (seed Table 2, settings 4–6).
 fn algorithm(tls: crate::destination::DeliveryTls) -> IdentityAlgorithm {
     if tls == crate::destination::DeliveryTls::RequiredVerifyHostedDomains {
