@@ -359,6 +359,32 @@ fn the_plan_verifier_in_a_handshake() {
     assert!(r.is_err());
 }
 
+#[test]
+fn the_plan_verifier_authenticates_with_dane_in_a_handshake() {
+    let pki = Pki::new("Private CA");
+    let leaf = pki.leaf(MX);
+    let (ee, _) = tlsa(&leaf, &pki);
+    let stranger = Pki::new("Stranger CA").leaf(MX);
+    let plan = HopPlan::new(
+        &policy(TlsMode::RequiredVerify, DaneSetting::Opportunistic),
+        &secure_tlsa(vec![ee]),
+        PlanOptions::new(),
+    );
+    let name = plan.server_name().unwrap().clone();
+    let none = Arc::new(TrustAnchors::empty());
+    let v = Arc::new(plan.verifier(none.clone()).at_time(UnixTime::now()));
+    handshake_arc(v.clone(), &leaf, name.clone()).unwrap();
+    let verdict = v.last_verdict().unwrap();
+    assert_eq!(verdict.authenticated_by, Authentication::Dane);
+    assert_eq!(verdict.dane, Some(DaneOutcome::Verified));
+    // Another key: the DANE mismatch aborts the handshake.
+    let err = handshake(plan.verifier(none), &stranger, name).unwrap_err();
+    assert!(
+        matches!(err, rustls::Error::InvalidCertificate(_)),
+        "{err:?}"
+    );
+}
+
 fn handshake(
     verifier: smtp_tls_policy::plan::PlanVerifier,
     leaf: &Leaf,
