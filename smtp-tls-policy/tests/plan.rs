@@ -197,7 +197,7 @@ fn hosted_domains_refuse_an_mx_name_from_insecure_dns() {
 }
 
 #[test]
-fn modes_that_do_not_verify_check_nothing() {
+fn modes_that_do_not_verify_report_only() {
     let leaf = Pki::new("Other CA").leaf("whatever.example");
     for mode in [TlsMode::Preferred, TlsMode::Required] {
         let plan = HopPlan::new(
@@ -210,8 +210,12 @@ fn modes_that_do_not_verify_check_nothing() {
             std::slice::from_ref(&leaf.cert),
             &TrustAnchors::empty(),
         );
-        assert_eq!(v.pkix, PkixOutcome::NotChecked);
-        assert_eq!(v.pkix_detail, None);
+        // Reported (no anchors: untrusted), not enforced.
+        assert!(
+            matches!(v.pkix, PkixOutcome::UntrustedChain { .. }),
+            "{v:?}"
+        );
+        assert!(v.pkix_detail.is_some());
         assert!(v.satisfies_requirement);
         assert_eq!(v.authenticated_by, Authentication::None);
     }
@@ -254,10 +258,10 @@ fn dane_ee_and_dane_ta_match_and_mismatch() {
                 Authentication::None
             }
         );
-        assert_eq!(
-            v.pkix,
-            PkixOutcome::NotChecked,
-            "{name}: preferred does not verify"
+        // PKIX reported (no anchors), not enforced.
+        assert!(
+            matches!(v.pkix, PkixOutcome::UntrustedChain { .. }),
+            "{name}: {v:?}"
         );
     }
     // DANE-TA checks the name against the reference identities (RFC 7672 §3.2.2).

@@ -108,9 +108,11 @@ pub struct DaneExplanation {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ReferenceIdsExplanation {
-    /// `verify` or `hosted-verify` when the mode verifies PKIX, else `None`.
+    /// `verify` (`hosted-verify` under `required-verify-hosted-domains`) when TLS is
+    /// attempted, else `None`.
     pub pkix_algorithm: Option<&'static str>,
-    /// PKIX reference identities, in order.
+    /// PKIX reference identities, in order: enforced when `authentication` is `pkix`, reported
+    /// otherwise.
     pub pkix: Vec<String>,
     /// DANE-TA reference names (RFC 7672 §3.2.2), when the requirement is DANE.
     pub dane: Vec<String>,

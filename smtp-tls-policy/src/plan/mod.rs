@@ -455,7 +455,9 @@ impl HopPlan {
                 self.dane_names.clone_from(reference_names);
             }
         }
-        if requirement.attempts_tls() && self.policy.tls.verifies() {
+        // PKIX is run whenever TLS is attempted: enforced by `required-verify*`, reported by the
+        // other modes and under DANE (the relay and `tlsverify --connect` log it).
+        if requirement.attempts_tls() {
             let algorithm = algorithm(self.policy.tls);
             self.pkix = Some(
                 VerificationPolicy::new(algorithm)
@@ -515,7 +517,8 @@ impl HopPlan {
         self.server_name.as_ref()
     }
 
-    /// The PKIX reference identities, in order (empty when the mode does not verify).
+    /// The PKIX reference identities, in order (empty without a TLS connection). They are
+    /// enforced only under `required-verify*` ([`Self::is_authenticated`]), reported otherwise.
     #[must_use]
     pub fn reference_ids(&self) -> &[ReferenceId] {
         &self.pkix_ids

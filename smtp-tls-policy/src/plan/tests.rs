@@ -228,8 +228,17 @@ fn reference_ids_follow_the_mode_and_the_mx_security() {
             Secure,
             &["example.com", "mx.example.net"][..],
         ),
-        (TlsMode::Required, Secure, &[][..]),
-        (TlsMode::Preferred, Insecure, &[][..]),
+        (
+            TlsMode::Required,
+            Secure,
+            &["example.com", "mx.example.net"][..],
+        ),
+        (
+            TlsMode::Preferred,
+            Insecure,
+            &["example.com", "mx.example.net"][..],
+        ),
+        (TlsMode::No, Insecure, &[][..]),
     ] {
         let mut f = facts(Dns::NoTlsa);
         f.mx_status = security;
@@ -244,8 +253,8 @@ fn reference_ids_follow_the_mode_and_the_mx_security() {
         let algorithm = plan.explanation().reference_ids.pkix_algorithm;
         let want = match tls {
             TlsMode::RequiredVerifyHostedDomains => Some("hosted-verify"),
-            TlsMode::RequiredVerify | TlsMode::PreferredVerify => Some("verify"),
-            _ => None,
+            TlsMode::No => None,
+            _ => Some("verify"),
         };
         assert_eq!(algorithm, want, "{tls:?}");
     }

@@ -31,7 +31,8 @@ pub enum Authentication {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PeerVerdict {
-    /// PKIX result (`NotChecked` when the mode does not verify).
+    /// PKIX result (`NotChecked` only without a TLS connection): enforced under
+    /// `required-verify*`, reported otherwise.
     pub pkix: PkixOutcome,
     /// DANE result, when the requirement is DANE.
     pub dane: Option<DaneOutcome>,
@@ -63,9 +64,9 @@ impl PeerVerdict {
 }
 
 impl HopPlan {
-    /// Verifies the presented `chain` (leaf first) at `now`: PKIX with `anchors` when the TLS
-    /// mode verifies (`preferred-verify`, `required-verify*`; reported only when the requirement
-    /// is DANE) and DANE against the TLSA records when the requirement is DANE — each run once.
+    /// Verifies the presented `chain` (leaf first) at `now`: PKIX with `anchors` and the mode's
+    /// identity algorithm (enforced by `required-verify*`, reported by the other modes and under
+    /// DANE) and DANE against the TLSA records when the requirement is DANE — each run once.
     /// A plan without a TLS connection gives the default, unsatisfied verdict.
     pub fn verify_peer(
         &self,
