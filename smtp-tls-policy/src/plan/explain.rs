@@ -275,7 +275,7 @@ impl Explanation {
                 Some(Requirement::Verified(_)) => Authentication::Pkix,
                 _ => Authentication::None,
             },
-            sni: plan.server_name.as_ref().map(|n| n.to_str().into_owned()),
+            sni: plan.server_name().map(|n| n.to_str().into_owned()),
             destination,
             dnssec: dnssec(facts),
             dane: dane(&plan.dane_action, facts),

@@ -38,6 +38,8 @@
 //! whose host is not the domain, names that do not parse) never give a connection.
 
 mod explain;
+#[cfg(feature = "tokio")]
+mod io;
 #[cfg(test)]
 mod tests;
 mod verifier;
@@ -467,7 +469,7 @@ impl HopPlan {
             self.pkix_ids = target.reference_ids(algorithm);
         }
         self.target = Some(target);
-        self.server_name = requirement.attempts_tls().then_some(server_name);
+        self.server_name = Some(server_name);
         self.requirement = Some(requirement);
         self.pre_connect = PreConnect::Connect;
         Ok(())
@@ -514,6 +516,7 @@ impl HopPlan {
     /// (RFC 7672 §8.1), else the host name. `None` when no TLS handshake will be made.
     #[must_use]
     pub fn server_name(&self) -> Option<&ServerName<'static>> {
+        self.requirement.filter(|r| r.attempts_tls())?;
         self.server_name.as_ref()
     }
 

@@ -33,9 +33,13 @@ pub struct PlanVerifier {
     plan: HopPlan,
     anchors: Arc<TrustAnchors>,
     on_failure: FailureAction,
+    /// For the `io` driver's `RecordingVerifier`: the rustls result reports PKIX exactly
+    /// (`Ok` iff PKIX verified), so the recorder's outcome is the plan's.
+    report_pkix: bool,
     algorithms: WebPkiSupportedAlgorithms,
     time: Option<UnixTime>,
-    last: Mutex<Option<PeerVerdict>>,
+    /// The last verdict and the leaf it was made for.
+    last: Mutex<Option<(CertificateDer<'static>, PeerVerdict)>>,
 }
 
 impl HopPlan {
@@ -46,6 +50,7 @@ impl HopPlan {
             plan: self.clone(),
             anchors,
             on_failure: FailureAction::Reject,
+            report_pkix: false,
             algorithms: rustls::crypto::aws_lc_rs::default_provider()
                 .signature_verification_algorithms,
             time: None,
@@ -59,6 +64,13 @@ impl PlanVerifier {
     #[must_use]
     pub fn record_and_continue(mut self) -> Self {
         self.on_failure = FailureAction::RecordAndContinue;
+        self
+    }
+
+    /// The handshake result says whether PKIX verified (for a recorder that maps it back).
+    #[cfg(feature = "tokio")]
+    pub(super) fn reporting_pkix(mut self) -> Self {
+        self.report_pkix = true;
         self
     }
 
@@ -80,32 +92,50 @@ impl PlanVerifier {
         self.last
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The recorded verdict when it was made for `leaf`.
+    #[cfg(feature = "tokio")]
+    fn verdict_for(&self, leaf: &CertificateDer<'_>) -> Option<PeerVerdict> {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match last.as_ref() {
+            Some((l, v)) if l.as_ref() == leaf.as_ref() => Some(v.clone()),
+            _ => None,
+        }
     }
 }
 
-/// The closest rustls error for a verdict that does not satisfy the requirement.
+/// The closest rustls error for a verdict that does not satisfy the requirement (the DANE
+/// failure first when the requirement is DANE).
 fn to_rustls(v: &PeerVerdict) -> rustls::Error {
     let dane_failed = matches!(v.dane, Some(DaneOutcome::Failed { .. }));
-    let cert_error = match (&v.pkix, &v.dane_detail) {
-        (_, Some(d)) if dane_failed && d.outcome == dane_verify::Outcome::NameMismatch => {
+    if !dane_failed {
+        return pkix_error(v);
+    }
+    let cert_error = match &v.dane_detail {
+        Some(d) if d.outcome == dane_verify::Outcome::NameMismatch => {
             CertificateError::NotValidForName
         }
-        _ if dane_failed => CertificateError::ApplicationVerificationFailure,
-        (PkixOutcome::NameMismatch { .. }, _) => CertificateError::NotValidForName,
-        (PkixOutcome::UntrustedChain { .. }, _) => {
-            match v.pkix_detail.as_ref().and_then(|d| d.error.clone()) {
-                Some(crate::Error::Chain(webpki::Error::UnknownIssuer)) => {
-                    CertificateError::UnknownIssuer
-                }
-                Some(crate::Error::Chain(webpki::Error::CertExpired { .. })) => {
-                    CertificateError::Expired
-                }
-                Some(e) => CertificateError::Other(OtherError(Arc::new(e))),
-                None => CertificateError::ApplicationVerificationFailure,
-            }
-        }
         _ => CertificateError::ApplicationVerificationFailure,
+    };
+    rustls::Error::InvalidCertificate(cert_error)
+}
+
+/// The closest rustls error for the PKIX outcome of a verdict.
+fn pkix_error(v: &PeerVerdict) -> rustls::Error {
+    let error = v.pkix_detail.as_ref().and_then(|d| d.error.clone());
+    let cert_error = match (&v.pkix, error) {
+        (PkixOutcome::NameMismatch { .. }, _) => CertificateError::NotValidForName,
+        (_, Some(crate::Error::Chain(webpki::Error::UnknownIssuer))) => {
+            CertificateError::UnknownIssuer
+        }
+        (_, Some(crate::Error::Chain(webpki::Error::CertExpired { .. }))) => {
+            CertificateError::Expired
+        }
+        (_, Some(e)) => CertificateError::Other(OtherError(Arc::new(e))),
+        (_, None) => CertificateError::ApplicationVerificationFailure,
     };
     rustls::Error::InvalidCertificate(cert_error)
 }
@@ -130,6 +160,12 @@ impl ServerCertVerifier for PlanVerifier {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ))
+        } else if self.report_pkix {
+            if verdict.pkix.is_verified() {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(pkix_error(&verdict))
+            }
         } else if verdict.satisfies_requirement
             || self.on_failure == FailureAction::RecordAndContinue
         {
@@ -137,7 +173,8 @@ impl ServerCertVerifier for PlanVerifier {
         } else {
             Err(to_rustls(&verdict))
         };
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((end_entity.clone().into_owned(), verdict));
         result
     }
 
@@ -161,5 +198,22 @@ impl ServerCertVerifier for PlanVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// The STARTTLS driver's DANE check ([`crate::io::ClientSettings::with_dane`]) from the plan's
+/// verifier: the DANE outcome recorded when the handshake verified this chain (no second
+/// match), else the plan's verification of `chain` now.
+#[cfg(feature = "tokio")]
+impl crate::io::DaneVerifier for PlanVerifier {
+    fn verify(&self, chain: &[CertificateDer<'_>]) -> DaneOutcome {
+        let recorded = chain.first().and_then(|leaf| self.verdict_for(leaf));
+        let verdict = recorded.unwrap_or_else(|| {
+            let now = self.time.unwrap_or_else(UnixTime::now);
+            self.plan.verify_peer(chain, &self.anchors, now)
+        });
+        verdict.dane.unwrap_or_else(|| DaneOutcome::Failed {
+            reason: "the plan does not authenticate this host with DANE".into(),
+        })
     }
 }
