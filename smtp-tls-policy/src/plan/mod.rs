@@ -26,7 +26,7 @@
 //!
 //! Rules (RFC 7672 §2.2, seed Table 2): usable DNSSEC-secure TLSA records make TLS mandatory and
 //! DANE-authenticated whatever the TLS mode — DANE then authenticates and PKIX is not required
-//! (it is still run, and reported, when the mode verifies); only unusable records make TLS
+//! (it is still run and reported, as in every TLS mode that does not enforce it); only unusable records make TLS
 //! mandatory and unauthenticated; a failed or bogus lookup skips the host (a failed MX lookup, or
 //! mandatory DANE for an insecure MX RRset, defers the whole destination); TLS `no` never uses
 //! DANE. The requirement is the state machine's own ([`Requirement::new`]), so plan and machine
