@@ -415,7 +415,7 @@ fn plaintext(
         ),
         Requirement::Dane => (
             "dane",
-            "usable DNSSEC-secure TLSA records: TLS mandatory and DANE-authenticated (RFC 7672 2.2)",
+            "usable DNSSEC-secure TLSA records: TLS mandatory, DANE-authenticated (RFC 7672 2.2)",
         ),
     };
     (permitted, reason, detail)

@@ -1,8 +1,8 @@
 //! The hop plan: one sans-IO decision per next hop — "may I deliver this message to this host,
 //! and how" — composed from the destination controls ([`crate::destination`]), dane-verify's
 //! RFC 7672 decision for the host ([`dane_verify::policy::decide`]), the delivery TLS state
-//! machine ([`crate::delivery`]) and certificate verification ([`crate::verify_server_certificate`],
-//! [`dane_verify::DaneMatcher`]).
+//! machine ([`crate::delivery`]) and certificate verification
+//! ([`crate::verify_server_certificate`], [`dane_verify::DaneMatcher`]).
 //!
 //! Input: the [`DestinationPolicy`] of the recipient domain
 //! ([`crate::destination::DestinationControls::lookup`]), dane-verify's [`HostFacts`] about one
@@ -26,13 +26,13 @@
 //!
 //! Rules (RFC 7672 §2.2, seed Table 2): usable DNSSEC-secure TLSA records make TLS mandatory and
 //! DANE-authenticated whatever the TLS mode — DANE then authenticates and PKIX is not required
-//! (it is still run and reported, as in every TLS mode that does not enforce it); only unusable records make TLS
-//! mandatory and unauthenticated; a failed or bogus lookup skips the host (a failed MX lookup, or
-//! mandatory DANE for an insecure MX RRset, defers the whole destination); TLS `no` never uses
-//! DANE. The requirement is the state machine's own ([`Requirement::new`]), so plan and machine
-//! cannot disagree, and "required" never becomes plaintext: the plan derives "plaintext
-//! permitted" from [`Requirement::plaintext_permit`], the only constructor of the plaintext
-//! tokens.
+//! (it is still run and reported, as in every TLS mode that does not enforce it); only unusable
+//! records make TLS mandatory and unauthenticated; a failed or bogus lookup skips the host (a
+//! failed MX lookup, or mandatory DANE for an insecure MX RRset, defers the whole destination);
+//! TLS `no` never uses DANE. The requirement is the state machine's own
+//! ([`Requirement::new`]), so plan and machine cannot disagree, and "required" never becomes
+//! plaintext: the plan derives "plaintext permitted" from [`Requirement::plaintext_permit`], the
+//! only constructor of the plaintext tokens.
 //!
 //! Fail closed: inconsistent facts (a next-hop domain other than the policy's, an implicit MX
 //! whose host is not the domain, names that do not parse) never give a connection.
@@ -570,16 +570,18 @@ impl serde::Serialize for HopPlan {
 }
 
 /// Facts for a host known without DNSSEC — a resolver that does not validate, or a configured
-/// SMTP route — as dane-verify's [`HostFacts`]: every status [`Insecure`](dane_verify::DnssecStatus::Insecure),
-/// TLSA not queried, the TLSA base domain the host itself. DANE then never applies: the
-/// configured TLS mode under `opportunistic`, a deferred destination under `mandatory`
+/// SMTP route — as dane-verify's [`HostFacts`]: every status
+/// [`Insecure`](dane_verify::DnssecStatus::Insecure), TLSA not queried, the TLSA base domain
+/// the host itself. DANE then never applies: the configured TLS mode under `opportunistic`, a
+/// deferred destination under `mandatory`
 /// (RFC 7672 §2.2.1). Only a caller that does not validate DNSSEC at all may say so; a
 /// validating resolver reports its real statuses.
 ///
 /// ```
 /// use smtp_tls_policy::plan::{HostSource, PlanOptions, facts_without_dnssec};
 /// use smtp_tls_policy::{HopPlan, destination::*};
-/// let controls = DestinationControls::from_toml("d.toml", "[default]\ntls = \"required\"\ndane = \"opportunistic\"")?;
+/// let toml = "[default]\ntls = \"required\"\ndane = \"opportunistic\"";
+/// let controls = DestinationControls::from_toml("d.toml", toml)?;
 /// let facts = facts_without_dnssec("example.com", "relay.example.net");
 /// let options = PlanOptions::new().with_host_source(HostSource::Route);
 /// let plan = HopPlan::new(&controls.lookup("example.com")?, &facts, options);
