@@ -38,7 +38,8 @@
 //! # let cert = rcgen::CertificateParams::new(vec!["mx.example.net".into()])?.self_signed(&key)?;
 //! # let (chain, now) = (vec![cert.der().clone()], rustls::pki_types::UnixTime::now());
 //! # let records = dane_verify::server_tlsa_records(cert.der(), None)?; // `3 1 1` of the key
-//! let controls = DestinationControls::from_toml("d.toml", "[default]\ntls = \"required-verify\"\ndane = \"opportunistic\"")?;
+//! # let toml = "[default]\ntls = \"required-verify\"\ndane = \"opportunistic\"";
+//! let controls = DestinationControls::from_toml("d.toml", toml)?; // required-verify + DANE
 //! let policy = controls.lookup("example.com")?;
 //! let facts = HostFacts { next_hop: "example.com".into(), mx_host: "mx.example.net".into(),
 //!     mx_status: Secure, address_status: Secure, tlsa_base: "mx.example.net".into(),
