@@ -742,3 +742,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Arbitrary bytes as the presented chain: no panic, and never accepted where the plan
+    /// authenticates (PKIX under `required-verify`, DANE).
+    #[test]
+    fn garbage_chains_are_never_authenticated(
+        certs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..4),
+        dane_on in any::<bool>(),
+    ) {
+        let usable: TlsaRecord =
+            "3 1 0 3059301306072a8648ce3d020106082a8648ce3d030107034200".parse().unwrap();
+        let (setting, f) = if dane_on {
+            (DaneSetting::Opportunistic, secure_tlsa(vec![usable]))
+        } else {
+            (DaneSetting::None, insecure())
+        };
+        let plan = HopPlan::new(&policy(TlsMode::RequiredVerify, setting), &f, PlanOptions::new());
+        let want = if dane_on { "dane" } else { "verified" };
+        prop_assert_eq!(plan.explanation().requirement, Some(want));
+        let chain: Vec<CertificateDer<'static>> =
+            certs.into_iter().map(CertificateDer::from).collect();
+        let v = plan.verify_peer(&chain, &TrustAnchors::mozilla(), UnixTime::now());
+        prop_assert!(!v.satisfies_requirement);
+        prop_assert_eq!(v.authenticated_by, Authentication::None);
+    }
+}
