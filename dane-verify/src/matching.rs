@@ -23,6 +23,7 @@
 //! the strongest digest present (SHA2-512 over SHA2-256) are used; `Full(0)` records stay.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 
 use rustls_pki_types::{CertificateDer, Der, ServerName, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, anchor_from_trusted_cert};
@@ -112,9 +113,11 @@ impl DaneMatcher {
 
     /// Matches `chain` (leaf first) against `records` at time `now`.
     ///
-    /// Every usable record is tried; a verified match wins, the lowest usage first (DANE-EE,
-    /// DANE-TA, PKIX-EE, PKIX-TA) and, within DANE-TA, the lowest depth (RFC 7671 §5.2, as
-    /// OpenSSL's chain building finds it). Otherwise the most telling failure is returned.
+    /// Every usable record is tried (once however often the RRset repeats it; a certificate the
+    /// server sends more than once is one DANE-TA candidate); a verified match wins, the lowest
+    /// usage first (DANE-EE, DANE-TA, PKIX-EE, PKIX-TA) and, within DANE-TA, the lowest depth
+    /// (RFC 7671 §5.2, as OpenSSL's chain building finds it). Otherwise the most telling failure
+    /// is returned.
     pub fn verify(
         &self,
         records: &[TlsaRecord],
@@ -197,6 +200,8 @@ impl DaneMatcher {
                 .filter_map(|r| r.matching().digest_rank())
                 .max()
         };
+        // A record repeated in the RRset is tried once: its verdict would be the same.
+        let mut seen = HashSet::new();
         let mut kept: Vec<&TlsaRecord> = usable
             .iter()
             .copied()
@@ -204,6 +209,7 @@ impl DaneMatcher {
                 None => true,
                 Some(rank) => Some(rank) == strongest(r.usage(), r.selector()),
             })
+            .filter(|r| seen.insert(*r))
             .collect();
         kept.sort_by_key(|r| usage_rank(r.usage()));
         kept
@@ -250,11 +256,18 @@ impl DaneMatcher {
     /// in the validated path (for a `2 0 0` anchor not sent, one beyond the top certificate
     /// used), and for a bare key the place of the top certificate it signed.
     fn dane_ta(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
-        // (depth if the path fails, anchor certificate)
-        let mut candidates: Vec<(usize, &[u8])> = (1..peer.chain.len())
-            .filter(|&d| record_matches(record, &peer.parts[d]))
-            .map(|d| (d, peer.chain[d].as_ref()))
-            .collect();
+        // (depth if the path fails, anchor certificate), each certificate once, at its lowest
+        // depth: a copy sent again would give the same path and verdict, at the cost of another
+        // validation (a hostile server may send one CA 15 times).
+        let mut candidates: Vec<(usize, &[u8])> = Vec::new();
+        for (depth, cert) in peer.chain.iter().enumerate().skip(1) {
+            let der = cert.as_ref();
+            if candidates.iter().all(|(_, c)| *c != der)
+                && record_matches(record, &peer.parts[depth])
+            {
+                candidates.push((depth, der));
+            }
+        }
         let full = record.matching() == Matching::Full;
         if full
             && record.selector() == Selector::Cert
@@ -472,6 +485,8 @@ fn validate_path(
     anchor_certs: &[Option<&[u8]>],
     now: UnixTime,
 ) -> Result<ValidPath, webpki::Error> {
+    #[cfg(test)]
+    tests::PATH_VALIDATIONS.with(|n| n.set(n.get() + 1));
     let ee = EndEntityCert::try_from(leaf)?;
     let algs = rustls::crypto::aws_lc_rs::default_provider()
         .signature_verification_algorithms
@@ -595,3 +610,7 @@ fn der_contents(der: &[u8]) -> Option<&[u8]> {
     };
     (body.len() == len).then_some(body)
 }
+
+#[cfg(test)]
+#[path = "matching_tests.rs"]
+mod tests;

@@ -9,7 +9,9 @@
 //! least two labels after it) and, because rustls-webpki applies name constraints to SANs only,
 //! it is held to the dNSName constraints of every CA certificate on the validated path
 //! (RFC 5280 §4.2.1.10): both the CN and the reference name it matched must be permitted and not
-//! excluded. That work is bounded per verification by [`MAX_CN_CONSTRAINT_COMPARISONS`].
+//! excluded. That work is bounded per verification by [`MAX_CN_CONSTRAINT_COMPARISONS`]; the
+//! constraints of a path are read once, however many (CN, reference name) pairs are checked
+//! against them, and a CN the leaf repeats is checked once.
 //!
 //! Subtree matching follows rustls-webpki's reading of §4.2.1.10 (`subject_name/dns_name.rs`),
 //! so a CN and a SAN dNSName are held to the same rule:
@@ -26,6 +28,7 @@
 //! * constraints of other forms (iPAddress, rfc822Name, ...) do not apply to DNS names.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 
 use rustls_pki_types::{CertificateDer, DnsName, ServerName};
 use webpki::EndEntityCert;
@@ -113,42 +116,69 @@ pub fn check_cn_name_constraints(
     if names.is_empty() {
         return Ok(());
     }
-    for (i, ca) in path.iter().enumerate() {
-        let depth = i + 1;
-        let subtrees = match *ca {
-            PathCa::Certificate(der) => match certificate_subtrees(der, depth)? {
-                Some(subtrees) => subtrees,
-                None => continue,
-            },
-            PathCa::AnchorNameConstraints(content) => anchor_subtrees(content, depth)?,
-        };
-        // Charged up front, at the most it can cost: a pathological chain is refused before the
-        // work, not after.
-        let cost = names
-            .len()
-            .saturating_mul(subtrees.permitted.len() + subtrees.excluded.len());
-        let Some(left) = budget.get().checked_sub(cost) else {
-            let spent = MAX_CN_CONSTRAINT_COMPARISONS.saturating_sub(budget.get());
-            budget.set(0);
-            return Err(Error::Limit {
-                what: "CN name-constraint comparisons",
-                max: MAX_CN_CONSTRAINT_COMPARISONS,
-                found: spent.saturating_add(cost),
-            });
-        };
-        budget.set(left);
-        for name in names {
-            let dns_id = name.strip_suffix('.').unwrap_or(name);
-            if let Some(breach) = subtrees.check(dns_id) {
-                return Err(Error::CnOutsideNameConstraints {
-                    name: (*name).to_owned(),
-                    depth,
-                    breach,
+    PathConstraints::read(path).check(names, budget)
+}
+
+/// The dNSName constraints of a validated path, read once per path and verification: each CA
+/// (by depth, from the issuer up) whose nameConstraints hold a dNSName subtree, or the error
+/// reading them. CAs without such subtrees permit every name and are left out.
+struct PathConstraints {
+    cas: Vec<(usize, Result<DnsSubtrees, Error>)>,
+}
+
+impl PathConstraints {
+    fn read(path: &[PathCa<'_>]) -> Self {
+        let cas = path
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ca)| {
+                let depth = i + 1;
+                let subtrees = match *ca {
+                    PathCa::Certificate(der) => certificate_subtrees(der, depth).transpose()?,
+                    PathCa::AnchorNameConstraints(content) => anchor_subtrees(content, depth),
+                };
+                match subtrees {
+                    Ok(s) if s.permitted.is_empty() && s.excluded.is_empty() => None,
+                    other => Some((depth, other)),
+                }
+            })
+            .collect();
+        Self { cas }
+    }
+
+    /// [`check_cn_name_constraints`] on the constraints read: CA by CA from the issuer up, each
+    /// charged `names.len()` × its dNSName subtrees before the work.
+    fn check(&self, names: &[&str], budget: &Cell<usize>) -> Result<(), Error> {
+        for (depth, subtrees) in &self.cas {
+            let (depth, subtrees) = (*depth, subtrees.as_ref().map_err(Clone::clone)?);
+            // Charged up front, at the most it can cost: a pathological chain is refused before
+            // the work, not after.
+            let cost = names
+                .len()
+                .saturating_mul(subtrees.permitted.len() + subtrees.excluded.len());
+            let Some(left) = budget.get().checked_sub(cost) else {
+                let spent = MAX_CN_CONSTRAINT_COMPARISONS.saturating_sub(budget.get());
+                budget.set(0);
+                return Err(Error::Limit {
+                    what: "CN name-constraint comparisons",
+                    max: MAX_CN_CONSTRAINT_COMPARISONS,
+                    found: spent.saturating_add(cost),
                 });
+            };
+            budget.set(left);
+            for name in names {
+                let dns_id = name.strip_suffix('.').unwrap_or(name);
+                if let Some(breach) = subtrees.check(dns_id) {
+                    return Err(Error::CnOutsideNameConstraints {
+                        name: (*name).to_owned(),
+                        depth,
+                        breach,
+                    });
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Which subtree list a constraint comes from.
@@ -273,6 +303,8 @@ fn certificate_subtrees(der: &[u8], depth: usize) -> Result<Option<DnsSubtrees>,
         return Ok(None);
     }
     let bad = |reason: String| Error::BadCertificate { depth, reason };
+    #[cfg(test)]
+    tests::CA_PARSES.with(|n| n.set(n.get() + 1));
     let cert = match X509Certificate::from_der(der) {
         Ok(([], cert)) => cert,
         Ok((rest, _)) => return Err(bad(format!("{} bytes after the certificate", rest.len()))),
@@ -385,9 +417,18 @@ pub(crate) fn check(
             wanted()
         )));
     }
+    // Each CN once: a repeat (also in another ASCII case, or with one trailing dot more or
+    // less) matches the same names and meets the same constraints.
+    let mut seen = HashSet::new();
+    let cns = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .filter(|cn| seen.insert(cn.strip_suffix('.').unwrap_or(cn).to_ascii_lowercase()));
+    // The path's constraints are read when a CN first matches, then once for every pair.
+    let mut constraints = None;
     let mut refused = None;
-    for cn in cert.subject().iter_common_name() {
-        let Ok(cn) = cn.as_str() else { continue };
+    for cn in cns {
         for name in names {
             let ServerName::DnsName(reference) = name else {
                 continue;
@@ -396,8 +437,10 @@ pub(crate) fn check(
             if !cn_matches(cn, reference) {
                 continue;
             }
-            // Both the CN and the reference name it stands for are held to the constraints.
-            match check_cn_name_constraints(&[cn, reference], path_cas, budget) {
+            let constraints = constraints.get_or_insert_with(|| PathConstraints::read(path_cas));
+            // Both the CN and the reference name it stands for are held to the constraints,
+            // charged per pair as [`check_cn_name_constraints`] charges.
+            match constraints.check(&[cn, reference], budget) {
                 Ok(()) => return Ok(()),
                 Err(Error::Limit { .. }) => return Err(NameFailure::Budget),
                 Err(e) => {
@@ -432,10 +475,74 @@ pub(crate) fn cn_matches(cn: &str, reference: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use proptest::prelude::*;
+    use rcgen::{CertificateParams, DnType, GeneralSubtree, KeyPair, NameConstraints};
+    use rustls_pki_types::ServerName;
 
     use super::Subtrees::{Excluded, Permitted};
-    use super::{ConstraintBreach, DnsSubtrees, Subtrees, anchor_subtrees, cn_matches, within};
+    use super::{
+        ConstraintBreach, DnsSubtrees, MAX_CN_CONSTRAINT_COMPARISONS, NameFailure, PathCa,
+        Subtrees, anchor_subtrees, check, cn_matches, within,
+    };
+
+    thread_local! {
+        /// CA certificates parsed for their nameConstraints on this thread.
+        pub(super) static CA_PARSES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Security review, finding 1: each CA of the path is parsed once per check, not once per
+    /// (CN, reference name) pair, also one whose DER holds the nameConstraints OID without the
+    /// extension (not charged to the budget); a CN the leaf repeats is checked once. Each pair
+    /// is still charged 2 × the subtrees of each constrained CA.
+    #[test]
+    fn path_cas_are_parsed_once_and_repeated_cns_checked_once() {
+        let cert = |f: &dyn Fn(&mut CertificateParams)| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            f(&mut p);
+            p.self_signed(&KeyPair::generate().unwrap()).unwrap()
+        };
+        // the OID's five octets in a subject attribute: parsed, but no constraints
+        let oid_in_subject = cert(&|p| {
+            p.distinguished_name
+                .push(DnType::OrganizationName, "\u{6}\u{3}U\u{1d}\u{1e}");
+        });
+        let constrained = cert(&|p| {
+            p.name_constraints = Some(NameConstraints {
+                permitted_subtrees: (0..1000)
+                    .map(|i| GeneralSubtree::DnsName(format!("n{i}.invalid")))
+                    .collect(),
+                excluded_subtrees: vec![],
+            });
+        });
+        let leaf = cert(&|p| {
+            p.distinguished_name
+                .push(DnType::CommonName, "*.example.net");
+            p.distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 3]), "*.EXAMPLE.net.");
+        });
+        let names: Vec<ServerName<'static>> = (0..10)
+            .map(|i| ServerName::try_from(format!("h{i}.example.net")).unwrap())
+            .collect();
+        let path = [
+            PathCa::Certificate(oid_in_subject.der()),
+            PathCa::Certificate(constrained.der()),
+        ];
+        let budget = Cell::new(MAX_CN_CONSTRAINT_COMPARISONS);
+        CA_PARSES.with(|n| n.set(0));
+        let result = check(leaf.der(), &names, &path, &budget);
+        assert!(
+            matches!(result, Err(NameFailure::Mismatch(_))),
+            "{result:?}"
+        );
+        assert_eq!(CA_PARSES.with(Cell::get), 2);
+        assert_eq!(
+            MAX_CN_CONSTRAINT_COMPARISONS - budget.get(),
+            10 * 2 * 1000,
+            "one CN x 10 names, 2 names per pair x 1000 subtrees"
+        );
+    }
 
     /// Label by label: the plain reference for [`cn_matches`] on syntactically valid names.
     fn naive_cn_matches(cn: &str, reference: &str) -> bool {

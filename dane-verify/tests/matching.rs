@@ -553,3 +553,155 @@ fn cn_name_constraint_work_is_bounded() {
     assert_eq!((v.outcome, v.depth), (Outcome::ChainError, 1), "{v:?}");
     assert!(v.reason.unwrap().contains("250000"));
 }
+
+/// `count` dNSName subtrees `n{i}.invalid`, none of which holds `*.example.net`.
+fn unrelated_subtrees(count: usize) -> rcgen::NameConstraints {
+    rcgen::NameConstraints {
+        permitted_subtrees: (0..count)
+            .map(|i| rcgen::GeneralSubtree::DnsName(format!("n{i}.invalid")))
+            .collect(),
+        excluded_subtrees: vec![],
+    }
+}
+
+/// Security review, finding 1: a server that sends the matching CA 15 times (the chain limit is
+/// 16), or an RRset that repeats the record, gives the verdict and depth of sending it once.
+#[test]
+fn a_matching_ca_sent_15_times_counts_once() {
+    let repeated = |leaf: &CertificateDer<'static>, ca: &CertificateDer<'static>| {
+        let mut chain = vec![leaf.clone()];
+        chain.extend(std::iter::repeat_n(ca.clone(), 15));
+        assert_eq!(chain.len(), 16);
+        chain
+    };
+    let p = current();
+    let other = DaneMatcher::smtp(["mx.other.example"]).unwrap();
+    let constrained = private_ca(Some(unrelated_subtrees(1000)), |l| cn(l, "*.example.net"));
+    let ten: Vec<String> = (0..10).map(|i| format!("h{i}.example.net")).collect();
+    let ten = DaneMatcher::smtp(ten.iter().map(String::as_str)).unwrap();
+    for (matcher, leaf, ca, expected) in [
+        (smtp(), &p.leaf, &p.inter, Outcome::Verified),
+        (other, &p.leaf, &p.inter, Outcome::NameMismatch),
+        (
+            ten,
+            &constrained.leaf,
+            &constrained.ca,
+            Outcome::NameMismatch,
+        ),
+    ] {
+        for r in [
+            record(2, 1, 1, ca),
+            record(2, 0, 0, ca),
+            record(2, 0, 1, ca),
+        ] {
+            let once = matcher.verify(std::slice::from_ref(&r), &[leaf.clone(), ca.clone()], now());
+            assert_eq!((once.outcome, once.depth), (expected, 1), "{r}: {once:?}");
+            let many = matcher.verify(std::slice::from_ref(&r), &repeated(leaf, ca), now());
+            assert_eq!((many.outcome, many.depth), (expected, 1), "{r}: {many:?}");
+            assert_eq!(many.matched, once.matched);
+            // the same record 15 times in the RRset: the same again
+            let rrset = vec![r.clone(); 15];
+            let many = matcher.verify(&rrset, &repeated(leaf, ca), now());
+            assert_eq!((many.outcome, many.depth), (expected, 1), "{r}: {many:?}");
+        }
+    }
+}
+
+/// Security review, finding 1: the copies of a CA sent again are not validated again, so they
+/// do not spend the CN name-constraint budget of the verification. The CA is sent 15 times
+/// under constraints that refuse the leaf's CN; each validation of it costs 10 names × 2 × 1000
+/// subtrees. A second certificate of the same CA key and subject, published as `2 0 0` and
+/// permitting the name, then verifies; when every copy was validated, the budget was spent
+/// (250 000 < 15 × 20 000) and the chain was refused.
+#[test]
+fn copies_of_a_ca_do_not_spend_the_name_constraint_budget() {
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = |last: &str| {
+        let mut p = ca_params("Private CA");
+        let mut constraints = unrelated_subtrees(999);
+        let last = rcgen::GeneralSubtree::DnsName(last.into());
+        constraints.permitted_subtrees.push(last);
+        p.name_constraints = Some(constraints);
+        p
+    };
+    let refusing = ca("refused.invalid").self_signed(&ca_key).unwrap();
+    let permitting = ca("example.net").self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut lp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    lp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    cn(&mut lp, "*.example.net");
+    let issuer = Issuer::new(ca("refused.invalid"), ca_key);
+    let leaf = lp.signed_by(&leaf_key, &issuer).unwrap();
+    let records = [
+        record(2, 0, 1, refusing.der()),
+        record(2, 0, 0, permitting.der()),
+    ];
+    let names: Vec<String> = (0..10).map(|i| format!("h{i}.example.net")).collect();
+    let m = DaneMatcher::smtp(names.iter().map(String::as_str)).unwrap();
+    for copies in [1, 15] {
+        let mut chain = vec![leaf.der().clone()];
+        chain.extend(std::iter::repeat_n(refusing.der().clone(), copies));
+        let v = m.verify(&records, &chain, now());
+        assert_eq!(
+            (v.outcome, v.depth, v.matched.as_ref() == Some(&records[1])),
+            (Outcome::Verified, 1, true),
+            "{copies} copies: {:?}",
+            v.reason
+        );
+    }
+}
+
+/// Security review, finding 1: a CN the leaf repeats (here once more in another case, with a
+/// trailing dot) is held to the name constraints once. 100 reference names × 2 × 1000 subtrees
+/// fit the budget of 250 000 comparisons once, not twice.
+#[test]
+fn a_repeated_cn_is_checked_once() {
+    let p = private_ca(Some(unrelated_subtrees(1000)), |l| {
+        cn(l, "*.example.net");
+        // rcgen keeps one value per attribute type: the CN OID (2.5.4.3) once more, by number
+        l.distinguished_name
+            .push(DnType::CustomDnType(vec![2, 5, 4, 3]), "*.Example.NET.");
+    });
+    let (_, leaf) = X509Certificate::from_der(p.leaf.as_ref()).unwrap();
+    assert_eq!(leaf.subject().iter_common_name().count(), 2);
+    let chain = vec![p.leaf.clone(), p.ca.clone()];
+    let names: Vec<String> = (0..100).map(|i| format!("h{i}.example.net")).collect();
+    let m = DaneMatcher::smtp(names.iter().map(String::as_str)).unwrap();
+    let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
+    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1), "{v:?}");
+}
+
+/// RFC 7672 §3.1.3: SMTP clients use no PKIX-TA(0)/PKIX-EE(1) record, not even a `0 0 0` one
+/// as a source of the intermediate the server leaves out (generic mode does, RFC 7671 §5.2).
+/// The server sends the leaf and the root, not the intermediate; the RRset is `0 0 0
+/// <intermediate>` and `2 1 1 <root SPKI>`.
+#[test]
+fn smtp_mode_takes_no_intermediate_from_a_pkix_ta_record() {
+    let p = current();
+    let chain = vec![p.leaf.clone(), p.root.clone()];
+    let full_inter: TlsaRecord = format!("0 0 0 {}", hex::encode(&p.inter)).parse().unwrap();
+    let root_spki: TlsaRecord = format!("2 1 1 {}", hex::encode(Sha256::digest(spki(&p.root))))
+        .parse()
+        .unwrap();
+    assert_eq!(
+        (&full_inter, &root_spki),
+        (&record(0, 0, 0, &p.inter), &record(2, 1, 1, &p.root))
+    );
+    let records = [full_inter, root_spki.clone()];
+    let generic = DaneMatcher::generic(["mx.example.net"], vec![], DaneEeNames::Check).unwrap();
+    let v = generic.verify(&records, &chain, now());
+    assert_eq!(
+        (v.outcome, v.depth, v.matched.as_ref()),
+        (Outcome::Verified, 2, Some(&root_spki)),
+        "{:?}",
+        v.reason
+    );
+    let v = smtp().verify(&records, &chain, now());
+    assert_eq!(
+        (v.outcome, v.depth, v.matched.as_ref()),
+        (Outcome::ChainError, 1, Some(&root_spki)),
+        "{:?}",
+        v.reason
+    );
+    assert!(v.reason.unwrap().contains("UnknownIssuer"));
+}
