@@ -5,15 +5,13 @@
 
 #![allow(missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dane_verify::resolver::{DaneResolver, Limits, Validation};
+use test_support::dnssec_lab::Lab;
 use tokio::net::UdpSocket;
 
 const DELAY: Duration = Duration::from_millis(20);
@@ -47,7 +45,7 @@ async fn delaying_forwarder(upstream: SocketAddr) -> SocketAddr {
 }
 
 fn bench(c: &mut Criterion) {
-    let lab = common::Lab::start();
+    let lab = Lab::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -4,8 +4,6 @@
 //! in the crate documentation.
 #![cfg(feature = "resolver")]
 
-mod common;
-
 use std::time::Duration;
 
 use dane_verify::DnssecStatus;
@@ -13,6 +11,8 @@ use dane_verify::policy::{
     Action, DaneSetting, DeferReason, LookupFailure, NoDaneReason, TlsaLookup,
 };
 use dane_verify::resolver::{DaneResolver, Limits, Validation, ValidationState};
+use test_support::dnssec_lab::Lab;
+use test_support::free_port;
 
 fn limits() -> Limits {
     Limits {
@@ -22,7 +22,7 @@ fn limits() -> Limits {
 }
 
 /// Both validation ways, not probed yet (statuses masked until a probe succeeds).
-fn unprobed(lab: &common::Lab) -> Vec<(&'static str, DaneResolver)> {
+fn unprobed(lab: &Lab) -> Vec<(&'static str, DaneResolver)> {
     vec![
         (
             "trust-ad",
@@ -47,7 +47,7 @@ fn unprobed(lab: &common::Lab) -> Vec<(&'static str, DaneResolver)> {
 }
 
 /// Both validation ways, each proven by a probe of the lab's signed `test.` zone.
-async fn resolvers(lab: &common::Lab) -> Vec<(&'static str, DaneResolver)> {
+async fn resolvers(lab: &Lab) -> Vec<(&'static str, DaneResolver)> {
     let rs = unprobed(lab);
     for (way, r) in &rs {
         r.probe("test.")
@@ -97,7 +97,7 @@ fn expected(zone: &str, tlsa: &str, setting: DaneSetting, action: &Action) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc7672_matrix_against_the_lab() {
-    let lab = common::Lab::start();
+    let lab = Lab::start();
     let mut cells = 0;
     for (way, resolver) in resolvers(&lab).await {
         for zone in ["dane", "unsigned", "broken"] {
@@ -123,7 +123,7 @@ async fn rfc7672_matrix_against_the_lab() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_special_cases() {
-    let lab = common::Lab::start();
+    let lab = Lab::start();
     let spki = lab.var("SPKI_SHA256").to_string();
     let ca_spki = lab.var("CA_SPKI_SHA256").to_string();
     for (way, r) in resolvers(&lab).await {
@@ -187,7 +187,7 @@ async fn lab_special_cases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_refuses_a_resolver_that_does_not_validate() {
-    let lab = common::Lab::start();
+    let lab = Lab::start();
     // the iterator-only unbound never sets AD: trusting it must not report DANE available
     let r = DaneResolver::new(
         Validation::TrustAd {
@@ -239,7 +239,7 @@ async fn probe_refuses_a_resolver_that_does_not_validate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_cache() {
-    let lab = common::Lab::start();
+    let lab = Lab::start();
     let tight = Limits {
         max_mx_hosts: 1,
         max_tlsa_records: 1,
@@ -295,7 +295,7 @@ async fn limits_and_cache() {
 /// not the A answer: NODATA), so TLSA is looked up at the expanded name and DANE applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cname_to_an_ipv6_only_target_keeps_dane() {
-    let lab = common::Lab::start();
+    let lab = Lab::start();
     let spki = lab.var("SPKI_SHA256").to_string();
     for (way, r) in resolvers(&lab).await {
         let f = r.destination("cname6.dane.test", 25).await.unwrap();
@@ -329,7 +329,7 @@ async fn cname_to_an_ipv6_only_target_keeps_dane() {
 /// is `Indeterminate` until its probe succeeds, then `Secure`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unproven_validation_is_indeterminate_never_insecure() {
-    let lab = common::Lab::start();
+    let lab = Lab::start();
     let noval = DaneResolver::new(
         Validation::TrustAd {
             resolver: lab.non_validating(),
@@ -391,9 +391,7 @@ async fn unproven_validation_is_indeterminate_never_insecure() {
     // a probe that gets no answer (the resolver stopped) leaves a proven state as it is
     let dead = DaneResolver::new(
         Validation::TrustAd {
-            resolver: format!("127.0.0.1:{}", common::free_udp_port())
-                .parse()
-                .unwrap(),
+            resolver: format!("127.0.0.1:{}", free_port(&[])).parse().unwrap(),
         },
         Limits {
             timeout: Duration::from_millis(300),
@@ -410,7 +408,7 @@ async fn unproven_validation_is_indeterminate_never_insecure() {
 /// unbound as upstream: the probe succeeds and DANE applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_validation_with_an_anchor_file_validates() {
-    let lab = common::Lab::start();
+    let lab = Lab::start();
     let r = DaneResolver::new(
         Validation::in_process(vec![lab.non_validating()], Some(&lab.trust_anchor_file())).unwrap(),
         limits(),

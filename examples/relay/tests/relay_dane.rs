@@ -14,13 +14,14 @@
 //! deferred with nothing delivered.
 
 mod common;
-use common::postfix::Postfix;
 
 use std::time::Duration;
 
 use relay::RecipientState;
+use test_support::dnssec_lab::Lab;
+use test_support::free_port;
+use test_support::postfix::Postfix;
 
-use common::dnssec_lab::{Lab, free_port};
 use common::peer::{Behaviour, Peer};
 use common::{CertKey, Client, Site, server_config, wait_until};
 

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use relay::outbound::{Outbound, OutboundConfig, OutboundHandle};
 use relay::{Envelope, MessageId, RecipientState, Spool, SpoolConfig};
+use test_support::postfix::Postfix;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 mod common;
-use common::postfix::Postfix;
 use std::ffi::OsStr;
 
 // ---------------------------------------------------------------- fixtures

@@ -2,10 +2,8 @@
 //! DNSSEC lab (scripts/dnssec-lab.sh, own ports, stopped by PID in Drop) and a small TLS SMTP
 //! responder on loopback serving the lab's MX certificate.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,86 +11,7 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
-
-struct Lab {
-    state: PathBuf,
-    vars: HashMap<String, String>,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port(taken: &[u16]) -> u16 {
-    for _ in 0..200 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !taken.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port");
-}
-
-impl Lab {
-    fn start() -> Self {
-        let mut ports = Vec::new();
-        for _ in 0..4 {
-            let p = free_port(&ports);
-            ports.push(p);
-        }
-        let dir = tempfile::tempdir().unwrap().keep();
-        let state = dir.join("lab.env");
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/dnssec-lab.sh"))
-            .env("PARENT_PORT", ports[0].to_string())
-            .env("CHILD_PORT", ports[1].to_string())
-            .env("UNBOUND_PORT", ports[2].to_string())
-            .env("NOVAL_PORT", ports[3].to_string())
-            .env("STATE", &state)
-            .env("LAB_TIMEOUT", "20")
-            .output()
-            .expect("bash scripts/dnssec-lab.sh");
-        let mut lab = Self {
-            state: state.clone(),
-            vars: HashMap::new(),
-        };
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_ne!(
-                out.status.code(),
-                Some(3),
-                "knotd/unbound missing: run scripts/install-deps.sh\n{err}"
-            );
-            panic!("DNSSEC lab failed: {err}");
-        }
-        lab.vars = std::fs::read_to_string(&state)
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-            .collect();
-        lab
-    }
-    fn var(&self, k: &str) -> String {
-        self.vars[k].clone()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("scripts/dnssec-lab-stop.sh"))
-            .env("STATE", &self.state)
-            .output();
-        if let Some(d) = self.state.parent() {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
+use test_support::dnssec_lab::Lab;
 
 fn run(args: &[&str]) -> (i32, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_smtp-tls-check"))
@@ -121,7 +40,7 @@ fn offline_matching() {
             "--tlsa".to_string(),
             t.to_string(),
             "--chain".into(),
-            chain.clone(),
+            chain.to_owned(),
             "--name".into(),
             name.into(),
             "--json".into(),
@@ -148,7 +67,7 @@ fn offline_matching() {
     assert!(j["error"].is_string());
     // DANE-TA digest with the CA missing from the chain: no match
     let mut v = base(&ta, "mx.dane.test");
-    v[3] = leaf.clone();
+    v[3] = leaf.to_owned();
     let (code, j, _) = call(v);
     assert_eq!(
         (code, j["outcome"].as_str(), j["depth"].as_i64()),
@@ -160,7 +79,11 @@ fn offline_matching() {
     let (code, j, _) = call(base(&pkix, "mx.dane.test"));
     assert_eq!((code, j["outcome"].as_str()), (1, Some("unusable")));
     let mut v = base(&pkix, "mx.dane.test");
-    v.extend(["--generic".into(), "--ca".into(), lab.var("CA_CERT")]);
+    v.extend([
+        "--generic".into(),
+        "--ca".into(),
+        lab.var("CA_CERT").to_owned(),
+    ]);
     let (code, j, _) = call(v);
     assert_eq!(
         (code, j["outcome"].as_str(), j["depth"].as_i64()),
@@ -195,7 +118,7 @@ mod danetest;
 /// `divergences.txt` there. `-- --nocapture` prints the counts.
 #[test]
 fn openssl_danetest_through_the_cli() {
-    let data = repo().join("dane-verify/tests/data/openssl-danetest");
+    let data = test_support::repo_root().join("dane-verify/tests/data/openssl-danetest");
     let all = danetest::parse(&std::fs::read_to_string(data.join("danetest.in")).unwrap());
     assert_eq!(all.len(), 50);
     let known =
@@ -399,7 +322,7 @@ fn live_against_the_lab() {
     // DANE-TA only, validated in-process by hickory through the non-validating unbound
     let (code, j, err) = live(
         "ta.dane.test",
-        &["--resolver", &noval, "--trust-anchor", &anchors],
+        &["--resolver", &noval, "--trust-anchor", anchors],
     );
     assert_eq!(code, 0, "{j} {err}");
     // the relay's default mode: validating in-process, here from the lab's anchor file
@@ -408,7 +331,7 @@ fn live_against_the_lab() {
     assert!(
         j["resolver"]["trust_anchor"]
             .as_str()
-            .is_some_and(|t| t.contains(&anchors)),
+            .is_some_and(|t| t.contains(anchors)),
         "{j}"
     );
     assert_eq!(j["hosts"][0]["tls"]["depth"], 1);

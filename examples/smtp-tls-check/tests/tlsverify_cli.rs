@@ -5,8 +5,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
-use common::postfix::Postfix;
+use test_support::postfix::Postfix;
 
 const BIN: &str = env!("CARGO_BIN_EXE_smtp-tls-check");
 

@@ -4,9 +4,7 @@
 //! relay process (killed by PID on drop), a plain SMTP submission client and bounded waits.
 #![allow(dead_code, unreachable_pub)]
 
-pub mod dnssec_lab;
 pub mod peer;
-pub mod postfix;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
@@ -399,9 +397,4 @@ pub fn wait_until(limit: Duration, what: impl Fn() -> String, mut pred: impl FnM
         assert!(Instant::now() < deadline, "timed out: {}", what());
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The repository root.
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::repo_root;
+
+/// A running Postfix instance; its state file's variables through [`Postfix::var`].
 pub struct Postfix {
     dir: TempDir,
     vars: HashMap<String, String>,
@@ -30,7 +33,7 @@ impl Postfix {
     /// script's header) and reads its state file. The script waits (bounded) for a `220`.
     pub fn start(dir: TempDir, env: &[(&str, &OsStr)]) -> Self {
         let lab = dir.path().join("lab");
-        let mut cmd = Command::new(super::repo().join("scripts/postfix-lab.sh"));
+        let mut cmd = Command::new(repo_root().join("scripts/postfix-lab.sh"));
         cmd.env("LAB_DIR", &lab);
         for (k, v) in env {
             cmd.env(k, v);
@@ -56,6 +59,7 @@ impl Postfix {
         postfix
     }
 
+    /// A variable of the lab's state file; panics if it has none of that name.
     pub fn var(&self, k: &str) -> &str {
         self.vars
             .get(k)
@@ -72,10 +76,12 @@ impl Postfix {
         format!("127.0.0.1:{}", self.port())
     }
 
+    /// The instance's configuration directory (`postconf -c`).
     pub fn config_dir(&self) -> &Path {
         Path::new(self.var("CONFIG_DIR"))
     }
 
+    /// The instance's mail log so far (empty before it exists).
     pub fn maillog(&self) -> String {
         std::fs::read_to_string(self.var("MAILLOG")).unwrap_or_default()
     }
@@ -95,7 +101,7 @@ impl Postfix {
 
 impl Drop for Postfix {
     fn drop(&mut self) {
-        let _ = Command::new(super::repo().join("scripts/postfix-lab-stop.sh"))
+        let _ = Command::new(repo_root().join("scripts/postfix-lab-stop.sh"))
             .arg(self.dir.path().join("lab"))
             .output();
         if let Some(pid) = self.vars.get("MASTER_PID") {

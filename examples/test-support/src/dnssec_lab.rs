@@ -1,30 +1,26 @@
-//! The DNSSEC lab (`scripts/dnssec-lab.sh`: knot + unbound on loopback) with its own free ports,
-//! stopped by PID in `Drop` (`scripts/dnssec-lab-stop.sh`), even when the test fails.
+//! The DNSSEC lab (`scripts/dnssec-lab.sh`: two knotd serving a signed parent `test.` and its
+//! child zones, a validating and a non-validating unbound, all on loopback) with its own free
+//! ports, stopped by PID in `Drop` (`scripts/dnssec-lab-stop.sh`), even when the test fails.
+//! The records it serves are listed in the script's header.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::{free_port, repo_root};
+
+/// A running DNSSEC lab; its state file's variables (`UNBOUND_PORT`, `MX_CHAIN`,
+/// `SPKI_SHA256`, `TRUST_ANCHOR_FILE`, ...) through [`Lab::var`].
 pub struct Lab {
-    dir: tempfile::TempDir,
+    // Removed after `drop` stopped the lab.
+    _dir: tempfile::TempDir,
     state: PathBuf,
     vars: HashMap<String, String>,
 }
 
-/// A loopback port free for both TCP and UDP right now, not in `taken`.
-pub fn free_port(taken: &[u16]) -> u16 {
-    for _ in 0..200 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = l.local_addr().unwrap().port();
-        if !taken.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port");
-}
-
 impl Lab {
+    /// Starts the lab.
     pub fn start() -> Self {
         Self::start_with(None)
     }
@@ -36,8 +32,8 @@ impl Lab {
         Self::start_with(Some(smtp_port))
     }
 
-    /// A start that fails (a port taken between choosing it and binding it) is retried with
-    /// fresh ports, at most three times.
+    /// A start that fails for another reason than missing tools (a port taken between choosing
+    /// it and binding it) is retried with fresh ports, at most three times.
     fn start_with(smtp_port: Option<u16>) -> Self {
         let mut failures = Vec::new();
         for _ in 0..3 {
@@ -58,7 +54,7 @@ impl Lab {
             let p = free_port(&ports);
             ports.push(p);
         }
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temporary directory");
         let state = dir.path().join("lab.env");
         let ports = &ports[ports.len() - 4..];
         let mut cmd = Command::new("bash");
@@ -66,7 +62,7 @@ impl Lab {
             cmd.env("SMTP_PORT", p.to_string());
         }
         let out = cmd
-            .arg(super::repo().join("scripts/dnssec-lab.sh"))
+            .arg(repo_root().join("scripts/dnssec-lab.sh"))
             .env("PARENT_PORT", ports[0].to_string())
             .env("CHILD_PORT", ports[1].to_string())
             .env("UNBOUND_PORT", ports[2].to_string())
@@ -76,13 +72,18 @@ impl Lab {
             .output()
             .expect("run bash scripts/dnssec-lab.sh");
         let mut lab = Self {
-            dir,
+            _dir: dir,
             state,
             vars: HashMap::new(),
         };
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            // `lab` is dropped here: whatever started is stopped.
+            // `lab` is dropped on return: whatever started is stopped.
+            assert_ne!(
+                out.status.code(),
+                Some(3),
+                "DNSSEC lab tools missing (knotd/unbound/ldnsutils): run scripts/install-deps.sh\n{stderr}"
+            );
             return Err(format!(
                 "DNSSEC lab failed to start ({}): {stderr}",
                 out.status
@@ -97,25 +98,29 @@ impl Lab {
         Ok(lab)
     }
 
+    /// A variable of the lab's state file; panics if it has none of that name.
     pub fn var(&self, k: &str) -> &str {
         self.vars
             .get(k)
             .unwrap_or_else(|| panic!("lab state has no {k}"))
     }
 
+    /// `127.0.0.1:` the port in variable `port_var`.
+    pub fn addr(&self, port_var: &str) -> SocketAddr {
+        format!("127.0.0.1:{}", self.var(port_var))
+            .parse()
+            .expect("a port")
+    }
+
     /// The validating unbound (sets the AD bit).
     pub fn validating(&self) -> SocketAddr {
-        format!("127.0.0.1:{}", self.var("UNBOUND_PORT"))
-            .parse()
-            .unwrap()
+        self.addr("UNBOUND_PORT")
     }
 
     /// The iterator-only unbound: never sets the AD bit (an upstream for in-process
     /// validation; a misconfigured `trust-ad` resolver).
     pub fn non_validating(&self) -> SocketAddr {
-        format!("127.0.0.1:{}", self.var("NOVAL_PORT"))
-            .parse()
-            .unwrap()
+        self.addr("NOVAL_PORT")
     }
 
     /// The DNSKEY RRset of the lab's signed `test.` zone (a `trust_anchor` file).
@@ -127,7 +132,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = Command::new("bash")
-            .arg(super::repo().join("scripts/dnssec-lab-stop.sh"))
+            .arg(repo_root().join("scripts/dnssec-lab-stop.sh"))
             .env("STATE", &self.state)
             .output();
     }

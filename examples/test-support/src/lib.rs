@@ -1,0 +1,28 @@
+//! Fixtures shared by the workspace's tests, a dev-dependency only: the real peers started by
+//! the project's scripts (`scripts/dnssec-lab.sh`, `scripts/postfix-lab.sh`), each stopped by
+//! PID in `Drop` even when the test fails, and free loopback ports.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+
+pub mod dnssec_lab;
+pub mod postfix;
+
+/// The repository root (where `scripts/` is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A loopback port free for both TCP and UDP right now, not in `taken`.
+pub fn free_port(taken: &[u16]) -> u16 {
+    for _ in 0..200 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("bound address").port();
+        if !taken.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port");
+}
