@@ -431,14 +431,6 @@ fn rustls_server_from_store_verifies_with_s_client_trusting_the_custom_list() {
     server.join().unwrap().unwrap();
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_ready(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -482,7 +474,7 @@ fn rustls_handshake(
 #[test]
 fn rustls_client_from_store_needs_the_custom_list_against_s_server() {
     let mut pki = pki();
-    let port = free_port();
+    let port = test_support::free_port(&[]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     std::fs::write(
         pki.dir.join("mx.key"),

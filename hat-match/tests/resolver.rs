@@ -1,17 +1,16 @@
 //! The `resolver` adapter end to end through real DNS: Debian's unbound on loopback, started by
-//! `scripts/hat-dns-lab.sh` (one server per test, each on its own port, stopped by PID in a
-//! Drop guard), answering the CRES note's PTR/A records and a DNS list from local data.
+//! `scripts/hat-dns-lab.sh` through `test_support::hat_dns_lab` (one server per test, each on
+//! its own port, stopped by PID in a Drop guard), answering the CRES note's PTR/A records and a DNS list from local data.
 #![cfg(feature = "resolver")]
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hat_match::resolver::{
     HatResolver, LookupFailure, LookupStatus, ResolvedVerdict, ResolverLimits, SkipReason,
 };
 use hat_match::{Behavior, Fact, HostAccessTable, TlsMode};
+use test_support::hat_dns_lab::Lab;
 
 const CRES_TABLE: &str = r#"
 [[mail_flow_policy]]
@@ -53,104 +52,9 @@ policy = "ACCEPTED"
 senders = ["ALL"]
 "#;
 
-fn scripts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts")
-}
-
-fn unbound_installed() -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .any(|d| d.join("unbound").is_file())
-}
-
-/// A free UDP port on loopback (released just before unbound binds it).
-fn free_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    s.local_addr().expect("local address").port()
-}
-
-/// One unbound from `hat-dns-lab.sh`; dropping it runs `hat-dns-lab-stop.sh` (kills that PID).
-struct Lab {
-    state: PathBuf,
-    addr: SocketAddr,
-    query_log: PathBuf,
-}
-
-impl Lab {
-    fn start() -> Self {
-        assert!(
-            unbound_installed(),
-            "Debian's `unbound` is not installed: these tests need a real DNS server on loopback \
-             (run scripts/install-deps.sh, or apt-get install unbound bind9-dnsutils)"
-        );
-        // The port is free when picked but may be taken (UDP or TCP) by the time unbound binds
-        // it, with tests starting labs in parallel: unbound then dies at once (exit status 4),
-        // and a new port is tried (bounded).
-        let mut attempt = 0;
-        let mut lab = loop {
-            attempt += 1;
-            let port = free_port();
-            let state =
-                std::env::temp_dir().join(format!("hat-dns-lab-{}-{port}.env", std::process::id()));
-            let out = Command::new("bash")
-                .arg(scripts().join("hat-dns-lab.sh"))
-                .env("HAT_DNS_PORT", port.to_string())
-                .env("STATE", &state)
-                .env("LAB_TIMEOUT", "10")
-                .output()
-                .expect("run scripts/hat-dns-lab.sh");
-            // From here on the guard exists, so even a failed start is cleaned up.
-            let lab = Self {
-                state,
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                query_log: PathBuf::new(),
-            };
-            if out.status.code() == Some(4) && attempt < 5 {
-                continue;
-            }
-            assert!(
-                out.status.success(),
-                "hat-dns-lab.sh failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-            break lab;
-        };
-        let state_text = std::fs::read_to_string(&lab.state).expect("lab state file");
-        lab.query_log = state_text
-            .lines()
-            .find_map(|l| l.strip_prefix("QUERY_LOG="))
-            .map(PathBuf::from)
-            .expect("QUERY_LOG in the lab state file");
-        lab
-    }
-
-    fn resolver(&self, limits: ResolverLimits) -> HatResolver {
-        HatResolver::for_nameserver(self.addr, limits).expect("resolver for the lab")
-    }
-
-    /// Waits (bounded) until the query log names `qname`; returns the log.
-    fn wait_logged(&self, qname: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let log = std::fs::read_to_string(&self.query_log).unwrap_or_default();
-            if log.contains(qname) {
-                return log;
-            }
-            assert!(Instant::now() < deadline, "{qname} never logged:\n{log}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(scripts().join("hat-dns-lab-stop.sh"))
-            .env("STATE", &self.state)
-            .output();
-    }
+/// A resolver asking only the lab's unbound.
+fn resolver(lab: &Lab, limits: ResolverLimits) -> HatResolver {
+    HatResolver::for_nameserver(lab.addr(), limits).expect("resolver for the lab")
 }
 
 fn table(text: &str) -> HostAccessTable {
@@ -169,8 +73,7 @@ fn group<'a>(r: &'a ResolvedVerdict<'_>) -> Option<&'a str> {
 async fn forward_confirmed_ptr_puts_cres_relay_in_cres() {
     let lab = Lab::start();
     let table = table(CRES_TABLE);
-    let r = lab
-        .resolver(ResolverLimits::default())
+    let r = resolver(&lab, ResolverLimits::default())
         .matches(&table, ip("184.94.241.96"))
         .await;
     assert_eq!(group(&r), Some("CRES"), "{r:#?}");
@@ -201,8 +104,7 @@ async fn forward_confirmed_ptr_puts_cres_relay_in_cres() {
 async fn ptr_whose_forward_lookup_gives_another_address_falls_to_all() {
     let lab = Lab::start();
     let table = table(CRES_TABLE);
-    let r = lab
-        .resolver(ResolverLimits::default())
+    let r = resolver(&lab, ResolverLimits::default())
         .matches(&table, ip("198.51.100.7"))
         .await;
     assert_eq!(group(&r), Some("ALL"), "{r:#?}");
@@ -219,7 +121,7 @@ async fn ptr_whose_forward_lookup_gives_another_address_falls_to_all() {
 async fn dns_listed_client_lands_in_the_dnslist_group() {
     let lab = Lab::start();
     let table = table(CRES_TABLE);
-    let dns = lab.resolver(ResolverLimits::default());
+    let dns = resolver(&lab, ResolverLimits::default());
     for client in ["192.0.2.99", "127.0.0.2"] {
         let r = dns.matches(&table, ip(client)).await;
         assert_eq!(group(&r), Some("BLOCKLIST"), "{client}: {r:#?}");
@@ -255,7 +157,7 @@ async fn dns_listed_client_lands_in_the_dnslist_group() {
 async fn cidr_match_in_group_one_makes_no_dns_query() {
     let lab = Lab::start();
     let table = table(CRES_TABLE);
-    let dns = lab.resolver(ResolverLimits::default());
+    let dns = resolver(&lab, ResolverLimits::default());
     let r = dns.matches(&table, ip("208.90.57.32")).await;
     assert_eq!(group(&r), Some("CRES"));
     assert_eq!(
@@ -286,8 +188,7 @@ async fn cidr_match_in_group_one_makes_no_dns_query() {
 async fn several_ptr_names_are_bounded_and_each_forward_checked() {
     let lab = Lab::start();
     let table = table(CRES_TABLE);
-    let r = lab
-        .resolver(ResolverLimits::default())
+    let r = resolver(&lab, ResolverLimits::default())
         .matches(&table, ip("192.0.2.60"))
         .await;
     assert_eq!(group(&r), Some("PARTNER"), "{r:#?}");
@@ -303,7 +204,7 @@ async fn several_ptr_names_are_bounded_and_each_forward_checked() {
         max_ptr_names: 1,
         ..ResolverLimits::default()
     };
-    let r = lab.resolver(one).matches(&table, ip("192.0.2.60")).await;
+    let r = resolver(&lab, one).matches(&table, ip("192.0.2.60")).await;
     assert_eq!(r.lookups().ptr.names.len(), 1);
     assert_eq!(r.lookups().ptr.ignored, 2);
     assert_eq!(r.lookups().forward.len(), 1);
@@ -313,7 +214,7 @@ async fn several_ptr_names_are_bounded_and_each_forward_checked() {
 async fn failed_dns_list_query_is_reported_and_makes_the_verdict_tentative() {
     let lab = Lab::start();
     let table = table(&CRES_TABLE.replace("dnslist[dnsbl.test]", "dnslist[refused.test]"));
-    let dns = lab.resolver(ResolverLimits::default());
+    let dns = resolver(&lab, ResolverLimits::default());
     let r = dns.matches(&table, ip("192.0.2.99")).await;
     // The failed list counts as "not listed": ALL, but the server is told.
     assert_eq!(group(&r), Some("ALL"), "{r:#?}");

@@ -2,20 +2,14 @@
 //! message from swaks over STARTTLS and delivers it into a maildir under `./relay-data/`; SIGTERM
 //! ends it with status 0.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 use common::Relay;
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use test_support::free_addr;
 
 /// Files in `dir` (none if it does not exist yet).
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -27,7 +21,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn default_config_delivers_swaks_message_to_maildir_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = free_port();
+    let listen = free_addr();
     let mut relay = Relay::spawn(
         dir.path(),
         &["--listen".as_ref(), listen.to_string().as_ref()],
@@ -105,7 +99,7 @@ fn default_config_delivers_swaks_message_to_maildir_and_stops_on_sigterm() {
 #[test]
 fn check_config_shows_the_default_validating_resolver() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = free_port();
+    let listen = free_addr();
     let mut relay = Relay::spawn(
         dir.path(),
         &["--listen".as_ref(), listen.to_string().as_ref()],
@@ -152,7 +146,7 @@ fn check_config_shows_the_default_validating_resolver() {
         .replace("mode = \"validating\"", "mode = \"system\"");
     let system = dir.path().join("relay-data/default-config/system.toml");
     std::fs::write(&system, text).unwrap();
-    let listen = free_port();
+    let listen = free_addr();
     let mut relay = Relay::spawn(
         dir.path(),
         &[
@@ -182,7 +176,7 @@ fn check_config_shows_the_default_validating_resolver() {
 fn sigterm_lets_the_transaction_in_flight_finish() {
     use std::io::{BufRead, BufReader, Write};
     let dir = tempfile::tempdir().unwrap();
-    let listen = free_port();
+    let listen = free_addr();
     let mut relay = Relay::spawn(
         dir.path(),
         &["--listen".as_ref(), listen.to_string().as_ref()],

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -326,14 +326,6 @@ fn sink_rejects_overlong_lines_and_bad_sequences() {
 }
 
 /// A free loopback port (bound then released; Postfix's smtp-sink binds it next).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_for_banner(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -369,7 +361,7 @@ fn start_smtp_sink(dump: &Path) -> (Guard, SocketAddr) {
             .status()
             .unwrap();
     }
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr = test_support::free_addr();
     let template = format!("{}/m.", dump.display());
     let mut cmd = Command::new(smtp_sink);
     if is_root {

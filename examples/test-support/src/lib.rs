@@ -1,13 +1,15 @@
 //! Fixtures shared by the workspace's tests, a dev-dependency only: the real peers started by
-//! the project's scripts (`scripts/dnssec-lab.sh`, `scripts/postfix-lab.sh`), each stopped by
-//! PID in `Drop` even when the test fails, and free loopback ports.
+//! the project's scripts (`scripts/dnssec-lab.sh`, `scripts/hat-dns-lab.sh`,
+//! `scripts/postfix-lab.sh`), each stopped by PID in `Drop` even when the test fails, and free
+//! loopback ports.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 
 pub mod dnssec_lab;
+pub mod hat_dns_lab;
 pub mod postfix;
 
 /// The repository root (where `scripts/` is).
@@ -25,4 +27,12 @@ pub fn free_port(taken: &[u16]) -> u16 {
         }
     }
     panic!("no free loopback port");
+}
+
+/// A loopback TCP address free right now.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("bound address")
 }

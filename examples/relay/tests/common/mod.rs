@@ -8,7 +8,7 @@ pub mod peer;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -83,14 +83,6 @@ pub fn server_config(ck: &CertKey) -> std::sync::Arc<rustls::ServerConfig> {
     std::sync::Arc::new(cfg)
 }
 
-/// A loopback address free right now.
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// A relay site in a temp dir: `relay.toml`, `hat.toml` (loopback may relay, plaintext
 /// inbound), `destinations.toml`, a certificate store trusting only `ca_pem` (when given), the
 /// spool in `spool/`.
@@ -104,7 +96,7 @@ impl Site {
     /// `destinations` = the destination-control file.
     pub fn new(delivery: &str, destinations: &str, ca_pem: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let listen = free_addr();
+        let listen = test_support::free_addr();
         let mut store = cert_store::CertStore::open(dir.path().join("certs")).unwrap();
         if let Some(pem) = ca_pem {
             store
