@@ -1,15 +1,18 @@
-//! Shared fixtures: a test CA made by rcgen, rustls verifiers and the Postfix lab guard.
+//! Shared fixtures: a test CA made by rcgen, rustls verifiers and the Postfix lab guard (over
+//! `test_support::postfix`).
 #![allow(dead_code, unreachable_pub)]
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use test_support::postfix::Postfix;
 
 /// A server certificate with its chain and key.
 pub struct ServerCert {
@@ -109,19 +112,10 @@ impl Pki {
     }
 }
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A Postfix instance from scripts/postfix-lab.sh, stopped (by its PID) on drop.
+/// A Postfix instance from scripts/postfix-lab.sh (`test_support::postfix`), stopped on drop.
 pub struct PostfixLab {
-    pub dir: tempfile::TempDir,
     pub port: u16,
-    pub master_pid: u32,
-    pub maillog: PathBuf,
+    postfix: Postfix,
 }
 
 impl PostfixLab {
@@ -132,64 +126,29 @@ impl PostfixLab {
 
     /// As [`Self::start`] with extra environment for the script (client mode etc.).
     pub fn start_with(tls: &str, cert: Option<&ServerCert>, env: &[(&str, String)]) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("pflab")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let lab = dir.path().join("lab");
-        let mut cmd = Command::new(repo_root().join("scripts/postfix-lab.sh"));
-        cmd.env("LAB_DIR", &lab).env("SMTPD_TLS", tls);
+        let dir = Postfix::scratch();
+        let mut vars: Vec<(&str, OsString)> = vec![("SMTPD_TLS", tls.into())];
         if let Some(cert) = cert {
             let (c, k) = cert.write(dir.path());
-            cmd.env("TLS_CERT", c).env("TLS_KEY", k);
+            vars.push(("TLS_CERT", c.into()));
+            vars.push(("TLS_KEY", k.into()));
         }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run scripts/postfix-lab.sh");
-        assert!(
-            out.status.success(),
-            "postfix-lab failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let state = std::fs::read_to_string(lab.join("state")).unwrap();
-        let get = |k: &str| {
-            state
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap()
-                .to_string()
-        };
+        vars.extend(env.iter().map(|(k, v)| (*k, OsString::from(v))));
+        let vars: Vec<(&str, &OsStr)> = vars.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+        let postfix = Postfix::start(dir, &vars);
         Self {
-            port: get("SMTPD_PORT").parse().unwrap(),
-            master_pid: get("MASTER_PID").parse().unwrap(),
-            maillog: PathBuf::from(get("MAILLOG")),
-            dir,
+            port: postfix.port(),
+            postfix,
         }
     }
 
     pub fn maillog(&self) -> String {
-        std::fs::read_to_string(&self.maillog).unwrap_or_default()
+        self.postfix.maillog()
     }
 
     /// Polls the mail log (bounded: 15 s) until it contains `needle`; returns the log.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let log = self.maillog();
-            if log.contains(needle) || std::time::Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for PostfixLab {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/postfix-lab-stop.sh"))
-            .arg(self.dir.path().join("lab"))
-            .status();
+        self.postfix
+            .wait_log(Duration::from_secs(15), |log| log.contains(needle))
     }
 }
