@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Client, Site, TestCa, wait_until};
+use common::{Client, Site, wait_until};
+use test_support::pki::{CertKey, TestCa};
 
 const MESSAGES: usize = 200;
 const CONCURRENCY: usize = 8;
@@ -32,7 +33,7 @@ struct Sink {
 }
 
 impl Sink {
-    fn start(dir: &std::path::Path, cert: &common::CertKey, count_file: &std::path::Path) -> Self {
+    fn start(dir: &std::path::Path, cert: &CertKey, count_file: &std::path::Path) -> Self {
         let (c, k) = (dir.join("sink-cert.pem"), dir.join("sink-key.pem"));
         std::fs::write(&c, &cert.chain_pem).unwrap();
         std::fs::write(&k, &cert.key_pem).unwrap();

@@ -23,7 +23,8 @@ use test_support::free_port;
 use test_support::postfix::Postfix;
 
 use common::peer::{Behaviour, Peer};
-use common::{CertKey, Client, Site, server_config, wait_until};
+use common::{Client, Site, wait_until};
+use test_support::pki::{CertKey, server_config};
 
 /// One destination: the domain, what makes it fail, and whether the relay may even log a
 /// delivery attempt (it does for per-host DANE decisions, not when the MX lookup itself fails).

@@ -16,7 +16,8 @@ mod common;
 use std::time::Duration;
 
 use common::peer::{Behaviour, Conn, Peer};
-use common::{Client, Site, TestCa, self_signed, server_config, wait_until};
+use common::{Client, Site, wait_until};
+use test_support::pki::{TestCa, self_signed, server_config};
 
 /// The scripted peers, in table column order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use relay::outbound::{Outbound, OutboundConfig, OutboundHandle};
 use relay::{Envelope, MessageId, RecipientState, Spool, SpoolConfig};
+use test_support::pki::{TestCa, self_signed};
 use test_support::postfix::Postfix;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,29 +28,13 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Self {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "relay outbound test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.use_authority_key_identifier_extension = true;
-        let cert = p.signed_by(&key, &issuer).unwrap();
-        let good = (cert.pem() + &ca.pem(), key.serialize_pem());
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        let cert = p.self_signed(&key).unwrap();
+        let ca = TestCa::new("relay outbound test CA");
+        let good = ca.issue(&[name.to_owned()]);
+        let untrusted = self_signed(&[name.to_owned()]);
         Self {
-            ca_pem: ca.pem(),
-            good,
-            untrusted: (cert.pem(), key.serialize_pem()),
+            ca_pem: ca.pem,
+            good: (good.chain_pem, good.key_pem),
+            untrusted: (untrusted.chain_pem, untrusted.key_pem),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use test_support::pki::TestCa;
 
 const BIN: &str = env!("CARGO_BIN_EXE_smtp-load");
 
@@ -101,30 +101,19 @@ struct Pki {
 /// A CA, a `localhost` server certificate signed by it, and an unrelated CA (rcgen).
 fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
-    let ca_of = |name: &str| {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, format!("smtp-load test {name}"));
-        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
-    };
-    let ca = ca_of("CA");
-    let other = ca_of("other CA");
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let ca = TestCa::new("smtp-load test CA");
+    let other = TestCa::new("smtp-load test other CA");
+    let cert = ca.issue(&["localhost".to_owned()]);
     let w = |name: &str, text: String| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
     };
     Pki {
-        ca: w("ca.pem", ca.pem()),
-        other_ca: w("other.pem", other.pem()),
-        cert: w("cert.pem", cert.pem()),
-        key: w("key.pem", key.serialize_pem()),
+        ca: w("ca.pem", ca.pem),
+        other_ca: w("other.pem", other.pem),
+        cert: w("cert.pem", cert.chain_pem),
+        key: w("key.pem", cert.key_pem),
         _dir: dir,
     }
 }

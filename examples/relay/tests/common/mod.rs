@@ -1,6 +1,6 @@
 //! Shared fixtures of the relay tests (`relay_default`, `relay_inbound`, `relay_faults`,
 //! `relay_dane`, `relay_crash`):
-//! a test CA, a relay site (configuration, HAT, certificate store and spool in a temp dir), the
+//! a relay site (configuration, HAT, certificate store and spool in a temp dir), the
 //! relay process (killed by PID on drop), a plain SMTP submission client and bounded waits.
 #![allow(dead_code, unreachable_pub)]
 
@@ -12,76 +12,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-
-/// A certificate chain and its key, PEM.
-#[derive(Clone)]
-pub struct CertKey {
-    pub chain_pem: String,
-    pub key_pem: String,
-}
-
-/// A test CA that issues server certificates.
-pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-    pub pem: String,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> Self {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        let issuer = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
-        let pem = issuer.pem();
-        Self { issuer, pem }
-    }
-
-    /// A server certificate for `names` (DNS SANs), issued by this CA; chain = leaf + CA.
-    pub fn issue(&self, names: &[String]) -> CertKey {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(names.to_vec()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, &names[0]);
-        p.use_authority_key_identifier_extension = true;
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        CertKey {
-            chain_pem: cert.pem() + &self.pem,
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
-
-/// A self-signed certificate for `names` that no one trusts.
-pub fn self_signed(names: &[String]) -> CertKey {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(names.to_vec()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, &names[0]);
-    let cert = p.self_signed(&key).unwrap();
-    CertKey {
-        chain_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
-
-/// A rustls server configuration serving `ck`.
-pub fn server_config(ck: &CertKey) -> std::sync::Arc<rustls::ServerConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(ck.chain_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(ck.key_pem.as_bytes()).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    std::sync::Arc::new(cfg)
-}
 
 /// A relay site in a temp dir: `relay.toml`, `hat.toml` (loopback may relay, plaintext
 /// inbound), `destinations.toml`, a certificate store trusting only `ca_pem` (when given), the
