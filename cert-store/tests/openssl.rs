@@ -13,6 +13,7 @@ use cert_store::{
     BadEntryPolicy, CaList, CertStore, Error, FqdnCheck, KeySpec, SelfSignedRequest, Subject,
     parse_bundle,
 };
+use test_support::openssl::run as openssl_ok;
 
 fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new("openssl")
@@ -21,16 +22,6 @@ fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .expect("openssl is installed (scripts/install-deps.sh)")
-}
-
-fn openssl_ok(dir: &Path, args: &[&str]) -> String {
-    let out = openssl(dir, args);
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn request(cn: &str, key: KeySpec) -> SelfSignedRequest {
@@ -258,30 +249,7 @@ fn pki() -> Pki {
         "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
     )
     .unwrap();
-    openssl_ok(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "root.key",
-            "-out",
-            "root.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Test Root",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
+    test_support::openssl::self_signed_ca(&dir, "root.key", "root.pem", "/CN=Test Root", 30);
     openssl_ok(
         &dir,
         &[

@@ -5,50 +5,15 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use test_support::openssl;
 use test_support::postfix::Postfix;
 
 const BIN: &str = env!("CARGO_BIN_EXE_smtp-tls-check");
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Makes `ca.pem` and a leaf `NAME.pem` (subject CN `cn`, SAN `san` if not empty).
 fn make_pki(dir: &Path, name: &str, cn: &str, san: &str) -> (PathBuf, PathBuf) {
     if !dir.join("ca.pem").exists() {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "3650",
-                "-subj",
-                "/CN=Test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
+        openssl::self_signed_ca(dir, "ca.key", "ca.pem", "/CN=Test CA", 3650);
     }
     let mut ext = String::from(
         "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\n\
@@ -58,7 +23,7 @@ fn make_pki(dir: &Path, name: &str, cn: &str, san: &str) -> (PathBuf, PathBuf) {
         ext.push_str(&format!("subjectAltName={san}\n"));
     }
     std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    openssl(
+    openssl::run(
         dir,
         &[
             "req",
@@ -75,7 +40,7 @@ fn make_pki(dir: &Path, name: &str, cn: &str, san: &str) -> (PathBuf, PathBuf) {
             &format!("/CN={cn}"),
         ],
     );
-    openssl(
+    openssl::run(
         dir,
         &[
             "x509",
@@ -360,7 +325,7 @@ fn sign(dir: &Path, name: &str, cn: &str, issuer: &str, ext: Option<&str>, extra
         format!("{name}.csr"),
         format!("{name}.pem"),
     );
-    openssl(
+    openssl::run(
         dir,
         &[
             "req",
@@ -402,7 +367,7 @@ fn sign(dir: &Path, name: &str, cn: &str, issuer: &str, ext: Option<&str>, extra
         args.extend(["-extfile", &ext_file]);
     }
     args.extend(extra);
-    openssl(dir, &args);
+    openssl::run(dir, &args);
 }
 
 const LEAF_EXT: &str = "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\n\

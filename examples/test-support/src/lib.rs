@@ -1,7 +1,7 @@
 //! Fixtures shared by the workspace's tests, a dev-dependency only: the real peers started by
 //! the project's scripts (`scripts/dnssec-lab.sh`, `scripts/hat-dns-lab.sh`,
 //! `scripts/postfix-lab.sh`), each stopped by PID in `Drop` even when the test fails, PKI
-//! builders and free loopback ports.
+//! builders (rcgen, and the `openssl` tool) and free loopback ports.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 pub mod dnssec_lab;
 pub mod hat_dns_lab;
+pub mod openssl;
 pub mod pki;
 pub mod postfix;
 
