@@ -50,9 +50,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dane_verify::policy::{Action, DaneSetting, HostFacts, TlsaLookup};
-use dane_verify::resolver::{DaneResolver, Limits};
+use dane_verify::resolver::DaneResolver;
 use dane_verify::{DaneEeNames, DaneMatcher, DaneVerifier, TlsaRecord, Verdict};
-use relay::outbound::{ResolverConfig, ResolverMode};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{Value, json};
@@ -64,6 +63,8 @@ use smtp_tls_policy::io::{ClientSettings, Timeouts, negotiate};
 use smtp_tls_policy::verifier::{SmtpCertVerifier, VerificationMode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use crate::resolver_args::ResolverArgs;
 
 /// Arguments of `smtp-tls-check daneverify`.
 #[derive(clap::Args)]
@@ -91,13 +92,9 @@ pub(crate) struct Args {
     /// Offline: validation time, RFC 3339 (default now).
     #[arg(long)]
     at: Option<String>,
-    /// Live: the DNS resolver, ADDR:PORT (default: the system's, validating in-process).
-    #[arg(long)]
-    resolver: Option<SocketAddr>,
-    /// Live: DNSKEY trust-anchor file for in-process validation (default: the root anchors
-    /// built in).
-    #[arg(long)]
-    trust_anchor: Option<PathBuf>,
+    // Live: `--resolver`, `--trust-anchor`, `--probe-name` (shared with `policy`).
+    #[command(flatten)]
+    dns: ResolverArgs,
     /// Live: port to connect to on the MX hosts (tests use a loopback responder's port).
     #[arg(long, default_value_t = 25)]
     port: u16,
@@ -107,9 +104,6 @@ pub(crate) struct Args {
     /// Live: the destination's DANE setting.
     #[arg(long, value_parser = ["opportunistic", "mandatory"], default_value = "opportunistic")]
     setting: String,
-    /// Live: a signed name whose SOA must validate before DANE is reported available.
-    #[arg(long, default_value = ".")]
-    probe_name: String,
     /// Print JSON (the only output format).
     #[arg(long)]
     json: bool,
@@ -209,10 +203,7 @@ fn live(args: Args) -> crate::CmdResult {
     if !args.tlsa.is_empty() || args.chain.is_some() {
         return Err("DOMAIN (live) and --tlsa/--chain (offline) are exclusive".into());
     }
-    let resolver_config = live_resolver(&args);
-    let validation = resolver_config
-        .validation()?
-        .ok_or("the live check needs DNSSEC")?;
+    let live_resolver = args.dns.prepare()?;
     let mode = if args.setting == "mandatory" {
         DaneMode::Mandatory
     } else {
@@ -223,12 +214,8 @@ fn live(args: Args) -> crate::CmdResult {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let limits = Limits {
-            timeout: Duration::from_secs(10),
-            ..Limits::default()
-        };
-        let resolver = DaneResolver::new(validation, limits)?;
-        resolver.probe(&args.probe_name).await?;
+        let resolver = live_resolver.resolver()?;
+        resolver.probe(live_resolver.probe_name()).await?;
         let facts = resolver.destination(&domain, args.tlsa_port).await?;
         let actions = facts.actions(setting);
         let mut hosts = Vec::new();
@@ -248,7 +235,7 @@ fn live(args: Args) -> crate::CmdResult {
         }
         let verified = dane_hosts > 0 && all_ok;
         let out = json!({
-            "resolver": resolver_json(&resolver_config),
+            "resolver": live_resolver.json(),
             "domain": facts.domain,
             "setting": args.setting,
             "mx_status": facts.mx_status.as_str(),
@@ -259,32 +246,6 @@ fn live(args: Args) -> crate::CmdResult {
         println!("{out}");
         Ok(exit(verified))
     })
-}
-
-/// The live check's resolver, the relay's `[delivery.resolver]` rules: `--resolver` alone
-/// trusts that loopback resolver's AD bit (`trust-ad`); otherwise DNSSEC is validated
-/// in-process (the relay's default, `validating`), from `--trust-anchor` or the IANA root
-/// anchors built in, asking `--resolver` or the system's nameservers (`/etc/resolv.conf`).
-fn live_resolver(args: &Args) -> ResolverConfig {
-    let mut c = ResolverConfig::default();
-    c.address = args.resolver;
-    c.trust_anchor.clone_from(&args.trust_anchor);
-    c.probe_name.clone_from(&args.probe_name);
-    if args.resolver.is_some() && args.trust_anchor.is_none() {
-        c.mode = ResolverMode::TrustAd;
-    }
-    c
-}
-
-fn resolver_json(c: &ResolverConfig) -> Value {
-    let (upstream, trust_anchor): (Vec<String>, _) = match c.mode {
-        ResolverMode::TrustAd => (c.address.iter().map(ToString::to_string).collect(), None),
-        _ => (
-            c.upstreams().0.iter().map(ToString::to_string).collect(),
-            Some(c.anchor_source()),
-        ),
-    };
-    json!({"mode": c.mode.as_str(), "upstream": upstream, "trust_anchor": trust_anchor})
 }
 
 fn host_json(host: &str, f: Option<&HostFacts>, action: &Action, tls: Value) -> Value {

@@ -14,6 +14,8 @@ mod certs;
 mod daneverify;
 mod hat;
 mod limbo;
+mod policy;
+mod resolver_args;
 mod tlsverify;
 
 /// What a subcommand returns: the exit status, or an error printed as `error: ...` (status 2).
@@ -40,6 +42,9 @@ enum Command {
     Limbo(limbo::Args),
     /// Match a certificate chain against TLSA records, or check a domain's DANE live.
     Daneverify(daneverify::Args),
+    /// Print the hop plan (TLS requirement, reference identities, why) for each MX host of a
+    /// domain, from live DNS, without connecting.
+    Policy(policy::Args),
     /// Manage the certificate store: certificates, keys, CSRs, PKCS#12, CA lists.
     Certs(certs::Args),
 }
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
         Command::Tlsverify(args) => tlsverify::run(args),
         Command::Limbo(args) => limbo::run(args),
         Command::Daneverify(args) => daneverify::run(args),
+        Command::Policy(args) => policy::run(args),
         Command::Certs(args) => certs::run(args),
     };
     match result {
