@@ -554,3 +554,178 @@ fn global_delivery_cap_holds_against_tarpits() {
     drop(relay);
     drop(tarpits);
 }
+
+/// The number of messages in the maildir of `rcpt` at `site`.
+fn delivered_to(site: &Site, rcpt: &str) -> usize {
+    std::fs::read_dir(site.dir.path().join("maildir").join(rcpt).join("new"))
+        .map_or(0, |d| d.count())
+}
+
+/// Delivery starvation by tarpits, (a): `max_session_secs` bounds a whole delivery attempt.
+/// One slot (`max_concurrent_deliveries = 1`), taken by a tarpit that never greets (the
+/// greeting timeout alone is 300 s); with `max_session_secs = 2` the attempt ends after about
+/// 2 s: the message is deferred (4.4.2, still spooled, pending, one attempt counted, never
+/// delivered) and the freed slot delivers the message that waited for it.
+#[test]
+fn session_limit_frees_a_slot_held_by_a_tarpit() {
+    let state = Tarpits::default();
+    let tarpit = Tarpit::start(&state);
+    let delivery = format!(
+        "max_concurrent_deliveries = 1\nmax_session_secs = 2\n\
+         [delivery.retry]\ninitial_secs = 3600\n\
+         [[delivery.route]]\ndomain = \"slow.faults.test\"\nhosts = [\"127.0.0.1:{}\"]\n\
+         [[delivery.route]]\ndomain = \"good.faults.test\"\nhosts = [\"maildir\"]\n",
+        tarpit.addr.port()
+    );
+    let site = Site::new(
+        &delivery,
+        "[default]\ntls = \"no\"\ndane = \"none\"\n",
+        None,
+    );
+    let relay = site.start();
+    let mut client = Client::connect(site.listen).unwrap();
+    let slow = client
+        .send(
+            "sender@client.test",
+            "rcpt@slow.faults.test",
+            "Subject: slow\r\n\r\nbody\r\n",
+        )
+        .unwrap()
+        .expect("accepted");
+    let what = || {
+        format!(
+            "tarpit accepted {}, good delivered {}\n{}",
+            state.lock().unwrap().accepted,
+            delivered_to(&site, "rcpt@good.faults.test"),
+            relay.log()
+        )
+    };
+    wait_until(Duration::from_secs(30), what, || {
+        state.lock().unwrap().accepted == 1
+    });
+    let started = std::time::Instant::now();
+    client
+        .send(
+            "sender@client.test",
+            "rcpt@good.faults.test",
+            "Subject: good\r\n\r\nbody\r\n",
+        )
+        .unwrap()
+        .expect("accepted");
+    client.quit();
+    wait_until(Duration::from_secs(30), what, || {
+        delivered_to(&site, "rcpt@good.faults.test") == 1
+    });
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "{took:?}: {}", what());
+    let log = relay.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("recipient=rcpt@slow.faults.test")
+                && l.contains("disposition=Deferred")
+                && l.contains("max_session_secs")),
+        "{log}"
+    );
+    let env = site.spooled_envelope(&slow).expect("still spooled");
+    let r = &env.recipients[0];
+    assert_eq!(
+        (r.state, r.attempts),
+        (relay::RecipientState::Pending, 1),
+        "{env:?}"
+    );
+    assert_eq!(
+        r.last.as_ref().and_then(|d| d.status),
+        Some((4, 4, 2)),
+        "{env:?}"
+    );
+    assert_eq!(state.lock().unwrap().accepted, 1, "{}", what());
+    state.lock().unwrap().held.clear();
+    drop(relay);
+    drop(tarpit);
+}
+
+/// Delivery starvation by tarpits, (b): fair share under the global cap. A tarpit destination
+/// with three messages (one per connection) takes both slots while nobody else waits; then a
+/// message for another destination waits. When one tarpit connection ends, the freed slot goes
+/// to the waiting destination (below its share, 2 / 2 = 1), not back to the tarpit (at it).
+#[test]
+fn freed_slot_goes_to_the_destination_below_its_share() {
+    const CAP: usize = 2;
+    let state = Tarpits::default();
+    let tarpit = Tarpit::start(&state);
+    let delivery = format!(
+        "max_concurrent_deliveries = {CAP}\nmax_connections_per_destination = 10\n\
+         max_messages_per_connection = 1\n\
+         [delivery.retry]\ninitial_secs = 3600\n\
+         [[delivery.route]]\ndomain = \"hog.faults.test\"\nhosts = [\"127.0.0.1:{}\"]\n\
+         [[delivery.route]]\ndomain = \"fair.faults.test\"\nhosts = [\"maildir\"]\n",
+        tarpit.addr.port()
+    );
+    let site = Site::new(
+        &delivery,
+        "[default]\ntls = \"no\"\ndane = \"none\"\n",
+        None,
+    );
+    let relay = site.start();
+    let mut client = Client::connect(site.listen).unwrap();
+    let counts = || {
+        let t = state.lock().unwrap();
+        (t.accepted, t.held.len(), t.max_open)
+    };
+    let what = || {
+        format!(
+            "(accepted, open, max open) = {:?}, fair delivered {}\n{}",
+            counts(),
+            delivered_to(&site, "rcpt@fair.faults.test"),
+            relay.log()
+        )
+    };
+    for i in 0..3 {
+        client
+            .send(
+                "sender@client.test",
+                "rcpt@hog.faults.test",
+                &format!("Subject: hog {i}\r\n\r\nbody\r\n"),
+            )
+            .unwrap()
+            .expect("accepted");
+    }
+    wait_until(Duration::from_secs(30), what, || {
+        counts().0 == CAP && relay.log().contains("max_concurrent_deliveries reached")
+    });
+    client
+        .send(
+            "sender@client.test",
+            "rcpt@fair.faults.test",
+            "Subject: fair\r\n\r\nbody\r\n",
+        )
+        .unwrap()
+        .expect("accepted");
+    client.quit();
+    // Let the runner see the new message held back by the cap, then free one slot.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        delivered_to(&site, "rcpt@fair.faults.test"),
+        0,
+        "{}",
+        what()
+    );
+    {
+        let mut t = state.lock().unwrap();
+        let s = t.held.remove(0);
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+    wait_until(Duration::from_secs(30), what, || {
+        delivered_to(&site, "rcpt@fair.faults.test") == 1 || counts().0 > CAP
+    });
+    assert_eq!(
+        delivered_to(&site, "rcpt@fair.faults.test"),
+        1,
+        "the freed slot went back to the tarpit: {}",
+        what()
+    );
+    assert!(counts().2 <= CAP, "cap broken: {}", what());
+    state.lock().unwrap().held.clear();
+    drop(relay);
+    drop(tarpit);
+}

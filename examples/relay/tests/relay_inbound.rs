@@ -229,6 +229,14 @@ fn check_config_prints_the_effective_configuration() {
         Some("validating")
     );
     assert_eq!(t["limits"]["max_line_length"].as_integer(), Some(1000));
+    // The delivery limits against tarpits, with their defaults.
+    let d = &t["delivery"];
+    assert_eq!(
+        d["max_concurrent_deliveries"].as_integer(),
+        Some(100),
+        "{stdout}"
+    );
+    assert_eq!(d["max_session_secs"].as_integer(), Some(1800), "{stdout}");
 
     let out = relay_cmd()
         .args(["--json", "--check-config"])

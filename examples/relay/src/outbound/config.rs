@@ -7,6 +7,7 @@
 //! max_connections_per_destination = 10
 //! max_concurrent_deliveries = 100 # delivery tasks (connections) over all destinations
 //! max_messages_per_connection = 100
+//! max_session_secs = 1800         # wall-clock limit of one delivery attempt (all its messages)
 //! mx_port = 25                    # the port of MX hosts (test labs, non-standard deployments)
 //! local_domains = ["localhost"]   # ["*"]: every domain (nothing leaves the relay)
 //! maildir = "relay-data/maildir"
@@ -38,6 +39,9 @@ pub const MAX_ROUTES: usize = 10_000;
 pub const MAX_ROUTE_HOSTS: usize = 16;
 /// Default of `delivery.max_concurrent_deliveries` (as Postfix's `default_process_limit`).
 pub const DEFAULT_MAX_CONCURRENT_DELIVERIES: usize = 100;
+/// Default of `delivery.max_session_secs`: 30 minutes for one delivery attempt, connection
+/// set-up and every message of its batch together.
+pub const DEFAULT_MAX_SESSION_SECS: u64 = 1800;
 /// The SMTP port (RFC 5321 §4.5.4.2 / IANA), used when a route host names none.
 pub const SMTP_PORT: u16 = 25;
 /// The `local_domains` entry meaning **every** domain: all mail goes to the local maildir and
@@ -73,6 +77,13 @@ pub struct OutboundConfig {
     pub max_concurrent_deliveries: usize,
     /// Most messages sent over one connection (RSET between them).
     pub max_messages_per_connection: usize,
+    /// Wall-clock limit of one delivery attempt to a destination, in seconds: DNS aside, every
+    /// connection attempt and every message of the batch together (default
+    /// [`DEFAULT_MAX_SESSION_SECS`]). The per-reply timeouts of RFC 5321 §4.5.3.2 bound each
+    /// step, not their sum: a tarpit answering each reply just in time could otherwise hold a
+    /// delivery task (one of `max_concurrent_deliveries`) for days. On expiry the messages
+    /// not yet settled are deferred (4.4.2) and retried; nothing counts as delivered.
+    pub max_session_secs: u64,
     /// The port MX hosts are connected on (default [`SMTP_PORT`], 25, RFC 5321 §4.5.4.2);
     /// for test labs and non-standard deployments. RFC 7672 §3: the TLSA base name follows
     /// the port actually connected to, `_PORT._tcp.HOST`, so the TLSA lookup uses it too.
@@ -106,6 +117,7 @@ impl Default for OutboundConfig {
             max_connections_per_destination: 10,
             max_concurrent_deliveries: DEFAULT_MAX_CONCURRENT_DELIVERIES,
             max_messages_per_connection: 100,
+            max_session_secs: DEFAULT_MAX_SESSION_SECS,
             mx_port: SMTP_PORT,
             connect_timeout_secs: 30,
             local_domains: vec!["localhost".into()],
@@ -481,6 +493,7 @@ impl OutboundConfig {
                 self.max_messages_per_connection as u64,
             ),
             ("delivery.connect_timeout_secs", self.connect_timeout_secs),
+            ("delivery.max_session_secs", self.max_session_secs),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -579,6 +592,12 @@ impl OutboundConfig {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
     }
+
+    /// The wall-clock limit of one delivery attempt (`max_session_secs`).
+    #[must_use]
+    pub fn max_session(&self) -> Duration {
+        Duration::from_secs(self.max_session_secs)
+    }
 }
 
 fn check_domain(key: &str, d: &str) -> Result<(), OutboundError> {
@@ -661,6 +680,7 @@ mod tests {
         );
         bad("[retry]\ninitial_secs = 0", "delivery.retry");
         bad("mx_port = 0", "delivery.mx_port");
+        bad("max_session_secs = 0", "delivery.max_session_secs");
         assert!(toml::from_str::<OutboundConfig>("mx_port = 65536").is_err());
         bad(
             "[alerts]\nrecipients = [\"nobody\"]",

@@ -9,6 +9,7 @@ use smtp_tls_policy::delivery::dane::dane_setting;
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::identity::MxSecurity;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::config::RouteHop;
 use super::connect::{self, Failure, Hop};
@@ -37,6 +38,8 @@ pub(crate) async fn deliver_batch(
     jobs: Vec<Job>,
     shutdown: watch::Receiver<bool>,
 ) -> bool {
+    #[cfg(test)]
+    panic_if_asked(&domain);
     let mut jobs: VecDeque<Job> = jobs.into();
     if ctx.config.is_local_domain(&domain) {
         deliver_local(&ctx, jobs).await;
@@ -69,19 +72,38 @@ pub(crate) async fn deliver_batch(
             true
         }
         Plan::Hops(hops, maildir_last) => {
+            // One wall-clock limit for the whole attempt (issue: delivery starvation by
+            // tarpits): every connection set-up and every message of the batch together.
+            let ends = Instant::now() + ctx.config.max_session();
             let mut last: Option<Failure> = None;
             let mut any_session = false;
+            let mut expired = false;
             'hops: for hop in &hops {
                 for addr in &hop.addresses {
                     if jobs.is_empty() || *shutdown.borrow() {
                         break 'hops;
                     }
-                    match connect::connect(&ctx, &policy, hop, *addr).await {
-                        Ok(session) => {
-                            any_session = true;
-                            run_session(&ctx, session, &mut jobs, &shutdown).await;
+                    let remote = format!("{}[{addr}]:{}", hop.name, hop.port);
+                    let connected =
+                        tokio::time::timeout_at(ends, connect::connect(&ctx, &policy, hop, *addr))
+                            .await;
+                    match connected {
+                        Err(_) => {
+                            expired = true;
+                            last = Some(session_expired(&remote, "connection set-up"));
+                            break 'hops;
                         }
-                        Err(f) => {
+                        Ok(Ok(session)) => {
+                            any_session = true;
+                            let session = session.with_deadline(ends);
+                            run_session(&ctx, session, &mut jobs, &shutdown).await;
+                            if Instant::now() >= ends {
+                                expired = true;
+                                last = Some(session_expired(&remote, "the session"));
+                                break 'hops;
+                            }
+                        }
+                        Ok(Err(f)) => {
                             let permanent = f.permanent;
                             last = Some(f);
                             if permanent {
@@ -96,6 +118,20 @@ pub(crate) async fn deliver_batch(
                         permanent: false,
                     });
                 }
+            }
+            if expired {
+                // Temporary: the rest of the batch is deferred and retried after the backoff
+                // (never lost, never counted as delivered); the destination is held back.
+                tracing::warn!(
+                    %domain,
+                    max_session_secs = ctx.config.max_session_secs,
+                    deferred = jobs.len(),
+                    "delivery: session time limit reached; the remaining messages are deferred"
+                );
+                if let Some(f) = &last {
+                    settle_all(&ctx, jobs, &f.diag, false).await;
+                }
+                return false;
             }
             if !jobs.is_empty() && maildir_last && !*shutdown.borrow() {
                 deliver_local(&ctx, std::mem::take(&mut jobs)).await;
@@ -169,15 +205,35 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
     }
 }
 
-/// Sends queued jobs over `session` until it breaks, reaches `max_messages_per_connection`, or
-/// shutdown is asked; then QUIT.
+/// The attempt's wall-clock limit (`delivery.max_session_secs`) passed during `what`: a
+/// temporary failure (RFC 3463 4.4.2, "bad connection"), so the messages are retried.
+fn session_expired(remote: &str, what: &str) -> Failure {
+    Failure {
+        diag: Diagnostic {
+            code: 0,
+            status: Some((4, 4, 2)),
+            text: format!(
+                "delivery session time limit reached during {what} with {remote} \
+                 (delivery.max_session_secs)"
+            ),
+            remote_mta: Some(remote.to_owned()),
+        },
+        permanent: false,
+    }
+}
+
+/// Sends queued jobs over `session` until it breaks, reaches `max_messages_per_connection`,
+/// its wall-clock limit passes, or shutdown is asked; then QUIT.
 async fn run_session(
     ctx: &Context,
     mut session: Session,
     jobs: &mut VecDeque<Job>,
     shutdown: &watch::Receiver<bool>,
 ) {
-    while session.messages < ctx.config.max_messages_per_connection && !*shutdown.borrow() {
+    while session.messages < ctx.config.max_messages_per_connection
+        && !*shutdown.borrow()
+        && !session.expired()
+    {
         let Some(job) = jobs.pop_front() else { break };
         let Some((env, body)) = load(ctx, &job).await else {
             continue;
@@ -281,5 +337,21 @@ fn local_diag(class: u8, subject: u16, detail: u16, text: String) -> Diagnostic 
         status: Some((class, subject, detail)),
         text,
         remote_mta: None,
+    }
+}
+
+/// Test-only fault injection: destination domains whose next delivery task panics (once each).
+#[cfg(test)]
+pub(crate) static PANIC_ONCE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+#[cfg(test)]
+fn panic_if_asked(domain: &str) {
+    let mut asked = PANIC_ONCE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(i) = asked.iter().position(|d| d == domain) {
+        asked.remove(i);
+        drop(asked);
+        panic!("injected panic in the delivery task for {domain}");
     }
 }

@@ -3,9 +3,10 @@
 //! A queue runner owns the retry [`Queue`](crate::Queue): it takes the due jobs (one
 //! message's pending recipients at one destination domain), groups them by destination and
 //! starts at most `max_connections_per_destination` delivery tasks per destination and at most
-//! `max_concurrent_deliveries` over all destinations (round robin over the waiting
-//! destinations), each delivering up to `max_messages_per_connection` messages over one
-//! connection (RSET between them).
+//! `max_concurrent_deliveries` over all destinations (while others wait, no destination beyond
+//! its fair share of the cap; see `runner`), each delivering up to
+//! `max_messages_per_connection` messages over one connection (RSET between them) within one
+//! wall-clock limit, `max_session_secs`.
 //!
 //! Per destination: a local domain goes to the maildir ([`crate::local`]); a domain with an
 //! SMTP route goes to the route's hosts in order; any other domain to its MX hosts (RFC 5321
@@ -35,8 +36,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{
-    AlertConfig, DEFAULT_MAX_CONCURRENT_DELIVERIES, MAX_ROUTE_HOSTS, MAX_ROUTES, OutboundConfig,
-    ResolverConfig, ResolverMode, RetryConfig, RouteConfig, RouteHop, SMTP_PORT,
+    AlertConfig, DEFAULT_MAX_CONCURRENT_DELIVERIES, DEFAULT_MAX_SESSION_SECS, MAX_ROUTE_HOSTS,
+    MAX_ROUTES, OutboundConfig, ResolverConfig, ResolverMode, RetryConfig, RouteConfig, RouteHop,
+    SMTP_PORT,
 };
 pub use error::OutboundError;
 

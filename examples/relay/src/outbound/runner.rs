@@ -2,23 +2,40 @@
 //! due jobs, and starts delivery tasks within the per-destination connection limit and the
 //! global cap on delivery tasks (`max_concurrent_deliveries`): slow or tarpitting destinations
 //! can hold at most that many tasks and connections, whatever their number.
+//!
+//! **Fair share under the cap.** While other destinations wait, a destination gets a new task
+//! only while it holds fewer than its share, `max(1, cap / N)` (`N`: the destinations with
+//! tasks or waiting jobs), the least served first; slots nobody under their share wants go to
+//! anyone (the cap is never left idle). Running tasks are not preempted, but each ends within `max_session_secs`: as
+//! slots held by slow destinations free up, they go to the destinations below their share, so
+//! a few hostile domains cannot keep the others waiting.
+//!
+//! **Failed tasks.** A delivery task that panics is caught by its supervisor task: the jobs it
+//! did not finish are recorded as deferred (retried after the backoff, in the spool too) and the
+//! slot is freed as for any ending task. Should the supervisor itself fail, the runner still
+//! knows the task's destination and jobs: the slot is freed and the jobs are given back to the
+//! queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{self, JoinSet};
 
 use super::context::Context;
 use super::deliver::deliver_batch;
-use crate::Envelope;
-use crate::queue::Job;
+use super::persist;
+use crate::queue::{AttemptOutcome, Job};
+use crate::{Diagnostic, Envelope};
 
 /// Most jobs taken from the queue per wake-up.
 const MAX_DUE: usize = 10_000;
 /// Longest sleep without checking the queue.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// A running delivery task: its destination and jobs (for when it fails).
+type Running = HashMap<task::Id, (String, Vec<Job>)>;
 
 pub(crate) async fn run(
     ctx: Arc<Context>,
@@ -28,6 +45,7 @@ pub(crate) async fn run(
     let mut backlog: HashMap<String, VecDeque<Job>> = HashMap::new();
     let mut active: HashMap<String, usize> = HashMap::new();
     let mut tasks: JoinSet<(String, bool)> = JoinSet::new();
+    let mut running: Running = HashMap::new();
     let mut stopping = *shutdown.borrow();
     let mut rng = fastrand::Rng::new();
     let mut capped = false;
@@ -37,6 +55,7 @@ pub(crate) async fn run(
                 backlog: &mut backlog,
                 active: &mut active,
                 tasks: &mut tasks,
+                running: &mut running,
                 capped: &mut capped,
             };
             d.run(&ctx, &shutdown, &mut rng);
@@ -67,27 +86,26 @@ pub(crate) async fn run(
                 }
                 None => stopping = true,
             },
-            done = tasks.join_next(), if !tasks.is_empty() => {
-                if let Some(result) = done {
-                    match result {
-                        Ok((domain, accepted)) => {
-                            if let Some(n) = active.get_mut(&domain) {
-                                *n = n.saturating_sub(1);
-                                if *n == 0 {
-                                    active.remove(&domain);
-                                }
-                            }
-                            let mut q = ctx.lock_queue();
-                            if accepted {
-                                q.release_destination(&domain);
-                            } else {
-                                q.hold_destination(&domain, SystemTime::now(), &mut rng);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "delivery task failed");
-                            recount(&mut active, &tasks);
-                        }
+            done = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let (id, result) = match done {
+                    Some(Ok((id, r))) => (id, Ok(r)),
+                    Some(Err(e)) => (e.id(), Err(e)),
+                    None => continue,
+                };
+                let Some((domain, jobs)) = running.remove(&id) else {
+                    continue;
+                };
+                free_slot(&mut active, &domain);
+                let mut q = ctx.lock_queue();
+                match result {
+                    Ok((_, true)) => q.release_destination(&domain),
+                    Ok((_, false)) => q.hold_destination(&domain, SystemTime::now(), &mut rng),
+                    Err(e) => {
+                        // The supervisor itself failed: give the unfinished jobs back.
+                        let at = SystemTime::now() + q.policy().initial;
+                        let requeued = jobs.iter().filter(|j| q.requeue(j, at)).count();
+                        tracing::error!(%domain, error = %e, requeued, "delivery task failed");
+                        q.hold_destination(&domain, SystemTime::now(), &mut rng);
                     }
                 }
             },
@@ -103,21 +121,75 @@ pub(crate) async fn run(
     tracing::info!("delivery: stopped; undelivered mail stays in the spool");
 }
 
+fn free_slot(active: &mut HashMap<String, usize>, domain: &str) {
+    if let Some(n) = active.get_mut(domain) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            active.remove(domain);
+        }
+    }
+}
+
+/// One delivery task: `deliver_batch` in a task of its own, so that a panic in it is caught
+/// here. Then every job it did not finish (still in flight) is recorded as deferred — the
+/// attempt counts, the retry follows the backoff and the spool is updated — and the
+/// destination is held back like one that failed.
+async fn supervise(
+    ctx: Arc<Context>,
+    domain: String,
+    jobs: Vec<Job>,
+    shutdown: watch::Receiver<bool>,
+) -> (String, bool) {
+    let inner = tokio::spawn(deliver_batch(
+        ctx.clone(),
+        domain.clone(),
+        jobs.clone(),
+        shutdown,
+    ));
+    match inner.await {
+        Ok(accepted) => (domain, accepted),
+        Err(e) => {
+            let diag = Diagnostic {
+                code: 0,
+                status: Some((4, 3, 0)),
+                text: format!("delivery task failed: {e}"),
+                remote_mta: None,
+            };
+            let unfinished: Vec<&Job> = {
+                let q = ctx.lock_queue();
+                jobs.iter().filter(|j| q.is_in_flight(j)).collect()
+            };
+            tracing::error!(
+                %domain,
+                error = %e,
+                deferred = unfinished.len(),
+                "delivery task failed: its unfinished messages are deferred"
+            );
+            for job in unfinished {
+                let outcomes = job
+                    .recipients
+                    .iter()
+                    .map(|i| (*i, AttemptOutcome::Deferred(diag.clone())))
+                    .collect();
+                persist::record(&ctx, job, outcomes, None).await;
+            }
+            (domain, false)
+        }
+    }
+}
+
 /// The runner's dispatch state.
 struct Dispatch<'a> {
     backlog: &'a mut HashMap<String, VecDeque<Job>>,
     active: &'a mut HashMap<String, usize>,
     tasks: &'a mut JoinSet<(String, bool)>,
+    running: &'a mut Running,
     /// The global cap held destinations back at the last dispatch (logged once per episode).
     capped: &'a mut bool,
 }
 
 impl Dispatch<'_> {
-    /// Takes the due jobs into the per-destination backlog and starts tasks within the limits:
-    /// at most `max_connections_per_destination` per destination and
-    /// `max_concurrent_deliveries` in all. Under the global cap the destinations take turns
-    /// (one task each per round, from a random first destination), so none is starved by the
-    /// map's order.
+    /// Takes the due jobs into the per-destination backlog and starts tasks as [`plan`] says.
     fn run(
         &mut self,
         ctx: &Arc<Context>,
@@ -132,39 +204,41 @@ impl Dispatch<'_> {
                 .push_back(job);
         }
         let max_conn = ctx.config.max_connections_per_destination;
-        let per_conn = ctx.config.max_messages_per_connection;
+        let per_conn = ctx.config.max_messages_per_connection.max(1);
         let cap = ctx.config.max_concurrent_deliveries;
         let mut domains: Vec<String> = self.backlog.keys().cloned().collect();
         if !domains.is_empty() {
             let first = rng.usize(..domains.len());
             domains.rotate_left(first);
         }
-        let mut started = true;
-        while started && self.tasks.len() < cap {
-            started = false;
-            for domain in &domains {
-                if self.tasks.len() >= cap {
-                    break;
-                }
-                let Some(queue) = self.backlog.get_mut(domain) else {
-                    continue;
-                };
-                let active = self.active.entry(domain.clone()).or_insert(0);
-                if queue.is_empty() || *active >= max_conn {
-                    continue;
-                }
-                let n = queue.len().min(per_conn);
-                let batch: Vec<Job> = queue.drain(..n).collect();
-                *active += 1;
-                started = true;
-                let (ctx, domain2, shutdown) = (ctx.clone(), domain.clone(), shutdown.clone());
-                self.tasks.spawn(async move {
-                    let accepted = deliver_batch(ctx, domain2.clone(), batch, shutdown).await;
-                    (domain2, accepted)
-                });
-            }
+        let mut waiting: Vec<Destination> = domains
+            .iter()
+            .map(|d| Destination {
+                active: self.active.get(d).copied().unwrap_or(0),
+                startable: self
+                    .backlog
+                    .get(d)
+                    .map_or(0, |q| q.len().div_ceil(per_conn)),
+            })
+            .collect();
+        let others = self
+            .active
+            .keys()
+            .filter(|d| !self.backlog.contains_key(*d))
+            .count();
+        let limits = Limits { cap, max_conn };
+        for i in plan(&mut waiting, others, self.tasks.len(), limits) {
+            let domain = &domains[i];
+            let Some(queue) = self.backlog.get_mut(domain) else {
+                continue;
+            };
+            let n = queue.len().min(per_conn);
+            let batch: Vec<Job> = queue.drain(..n).collect();
+            *self.active.entry(domain.clone()).or_insert(0) += 1;
+            let task = supervise(ctx.clone(), domain.clone(), batch.clone(), shutdown.clone());
+            let handle = self.tasks.spawn(task);
+            self.running.insert(handle.id(), (domain.clone(), batch));
         }
-        self.active.retain(|_, n| *n > 0);
         self.backlog.retain(|_, queue| !queue.is_empty());
         let waiting: usize = self
             .backlog
@@ -184,10 +258,66 @@ impl Dispatch<'_> {
     }
 }
 
-/// After a task panicked its domain is unknown: count the domains from the backlog anew (the
-/// limit errs on the generous side until the remaining tasks end).
-fn recount(active: &mut HashMap<String, usize>, tasks: &JoinSet<(String, bool)>) {
-    if tasks.is_empty() {
-        active.clear();
-    }
+/// A destination with waiting jobs, as [`plan`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Destination {
+    /// Its running tasks.
+    active: usize,
+    /// How many more tasks its waiting jobs would fill.
+    startable: usize,
 }
+
+/// The task limits.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// `max_concurrent_deliveries`.
+    cap: usize,
+    /// `max_connections_per_destination`.
+    max_conn: usize,
+}
+
+/// Which waiting destinations get the free slots (sans-IO): the indices into `waiting`, one
+/// per task to start. `others`: destinations with tasks but no waiting job; `running`: tasks
+/// over all destinations.
+///
+/// First up to the fair share `max(1, cap / N)` (`N` = `waiting.len() + others`), level by
+/// level: every destination with fewer than 1 task gets one, then every one with fewer than 2,
+/// and so on, so the least served go first. Only once no destination below its share has a job
+/// left do the remaining slots go round robin to all, up to `max_conn` each. Ties go in
+/// `waiting`'s order (the caller starts it at a random destination). So a destination holds
+/// more than its share only while nobody else waits for a slot.
+fn plan(waiting: &mut [Destination], others: usize, running: usize, limits: Limits) -> Vec<usize> {
+    let n = (waiting.len() + others).max(1);
+    let share = (limits.cap / n).max(1).min(limits.max_conn);
+    let mut running = running;
+    let mut out = Vec::new();
+    let mut round = |limit: usize, running: &mut usize, out: &mut Vec<usize>| {
+        let mut started = false;
+        for (i, d) in waiting.iter_mut().enumerate() {
+            if *running >= limits.cap {
+                break;
+            }
+            if d.startable == 0 || d.active >= limit {
+                continue;
+            }
+            d.startable -= 1;
+            d.active += 1;
+            *running += 1;
+            started = true;
+            out.push(i);
+        }
+        started
+    };
+    for level in 1..=share {
+        if running >= limits.cap {
+            break;
+        }
+        round(level, &mut running, &mut out);
+    }
+    while running < limits.cap && round(limits.max_conn, &mut running, &mut out) {}
+    out
+}
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use smtp_tls_policy::io::{ClientConnection, Deadline, LineReader, SmtpStream};
 use smtp_tls_policy::smtp::{EhloCapabilities, Reply, ReplyAccumulator};
 use tokio::io::AsyncWriteExt;
@@ -57,6 +59,8 @@ pub(crate) struct Session {
     reader: LineReader,
     caps: Option<EhloCapabilities>,
     timeouts: Timeouts,
+    /// The wall-clock end of the delivery attempt (`delivery.max_session_secs`), if any.
+    ends: Option<Instant>,
     /// The remote MTA, for diagnostics (`host[ip]:port`).
     pub(crate) remote: String,
     /// Messages sent over this session.
@@ -102,9 +106,21 @@ impl Session {
             reader,
             caps,
             timeouts,
+            ends: None,
             remote,
             messages: 0,
         }
+    }
+
+    /// Ends the session at `ends` (the delivery attempt's wall-clock limit).
+    pub(crate) fn with_deadline(mut self, ends: Instant) -> Self {
+        self.ends = Some(ends);
+        self
+    }
+
+    /// Whether the session's wall-clock limit has passed.
+    pub(crate) fn expired(&self) -> bool {
+        self.ends.is_some_and(|e| Instant::now() >= e)
     }
 
     fn has(&self, keyword: &str) -> bool {
@@ -118,7 +134,39 @@ impl Session {
         self.reply(timeout).await
     }
 
+    /// `timeout`, cut to what is left of the session's wall-clock limit; an error once that
+    /// has passed.
+    fn bounded(&self, timeout: Duration) -> Result<Duration, String> {
+        let Some(ends) = self.ends else {
+            return Ok(timeout);
+        };
+        let left = ends.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(self.expiry())
+        } else {
+            Ok(timeout.min(left))
+        }
+    }
+
+    /// The reason given when the session's wall-clock limit ends it.
+    fn expiry(&self) -> String {
+        format!(
+            "delivery session time limit reached with {} (delivery.max_session_secs)",
+            self.remote
+        )
+    }
+
+    /// A failure's reason: the session limit when that is what cut the step short.
+    fn failed(&self, reason: String) -> String {
+        if self.expired() {
+            self.expiry()
+        } else {
+            reason
+        }
+    }
+
     async fn write(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), String> {
+        let timeout = self.bounded(timeout)?;
         let fut = async {
             self.stream.write_all(bytes).await?;
             self.stream.flush().await
@@ -126,20 +174,24 @@ impl Session {
         match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("write to {}: {e}", self.remote)),
-            Err(_) => Err(format!("write to {} timed out", self.remote)),
+            Err(_) => Err(self.failed(format!("write to {} timed out", self.remote))),
         }
     }
 
-    /// One reply, all its lines within `timeout` together (RFC 5321 §4.5.3.2 times replies).
+    /// One reply, all its lines within `timeout` together (RFC 5321 §4.5.3.2 times replies),
+    /// and within the session's wall-clock limit.
     async fn reply(&mut self, timeout: Duration) -> Result<Reply, String> {
-        let mut deadline = Deadline::new(timeout);
+        let mut deadline = Deadline::new(self.bounded(timeout)?);
         let mut acc = ReplyAccumulator::new();
         loop {
-            let line = self
+            let line = match self
                 .reader
                 .read_line_by(&mut self.stream, &mut deadline, "transaction")
                 .await
-                .map_err(|e| format!("reply from {}: {e}", self.remote))?;
+            {
+                Ok(line) => line,
+                Err(e) => return Err(self.failed(format!("reply from {}: {e}", self.remote))),
+            };
             if let Some(r) = acc
                 .push_line(line)
                 .map_err(|e| format!("reply from {}: {e}", self.remote))?
@@ -386,13 +438,16 @@ impl Session {
         }
     }
 
-    /// QUIT and close.
+    /// QUIT and close (within the command timeout and the session's limit: past it the
+    /// connection is just dropped).
     pub(crate) async fn quit(mut self) {
         let t = self.timeouts.command;
         if self.write(b"QUIT\r\n", t).await.is_ok() {
             let _ = self.reply(t).await;
         }
-        let _ = self.stream.shutdown().await;
+        if let Ok(t) = self.bounded(t) {
+            let _ = tokio::time::timeout(t, self.stream.shutdown()).await;
+        }
     }
 }
 
@@ -530,6 +585,90 @@ mod tests {
                 took < Duration::from_secs(3),
                 "at_end={at_end}: the reply deadline did not hold: {took:?}"
             );
+        }
+    }
+
+    /// A next hop without PIPELINING that answers every command `delay` late (within the
+    /// reply timeout), takes the message text and answers it `250`.
+    async fn slow_peer(delay: Duration) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = l.accept().await.unwrap();
+            let mut r = LineReader::new();
+            let t = Duration::from_secs(30);
+            while let Ok(line) = r.read_line(&mut tcp, t, "s").await {
+                tokio::time::sleep(delay).await;
+                let reply: &[u8] = if line.starts_with(b"DATA") {
+                    b"354 go ahead\r\n"
+                } else {
+                    b"250 2.0.0 ok\r\n"
+                };
+                if tcp.write_all(reply).await.is_err() {
+                    return;
+                }
+                if line.starts_with(b"DATA") {
+                    while let Ok(line) = r.read_line(&mut tcp, t, "s").await {
+                        if line == b".\r\n" {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                    let _ = tcp.write_all(b"250 2.0.0 queued\r\n").await;
+                }
+            }
+        });
+        port
+    }
+
+    /// Delivery starvation by tarpits: a peer that answers every reply in time (150 ms each,
+    /// timeout 300 ms) cannot hold a session past its wall-clock limit. 30 recipients one
+    /// command at a time take 32 replies (≈ 4.8 s); the session limit of 1 s ends the
+    /// transaction long before (generous bound: 3 s) with every recipient deferred (4.4.2,
+    /// retried later, none delivered) and the session broken.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn session_limit_ends_a_slow_but_timely_transaction() {
+        let ms = Duration::from_millis(300);
+        let timeouts = Timeouts {
+            command: ms,
+            data_init: ms,
+            data_block: ms,
+            min_data_rate: 500,
+            data_end: ms,
+        };
+        let port = slow_peer(Duration::from_millis(150)).await;
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let mut session = Session::from_parts(
+            SmtpStream::Plain(tcp),
+            LineReader::new(),
+            None,
+            "slow.test".into(),
+            timeouts,
+        )
+        .with_deadline(started + Duration::from_secs(1));
+        let recipients: Vec<(usize, String)> =
+            (0..30).map(|i| (i, format!("r{i}@slow.test"))).collect();
+        let (settled, broken) = session
+            .send("a@client.test", &recipients, b"hi\r\n")
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "session limit did not hold: {took:?}"
+        );
+        let reason = broken
+            .unwrap_or_else(|| panic!("not broken after {took:?}: {settled:?}"))
+            .0;
+        assert!(reason.contains("max_session_secs"), "{reason}");
+        assert!(session.expired());
+        assert_eq!(settled.len(), 30, "{settled:?}");
+        for (i, o) in &settled {
+            match o {
+                AttemptOutcome::Deferred(d) => assert_eq!(d.status, Some((4, 4, 2)), "{i}: {d:?}"),
+                o => panic!("recipient {i}: {o:?}"),
+            }
         }
     }
 

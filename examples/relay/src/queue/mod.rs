@@ -366,6 +366,25 @@ impl Queue {
         Some((out, env.clone()))
     }
 
+    /// Whether `job` was taken by [`Queue::due`] and not yet completed.
+    #[must_use]
+    pub fn is_in_flight(&self, job: &Job) -> bool {
+        self.in_flight
+            .contains(&(job.id.clone(), job.domain.clone()))
+    }
+
+    /// Gives back a job taken by [`Queue::due`] whose attempt never reported (its delivery task
+    /// failed): it is no longer in flight and is due again at `at`; no attempt is counted.
+    /// Returns `false` (and does nothing) when the job was already completed.
+    pub fn requeue(&mut self, job: &Job, at: SystemTime) -> bool {
+        if !self.in_flight.remove(&(job.id.clone(), job.domain.clone())) {
+            return false;
+        }
+        self.schedule
+            .push(Reverse((at, job.id.clone(), job.domain.clone())));
+        true
+    }
+
     /// A destination failed as a whole (no MX answered, TLS required and unavailable, ...):
     /// hold it back with its own backoff.
     pub fn hold_destination(&mut self, domain: &str, now: SystemTime, rng: &mut fastrand::Rng) {

@@ -233,3 +233,34 @@ fn held_destination_waits() {
     assert_eq!(q.due(t0() + Duration::from_secs(91), 10).len(), 1);
     q.release_destination("b.example");
 }
+
+/// A job whose delivery task failed goes back to the schedule (no attempt counted); a job that
+/// was completed is not given back twice.
+#[test]
+fn requeued_job_is_due_again_and_completed_job_is_not() {
+    let mut q = Queue::new(policy());
+    let mut rng = fastrand::Rng::with_seed(3);
+    q.insert(Envelope::new(
+        "s@a.example",
+        ["x@b.example", "y@c.example"],
+        t0(),
+    ));
+    let mut jobs = q.due(t0(), 10);
+    jobs.sort_by(|a, b| a.domain.cmp(&b.domain));
+    assert!(jobs.iter().all(|j| q.is_in_flight(j)));
+    let later = t0() + Duration::from_secs(5);
+    assert!(q.requeue(&jobs[0], later));
+    assert!(!q.is_in_flight(&jobs[0]));
+    assert!(q.due(later - Duration::from_secs(1), 10).is_empty());
+    let again = q.due(later, 10);
+    assert_eq!(again, vec![jobs[0].clone()]);
+    assert_eq!(q.envelope(&jobs[0].id).unwrap().recipients[0].attempts, 0);
+    let _ = q.complete(
+        &jobs[1],
+        vec![(1, AttemptOutcome::Delivered)],
+        later,
+        &mut rng,
+    );
+    assert!(!q.requeue(&jobs[1], later));
+    assert!(q.due(later + Duration::from_secs(3600), 10).is_empty());
+}
