@@ -17,7 +17,7 @@
 //! identity of the delivery ([`identity`]). Two algorithms exist:
 //! [`identity::IdentityAlgorithm::Verify`] (*Preferred/Required (Verify)*, which **trusts
 //! unsigned MX answers**) and [`identity::IdentityAlgorithm::HostedVerify`] (*Required – Verify
-//! Hosted Domains*, MX host names only when DNSSEC-secure), plus a `Strict` SAN-only variant.
+//! Hosted Domains*, MX host names only when DNSSEC-secure), plus a `Strict` SAN-only variant (feature `limbo`, with the x509-limbo harness).
 //! [`verify_server_certificate`] returns a structured [`Verdict`]; [`verifier::SmtpCertVerifier`]
 //! wraps it as a rustls `ServerCertVerifier`.
 //!
@@ -61,6 +61,7 @@ mod error;
 pub mod identity;
 #[cfg(feature = "tokio")]
 pub mod io;
+#[cfg(feature = "limbo")]
 pub mod limbo;
 pub mod listener;
 pub mod plan;

@@ -37,10 +37,11 @@ pub struct VerificationPolicy {
 
 impl VerificationPolicy {
     /// A policy with `algorithm`, switches off, [`ChainProfile::Rfc5280`] (for
-    /// [`IdentityAlgorithm::Strict`]: [`ChainProfile::CabForum`]).
+    /// `IdentityAlgorithm::Strict`, feature `limbo`: [`ChainProfile::CabForum`]).
     #[must_use]
     pub fn new(algorithm: IdentityAlgorithm) -> Self {
         let profile = match algorithm {
+            #[cfg(feature = "limbo")]
             IdentityAlgorithm::Strict => ChainProfile::CabForum,
             _ => ChainProfile::Rfc5280,
         };

@@ -38,7 +38,8 @@ pub enum IdentityAlgorithm {
     HostedVerify,
     /// SAN only, never the CN (CA/Browser Forum BR §7.1.4.2.1 — the rule browsers and
     /// rustls-webpki apply). References as for [`Self::HostedVerify`]. Used by the x509-limbo
-    /// harness.
+    /// harness; only with the `limbo` feature.
+    #[cfg(feature = "limbo")]
     Strict,
 }
 
@@ -49,6 +50,7 @@ impl IdentityAlgorithm {
         match self {
             Self::Verify => "verify",
             Self::HostedVerify => "hosted-verify",
+            #[cfg(feature = "limbo")]
             Self::Strict => "strict",
         }
     }
@@ -72,6 +74,7 @@ impl IdentityAlgorithm {
         match self {
             Self::Verify => true,
             Self::HostedVerify => ids.san_dns_names.is_empty(),
+            #[cfg(feature = "limbo")]
             Self::Strict => false,
         }
     }
@@ -214,9 +217,9 @@ impl DeliveryTarget {
     pub fn reference_ids(&self, algorithm: IdentityAlgorithm) -> Vec<ReferenceId> {
         let mx_trusted = match algorithm {
             IdentityAlgorithm::Verify => true,
-            IdentityAlgorithm::HostedVerify | IdentityAlgorithm::Strict => {
-                self.mx_security == MxSecurity::Secure
-            }
+            IdentityAlgorithm::HostedVerify => self.mx_security == MxSecurity::Secure,
+            #[cfg(feature = "limbo")]
+            IdentityAlgorithm::Strict => self.mx_security == MxSecurity::Secure,
         };
         let mut ids = vec![self.domain.clone()];
         let mut push = |id: ReferenceId| {
@@ -288,7 +291,9 @@ pub fn presented_matches(presented: &PresentedName, reference: &ReferenceId) -> 
 /// ids.common_names.push("mx1.example.com".into());
 /// let refs = [ReferenceId::parse("mx1.example.com").unwrap()];
 /// assert!(check_identity(&ids, &refs, IdentityAlgorithm::Verify).matched.is_some());
-/// assert!(check_identity(&ids, &refs, IdentityAlgorithm::Strict).matched.is_none());
+/// // With a SAN dNSName, Hosted Verify no longer reads the CN.
+/// ids.san_dns_names.push("other.example.com".into());
+/// assert!(check_identity(&ids, &refs, IdentityAlgorithm::HostedVerify).matched.is_none());
 /// ```
 pub fn check_identity(
     ids: &PresentedIdentities,
