@@ -59,7 +59,7 @@ const ROWS: [Row; 4] = [
         domain: "routed.dane.test",
         why: "SMTP route: no DNSSEC facts for the next hop",
         attempt_logged: true,
-        diagnostic: "DANE mandatory but no usable TLSA records",
+        diagnostic: "DANE mandatory but the host is not DANE-protected: MX RRset is insecure",
     },
 ];
 

@@ -60,7 +60,7 @@ pub use verifier::PlanVerifier;
 pub use verify::{Authentication, PeerVerdict};
 
 use crate::delivery::dane::{dane_setting, tlsa_status};
-use crate::delivery::{DeliveryAttempt, DeliveryOptions, Requirement, TlsaStatus};
+use crate::delivery::{Decision, DeliveryAttempt, DeliveryOptions, Requirement, TlsaStatus};
 use crate::destination::DestinationPolicy;
 use crate::error::Error;
 use crate::identity::{
@@ -497,6 +497,26 @@ impl HopPlan {
     #[must_use]
     pub fn is_authenticated(&self) -> bool {
         self.explanation.authentication != Authentication::None
+    }
+
+    /// The state machine's decision when no connection may be made and the hold comes from the
+    /// DANE policy (the `TlsRequiredButUnavailable` event and, with
+    /// [`DeliveryOptions::alert_on_required_tls_failure`], the alert): what a delivery agent logs
+    /// and reports for a [`PreConnect::SkipHost`] or [`PreConnect::Defer`]. `None` when a
+    /// connection may be made, or when the hold is not the machine's (inconsistent facts, names
+    /// that do not parse: see [`PreConnect::hold_reason`]).
+    pub fn hold_decision(&self, options: DeliveryOptions) -> Option<Decision> {
+        if self.may_connect() {
+            return None;
+        }
+        DeliveryAttempt::new(
+            self.policy.domain.clone(),
+            self.policy.tls,
+            self.policy.dane,
+            tlsa_status(&self.dane_action),
+            options,
+        )
+        .preflight()
     }
 
     /// The state machine for one connection attempt under this plan (`None` when no

@@ -1,20 +1,18 @@
-//! One connection attempt to one address of a next hop: the destination control's TLS mode and
-//! DANE setting plus dane-verify's decision for the host go into smtp-tls-policy's delivery
-//! machine; `io::negotiate` runs greeting, EHLO, STARTTLS and the handshake as it directs; the
-//! decision's action is then followed exactly (the plaintext actions carry the machine's permit
+//! One connection attempt to one address of a next hop under its hop plan (smtp-tls-policy's
+//! `HopPlan`: the destination control's TLS mode and DANE setting, dane-verify's decision for
+//! the host, the reference identities, SNI and verifier); `io::negotiate` runs greeting, EHLO,
+//! STARTTLS and the handshake as the plan's delivery machine directs; the decision's action is
+//! then followed exactly (the plaintext actions carry the machine's permit
 //! tokens — this module never decides plaintext on its own).
 
+use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use dane_verify::policy::Action as DaneAction;
-use rustls::pki_types::ServerName;
-use smtp_tls_policy::delivery::dane::tlsa_status;
-use smtp_tls_policy::delivery::{Action, Decision, DeliveryAttempt, DeliveryOptions, TlsaStatus};
-use smtp_tls_policy::destination::{DeliveryTls, DestinationPolicy};
-use smtp_tls_policy::identity::{DeliveryTarget, IdentityAlgorithm, MxSecurity};
+use dane_verify::policy::{Action as DaneAction, HostFacts};
+use smtp_tls_policy::delivery::{Action, Decision, DeliveryAttempt, DeliveryOptions};
+use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::io::{ClientOutcome, ClientSettings, Timeouts, Transcript, negotiate};
-use smtp_tls_policy::verifier::{SmtpCertVerifier, VerificationMode};
+use smtp_tls_policy::plan::{HopPlan, HostSource, PlanOptions};
 use tokio::net::TcpStream;
 
 use super::alert;
@@ -29,14 +27,22 @@ pub(crate) struct Hop {
     pub(crate) name: String,
     /// TCP port.
     pub(crate) port: u16,
-    /// Configured by an SMTP route (a reference identity of its own) rather than found by MX.
-    pub(crate) route: bool,
-    /// DNSSEC status of the MX answer.
-    pub(crate) security: MxSecurity,
+    /// An MX record, the implicit MX, or an SMTP route (a reference identity of its own).
+    pub(crate) source: HostSource,
+    /// What DNS said about the host (`facts_without_dnssec` for routes and `system` mode).
+    pub(crate) facts: HostFacts,
     /// dane-verify's RFC 7672 action for the host.
-    pub(crate) dane: DaneAction,
+    pub(crate) action: DaneAction,
     /// Addresses to try, in order.
     pub(crate) addresses: Vec<IpAddr>,
+}
+
+impl Hop {
+    /// The hop plan of this host under the destination policy.
+    pub(crate) fn plan(&self, policy: &DestinationPolicy) -> HopPlan {
+        let options = PlanOptions::new().with_host_source(self.source);
+        HopPlan::with_dane_action(policy, &self.facts, self.action.clone(), options)
+    }
 }
 
 /// Why an attempt gave no usable connection.
@@ -71,68 +77,63 @@ fn connection_failure(text: String, remote: String) -> Failure {
     }
 }
 
-/// Connects to `addr` of `hop` and negotiates TLS as the destination policy requires.
+/// The machine's options: alert on a required-TLS failure.
+fn delivery_options() -> DeliveryOptions {
+    DeliveryOptions::new(true)
+}
+
+/// The plan makes no connection to `hop` (its pre-flight check): log it, raise the alert (if
+/// any) and describe the failure.
+pub(crate) async fn held(ctx: &Context, hop: &Hop, plan: &HopPlan) -> Failure {
+    let remote = format!("{}:{}", hop.name, hop.port);
+    if let Some(decision) = plan.hold_decision(delivery_options()) {
+        log_attempt(
+            plan,
+            &remote,
+            None,
+            decision.action.as_str(),
+            &decision.reason,
+        );
+        return decided(ctx, &decision, remote).await;
+    }
+    let reason = plan
+        .pre_connect()
+        .hold_reason()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    log_attempt(plan, &remote, None, plan.pre_connect().as_str(), &reason);
+    failure(4, format!("TLS policy: {reason}"), Some(remote), false)
+}
+
+/// Connects to `addr` of `hop` and negotiates TLS as the hop plan requires.
 pub(crate) async fn connect(
     ctx: &Context,
-    policy: &DestinationPolicy,
+    plan: &HopPlan,
     hop: &Hop,
     addr: IpAddr,
 ) -> Result<Session, Failure> {
     let remote = format!("{}[{addr}]:{}", hop.name, hop.port);
-    let options = DeliveryOptions::new(true);
-    let tlsa = tlsa_status(&hop.dane);
-    let mut attempt = DeliveryAttempt::for_policy(policy, tlsa.clone(), options);
-    let target = target(policy, hop).map_err(|e| {
-        failure(
-            4,
-            format!("no reference identity: {e}"),
-            Some(remote.clone()),
-            false,
-        )
-    })?;
-    let algorithm = if policy.tls == DeliveryTls::RequiredVerifyHostedDomains {
-        IdentityAlgorithm::HostedVerify
-    } else {
-        IdentityAlgorithm::Verify
+    let options = delivery_options();
+    let (Some(attempt), Some(settings)) = (
+        plan.attempt(options),
+        plan.client_settings(ctx.config.ehlo_name.clone(), ctx.anchors.clone()),
+    ) else {
+        return Err(held(ctx, hop, plan).await);
     };
-    let reference_ids: Vec<String> = target
-        .reference_ids(algorithm)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    // DANE mandatory without usable records, failed TLSA lookup: no connection at all.
-    if let Some(decision) = attempt.preflight() {
-        log_attempt(policy, hop, &remote, &tlsa, &reference_ids, None, &decision);
-        return Err(decided(ctx, &decision, remote).await);
-    }
-    let settings = settings(ctx, policy, hop, target)?;
+    // RFC 5321 §4.5.3.2 defaults (5 minutes) for greeting, commands and the handshake.
+    let mut settings = settings.with_timeouts(Timeouts::default());
+    settings.client_certificate = ctx.client_cert.clone();
     let outcome = exchange(ctx, hop, addr, attempt, &settings, &remote).await?;
-    log_attempt(
-        policy,
-        hop,
-        &remote,
-        &tlsa,
-        &reference_ids,
-        Some(&outcome.transcript),
-        &outcome.decision,
-    );
+    log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
     match (outcome.decision.action, outcome.connection) {
         (Action::ContinueTls | Action::ContinuePlaintext(_), Some(conn)) => {
             Ok(Session::new(conn, remote))
         }
         (Action::RetryPlaintext(token), _) => {
             // `preferred`: the handshake failed after 220; a new connection without STARTTLS.
-            let retry = DeliveryAttempt::plaintext_retry(&policy.domain, token, options);
+            let retry = DeliveryAttempt::plaintext_retry(&plan.policy().domain, token, options);
             let outcome = exchange(ctx, hop, addr, retry, &settings, &remote).await?;
-            log_attempt(
-                policy,
-                hop,
-                &remote,
-                &tlsa,
-                &reference_ids,
-                Some(&outcome.transcript),
-                &outcome.decision,
-            );
+            log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
             match (outcome.decision.action, outcome.connection) {
                 (Action::ContinuePlaintext(_), Some(conn)) => Ok(Session::new(conn, remote)),
                 _ => Err(decided(ctx, &outcome.decision, remote).await),
@@ -187,88 +188,41 @@ async fn decided(ctx: &Context, decision: &Decision, remote: String) -> Failure 
     )
 }
 
-/// The reference identities' facts: the destination domain, the MX host (with the MX answer's
-/// DNSSEC status) or the route host.
-fn target(policy: &DestinationPolicy, hop: &Hop) -> Result<DeliveryTarget, smtp_tls_policy::Error> {
-    let b = DeliveryTarget::builder(policy.domain.clone());
-    let b = if hop.route {
-        b.with_route_host(hop.name.clone())
-    } else {
-        b.with_mx_host(hop.name.clone())
-            .with_mx_security(hop.security)
-    };
-    b.build()
+fn log_decision(plan: &HopPlan, remote: &str, transcript: &Transcript, decision: &Decision) {
+    log_attempt(
+        plan,
+        remote,
+        Some(transcript),
+        decision.action.as_str(),
+        &decision.reason,
+    );
 }
 
-fn settings(
-    ctx: &Context,
-    policy: &DestinationPolicy,
-    hop: &Hop,
-    target: DeliveryTarget,
-) -> Result<ClientSettings, Failure> {
-    let mode = if policy.tls == DeliveryTls::RequiredVerifyHostedDomains {
-        VerificationMode::RequiredVerifyHostedDomains
-    } else {
-        VerificationMode::RequiredVerify
-    };
-    // Its verdict is recorded by the driver; the machine decides what it means for the mode.
-    let verifier = Arc::new(SmtpCertVerifier::new(mode, target, ctx.anchors.clone()));
-    let sni = match &hop.dane {
-        DaneAction::UseDane { sni, .. } => sni.clone(),
-        _ => hop.name.clone(),
-    };
-    let server_name = match sni.parse::<IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(sni.clone()).map_err(|e| {
-            failure(
-                4,
-                format!("server name {sni:?}: {e}"),
-                Some(hop.name.clone()),
-                false,
-            )
-        })?,
-    };
-    // RFC 5321 §4.5.3.2 defaults (5 minutes) for greeting, commands and the handshake.
-    let mut s = ClientSettings::new(ctx.config.ehlo_name.clone(), server_name, verifier)
-        .with_timeouts(Timeouts::default());
-    if let (DaneAction::UseDane { records, .. }, Some(matcher)) = (&hop.dane, hop.dane.matcher()) {
-        match matcher {
-            Ok(m) => {
-                s = s.with_dane(Arc::new(dane_verify::DaneVerifier::new(m, records.clone())));
-            }
-            Err(e) => {
-                return Err(failure(
-                    4,
-                    format!("DANE reference names: {e}"),
-                    Some(hop.name.clone()),
-                    false,
-                ));
-            }
-        }
-    }
-    s.client_certificate = ctx.client_cert.clone();
-    Ok(s)
-}
-
-/// One structured record per connection attempt (no message content, no key material).
+/// One structured record per connection attempt (no message content, no key material), with
+/// the hop plan's explanation as JSON.
 fn log_attempt(
-    policy: &DestinationPolicy,
-    hop: &Hop,
+    plan: &HopPlan,
     remote: &str,
-    tlsa: &TlsaStatus,
-    reference_ids: &[String],
     transcript: Option<&Transcript>,
-    decision: &Decision,
+    action: &str,
+    reason: &dyn Display,
 ) {
     let tls = transcript.and_then(|t| t.tls.as_ref());
+    let policy = plan.policy();
+    let reference_ids: Vec<String> = plan
+        .reference_ids()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let explanation = serde_json::to_string(plan.explanation()).unwrap_or_default();
     tracing::info!(
         domain = %policy.domain,
-        host = %hop.name,
+        host = %plan.host(),
         remote,
         mode = policy.tls.as_str(),
         dane_setting = ?policy.dane,
-        dane = hop.dane.as_str(),
-        tlsa = ?tlsa,
+        dane = plan.dane_action().as_str(),
+        pre_connect = plan.pre_connect().as_str(),
         reference_ids = ?reference_ids,
         tls_protocol = tls.map(|t| t.protocol.as_str()),
         tls_cipher = tls.map(|t| t.cipher_suite.as_str()),
@@ -276,8 +230,9 @@ fn log_attempt(
         dane_verdict = ?tls.and_then(|t| t.dane.as_ref()),
         starttls_reply = ?transcript.and_then(|t| t.starttls_reply.as_ref().map(|r| r.0)),
         handshake_error = transcript.and_then(|t| t.handshake_error.as_deref()),
-        action = decision.action.as_str(),
-        reason = %decision.reason,
+        action,
+        reason = %reason,
+        plan = %explanation,
         "delivery attempt"
     );
 }

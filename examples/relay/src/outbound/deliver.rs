@@ -4,10 +4,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use dane_verify::policy::{Action as DaneAction, NoDaneReason};
+use dane_verify::policy::decide;
 use smtp_tls_policy::delivery::dane::dane_setting;
 use smtp_tls_policy::destination::DestinationPolicy;
-use smtp_tls_policy::identity::MxSecurity;
+use smtp_tls_policy::plan::{HostSource, PreConnect, facts_without_dnssec};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -79,13 +79,26 @@ pub(crate) async fn deliver_batch(
             let mut any_session = false;
             let mut expired = false;
             'hops: for hop in &hops {
+                // The hop plan's pre-flight check: skip this host, or defer the destination.
+                let plan = hop.plan(&policy);
+                match plan.pre_connect() {
+                    PreConnect::Connect => {}
+                    PreConnect::SkipHost { .. } => {
+                        last = Some(connect::held(&ctx, hop, &plan).await);
+                        continue 'hops;
+                    }
+                    _ => {
+                        last = Some(connect::held(&ctx, hop, &plan).await);
+                        break 'hops;
+                    }
+                }
                 for addr in &hop.addresses {
                     if jobs.is_empty() || *shutdown.borrow() {
                         break 'hops;
                     }
                     let remote = format!("{}[{addr}]:{}", hop.name, hop.port);
                     let connected =
-                        tokio::time::timeout_at(ends, connect::connect(&ctx, &policy, hop, *addr))
+                        tokio::time::timeout_at(ends, connect::connect(&ctx, &plan, hop, *addr))
                             .await;
                     match connected {
                         Err(_) => {
@@ -168,13 +181,16 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
                 }
                 Ok(RouteHop::Smtp { host, port }) => {
                     let addresses = ctx.dns.addresses(&host).await;
+                    // Static routes have no DNSSEC facts: the configured TLS mode applies, and
+                    // mandatory DANE defers (RFC 7672 §2.2.1).
+                    let facts = facts_without_dnssec(domain, &host);
+                    let action = decide(dane_setting(policy.dane), &facts);
                     hops.push(Hop {
                         name: host,
                         port,
-                        route: true,
-                        security: MxSecurity::Insecure,
-                        // Static routes have no DNSSEC facts: the configured TLS mode applies.
-                        dane: DaneAction::ConfiguredTls(NoDaneReason::MxInsecure),
+                        source: HostSource::Route,
+                        facts,
+                        action,
                         addresses,
                     });
                 }
@@ -193,9 +209,9 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
                 .map(|h| Hop {
                     name: h.name,
                     port: h.port,
-                    route: false,
-                    security: h.security,
-                    dane: h.dane,
+                    source: h.source,
+                    facts: h.facts,
+                    action: h.action,
                     addresses: h.addresses,
                 })
                 .collect(),

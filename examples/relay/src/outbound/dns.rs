@@ -1,7 +1,8 @@
 //! Next hops of a destination domain from DNS: MX hosts with their addresses and DNSSEC facts.
 //!
 //! - `validating` (the default) / `trust-ad`: through dane-verify's resolver adapter; DNSSEC
-//!   statuses feed DANE (RFC 7672) and the hosted-domain identity check ([`MxSecurity`]).
+//!   statuses (dane-verify's [`HostFacts`]) feed the hop plan: DANE (RFC 7672) and the
+//!   hosted-domain identity check.
 //!   Validation must be **proven**: a background task probes `delivery.resolver.probe_name`
 //!   at start-up and every `probe_interval_secs` ([`Dns::spawn_probe`]); lookups wait for the
 //!   first probe (bounded by its timeout), never start-up. While validation is not proven
@@ -10,8 +11,9 @@
 //!   configured TLS mode (mail is not held because a validator is broken), and each change of
 //!   state is logged once, at warn with what to fix.
 //! - `system`: hickory-resolver configured from the system (`/etc/resolv.conf`, `/etc/hosts`),
-//!   or asking only `delivery.resolver.address` when it is set. No DNSSEC: every answer is
-//!   insecure, so no host is DANE-protected and mandatory DANE defers (logged at start-up). A
+//!   or asking only `delivery.resolver.address` when it is set. No DNSSEC: every host's facts
+//!   are smtp-tls-policy's `facts_without_dnssec`, so no host is DANE-protected and mandatory
+//!   DANE defers (logged at start-up). A
 //!   resolver that strips DNSSEC records does not matter here. MX answers (RFC 5321 §5.1): MX
 //!   hosts by preference; no MX record → the domain itself (implicit MX); null MX (RFC 7505 §3)
 //!   or NXDOMAIN → bounce; SERVFAIL, REFUSED, timeout or network error → defer.
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dane_verify::DnssecStatus;
-use dane_verify::policy::{Action as DaneAction, DaneSetting, HostFacts, NoDaneReason};
+use dane_verify::policy::{Action as DaneAction, DaneSetting, HostFacts, decide};
 use dane_verify::resolver::{DaneResolver, Limits, ValidationState};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
@@ -31,7 +33,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use smtp_tls_policy::identity::MxSecurity;
+use smtp_tls_policy::plan::{HostSource, facts_without_dnssec};
 use tokio::sync::watch;
 
 use super::config::{ResolverConfig, ResolverMode, SMTP_PORT};
@@ -53,10 +55,13 @@ pub(crate) struct MxHost {
     pub(crate) name: String,
     /// Its addresses (A then AAAA).
     pub(crate) addresses: Vec<IpAddr>,
-    /// Whether the MX answer was DNSSEC-secure.
-    pub(crate) security: MxSecurity,
+    /// An MX record, or the implicit MX (RFC 5321 §5.1: no MX record, the domain itself).
+    pub(crate) source: HostSource,
+    /// What DNS said about the host: DNSSEC statuses of the MX answer, the addresses and the
+    /// TLSA lookup, the TLSA records (all insecure, TLSA not queried, in `system` mode).
+    pub(crate) facts: HostFacts,
     /// dane-verify's RFC 7672 action for this host under the destination's DANE setting.
-    pub(crate) dane: DaneAction,
+    pub(crate) action: DaneAction,
     /// The port to connect to (`delivery.mx_port`); its TLSA records were looked up at
     /// `_PORT._tcp.HOST` (RFC 7672 §3).
     pub(crate) port: u16,
@@ -196,17 +201,21 @@ impl Dns {
             Backend::Dnssec(r) => return self.dnssec_mx_hosts(r, domain, setting).await,
             Backend::System(r) => r,
         };
-        let names = tokio::time::timeout(RESOLVE_TIMEOUT, system_mx(resolver, domain))
+        let (names, source) = tokio::time::timeout(RESOLVE_TIMEOUT, system_mx(resolver, domain))
             .await
             .map_err(|_| NoRoute::Temporary(format!("MX lookup of {domain} timed out")))??;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             let addresses = self.addresses(&name).await;
+            // No DNSSEC: no host is DANE-protected; mandatory DANE defers (RFC 7672 §2.2.1).
+            let facts = facts_without_dnssec(domain, &name);
+            let action = decide(setting, &facts);
             out.push(MxHost {
                 name,
                 addresses,
-                security: MxSecurity::Insecure,
-                dane: insecure_dane(setting),
+                source,
+                facts,
+                action,
                 port: self.mx_port,
             });
         }
@@ -254,7 +263,20 @@ impl Dns {
         let mut out = Vec::with_capacity(facts.hosts.len());
         for (h, (_, action)) in facts.hosts.iter().zip(actions).take(MAX_MX_HOSTS) {
             let addresses = self.addresses(&h.mx_host).await;
-            out.push(dnssec_host(h, addresses, action, self.mx_port));
+            // The resolver lists the domain itself when it has no MX record.
+            let source = if same_name(&h.mx_host, domain) {
+                HostSource::ImplicitMx
+            } else {
+                HostSource::Mx
+            };
+            out.push(MxHost {
+                name: h.mx_host.clone(),
+                addresses,
+                source,
+                facts: h.clone(),
+                action,
+                port: self.mx_port,
+            });
         }
         Ok(out)
     }
@@ -301,8 +323,12 @@ fn fqdn(host: &str) -> String {
     format!("{}.", host.trim_end_matches('.'))
 }
 
-/// MX host names of `domain` by preference (RFC 5321 §5.1), through the system resolver.
-async fn system_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<String>, NoRoute> {
+/// MX host names of `domain` by preference (RFC 5321 §5.1), through the system resolver, and
+/// whether they came from MX records or are the implicit MX.
+async fn system_mx(
+    resolver: &TokioResolver,
+    domain: &str,
+) -> Result<(Vec<String>, HostSource), NoRoute> {
     let domain = domain.trim_end_matches('.');
     let name = Name::from_ascii(fqdn(domain))
         .map_err(|e| NoRoute::Permanent(format!("{domain} is not a domain name: {e}")))?;
@@ -329,7 +355,7 @@ async fn system_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<String>
     };
     if mx.is_empty() {
         // RFC 5321 §5.1: no MX record, the domain itself is the implicit MX.
-        return Ok(vec![domain.to_ascii_lowercase()]);
+        return Ok((vec![domain.to_ascii_lowercase()], HostSource::ImplicitMx));
     }
     // RFC 7505 §3: a null MX ("." as exchange) means the domain accepts no mail.
     if mx.iter().all(|(_, n)| n.is_root()) {
@@ -349,19 +375,13 @@ async fn system_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<String>
             break;
         }
     }
-    Ok(names)
+    Ok((names, HostSource::Mx))
 }
 
-/// DANE action for a host whose MX answer is not DNSSEC-secure: no DANE; mandatory DANE cannot
-/// be satisfied (RFC 7672 §2.2).
-fn insecure_dane(setting: DaneSetting) -> DaneAction {
-    match setting {
-        DaneSetting::None => DaneAction::ConfiguredTls(NoDaneReason::SettingNone),
-        DaneSetting::Mandatory => DaneAction::Defer(
-            dane_verify::policy::DeferReason::DaneRequired(NoDaneReason::MxInsecure),
-        ),
-        _ => DaneAction::ConfiguredTls(NoDaneReason::MxInsecure),
-    }
+/// Whether two DNS names are the same (ASCII case, trailing dot ignored).
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 /// Logs a new validation state once: info when proven, warn (with what to fix) otherwise.
@@ -397,21 +417,6 @@ fn log_validation(
              (DANE-mandatory destinations defer, opportunistic ones are delivered without DANE \
              under their configured TLS mode); fix: {fix}"
         ),
-    }
-}
-
-fn dnssec_host(facts: &HostFacts, addresses: Vec<IpAddr>, dane: DaneAction, port: u16) -> MxHost {
-    let security = if facts.mx_status == DnssecStatus::Secure {
-        MxSecurity::Secure
-    } else {
-        MxSecurity::Insecure
-    };
-    MxHost {
-        name: facts.mx_host.clone(),
-        addresses,
-        security,
-        dane,
-        port,
     }
 }
 

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dane_verify::DnssecStatus;
 use dane_verify::policy::{Action as DaneAction, DaneSetting, DeferReason, NoDaneReason};
-use smtp_tls_policy::identity::MxSecurity;
+use smtp_tls_policy::plan::HostSource;
 
 use super::*;
 
@@ -126,8 +127,12 @@ async fn system_resolver_against_unbound() {
     );
     assert_eq!(hosts[1].addresses, ["192.0.2.2".parse::<IpAddr>().unwrap()]);
     for h in &hosts {
-        assert_eq!(h.security, MxSecurity::Insecure);
-        assert_eq!(h.dane, DaneAction::ConfiguredTls(NoDaneReason::MxInsecure));
+        assert_eq!(h.facts.mx_status, DnssecStatus::Insecure);
+        assert_eq!(h.source, HostSource::Mx);
+        assert_eq!(
+            h.action,
+            DaneAction::ConfiguredTls(NoDaneReason::MxInsecure)
+        );
     }
     // Mandatory DANE cannot be met without DNSSEC: defer.
     let hosts = dns
@@ -135,7 +140,7 @@ async fn system_resolver_against_unbound() {
         .await
         .unwrap();
     assert_eq!(
-        hosts[0].dane,
+        hosts[0].action,
         DaneAction::Defer(DeferReason::DaneRequired(NoDaneReason::MxInsecure))
     );
 
@@ -143,9 +148,10 @@ async fn system_resolver_against_unbound() {
     let hosts = dns.mx_hosts("nomx.test", DaneSetting::None).await.unwrap();
     assert_eq!(hosts.len(), 1);
     assert_eq!(hosts[0].name, "nomx.test");
+    assert_eq!(hosts[0].source, HostSource::ImplicitMx);
     assert_eq!(hosts[0].addresses, ["192.0.2.3".parse::<IpAddr>().unwrap()]);
     assert_eq!(
-        hosts[0].dane,
+        hosts[0].action,
         DaneAction::ConfiguredTls(NoDaneReason::SettingNone)
     );
 
