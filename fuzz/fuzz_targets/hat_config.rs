@@ -8,7 +8,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match HostAccessTable::from_toml(text, "fuzz.toml") {
+    match HostAccessTable::from_toml("fuzz.toml", text) {
         Ok(table) => {
             for ip in ["208.90.57.32", "10.1.1.1", "2001:db8::1", "0.0.0.0"] {
                 let mut facts = Facts::new(ip.parse().unwrap());

@@ -101,7 +101,7 @@ impl Locator<'_> {
 
 impl HostAccessTable {
     /// Reads and parses a TOML configuration file.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let io = |e: std::io::Error| Error::Io {
             file: path.to_owned(),
@@ -115,11 +115,12 @@ impl HostAccessTable {
             });
         }
         let text = std::fs::read_to_string(path).map_err(io)?;
-        Self::from_toml(&text, path)
+        Self::from_toml(path, &text)
     }
 
-    /// Parses a TOML configuration; `file` names it in errors.
-    pub fn from_toml(text: &str, file: impl Into<PathBuf>) -> Result<Self, Error> {
+    /// Parses a TOML configuration; `file` names it in errors (the argument order of
+    /// `smtp_tls_policy`'s `DestinationControls::from_toml`).
+    pub fn from_toml(file: impl Into<PathBuf>, text: &str) -> Result<Self, Error> {
         let file = file.into();
         if text.len() as u64 > MAX_CONFIG_BYTES {
             return Err(Error::ConfigTooLarge {

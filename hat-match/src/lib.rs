@@ -44,7 +44,7 @@
 //!
 //! ```
 //! use hat_match::{Facts, HostAccessTable, TlsMode};
-//! let table = HostAccessTable::from_toml(r#"
+//! let table = HostAccessTable::from_toml("hat.toml", r#"
 //! [[mail_flow_policy]]
 //! name = "TLS_REQUIRED"
 //! behavior = "accept"
@@ -66,7 +66,7 @@
 //! order = 99
 //! policy = "ACCEPTED"
 //! senders = ["ALL"]
-//! "#, "hat.toml")?;
+//! "#)?;
 //!
 //! // Before any lookup: the CIDR decides, no DNS work needed.
 //! assert!(table.plan("208.90.57.32".parse()?).address_decides());
@@ -82,7 +82,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The table is validated and indexed once ([`HostAccessTable::new`], [`HostAccessTable::load`]),
+//! The table is validated and indexed once ([`HostAccessTable::new`], [`HostAccessTable::from_file`]),
 //! then immutable: share it behind an `Arc`. [`reference`](mod@reference) holds the linear-scan
 //! matcher the index is tested against. Gathering [`Facts`] (PTR lookup, forward confirmation, DNS-list
 //! queries) is the caller's I/O; [`HostAccessTable::plan`] says which lookups are worth doing.

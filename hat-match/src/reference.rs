@@ -27,7 +27,7 @@ pub fn entry_matches(entry: &SenderEntry, facts: &Facts) -> bool {
 ///
 /// ```
 /// use hat_match::{Facts, HostAccessTable, reference};
-/// let table = HostAccessTable::from_toml(r#"
+/// let table = HostAccessTable::from_toml("inline.toml", r#"
 /// [[mail_flow_policy]]
 /// name = "BLOCKED"
 /// behavior = "reject"
@@ -36,7 +36,7 @@ pub fn entry_matches(entry: &SenderEntry, facts: &Facts) -> bool {
 /// order = 1
 /// policy = "BLOCKED"
 /// senders = ["192.0.2.0/24"]
-/// "#, "inline.toml")?;
+/// "#)?;
 /// let facts = Facts::new("192.0.2.7".parse()?);
 /// assert_eq!(reference::matches(&table, &facts), table.matches(&facts));
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -19,7 +19,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use hat_match::{HostAccessTable, resolver::{HatResolver, ResolverLimits}};
-//! let table = HostAccessTable::load("hat.toml")?;
+//! let table = HostAccessTable::from_file("hat.toml")?;
 //! let dns = HatResolver::for_nameserver("127.0.0.1:53".parse()?, ResolverLimits::default())?;
 //! let resolved = dns.matches(&table, "184.94.241.96".parse()?).await;
 //! if resolved.is_tentative() {

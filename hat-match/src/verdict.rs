@@ -179,7 +179,7 @@ impl std::fmt::Debug for Verdict<'_> {
 ///
 /// ```
 /// use hat_match::{Facts, HostAccessTable};
-/// let table = HostAccessTable::from_toml(r#"
+/// let table = HostAccessTable::from_toml("inline.toml", r#"
 /// [[mail_flow_policy]]
 /// name = "AUDIT"
 /// behavior = "continue"
@@ -196,7 +196,7 @@ impl std::fmt::Debug for Verdict<'_> {
 /// order = 2
 /// policy = "ACCEPTED"
 /// senders = ["ALL"]
-/// "#, "inline.toml")?;
+/// "#)?;
 /// let verdict = table.matches(&Facts::new("192.0.2.7".parse()?));
 /// let continued = verdict.continued();
 /// assert_eq!(continued.len(), 1);

@@ -15,7 +15,7 @@ behavior = "accept"
 /// Parses POLICIES + `groups`, expects an error, returns (line, text, kind).
 fn fail(groups: &str) -> (usize, String, Error) {
     let text = format!("{POLICIES}{groups}");
-    let err = HostAccessTable::from_toml(&text, "bad.toml").expect_err("must be refused");
+    let err = HostAccessTable::from_toml("bad.toml", &text).expect_err("must be refused");
     let message = err.to_string();
     let location = err
         .location()
@@ -135,7 +135,7 @@ fn unknown_keys() {
         "{kind:?}"
     );
     let text = format!("{POLICIES}\n[listener]\nname = \"x\"\n");
-    let err = HostAccessTable::from_toml(&text, "bad.toml").unwrap_err();
+    let err = HostAccessTable::from_toml("bad.toml", &text).unwrap_err();
     assert_eq!(err.location().unwrap().line, 10);
     assert!(matches!(err.kind(), Error::Toml { message } if message.contains("listener")));
 }
@@ -143,11 +143,11 @@ fn unknown_keys() {
 #[test]
 fn unknown_behavior_and_tls() {
     let text = POLICIES.replace("behavior = \"accept\"\ntls", "behavior = \"acept\"\ntls");
-    let err = HostAccessTable::from_toml(&text, "bad.toml").unwrap_err();
+    let err = HostAccessTable::from_toml("bad.toml", &text).unwrap_err();
     assert_eq!(err.location().unwrap().line, 3);
     assert_eq!(err.location().unwrap().text, "\"acept\"");
     let text = POLICIES.replace("\"required\"", "\"mandatory\"");
-    let err = HostAccessTable::from_toml(&text, "bad.toml").unwrap_err();
+    let err = HostAccessTable::from_toml("bad.toml", &text).unwrap_err();
     assert_eq!(err.location().unwrap().line, 4);
     assert!(matches!(err.kind(), Error::Toml { .. }));
 }
@@ -158,10 +158,10 @@ fn zero_limit_and_bad_banner() {
         "tls = \"required\"",
         "tls = \"required\"\nmax_message_size = 0",
     );
-    let err = HostAccessTable::from_toml(&text, "bad.toml").unwrap_err();
+    let err = HostAccessTable::from_toml("bad.toml", &text).unwrap_err();
     assert_eq!(err.location().unwrap().line, 5);
     let text = POLICIES.replace("tls = \"required\"", "banner = \"hi\\r\\n250 injected\"");
-    let err = HostAccessTable::from_toml(&text, "bad.toml").unwrap_err();
+    let err = HostAccessTable::from_toml("bad.toml", &text).unwrap_err();
     assert_eq!(err.location().unwrap().line, 4);
     assert!(matches!(err.kind(), Error::InvalidBanner { .. }), "{err:?}");
 }
@@ -169,7 +169,7 @@ fn zero_limit_and_bad_banner() {
 #[test]
 fn duplicate_policy_and_toml_syntax() {
     let text = format!("{POLICIES}\n{POLICIES}");
-    let err = HostAccessTable::from_toml(&text, "bad.toml").unwrap_err();
+    let err = HostAccessTable::from_toml("bad.toml", &text).unwrap_err();
     assert_eq!(
         err.kind(),
         &Error::DuplicatePolicy {
@@ -177,14 +177,14 @@ fn duplicate_policy_and_toml_syntax() {
         }
     );
     assert_eq!(err.location().unwrap().line, 11);
-    let err = HostAccessTable::from_toml("[[sender_group]\n", "bad.toml").unwrap_err();
+    let err = HostAccessTable::from_toml("bad.toml", "[[sender_group]\n").unwrap_err();
     assert_eq!(err.location().unwrap().line, 1);
     assert!(matches!(err.kind(), Error::Toml { .. }));
 }
 
 #[test]
 fn missing_file() {
-    let err = HostAccessTable::load("/nonexistent/hat.toml").unwrap_err();
+    let err = HostAccessTable::from_file("/nonexistent/hat.toml").unwrap_err();
     assert_eq!(
         err,
         Error::Io {

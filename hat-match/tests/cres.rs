@@ -30,7 +30,7 @@ senders = ["ALL"]
 "#;
 
 fn table() -> HostAccessTable {
-    HostAccessTable::from_toml(CONFIG, "cres.toml").expect("the CRES config parses")
+    HostAccessTable::from_toml("cres.toml", CONFIG).expect("the CRES config parses")
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -152,7 +152,7 @@ fn no_all_group_is_a_defined_outcome() {
         .split("[[sender_group]]\nname = \"ALL\"")
         .next()
         .unwrap();
-    let table = HostAccessTable::from_toml(config, "no-all.toml").unwrap();
+    let table = HostAccessTable::from_toml("no-all.toml", config).unwrap();
     let verdict = table.matches(&Facts::new(ip("192.0.2.1")));
     assert_eq!(verdict.outcome(), Outcome::NoSenderGroupMatched);
     assert_eq!(verdict.behavior(), Behavior::Reject);

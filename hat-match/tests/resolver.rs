@@ -58,7 +58,7 @@ fn resolver(lab: &Lab, limits: ResolverLimits) -> HatResolver {
 }
 
 fn table(text: &str) -> HostAccessTable {
-    HostAccessTable::from_toml(text, "resolver-test.toml").expect("test table")
+    HostAccessTable::from_toml("resolver-test.toml", text).expect("test table")
 }
 
 fn ip(s: &str) -> IpAddr {

@@ -183,7 +183,7 @@ fn summary(out: &Output<'_>) -> String {
 
 /// Runs the subcommand.
 pub(crate) fn run(args: Args) -> crate::CmdResult {
-    let table = HostAccessTable::load(&args.config)?;
+    let table = HostAccessTable::from_file(&args.config)?;
     let mut facts = Facts::new(args.ip);
     for arg in &args.ptr {
         let (name, addrs) = parse_ptr(arg)?;

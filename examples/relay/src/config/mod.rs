@@ -303,12 +303,12 @@ impl RelayConfig {
             });
         }
         let text = std::fs::read_to_string(file).map_err(|e| read(e.kind()))?;
-        Self::from_toml(&text, file)
+        Self::from_toml(file, &text)
     }
 
     /// Parses and validates `text`, read from `file` (relative paths resolve against its
     /// directory).
-    pub fn from_toml(text: &str, file: &Path) -> Result<Self, ConfigError> {
+    pub fn from_toml(file: &Path, text: &str) -> Result<Self, ConfigError> {
         let mut config: Self = toml::from_str(text).map_err(|e| syntax(&e, text, file))?;
         config.file = file.to_owned();
         let dir = file.parent().unwrap_or(Path::new("."));
@@ -423,7 +423,7 @@ impl RelayConfig {
 
     /// Loads the Host Access Table of listener `i`.
     pub fn hat(&self, i: usize) -> Result<hat_match::HostAccessTable, hat_match::Error> {
-        hat_match::HostAccessTable::load(&self.listeners[i].hat)
+        hat_match::HostAccessTable::from_file(&self.listeners[i].hat)
     }
 
     /// The host name listener `i` announces.

@@ -127,7 +127,7 @@ fn rset_vrfy_help() {
 }
 
 fn hat(text: &str) -> HostAccessTable {
-    HostAccessTable::from_toml(text, "t.toml").unwrap()
+    HostAccessTable::from_toml("t.toml", text).unwrap()
 }
 
 #[test]
