@@ -24,9 +24,10 @@
 //! command fails (status 2). The JSON names the resolver used (`"resolver": {"mode",
 //! "upstream", "trust_anchor"}`). Then:
 //! MX lookup, per MX host the DNSSEC status, TLSA records, the RFC 7672 action and, for hosts
-//! where DANE applies, a STARTTLS session through the project's STARTTLS client
-//! (`smtp_tls_policy::io::negotiate`, driven by the delivery machine with the host's action as
-//! its TLSA input) whose chain is matched against the TLSA records (anything the server sends
+//! where DANE applies, a STARTTLS session under the host's hop plan
+//! (`smtp_tls_policy::plan::HopPlan` with the host's action, TLS mode `preferred`) through the
+//! project's STARTTLS client (`smtp_tls_policy::io::negotiate`, driven by the plan's delivery
+//! machine) whose chain is matched against the TLSA records by the plan's verifier (anything the server sends
 //! after its STARTTLS reply is discarded; the session ends with QUIT). JSON:
 //!
 //! ```text
@@ -51,16 +52,15 @@ use std::time::Duration;
 
 use dane_verify::policy::{Action, DaneSetting, HostFacts, TlsaLookup};
 use dane_verify::resolver::DaneResolver;
-use dane_verify::{DaneEeNames, DaneMatcher, DaneVerifier, TlsaRecord, Verdict};
+use dane_verify::{DaneEeNames, DaneMatcher, TlsaRecord, Verdict};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, UnixTime};
 use serde_json::{Value, json};
 use smtp_tls_policy::chain::TrustAnchors;
-use smtp_tls_policy::delivery::{DeliveryAttempt, DeliveryOptions, TlsaStatus};
-use smtp_tls_policy::destination::{DaneMode, DeliveryTls};
-use smtp_tls_policy::identity::DeliveryTarget;
-use smtp_tls_policy::io::{ClientSettings, Timeouts, negotiate};
-use smtp_tls_policy::verifier::{SmtpCertVerifier, VerificationMode};
+use smtp_tls_policy::delivery::DeliveryOptions;
+use smtp_tls_policy::destination::{DaneMode, DestinationControls};
+use smtp_tls_policy::io::{Timeouts, negotiate};
+use smtp_tls_policy::plan::{HopPlan, PlanOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -225,7 +225,7 @@ fn live(args: Args) -> crate::CmdResult {
             let f = facts.hosts.iter().find(|h| &h.mx_host == host);
             let tls = if let Action::UseDane { .. } = action {
                 dane_hosts += 1;
-                let v = check_host(&resolver, &domain, host, args.port, mode, action).await;
+                let v = check_host(&resolver, &domain, f, args.port, &args.setting, action).await;
                 all_ok &= v.get("outcome").and_then(Value::as_str) == Some("verified");
                 v
             } else {
@@ -276,50 +276,49 @@ fn host_json(host: &str, f: Option<&HostFacts>, action: &Action, tls: Value) -> 
     })
 }
 
-/// Connects to the first address of `host` and runs the project's STARTTLS client
-/// ([`negotiate`]) with the delivery machine for this host: the RFC 7672 action becomes the
-/// machine's TLSA input ([`TlsaStatus::from`]), DANE makes TLS mandatory, the chain is matched
-/// by `dane-verify`'s [`DaneVerifier`] and only a verified chain continues in TLS; the session
-/// ends with QUIT. The TLS mode given to the machine (`preferred`) does not matter: usable TLSA
-/// records override it (RFC 7672 §2.2).
+/// Connects to the first address of the host and runs the project's STARTTLS client
+/// ([`negotiate`]) under the host's hop plan (TLS mode `preferred`, DANE `setting`, the RFC 7672
+/// action): DANE makes TLS mandatory, the plan's verifier matches the chain against the TLSA
+/// records (PKIX against the Mozilla roots is only reported) and only a verified chain continues
+/// in TLS; the session ends with QUIT. The TLS mode does not matter: usable TLSA records
+/// override it (RFC 7672 §2.2).
 async fn check_host(
     resolver: &DaneResolver,
     domain: &str,
-    host: &str,
+    facts: Option<&HostFacts>,
     port: u16,
-    setting: DaneMode,
+    setting: &str,
     action: &Action,
 ) -> Value {
-    let Action::UseDane { records, sni, .. } = action else {
-        return Value::Null;
-    };
     let fail = |addr: Option<SocketAddr>, e: String| {
         json!({"address": addr.map(|a| a.to_string()), "outcome": "chain-error", "depth": -1,
                "matched": null, "error": e})
     };
-    let ips: Vec<IpAddr> = match resolver.addresses(host).await {
+    let Some(facts) = facts else {
+        return fail(None, "no facts for the host".into());
+    };
+    let ips: Vec<IpAddr> = match resolver.addresses(&facts.mx_host).await {
         Ok(ips) if !ips.is_empty() => ips,
         Ok(_) => return fail(None, "no address".into()),
         Err(e) => return fail(None, e.to_string()),
     };
     let addr = SocketAddr::new(ips[0], port);
-    let matcher = match action.matcher() {
-        Some(Ok(m)) => m,
-        Some(Err(e)) => return fail(Some(addr), e.to_string()),
-        None => return Value::Null,
-    };
-    let verifier = Arc::new(DaneVerifier::new(matcher, records.clone()));
-    let settings = match client_settings(domain, host, sni, verifier.clone()) {
-        Ok(s) => s,
+    let plan = match host_plan(domain, facts, setting, action) {
+        Ok(p) => p,
         Err(e) => return fail(Some(addr), e),
     };
-    let attempt = DeliveryAttempt::new(
-        domain,
-        DeliveryTls::Preferred,
-        setting,
-        TlsaStatus::from(action),
-        DeliveryOptions::new(false),
-    );
+    let verifier = plan.verifier(Arc::new(TrustAnchors::mozilla()));
+    let (Some(attempt), Some((settings, verifier))) = (
+        plan.attempt(DeliveryOptions::new(false)),
+        plan.client_settings_with(EHLO_NAME, verifier),
+    ) else {
+        let why = plan
+            .pre_connect()
+            .hold_reason()
+            .map_or_else(|| "no connection planned".into(), ToString::to_string);
+        return fail(Some(addr), why);
+    };
+    let settings = settings.with_timeouts(Timeouts::uniform(STEP));
     let result = match tokio::time::timeout(STEP, TcpStream::connect(addr)).await {
         Err(_) => Err(format!("connect {addr}: timeout")),
         Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
@@ -334,7 +333,7 @@ async fn check_host(
             Err(e) => Err(e.to_string()),
         },
     };
-    match (verifier.last_verdict(), result) {
+    match (verifier.last_verdict().and_then(|v| v.dane_detail), result) {
         (Some(verdict), _) => {
             let mut v = verdict_json(&verdict);
             v["address"] = json!(addr.to_string());
@@ -345,28 +344,23 @@ async fn check_host(
     }
 }
 
-/// The driver's settings: SNI is the TLSA base domain (RFC 7672 §8.1); the PKIX verifier (Mozilla
-/// roots, the destination's names) only checks handshake signatures here, its verdict is not
-/// used: with usable TLSA records the machine decides on the DANE verdict alone.
-fn client_settings(
+/// The hop plan of one MX host: TLS mode `preferred`, DANE `setting`, the host's RFC 7672
+/// action (SNI: the TLSA base domain, RFC 7672 §8.1).
+fn host_plan(
     domain: &str,
-    host: &str,
-    sni: &str,
-    dane: Arc<DaneVerifier>,
-) -> Result<ClientSettings, String> {
-    let target = DeliveryTarget::builder(domain)
-        .with_mx_host(host)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let pkix = Arc::new(SmtpCertVerifier::new(
-        VerificationMode::PreferredVerify,
-        target,
-        Arc::new(TrustAnchors::mozilla()),
-    ));
-    let name = ServerName::try_from(sni.to_owned()).map_err(|e| format!("SNI {sni:?}: {e}"))?;
-    Ok(ClientSettings::new(EHLO_NAME, name, pkix)
-        .with_dane(dane)
-        .with_timeouts(Timeouts::uniform(STEP)))
+    facts: &HostFacts,
+    setting: &str,
+    action: &Action,
+) -> Result<HopPlan, String> {
+    let toml = format!("[default]\ntls = \"preferred\"\ndane = \"{setting}\"\n");
+    let controls = DestinationControls::from_toml("--setting", &toml).map_err(|e| e.to_string())?;
+    let policy = controls.lookup(domain).map_err(|e| e.to_string())?;
+    Ok(HopPlan::with_dane_action(
+        &policy,
+        facts,
+        action.clone(),
+        PlanOptions::new(),
+    ))
 }
 
 /// Timeout of each step (connect, each reply, the handshake).

@@ -4,16 +4,18 @@
 //! `tlsverify` and Postfix's `posttls-finger`.
 //!
 //! It connects, reads the greeting, sends EHLO, STARTTLS, runs the handshake, verifies the
-//! presented chain for the destination and sends QUIT — all through the project's one STARTTLS
-//! client, [`smtp_tls_policy::io::negotiate`], driven by the delivery state machine
-//! ([`smtp_tls_policy::delivery::DeliveryAttempt`]) for `--mode`, so the reported `action` is
-//! exactly what a delivery with this destination control would do. No message is sent.
+//! presented chain for the destination and sends QUIT — all through the hop plan
+//! ([`smtp_tls_policy::plan::HopPlan`] of a destination control with `--mode` and DANE `none`,
+//! for the host of `--mx` / `--route`, or the domain itself without them) and the project's one
+//! STARTTLS client, [`smtp_tls_policy::io::negotiate`], driven by the plan's delivery state
+//! machine, so the reported `action` is exactly what a delivery with this destination control
+//! would do. No message is sent. The plan is per host: at most one `--mx` or `--route`.
 //!
 //! `--mode`: the delivery TLS modes of the seed's Table 2: `no`, `preferred`, `required`,
 //! `preferred-verify`, `required-verify`, `required-verify-hosted-domains`, and `default`, which
 //! without a destination-control table is the default entry's factory setting, `no` (`mode` in
-//! the JSON is the effective mode). The chain is verified with
-//! [`smtp_tls_policy::verifier::SmtpCertVerifier`]: the Hosted Verify algorithm for
+//! the JSON is the effective mode). The chain is verified by the plan's verifier
+//! ([`smtp_tls_policy::plan::PlanVerifier`]): the Hosted Verify algorithm for
 //! `required-verify-hosted-domains`, the Verify algorithm otherwise. For `preferred` and
 //! `required` the verdict is still reported, but the action follows the mode (they do not verify);
 //! `preferred-verify` continues in TLS with `verified: false` when verification fails.
@@ -41,24 +43,27 @@
 //!   `action: "defer"` with the failure as `reason` (and no alert: TLS was never reached).
 //! - `2`: bad input only, no JSON: an unknown mode, a malformed `HOST:PORT`, a HOST that does not
 //!   resolve (the operator's input, not the peer's behaviour), an invalid domain or MX name,
-//!   an unreadable CA file, a bad `--timeout`/`--at`.
+//!   an unreadable CA file, a bad `--timeout`/`--at`, more than one of `--mx`/`--route`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::ServerName;
+use dane_verify::DnssecStatus;
+use dane_verify::policy::{Action as DaneAction, NoDaneReason};
 use serde_json::{Value, json};
-use smtp_tls_policy::delivery::{Action, DeliveryAttempt, DeliveryOptions, TlsaStatus};
-use smtp_tls_policy::destination::{DaneMode, DeliveryTls, TlsMode};
-use smtp_tls_policy::identity::IdentityAlgorithm;
-use smtp_tls_policy::io::{ClientConnection, ClientSettings, Timeouts, Transcript, negotiate};
+use smtp_tls_policy::delivery::{Action, DeliveryOptions};
+use smtp_tls_policy::destination::{DeliveryTls, DestinationControls, TlsMode};
+use smtp_tls_policy::identity::{FqdnValidation, X509Validation};
+use smtp_tls_policy::io::{ClientConnection, Timeouts, Transcript, negotiate};
+use smtp_tls_policy::plan::{
+    HopPlan, HostSource, PlanOptions, PlanVerifier, PreConnect, facts_without_dnssec,
+};
 use smtp_tls_policy::smtp::ReplyAccumulator;
-use smtp_tls_policy::verifier::{FailureAction, SmtpCertVerifier};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{Args, delivery_target, parse_time, trust_anchors, verdict_json, verification_policy};
+use super::{Args, parse_time, trust_anchors, verdict_json};
 
 /// Longest `--timeout`, seconds.
 const MAX_TIMEOUT: u64 = 3600;
@@ -94,27 +99,57 @@ fn parse_connect(text: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-/// The name sent as SNI: the first MX host, else the route host, else HOST when it is a DNS
-/// name, else the destination domain (SmtpCertVerifier ignores it for matching).
-fn sni(args: &Args, host: &str) -> Result<ServerName<'static>, String> {
-    let host_is_name = host.parse::<std::net::IpAddr>().is_err();
-    let name = args
-        .mx
-        .first()
-        .or(args.route.as_ref())
-        .cloned()
-        .or_else(|| host_is_name.then(|| host.to_string()))
-        .unwrap_or_else(|| args.domain.clone());
-    ServerName::try_from(name.clone()).map_err(|e| format!("server name {name:?}: {e}"))
+/// The host of the plan and where it came from: `--route`, the one `--mx`, else the domain
+/// itself (implicit MX: the domain is the only reference identity).
+fn plan_host(args: &Args) -> Result<(String, HostSource), String> {
+    match (args.mx.as_slice(), &args.route) {
+        ([], None) => Ok((args.domain.clone(), HostSource::ImplicitMx)),
+        ([], Some(route)) => Ok((route.clone(), HostSource::Route)),
+        ([mx], None) => Ok((mx.clone(), HostSource::Mx)),
+        _ => Err("--connect checks one host: give at most one --mx or --route".into()),
+    }
+}
+
+/// The hop plan of `--mode` (DANE `none`) for the host of [`plan_host`]; `--mx-secure` is the
+/// MX answer's DNSSEC status. Bad input (domain, names) is an error.
+fn plan(args: &Args, mode: DeliveryTls) -> Result<HopPlan, String> {
+    let toml = format!("[default]\ntls = \"{}\"\ndane = \"none\"\n", mode.as_str());
+    let controls = DestinationControls::from_toml("--mode", &toml).map_err(|e| e.to_string())?;
+    let policy = controls
+        .lookup(&args.domain)
+        .map_err(|e| format!("--domain {:?}: {e}", args.domain))?;
+    let (host, source) = plan_host(args)?;
+    let mut facts = facts_without_dnssec(&args.domain, &host);
+    if args.mx_secure {
+        facts.mx_status = DnssecStatus::Secure;
+    }
+    let options = PlanOptions::new()
+        .with_host_source(source)
+        .with_fqdn_validation(if args.fqdn_check {
+            FqdnValidation::Enabled
+        } else {
+            FqdnValidation::Disabled
+        })
+        .with_x509_validation(if args.x509_check {
+            X509Validation::Enabled
+        } else {
+            X509Validation::Disabled
+        });
+    let action = DaneAction::ConfiguredTls(NoDaneReason::SettingNone);
+    let plan = HopPlan::with_dane_action(&policy, &facts, action, options);
+    match plan.pre_connect() {
+        PreConnect::Connect => Ok(plan),
+        other => Err(other
+            .hold_reason()
+            .map_or_else(|| "no connection planned".into(), ToString::to_string)),
+    }
 }
 
 /// What the report is about.
 struct Report<'a> {
     args: &'a Args,
     mode: DeliveryTls,
-    verifier: &'a SmtpCertVerifier,
-    /// The reference identities, for the report when no certificate was ever seen.
-    reference_ids: Vec<String>,
+    verifier: &'a PlanVerifier,
 }
 
 impl Report<'_> {
@@ -127,11 +162,18 @@ impl Report<'_> {
         alert: Option<String>,
     ) -> Value {
         let (args, mode) = (self.args, self.mode);
-        let mut out = match self.verifier.last_verdict() {
+        let pkix = self.verifier.last_verdict().and_then(|v| v.pkix_detail);
+        let mut out = match pkix {
             Some(v) => verdict_json(&v),
             None => json!({
                 "verified": false,
-                "reference_ids": self.reference_ids,
+                "reference_ids": self
+                    .verifier
+                    .plan()
+                    .reference_ids()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
                 "matched": null,
                 "error": format!("not-checked: no certificate was presented ({reason})"),
             }),
@@ -166,44 +208,25 @@ pub(super) fn run(args: &Args) -> crate::CmdResult {
         return Err(format!("--timeout {}: expected 1..={MAX_TIMEOUT}", args.timeout).into());
     }
     let timeout = Duration::from_secs(args.timeout);
-    let target = delivery_target(args)?;
     let anchors = Arc::new(trust_anchors(args)?);
-    let algorithm = match mode {
-        DeliveryTls::RequiredVerifyHostedDomains => IdentityAlgorithm::HostedVerify,
-        _ => IdentityAlgorithm::Verify,
-    };
-    let reference_ids = target
-        .reference_ids(algorithm)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    // Reject on failure: the driver's recording verifier turns the error into the machine's
-    // input (the handshake still completes; the machine decides).
-    let mut verifier = SmtpCertVerifier::with_policy(
-        verification_policy(args, algorithm),
-        FailureAction::Reject,
-        target,
-        anchors,
-    );
+    let plan = plan(args, mode)?;
+    let mut verifier = plan.verifier(anchors);
     if let Some(at) = &args.at {
         verifier = verifier.at_time(parse_time(at)?);
     }
-    let verifier = Arc::new(verifier);
+    let options = DeliveryOptions::new(true);
+    let (Some(attempt), Some((settings, verifier))) = (
+        plan.attempt(options),
+        plan.client_settings_with(args.ehlo.clone(), verifier),
+    ) else {
+        return Err("no connection planned".into());
+    };
+    let settings = settings.with_timeouts(Timeouts::uniform(timeout));
     let report = Report {
         args,
         mode,
         verifier: &verifier,
-        reference_ids,
     };
-    let settings = ClientSettings::new(args.ehlo.clone(), sni(args, &host)?, verifier.clone())
-        .with_timeouts(Timeouts::uniform(timeout));
-    let attempt = DeliveryAttempt::new(
-        args.domain.clone(),
-        mode,
-        DaneMode::None,
-        TlsaStatus::NotApplicable,
-        DeliveryOptions::new(true),
-    );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -22,9 +22,25 @@ impl HopPlan {
         ehlo_name: impl Into<String>,
         anchors: Arc<TrustAnchors>,
     ) -> Option<ClientSettings> {
+        self.client_settings_with(ehlo_name, self.verifier(anchors))
+            .map(|(settings, _)| settings)
+    }
+
+    /// As [`Self::client_settings`], with a verifier of this plan that the caller configured
+    /// (e.g. [`super::PlanVerifier::at_time`]); also returns that verifier, whose
+    /// [`super::PlanVerifier::last_verdict`] is the handshake's verdict (for reports). Its
+    /// failure action is the driver's (the handshake result reports PKIX, the state machine
+    /// decides). `None` when no connection may be made.
+    pub fn client_settings_with(
+        &self,
+        ehlo_name: impl Into<String>,
+        verifier: super::PlanVerifier,
+    ) -> Option<(ClientSettings, Arc<super::PlanVerifier>)> {
         self.requirement?;
         let name = self.server_name.clone()?;
-        let verifier = Arc::new(self.verifier(anchors).reporting_pkix());
-        Some(ClientSettings::new(ehlo_name, name, verifier.clone()).with_dane(verifier))
+        let verifier = Arc::new(verifier.reporting_pkix());
+        let settings =
+            ClientSettings::new(ehlo_name, name, verifier.clone()).with_dane(verifier.clone());
+        Some((settings, verifier))
     }
 }
