@@ -15,7 +15,8 @@ use std::time::Instant;
 use cap::Cap;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use hat_match::{
-    Behavior, Facts, HostAccessTable, MailFlowPolicy, SenderEntry, SenderGroup, TlsMode, reference,
+    Behavior, Facts, HostAccessTable, ListenerTls, MailFlowPolicy, SenderEntry, SenderGroup,
+    reference,
 };
 
 #[global_allocator]
@@ -78,7 +79,7 @@ fn policies() -> Vec<MailFlowPolicy> {
     vec![
         MailFlowPolicy::new("ACCEPTED", Behavior::Accept)
             .unwrap()
-            .with_tls(TlsMode::Preferred),
+            .with_tls(ListenerTls::Preferred),
         MailFlowPolicy::new("BLOCKED", Behavior::Reject).unwrap(),
         MailFlowPolicy::new("MONITOR", Behavior::Continue).unwrap(),
     ]

@@ -29,7 +29,7 @@ use toml::Spanned;
 
 use crate::entry::SenderEntry;
 use crate::error::{Error, Location};
-use crate::policy::{Behavior, Limits, MailFlowPolicy, TlsMode};
+use crate::policy::{Behavior, Limits, ListenerTls, MailFlowPolicy};
 use crate::table::{HostAccessTable, SenderGroup};
 
 /// Largest configuration text accepted.
@@ -52,7 +52,7 @@ struct RawPolicy {
     name: Spanned<String>,
     behavior: Behavior,
     #[serde(default)]
-    tls: TlsMode,
+    tls: ListenerTls,
     max_message_size: Option<NonZeroU64>,
     max_recipients_per_message: Option<NonZeroU32>,
     max_messages_per_connection: Option<NonZeroU32>,

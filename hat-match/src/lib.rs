@@ -43,7 +43,7 @@
 //! # Matching the CRES scenario (CRES note, "Solution" step 4)
 //!
 //! ```
-//! use hat_match::{Facts, HostAccessTable, TlsMode};
+//! use hat_match::{Facts, HostAccessTable, ListenerTls};
 //! let table = HostAccessTable::from_toml("hat.toml", r#"
 //! [[mail_flow_policy]]
 //! name = "TLS_REQUIRED"
@@ -78,7 +78,7 @@
 //! let verdict = table.matches(&facts);
 //! assert_eq!(verdict.sender_group(), Some("CRES"));
 //! assert_eq!(verdict.matched_entry().map(|e| e.as_str()), Some(".res.cisco.com"));
-//! assert_eq!(verdict.tls(), Some(TlsMode::Required));
+//! assert_eq!(verdict.tls(), Some(ListenerTls::Required));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -111,7 +111,7 @@ pub use entry::{EntryKind, MAX_ENTRY_LEN, SenderEntry};
 pub use error::{BannerProblem, Error, Location, NameProblem};
 pub use facts::{Facts, MAX_DNSLIST_ZONES, MAX_FORWARD_ADDRESSES, MAX_PTR_NAMES, PtrName};
 pub use name::normalize_name;
-pub use policy::{Behavior, Limits, MAX_BANNER_LEN, MAX_NAME_LEN, MailFlowPolicy, TlsMode};
+pub use policy::{Behavior, Limits, ListenerTls, MAX_BANNER_LEN, MAX_NAME_LEN, MailFlowPolicy};
 pub use table::{HostAccessTable, MAX_ENTRIES, MAX_GROUPS, MAX_POLICIES, SenderGroup};
 pub use verdict::{
     ContinuedIter, ContinuedMatches, Fact, GroupMatch, LookupPlan, Outcome, Verdict,

@@ -46,10 +46,12 @@ impl Behavior {
 }
 
 /// The TLS setting of a mail flow policy (seed "Enabling TLS on a Listener's HAT", table 1).
+///
+/// The same type drives `smtp_tls_policy::listener::Gate`, which re-exports it.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum TlsMode {
+pub enum ListenerTls {
     /// TLS is not offered. The seed's default for every listener, so the default here.
     #[default]
     No,
@@ -60,7 +62,7 @@ pub enum TlsMode {
     Required,
 }
 
-impl TlsMode {
+impl ListenerTls {
     /// The configuration spelling (`no`, `preferred`, `required`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,9 +90,9 @@ pub struct Limits {
 /// A named mail flow policy.
 ///
 /// ```
-/// use hat_match::{Behavior, MailFlowPolicy, TlsMode};
-/// let p = MailFlowPolicy::new("TLS_REQUIRED", Behavior::Accept)?.with_tls(TlsMode::Required);
-/// assert_eq!(p.tls(), TlsMode::Required);
+/// use hat_match::{Behavior, MailFlowPolicy, ListenerTls};
+/// let p = MailFlowPolicy::new("TLS_REQUIRED", Behavior::Accept)?.with_tls(ListenerTls::Required);
+/// assert_eq!(p.tls(), ListenerTls::Required);
 /// assert!(MailFlowPolicy::new("X", Behavior::Accept)?.with_banner("hi\r\n250 oops").is_err());
 /// # Ok::<(), hat_match::Error>(())
 /// ```
@@ -98,7 +100,7 @@ pub struct Limits {
 pub struct MailFlowPolicy {
     name: Box<str>,
     behavior: Behavior,
-    tls: TlsMode,
+    tls: ListenerTls,
     limits: Limits,
     banner: Option<Box<str>>,
 }
@@ -110,14 +112,14 @@ impl MailFlowPolicy {
         Ok(Self {
             name: name.into(),
             behavior,
-            tls: TlsMode::No,
+            tls: ListenerTls::No,
             limits: Limits::default(),
             banner: None,
         })
     }
 
     /// Sets the TLS setting.
-    pub fn with_tls(mut self, tls: TlsMode) -> Self {
+    pub fn with_tls(mut self, tls: ListenerTls) -> Self {
         self.tls = tls;
         self
     }
@@ -159,7 +161,7 @@ impl MailFlowPolicy {
     }
 
     /// Its TLS setting.
-    pub fn tls(&self) -> TlsMode {
+    pub fn tls(&self) -> ListenerTls {
         self.tls
     }
 

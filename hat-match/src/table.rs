@@ -83,11 +83,11 @@ impl SenderGroup {
 /// The Host Access Table, validated and indexed.
 ///
 /// ```
-/// use hat_match::{Behavior, Facts, HostAccessTable, MailFlowPolicy, SenderGroup, TlsMode};
+/// use hat_match::{Behavior, Facts, HostAccessTable, MailFlowPolicy, SenderGroup, ListenerTls};
 /// let table = HostAccessTable::new(
 ///     vec![
-///         MailFlowPolicy::new("TLS_REQUIRED", Behavior::Accept)?.with_tls(TlsMode::Required),
-///         MailFlowPolicy::new("ACCEPTED", Behavior::Accept)?.with_tls(TlsMode::Preferred),
+///         MailFlowPolicy::new("TLS_REQUIRED", Behavior::Accept)?.with_tls(ListenerTls::Required),
+///         MailFlowPolicy::new("ACCEPTED", Behavior::Accept)?.with_tls(ListenerTls::Preferred),
 ///     ],
 ///     vec![
 ///         SenderGroup::new("CRES", 1, "TLS_REQUIRED", vec!["208.90.57.0/26".parse()?])?,
@@ -96,7 +96,7 @@ impl SenderGroup {
 /// )?;
 /// let verdict = table.matches(&Facts::new("208.90.57.32".parse()?));
 /// assert_eq!(verdict.sender_group(), Some("CRES"));
-/// assert_eq!(verdict.tls(), Some(TlsMode::Required));
+/// assert_eq!(verdict.tls(), Some(ListenerTls::Required));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]

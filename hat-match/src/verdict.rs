@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::entry::SenderEntry;
-use crate::policy::{Behavior, MailFlowPolicy, TlsMode};
+use crate::policy::{Behavior, ListenerTls, MailFlowPolicy};
 use crate::segments::Hit;
 use crate::table::{HostAccessTable, SenderGroup};
 
@@ -115,7 +115,7 @@ impl<'t> Verdict<'t> {
     }
 
     /// The TLS setting, when a group matched.
-    pub fn tls(&self) -> Option<TlsMode> {
+    pub fn tls(&self) -> Option<ListenerTls> {
         self.policy().map(MailFlowPolicy::tls)
     }
 

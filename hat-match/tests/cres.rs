@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use hat_match::{Behavior, Fact, Facts, HostAccessTable, Outcome, TlsMode, reference};
+use hat_match::{Behavior, Fact, Facts, HostAccessTable, ListenerTls, Outcome, reference};
 
 const CONFIG: &str = r#"
 [[mail_flow_policy]]
@@ -68,7 +68,7 @@ fn current_network_matches_by_cidr_without_ptr() {
     assert_eq!(verdict.matched_entry().unwrap().as_str(), "208.90.57.0/26");
     assert_eq!(verdict.policy().unwrap().name(), "TLS_REQUIRED");
     assert_eq!(verdict.behavior(), Behavior::Accept);
-    assert_eq!(verdict.tls(), Some(TlsMode::Required));
+    assert_eq!(verdict.tls(), Some(ListenerTls::Required));
     assert!(!verdict.ptr_needed());
     assert_eq!(verdict.facts_not_needed().collect::<Vec<_>>(), [Fact::Ptr]);
 }
@@ -99,7 +99,7 @@ fn confirmed_ptr_matches_suffix() {
     );
     let verdict = table.matches(&facts);
     assert!(verdict.ptr_needed());
-    assert_eq!(verdict.tls(), Some(TlsMode::Required));
+    assert_eq!(verdict.tls(), Some(ListenerTls::Required));
     // Case and one trailing dot do not matter.
     let facts = with_ptr("184.94.241.96", "MXNAT3.Res.Cisco.COM.", &["184.94.241.96"]);
     assert_eq!(
@@ -126,7 +126,7 @@ fn unconfirmed_ptr_falls_to_all() {
     // No PTR facts at all.
     let verdict = table.matches(&Facts::new(ip("184.94.241.96")));
     assert_eq!(verdict.sender_group(), Some("ALL"));
-    assert_eq!(verdict.tls(), Some(TlsMode::Preferred));
+    assert_eq!(verdict.tls(), Some(ListenerTls::Preferred));
     assert!(verdict.ptr_needed(), "group 1 has host-name entries");
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hat_match::resolver::{
     HatResolver, LookupFailure, LookupStatus, ResolvedVerdict, ResolverLimits, SkipReason,
 };
-use hat_match::{Behavior, Fact, HostAccessTable, TlsMode};
+use hat_match::{Behavior, Fact, HostAccessTable, ListenerTls};
 use test_support::hat_dns_lab::Lab;
 
 const CRES_TABLE: &str = r#"
@@ -81,7 +81,7 @@ async fn forward_confirmed_ptr_puts_cres_relay_in_cres() {
         r.verdict().matched_entry().unwrap().as_str(),
         ".res.cisco.com"
     );
-    assert_eq!(r.verdict().tls(), Some(TlsMode::Required));
+    assert_eq!(r.verdict().tls(), Some(ListenerTls::Required));
     let l = r.lookups();
     assert_eq!(l.ptr.query, "96.241.94.184.in-addr.arpa.");
     assert_eq!(l.ptr.status, LookupStatus::Answered);

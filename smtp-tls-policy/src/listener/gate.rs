@@ -2,20 +2,9 @@
 
 use super::events::{CloseReason, ListenerEvent};
 use crate::smtp::CommandKind;
-
-/// A listener's TLS setting, from the HAT / mail flow policy (seed Table 1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ListenerTls {
-    /// 1. No: STARTTLS is neither advertised nor accepted (the seed's default).
-    #[default]
-    No,
-    /// 2. Preferred: STARTTLS is advertised and accepted.
-    Preferred,
-    /// 3. Required: STARTTLS is advertised; until it succeeds every command except NOOP, EHLO
-    ///    and QUIT gets `530 5.7.0 Must issue a STARTTLS command first` (RFC 3207 §4).
-    Required,
-}
+/// The listener TLS setting of the HAT's mail flow policy (seed Table 1): one type with
+/// `hat_match`, so a HAT verdict feeds the gate as is.
+pub use hat_match::ListenerTls;
 
 /// A fixed reply the gate sends in place of the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

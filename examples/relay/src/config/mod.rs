@@ -379,7 +379,7 @@ impl RelayConfig {
                 && let Some(p) = hat
                     .policies()
                     .iter()
-                    .find(|p| p.tls() != hat_match::TlsMode::No)
+                    .find(|p| p.tls() != hat_match::ListenerTls::No)
             {
                 return Err(invalid(
                     key("certificate"),

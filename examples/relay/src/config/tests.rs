@@ -34,7 +34,7 @@ fn embedded_default_is_valid() {
     let hat = c.hat(0).unwrap();
     let v = hat.matches(&hat_match::Facts::new("127.0.0.1".parse().unwrap()));
     assert_eq!(v.behavior(), hat_match::Behavior::Relay);
-    assert_eq!(v.tls(), Some(hat_match::TlsMode::Preferred));
+    assert_eq!(v.tls(), Some(hat_match::ListenerTls::Preferred));
     let v = hat.matches(&hat_match::Facts::new("192.0.2.1".parse().unwrap()));
     assert_eq!(v.behavior(), hat_match::Behavior::Reject);
     let v = hat.matches(&hat_match::Facts::new("::1".parse().unwrap()));

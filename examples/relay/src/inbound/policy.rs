@@ -1,8 +1,7 @@
 //! From a HAT verdict to what one connection may do (sans-IO): behavior, TLS setting, banner
 //! and the effective limits (policy limits capped by the global ones).
 
-use hat_match::{Behavior, TlsMode, Verdict};
-use smtp_tls_policy::listener::ListenerTls;
+use hat_match::{Behavior, ListenerTls, Verdict};
 
 use super::limits::InboundLimits;
 use super::transaction::{RelayControl, TransactionLimits};
@@ -52,11 +51,8 @@ impl ConnectionPolicy {
             sender_group: verdict.sender_group().map(str::to_owned),
             policy: policy.map(|p| p.name().to_owned()),
             behavior: verdict.behavior(),
-            tls: match verdict.tls() {
-                Some(TlsMode::Preferred) => ListenerTls::Preferred,
-                Some(TlsMode::Required) => ListenerTls::Required,
-                _ => ListenerTls::No,
-            },
+            // No policy (no group matched): the seed's default, `No`.
+            tls: verdict.tls().unwrap_or_default(),
             banner: policy.and_then(|p| p.banner()).map(str::to_owned),
             limits: TransactionLimits {
                 max_message_size: l.max_message_size.map_or(global.max_message_size, |v| {
