@@ -54,7 +54,7 @@ pub enum Validation {
         /// The recursive resolvers to ask (1 to [`MAX_UPSTREAMS`]).
         upstreams: Vec<SocketAddr>,
         /// Trust anchors (DNSKEYs).
-        trust_anchors: Arc<TrustAnchors>,
+        trust_anchors: TrustAnchorSet,
     },
     /// Trust the AD bit of this validating resolver; must be a loopback address.
     TrustAd {
@@ -104,13 +104,13 @@ impl Validation {
                 ),
             });
         }
-        let anchors = match anchor_file {
-            Some(path) => anchors_from_file(path)?,
-            None => TrustAnchors::default(),
+        let trust_anchors = match anchor_file {
+            Some(path) => TrustAnchorSet::from_file(path)?,
+            None => TrustAnchorSet::iana_root(),
         };
         Ok(Self::InProcess {
             upstreams,
-            trust_anchors: Arc::new(anchors),
+            trust_anchors,
         })
     }
 
@@ -121,23 +121,80 @@ impl Validation {
     }
 }
 
-/// The DNSKEY records of a trust-anchor file.
-fn anchors_from_file(path: &Path) -> Result<TrustAnchors, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::TrustAnchor {
-        reason: format!("{}: {e}", path.display()),
-    })?;
-    // hickory's emptiness check counts root keys only: look for a DNSKEY ourselves
-    if !text
-        .lines()
-        .any(|l| l.split_whitespace().any(|t| t == "DNSKEY"))
-    {
-        return Err(Error::TrustAnchor {
-            reason: format!("{}: no DNSKEY records", path.display()),
-        });
+/// The DNSSEC trust anchors (DNSKEYs) an in-process validator starts from: the IANA root
+/// zone's key-signing keys ([`Self::iana_root`], [`BUILT_IN_ROOT_ANCHORS`]) or the DNSKEY
+/// records of a file (for a private zone, the whole DNSKEY RRset of its apex). Cheap to clone.
+///
+/// ```
+/// use dane_verify::resolver::TrustAnchorSet;
+/// assert_eq!(TrustAnchorSet::iana_root().len(), 2);
+/// assert!(TrustAnchorSet::from_zone_text("example. 3600 IN A 192.0.2.1\n").is_err());
+/// ```
+#[derive(Clone)]
+pub struct TrustAnchorSet(Arc<TrustAnchors>);
+
+impl TrustAnchorSet {
+    /// The IANA root zone's key-signing keys built into hickory-proto
+    /// ([`BUILT_IN_ROOT_ANCHORS`]).
+    #[must_use]
+    pub fn iana_root() -> Self {
+        Self(Arc::new(TrustAnchors::default()))
     }
-    text.parse().map_err(|e| Error::TrustAnchor {
-        reason: format!("{}: {e}", path.display()),
-    })
+
+    /// The DNSKEY records of the zone-file lines in `path` (as `dnssec-lab.sh` writes
+    /// `test.dnskeys`); a file without a DNSKEY record is refused.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::TrustAnchor {
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        Self::from_zone_text(&text).map_err(|e| match e {
+            Error::TrustAnchor { reason } => Error::TrustAnchor {
+                reason: format!("{}: {reason}", path.display()),
+            },
+            other => other,
+        })
+    }
+
+    /// The DNSKEY records of zone-file text; text without a DNSKEY record is refused.
+    pub fn from_zone_text(text: &str) -> Result<Self, Error> {
+        // hickory's emptiness check counts root keys only: look for a DNSKEY ourselves
+        if !text
+            .lines()
+            .any(|l| l.split_whitespace().any(|t| t == "DNSKEY"))
+        {
+            return Err(Error::TrustAnchor {
+                reason: "no DNSKEY records".to_owned(),
+            });
+        }
+        let anchors: TrustAnchors = text.parse().map_err(|e| Error::TrustAnchor {
+            reason: format!("{e}"),
+        })?;
+        Ok(Self(Arc::new(anchors)))
+    }
+
+    /// How many keys the set holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the set holds no key.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn hickory(&self) -> Arc<TrustAnchors> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl std::fmt::Debug for TrustAnchorSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustAnchorSet")
+            .field("keys", &self.len())
+            .finish()
+    }
 }
 
 /// Whether a [`DaneResolver`] has been shown to validate DNSSEC ([`DaneResolver::probe`]).
@@ -338,7 +395,7 @@ impl DaneResolver {
                 trust_anchors,
             } => Backend::InProcess(Box::new(backend::in_process_resolver(
                 &upstreams,
-                trust_anchors,
+                trust_anchors.hickory(),
                 limits.timeout,
             )?)),
         };
