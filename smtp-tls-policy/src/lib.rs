@@ -18,8 +18,8 @@
 //! [`identity::IdentityAlgorithm::Verify`] (*Preferred/Required (Verify)*, which **trusts
 //! unsigned MX answers**) and [`identity::IdentityAlgorithm::HostedVerify`] (*Required – Verify
 //! Hosted Domains*, MX host names only when DNSSEC-secure), plus a `Strict` SAN-only variant (feature `limbo`, with the x509-limbo harness).
-//! [`verify_server_certificate`] returns a structured [`Verdict`]; [`verifier::SmtpCertVerifier`]
-//! wraps it as a rustls `ServerCertVerifier`.
+//! [`verify_server_certificate`] returns a structured [`Verdict`]; the hop plan's
+//! [`plan::PlanVerifier`] runs it (and DANE) as the rustls `ServerCertVerifier` of a delivery.
 //!
 //! Decisions are sans-IO: pure functions and state machines over parsed values and given facts;
 //! only `io` touches sockets.

@@ -1,12 +1,14 @@
-//! Whole verification (chain + identity) and the rustls verifiers, over a CA and leaves made by
-//! rcgen in the test, with in-memory TLS handshakes.
+//! Whole verification (chain + identity) and the rustls delivery verifier (the hop plan's
+//! `PlanVerifier`), over a CA and leaves made by rcgen in the test, with in-memory TLS
+//! handshakes.
 
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use smtp_tls_policy::chain::{CertPosition, TrustAnchors, Violation};
+use smtp_tls_policy::destination::DestinationControls;
 use smtp_tls_policy::identity::{DeliveryTarget, IdentityAlgorithm, MxSecurity};
-use smtp_tls_policy::verifier::{SmtpCertVerifier, VerificationMode};
+use smtp_tls_policy::plan::{HopPlan, HostSource, PlanOptions, PlanVerifier, facts_without_dnssec};
 use smtp_tls_policy::{Error, VerificationPolicy, verify_server_certificate};
 
 struct Pki {
@@ -50,6 +52,38 @@ fn pki(cn: Option<&str>, sans: &[&str]) -> Pki {
 
 fn anchors(p: &Pki) -> TrustAnchors {
     TrustAnchors::from_certificates([p.ca.clone()]).unwrap()
+}
+
+/// The rejecting delivery verifier of the hop plan for `domain` under TLS `mode` (DANE none):
+/// host `mx` from an MX answer (`secure`: DNSSEC-secure), or the domain itself (implicit MX).
+fn plan_verifier(
+    mode: &str,
+    domain: &str,
+    mx: Option<&str>,
+    security: MxSecurity,
+    anchors: Arc<TrustAnchors>,
+) -> Arc<PlanVerifier> {
+    let toml = format!("[default]\ntls = \"{mode}\"\ndane = \"none\"\n");
+    let controls = DestinationControls::from_toml("test.toml", &toml).unwrap();
+    let policy = controls.lookup(domain).unwrap();
+    let (host, source) = match mx {
+        Some(mx) => (mx, HostSource::Mx),
+        None => (domain, HostSource::ImplicitMx),
+    };
+    let mut facts = facts_without_dnssec(domain, host);
+    if security == MxSecurity::Secure {
+        facts.mx_status = dane_verify::DnssecStatus::Secure;
+    }
+    let plan = HopPlan::new(&policy, &facts, PlanOptions::new().with_host_source(source));
+    assert!(plan.may_connect(), "{:?}", plan.pre_connect());
+    Arc::new(plan.verifier(anchors))
+}
+
+/// The PKIX verdict the verifier recorded for the last handshake.
+fn last_pkix(v: &PlanVerifier) -> smtp_tls_policy::Verdict {
+    v.last_verdict()
+        .and_then(|v| v.pkix_detail)
+        .expect("a verdict was recorded")
 }
 
 fn target(domain: &str, mx: &[&str], security: MxSecurity) -> DeliveryTarget {
@@ -142,7 +176,7 @@ fn untrusted_or_expired_chains_fail_with_typed_errors() {
 
 /// Runs an in-memory TLS handshake against a rustls server holding `p`'s leaf; returns whether
 /// it completed.
-fn handshake(p: &Pki, verifier: Arc<SmtpCertVerifier>) -> bool {
+fn handshake(p: &Pki, verifier: Arc<PlanVerifier>) -> bool {
     handshake_with(vec![p.leaf.clone()], p.leaf_key.clone_key(), verifier)
 }
 
@@ -150,7 +184,7 @@ fn handshake(p: &Pki, verifier: Arc<SmtpCertVerifier>) -> bool {
 fn handshake_with(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-    verifier: Arc<SmtpCertVerifier>,
+    verifier: Arc<PlanVerifier>,
 ) -> bool {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -191,34 +225,39 @@ fn handshake_with(
 #[test]
 fn rustls_verifiers_reject_or_record() {
     let p = pki(None, &["mx.other.example"]);
-    let t = target("example.com", &["mx.example.com"], MxSecurity::Insecure);
     let anchors = Arc::new(anchors(&p));
+    let mx = Some("mx.example.com");
     // Required (Verify): the name does not match, the handshake is aborted.
-    let required = Arc::new(SmtpCertVerifier::new(
-        VerificationMode::RequiredVerify,
-        t.clone(),
+    let required = plan_verifier(
+        "required-verify",
+        "example.com",
+        mx,
+        MxSecurity::Insecure,
         anchors.clone(),
-    ));
+    );
     assert!(!handshake(&p, required.clone()));
-    let verdict = required.last_verdict().expect("a verdict was recorded");
+    let verdict = last_pkix(&required);
     assert!(matches!(verdict.error, Some(Error::NameMismatch { .. })));
     // Preferred (Verify): the same failure is recorded and TLS goes on.
-    let preferred = Arc::new(SmtpCertVerifier::new(
-        VerificationMode::PreferredVerify,
-        t,
+    let preferred = plan_verifier(
+        "preferred-verify",
+        "example.com",
+        mx,
+        MxSecurity::Insecure,
         anchors.clone(),
-    ));
+    );
     assert!(handshake(&p, preferred.clone()));
-    assert!(!preferred.last_verdict().unwrap().is_verified());
+    assert!(!last_pkix(&preferred).is_verified());
     // A matching target verifies in the rejecting mode too.
-    let ok_target = target("other.example", &["mx.other.example"], MxSecurity::Secure);
-    let hosted = Arc::new(SmtpCertVerifier::new(
-        VerificationMode::RequiredVerifyHostedDomains,
-        ok_target,
+    let hosted = plan_verifier(
+        "required-verify-hosted-domains",
+        "other.example",
+        Some("mx.other.example"),
+        MxSecurity::Secure,
         anchors,
-    ));
+    );
     assert!(handshake(&p, hosted.clone()));
-    assert!(hosted.last_verdict().unwrap().is_verified());
+    assert!(last_pkix(&hosted).is_verified());
 }
 
 // --- RFC 5280 §4.2.1.10 dNSName constraints applied to a CN used as a DNS identity (issue 11,
@@ -401,14 +440,16 @@ fn rustls_verifier_refuses_a_cn_outside_the_name_constraints() {
             Some(cn),
             &[],
         );
-        let verifier = Arc::new(SmtpCertVerifier::new(
-            VerificationMode::RequiredVerify,
-            target(cn, &[], MxSecurity::Insecure),
+        let verifier = plan_verifier(
+            "required-verify",
+            cn,
+            None,
+            MxSecurity::Insecure,
             Arc::new(p.anchors.clone()),
-        ));
+        );
         let done = handshake_with(p.chain.clone(), p.leaf_key.clone_key(), verifier.clone());
         assert_eq!(done, completes, "{cn}");
-        let verdict = verifier.last_verdict().expect("a verdict was recorded");
+        let verdict = last_pkix(&verifier);
         assert_eq!(verdict.is_verified(), completes, "{cn}: {verdict:?}");
         if !completes {
             assert_cn_constraint_refused(&verdict);

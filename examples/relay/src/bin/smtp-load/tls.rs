@@ -3,11 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, aws_lc_rs};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use smtp_tls_policy::chain::TrustAnchors;
+use smtp_tls_policy::destination::DestinationControls;
+use smtp_tls_policy::plan::{HopPlan, HostSource, PlanOptions, PlanVerifier, facts_without_dnssec};
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(aws_lc_rs::default_provider())
@@ -32,7 +34,7 @@ pub(crate) fn client_config(
     let config = match trust {
         Trust::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoCertCheck(provider())))
+            .with_custom_certificate_verifier(Arc::new(no_cert_check()?))
             .with_no_client_auth(),
         Trust::System => {
             let roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -71,51 +73,23 @@ pub(crate) fn server_config(
     Ok(Arc::new(config))
 }
 
-/// `--insecure`: accepts any certificate, but still checks the handshake signatures.
-#[derive(Debug)]
-struct NoCertCheck(Arc<CryptoProvider>);
+/// The host name of the `--insecure` plan: the check ignores names, any valid one will do.
+const INSECURE_HOST: &str = "smtp-load.invalid";
 
-impl ServerCertVerifier for NoCertCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+/// `--insecure`: the delivery verifier of a hop plan with TLS `required` (encrypted, not
+/// authenticated) for an SMTP route without DNSSEC facts, recording its verdict and continuing:
+/// any certificate is accepted, the handshake signatures are still checked.
+fn no_cert_check() -> Result<PlanVerifier, Box<dyn std::error::Error>> {
+    let toml = "[default]\ntls = \"required\"\ndane = \"none\"\n";
+    let controls = DestinationControls::from_toml("--insecure", toml)?;
+    let policy = controls.lookup(INSECURE_HOST)?;
+    let facts = facts_without_dnssec(INSECURE_HOST, INSECURE_HOST);
+    let options = PlanOptions::new().with_host_source(HostSource::Route);
+    let plan = HopPlan::new(&policy, &facts, options);
+    if !plan.may_connect() {
+        return Err(format!("--insecure: {:?}", plan.pre_connect()).into());
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    Ok(plan
+        .verifier(Arc::new(TrustAnchors::empty()))
+        .record_and_continue())
 }
