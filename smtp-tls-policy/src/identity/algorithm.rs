@@ -67,8 +67,8 @@ impl IdentityAlgorithm {
 
     /// Whether this algorithm uses the subject CN of a certificate with these identities as a
     /// DNS identity: [`Self::Verify`] always, [`Self::HostedVerify`] when there is no SAN
-    /// dNSName, [`Self::Strict`] never. Such a CN is then also held to the dNSName constraints
-    /// of the validated path (RFC 5280 §4.2.1.10), as a SAN dNSName is.
+    /// dNSName, `Strict` (feature `limbo`) never. Such a CN is then also held to the dNSName
+    /// constraints of the validated path (RFC 5280 §4.2.1.10), as a SAN dNSName is.
     #[must_use]
     pub fn uses_common_name(self, ids: &PresentedIdentities) -> bool {
         match self {
