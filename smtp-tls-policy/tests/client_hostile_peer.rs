@@ -7,12 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::{MX, Pki};
-use rustls::pki_types::ServerName;
 use smtp_tls_policy::delivery::{
     Action, DeliveryAttempt, DeliveryOptions, EhloOutcome, Reason, Step, TlsaStatus,
 };
 use smtp_tls_policy::destination::{DaneMode, DeliveryTls};
-use smtp_tls_policy::io::{ClientOutcome, ClientSettings, LineReader, Timeouts, negotiate};
+use smtp_tls_policy::io::{ClientOutcome, LineReader, Timeouts, negotiate};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -108,12 +107,9 @@ async fn run(script: Script, mode: DeliveryTls, pki: &Pki) -> ClientOutcome<TcpS
         TlsaStatus::NotApplicable,
         DeliveryOptions::new(true),
     );
-    let settings = ClientSettings::new(
-        "client.test",
-        ServerName::try_from(MX).unwrap(),
-        pki.verifier(),
-    )
-    .with_timeouts(Timeouts::uniform(Duration::from_secs(10)));
+    let settings = pki
+        .client_settings(mode, "hostile.example", MX)
+        .with_timeouts(Timeouts::uniform(Duration::from_secs(10)));
     let out = negotiate(tcp, a, &settings).await.unwrap();
     drop(server);
     out
@@ -247,12 +243,9 @@ async fn tarpit_reply_times_out_as_a_whole() {
             TlsaStatus::NotApplicable,
             DeliveryOptions::new(true),
         );
-        let settings = ClientSettings::new(
-            "client.test",
-            ServerName::try_from(MX).unwrap(),
-            pki.verifier(),
-        )
-        .with_timeouts(Timeouts::uniform(Duration::from_millis(300)));
+        let settings = pki
+            .client_settings(DeliveryTls::Preferred, "tarpit.example", MX)
+            .with_timeouts(Timeouts::uniform(Duration::from_millis(300)));
         let started = tokio::time::Instant::now();
         let r = negotiate(tcp, a, &settings).await;
         let took = started.elapsed();

@@ -5,14 +5,11 @@ mod common;
 use std::time::Duration;
 
 use common::{MX, Pki, PostfixLab};
-use rustls::pki_types::ServerName;
 use smtp_tls_policy::delivery::{
     Action, DeliveryAttempt, DeliveryOptions, PkixOutcome, Reason, TlsaStatus, VerificationStatus,
 };
 use smtp_tls_policy::destination::{DaneMode, DeliveryTls};
-use smtp_tls_policy::io::{
-    ClientOutcome, ClientSettings, LineReader, SmtpStream, Timeouts, negotiate,
-};
+use smtp_tls_policy::io::{ClientOutcome, LineReader, SmtpStream, Timeouts, negotiate};
 use smtp_tls_policy::smtp::ReplyAccumulator;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -31,12 +28,9 @@ async fn attempt(
         TlsaStatus::NotApplicable,
         DeliveryOptions::new(true),
     );
-    let settings = ClientSettings::new(
-        "client.test",
-        ServerName::try_from(name.to_string()).unwrap(),
-        pki.verifier(),
-    )
-    .with_timeouts(Timeouts::uniform(Duration::from_secs(20)));
+    let settings = pki
+        .client_settings(mode, "test.example", name)
+        .with_timeouts(Timeouts::uniform(Duration::from_secs(20)));
     negotiate(tcp, a, &settings).await.unwrap()
 }
 

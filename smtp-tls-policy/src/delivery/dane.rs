@@ -198,41 +198,6 @@ fn defer_text(reason: DeferReason) -> String {
     }
 }
 
-/// `dane-verify`'s rustls verifier as the STARTTLS driver's DANE check
-/// ([`crate::io::ClientSettings::with_dane`]): the verdict of matching `chain` against the
-/// verifier's TLSA records. One verifier per connection (its "last verdict" gives the details).
-#[cfg(feature = "tokio")]
-impl crate::io::DaneVerifier for dane_verify::DaneVerifier {
-    fn verify(&self, chain: &[rustls_pki_types::CertificateDer<'_>]) -> DaneOutcome {
-        use rustls::client::danger::ServerCertVerifier;
-        let Some((leaf, intermediates)) = chain.split_first() else {
-            return DaneOutcome::Failed {
-                reason: "chain-error: the server presented no certificate".into(),
-            };
-        };
-        // The DANE verifier ignores the rustls server name: its reference identities are the
-        // matcher's (RFC 7672 §3.2.2). Any value will do.
-        let unused = rustls_pki_types::ServerName::IpAddress(
-            std::net::IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED).into(),
-        );
-        let result = self.verify_server_cert(
-            leaf,
-            intermediates,
-            &unused,
-            &[],
-            rustls_pki_types::UnixTime::now(),
-        );
-        // Pass/fail comes from this call's own result; the last verdict only adds detail.
-        match (result, self.last_verdict()) {
-            (Ok(_), _) => DaneOutcome::Verified,
-            (Err(_), Some(v)) if !v.is_verified() => dane_outcome(&v),
-            (Err(e), _) => DaneOutcome::Failed {
-                reason: format!("DANE verification failed: {e}"),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 #[path = "dane_tests.rs"]
 mod tests;

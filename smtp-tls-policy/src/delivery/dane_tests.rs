@@ -364,23 +364,3 @@ fn real_matcher_verdicts() {
     };
     assert!(reason.starts_with("no-match: "), "{reason}");
 }
-
-#[cfg(feature = "tokio")]
-#[test]
-fn dane_verify_verifier_is_the_drivers_dane_check() {
-    use crate::io::DaneVerifier as _;
-    let good = cert("mx.example");
-    let records = dane_verify::server_tlsa_records(&good, None).unwrap();
-    let matcher = DaneMatcher::smtp(["mx.example"]).unwrap();
-    let v = dane_verify::DaneVerifier::new(matcher, records);
-    assert_eq!(v.verify(std::slice::from_ref(&good)), DaneOutcome::Verified);
-    assert!(v.last_verdict().unwrap().is_verified());
-    let DaneOutcome::Failed { reason } = v.verify(&[cert("mx.example")]) else {
-        panic!()
-    };
-    assert!(reason.starts_with("no-match: "), "{reason}");
-    let DaneOutcome::Failed { reason } = v.verify(&[]) else {
-        panic!()
-    };
-    assert!(reason.starts_with("chain-error: "), "{reason}");
-}

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
@@ -11,20 +10,13 @@ use tokio_rustls::TlsConnector;
 use super::lines::LineReader;
 use super::stream::SmtpStream;
 use super::timeouts::{Deadline, Timeouts};
-use super::verifier::RecordingVerifier;
 use crate::delivery::{
     Action, DaneOutcome, Decision, DeliveryAttempt, DeliveryEvent, EhloOutcome, HandshakeOutcome,
-    PeerVerification, PkixOutcome, Step,
+    PkixOutcome, Step,
 };
 use crate::error::{Error, IoKind};
+use crate::plan::PlanVerifier;
 use crate::smtp::{EhloCapabilities, Reply, ReplyAccumulator};
-
-/// DANE verification of the presented chain (dane-verify provides one). Called only when the
-/// attempt's requirement is DANE.
-pub trait DaneVerifier: Send + Sync + std::fmt::Debug {
-    /// Verifies `chain` (end entity first) against the destination's TLSA records.
-    fn verify(&self, chain: &[CertificateDer<'_>]) -> DaneOutcome;
-}
 
 /// Settings of the delivery-side driver.
 #[derive(Debug, Clone)]
@@ -32,32 +24,32 @@ pub trait DaneVerifier: Send + Sync + std::fmt::Debug {
 pub struct ClientSettings {
     /// Our name in EHLO/HELO.
     pub ehlo_name: String,
-    /// The name sent as SNI and given to the verifier (the MX host name or the domain).
+    /// The name sent as SNI (the plan's [`crate::plan::HopPlan::server_name`]).
     pub server_name: ServerName<'static>,
-    /// The PKIX verifier; its verdict is recorded, not enforced during the handshake (the machine
-    /// decides).
-    pub verifier: Arc<dyn ServerCertVerifier>,
+    /// The hop plan's verifier, recording its verdict and letting the handshake go on
+    /// ([`PlanVerifier::record_and_continue`]): PKIX and DANE run once per handshake and the
+    /// machine decides on the [`crate::plan::PeerVerdict`].
+    pub verifier: Arc<PlanVerifier>,
     /// The certificate presented on all outgoing TLS connections (global setting), if any.
     pub client_certificate: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
-    /// The DANE verifier, used when TLSA records are usable.
-    pub dane: Option<Arc<dyn DaneVerifier>>,
     /// Timeouts.
     pub timeouts: Timeouts,
 }
 
 impl ClientSettings {
-    /// Settings with no client certificate, no DANE and default timeouts.
+    /// Settings with no client certificate and default timeouts; `verifier` (of the plan whose
+    /// [`crate::plan::HopPlan::attempt`] is negotiated) is set to record and continue.
+    /// [`crate::plan::HopPlan::client_settings`] builds them from the plan.
     pub fn new(
         ehlo_name: impl Into<String>,
         server_name: ServerName<'static>,
-        verifier: Arc<dyn ServerCertVerifier>,
+        verifier: PlanVerifier,
     ) -> Self {
         Self {
             ehlo_name: ehlo_name.into(),
             server_name,
-            verifier,
+            verifier: Arc::new(verifier.record_and_continue()),
             client_certificate: None,
-            dane: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -65,12 +57,6 @@ impl ClientSettings {
     /// Sets the timeouts.
     pub fn with_timeouts(mut self, t: Timeouts) -> Self {
         self.timeouts = t;
-        self
-    }
-
-    /// Sets the DANE verifier.
-    pub fn with_dane(mut self, dane: Arc<dyn DaneVerifier>) -> Self {
-        self.dane = Some(dane);
         self
     }
 
@@ -208,8 +194,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
 ///
 /// Order: read the `220` greeting; EHLO (HELO on a `5yz` reply → no ESMTP); ask the machine; if
 /// it says so, STARTTLS; on `220`, discard everything the server sent after that reply
-/// (response injection), handshake (the verifier's verdict is recorded, DANE checked when
-/// required), ask the machine; on [`Action::ContinueTls`] re-send EHLO inside TLS.
+/// (response injection), handshake (the plan verifier's verdict — PKIX, and DANE when
+/// required — is recorded), ask the machine; on [`Action::ContinueTls`] re-send EHLO inside TLS.
 ///
 /// The decision's events are logged with `tracing`. When the decision is not to continue on
 /// this connection, QUIT is sent (over TLS if established) and the connection is closed.
@@ -297,8 +283,7 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     // Response injection: nothing the server sent before the handshake may be read later.
     transcript.discarded_after_starttls = io.reader.discard();
 
-    let recorder = Arc::new(RecordingVerifier::new(settings.verifier.clone()));
-    let config = client_config(recorder.clone(), settings)?;
+    let config = client_config(settings)?;
     let Io {
         stream,
         reader,
@@ -325,14 +310,9 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         .peer_certificates()
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
-    let pkix = recorder.outcome();
-    let dane = match (
-        attempt.requirement().is_some_and(|r| r.needs_dane()),
-        &settings.dane,
-    ) {
-        (true, Some(v)) => Some(v.verify(&chain)),
-        _ => None,
-    };
+    // The verdict the verifier recorded for this chain in the handshake (PKIX and DANE once).
+    let verdict = settings.verifier.verdict_for_chain(&chain);
+    let (pkix, dane) = (verdict.pkix.clone(), verdict.dane.clone());
     transcript.tls = Some(TlsSummary {
         protocol: conn
             .protocol_version()
@@ -343,12 +323,10 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
             .map(|s| format!("{:?}", s.suite()))
             .unwrap_or_default(),
         peer_chain_subjects: chain.iter().map(|c| subject(c)).collect(),
-        pkix: pkix.clone(),
-        dane: dane.clone(),
+        pkix,
+        dane,
     });
-    let verification = PeerVerification::new(pkix, dane);
-    let Step::Done(decision) = attempt.on_handshake(HandshakeOutcome::Established(verification))
-    else {
+    let Step::Done(decision) = attempt.on_handshake(verdict.handshake_outcome()) else {
         return Err(Error::StateViolation {
             what: "machine not done after handshake",
         });
@@ -432,10 +410,7 @@ fn finish<S>(
     }
 }
 
-fn client_config(
-    recorder: Arc<RecordingVerifier>,
-    settings: &ClientSettings,
-) -> Result<rustls::ClientConfig, Error> {
+fn client_config(settings: &ClientSettings) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -443,7 +418,7 @@ fn client_config(
             detail: e.to_string(),
         })?
         .dangerous()
-        .with_custom_certificate_verifier(recorder);
+        .with_custom_certificate_verifier(settings.verifier.clone());
     match &settings.client_certificate {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain.clone(), key.clone_key())

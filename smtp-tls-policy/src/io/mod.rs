@@ -17,14 +17,11 @@ mod lines;
 mod server;
 mod stream;
 mod timeouts;
-mod verifier;
 
 pub use client::{
-    ClientConnection, ClientOutcome, ClientSettings, DaneVerifier, TlsSummary, Transcript,
-    negotiate,
+    ClientConnection, ClientOutcome, ClientSettings, TlsSummary, Transcript, negotiate,
 };
 pub use lines::LineReader;
 pub use server::{ServerSession, ServerSessionConfig, SessionCommand};
 pub use stream::SmtpStream;
 pub use timeouts::{Deadline, Timeouts};
-pub use verifier::RecordingVerifier;

@@ -1,5 +1,5 @@
 //! The plan in the tokio STARTTLS driver (feature `tokio`): [`crate::io::negotiate`] settings
-//! whose verifier and DANE check are the plan's.
+//! whose verifier is the plan's.
 
 use std::sync::Arc;
 
@@ -9,9 +9,9 @@ use crate::io::ClientSettings;
 
 impl HopPlan {
     /// Settings for [`crate::io::negotiate`] with [`Self::attempt`]: the plan's server name
-    /// (SNI), and one [`super::PlanVerifier`] per call as both the PKIX verifier (its handshake
-    /// result reports PKIX exactly, and the driver records it without aborting) and the DANE
-    /// check (the DANE outcome recorded in the same verification: PKIX and DANE run once).
+    /// (SNI), and one [`super::PlanVerifier`] per call, recording and continuing: it runs PKIX
+    /// and DANE once in the handshake and the driver feeds its
+    /// [`super::PeerVerdict::handshake_outcome`] to the state machine.
     /// Default timeouts, no client certificate (set them on the result). `None` when no
     /// connection may be made.
     ///
@@ -27,10 +27,10 @@ impl HopPlan {
     }
 
     /// As [`Self::client_settings`], with a verifier of this plan that the caller configured
-    /// (e.g. [`super::PlanVerifier::at_time`]); also returns that verifier, whose
-    /// [`super::PlanVerifier::last_verdict`] is the handshake's verdict (for reports). Its
-    /// failure action is the driver's (the handshake result reports PKIX, the state machine
-    /// decides). `None` when no connection may be made.
+    /// (e.g. [`super::PlanVerifier::at_time`]); also returns that verifier (the settings'),
+    /// whose [`super::PlanVerifier::last_verdict`] is the handshake's verdict (for reports). The
+    /// driver sets it to record and continue: the state machine decides. `None` when no
+    /// connection may be made.
     pub fn client_settings_with(
         &self,
         ehlo_name: impl Into<String>,
@@ -38,9 +38,8 @@ impl HopPlan {
     ) -> Option<(ClientSettings, Arc<super::PlanVerifier>)> {
         self.requirement?;
         let name = self.server_name.clone()?;
-        let verifier = Arc::new(verifier.reporting_pkix());
-        let settings =
-            ClientSettings::new(ehlo_name, name, verifier.clone()).with_dane(verifier.clone());
+        let settings = ClientSettings::new(ehlo_name, name, verifier);
+        let verifier = settings.verifier.clone();
         Some((settings, verifier))
     }
 }

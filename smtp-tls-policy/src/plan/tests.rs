@@ -493,3 +493,52 @@ fn too_many_tlsa_records_skip_the_host() {
         Some("too-many-tlsa-records")
     );
 }
+
+/// The driver's verdict for a presented chain (`io::negotiate`): the plan verifier's DANE match
+/// (moved from the removed `io::DaneVerifier` glue for dane-verify's `DaneVerifier`).
+#[cfg(feature = "tokio")]
+#[test]
+fn plan_verifier_is_the_drivers_dane_check() {
+    use std::sync::Arc;
+
+    use rustls_pki_types::CertificateDer;
+
+    use crate::chain::TrustAnchors;
+    use crate::delivery::DaneOutcome;
+
+    fn cert(name: &str) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(vec![name.into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .clone()
+    }
+    let good = cert("mx.example.net");
+    let mut f = facts(Dns::Usable);
+    f.tlsa = TlsaLookup::Found {
+        records: dane_verify::server_tlsa_records(&good, None).unwrap(),
+        status: Secure,
+    };
+    let plan = HopPlan::new(
+        &policy(TlsMode::Preferred, DaneSetting::Opportunistic),
+        &f,
+        PlanOptions::new(),
+    );
+    let v = plan
+        .verifier(Arc::new(TrustAnchors::empty()))
+        .record_and_continue();
+    let verdict = v.verdict_for_chain(std::slice::from_ref(&good));
+    assert_eq!(verdict.dane, Some(DaneOutcome::Verified));
+    assert!(verdict.dane_detail.unwrap().is_verified());
+    let Some(DaneOutcome::Failed { reason }) = v.verdict_for_chain(&[cert("mx.example.net")]).dane
+    else {
+        panic!()
+    };
+    assert!(reason.starts_with("no-match: "), "{reason}");
+    let Some(DaneOutcome::Failed { reason }) = v.verdict_for_chain(&[]).dane else {
+        panic!()
+    };
+    assert!(reason.starts_with("chain-error: "), "{reason}");
+}

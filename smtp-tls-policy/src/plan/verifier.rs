@@ -33,9 +33,6 @@ pub struct PlanVerifier {
     plan: HopPlan,
     anchors: Arc<TrustAnchors>,
     on_failure: FailureAction,
-    /// For the `io` driver's `RecordingVerifier`: the rustls result reports PKIX exactly
-    /// (`Ok` iff PKIX verified), so the recorder's outcome is the plan's.
-    report_pkix: bool,
     algorithms: WebPkiSupportedAlgorithms,
     time: Option<UnixTime>,
     /// The last verdict and the leaf it was made for.
@@ -50,7 +47,6 @@ impl HopPlan {
             plan: self.clone(),
             anchors,
             on_failure: FailureAction::Reject,
-            report_pkix: false,
             algorithms: rustls::crypto::aws_lc_rs::default_provider()
                 .signature_verification_algorithms,
             time: None,
@@ -64,13 +60,6 @@ impl PlanVerifier {
     #[must_use]
     pub fn record_and_continue(mut self) -> Self {
         self.on_failure = FailureAction::RecordAndContinue;
-        self
-    }
-
-    /// The handshake result says whether PKIX verified (for a recorder that maps it back).
-    #[cfg(feature = "tokio")]
-    pub(super) fn reporting_pkix(mut self) -> Self {
-        self.report_pkix = true;
         self
     }
 
@@ -96,14 +85,21 @@ impl PlanVerifier {
             .map(|(_, v)| v.clone())
     }
 
-    /// The recorded verdict when it was made for `leaf`.
+    /// The verdict for the presented `chain` (leaf first): the one recorded when the handshake
+    /// verified this leaf (no second verification), else the plan's verification of `chain` now.
     #[cfg(feature = "tokio")]
-    fn verdict_for(&self, leaf: &CertificateDer<'_>) -> Option<PeerVerdict> {
-        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        match last.as_ref() {
-            Some((l, v)) if l.as_ref() == leaf.as_ref() => Some(v.clone()),
-            _ => None,
-        }
+    pub(crate) fn verdict_for_chain(&self, chain: &[CertificateDer<'_>]) -> PeerVerdict {
+        let recorded = chain.first().and_then(|leaf| {
+            let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            match last.as_ref() {
+                Some((l, v)) if l.as_ref() == leaf.as_ref() => Some(v.clone()),
+                _ => None,
+            }
+        });
+        recorded.unwrap_or_else(|| {
+            let now = self.time.unwrap_or_else(UnixTime::now);
+            self.plan.verify_peer(chain, &self.anchors, now)
+        })
     }
 }
 
@@ -160,12 +156,6 @@ impl ServerCertVerifier for PlanVerifier {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ))
-        } else if self.report_pkix {
-            if verdict.pkix.is_verified() {
-                Ok(ServerCertVerified::assertion())
-            } else {
-                Err(pkix_error(&verdict))
-            }
         } else if verdict.satisfies_requirement
             || self.on_failure == FailureAction::RecordAndContinue
         {
@@ -198,22 +188,5 @@ impl ServerCertVerifier for PlanVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
-    }
-}
-
-/// The STARTTLS driver's DANE check ([`crate::io::ClientSettings::with_dane`]) from the plan's
-/// verifier: the DANE outcome recorded when the handshake verified this chain (no second
-/// match), else the plan's verification of `chain` now.
-#[cfg(feature = "tokio")]
-impl crate::io::DaneVerifier for PlanVerifier {
-    fn verify(&self, chain: &[CertificateDer<'_>]) -> DaneOutcome {
-        let recorded = chain.first().and_then(|leaf| self.verdict_for(leaf));
-        let verdict = recorded.unwrap_or_else(|| {
-            let now = self.time.unwrap_or_else(UnixTime::now);
-            self.plan.verify_peer(chain, &self.anchors, now)
-        });
-        verdict.dane.unwrap_or_else(|| DaneOutcome::Failed {
-            reason: "the plan does not authenticate this host with DANE".into(),
-        })
     }
 }

@@ -1,4 +1,4 @@
-//! Shared fixtures: a test CA made by rcgen, rustls verifiers and the Postfix lab guard (over
+//! Shared fixtures: a test CA made by rcgen, the driver's settings from a hop plan and the Postfix lab guard (over
 //! `test_support::postfix`).
 #![allow(dead_code, unreachable_pub)]
 
@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::RootCertStore;
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use smtp_tls_policy::chain::TrustAnchors;
+use smtp_tls_policy::destination::{DeliveryTls, DestinationControls};
+use smtp_tls_policy::io::ClientSettings;
+use smtp_tls_policy::plan::{HopPlan, PlanOptions, facts_without_dnssec};
 use test_support::postfix::Postfix;
 
 /// A server certificate with its chain and key.
@@ -75,6 +76,8 @@ impl Pki {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(names.clone()).unwrap();
         p.distinguished_name.push(DnType::CommonName, MX);
+        // RFC 5280 §4.2.1.1: the project's chain checks want the AKI on issued certificates.
+        p.use_authority_key_identifier_extension = true;
         let cert = p.signed_by(&key, &issuer).unwrap();
         let good = ServerCert {
             chain: vec![cert.der().clone(), ca.der().clone()],
@@ -101,13 +104,16 @@ impl Pki {
         }
     }
 
-    /// rustls' own WebPKI verifier trusting the test CA.
-    pub fn verifier(&self) -> Arc<dyn ServerCertVerifier> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca_der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
+    /// The driver's settings from the hop plan of `domain` under TLS `mode` (DANE none) for MX
+    /// host `host` (no DNSSEC), trusting the test CA; EHLO name `client.test`.
+    pub fn client_settings(&self, mode: DeliveryTls, domain: &str, host: &str) -> ClientSettings {
+        let toml = format!("[default]\ntls = \"{}\"\ndane = \"none\"\n", mode.as_str());
+        let controls = DestinationControls::from_toml("test.toml", &toml).unwrap();
+        let policy = controls.lookup(domain).unwrap();
+        let facts = facts_without_dnssec(domain, host);
+        let plan = HopPlan::new(&policy, &facts, PlanOptions::new());
+        let anchors = TrustAnchors::from_certificates([self.ca_der.clone()]).unwrap();
+        plan.client_settings("client.test", Arc::new(anchors))
             .unwrap()
     }
 }
