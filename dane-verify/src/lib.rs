@@ -5,7 +5,6 @@
 //! - [`DaneMatcher`]: matches a presented chain against a TLSA RRset in SMTP mode (RFC 7672) or
 //!   generic mode (RFC 6698/7671), giving a [`Verdict`] (which record, which depth).
 //! - [`DnssecStatus`] and [`policy::decide`]: the sans-IO RFC 7672 decision per MX host.
-//! - [`DaneVerifier`]: a rustls `ServerCertVerifier` enforcing the verdict in the handshake.
 //! - [`server_tlsa_records`]: the records a server should publish for its own certificate.
 //! - [`check_server_key_usage`]: the leaf keyUsage rule (TLS server use) applied after every
 //!   validated DANE-TA/PKIX path, shared with PKIX verification.
@@ -48,7 +47,6 @@ pub mod policy;
 pub mod resolver;
 pub mod tlsa;
 mod verdict;
-pub mod verifier;
 
 pub use cert::check_server_key_usage;
 pub use dnssec::DnssecStatus;
@@ -60,4 +58,3 @@ pub use names::{
 pub use output::server_tlsa_records;
 pub use policy::{Action, DaneSetting};
 pub use tlsa::{CertUsage, Matching, Selector, TlsaRecord};
-pub use verifier::DaneVerifier;
