@@ -308,7 +308,7 @@ async fn check_host(
         Err(e) => return fail(Some(addr), e),
     };
     let verifier = plan.verifier(Arc::new(TrustAnchors::mozilla()));
-    let (Some(attempt), Some((settings, verifier))) = (
+    let (Some(attempt), Some(settings)) = (
         plan.attempt(DeliveryOptions::new(false)),
         plan.client_settings_with(EHLO_NAME, verifier),
     ) else {
@@ -333,7 +333,10 @@ async fn check_host(
             Err(e) => Err(e.to_string()),
         },
     };
-    match (verifier.last_verdict().and_then(|v| v.dane_detail), result) {
+    match (
+        settings.verifier.last_verdict().and_then(|v| v.dane_detail),
+        result,
+    ) {
         (Some(verdict), _) => {
             let mut v = verdict_json(&verdict);
             v["address"] = json!(addr.to_string());

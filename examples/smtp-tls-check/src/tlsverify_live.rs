@@ -215,7 +215,7 @@ pub(super) fn run(args: &Args) -> crate::CmdResult {
         verifier = verifier.at_time(parse_time(at)?);
     }
     let options = DeliveryOptions::new(true);
-    let (Some(attempt), Some((settings, verifier))) = (
+    let (Some(attempt), Some(settings)) = (
         plan.attempt(options),
         plan.client_settings_with(args.ehlo.clone(), verifier),
     ) else {
@@ -225,7 +225,7 @@ pub(super) fn run(args: &Args) -> crate::CmdResult {
     let report = Report {
         args,
         mode,
-        verifier: &verifier,
+        verifier: &settings.verifier,
     };
 
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -23,23 +23,19 @@ impl HopPlan {
         anchors: Arc<TrustAnchors>,
     ) -> Option<ClientSettings> {
         self.client_settings_with(ehlo_name, self.verifier(anchors))
-            .map(|(settings, _)| settings)
     }
 
     /// As [`Self::client_settings`], with a verifier of this plan that the caller configured
-    /// (e.g. [`super::PlanVerifier::at_time`]); also returns that verifier (the settings'),
-    /// whose [`super::PlanVerifier::last_verdict`] is the handshake's verdict (for reports). The
-    /// driver sets it to record and continue: the state machine decides. `None` when no
-    /// connection may be made.
+    /// (e.g. [`super::PlanVerifier::at_time`]). The driver sets it to record and continue (the
+    /// state machine decides); after the handshake, `settings.verifier.last_verdict()` is the
+    /// connection's [`super::PeerVerdict`] (for reports). `None` when no connection may be made.
     pub fn client_settings_with(
         &self,
         ehlo_name: impl Into<String>,
         verifier: super::PlanVerifier,
-    ) -> Option<(ClientSettings, Arc<super::PlanVerifier>)> {
+    ) -> Option<ClientSettings> {
         self.requirement?;
         let name = self.server_name.clone()?;
-        let settings = ClientSettings::new(ehlo_name, name, verifier);
-        let verifier = settings.verifier.clone();
-        Some((settings, verifier))
+        Some(ClientSettings::new(ehlo_name, name, verifier))
     }
 }
