@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use smtp_tls_policy::delivery::*;
 use smtp_tls_policy::destination::*;
-use smtp_tls_policy::listener::{Gate, ListenerTls};
+use smtp_tls_policy::listener::{Gate, ListenerCertificate, ListenerTls};
 use smtp_tls_policy::smtp::{EhloCapabilities, parse_command, parse_reply};
 
 const COMMANDS: [&[u8]; 4] = [
@@ -28,7 +28,7 @@ fn gate(c: &mut Criterion) {
     });
     g.bench_function("parse + gate decision", |b| {
         b.iter(|| {
-            let mut gate = Gate::new(ListenerTls::Required, true);
+            let mut gate = Gate::new(ListenerTls::Required, ListenerCertificate::Configured);
             for line in COMMANDS {
                 let cmd = parse_command(black_box(line)).unwrap();
                 let _ = black_box(gate.on_command(cmd.kind));

@@ -105,7 +105,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
         acceptor: Option<TlsAcceptor>,
         config: ServerSessionConfig,
     ) -> Result<Self, Error> {
-        let gate = Gate::new(tls, acceptor.is_some());
+        let certificate = if acceptor.is_some() {
+            crate::listener::ListenerCertificate::Configured
+        } else {
+            crate::listener::ListenerCertificate::Missing
+        };
+        let gate = Gate::new(tls, certificate);
         let mut s = Self {
             stream: Some(SmtpStream::Plain(stream)),
             reader: LineReader::new(),

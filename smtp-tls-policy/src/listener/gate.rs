@@ -94,13 +94,25 @@ pub enum GatePhase {
     Closed,
 }
 
+/// Whether the listener has a certificate to offer. Without one, STARTTLS is neither advertised
+/// nor accepted (`454 4.7.0`, RFC 3207 §4). The default is the least capable value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ListenerCertificate {
+    /// A certificate is configured: STARTTLS can be offered.
+    Configured,
+    /// No certificate is configured.
+    #[default]
+    Missing,
+}
+
 /// The per-connection STARTTLS gate.
 ///
 /// ```
-/// use smtp_tls_policy::listener::{Gate, GateReply, GateVerdict, ListenerTls};
+/// use smtp_tls_policy::listener::{Gate, GateReply, GateVerdict, ListenerCertificate, ListenerTls};
 /// use smtp_tls_policy::smtp::CommandKind;
 ///
-/// let mut gate = Gate::new(ListenerTls::Required, true);
+/// let mut gate = Gate::new(ListenerTls::Required, ListenerCertificate::Configured);
 /// assert_eq!(gate.on_command(CommandKind::Ehlo), GateVerdict::Proceed { advertise_starttls: true });
 /// assert_eq!(gate.on_command(CommandKind::Mail), GateVerdict::Refuse(GateReply::MUST_ISSUE_STARTTLS));
 /// assert_eq!(gate.on_command(CommandKind::StartTls), GateVerdict::StartTls);
@@ -121,10 +133,10 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate for a new connection whose mail flow policy says `tls`; `certificate_configured`
-    /// says whether the listener has a certificate (without one STARTTLS gets `454`, and is not
-    /// advertised).
-    pub fn new(tls: ListenerTls, certificate_configured: bool) -> Self {
+    /// A gate for a new connection whose mail flow policy says `tls`; `certificate` says whether
+    /// the listener has a certificate (without one STARTTLS gets `454`, and is not advertised).
+    pub fn new(tls: ListenerTls, certificate: ListenerCertificate) -> Self {
+        let certificate_configured = certificate == ListenerCertificate::Configured;
         let mut events = Vec::new();
         if tls == ListenerTls::Required {
             events.push(ListenerEvent::TlsRequired);

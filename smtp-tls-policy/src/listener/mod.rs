@@ -12,4 +12,4 @@ mod gate;
 mod tests;
 
 pub use events::{CloseReason, ListenerEvent};
-pub use gate::{Gate, GatePhase, GateReply, GateVerdict, ListenerTls};
+pub use gate::{Gate, GatePhase, GateReply, GateVerdict, ListenerCertificate, ListenerTls};

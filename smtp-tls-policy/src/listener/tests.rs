@@ -18,8 +18,16 @@ const ALL: [C; 14] = [
     C::Unknown,
 ];
 
+fn certificate(configured: bool) -> ListenerCertificate {
+    if configured {
+        ListenerCertificate::Configured
+    } else {
+        ListenerCertificate::Missing
+    }
+}
+
 fn greeted(tls: ListenerTls, cert: bool) -> Gate {
-    let mut g = Gate::new(tls, cert);
+    let mut g = Gate::new(tls, certificate(cert));
     let _ = g.on_command(C::Ehlo);
     g
 }
@@ -35,7 +43,7 @@ fn ehlo_advertises_starttls_per_setting() {
         (ListenerTls::Required, false, false),
     ];
     for (tls, cert, advertise) in cases {
-        let mut g = Gate::new(tls, cert);
+        let mut g = Gate::new(tls, certificate(cert));
         assert_eq!(
             g.on_command(C::Ehlo),
             GateVerdict::Proceed {
@@ -75,7 +83,7 @@ fn starttls_verdicts() {
         );
     }
     // Before EHLO, STARTTLS is refused.
-    let mut g = Gate::new(ListenerTls::Required, true);
+    let mut g = Gate::new(ListenerTls::Required, ListenerCertificate::Configured);
     assert_eq!(
         g.on_command(C::StartTls),
         GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST)
@@ -160,7 +168,7 @@ fn state_resets_after_handshake() {
 
 #[test]
 fn logging_conditions() {
-    let mut g = Gate::new(ListenerTls::Required, true);
+    let mut g = Gate::new(ListenerTls::Required, ListenerCertificate::Configured);
     assert_eq!(g.take_events(), [ListenerEvent::TlsRequired]);
     let _ = g.on_command(C::Helo);
     let _ = g.on_command(C::Mail);
