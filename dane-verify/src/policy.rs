@@ -25,16 +25,28 @@ use crate::matching::DaneMatcher;
 use crate::tlsa::TlsaRecord;
 
 /// The per-destination DANE setting (seed: Destination Controls, "DANE Support").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DaneSetting {
     /// DANE is not used for this destination.
+    #[default]
     None,
     /// Use DANE when the MX host has usable, DNSSEC-validated TLSA records; otherwise the
     /// configured TLS mode.
     Opportunistic,
     /// Only deliver when DANE authentication can be established; otherwise defer.
     Mandatory,
+}
+
+impl DaneSetting {
+    /// The setting's configuration word: `none`, `opportunistic` or `mandatory`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Opportunistic => "opportunistic",
+            Self::Mandatory => "mandatory",
+        }
+    }
 }
 
 /// How a lookup failed (no usable answer at all).

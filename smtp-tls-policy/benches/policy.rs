@@ -5,6 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use dane_verify::policy::DaneSetting;
 use smtp_tls_policy::delivery::*;
 use smtp_tls_policy::destination::*;
 use smtp_tls_policy::listener::{Gate, ListenerCertificate, ListenerTls};
@@ -44,7 +45,7 @@ fn attempt(c: &mut Criterion) {
         b.iter(|| {
             black_box(Requirement::new(
                 black_box(DeliveryTls::RequiredVerify),
-                DaneMode::None,
+                DaneSetting::None,
                 &TlsaStatus::NotApplicable,
             ))
         })
@@ -54,7 +55,7 @@ fn attempt(c: &mut Criterion) {
             let mut a = DeliveryAttempt::new(
                 "example.com",
                 black_box(DeliveryTls::RequiredVerify),
-                DaneMode::None,
+                DaneSetting::None,
                 TlsaStatus::NotApplicable,
                 DeliveryOptions::new(true),
             );
@@ -76,7 +77,7 @@ fn attempt(c: &mut Criterion) {
                 let mut a = DeliveryAttempt::new(
                     "example.com",
                     black_box(DeliveryTls::Required),
-                    DaneMode::None,
+                    DaneSetting::None,
                     TlsaStatus::NotApplicable,
                     DeliveryOptions::new(true),
                 );
@@ -100,7 +101,7 @@ fn lookup(c: &mut Criterion) {
         b = b
             .entry(
                 &k,
-                DestinationEntry::new(TlsMode::Required, DaneSetting::Default),
+                DestinationEntry::new(TlsMode::Required, ConfiguredDane::Default),
             )
             .unwrap();
         keys.push(k);

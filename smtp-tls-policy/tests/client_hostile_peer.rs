@@ -7,10 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::{MX, Pki};
+use dane_verify::policy::DaneSetting;
 use smtp_tls_policy::delivery::{
     Action, DeliveryAttempt, DeliveryOptions, EhloOutcome, Reason, Step, TlsaStatus,
 };
-use smtp_tls_policy::destination::{DaneMode, DeliveryTls};
+use smtp_tls_policy::destination::DeliveryTls;
 use smtp_tls_policy::io::{ClientOutcome, LineReader, Timeouts, negotiate};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -103,7 +104,7 @@ async fn run(script: Script, mode: DeliveryTls, pki: &Pki) -> ClientOutcome<TcpS
     let a = DeliveryAttempt::new(
         "hostile.example",
         mode,
-        DaneMode::None,
+        DaneSetting::None,
         TlsaStatus::NotApplicable,
         DeliveryOptions::new(true),
     );
@@ -239,7 +240,7 @@ async fn tarpit_reply_times_out_as_a_whole() {
         let a = DeliveryAttempt::new(
             "tarpit.example",
             DeliveryTls::Preferred,
-            DaneMode::None,
+            DaneSetting::None,
             TlsaStatus::NotApplicable,
             DeliveryOptions::new(true),
         );

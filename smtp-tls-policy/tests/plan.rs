@@ -16,7 +16,7 @@ use smtp_tls_policy::delivery::{
     Action, DaneOutcome, DeliveryOptions, EhloOutcome, HandshakeOutcome, PkixOutcome, Step,
 };
 use smtp_tls_policy::destination::{
-    DaneSetting, DestinationControls, DestinationEntry, DestinationPolicy, TlsMode,
+    ConfiguredDane, DestinationControls, DestinationEntry, DestinationPolicy, TlsMode,
 };
 use smtp_tls_policy::plan::{Authentication, HostSource};
 use smtp_tls_policy::{HopPlan, PeerVerdict, PlanOptions};
@@ -72,9 +72,12 @@ impl Pki {
     }
 }
 
-fn policy(tls: TlsMode, dane: DaneSetting) -> DestinationPolicy {
+fn policy(tls: TlsMode, dane: ConfiguredDane) -> DestinationPolicy {
     DestinationControls::builder()
-        .default_entry(DestinationEntry::new(TlsMode::Preferred, DaneSetting::None))
+        .default_entry(DestinationEntry::new(
+            TlsMode::Preferred,
+            ConfiguredDane::None,
+        ))
         .unwrap()
         .entry(DOMAIN, DestinationEntry::new(tls, dane))
         .unwrap()
@@ -158,7 +161,7 @@ fn pkix_under_each_verifying_mode() {
         } else {
             insecure()
         };
-        let plan = HopPlan::new(&policy(mode, DaneSetting::None), &f, PlanOptions::new());
+        let plan = HopPlan::new(&policy(mode, ConfiguredDane::None), &f, PlanOptions::new());
         let v = check(&plan, std::slice::from_ref(&good.cert), &anchors);
         assert_eq!(v.pkix, PkixOutcome::Verified, "{mode:?}");
         assert_eq!(v.authenticated_by, Authentication::Pkix);
@@ -187,7 +190,7 @@ fn hosted_domains_refuse_an_mx_name_from_insecure_dns() {
     let pki = Pki::new("Plan CA");
     let leaf = pki.leaf(MX);
     let plan = HopPlan::new(
-        &policy(TlsMode::RequiredVerifyHostedDomains, DaneSetting::None),
+        &policy(TlsMode::RequiredVerifyHostedDomains, ConfiguredDane::None),
         &insecure(),
         PlanOptions::new(),
     );
@@ -201,7 +204,7 @@ fn modes_that_do_not_verify_report_only() {
     let leaf = Pki::new("Other CA").leaf("whatever.example");
     for mode in [TlsMode::Preferred, TlsMode::Required] {
         let plan = HopPlan::new(
-            &policy(mode, DaneSetting::None),
+            &policy(mode, ConfiguredDane::None),
             &insecure(),
             PlanOptions::new(),
         );
@@ -238,7 +241,7 @@ fn dane_ee_and_dane_ta_match_and_mismatch() {
         ("DANE-TA mismatch", vec![other_ta], false, -1),
     ] {
         let plan = HopPlan::new(
-            &policy(TlsMode::Preferred, DaneSetting::Opportunistic),
+            &policy(TlsMode::Preferred, ConfiguredDane::Opportunistic),
             &secure_tlsa(records),
             PlanOptions::new(),
         );
@@ -267,7 +270,7 @@ fn dane_ee_and_dane_ta_match_and_mismatch() {
     // DANE-TA checks the name against the reference identities (RFC 7672 §3.2.2).
     let wrong_name = pki.leaf("elsewhere.example.org");
     let plan = HopPlan::new(
-        &policy(TlsMode::Required, DaneSetting::Mandatory),
+        &policy(TlsMode::Required, ConfiguredDane::Mandatory),
         &secure_tlsa(vec![ta]),
         PlanOptions::new(),
     );
@@ -293,7 +296,7 @@ fn dane_takes_precedence_over_the_verify_modes() {
         TlsMode::RequiredVerifyHostedDomains,
     ] {
         let plan = HopPlan::new(
-            &policy(mode, DaneSetting::Opportunistic),
+            &policy(mode, ConfiguredDane::Opportunistic),
             &secure_tlsa(vec![ee.clone()]),
             PlanOptions::new(),
         );
@@ -307,7 +310,7 @@ fn dane_takes_precedence_over_the_verify_modes() {
     // And the other way round: a PKIX-valid chain does not satisfy DANE.
     let good = public.leaf(MX);
     let plan = HopPlan::new(
-        &policy(TlsMode::RequiredVerify, DaneSetting::Opportunistic),
+        &policy(TlsMode::RequiredVerify, ConfiguredDane::Opportunistic),
         &secure_tlsa(vec![ee]),
         PlanOptions::new(),
     );
@@ -325,7 +328,7 @@ fn the_plan_verifier_in_a_handshake() {
     let anchors = Arc::new(pki.anchors());
     let bad = Pki::new("Other CA").leaf(MX);
     let plan = HopPlan::new(
-        &policy(TlsMode::RequiredVerify, DaneSetting::None),
+        &policy(TlsMode::RequiredVerify, ConfiguredDane::None),
         &insecure(),
         PlanOptions::new(),
     );
@@ -354,7 +357,7 @@ fn the_plan_verifier_in_a_handshake() {
     handshake(plan.verifier(anchors.clone()), &good, server_name.clone()).unwrap();
     // A plan without a connection rejects everything, even when recording.
     let held = HopPlan::new(
-        &policy(TlsMode::Required, DaneSetting::Mandatory),
+        &policy(TlsMode::Required, ConfiguredDane::Mandatory),
         &insecure(),
         PlanOptions::new(),
     );
@@ -370,7 +373,7 @@ fn the_plan_verifier_authenticates_with_dane_in_a_handshake() {
     let (ee, _) = tlsa(&leaf, &pki);
     let stranger = Pki::new("Stranger CA").leaf(MX);
     let plan = HopPlan::new(
-        &policy(TlsMode::RequiredVerify, DaneSetting::Opportunistic),
+        &policy(TlsMode::RequiredVerify, ConfiguredDane::Opportunistic),
         &secure_tlsa(vec![ee]),
         PlanOptions::new(),
     );
@@ -448,7 +451,7 @@ fn the_json_of_a_plan_field_by_field() {
     let mut f = secure_tlsa(vec![ee.clone()]);
     f.tlsa_base = "mx.cdn.example".into();
     let plan = HopPlan::new(
-        &policy(TlsMode::RequiredVerify, DaneSetting::Opportunistic),
+        &policy(TlsMode::RequiredVerify, ConfiguredDane::Opportunistic),
         &f,
         PlanOptions::new(),
     );
@@ -500,7 +503,7 @@ fn the_json_of_a_plan_field_by_field() {
     let p = DestinationControls::builder()
         .default_entry(DestinationEntry::new(
             TlsMode::Required,
-            DaneSetting::Mandatory,
+            ConfiguredDane::Mandatory,
         ))
         .unwrap()
         .build()
@@ -554,7 +557,7 @@ fn implicit_mx_and_route_in_the_json() {
     f.mx_host = DOMAIN.into();
     f.tlsa_base = DOMAIN.into();
     let plan = HopPlan::new(
-        &policy(TlsMode::Preferred, DaneSetting::None),
+        &policy(TlsMode::Preferred, ConfiguredDane::None),
         &f,
         PlanOptions::new().with_host_source(HostSource::ImplicitMx),
     );
@@ -613,11 +616,11 @@ fn mode() -> impl Strategy<Value = TlsMode> {
     ]
 }
 
-fn dane() -> impl Strategy<Value = DaneSetting> {
+fn dane() -> impl Strategy<Value = ConfiguredDane> {
     prop_oneof![
-        Just(DaneSetting::None),
-        Just(DaneSetting::Opportunistic),
-        Just(DaneSetting::Mandatory),
+        Just(ConfiguredDane::None),
+        Just(ConfiguredDane::Opportunistic),
+        Just(ConfiguredDane::Mandatory),
     ]
 }
 
@@ -714,7 +717,7 @@ proptest! {
         source in source(),
         peer in peer(),
     ) {
-        let dane = if tls == TlsMode::No { DaneSetting::None } else { dane };
+        let dane = if tls == TlsMode::No { ConfiguredDane::None } else { dane };
         let p = policy(tls, dane);
         let mut f = facts(mx, tlsa);
         f.address_status = address;
@@ -723,7 +726,7 @@ proptest! {
         }
         let plan = HopPlan::new(&p, &f, PlanOptions::new().with_host_source(source));
         let e = plan.explanation();
-        let dane_tls = dane != DaneSetting::None
+        let dane_tls = dane != ConfiguredDane::None
             && matches!(
                 plan.dane_action(),
                 dane_verify::Action::UseDane { .. }
@@ -754,9 +757,9 @@ proptest! {
         let usable: TlsaRecord =
             "3 1 0 3059301306072a8648ce3d020106082a8648ce3d030107034200".parse().unwrap();
         let (setting, f) = if dane_on {
-            (DaneSetting::Opportunistic, secure_tlsa(vec![usable]))
+            (ConfiguredDane::Opportunistic, secure_tlsa(vec![usable]))
         } else {
-            (DaneSetting::None, insecure())
+            (ConfiguredDane::None, insecure())
         };
         let plan = HopPlan::new(&policy(TlsMode::RequiredVerify, setting), &f, PlanOptions::new());
         let want = if dane_on { "dane" } else { "verified" };

@@ -13,7 +13,9 @@ use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::delivery::{
     Action, DaneOutcome, DeliveryEvent, DeliveryOptions, PkixOutcome, Reason, VerificationStatus,
 };
-use smtp_tls_policy::destination::{DaneSetting, DestinationControls, DestinationEntry, TlsMode};
+use smtp_tls_policy::destination::{
+    ConfiguredDane, DestinationControls, DestinationEntry, TlsMode,
+};
 use smtp_tls_policy::io::{ClientOutcome, LineReader, Timeouts, negotiate};
 use smtp_tls_policy::{HopPlan, PlanOptions};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -113,7 +115,7 @@ async fn deliver(plan: &HopPlan, cert: &Cert, anchors: TrustAnchors) -> ClientOu
     out
 }
 
-fn plan(tls: TlsMode, dane: DaneSetting, tlsa: Option<&Cert>) -> HopPlan {
+fn plan(tls: TlsMode, dane: ConfiguredDane, tlsa: Option<&Cert>) -> HopPlan {
     let policy = DestinationControls::builder()
         .default_entry(DestinationEntry::new(tls, dane))
         .unwrap()
@@ -145,7 +147,7 @@ fn plan(tls: TlsMode, dane: DaneSetting, tlsa: Option<&Cert>) -> HopPlan {
 async fn pkix_enforced_and_reported() {
     let (ca, good, self_signed) = pki();
     let anchors = || TrustAnchors::from_certificates([ca.clone()]).unwrap();
-    let p = plan(TlsMode::RequiredVerify, DaneSetting::None, None);
+    let p = plan(TlsMode::RequiredVerify, ConfiguredDane::None, None);
 
     let out = deliver(&p, &good, anchors()).await;
     assert_eq!(out.decision.action, Action::ContinueTls);
@@ -163,7 +165,7 @@ async fn pkix_enforced_and_reported() {
     ));
 
     // preferred-verify: delivered over TLS, the failure reported.
-    let p = plan(TlsMode::PreferredVerify, DaneSetting::None, None);
+    let p = plan(TlsMode::PreferredVerify, ConfiguredDane::None, None);
     let out = deliver(&p, &self_signed, anchors()).await;
     assert_eq!(out.decision.action, Action::ContinueTls);
     assert!(matches!(
@@ -185,7 +187,7 @@ async fn dane_authenticates_and_mismatch_defers() {
     // The self-signed server published its key: DANE authenticates, PKIX only reported.
     let p = plan(
         TlsMode::RequiredVerify,
-        DaneSetting::Opportunistic,
+        ConfiguredDane::Opportunistic,
         Some(&self_signed),
     );
     let out = deliver(&p, &self_signed, anchors()).await;

@@ -5,10 +5,11 @@ mod common;
 use std::time::Duration;
 
 use common::{MX, Pki, PostfixLab};
+use dane_verify::policy::DaneSetting;
 use smtp_tls_policy::delivery::{
     Action, DeliveryAttempt, DeliveryOptions, PkixOutcome, Reason, TlsaStatus, VerificationStatus,
 };
-use smtp_tls_policy::destination::{DaneMode, DeliveryTls};
+use smtp_tls_policy::destination::DeliveryTls;
 use smtp_tls_policy::io::{ClientOutcome, LineReader, SmtpStream, Timeouts, negotiate};
 use smtp_tls_policy::smtp::ReplyAccumulator;
 use tokio::io::AsyncWriteExt;
@@ -24,7 +25,7 @@ async fn attempt(
     let a = DeliveryAttempt::new(
         "test.example",
         mode,
-        DaneMode::None,
+        DaneSetting::None,
         TlsaStatus::NotApplicable,
         DeliveryOptions::new(true),
     );

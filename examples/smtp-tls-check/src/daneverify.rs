@@ -58,7 +58,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use serde_json::{Value, json};
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::delivery::DeliveryOptions;
-use smtp_tls_policy::destination::{DaneMode, DestinationControls};
+use smtp_tls_policy::destination::DestinationControls;
 use smtp_tls_policy::io::{Timeouts, negotiate};
 use smtp_tls_policy::plan::{HopPlan, PlanOptions};
 use tokio::io::AsyncWriteExt;
@@ -204,12 +204,11 @@ fn live(args: Args) -> crate::CmdResult {
         return Err("DOMAIN (live) and --tlsa/--chain (offline) are exclusive".into());
     }
     let live_resolver = args.dns.prepare()?;
-    let mode = if args.setting == "mandatory" {
-        DaneMode::Mandatory
+    let setting = if args.setting == "mandatory" {
+        DaneSetting::Mandatory
     } else {
-        DaneMode::Opportunistic
+        DaneSetting::Opportunistic
     };
-    let setting = DaneSetting::from(mode);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

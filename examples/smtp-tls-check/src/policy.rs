@@ -51,8 +51,8 @@ use dane_verify::DnssecStatus;
 use dane_verify::policy::{HostFacts, TlsaLookup};
 use serde_json::{Value, json};
 use smtp_tls_policy::destination::{
-    DaneMode, DaneSetting, DestinationControls, DestinationEntry, DestinationMatch,
-    DestinationPolicy, TlsMode,
+    ConfiguredDane, DestinationControls, DestinationEntry, DestinationMatch, DestinationPolicy,
+    TlsMode,
 };
 use smtp_tls_policy::plan::HostSource;
 use smtp_tls_policy::{HopPlan, PlanOptions, PreConnect};
@@ -93,7 +93,7 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
         None => DestinationControls::builder()
             .default_entry(DestinationEntry::new(
                 TlsMode::Preferred,
-                DaneSetting::Opportunistic,
+                ConfiguredDane::Opportunistic,
             ))?
             .build(),
     };
@@ -117,7 +117,7 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
             errors.push(e.to_string());
         }
         let facts = resolver.destination(&policy.domain, args.port).await?;
-        let mut actions = facts.actions(dane_verify::policy::DaneSetting::from(policy.dane));
+        let mut actions = facts.actions(policy.dane);
         let lookup_failed = facts.hosts.is_empty() && actions.len() == 1;
         if !only.is_empty() && !lookup_failed {
             let mx: Vec<&str> = facts.hosts.iter().map(|h| h.mx_host.as_str()).collect();
@@ -219,12 +219,7 @@ fn policy_json(p: &DestinationPolicy) -> Value {
         DestinationMatch::Parent(k) => ("parent", Some(k.as_str())),
         _ => ("default", None),
     };
-    let dane = match p.dane {
-        DaneMode::None => "none",
-        DaneMode::Opportunistic => "opportunistic",
-        DaneMode::Mandatory => "mandatory",
-        _ => "unknown",
-    };
+    let dane = p.dane.as_str();
     json!({"domain": p.domain, "matched": matched, "entry": entry, "tls_mode": p.tls.as_str(),
            "dane": dane})
 }

@@ -6,7 +6,7 @@
 //! machine takes its own input types, [`TlsaStatus`] and [`DaneOutcome`]; this module converts,
 //! with [`tlsa_status`] / `From<&Action> for TlsaStatus` and [`dane_outcome`] /
 //! `From<&Verdict> for DaneOutcome`. Give `decide` the same DANE setting the machine gets
-//! ([`dane_setting`] converts the destination's [`DaneMode`]).
+//! (the destination's [`DestinationPolicy::dane`](crate::destination::DestinationPolicy::dane)).
 //!
 //! # Before connecting: `Action` → `TlsaStatus`
 //!
@@ -39,11 +39,10 @@
 //! The failure reason is `"<outcome>: <why>"` with the outcome's stable name
 //! ([`dane_verify::Outcome::as_str`]); an outcome this crate does not know yet is a failure.
 
-use dane_verify::policy::{Action, DaneSetting, DeferReason, LookupFailure, NoDaneReason};
+use dane_verify::policy::{Action, DeferReason, LookupFailure, NoDaneReason};
 use dane_verify::{Outcome, Verdict};
 
 use super::requirement::{DaneOutcome, TlsaStatus};
-use crate::destination::DaneMode;
 
 /// The machine's TLSA input for dane-verify's RFC 7672 action for one MX host (table in the
 /// module documentation).
@@ -114,16 +113,6 @@ pub fn dane_outcome(verdict: &Verdict) -> DaneOutcome {
     DaneOutcome::Failed { reason }
 }
 
-/// dane-verify's DANE setting for the destination's effective DANE mode, so
-/// [`dane_verify::policy::decide`] and the machine apply the same setting.
-pub fn dane_setting(mode: DaneMode) -> DaneSetting {
-    match mode {
-        DaneMode::None => DaneSetting::None,
-        DaneMode::Opportunistic => DaneSetting::Opportunistic,
-        DaneMode::Mandatory => DaneSetting::Mandatory,
-    }
-}
-
 impl From<&Action> for TlsaStatus {
     /// See [`tlsa_status`].
     fn from(action: &Action) -> Self {
@@ -149,13 +138,6 @@ impl From<Verdict> for DaneOutcome {
     /// See [`dane_outcome`].
     fn from(verdict: Verdict) -> Self {
         dane_outcome(&verdict)
-    }
-}
-
-impl From<DaneMode> for DaneSetting {
-    /// See [`dane_setting`].
-    fn from(mode: DaneMode) -> Self {
-        dane_setting(mode)
     }
 }
 

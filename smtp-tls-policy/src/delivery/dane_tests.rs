@@ -1,5 +1,5 @@
 //! Table tests for the dane-verify → delivery machine conversions.
-use dane_verify::policy::{HostFacts, TlsaLookup, decide};
+use dane_verify::policy::{DaneSetting, HostFacts, TlsaLookup, decide};
 use dane_verify::{DaneMatcher, DnssecStatus, TlsaRecord};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
@@ -115,7 +115,7 @@ const TLS_MODES: [DeliveryTls; 5] = [
 #[test]
 fn machine_treatment_of_every_action() {
     for (action, status) in action_table() {
-        for dane in [DaneMode::Opportunistic, DaneMode::Mandatory] {
+        for dane in [DaneSetting::Opportunistic, DaneSetting::Mandatory] {
             for tls in TLS_MODES {
                 let ctx = format!("{action:?} {dane:?} {tls:?}");
                 let mut a = DeliveryAttempt::new(
@@ -126,18 +126,18 @@ fn machine_treatment_of_every_action() {
                     DeliveryOptions::new(true),
                 );
                 let base =
-                    Requirement::new(tls, DaneMode::None, &TlsaStatus::NotApplicable).unwrap();
+                    Requirement::new(tls, DaneSetting::None, &TlsaStatus::NotApplicable).unwrap();
                 match (&action, dane) {
                     (Action::UseDane { .. }, _) => {
                         assert_eq!(a.requirement(), Some(Requirement::Dane), "{ctx}");
                         assert!(a.preflight().is_none(), "{ctx}");
                     }
-                    (Action::TlsMandatoryUnauthenticated, DaneMode::Opportunistic) => {
+                    (Action::TlsMandatoryUnauthenticated, DaneSetting::Opportunistic) => {
                         let r = a.requirement().unwrap();
                         assert!(r.tls_mandatory() && !r.needs_dane(), "{ctx}");
                         assert!(a.preflight().is_none(), "{ctx}");
                     }
-                    (Action::ConfiguredTls(_), DaneMode::Opportunistic) => {
+                    (Action::ConfiguredTls(_), DaneSetting::Opportunistic) => {
                         assert_eq!(a.requirement(), Some(base), "{ctx}");
                         assert!(a.preflight().is_none(), "{ctx}");
                     }
@@ -180,8 +180,8 @@ fn facts(mx: DnssecStatus, addr: DnssecStatus, tlsa: TlsaLookup) -> HostFacts {
 }
 
 /// The machine's action when the peer does not offer STARTTLS, after `decide` → convert.
-fn without_starttls(dane: DaneMode, tls: DeliveryTls, f: &HostFacts) -> Next {
-    let action = decide(dane_setting(dane), f);
+fn without_starttls(dane: DaneSetting, tls: DeliveryTls, f: &HostFacts) -> Next {
+    let action = decide(dane, f);
     let mut a = DeliveryAttempt::new(
         "example",
         tls,
@@ -230,16 +230,16 @@ fn rfc7672_matrix_through_the_machine() {
         (facts(Bogus, Secure, TlsaLookup::NotQueried), false),
     ];
     for (f, falls_back) in rows {
-        let opp = without_starttls(DaneMode::Opportunistic, DeliveryTls::Preferred, &f);
+        let opp = without_starttls(DaneSetting::Opportunistic, DeliveryTls::Preferred, &f);
         assert_eq!(plain(opp), falls_back, "{f:?}");
         if !falls_back {
             assert_eq!(opp, Next::Defer, "{f:?}");
         }
-        let mandatory = without_starttls(DaneMode::Mandatory, DeliveryTls::Preferred, &f);
+        let mandatory = without_starttls(DaneSetting::Mandatory, DeliveryTls::Preferred, &f);
         assert_eq!(mandatory, Next::Defer, "{f:?}");
         // DANE none: the configured mode alone.
         assert!(plain(without_starttls(
-            DaneMode::None,
+            DaneSetting::None,
             DeliveryTls::Preferred,
             &f
         )));
@@ -300,7 +300,7 @@ fn every_verdict_maps_to_its_dane_outcome() {
         let mut a = DeliveryAttempt::new(
             "example",
             DeliveryTls::Preferred,
-            DaneMode::Opportunistic,
+            DaneSetting::Opportunistic,
             TlsaStatus::Usable,
             DeliveryOptions::new(false),
         );
@@ -323,18 +323,6 @@ fn every_verdict_maps_to_its_dane_outcome() {
                 assert_eq!(d.reason, Reason::DaneVerificationFailed { reason });
             }
         }
-    }
-}
-
-#[test]
-fn dane_modes_map_to_dane_verify_settings() {
-    for (mode, want) in [
-        (DaneMode::None, DaneSetting::None),
-        (DaneMode::Opportunistic, DaneSetting::Opportunistic),
-        (DaneMode::Mandatory, DaneSetting::Mandatory),
-    ] {
-        assert_eq!(dane_setting(mode), want);
-        assert_eq!(DaneSetting::from(mode), want);
     }
 }
 

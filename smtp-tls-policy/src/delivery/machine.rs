@@ -5,7 +5,8 @@ use super::outcome::{Action, Decision, DeliveryEvent, PlaintextRetry, Reason, Re
 use super::requirement::{
     DaneOutcome, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement, TlsaStatus,
 };
-use crate::destination::{DaneMode, DeliveryTls, DestinationPolicy};
+use crate::destination::{DeliveryTls, DestinationPolicy};
+use dane_verify::policy::DaneSetting;
 
 /// What the server's greeting reply said (RFC 5321 §4.1.1.1, §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +87,11 @@ enum State {
 ///
 /// ```
 /// use smtp_tls_policy::delivery::*;
-/// use smtp_tls_policy::destination::{DaneMode, DeliveryTls};
+/// use dane_verify::policy::DaneSetting;
+/// use smtp_tls_policy::destination::DeliveryTls;
 ///
 /// let mut a = DeliveryAttempt::new(
-///     "example.com", DeliveryTls::Required, DaneMode::None, TlsaStatus::NotApplicable,
+///     "example.com", DeliveryTls::Required, DaneSetting::None, TlsaStatus::NotApplicable,
 ///     DeliveryOptions::new(true),
 /// );
 /// assert!(a.preflight().is_none());
@@ -113,7 +115,7 @@ impl DeliveryAttempt {
     pub fn new(
         domain: impl Into<String>,
         tls: DeliveryTls,
-        dane: DaneMode,
+        dane: DaneSetting,
         tlsa: TlsaStatus,
         options: DeliveryOptions,
     ) -> Self {

@@ -1,7 +1,8 @@
 //! What one connection attempt requires, from the destination policy and the TLSA lookup.
 
 use super::outcome::{PlaintextPermit, PlaintextRetry};
-use crate::destination::{DaneMode, DeliveryTls};
+use crate::destination::DeliveryTls;
+use dane_verify::policy::DaneSetting;
 
 /// The result of the TLSA lookup for the MX host, made before connecting (RFC 7672 §2.2).
 /// Computed by dane-verify; this is the machine's own input type.
@@ -123,7 +124,7 @@ impl Requirement {
     /// mandatory and DANE-authenticated, overriding a weaker TLS setting; unusable records make
     /// it mandatory but unauthenticated; a failed lookup defers. `mandatory` without usable records
     /// makes no connection (seed: "no connection is established").
-    pub fn new(tls: DeliveryTls, dane: DaneMode, tlsa: &TlsaStatus) -> Result<Self, TlsaStatus> {
+    pub fn new(tls: DeliveryTls, dane: DaneSetting, tlsa: &TlsaStatus) -> Result<Self, TlsaStatus> {
         let base = match tls {
             DeliveryTls::No => return Ok(Self::Plaintext),
             DeliveryTls::Preferred => Self::Opportunistic { verify: false },
@@ -135,10 +136,10 @@ impl Requirement {
             }
         };
         match (dane, tlsa) {
-            (DaneMode::None, _) => Ok(base),
+            (DaneSetting::None, _) => Ok(base),
             (_, TlsaStatus::Usable) => Ok(Self::Dane),
             (_, TlsaStatus::Defer { .. }) => Err(tlsa.clone()),
-            (DaneMode::Mandatory, TlsaStatus::NotApplicable | TlsaStatus::Unusable) => {
+            (DaneSetting::Mandatory, TlsaStatus::NotApplicable | TlsaStatus::Unusable) => {
                 Err(tlsa.clone())
             }
             (_, TlsaStatus::Unusable) => Ok(match base {

@@ -1,7 +1,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::destination::{DaneMode, DeliveryTls};
+use crate::destination::DeliveryTls;
+use dane_verify::policy::DaneSetting;
 
 /// A peer behaviour, as the issue lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +69,7 @@ fn run(mut a: DeliveryAttempt, peer: Peer, dane: Option<DaneOutcome>) -> Decisio
     }
 }
 
-fn attempt(tls: DeliveryTls, dane: DaneMode, tlsa: TlsaStatus) -> DeliveryAttempt {
+fn attempt(tls: DeliveryTls, dane: DaneSetting, tlsa: TlsaStatus) -> DeliveryAttempt {
     DeliveryAttempt::new("dest.example", tls, dane, tlsa, DeliveryOptions::new(true))
 }
 
@@ -113,7 +114,7 @@ fn every_mode_against_every_peer() {
     for (mode, row) in TABLE {
         for (peer, want) in PEERS.into_iter().zip(row) {
             let d = run(
-                attempt(mode, DaneMode::None, TlsaStatus::NotApplicable),
+                attempt(mode, DaneSetting::None, TlsaStatus::NotApplicable),
                 peer,
                 None,
             );
@@ -135,7 +136,7 @@ fn the_three_logging_conditions_have_distinct_reasons() {
             run(
                 attempt(
                     DeliveryTls::Required,
-                    DaneMode::None,
+                    DaneSetting::None,
                     TlsaStatus::NotApplicable,
                 ),
                 p,
@@ -165,7 +166,7 @@ fn preferred_verify_reports_verification_failure() {
     let d = run(
         attempt(
             DeliveryTls::PreferredVerify,
-            DaneMode::None,
+            DaneSetting::None,
             TlsaStatus::NotApplicable,
         ),
         Peer::NameMismatch,
@@ -189,7 +190,7 @@ fn plaintext_retry_after_handshake_failure() {
     let d = run(
         attempt(
             DeliveryTls::Preferred,
-            DaneMode::None,
+            DaneSetting::None,
             TlsaStatus::NotApplicable,
         ),
         Peer::HandshakeFailsAfter220,
@@ -218,7 +219,7 @@ fn dane() {
     let a = || {
         attempt(
             DeliveryTls::Preferred,
-            DaneMode::Opportunistic,
+            DaneSetting::Opportunistic,
             TlsaStatus::Usable,
         )
     };
@@ -232,7 +233,7 @@ fn dane() {
     // Opportunistic without TLSA: the TLS mode rules.
     let a = attempt(
         DeliveryTls::Preferred,
-        DaneMode::Opportunistic,
+        DaneSetting::Opportunistic,
         TlsaStatus::NotApplicable,
     );
     assert!(run(a, Peer::NoStartTls, None).action.is_plaintext());
@@ -240,7 +241,7 @@ fn dane() {
     let a = || {
         attempt(
             DeliveryTls::Preferred,
-            DaneMode::Opportunistic,
+            DaneSetting::Opportunistic,
             TlsaStatus::Unusable,
         )
     };
@@ -252,7 +253,7 @@ fn dane() {
     // Mandatory without usable TLSA: no connection.
     let mut a = attempt(
         DeliveryTls::Required,
-        DaneMode::Mandatory,
+        DaneSetting::Mandatory,
         TlsaStatus::NotApplicable,
     );
     let d = a.preflight().unwrap();
@@ -262,7 +263,7 @@ fn dane() {
     );
     let mut a = attempt(
         DeliveryTls::Preferred,
-        DaneMode::Opportunistic,
+        DaneSetting::Opportunistic,
         TlsaStatus::Defer {
             reason: "SERVFAIL".into(),
         },
@@ -274,7 +275,11 @@ fn dane() {
         }
     );
     // DANE none: TLSA ignored.
-    let a = attempt(DeliveryTls::Preferred, DaneMode::None, TlsaStatus::Usable);
+    let a = attempt(
+        DeliveryTls::Preferred,
+        DaneSetting::None,
+        TlsaStatus::Usable,
+    );
     assert!(run(a, Peer::NoStartTls, None).action.is_plaintext());
 }
 
@@ -286,7 +291,7 @@ fn bounce_only_on_permanent_refusals_when_configured() {
         DeliveryAttempt::new(
             "d",
             DeliveryTls::Required,
-            DaneMode::None,
+            DaneSetting::None,
             TlsaStatus::NotApplicable,
             opts,
         )
@@ -312,7 +317,7 @@ fn bounce_only_on_permanent_refusals_when_configured() {
 fn out_of_order_inputs_fail_closed() {
     let mut a = attempt(
         DeliveryTls::Preferred,
-        DaneMode::None,
+        DaneSetting::None,
         TlsaStatus::NotApplicable,
     );
     let Step::Done(d) = a.on_handshake(HandshakeOutcome::Failed {
@@ -385,13 +390,13 @@ proptest! {
             DeliveryTls::RequiredVerifyHostedDomains, DeliveryTls::Preferred,
             DeliveryTls::PreferredVerify,
         ]),
-        dane in prop::sample::select(vec![DaneMode::None, DaneMode::Opportunistic, DaneMode::Mandatory]),
+        dane in prop::sample::select(vec![DaneSetting::None, DaneSetting::Opportunistic, DaneSetting::Mandatory]),
         tlsa in tlsa(),
         inputs in prop::collection::vec(input(), 0..8),
         bounce in any::<bool>(),
     ) {
-        let dane_forces_tls = dane != DaneMode::None && matches!(tlsa, TlsaStatus::Usable | TlsaStatus::Unusable);
-        let must_encrypt = mode.is_required() || dane_forces_tls || dane == DaneMode::Mandatory;
+        let dane_forces_tls = dane != DaneSetting::None && matches!(tlsa, TlsaStatus::Usable | TlsaStatus::Unusable);
+        let must_encrypt = mode.is_required() || dane_forces_tls || dane == DaneSetting::Mandatory;
         let opts = DeliveryOptions::new(true).with_required_failure(
             if bounce { RequiredTlsFailure::BouncePermanent } else { RequiredTlsFailure::Defer });
         let mut a = DeliveryAttempt::new("p.example", mode, dane, tlsa.clone(), opts);

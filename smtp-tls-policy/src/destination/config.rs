@@ -23,7 +23,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::mode::{DaneSetting, TlsMode};
+use super::mode::{ConfiguredDane, TlsMode};
 use super::table::{DestinationControls, DestinationControlsBuilder, DestinationEntry};
 use crate::error::{DestinationConfigErrorKind, Error};
 
@@ -63,7 +63,7 @@ struct RawEntry {
     #[serde(default)]
     tls: TlsMode,
     #[serde(default)]
-    dane: DaneSetting,
+    dane: ConfiguredDane,
 }
 
 impl DestinationControls {

@@ -14,7 +14,7 @@ mod table;
 mod tests;
 
 pub use config::{GlobalSettings, MAX_CONFIG_BYTES, MAX_ENTRIES};
-pub use mode::{DaneMode, DaneSetting, DeliveryTls, TlsMode};
+pub use mode::{ConfiguredDane, DeliveryTls, TlsMode};
 pub use table::{
     DestinationControls, DestinationControlsBuilder, DestinationEntry, DestinationMatch,
     DestinationPolicy,

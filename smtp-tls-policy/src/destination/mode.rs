@@ -1,5 +1,6 @@
 //! The TLS modes and DANE settings of a destination-control entry.
 
+use dane_verify::policy::DaneSetting;
 use serde::Deserialize;
 
 /// The TLS setting of a destination-control entry, exactly the seed's Table 2.
@@ -104,12 +105,13 @@ impl DeliveryTls {
     }
 }
 
-/// The DANE setting of a destination-control entry (seed "Enabling TLS for Delivery with DANE
-/// Support").
+/// The DANE setting as configured in a destination-control entry (seed "Enabling TLS for
+/// Delivery with DANE Support"); [`ConfiguredDane::resolve`] gives the effective
+/// [`DaneSetting`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
-pub enum DaneSetting {
+pub enum ConfiguredDane {
     /// Inherit the default entry's setting.
     #[default]
     Default,
@@ -121,14 +123,14 @@ pub enum DaneSetting {
     Mandatory,
 }
 
-impl DaneSetting {
+impl ConfiguredDane {
     /// The setting with `Default` resolved against `default`.
-    pub fn resolve(self, default: DaneMode) -> DaneMode {
+    pub fn resolve(self, default: DaneSetting) -> DaneSetting {
         match self {
             Self::Default => default,
-            Self::None => DaneMode::None,
-            Self::Opportunistic => DaneMode::Opportunistic,
-            Self::Mandatory => DaneMode::Mandatory,
+            Self::None => DaneSetting::None,
+            Self::Opportunistic => DaneSetting::Opportunistic,
+            Self::Mandatory => DaneSetting::Mandatory,
         }
     }
 
@@ -140,17 +142,4 @@ impl DaneSetting {
             Self::Mandatory => "mandatory",
         }
     }
-}
-
-/// An effective DANE setting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DaneMode {
-    /// DANE not used.
-    #[default]
-    None,
-    /// Opportunistic DANE.
-    Opportunistic,
-    /// Mandatory DANE.
-    Mandatory,
 }

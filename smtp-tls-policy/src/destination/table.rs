@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 
+use dane_verify::policy::DaneSetting;
+
 use super::config::GlobalSettings;
-use super::mode::{DaneMode, DaneSetting, DeliveryTls, TlsMode};
+use super::mode::{ConfiguredDane, DeliveryTls, TlsMode};
 use crate::error::{DestinationConfigErrorKind, Error};
 
 /// One destination-control entry as configured (`default` values not yet resolved).
@@ -13,12 +15,12 @@ pub struct DestinationEntry {
     /// The TLS setting.
     pub tls: TlsMode,
     /// The DANE setting.
-    pub dane: DaneSetting,
+    pub dane: ConfiguredDane,
 }
 
 impl DestinationEntry {
     /// An entry with the given settings.
-    pub fn new(tls: TlsMode, dane: DaneSetting) -> Self {
+    pub fn new(tls: TlsMode, dane: ConfiguredDane) -> Self {
         Self { tls, dane }
     }
 }
@@ -47,7 +49,7 @@ pub struct DestinationPolicy {
     /// The effective TLS setting.
     pub tls: DeliveryTls,
     /// The effective DANE setting (`None` whenever `tls` is `No`: DANE needs TLS).
-    pub dane: DaneMode,
+    pub dane: DaneSetting,
 }
 
 /// The destination-control table: immutable once built, cheap to share behind an `Arc`.
@@ -55,11 +57,11 @@ pub struct DestinationPolicy {
 /// ```
 /// use smtp_tls_policy::destination::*;
 /// let controls = DestinationControls::builder()
-///     .default_entry(DestinationEntry::new(TlsMode::Preferred, DaneSetting::None))
+///     .default_entry(DestinationEntry::new(TlsMode::Preferred, ConfiguredDane::None))
 ///     .unwrap()
-///     .entry("example.com", DestinationEntry::new(TlsMode::RequiredVerify, DaneSetting::Default))
+///     .entry("example.com", DestinationEntry::new(TlsMode::RequiredVerify, ConfiguredDane::Default))
 ///     .unwrap()
-///     .entry(".example.com", DestinationEntry::new(TlsMode::Required, DaneSetting::Default))
+///     .entry(".example.com", DestinationEntry::new(TlsMode::Required, ConfiguredDane::Default))
 ///     .unwrap()
 ///     .build();
 /// assert_eq!(controls.lookup("Example.COM.")?.tls, DeliveryTls::RequiredVerify);
@@ -72,7 +74,7 @@ pub struct DestinationPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct DestinationControls {
     default_tls: DeliveryTls,
-    default_dane: DaneMode,
+    default_dane: DaneSetting,
     exact: HashMap<String, DestinationEntry>,
     parents: HashMap<String, DestinationEntry>,
     global: GlobalSettings,
@@ -119,7 +121,7 @@ impl DestinationControls {
         let (matched, entry) = self.find(&name);
         let tls = entry.tls.resolve(self.default_tls);
         let dane = if tls == DeliveryTls::No {
-            DaneMode::None
+            DaneSetting::None
         } else {
             entry.dane.resolve(self.default_dane)
         };
@@ -165,11 +167,11 @@ impl DestinationControlsBuilder {
             kind,
         };
         check_entry(entry).map_err(err)?;
-        if entry.tls == TlsMode::Default || entry.dane == DaneSetting::Default {
+        if entry.tls == TlsMode::Default || entry.dane == ConfiguredDane::Default {
             return Err(err(DestinationConfigErrorKind::DefaultInDefaultEntry));
         }
         self.inner.default_tls = entry.tls.resolve(DeliveryTls::No);
-        self.inner.default_dane = entry.dane.resolve(DaneMode::None);
+        self.inner.default_dane = entry.dane.resolve(DaneSetting::None);
         Ok(self)
     }
 
@@ -227,7 +229,9 @@ impl DestinationControlsBuilder {
 }
 
 fn check_entry(entry: DestinationEntry) -> Result<(), DestinationConfigErrorKind> {
-    if entry.tls == TlsMode::No && !matches!(entry.dane, DaneSetting::Default | DaneSetting::None) {
+    if entry.tls == TlsMode::No
+        && !matches!(entry.dane, ConfiguredDane::Default | ConfiguredDane::None)
+    {
         return Err(DestinationConfigErrorKind::DaneWithoutTls {
             dane: entry.dane.name(),
         });

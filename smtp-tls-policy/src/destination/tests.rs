@@ -1,3 +1,4 @@
+use dane_verify::policy::DaneSetting;
 use proptest::prelude::*;
 
 use super::*;
@@ -39,55 +40,55 @@ fn lookup_table() {
         (
             "example.com",
             DeliveryTls::RequiredVerify,
-            DaneMode::Opportunistic,
+            DaneSetting::Opportunistic,
             "exact",
         ),
         (
             "EXAMPLE.com.",
             DeliveryTls::RequiredVerify,
-            DaneMode::Opportunistic,
+            DaneSetting::Opportunistic,
             "exact",
         ),
         (
             "mx.example.com",
             DeliveryTls::Required,
-            DaneMode::None,
+            DaneSetting::None,
             ".example.com",
         ),
         (
             "a.b.example.com",
             DeliveryTls::Required,
-            DaneMode::None,
+            DaneSetting::None,
             ".example.com",
         ),
         (
             "deep.example.com",
             DeliveryTls::Required,
-            DaneMode::None,
+            DaneSetting::None,
             ".example.com",
         ),
         (
             "x.deep.example.com",
             DeliveryTls::No,
-            DaneMode::None,
+            DaneSetting::None,
             ".deep.example.com",
         ),
         (
             "hosted.example",
             DeliveryTls::RequiredVerifyHostedDomains,
-            DaneMode::Mandatory,
+            DaneSetting::Mandatory,
             "exact",
         ),
         (
             "inherit.example",
             DeliveryTls::Preferred,
-            DaneMode::None,
+            DaneSetting::None,
             "exact",
         ),
         (
             "example.net",
             DeliveryTls::Preferred,
-            DaneMode::Opportunistic,
+            DaneSetting::Opportunistic,
             "default",
         ),
     ];
@@ -179,7 +180,7 @@ fn config_errors_name_line_and_text() {
 fn empty_config_is_the_factory_default() {
     let c = DestinationControls::from_toml("e", "").unwrap();
     let p = c.lookup("example.org").unwrap();
-    assert_eq!((p.tls, p.dane), (DeliveryTls::No, DaneMode::None));
+    assert_eq!((p.tls, p.dane), (DeliveryTls::No, DaneSetting::None));
 }
 
 /// Reference: linear scan over all keys, picking exact, else longest matching parent.
@@ -213,7 +214,7 @@ proptest! {
         let keys: Vec<(String, u8)> = keys.into_iter().collect();
         let mut b = DestinationControls::builder();
         for (k, v) in &keys {
-            b = b.entry(k, DestinationEntry::new(MODES[*v as usize], DaneSetting::Default)).unwrap();
+            b = b.entry(k, DestinationEntry::new(MODES[*v as usize], ConfiguredDane::Default)).unwrap();
         }
         let c = b.build();
         let want = reference(&keys, &domain.to_ascii_lowercase()).map(|v| MODES[v as usize].resolve(DeliveryTls::No));

@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::verify::Authentication;
 use super::{HoldReason, HopPlan, HostSource, PlanOptions};
 use crate::delivery::Requirement;
-use crate::destination::{DaneMode, DestinationMatch, DestinationPolicy};
+use crate::destination::{DestinationMatch, DestinationPolicy};
+use dane_verify::policy::DaneSetting;
 
 /// A policy source that can decide part of a plan. More sources (MTA-STS, REQUIRETLS) will be
 /// added.
@@ -210,7 +211,7 @@ impl Explanation {
         let dane_rule = match (&plan.dane_action, held) {
             (_, Some(r @ HoldReason::Dane(_))) => Some((hold_effect(r), r.to_string())),
             (_, Some(_)) => None,
-            (_, None) if policy.dane == DaneMode::None => Some((
+            (_, None) if policy.dane == DaneSetting::None => Some((
                 Effect::NoEffect,
                 "DANE not used for this destination (setting none, or TLS no)".into(),
             )),
@@ -301,11 +302,7 @@ fn destination(policy: &DestinationPolicy) -> (Source, DestinationExplanation) {
         DestinationMatch::Parent(k) => (Source::DestinationControl, "parent", Some(k.clone())),
         _ => (Source::DefaultEntry, "default", None),
     };
-    let dane = match policy.dane {
-        DaneMode::None => "none",
-        DaneMode::Opportunistic => "opportunistic",
-        DaneMode::Mandatory => "mandatory",
-    };
+    let dane = policy.dane.as_str();
     (
         source,
         DestinationExplanation {

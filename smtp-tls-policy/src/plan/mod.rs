@@ -59,7 +59,7 @@ pub use explain::{
 pub use verifier::PlanVerifier;
 pub use verify::{Authentication, PeerVerdict};
 
-use crate::delivery::dane::{dane_setting, tlsa_status};
+use crate::delivery::dane::tlsa_status;
 use crate::delivery::{Decision, DeliveryAttempt, DeliveryOptions, Requirement, TlsaStatus};
 use crate::destination::DestinationPolicy;
 use crate::error::Error;
@@ -314,7 +314,7 @@ struct DanePart {
 /// use smtp_tls_policy::plan::{HopPlan, PlanOptions, PreConnect};
 ///
 /// let controls = DestinationControls::builder()
-///     .default_entry(DestinationEntry::new(TlsMode::RequiredVerify, DaneSetting::Opportunistic))?
+///     .default_entry(DestinationEntry::new(TlsMode::RequiredVerify, ConfiguredDane::Opportunistic))?
 ///     .build();
 /// let facts = HostFacts {
 ///     next_hop: "example.com".into(),
@@ -350,7 +350,7 @@ impl HopPlan {
     /// The plan for the host of `facts` under `policy`, with dane-verify's RFC 7672 decision
     /// made here ([`dane_verify::policy::decide`] with the policy's DANE setting).
     pub fn new(policy: &DestinationPolicy, facts: &HostFacts, options: PlanOptions) -> Self {
-        let action = decide(dane_setting(policy.dane), facts);
+        let action = decide(policy.dane, facts);
         Self::with_dane_action(policy, facts, action, options)
     }
 

@@ -11,13 +11,13 @@ use dane_verify::policy::{
 use super::*;
 use crate::delivery::{Action, DeliveryOptions, EhloOutcome, Step};
 use crate::destination::{
-    DaneSetting, DestinationControls, DestinationEntry, DestinationPolicy, TlsMode,
+    ConfiguredDane, DestinationControls, DestinationEntry, DestinationPolicy, TlsMode,
 };
 
 const USABLE: &str = "3 1 1 0000000000000000000000000000000000000000000000000000000000000000";
 const UNUSABLE: &str = "0 0 1 0000000000000000000000000000000000000000000000000000000000000000";
 
-fn policy(tls: TlsMode, dane: DaneSetting) -> DestinationPolicy {
+fn policy(tls: TlsMode, dane: ConfiguredDane) -> DestinationPolicy {
     DestinationControls::builder()
         .default_entry(DestinationEntry::new(tls, dane))
         .unwrap()
@@ -103,14 +103,14 @@ fn base(tls: TlsMode) -> &'static str {
 
 /// The plain reference: (pre-connect, requirement, decided by) written from RFC 7672 §2.2 and
 /// the seed's Table 2, independently of the plan's code.
-fn expected(tls: TlsMode, dane: DaneSetting, dns: Dns) -> (&'static str, Option<&'static str>) {
+fn expected(tls: TlsMode, dane: ConfiguredDane, dns: Dns) -> (&'static str, Option<&'static str>) {
     let dane = if tls == TlsMode::No {
-        DaneSetting::None
+        ConfiguredDane::None
     } else {
         dane
     };
-    let mandatory = dane == DaneSetting::Mandatory;
-    if dane == DaneSetting::None {
+    let mandatory = dane == ConfiguredDane::Mandatory;
+    if dane == ConfiguredDane::None {
         return ("connect", Some(base(tls)));
     }
     match dns {
@@ -133,11 +133,11 @@ fn every_mode_dane_setting_and_dns_situation() {
     let mut rows = 0;
     for tls in MODES {
         for dane in [
-            DaneSetting::None,
-            DaneSetting::Opportunistic,
-            DaneSetting::Mandatory,
+            ConfiguredDane::None,
+            ConfiguredDane::Opportunistic,
+            ConfiguredDane::Mandatory,
         ] {
-            if tls == TlsMode::No && dane != DaneSetting::None {
+            if tls == TlsMode::No && dane != ConfiguredDane::None {
                 continue; // a configuration error (DANE needs TLS)
             }
             for dns in DNS {
@@ -242,7 +242,7 @@ fn reference_ids_follow_the_mode_and_the_mx_security() {
     ] {
         let mut f = facts(Dns::NoTlsa);
         f.mx_status = security;
-        let plan = HopPlan::new(&policy(tls, DaneSetting::None), &f, PlanOptions::new());
+        let plan = HopPlan::new(&policy(tls, ConfiguredDane::None), &f, PlanOptions::new());
         let got: Vec<String> = plan
             .reference_ids()
             .iter()
@@ -265,7 +265,7 @@ fn dane_plan_names_sni_and_dane_reference_names() {
     let mut f = facts(Dns::Usable);
     f.tlsa_base = "mx.cname-target.example".into();
     let plan = HopPlan::new(
-        &policy(TlsMode::Preferred, DaneSetting::Opportunistic),
+        &policy(TlsMode::Preferred, ConfiguredDane::Opportunistic),
         &f,
         PlanOptions::new(),
     );
@@ -292,7 +292,7 @@ fn facts_for_another_domain_defer() {
     let mut f = facts(Dns::MxInsecure);
     f.next_hop = "example.org".into();
     let plan = HopPlan::new(
-        &policy(TlsMode::Preferred, DaneSetting::None),
+        &policy(TlsMode::Preferred, ConfiguredDane::None),
         &f,
         PlanOptions::new(),
     );
@@ -310,7 +310,7 @@ fn facts_for_another_domain_defer() {
     // Case and a trailing dot do not matter.
     f.next_hop = "EXAMPLE.com.".into();
     let plan = HopPlan::new(
-        &policy(TlsMode::Preferred, DaneSetting::None),
+        &policy(TlsMode::Preferred, ConfiguredDane::None),
         &f,
         PlanOptions::new(),
     );
@@ -319,7 +319,7 @@ fn facts_for_another_domain_defer() {
 
 #[test]
 fn implicit_mx_must_be_the_domain() {
-    let p = policy(TlsMode::RequiredVerifyHostedDomains, DaneSetting::None);
+    let p = policy(TlsMode::RequiredVerifyHostedDomains, ConfiguredDane::None);
     let options = PlanOptions::new().with_host_source(HostSource::ImplicitMx);
     let plan = HopPlan::new(&p, &facts(Dns::MxInsecure), options);
     assert!(matches!(
@@ -343,7 +343,7 @@ fn implicit_mx_must_be_the_domain() {
 
 #[test]
 fn route_host_is_a_reference_identity_of_its_own() {
-    let p = policy(TlsMode::RequiredVerifyHostedDomains, DaneSetting::None);
+    let p = policy(TlsMode::RequiredVerifyHostedDomains, ConfiguredDane::None);
     let mut f = facts(Dns::MxInsecure);
     f.mx_host = "relay.provider.example".into();
     let plan = HopPlan::new(
@@ -373,7 +373,7 @@ fn an_unusable_host_name_skips_the_host() {
     let mut f = facts(Dns::MxInsecure);
     f.mx_host = "bad name.example".into();
     let plan = HopPlan::new(
-        &policy(TlsMode::Required, DaneSetting::None),
+        &policy(TlsMode::Required, ConfiguredDane::None),
         &f,
         PlanOptions::new(),
     );
@@ -389,7 +389,7 @@ fn an_unusable_host_name_skips_the_host() {
 fn a_dane_defer_from_elsewhere_holds_even_with_dane_none() {
     // e.g. dane-verify's resolver: a failed MX lookup defers the destination whatever the
     // setting; the plan never lets the machine connect.
-    let p = policy(TlsMode::Preferred, DaneSetting::None);
+    let p = policy(TlsMode::Preferred, ConfiguredDane::None);
     let action = DaneAction::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate));
     let plan = HopPlan::with_dane_action(&p, &facts(Dns::MxInsecure), action, PlanOptions::new());
     assert!(matches!(plan.pre_connect(), PreConnect::Defer { .. }));
@@ -402,7 +402,7 @@ fn a_dane_defer_from_elsewhere_holds_even_with_dane_none() {
 fn mandatory_dane_with_a_configured_tls_action_holds() {
     // An action decided under a weaker setting than the policy's: the machine's requirement
     // refuses, the plan says why.
-    let p = policy(TlsMode::Required, DaneSetting::Mandatory);
+    let p = policy(TlsMode::Required, ConfiguredDane::Mandatory);
     let action = DaneAction::ConfiguredTls(NoDaneReason::AddressInsecure);
     let plan = HopPlan::with_dane_action(&p, &facts(Dns::NoTlsa), action, PlanOptions::new());
     assert_eq!(
@@ -425,7 +425,7 @@ fn defaults_are_least_trusted() {
 #[test]
 fn a_held_plan_verifies_nothing() {
     let plan = HopPlan::new(
-        &policy(TlsMode::Required, DaneSetting::Opportunistic),
+        &policy(TlsMode::Required, ConfiguredDane::Opportunistic),
         &facts(Dns::TlsaServFail),
         PlanOptions::new(),
     );
@@ -442,9 +442,9 @@ fn stripped_starttls_never_gives_plaintext_where_the_plan_forbids_it() {
     for tls in MODES {
         for dns in DNS {
             let dane = if tls == TlsMode::No {
-                DaneSetting::None
+                ConfiguredDane::None
             } else {
-                DaneSetting::Opportunistic
+                ConfiguredDane::Opportunistic
             };
             let plan = HopPlan::new(&policy(tls, dane), &facts(dns), PlanOptions::new());
             let Some(mut a) = plan.attempt(DeliveryOptions::default()) else {
@@ -475,7 +475,7 @@ fn too_many_tlsa_records_skip_the_host() {
         status: Secure,
     };
     let plan = HopPlan::new(
-        &policy(TlsMode::Preferred, DaneSetting::Opportunistic),
+        &policy(TlsMode::Preferred, ConfiguredDane::Opportunistic),
         &f,
         PlanOptions::new(),
     );
@@ -522,7 +522,7 @@ fn plan_verifier_is_the_drivers_dane_check() {
         status: Secure,
     };
     let plan = HopPlan::new(
-        &policy(TlsMode::Preferred, DaneSetting::Opportunistic),
+        &policy(TlsMode::Preferred, ConfiguredDane::Opportunistic),
         &f,
         PlanOptions::new(),
     );

@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use smtp_tls_policy::destination::{DaneSetting, DestinationControls, DestinationEntry, TlsMode};
+use smtp_tls_policy::destination::{
+    ConfiguredDane, DestinationControls, DestinationEntry, TlsMode,
+};
 
 use super::error::OutboundError;
 use crate::RetryPolicy;
@@ -549,7 +551,10 @@ impl OutboundConfig {
         match &self.destination_controls {
             Some(path) => Ok(DestinationControls::from_file(path)?),
             None => Ok(DestinationControls::builder()
-                .default_entry(DestinationEntry::new(TlsMode::Preferred, DaneSetting::None))?
+                .default_entry(DestinationEntry::new(
+                    TlsMode::Preferred,
+                    ConfiguredDane::None,
+                ))?
                 .build()),
         }
     }

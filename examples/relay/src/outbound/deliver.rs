@@ -5,7 +5,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use dane_verify::policy::decide;
-use smtp_tls_policy::delivery::dane::dane_setting;
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::plan::{HostSource, PreConnect, facts_without_dnssec};
 use tokio::sync::watch;
@@ -184,7 +183,7 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
                     // Static routes have no DNSSEC facts: the configured TLS mode applies, and
                     // mandatory DANE defers (RFC 7672 §2.2.1).
                     let facts = facts_without_dnssec(domain, &host);
-                    let action = decide(dane_setting(policy.dane), &facts);
+                    let action = decide(policy.dane, &facts);
                     hops.push(Hop {
                         name: host,
                         port,
@@ -202,7 +201,7 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
         }
         return Plan::Hops(hops, maildir);
     }
-    match ctx.dns.mx_hosts(domain, dane_setting(policy.dane)).await {
+    match ctx.dns.mx_hosts(domain, policy.dane).await {
         Ok(hosts) => Plan::Hops(
             hosts
                 .into_iter()
