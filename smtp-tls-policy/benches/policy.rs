@@ -57,7 +57,7 @@ fn attempt(c: &mut Criterion) {
                 black_box(DeliveryTls::RequiredVerify),
                 DaneSetting::None,
                 TlsaStatus::NotApplicable,
-                DeliveryOptions::new(true),
+                DeliveryOptions::new(RequiredTlsAlerts::Send),
             );
             let _ = a.preflight();
             let _ = a.on_ehlo(EhloOutcome::Esmtp { starttls: true });
@@ -79,7 +79,7 @@ fn attempt(c: &mut Criterion) {
                     black_box(DeliveryTls::Required),
                     DaneSetting::None,
                     TlsaStatus::NotApplicable,
-                    DeliveryOptions::new(true),
+                    DeliveryOptions::new(RequiredTlsAlerts::Send),
                 );
                 let _ = a.preflight();
                 black_box(a.on_ehlo(EhloOutcome::Esmtp { starttls: false }))

@@ -9,7 +9,8 @@ use std::time::Duration;
 use common::{MX, Pki};
 use dane_verify::policy::DaneSetting;
 use smtp_tls_policy::delivery::{
-    Action, DeliveryAttempt, DeliveryOptions, EhloOutcome, Reason, Step, TlsaStatus,
+    Action, DeliveryAttempt, DeliveryOptions, EhloOutcome, Reason, RequiredTlsAlerts, Step,
+    TlsaStatus,
 };
 use smtp_tls_policy::destination::DeliveryTls;
 use smtp_tls_policy::io::{ClientOutcome, LineReader, Timeouts, negotiate};
@@ -106,7 +107,7 @@ async fn run(script: Script, mode: DeliveryTls, pki: &Pki) -> ClientOutcome<TcpS
         mode,
         DaneSetting::None,
         TlsaStatus::NotApplicable,
-        DeliveryOptions::new(true),
+        DeliveryOptions::new(RequiredTlsAlerts::Send),
     );
     let settings = pki
         .client_settings(mode, "hostile.example", MX)
@@ -242,7 +243,7 @@ async fn tarpit_reply_times_out_as_a_whole() {
             DeliveryTls::Preferred,
             DaneSetting::None,
             TlsaStatus::NotApplicable,
-            DeliveryOptions::new(true),
+            DeliveryOptions::new(RequiredTlsAlerts::Send),
         );
         let settings = pki
             .client_settings(DeliveryTls::Preferred, "tarpit.example", MX)

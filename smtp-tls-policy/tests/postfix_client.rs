@@ -7,7 +7,8 @@ use std::time::Duration;
 use common::{MX, Pki, PostfixLab};
 use dane_verify::policy::DaneSetting;
 use smtp_tls_policy::delivery::{
-    Action, DeliveryAttempt, DeliveryOptions, PkixOutcome, Reason, TlsaStatus, VerificationStatus,
+    Action, DeliveryAttempt, DeliveryOptions, PkixOutcome, Reason, RequiredTlsAlerts, TlsaStatus,
+    VerificationStatus,
 };
 use smtp_tls_policy::destination::DeliveryTls;
 use smtp_tls_policy::io::{ClientOutcome, LineReader, SmtpStream, Timeouts, negotiate};
@@ -27,7 +28,7 @@ async fn attempt(
         mode,
         DaneSetting::None,
         TlsaStatus::NotApplicable,
-        DeliveryOptions::new(true),
+        DeliveryOptions::new(RequiredTlsAlerts::Send),
     );
     let settings = pki
         .client_settings(mode, "test.example", name)

@@ -57,7 +57,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde_json::{Value, json};
 use smtp_tls_policy::chain::TrustAnchors;
-use smtp_tls_policy::delivery::DeliveryOptions;
+use smtp_tls_policy::delivery::{DeliveryOptions, RequiredTlsAlerts};
 use smtp_tls_policy::destination::DestinationControls;
 use smtp_tls_policy::io::{Timeouts, negotiate};
 use smtp_tls_policy::plan::{HopPlan, PlanOptions};
@@ -308,7 +308,7 @@ async fn check_host(
     };
     let verifier = plan.verifier(Arc::new(TrustAnchors::mozilla()));
     let (Some(attempt), Some(settings)) = (
-        plan.attempt(DeliveryOptions::new(false)),
+        plan.attempt(DeliveryOptions::new(RequiredTlsAlerts::DoNotSend)),
         plan.client_settings_with(EHLO_NAME, verifier),
     ) else {
         let why = plan

@@ -52,7 +52,7 @@ use std::time::Duration;
 use dane_verify::DnssecStatus;
 use dane_verify::policy::{Action as DaneAction, NoDaneReason};
 use serde_json::{Value, json};
-use smtp_tls_policy::delivery::{Action, DeliveryOptions};
+use smtp_tls_policy::delivery::{Action, DeliveryOptions, RequiredTlsAlerts};
 use smtp_tls_policy::destination::{DeliveryTls, DestinationControls, TlsMode};
 use smtp_tls_policy::identity::{FqdnValidation, X509Validation};
 use smtp_tls_policy::io::{ClientConnection, Timeouts, Transcript, negotiate};
@@ -214,7 +214,7 @@ pub(super) fn run(args: &Args) -> crate::CmdResult {
     if let Some(at) = &args.at {
         verifier = verifier.at_time(parse_time(at)?);
     }
-    let options = DeliveryOptions::new(true);
+    let options = DeliveryOptions::new(RequiredTlsAlerts::Send);
     let (Some(attempt), Some(settings)) = (
         plan.attempt(options),
         plan.client_settings_with(args.ehlo.clone(), verifier),

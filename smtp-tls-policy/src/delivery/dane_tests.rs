@@ -6,7 +6,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use super::*;
 use crate::delivery::{
     Action as Next, DeliveryAttempt, DeliveryOptions, EhloOutcome, HandshakeOutcome,
-    PeerVerification, PkixOutcome, Reason, Requirement, Step,
+    PeerVerification, PkixOutcome, Reason, RequiredTlsAlerts, Requirement, Step,
 };
 use crate::destination::DeliveryTls;
 
@@ -123,7 +123,7 @@ fn machine_treatment_of_every_action() {
                     tls,
                     dane,
                     status.clone(),
-                    DeliveryOptions::new(true),
+                    DeliveryOptions::new(RequiredTlsAlerts::Send),
                 );
                 let base =
                     Requirement::new(tls, DaneSetting::None, &TlsaStatus::NotApplicable).unwrap();
@@ -187,7 +187,7 @@ fn without_starttls(dane: DaneSetting, tls: DeliveryTls, f: &HostFacts) -> Next 
         tls,
         dane,
         action.into(),
-        DeliveryOptions::new(true),
+        DeliveryOptions::new(RequiredTlsAlerts::Send),
     );
     if let Some(d) = a.preflight() {
         return d.action;
@@ -302,7 +302,7 @@ fn every_verdict_maps_to_its_dane_outcome() {
             DeliveryTls::Preferred,
             DaneSetting::Opportunistic,
             TlsaStatus::Usable,
-            DeliveryOptions::new(false),
+            DeliveryOptions::new(RequiredTlsAlerts::DoNotSend),
         );
         assert!(a.preflight().is_none());
         assert_eq!(

@@ -48,21 +48,34 @@ pub enum Step {
     Done(Decision),
 }
 
+/// Whether a failed required TLS connection raises [`DeliveryEvent::Alert`] (seed "Sending
+/// Alerts When a Required TLS Connection Fails").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequiredTlsAlerts {
+    /// Emit [`DeliveryEvent::Alert`] when a required TLS connection fails.
+    Send,
+    /// Emit no alert (the failure is still logged as
+    /// [`DeliveryEvent::TlsRequiredButUnavailable`]).
+    #[default]
+    DoNotSend,
+}
+
 /// Options that are global settings, not per destination.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeliveryOptions {
-    /// Emit [`DeliveryEvent::Alert`] when a required TLS connection fails.
-    pub alert_on_required_tls_failure: bool,
+    /// Whether [`DeliveryEvent::Alert`] is emitted when a required TLS connection fails.
+    pub required_tls_alerts: RequiredTlsAlerts,
     /// Defer or bounce on the peer's permanent refusals.
     pub required_failure: RequiredTlsFailure,
 }
 
 impl DeliveryOptions {
-    /// Options with alerts on or off and the default (defer) failure disposition.
-    pub fn new(alert_on_required_tls_failure: bool) -> Self {
+    /// Options with the given alert setting and the default (defer) failure disposition.
+    pub fn new(required_tls_alerts: RequiredTlsAlerts) -> Self {
         Self {
-            alert_on_required_tls_failure,
+            required_tls_alerts,
             required_failure: RequiredTlsFailure::Defer,
         }
     }
@@ -92,7 +105,7 @@ enum State {
 ///
 /// let mut a = DeliveryAttempt::new(
 ///     "example.com", DeliveryTls::Required, DaneSetting::None, TlsaStatus::NotApplicable,
-///     DeliveryOptions::new(true),
+///     DeliveryOptions::new(RequiredTlsAlerts::Send),
 /// );
 /// assert!(a.preflight().is_none());
 /// // The server did not advertise STARTTLS: the message is deferred, never sent in the clear.
@@ -340,7 +353,7 @@ impl DeliveryAttempt {
             domain: self.domain.clone(),
             reason: reason.clone(),
         }];
-        if self.options.alert_on_required_tls_failure {
+        if self.options.required_tls_alerts == RequiredTlsAlerts::Send {
             events.push(DeliveryEvent::Alert(RequiredTlsAlert {
                 domain: self.domain.clone(),
                 reason: reason.clone(),

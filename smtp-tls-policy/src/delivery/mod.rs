@@ -45,7 +45,9 @@ mod requirement;
 #[cfg(test)]
 mod tests;
 
-pub use machine::{DeliveryAttempt, DeliveryOptions, EhloOutcome, HandshakeOutcome, Step};
+pub use machine::{
+    DeliveryAttempt, DeliveryOptions, EhloOutcome, HandshakeOutcome, RequiredTlsAlerts, Step,
+};
 pub use outcome::{
     Action, Decision, DeliveryEvent, PlaintextPermit, PlaintextRetry, Reason, RequiredTlsAlert,
     VerificationStatus,

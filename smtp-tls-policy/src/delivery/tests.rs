@@ -70,7 +70,13 @@ fn run(mut a: DeliveryAttempt, peer: Peer, dane: Option<DaneOutcome>) -> Decisio
 }
 
 fn attempt(tls: DeliveryTls, dane: DaneSetting, tlsa: TlsaStatus) -> DeliveryAttempt {
-    DeliveryAttempt::new("dest.example", tls, dane, tlsa, DeliveryOptions::new(true))
+    DeliveryAttempt::new(
+        "dest.example",
+        tls,
+        dane,
+        tlsa,
+        DeliveryOptions::new(RequiredTlsAlerts::Send),
+    )
 }
 
 /// Expected action names, in PEERS order.
@@ -285,8 +291,8 @@ fn dane() {
 
 #[test]
 fn bounce_only_on_permanent_refusals_when_configured() {
-    let opts =
-        DeliveryOptions::new(false).with_required_failure(RequiredTlsFailure::BouncePermanent);
+    let opts = DeliveryOptions::new(RequiredTlsAlerts::DoNotSend)
+        .with_required_failure(RequiredTlsFailure::BouncePermanent);
     let mk = || {
         DeliveryAttempt::new(
             "d",
@@ -397,7 +403,7 @@ proptest! {
     ) {
         let dane_forces_tls = dane != DaneSetting::None && matches!(tlsa, TlsaStatus::Usable | TlsaStatus::Unusable);
         let must_encrypt = mode.is_required() || dane_forces_tls || dane == DaneSetting::Mandatory;
-        let opts = DeliveryOptions::new(true).with_required_failure(
+        let opts = DeliveryOptions::new(RequiredTlsAlerts::Send).with_required_failure(
             if bounce { RequiredTlsFailure::BouncePermanent } else { RequiredTlsFailure::Defer });
         let mut a = DeliveryAttempt::new("p.example", mode, dane, tlsa.clone(), opts);
         let mut established = false;

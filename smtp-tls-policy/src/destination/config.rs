@@ -25,6 +25,7 @@ use toml::Spanned;
 
 use super::mode::{ConfiguredDane, TlsMode};
 use super::table::{DestinationControls, DestinationControlsBuilder, DestinationEntry};
+use crate::delivery::RequiredTlsAlerts;
 use crate::error::{DestinationConfigErrorKind, Error};
 
 /// Largest configuration accepted, in bytes.
@@ -41,9 +42,22 @@ pub struct GlobalSettings {
     /// domain), by name; the application resolves the name (e.g. in its certificate store).
     #[serde(default)]
     pub client_certificate: Option<String>,
-    /// Send an alert when a required TLS connection fails.
+    /// Send an alert when a required TLS connection fails (TOML
+    /// `alert-on-required-tls-failure = true`); see [`GlobalSettings::required_tls_alerts`].
     #[serde(default)]
     pub alert_on_required_tls_failure: bool,
+}
+
+impl GlobalSettings {
+    /// The delivery machine's alert setting for `alert-on-required-tls-failure`, for
+    /// [`DeliveryOptions::new`](crate::delivery::DeliveryOptions::new).
+    pub fn required_tls_alerts(&self) -> RequiredTlsAlerts {
+        if self.alert_on_required_tls_failure {
+            RequiredTlsAlerts::Send
+        } else {
+            RequiredTlsAlerts::DoNotSend
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@ use dane_verify::policy::DaneSetting;
 use proptest::prelude::*;
 
 use super::*;
+use crate::delivery::RequiredTlsAlerts;
 use crate::error::{DestinationConfigErrorKind as K, Error};
 
 const SAMPLE: &str = r#"
@@ -36,6 +37,7 @@ fn lookup_table() {
     let c = DestinationControls::from_toml("sample.toml", SAMPLE).unwrap();
     assert_eq!(c.global().client_certificate.as_deref(), Some("outbound"));
     assert!(c.global().alert_on_required_tls_failure);
+    assert_eq!(c.global().required_tls_alerts(), RequiredTlsAlerts::Send);
     let cases = [
         (
             "example.com",

@@ -501,7 +501,7 @@ impl HopPlan {
 
     /// The state machine's decision when no connection may be made and the hold comes from the
     /// DANE policy (the `TlsRequiredButUnavailable` event and, with
-    /// [`DeliveryOptions::alert_on_required_tls_failure`], the alert): what a delivery agent logs
+    /// [`DeliveryOptions::required_tls_alerts`], the alert): what a delivery agent logs
     /// and reports for a [`PreConnect::SkipHost`] or [`PreConnect::Defer`]. `None` when a
     /// connection may be made, or when the hold is not the machine's (inconsistent facts, names
     /// that do not parse: see [`PreConnect::hold_reason`]).

@@ -9,7 +9,9 @@ use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
 
 use dane_verify::policy::{Action as DaneAction, HostFacts};
-use smtp_tls_policy::delivery::{Action, Decision, DeliveryAttempt, DeliveryOptions};
+use smtp_tls_policy::delivery::{
+    Action, Decision, DeliveryAttempt, DeliveryOptions, RequiredTlsAlerts,
+};
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::io::{ClientOutcome, ClientSettings, Timeouts, Transcript, negotiate};
 use smtp_tls_policy::plan::{HopPlan, HostSource, PlanOptions};
@@ -79,7 +81,7 @@ fn connection_failure(text: String, remote: String) -> Failure {
 
 /// The machine's options: alert on a required-TLS failure.
 fn delivery_options() -> DeliveryOptions {
-    DeliveryOptions::new(true)
+    DeliveryOptions::new(RequiredTlsAlerts::Send)
 }
 
 /// The plan makes no connection to `hop` (its pre-flight check): log it, raise the alert (if
