@@ -3,7 +3,7 @@
 //! - [`TlsaRecord`]: TLSA RDATA from presentation text (`"3 1 1 ab.."`) or wire form, with
 //!   lossless registry enums [`CertUsage`], [`Selector`], [`Matching`] (RFC 6698 §2).
 //! - [`DaneMatcher`]: matches a presented chain against a TLSA RRset in SMTP mode (RFC 7672) or
-//!   generic mode (RFC 6698/7671), giving a [`Verdict`] (which record, which depth).
+//!   generic mode (RFC 6698/7671), giving a [`DaneVerdict`] (which record, which depth).
 //! - [`DnssecStatus`] and [`policy::decide`]: the sans-IO RFC 7672 decision per MX host.
 //! - [`server_tlsa_records`]: the records a server should publish for its own certificate.
 //! - [`check_server_key_usage`]: the leaf keyUsage rule (TLS server use) applied after every
@@ -14,7 +14,7 @@
 //!
 //! # The RFC 7672 matrix
 //!
-//! Action per MX host, by DANE setting (Opportunistic / Mandatory), the DNSSEC status of the MX
+//! DaneAction per MX host, by DANE setting (Opportunistic / Mandatory), the DNSSEC status of the MX
 //! RRset, and the TLSA lookup (the host's address records secure). Each row is a test against
 //! the DNSSEC lab (`tests/matrix.rs`).
 //!
@@ -51,10 +51,10 @@ mod verdict;
 pub use cert::check_server_key_usage;
 pub use dnssec::DnssecStatus;
 pub use error::Error;
-pub use matching::{DaneEeNames, DaneMatcher, MatchMode, Outcome, Verdict};
+pub use matching::{DaneEeNames, DaneMatchOutcome, DaneMatcher, DaneVerdict, MatchMode};
 pub use names::{
     ConstraintBreach, MAX_CN_CONSTRAINT_COMPARISONS, PathCa, check_cn_name_constraints,
 };
 pub use output::server_tlsa_records;
-pub use policy::{Action, DaneSetting};
+pub use policy::{DaneAction, DaneSetting};
 pub use tlsa::{CertUsage, Matching, Selector, TlsaRecord};

@@ -31,7 +31,7 @@ use webpki::{EndEntityCert, KeyUsage, anchor_from_trusted_cert};
 use crate::cert::{CertParts, check_server_key_usage, matches};
 use crate::names::{self, PathCa};
 use crate::tlsa::{CertUsage, Matching, Selector, TlsaRecord};
-pub use crate::verdict::{Outcome, Verdict};
+pub use crate::verdict::{DaneMatchOutcome, DaneVerdict};
 
 /// Longest chain accepted from a peer (certificates), a work bound.
 pub const MAX_CHAIN_LEN: usize = 16;
@@ -59,7 +59,7 @@ pub enum DaneEeNames {
 /// Matches chains against TLSA RRsets for a set of reference identities.
 ///
 /// ```
-/// use dane_verify::{DaneMatcher, Outcome, TlsaRecord};
+/// use dane_verify::{DaneMatcher, DaneMatchOutcome, TlsaRecord};
 /// use rustls_pki_types::UnixTime;
 /// let key = rcgen::KeyPair::generate().unwrap();
 /// let cert = rcgen::CertificateParams::new(vec!["mx.example".into()]).unwrap()
@@ -67,7 +67,7 @@ pub enum DaneEeNames {
 /// let records = dane_verify::server_tlsa_records(cert.der(), None).unwrap();
 /// let matcher = DaneMatcher::smtp(["mx.example", "example"]).unwrap();
 /// let verdict = matcher.verify(&records, &[cert.der().clone()], UnixTime::now());
-/// assert_eq!(verdict.outcome, Outcome::Verified);
+/// assert_eq!(verdict.outcome, DaneMatchOutcome::Verified);
 /// assert_eq!(verdict.depth, 0);
 /// ```
 #[derive(Debug, Clone)]
@@ -123,17 +123,17 @@ impl DaneMatcher {
         records: &[TlsaRecord],
         chain: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> Verdict {
+    ) -> DaneVerdict {
         let usable = self.usable_records(records);
         if usable.is_empty() {
-            return Verdict::new(Outcome::Unusable);
+            return DaneVerdict::new(DaneMatchOutcome::Unusable);
         }
         if chain.is_empty() {
-            return failed(Outcome::ChainError, "the peer sent no certificate");
+            return failed(DaneMatchOutcome::ChainError, "the peer sent no certificate");
         }
         if chain.len() > MAX_CHAIN_LEN {
             return failed(
-                Outcome::ChainError,
+                DaneMatchOutcome::ChainError,
                 &format!(
                     "chain of {} certificates exceeds {MAX_CHAIN_LEN}",
                     chain.len()
@@ -147,7 +147,7 @@ impl DaneMatcher {
             .collect::<Result<Vec<_>, _>>()
         {
             Ok(p) => p,
-            Err(e) => return failed(Outcome::ChainError, &e.to_string()),
+            Err(e) => return failed(DaneMatchOutcome::ChainError, &e.to_string()),
         };
         let peer = Peer {
             chain,
@@ -156,8 +156,8 @@ impl DaneMatcher {
             now,
             budget: Cell::new(names::MAX_CN_CONSTRAINT_COMPARISONS),
         };
-        let mut best = Verdict::new(Outcome::NoMatch);
-        let mut verified: Option<(u8, Verdict)> = None;
+        let mut best = DaneVerdict::new(DaneMatchOutcome::NoMatch);
+        let mut verified: Option<(u8, DaneVerdict)> = None;
         for record in usable {
             let rank = usage_rank(record.usage());
             if verified.as_ref().is_some_and(|(r, _)| *r < rank) {
@@ -170,7 +170,7 @@ impl DaneMatcher {
                 CertUsage::PkixTa => self.pkix_ta(record, &peer),
                 CertUsage::Unassigned(_) | CertUsage::Private => continue,
             };
-            if v.outcome == Outcome::Verified {
+            if v.outcome == DaneMatchOutcome::Verified {
                 if verified.as_ref().is_none_or(|(_, b)| v.depth < b.depth) {
                     verified = Some((rank, v));
                 }
@@ -234,9 +234,9 @@ impl DaneMatcher {
         certs
     }
 
-    fn dane_ee(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+    fn dane_ee(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> DaneVerdict {
         if !record_matches(record, &peer.parts[0]) {
-            return Verdict::new(Outcome::NoMatch);
+            return DaneVerdict::new(DaneMatchOutcome::NoMatch);
         }
         // RFC 7672 §3.1.1 / RFC 7671 §5.1: no name, no expiry, no key-usage check for DANE-EE.
         if self.mode == MatchMode::Generic && self.dane_ee_names == DaneEeNames::Check {
@@ -244,7 +244,7 @@ impl DaneMatcher {
                 return name_failure(record, 0, e);
             }
         }
-        matched(Outcome::Verified, record, 0, None)
+        matched(DaneMatchOutcome::Verified, record, 0, None)
     }
 
     /// DANE-TA(2): the record names a trust anchor: a certificate the server sends (depth >= 1),
@@ -255,7 +255,7 @@ impl DaneMatcher {
     /// Depth as OpenSSL's `SSL_get0_dane_authority` reports it: the anchor certificate's place
     /// in the validated path (for a `2 0 0` anchor not sent, one beyond the top certificate
     /// used), and for a bare key the place of the top certificate it signed.
-    fn dane_ta(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+    fn dane_ta(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> DaneVerdict {
         // (depth if the path fails, anchor certificate), each certificate once, at its lowest
         // depth: a copy sent again would give the same path and verdict, at the cost of another
         // validation (a hostile server may send one CA 15 times).
@@ -276,7 +276,7 @@ impl DaneMatcher {
         {
             candidates.push((peer.chain.len(), record.data()));
         }
-        let mut best = Verdict::new(Outcome::NoMatch);
+        let mut best = DaneVerdict::new(DaneMatchOutcome::NoMatch);
         for (depth, anchor_der) in candidates {
             let v = match anchor_from_trusted_cert(&CertificateDer::from(anchor_der)) {
                 Ok(anchor) => {
@@ -294,19 +294,21 @@ impl DaneMatcher {
                         Err(
                             webpki::Error::UnknownIssuer
                             | webpki::Error::InvalidSignatureForPublicKey,
-                        ) if depth == peer.chain.len() => Verdict::new(Outcome::NoMatch),
+                        ) if depth == peer.chain.len() => {
+                            DaneVerdict::new(DaneMatchOutcome::NoMatch)
+                        }
                         Err(e) => chain_error(record, depth, &e),
                     }
                 }
                 Err(_) => matched(
-                    Outcome::ChainError,
+                    DaneMatchOutcome::ChainError,
                     record,
                     depth,
                     Some("trust anchor certificate cannot be parsed".into()),
                 ),
             };
             best = better(best, v);
-            if best.outcome == Outcome::Verified {
+            if best.outcome == DaneMatchOutcome::Verified {
                 return best;
             }
         }
@@ -319,9 +321,9 @@ impl DaneMatcher {
     /// `2 1 0`: the record carries the anchor's SubjectPublicKeyInfo. Its subject is taken from
     /// the issuer name of the certificate it signs, so one anchor per distinct issuer name of
     /// the certificates at hand; path building picks the lowest one that verifies.
-    fn bare_key(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+    fn bare_key(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> DaneVerdict {
         let Some(spki) = der_contents(record.data()) else {
-            return Verdict::new(Outcome::NoMatch);
+            return DaneVerdict::new(DaneMatchOutcome::NoMatch);
         };
         let mut subjects: Vec<&[u8]> = Vec::new();
         for issuer in peer.parts.iter().map(|p| p.issuer) {
@@ -345,16 +347,16 @@ impl DaneMatcher {
             Ok(path) => self.after_path(record, peer, &path, path.intermediates),
             // A bare key that signs nothing here is simply not a match.
             Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) => {
-                Verdict::new(Outcome::NoMatch)
+                DaneVerdict::new(DaneMatchOutcome::NoMatch)
             }
             Err(e) => chain_error(record, 0, &e),
         }
     }
 
     /// PKIX-EE(1): the record matches the leaf, which must validate to the trust store.
-    fn pkix_ee(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+    fn pkix_ee(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> DaneVerdict {
         if !record_matches(record, &peer.parts[0]) {
-            return Verdict::new(Outcome::NoMatch);
+            return DaneVerdict::new(DaneMatchOutcome::NoMatch);
         }
         let (anchors, certs) = self.store_anchors(|_| true);
         match validate_path(&peer.chain[0], &peer.pool(None), &anchors, &certs, peer.now) {
@@ -366,7 +368,7 @@ impl DaneMatcher {
     /// PKIX-TA(0): the record names a CA on a path that validates to the trust store: a store
     /// CA (then only it anchors the path), or a certificate sent or published in DNS, which
     /// must then lie on the validated path.
-    fn pkix_ta(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> Verdict {
+    fn pkix_ta(&self, record: &TlsaRecord, peer: &Peer<'_, '_>) -> DaneVerdict {
         let (anchors, certs) = self.store_anchors(|p| record_matches(record, p));
         let pool = peer.pool(None);
         if !anchors.is_empty() {
@@ -374,7 +376,7 @@ impl DaneMatcher {
                 Ok(path) => self.after_path(record, peer, &path, path.intermediates + 1),
                 Err(e) => chain_error(record, peer.chain.len(), &e),
             };
-            if v.outcome == Outcome::Verified {
+            if v.outcome == DaneMatchOutcome::Verified {
                 return v;
             }
             return better(self.pkix_ta_below(record, peer, &pool), v);
@@ -388,20 +390,20 @@ impl DaneMatcher {
         record: &TlsaRecord,
         peer: &Peer<'_, '_>,
         pool: &[CertificateDer<'_>],
-    ) -> Verdict {
+    ) -> DaneVerdict {
         let named = |c: &CertificateDer<'_>| {
             CertParts::parse(c, 1).is_ok_and(|p| record_matches(record, &p))
         };
         let sent = (1..peer.chain.len()).find(|&d| record_matches(record, &peer.parts[d]));
         if sent.is_none() && !peer.from_dns.iter().any(named) {
-            return Verdict::new(Outcome::NoMatch);
+            return DaneVerdict::new(DaneMatchOutcome::NoMatch);
         }
         let (anchors, certs) = self.store_anchors(|_| true);
         match validate_path(&peer.chain[0], pool, &anchors, &certs, peer.now) {
             Ok(path) => match path.cas.iter().position(named) {
                 Some(i) => self.after_path(record, peer, &path, i + 1),
                 // Named but not on the path (an unrelated certificate): no match, as OpenSSL.
-                None => Verdict::new(Outcome::NoMatch),
+                None => DaneVerdict::new(DaneMatchOutcome::NoMatch),
             },
             Err(e) => chain_error(record, sent.unwrap_or(1), &e),
         }
@@ -428,9 +430,14 @@ impl DaneMatcher {
         peer: &Peer<'_, '_>,
         path: &ValidPath,
         depth: usize,
-    ) -> Verdict {
+    ) -> DaneVerdict {
         if let Err(e) = check_server_key_usage(&peer.chain[0]) {
-            return matched(Outcome::ChainError, record, depth, Some(e.to_string()));
+            return matched(
+                DaneMatchOutcome::ChainError,
+                record,
+                depth,
+                Some(e.to_string()),
+            );
         }
         let cas: Vec<PathCa<'_>> = path
             .cas
@@ -438,7 +445,7 @@ impl DaneMatcher {
             .map(|c| PathCa::Certificate(c.as_ref()))
             .collect();
         match names::check(&peer.chain[0], &self.names, &cas, &peer.budget) {
-            Ok(()) => matched(Outcome::Verified, record, depth, None),
+            Ok(()) => matched(DaneMatchOutcome::Verified, record, depth, None),
             Err(e) => name_failure(record, depth, e),
         }
     }
@@ -523,7 +530,7 @@ fn usage_rank(usage: CertUsage) -> u8 {
 }
 
 /// The more telling of two verdicts (a verified one first).
-fn better(a: Verdict, b: Verdict) -> Verdict {
+fn better(a: DaneVerdict, b: DaneVerdict) -> DaneVerdict {
     if b.outcome.rank() > a.outcome.rank() {
         b
     } else {
@@ -532,13 +539,13 @@ fn better(a: Verdict, b: Verdict) -> Verdict {
 }
 
 /// A failed name check: a mismatch, or — the work bound spent — a chain error.
-fn name_failure(record: &TlsaRecord, depth: usize, e: names::NameFailure) -> Verdict {
+fn name_failure(record: &TlsaRecord, depth: usize, e: names::NameFailure) -> DaneVerdict {
     match e {
         names::NameFailure::Mismatch(reason) => {
-            matched(Outcome::NameMismatch, record, depth, Some(reason))
+            matched(DaneMatchOutcome::NameMismatch, record, depth, Some(reason))
         }
         names::NameFailure::Budget => matched(
-            Outcome::ChainError,
+            DaneMatchOutcome::ChainError,
             record,
             depth,
             Some(format!(
@@ -549,8 +556,13 @@ fn name_failure(record: &TlsaRecord, depth: usize, e: names::NameFailure) -> Ver
     }
 }
 
-fn chain_error(record: &TlsaRecord, depth: usize, e: &webpki::Error) -> Verdict {
-    matched(Outcome::ChainError, record, depth, Some(format!("{e:?}")))
+fn chain_error(record: &TlsaRecord, depth: usize, e: &webpki::Error) -> DaneVerdict {
+    matched(
+        DaneMatchOutcome::ChainError,
+        record,
+        depth,
+        Some(format!("{e:?}")),
+    )
 }
 
 fn parse_names<'a>(
@@ -573,8 +585,13 @@ fn record_matches(record: &TlsaRecord, cert: &CertParts<'_>) -> bool {
         .is_some_and(|content| matches(record.matching(), content, record.data()))
 }
 
-fn matched(outcome: Outcome, record: &TlsaRecord, depth: usize, reason: Option<String>) -> Verdict {
-    Verdict {
+fn matched(
+    outcome: DaneMatchOutcome,
+    record: &TlsaRecord,
+    depth: usize,
+    reason: Option<String>,
+) -> DaneVerdict {
+    DaneVerdict {
         outcome,
         depth: i32::try_from(depth).unwrap_or(i32::MAX),
         matched: Some(record.clone()),
@@ -582,10 +599,10 @@ fn matched(outcome: Outcome, record: &TlsaRecord, depth: usize, reason: Option<S
     }
 }
 
-fn failed(outcome: Outcome, reason: &str) -> Verdict {
-    Verdict {
+fn failed(outcome: DaneMatchOutcome, reason: &str) -> DaneVerdict {
+    DaneVerdict {
         reason: Some(reason.into()),
-        ..Verdict::new(outcome)
+        ..DaneVerdict::new(outcome)
     }
 }
 

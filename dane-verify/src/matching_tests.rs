@@ -6,7 +6,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::DaneMatcher;
-use crate::{Outcome, TlsaRecord, server_tlsa_records};
+use crate::{DaneMatchOutcome, TlsaRecord, server_tlsa_records};
 
 thread_local! {
     /// Path validations made on this thread ([`super::validate_path`] counts them).
@@ -36,7 +36,7 @@ fn counted(
     matcher: &DaneMatcher,
     records: &[TlsaRecord],
     chain: &[CertificateDer<'_>],
-) -> ((Outcome, i32), usize) {
+) -> ((DaneMatchOutcome, i32), usize) {
     PATH_VALIDATIONS.with(|n| n.set(0));
     let v = matcher.verify(records, chain, UnixTime::now());
     ((v.outcome, v.depth), PATH_VALIDATIONS.with(Cell::get))
@@ -55,8 +55,8 @@ fn a_repeated_ca_or_record_is_validated_once() {
     let wrong_name = DaneMatcher::smtp(["mx.other.example"]).unwrap();
     let right_name = DaneMatcher::smtp(["mx.example.net"]).unwrap();
     for (matcher, outcome) in [
-        (&wrong_name, Outcome::NameMismatch),
-        (&right_name, Outcome::Verified),
+        (&wrong_name, DaneMatchOutcome::NameMismatch),
+        (&right_name, DaneMatchOutcome::Verified),
     ] {
         let records = std::slice::from_ref(&ta);
         assert_eq!(counted(matcher, records, &once), ((outcome, 1), 1));

@@ -170,7 +170,7 @@ pub enum DeferReason {
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Action {
+pub enum DaneAction {
     /// Require TLS and authenticate the server with these TLSA records (RFC 7672 §3).
     UseDane {
         /// The usable-or-not RRset (the matcher ignores unusable records).
@@ -189,14 +189,14 @@ pub enum Action {
     Defer(DeferReason),
 }
 
-impl Default for Action {
+impl Default for DaneAction {
     /// The least trusted action: defer, undetermined.
     fn default() -> Self {
         Self::Defer(DeferReason::Undetermined)
     }
 }
 
-impl Action {
+impl DaneAction {
     /// A short stable name: `dane`, `tls-unauthenticated`, `configured-tls`, `defer`.
     #[must_use]
     pub fn as_str(&self) -> &'static str {
@@ -208,7 +208,7 @@ impl Action {
         }
     }
 
-    /// For [`Action::UseDane`], the SMTP-mode matcher for its reference identities.
+    /// For [`DaneAction::UseDane`], the SMTP-mode matcher for its reference identities.
     pub fn matcher(&self) -> Option<Result<DaneMatcher, crate::Error>> {
         match self {
             Self::UseDane {
@@ -224,7 +224,7 @@ impl Action {
 /// The RFC 7672 decision for one MX host (see the module documentation for the rules).
 ///
 /// ```
-/// use dane_verify::policy::{decide, Action, DaneSetting, DeferReason, HostFacts, LookupFailure, TlsaLookup};
+/// use dane_verify::policy::{decide, DaneAction, DaneSetting, DeferReason, HostFacts, LookupFailure, TlsaLookup};
 /// use dane_verify::DnssecStatus::Secure;
 /// let facts = HostFacts {
 ///     next_hop: "example".into(),
@@ -237,40 +237,40 @@ impl Action {
 /// // A TLSA SERVFAIL for a secure host defers, even when DANE is only opportunistic.
 /// assert_eq!(
 ///     decide(DaneSetting::Opportunistic, &facts),
-///     Action::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail))
+///     DaneAction::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail))
 /// );
 /// ```
-pub fn decide(setting: DaneSetting, facts: &HostFacts) -> Action {
+pub fn decide(setting: DaneSetting, facts: &HostFacts) -> DaneAction {
     use DnssecStatus::{Insecure, Secure};
     let no_dane = |reason| match setting {
-        DaneSetting::Mandatory => Action::Defer(DeferReason::DaneRequired(reason)),
-        _ => Action::ConfiguredTls(reason),
+        DaneSetting::Mandatory => DaneAction::Defer(DeferReason::DaneRequired(reason)),
+        _ => DaneAction::ConfiguredTls(reason),
     };
     if setting == DaneSetting::None {
-        return Action::ConfiguredTls(NoDaneReason::SettingNone);
+        return DaneAction::ConfiguredTls(NoDaneReason::SettingNone);
     }
     match facts.mx_status {
         Secure => {}
         Insecure => return no_dane(NoDaneReason::MxInsecure),
-        s => return Action::Defer(DeferReason::MxLookup(s)),
+        s => return DaneAction::Defer(DeferReason::MxLookup(s)),
     }
     match facts.address_status {
         Secure => {}
         Insecure => return no_dane(NoDaneReason::AddressInsecure),
-        s => return Action::Defer(DeferReason::AddressLookup(s)),
+        s => return DaneAction::Defer(DeferReason::AddressLookup(s)),
     }
     match &facts.tlsa {
-        TlsaLookup::NotQueried => Action::Defer(DeferReason::Undetermined),
-        TlsaLookup::Failed(f) => Action::Defer(DeferReason::TlsaLookup(*f)),
+        TlsaLookup::NotQueried => DaneAction::Defer(DeferReason::Undetermined),
+        TlsaLookup::Failed(f) => DaneAction::Defer(DeferReason::TlsaLookup(*f)),
         TlsaLookup::NotFound { status: Secure } => no_dane(NoDaneReason::NoTlsa),
         TlsaLookup::NotFound { status: Insecure }
         | TlsaLookup::Found {
             status: Insecure, ..
         } => no_dane(NoDaneReason::TlsaInsecure),
         TlsaLookup::NotFound { status } | TlsaLookup::Found { status, .. } if *status != Secure => {
-            Action::Defer(DeferReason::TlsaBogus(*status))
+            DaneAction::Defer(DeferReason::TlsaBogus(*status))
         }
-        TlsaLookup::NotFound { .. } => Action::Defer(DeferReason::Undetermined),
+        TlsaLookup::NotFound { .. } => DaneAction::Defer(DeferReason::Undetermined),
         TlsaLookup::Found { records, .. } => {
             if records.iter().any(TlsaRecord::is_usable_for_smtp) {
                 let mut reference_names = vec![facts.tlsa_base.clone()];
@@ -279,15 +279,15 @@ pub fn decide(setting: DaneSetting, facts: &HostFacts) -> Action {
                         reference_names.push(n.clone());
                     }
                 }
-                Action::UseDane {
+                DaneAction::UseDane {
                     records: records.clone(),
                     sni: facts.tlsa_base.clone(),
                     reference_names,
                 }
             } else if setting == DaneSetting::Mandatory {
-                Action::Defer(DeferReason::DaneRequired(NoDaneReason::OnlyUnusable))
+                DaneAction::Defer(DeferReason::DaneRequired(NoDaneReason::OnlyUnusable))
             } else {
-                Action::TlsMandatoryUnauthenticated
+                DaneAction::TlsMandatoryUnauthenticated
             }
         }
     }

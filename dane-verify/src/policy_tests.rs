@@ -26,20 +26,20 @@ fn facts(mx: DnssecStatus, addr: DnssecStatus, tlsa: TlsaLookup) -> HostFacts {
 fn decision_table() {
     use DaneSetting::{Mandatory as M, Opportunistic as O};
     let found = |records, status| TlsaLookup::Found { records, status };
-    let dane = || Action::UseDane {
+    let dane = || DaneAction::UseDane {
         records: usable(),
         sni: "mx.example.net".into(),
         reference_names: vec!["mx.example.net".into(), "example.net".into()],
     };
-    let cfg = Action::ConfiguredTls;
-    let req = |r| Action::Defer(DeferReason::DaneRequired(r));
-    let cases: Vec<(DaneSetting, HostFacts, Action)> = vec![
+    let cfg = DaneAction::ConfiguredTls;
+    let req = |r| DaneAction::Defer(DeferReason::DaneRequired(r));
+    let cases: Vec<(DaneSetting, HostFacts, DaneAction)> = vec![
         (O, facts(Secure, Secure, found(usable(), Secure)), dane()),
         (M, facts(Secure, Secure, found(usable(), Secure)), dane()),
         (
             O,
             facts(Secure, Secure, found(unusable(), Secure)),
-            Action::TlsMandatoryUnauthenticated,
+            DaneAction::TlsMandatoryUnauthenticated,
         ),
         (
             M,
@@ -64,7 +64,7 @@ fn decision_table() {
         (
             O,
             facts(Secure, Secure, found(usable(), Bogus)),
-            Action::Defer(DeferReason::TlsaBogus(Bogus)),
+            DaneAction::Defer(DeferReason::TlsaBogus(Bogus)),
         ),
         (
             O,
@@ -75,22 +75,22 @@ fn decision_table() {
                     status: Indeterminate,
                 },
             ),
-            Action::Defer(DeferReason::TlsaBogus(Indeterminate)),
+            DaneAction::Defer(DeferReason::TlsaBogus(Indeterminate)),
         ),
         (
             O,
             facts(Secure, Secure, TlsaLookup::Failed(LookupFailure::ServFail)),
-            Action::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail)),
+            DaneAction::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail)),
         ),
         (
             M,
             facts(Secure, Secure, TlsaLookup::Failed(LookupFailure::Timeout)),
-            Action::Defer(DeferReason::TlsaLookup(LookupFailure::Timeout)),
+            DaneAction::Defer(DeferReason::TlsaLookup(LookupFailure::Timeout)),
         ),
         (
             O,
             facts(Secure, Secure, TlsaLookup::NotQueried),
-            Action::Defer(DeferReason::Undetermined),
+            DaneAction::Defer(DeferReason::Undetermined),
         ),
         // the Outlook case: insecure host, TLSA SERVFAIL -> not DANE, never blocked
         (
@@ -114,7 +114,7 @@ fn decision_table() {
         (
             O,
             facts(Secure, Bogus, found(usable(), Secure)),
-            Action::Defer(DeferReason::AddressLookup(Bogus)),
+            DaneAction::Defer(DeferReason::AddressLookup(Bogus)),
         ),
         (
             O,
@@ -129,12 +129,12 @@ fn decision_table() {
         (
             O,
             facts(Bogus, Secure, found(usable(), Secure)),
-            Action::Defer(DeferReason::MxLookup(Bogus)),
+            DaneAction::Defer(DeferReason::MxLookup(Bogus)),
         ),
         (
             M,
             facts(Indeterminate, Secure, found(usable(), Secure)),
-            Action::Defer(DeferReason::MxLookup(Indeterminate)),
+            DaneAction::Defer(DeferReason::MxLookup(Indeterminate)),
         ),
         (
             DaneSetting::None,
@@ -145,7 +145,10 @@ fn decision_table() {
     for (i, (setting, f, want)) in cases.iter().enumerate() {
         assert_eq!(&decide(*setting, f), want, "case {i}: {setting:?} {f:?}");
     }
-    assert_eq!(Action::default(), Action::Defer(DeferReason::Undetermined));
+    assert_eq!(
+        DaneAction::default(),
+        DaneAction::Defer(DeferReason::Undetermined)
+    );
 }
 
 #[test]

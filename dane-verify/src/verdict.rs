@@ -6,7 +6,7 @@ use crate::tlsa::TlsaRecord;
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 #[non_exhaustive]
-pub enum Outcome {
+pub enum DaneMatchOutcome {
     /// A usable record matched and every check it implies passed.
     Verified,
     /// No usable record matched any certificate.
@@ -21,7 +21,7 @@ pub enum Outcome {
     Unusable,
 }
 
-impl Outcome {
+impl DaneMatchOutcome {
     /// The JSON / CLI spelling: `verified`, `no-match`, `name-mismatch`, `chain-error`, `unusable`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -47,9 +47,9 @@ impl Outcome {
 /// The result of matching a chain: which record matched at which depth.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Verdict {
+pub struct DaneVerdict {
     /// How the match ended.
-    pub outcome: Outcome,
+    pub outcome: DaneMatchOutcome,
     /// Depth of the match as OpenSSL's `SSL_get0_dane_authority` reports it: 0 = leaf, 1.. =
     /// the matched CA's place in the validated path (a trust-anchor certificate published in DNS
     /// and not sent: one beyond the top certificate sent; a `2 1 0` bare key: the top
@@ -61,8 +61,8 @@ pub struct Verdict {
     pub reason: Option<String>,
 }
 
-impl Verdict {
-    pub(crate) fn new(outcome: Outcome) -> Self {
+impl DaneVerdict {
+    pub(crate) fn new(outcome: DaneMatchOutcome) -> Self {
         Self {
             outcome,
             depth: -1,
@@ -74,6 +74,6 @@ impl Verdict {
     /// Whether the chain is authenticated.
     #[must_use]
     pub fn is_verified(&self) -> bool {
-        self.outcome == Outcome::Verified
+        self.outcome == DaneMatchOutcome::Verified
     }
 }

@@ -2,7 +2,7 @@
 //! without the anchor in the chain, expiry and names. Certificates come from rcgen, in-test.
 
 use dane_verify::{
-    CertUsage, DaneEeNames, DaneMatcher, Matching, Outcome, Selector, TlsaRecord,
+    CertUsage, DaneEeNames, DaneMatchOutcome, DaneMatcher, Matching, Selector, TlsaRecord,
     server_tlsa_records,
 };
 use rcgen::{
@@ -98,15 +98,25 @@ fn every_usage_selector_matching_in_both_modes() {
                 };
                 let r = record(usage, selector, matching, cert);
                 let g = generic.verify(std::slice::from_ref(&r), &chain, now());
-                assert_eq!(g.outcome, Outcome::Verified, "generic {r}: {:?}", g.reason);
+                assert_eq!(
+                    g.outcome,
+                    DaneMatchOutcome::Verified,
+                    "generic {r}: {:?}",
+                    g.reason
+                );
                 assert_eq!(g.depth, depth, "generic {r}");
                 assert_eq!(g.matched.as_ref(), Some(&r));
                 let s = smtp().verify(std::slice::from_ref(&r), &chain, now());
                 if usage < 2 {
-                    assert_eq!(s.outcome, Outcome::Unusable, "smtp {r}");
+                    assert_eq!(s.outcome, DaneMatchOutcome::Unusable, "smtp {r}");
                     assert_eq!(s.depth, -1);
                 } else {
-                    assert_eq!(s.outcome, Outcome::Verified, "smtp {r}: {:?}", s.reason);
+                    assert_eq!(
+                        s.outcome,
+                        DaneMatchOutcome::Verified,
+                        "smtp {r}: {:?}",
+                        s.reason
+                    );
                     assert_eq!(s.depth, depth);
                 }
                 // a record for another key never matches
@@ -122,7 +132,7 @@ fn every_usage_selector_matching_in_both_modes() {
                     },
                 );
                 let w = generic.verify(&[wrong], &chain, now());
-                assert_eq!(w.outcome, Outcome::NoMatch, "wrong {r}");
+                assert_eq!(w.outcome, DaneMatchOutcome::NoMatch, "wrong {r}");
                 assert_eq!((w.depth, w.matched), (-1, None));
                 cells += 1;
             }
@@ -137,13 +147,13 @@ fn pkix_usages_need_a_trusted_root() {
     let chain = vec![p.leaf.clone(), p.inter.clone()];
     let untrusted = DaneMatcher::generic(["mx.example.net"], vec![], DaneEeNames::Check).unwrap();
     let v = untrusted.verify(&[record(1, 1, 1, &p.leaf)], &chain, now());
-    assert_eq!(v.outcome, Outcome::ChainError);
+    assert_eq!(v.outcome, DaneMatchOutcome::ChainError);
     assert_eq!(v.depth, 0);
     // PKIX-TA naming the root that is not in the chain but in the store
     let store =
         DaneMatcher::generic(["mx.example.net"], vec![p.root.clone()], DaneEeNames::Check).unwrap();
     let v = store.verify(&[record(0, 0, 1, &p.root)], &chain, now());
-    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+    assert_eq!(v.outcome, DaneMatchOutcome::Verified, "{:?}", v.reason);
     assert_eq!(v.depth, 2);
 }
 
@@ -161,7 +171,7 @@ fn unusable_only_rrset_means_unauthenticated_tls() {
         "200 1 0 00".parse::<TlsaRecord>().unwrap(),
     ];
     let v = smtp().verify(&records, &chain, now());
-    assert_eq!(v.outcome, Outcome::Unusable);
+    assert_eq!(v.outcome, DaneMatchOutcome::Unusable);
     assert_eq!(v.matched, None);
 }
 
@@ -180,7 +190,7 @@ fn digest_agility_stronger_digest_alone_decides() {
     .unwrap();
     // SHA-512 present but wrong: the matching SHA-256 record is ignored (RFC 7671 §9)
     let v = smtp().verify(&[good256.clone(), bad512.clone()], &chain, now());
-    assert_eq!(v.outcome, Outcome::NoMatch);
+    assert_eq!(v.outcome, DaneMatchOutcome::NoMatch);
     // both right: the SHA-512 one is the match
     let v = smtp().verify(&[good256.clone(), good512.clone()], &chain, now());
     assert_eq!(v.matched, Some(good512));
@@ -207,14 +217,14 @@ fn dane_ta_with_and_without_anchor_in_chain() {
     let without_root = vec![p.leaf.clone(), p.inter.clone()];
     // 2 1 1 for the root: found at depth 2 when sent
     let v = smtp().verify(&[record(2, 1, 1, &p.root)], &with_root, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::Verified, 2));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::Verified, 2));
     // not sent: digest records cannot name an absent anchor (RFC 7672 §3.1.2)
     let v = smtp().verify(&[record(2, 1, 1, &p.root)], &without_root, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::NoMatch, -1));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::NoMatch, -1));
     // 2 1 0 carries the key itself: the anchor need not be in the chain; the depth is that of
     // the top certificate the key signed (OpenSSL's SSL_get0_dane_authority)
     let v = smtp().verify(&[record(2, 1, 0, &p.root)], &without_root, now());
-    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+    assert_eq!(v.outcome, DaneMatchOutcome::Verified, "{:?}", v.reason);
     assert_eq!(v.depth, 1);
     // 2 1 0 for the intermediate, chain of the leaf alone
     let v = smtp().verify(
@@ -224,7 +234,7 @@ fn dane_ta_with_and_without_anchor_in_chain() {
     );
     assert_eq!(
         (v.outcome, v.depth),
-        (Outcome::Verified, 0),
+        (DaneMatchOutcome::Verified, 0),
         "{:?}",
         v.reason
     );
@@ -233,7 +243,7 @@ fn dane_ta_with_and_without_anchor_in_chain() {
     let v = smtp().verify(&[record(2, 0, 0, &p.root)], &without_root, now());
     assert_eq!(
         (v.outcome, v.depth),
-        (Outcome::Verified, 2),
+        (DaneMatchOutcome::Verified, 2),
         "{:?}",
         v.reason
     );
@@ -244,19 +254,19 @@ fn dane_ta_with_and_without_anchor_in_chain() {
     );
     assert_eq!(
         (v.outcome, v.depth),
-        (Outcome::Verified, 1),
+        (DaneMatchOutcome::Verified, 1),
         "{:?}",
         v.reason
     );
     // an unrelated anchor from DNS is no match
     let other = current();
     let v = smtp().verify(&[record(2, 0, 0, &other.root)], &without_root, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::NoMatch, -1));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::NoMatch, -1));
     let v = smtp().verify(&[record(2, 1, 0, &other.root)], &without_root, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::NoMatch, -1));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::NoMatch, -1));
     // DANE-TA never matches the leaf itself
     let v = smtp().verify(&[record(2, 1, 1, &p.leaf)], &with_root, now());
-    assert_eq!(v.outcome, Outcome::NoMatch);
+    assert_eq!(v.outcome, DaneMatchOutcome::NoMatch);
 }
 
 #[test]
@@ -266,19 +276,19 @@ fn dane_ta_checks_name_and_expiry() {
     let r = record(2, 1, 1, &p.inter);
     let other = DaneMatcher::smtp(["mx.other.example", "other.example"]).unwrap();
     let v = other.verify(std::slice::from_ref(&r), &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::NameMismatch, 1));
     // the next-hop domain alone is enough as reference identity
     let nexthop = DaneMatcher::smtp(["mx.example.org", "mx.example.net"]).unwrap();
     assert_eq!(
         nexthop
             .verify(std::slice::from_ref(&r), &chain, now())
             .outcome,
-        Outcome::Verified
+        DaneMatchOutcome::Verified
     );
     let expired = pki(&["mx.example.net"], 2001, 2002);
     let chain = vec![expired.leaf.clone(), expired.inter.clone()];
     let v = smtp().verify(&[record(2, 1, 1, &expired.inter)], &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::ChainError, 1));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::ChainError, 1));
     assert!(v.reason.unwrap().contains("Expired"));
 }
 
@@ -288,17 +298,20 @@ fn expired_leaf_and_wrong_name_pass_under_dane_ee() {
     let chain = vec![expired.leaf.clone()];
     let r = record(3, 1, 1, &expired.leaf);
     let v = smtp().verify(std::slice::from_ref(&r), &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::Verified, 0));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::Verified, 0));
     // generic mode checks the name unless told not to (RFC 7671 §5.1)
     let check = DaneMatcher::generic(["mx.example.net"], vec![], DaneEeNames::Check).unwrap();
     assert_eq!(
         check
             .verify(std::slice::from_ref(&r), &chain, now())
             .outcome,
-        Outcome::NameMismatch
+        DaneMatchOutcome::NameMismatch
     );
     let skip = DaneMatcher::generic(["mx.example.net"], vec![], DaneEeNames::Skip).unwrap();
-    assert_eq!(skip.verify(&[r], &chain, now()).outcome, Outcome::Verified);
+    assert_eq!(
+        skip.verify(&[r], &chain, now()).outcome,
+        DaneMatchOutcome::Verified
+    );
 }
 
 #[test]
@@ -306,14 +319,14 @@ fn bad_chains_are_chain_errors_not_panics() {
     let p = current();
     let r = record(3, 1, 1, &p.leaf);
     let v = smtp().verify(std::slice::from_ref(&r), &[], now());
-    assert_eq!(v.outcome, Outcome::ChainError);
+    assert_eq!(v.outcome, DaneMatchOutcome::ChainError);
     let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
     let v = smtp().verify(std::slice::from_ref(&r), &[junk], now());
-    assert_eq!(v.outcome, Outcome::ChainError);
+    assert_eq!(v.outcome, DaneMatchOutcome::ChainError);
     let long = vec![p.leaf.clone(); 17];
     assert_eq!(
         smtp().verify(&[r], &long, now()).outcome,
-        Outcome::ChainError
+        DaneMatchOutcome::ChainError
     );
     assert!(DaneMatcher::smtp(["not a name!"]).is_err());
 }
@@ -382,7 +395,7 @@ fn dane_ta_uses_the_cn_when_the_leaf_has_no_dns_id() {
         let v = m.verify(std::slice::from_ref(&r), &chain, now());
         assert_eq!(
             (v.outcome, v.depth),
-            (Outcome::Verified, 1),
+            (DaneMatchOutcome::Verified, 1),
             "{r}: {:?}",
             v.reason
         );
@@ -390,15 +403,15 @@ fn dane_ta_uses_the_cn_when_the_leaf_has_no_dns_id() {
     // the CN is still compared: another name does not match it
     let other = DaneMatcher::smtp(["mx.other.example"]).unwrap();
     let v = other.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::NameMismatch, 1));
     // a wildcard CN covers one label
     let p = private_ca(None, |l| cn(l, "*.example.net"));
     let chain = vec![p.leaf.clone(), p.ca.clone()];
     let v = smtp().verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+    assert_eq!(v.outcome, DaneMatchOutcome::Verified, "{:?}", v.reason);
     let deep = DaneMatcher::smtp(["a.mx.example.net"]).unwrap();
     let v = deep.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!(v.outcome, Outcome::NameMismatch);
+    assert_eq!(v.outcome, DaneMatchOutcome::NameMismatch);
 }
 
 #[test]
@@ -410,10 +423,10 @@ fn dane_ta_ignores_the_cn_when_a_dns_id_is_present() {
     let chain = vec![p.leaf.clone(), p.ca.clone()];
     let m = DaneMatcher::smtp(["mx.example", "example"]).unwrap();
     let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::NameMismatch, 1));
     let san = DaneMatcher::smtp(["other.example"]).unwrap();
     let v = san.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+    assert_eq!(v.outcome, DaneMatchOutcome::Verified, "{:?}", v.reason);
 }
 
 /// A CN used as a DNS-ID obeys the dNSName constraints of the path, as a SAN would (issue 11,
@@ -431,11 +444,15 @@ fn a_cn_used_as_dns_id_obeys_name_constraints() {
     let p = private_ca(Some(permit(&["allowed.test"])), |l| cn(l, "mx.example"));
     let chain = vec![p.leaf.clone(), p.ca.clone()];
     let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1), "{v:?}");
+    assert_eq!(
+        (v.outcome, v.depth),
+        (DaneMatchOutcome::NameMismatch, 1),
+        "{v:?}"
+    );
     let p = private_ca(Some(permit(&["example"])), |l| cn(l, "mx.example"));
     let chain = vec![p.leaf.clone(), p.ca.clone()];
     let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!(v.outcome, Outcome::Verified, "{:?}", v.reason);
+    assert_eq!(v.outcome, DaneMatchOutcome::Verified, "{:?}", v.reason);
     let exclude = rcgen::NameConstraints {
         permitted_subtrees: vec![],
         excluded_subtrees: vec![rcgen::GeneralSubtree::DnsName("mx.example".into())],
@@ -443,7 +460,7 @@ fn a_cn_used_as_dns_id_obeys_name_constraints() {
     let p = private_ca(Some(exclude), |l| cn(l, "mx.example"));
     let chain = vec![p.leaf.clone(), p.ca.clone()];
     let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!(v.outcome, Outcome::NameMismatch, "{v:?}");
+    assert_eq!(v.outcome, DaneMatchOutcome::NameMismatch, "{v:?}");
 }
 
 /// Issue 11, finding 8: a DANE-TA leaf whose keyUsage allows no TLS server use (keyCertSign
@@ -462,10 +479,14 @@ fn dane_ta_refuses_a_leaf_whose_key_usage_excludes_tls_server() {
     });
     let chain = vec![p.leaf.clone(), p.ca.clone()];
     let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::ChainError, 1), "{v:?}");
+    assert_eq!(
+        (v.outcome, v.depth),
+        (DaneMatchOutcome::ChainError, 1),
+        "{v:?}"
+    );
     assert!(v.reason.unwrap().contains("keyUsage"));
     let v = m.verify(&[record(3, 1, 1, &p.leaf)], &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::Verified, 0));
+    assert_eq!((v.outcome, v.depth), (DaneMatchOutcome::Verified, 0));
     for ku in [
         vec![Ku::DigitalSignature],
         vec![Ku::KeyEncipherment],
@@ -478,7 +499,12 @@ fn dane_ta_refuses_a_leaf_whose_key_usage_excludes_tls_server() {
         });
         let chain = vec![p.leaf.clone(), p.ca.clone()];
         let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-        assert_eq!(v.outcome, Outcome::Verified, "{ku:?}: {:?}", v.reason);
+        assert_eq!(
+            v.outcome,
+            DaneMatchOutcome::Verified,
+            "{ku:?}: {:?}",
+            v.reason
+        );
     }
 }
 
@@ -516,7 +542,7 @@ fn dane_ta_full_certificate_from_dns_beside_a_cross_signed_root() {
     let v = smtp().verify(std::slice::from_ref(&r), &chain, now());
     assert_eq!(
         (v.outcome, v.depth),
-        (Outcome::Verified, 2),
+        (DaneMatchOutcome::Verified, 2),
         "{:?}",
         v.reason
     );
@@ -524,7 +550,7 @@ fn dane_ta_full_certificate_from_dns_beside_a_cross_signed_root() {
     let v = smtp().verify(&[record(2, 0, 1, root_cross.der())], &chain, now());
     assert_eq!(
         (v.outcome, v.depth),
-        (Outcome::Verified, 2),
+        (DaneMatchOutcome::Verified, 2),
         "{:?}",
         v.reason
     );
@@ -546,11 +572,19 @@ fn cn_name_constraint_work_is_bounded() {
     let few: Vec<String> = (0..10).map(|i| format!("h{i}.example.net")).collect();
     let m = DaneMatcher::smtp(few.iter().map(String::as_str)).unwrap();
     let v = m.verify(std::slice::from_ref(&r), &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1), "{v:?}");
+    assert_eq!(
+        (v.outcome, v.depth),
+        (DaneMatchOutcome::NameMismatch, 1),
+        "{v:?}"
+    );
     let many: Vec<String> = (0..600).map(|i| format!("h{i}.example.net")).collect();
     let m = DaneMatcher::smtp(many.iter().map(String::as_str)).unwrap();
     let v = m.verify(&[r], &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::ChainError, 1), "{v:?}");
+    assert_eq!(
+        (v.outcome, v.depth),
+        (DaneMatchOutcome::ChainError, 1),
+        "{v:?}"
+    );
     assert!(v.reason.unwrap().contains("250000"));
 }
 
@@ -580,13 +614,13 @@ fn a_matching_ca_sent_15_times_counts_once() {
     let ten: Vec<String> = (0..10).map(|i| format!("h{i}.example.net")).collect();
     let ten = DaneMatcher::smtp(ten.iter().map(String::as_str)).unwrap();
     for (matcher, leaf, ca, expected) in [
-        (smtp(), &p.leaf, &p.inter, Outcome::Verified),
-        (other, &p.leaf, &p.inter, Outcome::NameMismatch),
+        (smtp(), &p.leaf, &p.inter, DaneMatchOutcome::Verified),
+        (other, &p.leaf, &p.inter, DaneMatchOutcome::NameMismatch),
         (
             ten,
             &constrained.leaf,
             &constrained.ca,
-            Outcome::NameMismatch,
+            DaneMatchOutcome::NameMismatch,
         ),
     ] {
         for r in [
@@ -644,7 +678,7 @@ fn copies_of_a_ca_do_not_spend_the_name_constraint_budget() {
         let v = m.verify(&records, &chain, now());
         assert_eq!(
             (v.outcome, v.depth, v.matched.as_ref() == Some(&records[1])),
-            (Outcome::Verified, 1, true),
+            (DaneMatchOutcome::Verified, 1, true),
             "{copies} copies: {:?}",
             v.reason
         );
@@ -668,7 +702,11 @@ fn a_repeated_cn_is_checked_once() {
     let names: Vec<String> = (0..100).map(|i| format!("h{i}.example.net")).collect();
     let m = DaneMatcher::smtp(names.iter().map(String::as_str)).unwrap();
     let v = m.verify(&[record(2, 1, 1, &p.ca)], &chain, now());
-    assert_eq!((v.outcome, v.depth), (Outcome::NameMismatch, 1), "{v:?}");
+    assert_eq!(
+        (v.outcome, v.depth),
+        (DaneMatchOutcome::NameMismatch, 1),
+        "{v:?}"
+    );
 }
 
 /// RFC 7672 §3.1.3: SMTP clients use no PKIX-TA(0)/PKIX-EE(1) record, not even a `0 0 0` one
@@ -692,14 +730,14 @@ fn smtp_mode_takes_no_intermediate_from_a_pkix_ta_record() {
     let v = generic.verify(&records, &chain, now());
     assert_eq!(
         (v.outcome, v.depth, v.matched.as_ref()),
-        (Outcome::Verified, 2, Some(&root_spki)),
+        (DaneMatchOutcome::Verified, 2, Some(&root_spki)),
         "{:?}",
         v.reason
     );
     let v = smtp().verify(&records, &chain, now());
     assert_eq!(
         (v.outcome, v.depth, v.matched.as_ref()),
-        (Outcome::ChainError, 1, Some(&root_spki)),
+        (DaneMatchOutcome::ChainError, 1, Some(&root_spki)),
         "{:?}",
         v.reason
     );

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dane_verify::DnssecStatus;
 use dane_verify::policy::{
-    Action, DaneSetting, DeferReason, LookupFailure, NoDaneReason, TlsaLookup,
+    DaneAction, DaneSetting, DeferReason, LookupFailure, NoDaneReason, TlsaLookup,
 };
 use dane_verify::resolver::{DaneResolver, Limits, Validation, ValidationState};
 use test_support::dnssec_lab::Lab;
@@ -59,37 +59,37 @@ async fn resolvers(lab: &Lab) -> Vec<(&'static str, DaneResolver)> {
 }
 
 /// Expected action name and a check of its detail, per (MX zone, TLSA kind, setting).
-fn expected(zone: &str, tlsa: &str, setting: DaneSetting, action: &Action) -> bool {
+fn expected(zone: &str, tlsa: &str, setting: DaneSetting, action: &DaneAction) -> bool {
     use DaneSetting::Mandatory as M;
     match (zone, tlsa) {
         ("dane", "present") => {
-            matches!(action, Action::UseDane { records, .. } if records.len() == 2)
+            matches!(action, DaneAction::UseDane { records, .. } if records.len() == 2)
         }
         ("dane", "unusable") if setting == M => {
-            *action == Action::Defer(DeferReason::DaneRequired(NoDaneReason::OnlyUnusable))
+            *action == DaneAction::Defer(DeferReason::DaneRequired(NoDaneReason::OnlyUnusable))
         }
-        ("dane", "unusable") => *action == Action::TlsMandatoryUnauthenticated,
+        ("dane", "unusable") => *action == DaneAction::TlsMandatoryUnauthenticated,
         ("dane", "absent") if setting == M => {
-            *action == Action::Defer(DeferReason::DaneRequired(NoDaneReason::NoTlsa))
+            *action == DaneAction::Defer(DeferReason::DaneRequired(NoDaneReason::NoTlsa))
         }
-        ("dane", "absent") => *action == Action::ConfiguredTls(NoDaneReason::NoTlsa),
+        ("dane", "absent") => *action == DaneAction::ConfiguredTls(NoDaneReason::NoTlsa),
         // bogus TLSA: hickory sees the bad signature (bogus), unbound answers SERVFAIL
         ("dane", "bogus") => matches!(
             action,
-            Action::Defer(
+            DaneAction::Defer(
                 DeferReason::TlsaBogus(DnssecStatus::Bogus)
                     | DeferReason::TlsaLookup(LookupFailure::ServFail)
             )
         ),
         ("dane", "servfail") => {
-            *action == Action::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail))
+            *action == DaneAction::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail))
         }
         ("unsigned", _) if setting == M => {
-            *action == Action::Defer(DeferReason::DaneRequired(NoDaneReason::MxInsecure))
+            *action == DaneAction::Defer(DeferReason::DaneRequired(NoDaneReason::MxInsecure))
         }
-        ("unsigned", _) => *action == Action::ConfiguredTls(NoDaneReason::MxInsecure),
+        ("unsigned", _) => *action == DaneAction::ConfiguredTls(NoDaneReason::MxInsecure),
         ("broken", _) => {
-            matches!(action, Action::Defer(DeferReason::MxLookup(s)) if s.is_failure())
+            matches!(action, DaneAction::Defer(DeferReason::MxLookup(s)) if s.is_failure())
         }
         _ => false,
     }
@@ -155,14 +155,14 @@ async fn lab_special_cases() {
         assert_eq!(f.hosts[0].tlsa, TlsaLookup::NotQueried);
         assert_eq!(
             f.actions(DaneSetting::Opportunistic)[0].1,
-            Action::ConfiguredTls(NoDaneReason::AddressInsecure)
+            DaneAction::ConfiguredTls(NoDaneReason::AddressInsecure)
         );
         // two MX hosts, looked up together, in preference order; DANE-TA only on the second
         let f = r.destination("two.dane.test", 25).await.unwrap();
         let names: Vec<_> = f.hosts.iter().map(|h| h.mx_host.as_str()).collect();
         assert_eq!(names, ["mx.dane.test", "mx-ta.dane.test"], "{way}");
         match &f.actions(DaneSetting::Mandatory)[1].1 {
-            Action::UseDane {
+            DaneAction::UseDane {
                 records,
                 sni,
                 reference_names,
@@ -180,7 +180,7 @@ async fn lab_special_cases() {
                 .unwrap()
                 .actions(DaneSetting::None)[0]
                 .1,
-            Action::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate))
+            DaneAction::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate))
         );
     }
 }
@@ -311,7 +311,7 @@ async fn cname_to_an_ipv6_only_target_keeps_dane() {
             other => panic!("{way}: {other:?}"),
         }
         match &f.actions(DaneSetting::Opportunistic)[0].1 {
-            Action::UseDane { sni, .. } => assert_eq!(sni, "mx6-target.dane.test", "{way}"),
+            DaneAction::UseDane { sni, .. } => assert_eq!(sni, "mx6-target.dane.test", "{way}"),
             other => panic!("{way}: {other:?}"),
         }
         assert_eq!(
@@ -345,11 +345,11 @@ async fn unproven_validation_is_indeterminate_never_insecure() {
         }
         assert_eq!(
             f.actions(DaneSetting::Mandatory)[0].1,
-            Action::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate))
+            DaneAction::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate))
         );
         assert_eq!(
             f.actions(DaneSetting::Opportunistic)[0].1,
-            Action::ConfiguredTls(NoDaneReason::ValidationUnproven)
+            DaneAction::ConfiguredTls(NoDaneReason::ValidationUnproven)
         );
     };
     assert_eq!(noval.validation_state(), ValidationState::Unproven);
@@ -384,7 +384,7 @@ async fn unproven_validation_is_indeterminate_never_insecure() {
     assert_eq!(f.hosts[0].address_status, DnssecStatus::Secure);
     assert!(matches!(
         f.actions(DaneSetting::Mandatory)[0].1,
-        Action::UseDane { .. }
+        DaneAction::UseDane { .. }
     ));
     let f = good.destination("present.unsigned.test", 25).await.unwrap();
     assert_eq!(f.mx_status, DnssecStatus::Insecure);
@@ -419,7 +419,7 @@ async fn in_process_validation_with_an_anchor_file_validates() {
     assert_eq!(f.mx_status, DnssecStatus::Secure);
     assert!(matches!(
         f.actions(DaneSetting::Opportunistic)[0].1,
-        Action::UseDane { .. }
+        DaneAction::UseDane { .. }
     ));
     // the built-in root anchors do not cover the lab's private `test.` anchor: the probe of
     // `test.` fails (never "validating"), and nothing reads secure

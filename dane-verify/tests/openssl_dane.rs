@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dane_verify::{DaneMatcher, Outcome, TlsaRecord};
+use dane_verify::{DaneMatchOutcome, DaneMatcher, TlsaRecord};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -157,7 +157,7 @@ fn ours(p: &Pki, send_ca: bool, name: &str, rrdata: &str) -> Option<i32> {
     let v = DaneMatcher::smtp([name])
         .unwrap()
         .verify(&[record], &chain, UnixTime::now());
-    (v.outcome == Outcome::Verified).then_some(v.depth)
+    (v.outcome == DaneMatchOutcome::Verified).then_some(v.depth)
 }
 
 fn dns(name: &str) -> SanType {

@@ -202,7 +202,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         // Baseline for the allocation-free verdict: the same lookup plus collecting the
-        // `continue` matches into a Vec, as `Verdict` did before they became a borrowed view.
+        // `continue` matches into a Vec, as `HatVerdict` did before they became a borrowed view.
         g.bench_with_input(BenchmarkId::new("indexed_vec_continued", n), &n, |b, _| {
             b.iter(|| {
                 i = (i + 1) % CLIENTS;

@@ -9,7 +9,7 @@ use crate::entry::EntryKind;
 use crate::facts::Facts;
 use crate::segments::{Annotation, ContLists, Hit, Interval, Segments};
 use crate::table::{HostAccessTable, SenderGroup};
-use crate::verdict::{LookupPlan, Outcome, Verdict};
+use crate::verdict::{HatOutcome, HatVerdict, LookupPlan};
 
 /// Hits per key: sorted by rank, one (the first entry) per group.
 type Hits = Box<[Hit]>;
@@ -187,7 +187,11 @@ impl Index {
         }
     }
 
-    pub(crate) fn matches<'t>(&'t self, table: &'t HostAccessTable, facts: &Facts) -> Verdict<'t> {
+    pub(crate) fn matches<'t>(
+        &'t self,
+        table: &'t HostAccessTable,
+        facts: &Facts,
+    ) -> HatVerdict<'t> {
         let ann = self.annotation(facts.ip());
         let mut best = ann.best;
         let mut extra_conts: Vec<Hit> = Vec::new();
@@ -224,18 +228,18 @@ impl Index {
             extra_conts.retain(|h| h.rank < limit);
             Cow::Owned(extra_conts)
         };
-        let outcome = best.map_or(Outcome::NoSenderGroupMatched, |b| {
-            Outcome::Matched(table.group_match(b))
+        let outcome = best.map_or(HatOutcome::NoSenderGroupMatched, |b| {
+            HatOutcome::Matched(table.group_match(b))
         });
         let (ptr_hit, zone_hit) = match outcome {
-            Outcome::Matched(m) => match m.entry.kind() {
+            HatOutcome::Matched(m) => match m.entry.kind() {
                 EntryKind::Host(_) | EntryKind::Suffix(_) => (true, None),
                 EntryKind::DnsList(z) => (false, Some(&**z)),
                 _ => (false, None),
             },
-            Outcome::NoSenderGroupMatched => (false, None),
+            HatOutcome::NoSenderGroupMatched => (false, None),
         };
-        Verdict {
+        HatVerdict {
             outcome,
             table: Some(table),
             continued,

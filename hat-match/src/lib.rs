@@ -5,7 +5,7 @@
 //! A connecting client is matched against the groups in order; the first group with a matching
 //! entry wins, unless its policy's behavior is `continue` (then the match is recorded and
 //! evaluation goes on); a final `ALL` group catches the rest. If no group matches, the verdict
-//! is [`Outcome::NoSenderGroupMatched`], which a server treats as `reject`.
+//! is [`HatOutcome::NoSenderGroupMatched`], which a server treats as `reject`.
 //!
 //! # Sender entry syntax (AsyncOS style)
 //!
@@ -114,5 +114,5 @@ pub use name::normalize_name;
 pub use policy::{Behavior, Limits, ListenerTls, MAX_BANNER_LEN, MAX_NAME_LEN, MailFlowPolicy};
 pub use table::{HostAccessTable, MAX_ENTRIES, MAX_GROUPS, MAX_POLICIES, SenderGroup};
 pub use verdict::{
-    ContinuedIter, ContinuedMatches, Fact, GroupMatch, LookupPlan, Outcome, Verdict,
+    ContinuedIter, ContinuedMatches, Fact, GroupMatch, HatOutcome, HatVerdict, LookupPlan,
 };

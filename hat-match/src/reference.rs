@@ -10,7 +10,7 @@ use crate::facts::Facts;
 use crate::policy::Behavior;
 use crate::segments::Hit;
 use crate::table::HostAccessTable;
-use crate::verdict::{LookupPlan, Outcome, Verdict};
+use crate::verdict::{HatOutcome, HatVerdict, LookupPlan};
 
 /// Whether `entry` matches the client described by `facts`.
 pub fn entry_matches(entry: &SenderEntry, facts: &Facts) -> bool {
@@ -41,9 +41,9 @@ pub fn entry_matches(entry: &SenderEntry, facts: &Facts) -> bool {
 /// assert_eq!(reference::matches(&table, &facts), table.matches(&facts));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn matches<'t>(table: &'t HostAccessTable, facts: &Facts) -> Verdict<'t> {
+pub fn matches<'t>(table: &'t HostAccessTable, facts: &Facts) -> HatVerdict<'t> {
     let mut continued = Vec::new();
-    let mut outcome = Outcome::NoSenderGroupMatched;
+    let mut outcome = HatOutcome::NoSenderGroupMatched;
     let mut evaluated = 0;
     for (rank, group) in table.groups().iter().enumerate() {
         let Some(entry) = group.senders().iter().position(|e| entry_matches(e, facts)) else {
@@ -58,13 +58,13 @@ pub fn matches<'t>(table: &'t HostAccessTable, facts: &Facts) -> Verdict<'t> {
             continued.push(hit);
             evaluated = rank + 1;
         } else {
-            outcome = Outcome::Matched(table.group_match(hit));
+            outcome = HatOutcome::Matched(table.group_match(hit));
             evaluated = rank;
             break;
         }
     }
     let (mut ptr_needed, mut dnslists_needed) = facts_used(table, evaluated);
-    if let Outcome::Matched(m) = outcome {
+    if let HatOutcome::Matched(m) = outcome {
         match m.entry.kind() {
             EntryKind::Host(_) | EntryKind::Suffix(_) => ptr_needed = true,
             EntryKind::DnsList(zone) => dnslists_needed.push(&**zone),
@@ -73,7 +73,7 @@ pub fn matches<'t>(table: &'t HostAccessTable, facts: &Facts) -> Verdict<'t> {
     }
     dnslists_needed.sort_unstable();
     dnslists_needed.dedup();
-    Verdict {
+    HatVerdict {
         outcome,
         table: Some(table),
         continued: Cow::Owned(continued),

@@ -10,7 +10,7 @@ use crate::facts::Facts;
 use crate::index::Index;
 use crate::policy::{Behavior, MailFlowPolicy, check_identifier};
 use crate::segments::Hit;
-use crate::verdict::{GroupMatch, LookupPlan, Verdict};
+use crate::verdict::{GroupMatch, HatVerdict, LookupPlan};
 
 /// Most sender groups in one table.
 pub const MAX_GROUPS: usize = 10_000;
@@ -217,7 +217,7 @@ impl HostAccessTable {
     ///
     /// Groups are evaluated by order; the first group with a matching entry whose policy is not
     /// `continue` wins; matching `continue` groups before it are recorded in the verdict.
-    pub fn matches(&self, facts: &Facts) -> Verdict<'_> {
+    pub fn matches(&self, facts: &Facts) -> HatVerdict<'_> {
         self.index.matches(self, facts)
     }
 

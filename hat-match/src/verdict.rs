@@ -35,7 +35,7 @@ impl<'t> GroupMatch<'t> {
 /// How evaluation ended.
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Outcome<'t> {
+pub enum HatOutcome<'t> {
     /// No group with a final behavior (anything but `continue`) matched: the table has no `ALL`
     /// group, or it is a `continue` group. A server treats this as [`Behavior::Reject`]
     /// (fail closed); it is the default.
@@ -58,11 +58,11 @@ pub enum Fact<'t> {
 /// The verdict for one client.
 ///
 /// It borrows the table it came from: on the address-only path it allocates nothing (the
-/// `continue` matches are a slice of the index, see [`Verdict::continued`]).
+/// `continue` matches are a slice of the index, see [`HatVerdict::continued`]).
 #[must_use]
 #[derive(Clone, Default)]
-pub struct Verdict<'t> {
-    pub(crate) outcome: Outcome<'t>,
+pub struct HatVerdict<'t> {
+    pub(crate) outcome: HatOutcome<'t>,
     /// The table the hits refer to (`None` only for the default verdict, with no hits).
     pub(crate) table: Option<&'t HostAccessTable>,
     /// `continue` hits before the winner, sorted by rank, one per group: borrowed from the
@@ -73,17 +73,17 @@ pub struct Verdict<'t> {
     pub(crate) all_zones: &'t [Box<str>],
 }
 
-impl<'t> Verdict<'t> {
+impl<'t> HatVerdict<'t> {
     /// How evaluation ended.
-    pub fn outcome(&self) -> Outcome<'t> {
+    pub fn outcome(&self) -> HatOutcome<'t> {
         self.outcome
     }
 
     /// The winning match, if any.
     pub fn matched(&self) -> Option<GroupMatch<'t>> {
         match self.outcome {
-            Outcome::Matched(m) => Some(m),
-            Outcome::NoSenderGroupMatched => None,
+            HatOutcome::Matched(m) => Some(m),
+            HatOutcome::NoSenderGroupMatched => None,
         }
     }
 
@@ -150,7 +150,7 @@ impl<'t> Verdict<'t> {
     }
 }
 
-impl PartialEq for Verdict<'_> {
+impl PartialEq for HatVerdict<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.outcome == other.outcome
             && self.continued().iter().eq(other.continued().iter())
@@ -160,11 +160,11 @@ impl PartialEq for Verdict<'_> {
     }
 }
 
-impl Eq for Verdict<'_> {}
+impl Eq for HatVerdict<'_> {}
 
-impl std::fmt::Debug for Verdict<'_> {
+impl std::fmt::Debug for HatVerdict<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verdict")
+        f.debug_struct("HatVerdict")
             .field("outcome", &self.outcome)
             .field("continued", &self.continued())
             .field("ptr_needed", &self.ptr_needed)
@@ -174,7 +174,7 @@ impl std::fmt::Debug for Verdict<'_> {
     }
 }
 
-/// The `continue` groups that matched before the winner ([`Verdict::continued`]), in order: a
+/// The `continue` groups that matched before the winner ([`HatVerdict::continued`]), in order: a
 /// borrowed view that builds each [`GroupMatch`] on demand (no allocation).
 ///
 /// ```

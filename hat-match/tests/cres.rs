@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use hat_match::{Behavior, Fact, Facts, HostAccessTable, ListenerTls, Outcome, reference};
+use hat_match::{Behavior, Fact, Facts, HatOutcome, HostAccessTable, ListenerTls, reference};
 
 const CONFIG: &str = r#"
 [[mail_flow_policy]]
@@ -154,7 +154,7 @@ fn no_all_group_is_a_defined_outcome() {
         .unwrap();
     let table = HostAccessTable::from_toml("no-all.toml", config).unwrap();
     let verdict = table.matches(&Facts::new(ip("192.0.2.1")));
-    assert_eq!(verdict.outcome(), Outcome::NoSenderGroupMatched);
+    assert_eq!(verdict.outcome(), HatOutcome::NoSenderGroupMatched);
     assert_eq!(verdict.behavior(), Behavior::Reject);
     assert_eq!(verdict.sender_group(), None);
     assert_eq!(

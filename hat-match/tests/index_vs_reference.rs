@@ -163,7 +163,7 @@ proptest! {
             let bare = Facts::new(facts.ip());
             let (full, ip_only) = (table.matches(&facts), table.matches(&bare));
             prop_assert_eq!(full.sender_group(), ip_only.sender_group());
-            let names = |v: &hat_match::Verdict<'_>| {
+            let names = |v: &hat_match::HatVerdict<'_>| {
                 v.continued().iter().map(|m| m.group().name().to_owned()).collect::<Vec<_>>()
             };
             prop_assert_eq!(names(&full), names(&ip_only));

@@ -13,7 +13,7 @@ use dane_verify::DnssecStatus::{Insecure, Secure};
 use dane_verify::policy::{HostFacts, LookupFailure, TlsaLookup};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use smtp_tls_policy::chain::TrustAnchors;
-use smtp_tls_policy::delivery::{Action, DeliveryOptions, EhloOutcome, Step};
+use smtp_tls_policy::delivery::{DeliveryAction, DeliveryOptions, EhloOutcome, Step};
 use smtp_tls_policy::destination::DestinationControls;
 use smtp_tls_policy::{HopPlan, PlanOptions, PreConnect};
 
@@ -112,11 +112,11 @@ fn deliver(
     }
     if let Step::Done(decision) = step {
         let what = match decision.action {
-            Action::ContinueTls => "deliver over TLS",
-            Action::ContinuePlaintext(_) => "deliver in plaintext",
-            Action::RetryPlaintext(_) => "reconnect without STARTTLS",
-            Action::Defer => "defer",
-            Action::Bounce => "bounce",
+            DeliveryAction::ContinueTls => "deliver over TLS",
+            DeliveryAction::ContinuePlaintext(_) => "deliver in plaintext",
+            DeliveryAction::RetryPlaintext(_) => "reconnect without STARTTLS",
+            DeliveryAction::Defer => "defer",
+            DeliveryAction::Bounce => "bounce",
             _ => "defer (unknown action)",
         };
         eprintln!("{}: {what} ({})", plan.host(), decision.reason);

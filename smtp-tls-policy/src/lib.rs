@@ -18,7 +18,7 @@
 //! [`identity::IdentityAlgorithm::Verify`] (*Preferred/Required (Verify)*, which **trusts
 //! unsigned MX answers**) and [`identity::IdentityAlgorithm::HostedVerify`] (*Required – Verify
 //! Hosted Domains*, MX host names only when DNSSEC-secure), plus a `Strict` SAN-only variant (feature `limbo`, with the x509-limbo harness).
-//! [`verify_server_certificate`] returns a structured [`Verdict`]; the hop plan's
+//! [`verify_server_certificate`] returns a structured [`PkixVerdict`]; the hop plan's
 //! [`plan::PlanVerifier`] runs it (and DANE) as the rustls `ServerCertVerifier` of a delivery.
 //!
 //! Decisions are sans-IO: pure functions and state machines over parsed values and given facts;
@@ -72,6 +72,6 @@ mod verify;
 pub use error::{DestinationConfigErrorKind, Error, IoKind};
 pub use plan::{HopPlan, PeerVerdict, PlanOptions, PreConnect};
 pub use verify::{
-    Verdict, VerificationPolicy, VerificationStatus, verify_server_certificate,
+    PkixStatus, PkixVerdict, VerificationPolicy, verify_server_certificate,
     verify_with_reference_ids,
 };

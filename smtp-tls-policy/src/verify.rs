@@ -1,5 +1,5 @@
 //! Whole verification of a server certificate for one delivery: chain trust, then the optional
-//! checks, then identity — a pure function returning a structured [`Verdict`].
+//! checks, then identity — a pure function returning a structured [`PkixVerdict`].
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 
@@ -86,8 +86,8 @@ impl VerificationPolicy {
 /// Whether the certificate was verified. The default is the least-trusted value.
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum VerificationStatus {
-    /// Not verified (see [`Verdict::error`]).
+pub enum PkixStatus {
+    /// Not verified (see [`PkixVerdict::error`]).
     #[default]
     NotVerified,
     /// Chain trusted, checks passed, identity matched.
@@ -97,9 +97,9 @@ pub enum VerificationStatus {
 /// The structured outcome of verifying a server certificate.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Verdict {
+pub struct PkixVerdict {
     /// Verified or not.
-    pub status: VerificationStatus,
+    pub status: PkixStatus,
     /// Reference identities tried, in order.
     pub reference_ids: Vec<ReferenceId>,
     /// The identity match, when the names matched (reported even when the chain failed).
@@ -108,11 +108,11 @@ pub struct Verdict {
     pub error: Option<Error>,
 }
 
-impl Verdict {
-    /// `true` when [`VerificationStatus::Verified`].
+impl PkixVerdict {
+    /// `true` when [`PkixStatus::Verified`].
     #[must_use]
     pub fn is_verified(&self) -> bool {
-        self.status == VerificationStatus::Verified
+        self.status == PkixStatus::Verified
     }
 }
 
@@ -123,7 +123,7 @@ pub fn verify_server_certificate(
     chain: &[CertificateDer<'_>],
     anchors: &TrustAnchors,
     time: UnixTime,
-) -> Verdict {
+) -> PkixVerdict {
     let reference_ids = target.reference_ids(policy.algorithm);
     verify_with_reference_ids(
         policy,
@@ -144,10 +144,10 @@ pub fn verify_with_reference_ids(
     chain: &[CertificateDer<'_>],
     anchors: &TrustAnchors,
     time: UnixTime,
-) -> Verdict {
-    let mut verdict = Verdict {
+) -> PkixVerdict {
+    let mut verdict = PkixVerdict {
         reference_ids,
-        ..Verdict::default()
+        ..PkixVerdict::default()
     };
     let Some((leaf, intermediates)) = chain.split_first() else {
         verdict.error = Some(Error::EmptyChain);
@@ -207,7 +207,7 @@ pub fn verify_with_reference_ids(
         Ok(()) => match identity.into_result(&ids, policy.algorithm) {
             Ok(matched) => {
                 verdict.matched = Some(matched);
-                verdict.status = VerificationStatus::Verified;
+                verdict.status = PkixStatus::Verified;
             }
             Err(e) => verdict.error = Some(e),
         },

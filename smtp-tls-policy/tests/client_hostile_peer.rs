@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{MX, Pki};
 use dane_verify::policy::DaneSetting;
 use smtp_tls_policy::delivery::{
-    Action, DeliveryAttempt, DeliveryOptions, EhloOutcome, Reason, RequiredTlsAlerts, Step,
+    DeliveryAction, DeliveryAttempt, DeliveryOptions, EhloOutcome, Reason, RequiredTlsAlerts, Step,
     TlsaStatus,
 };
 use smtp_tls_policy::destination::DeliveryTls;
@@ -123,23 +123,29 @@ async fn no_esmtp() {
     let out = run(Script::NoEsmtp, DeliveryTls::Required, &pki).await;
     assert_eq!(
         (out.decision.action, &out.decision.reason),
-        (Action::Defer, &Reason::NoEsmtp)
+        (DeliveryAction::Defer, &Reason::NoEsmtp)
     );
     assert!(out.transcript.helo_fallback);
     assert_eq!(out.decision.alert().unwrap().domain, "hostile.example");
     let out = run(Script::NoEsmtp, DeliveryTls::Preferred, &pki).await;
-    assert!(matches!(out.decision.action, Action::ContinuePlaintext(_)));
+    assert!(matches!(
+        out.decision.action,
+        DeliveryAction::ContinuePlaintext(_)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starttls_refused_with_454() {
     let pki = Pki::new();
     let out = run(Script::Refuse454, DeliveryTls::RequiredVerify, &pki).await;
-    assert_eq!(out.decision.action, Action::Defer);
+    assert_eq!(out.decision.action, DeliveryAction::Defer);
     assert_eq!(out.decision.reason, Reason::StartTlsRejected { code: 454 });
     assert!(out.connection.is_none());
     let out = run(Script::Refuse454, DeliveryTls::Preferred, &pki).await;
-    assert!(matches!(out.decision.action, Action::ContinuePlaintext(_)));
+    assert!(matches!(
+        out.decision.action,
+        DeliveryAction::ContinuePlaintext(_)
+    ));
     assert!(!out.connection.unwrap().stream.is_tls());
 }
 
@@ -147,7 +153,7 @@ async fn starttls_refused_with_454() {
 async fn handshake_failure_after_220() {
     let pki = Pki::new();
     let out = run(Script::HandshakeGarbage, DeliveryTls::Preferred, &pki).await;
-    let Action::RetryPlaintext(token) = out.decision.action else {
+    let DeliveryAction::RetryPlaintext(token) = out.decision.action else {
         panic!("{:?}", out.decision)
     };
     assert!(
@@ -162,10 +168,10 @@ async fn handshake_failure_after_220() {
     let Step::Done(d) = retry.on_ehlo(EhloOutcome::Esmtp { starttls: true }) else {
         panic!()
     };
-    assert!(matches!(d.action, Action::ContinuePlaintext(_)));
+    assert!(matches!(d.action, DeliveryAction::ContinuePlaintext(_)));
 
     let out = run(Script::HandshakeGarbage, DeliveryTls::Required, &pki).await;
-    assert_eq!(out.decision.action, Action::Defer);
+    assert_eq!(out.decision.action, DeliveryAction::Defer);
     assert!(matches!(
         out.decision.reason,
         Reason::HandshakeFailed { .. }
@@ -178,7 +184,7 @@ async fn injected_reply_after_220_is_discarded() {
     let out = run(Script::InjectAfter220, DeliveryTls::RequiredVerify, &pki).await;
     assert_eq!(
         out.decision.action,
-        Action::ContinueTls,
+        DeliveryAction::ContinueTls,
         "{:?}",
         out.decision
     );

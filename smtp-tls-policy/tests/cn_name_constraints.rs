@@ -99,14 +99,14 @@ fn verify_constrained(
     p: &ConstrainedPki,
     algorithm: IdentityAlgorithm,
     domain: &str,
-) -> smtp_tls_policy::Verdict {
+) -> smtp_tls_policy::PkixVerdict {
     let policy = VerificationPolicy::new(algorithm);
     let t = target(domain, &[], MxSecurity::Insecure);
     verify_server_certificate(&policy, &t, &p.chain, &p.anchors, UnixTime::now())
 }
 
 /// The verdict refuses the chain because the CN is outside the constraints.
-fn assert_cn_constraint_refused(v: &smtp_tls_policy::Verdict) {
+fn assert_cn_constraint_refused(v: &smtp_tls_policy::PkixVerdict) {
     assert!(!v.is_verified(), "{v:?}");
     let error = v.error.as_ref().expect("an error");
     assert!(

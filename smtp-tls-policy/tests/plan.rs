@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::delivery::{
-    Action, DaneOutcome, DeliveryOptions, EhloOutcome, HandshakeOutcome, PkixOutcome, Step,
+    DaneOutcome, DeliveryAction, DeliveryOptions, EhloOutcome, HandshakeOutcome, PkixOutcome, Step,
 };
 use smtp_tls_policy::destination::{
     ConfiguredDane, DestinationControls, DestinationEntry, DestinationPolicy, TlsMode,
@@ -118,7 +118,7 @@ fn tlsa(leaf: &Leaf, ca: &Pki) -> (TlsaRecord, TlsaRecord) {
 }
 
 /// What the state machine does with the verdict after a completed handshake.
-fn machine(plan: &HopPlan, v: &PeerVerdict) -> Action {
+fn machine(plan: &HopPlan, v: &PeerVerdict) -> DeliveryAction {
     let mut a = plan.attempt(DeliveryOptions::default()).unwrap();
     assert!(a.preflight().is_none());
     assert_eq!(
@@ -136,7 +136,7 @@ fn check(plan: &HopPlan, chain: &[CertificateDer<'static>], anchors: &TrustAncho
     let v = plan.verify_peer(chain, anchors, UnixTime::now());
     // The verdict's own claim agrees with the state machine that consumes it.
     assert_eq!(
-        machine(plan, &v) == Action::ContinueTls,
+        machine(plan, &v) == DeliveryAction::ContinueTls,
         v.satisfies_requirement,
         "{v:?}"
     );
@@ -278,7 +278,7 @@ fn dane_ee_and_dane_ta_match_and_mismatch() {
     assert!(matches!(v.dane, Some(DaneOutcome::Failed { .. })), "{v:?}");
     assert_eq!(
         v.dane_detail.unwrap().outcome,
-        dane_verify::Outcome::NameMismatch
+        dane_verify::DaneMatchOutcome::NameMismatch
     );
 }
 
@@ -352,7 +352,7 @@ fn the_plan_verifier_in_a_handshake() {
     let Step::Done(d) = a.on_handshake(verdict.handshake_outcome()) else {
         panic!()
     };
-    assert_eq!(d.action, Action::Defer);
+    assert_eq!(d.action, DeliveryAction::Defer);
     // A good chain passes.
     handshake(plan.verifier(anchors.clone()), &good, server_name.clone()).unwrap();
     // A plan without a connection rejects everything, even when recording.
@@ -663,7 +663,7 @@ fn peer() -> impl Strategy<Value = Peer> {
 }
 
 /// Runs the plan's attempt against the peer; the final action.
-fn run(plan: &HopPlan, p: &Peer) -> Option<Action> {
+fn run(plan: &HopPlan, p: &Peer) -> Option<DeliveryAction> {
     let mut a = plan.attempt(DeliveryOptions::default())?;
     if let Some(d) = a.preflight() {
         return Some(d.action);
@@ -729,8 +729,8 @@ proptest! {
         let dane_tls = dane != ConfiguredDane::None
             && matches!(
                 plan.dane_action(),
-                dane_verify::Action::UseDane { .. }
-                    | dane_verify::Action::TlsMandatoryUnauthenticated
+                dane_verify::DaneAction::UseDane { .. }
+                    | dane_verify::DaneAction::TlsMandatoryUnauthenticated
             );
         let forbidden = p.tls.is_required() || dane_tls || !plan.may_connect();
         if forbidden {

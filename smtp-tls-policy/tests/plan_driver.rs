@@ -11,7 +11,8 @@ use dane_verify::policy::{HostFacts, TlsaLookup};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::delivery::{
-    Action, DaneOutcome, DeliveryEvent, DeliveryOptions, PkixOutcome, Reason, VerificationStatus,
+    DaneOutcome, DeliveryAction, DeliveryEvent, DeliveryOptions, PeerAuthentication, PkixOutcome,
+    Reason,
 };
 use smtp_tls_policy::destination::{
     ConfiguredDane, DestinationControls, DestinationEntry, TlsMode,
@@ -150,7 +151,7 @@ async fn pkix_enforced_and_reported() {
     let p = plan(TlsMode::RequiredVerify, ConfiguredDane::None, None);
 
     let out = deliver(&p, &good, anchors()).await;
-    assert_eq!(out.decision.action, Action::ContinueTls);
+    assert_eq!(out.decision.action, DeliveryAction::ContinueTls);
     assert_eq!(
         out.transcript.tls.as_ref().unwrap().pkix,
         PkixOutcome::Verified
@@ -158,7 +159,7 @@ async fn pkix_enforced_and_reported() {
     assert!(out.connection.is_some());
 
     let out = deliver(&p, &self_signed, anchors()).await;
-    assert_eq!(out.decision.action, Action::Defer);
+    assert_eq!(out.decision.action, DeliveryAction::Defer);
     assert!(matches!(
         out.decision.reason,
         Reason::CertificateNotVerified(PkixOutcome::UntrustedChain { .. })
@@ -167,10 +168,10 @@ async fn pkix_enforced_and_reported() {
     // preferred-verify: delivered over TLS, the failure reported.
     let p = plan(TlsMode::PreferredVerify, ConfiguredDane::None, None);
     let out = deliver(&p, &self_signed, anchors()).await;
-    assert_eq!(out.decision.action, Action::ContinueTls);
+    assert_eq!(out.decision.action, DeliveryAction::ContinueTls);
     assert!(matches!(
         out.decision.reason,
-        Reason::TlsEstablished(VerificationStatus::FailedButDelivered(_))
+        Reason::TlsEstablished(PeerAuthentication::FailedButDelivered(_))
     ));
     assert!(
         out.decision
@@ -193,7 +194,7 @@ async fn dane_authenticates_and_mismatch_defers() {
     let out = deliver(&p, &self_signed, anchors()).await;
     assert_eq!(
         out.decision.reason,
-        Reason::TlsEstablished(VerificationStatus::DaneVerified)
+        Reason::TlsEstablished(PeerAuthentication::DaneVerified)
     );
     let tls = out.transcript.tls.as_ref().unwrap();
     assert_eq!(tls.dane, Some(DaneOutcome::Verified));
@@ -201,7 +202,7 @@ async fn dane_authenticates_and_mismatch_defers() {
 
     // A PKIX-valid server whose key is not the published one: DANE fails, deferred.
     let out = deliver(&p, &good, anchors()).await;
-    assert_eq!(out.decision.action, Action::Defer);
+    assert_eq!(out.decision.action, DeliveryAction::Defer);
     assert!(matches!(
         out.decision.reason,
         Reason::DaneVerificationFailed { .. }

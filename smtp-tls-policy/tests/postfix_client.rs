@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::{MX, Pki, PostfixLab};
 use dane_verify::policy::DaneSetting;
 use smtp_tls_policy::delivery::{
-    Action, DeliveryAttempt, DeliveryOptions, PkixOutcome, Reason, RequiredTlsAlerts, TlsaStatus,
-    VerificationStatus,
+    DeliveryAction, DeliveryAttempt, DeliveryOptions, PeerAuthentication, PkixOutcome, Reason,
+    RequiredTlsAlerts, TlsaStatus,
 };
 use smtp_tls_policy::destination::DeliveryTls;
 use smtp_tls_policy::io::{ClientOutcome, LineReader, SmtpStream, Timeouts, negotiate};
@@ -58,13 +58,13 @@ async fn starttls_offered() {
     let out = attempt(&lab, &pki, DeliveryTls::RequiredVerify, MX).await;
     assert_eq!(
         out.decision.action,
-        Action::ContinueTls,
+        DeliveryAction::ContinueTls,
         "{:?}",
         out.decision
     );
     assert_eq!(
         out.decision.reason,
-        Reason::TlsEstablished(VerificationStatus::PkixVerified)
+        Reason::TlsEstablished(PeerAuthentication::PkixVerified)
     );
     let tls = out.transcript.tls.as_ref().unwrap();
     assert!(tls.protocol.starts_with("TLSv1_"), "{}", tls.protocol);
@@ -94,7 +94,7 @@ async fn starttls_offered() {
 
     // Name mismatch under required-verify: deferred, with an alert naming the domain.
     let out = attempt(&lab, &pki, DeliveryTls::RequiredVerify, "other.example").await;
-    assert_eq!(out.decision.action, Action::Defer);
+    assert_eq!(out.decision.action, DeliveryAction::Defer);
     assert!(matches!(
         out.decision.reason,
         Reason::CertificateNotVerified(PkixOutcome::NameMismatch { .. })
@@ -106,7 +106,7 @@ async fn starttls_offered() {
     let out = attempt(&lab, &pki, DeliveryTls::Preferred, "other.example").await;
     assert_eq!(
         out.decision.reason,
-        Reason::TlsEstablished(VerificationStatus::NotRequested)
+        Reason::TlsEstablished(PeerAuthentication::NotRequested)
     );
     assert!(out.connection.unwrap().stream.is_tls());
 
@@ -136,7 +136,7 @@ async fn starttls_not_offered() {
         DeliveryTls::RequiredVerifyHostedDomains,
     ] {
         let out = attempt(&lab, &pki, mode, MX).await;
-        assert_eq!(out.decision.action, Action::Defer, "{mode:?}");
+        assert_eq!(out.decision.action, DeliveryAction::Defer, "{mode:?}");
         assert_eq!(out.decision.reason, Reason::StartTlsNotAdvertised);
         assert_eq!(out.decision.alert().unwrap().domain, "test.example");
         assert!(out.connection.is_none());
@@ -148,7 +148,7 @@ async fn starttls_not_offered() {
     for mode in [DeliveryTls::Preferred, DeliveryTls::PreferredVerify] {
         let out = attempt(&lab, &pki, mode, MX).await;
         assert!(
-            matches!(out.decision.action, Action::ContinuePlaintext(_)),
+            matches!(out.decision.action, DeliveryAction::ContinuePlaintext(_)),
             "{mode:?}"
         );
         assert!(out.decision.alert().is_none());
@@ -165,7 +165,7 @@ async fn certificate_fails_verification() {
         DeliveryTls::RequiredVerifyHostedDomains,
     ] {
         let out = attempt(&lab, &pki, mode, MX).await;
-        assert_eq!(out.decision.action, Action::Defer, "{mode:?}");
+        assert_eq!(out.decision.action, DeliveryAction::Defer, "{mode:?}");
         assert!(
             matches!(
                 out.decision.reason,
@@ -179,14 +179,14 @@ async fn certificate_fails_verification() {
         assert!(out.connection.is_none());
     }
     let out = attempt(&lab, &pki, DeliveryTls::PreferredVerify, MX).await;
-    assert_eq!(out.decision.action, Action::ContinueTls);
+    assert_eq!(out.decision.action, DeliveryAction::ContinueTls);
     assert!(matches!(
         out.decision.reason,
-        Reason::TlsEstablished(VerificationStatus::FailedButDelivered(
+        Reason::TlsEstablished(PeerAuthentication::FailedButDelivered(
             PkixOutcome::UntrustedChain { .. }
         ))
     ));
     assert!(out.connection.unwrap().stream.is_tls());
     let out = attempt(&lab, &pki, DeliveryTls::Required, MX).await;
-    assert_eq!(out.decision.action, Action::ContinueTls);
+    assert_eq!(out.decision.action, DeliveryAction::ContinueTls);
 }

@@ -29,7 +29,7 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use self::backend::{Answer, Backend};
 use self::cache::Cache;
 use crate::policy::{
-    Action, DaneSetting, DeferReason, HostFacts, LookupFailure, NoDaneReason, TlsaLookup,
+    DaneAction, DaneSetting, DeferReason, HostFacts, LookupFailure, NoDaneReason, TlsaLookup,
 };
 use crate::{DnssecStatus, Error, TlsaRecord};
 
@@ -95,15 +95,15 @@ impl DestinationFacts {
     /// [`NoDaneReason::ValidationUnproven`]; `None` stays [`NoDaneReason::SettingNone`]), so a broken validator does not hold all mail; the
     /// answers are used as plain DNS (no MX host listed means a null MX or NXDOMAIN, as
     /// without DNSSEC). A bogus MX answer still defers.
-    pub fn actions(&self, setting: DaneSetting) -> Vec<(String, Action)> {
+    pub fn actions(&self, setting: DaneSetting) -> Vec<(String, DaneAction)> {
         if !self.validation.is_proven() {
             return self.actions_unproven(setting);
         }
         if self.hosts.is_empty() && (self.mx_failure.is_some() || self.mx_status.is_failure()) {
             let action = if setting == DaneSetting::None {
-                Action::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate))
+                DaneAction::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate))
             } else {
-                Action::Defer(DeferReason::MxLookup(self.mx_status))
+                DaneAction::Defer(DeferReason::MxLookup(self.mx_status))
             };
             return vec![(self.domain.clone(), action)];
         }
@@ -113,7 +113,7 @@ impl DestinationFacts {
             .collect()
     }
 
-    fn actions_unproven(&self, setting: DaneSetting) -> Vec<(String, Action)> {
+    fn actions_unproven(&self, setting: DaneSetting) -> Vec<(String, DaneAction)> {
         let failed = self.mx_failure.is_some() || self.mx_status == DnssecStatus::Bogus;
         if self.hosts.is_empty() && failed {
             let status = if setting == DaneSetting::None {
@@ -123,21 +123,21 @@ impl DestinationFacts {
             };
             return vec![(
                 self.domain.clone(),
-                Action::Defer(DeferReason::MxLookup(status)),
+                DaneAction::Defer(DeferReason::MxLookup(status)),
             )];
         }
         self.hosts
             .iter()
             .map(|h| {
                 let action = match setting {
-                    DaneSetting::Mandatory => Action::Defer(DeferReason::MxLookup(
+                    DaneSetting::Mandatory => DaneAction::Defer(DeferReason::MxLookup(
                         h.mx_status.combine(DnssecStatus::Indeterminate),
                     )),
                     _ if h.mx_status == DnssecStatus::Bogus => {
-                        Action::Defer(DeferReason::MxLookup(DnssecStatus::Bogus))
+                        DaneAction::Defer(DeferReason::MxLookup(DnssecStatus::Bogus))
                     }
-                    DaneSetting::None => Action::ConfiguredTls(NoDaneReason::SettingNone),
-                    _ => Action::ConfiguredTls(NoDaneReason::ValidationUnproven),
+                    DaneSetting::None => DaneAction::ConfiguredTls(NoDaneReason::SettingNone),
+                    _ => DaneAction::ConfiguredTls(NoDaneReason::ValidationUnproven),
                 };
                 (h.mx_host.clone(), action)
             })

@@ -82,15 +82,15 @@ fn unproven_actions_defer_mandatory_only() {
         validation: ValidationState::NotValidating,
     };
     let action = |f: &DestinationFacts, s| f.actions(s)[0].1.clone();
-    let indeterminate = Action::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate));
+    let indeterminate = DaneAction::Defer(DeferReason::MxLookup(DnssecStatus::Indeterminate));
     assert_eq!(action(&f, DaneSetting::Mandatory), indeterminate);
     assert_eq!(
         action(&f, DaneSetting::Opportunistic),
-        Action::ConfiguredTls(NoDaneReason::ValidationUnproven)
+        DaneAction::ConfiguredTls(NoDaneReason::ValidationUnproven)
     );
     assert_eq!(
         action(&f, DaneSetting::None),
-        Action::ConfiguredTls(NoDaneReason::SettingNone)
+        DaneAction::ConfiguredTls(NoDaneReason::SettingNone)
     );
     // proven, the same indeterminate facts defer (RFC 7672 §2.1.1)
     f.validation = ValidationState::Validating;

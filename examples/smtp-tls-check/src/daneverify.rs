@@ -50,9 +50,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dane_verify::policy::{Action, DaneSetting, HostFacts, TlsaLookup};
+use dane_verify::policy::{DaneAction, DaneSetting, HostFacts, TlsaLookup};
 use dane_verify::resolver::DaneResolver;
-use dane_verify::{DaneEeNames, DaneMatcher, TlsaRecord, Verdict};
+use dane_verify::{DaneEeNames, DaneMatcher, DaneVerdict, TlsaRecord};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde_json::{Value, json};
@@ -126,7 +126,7 @@ fn exit(ok: bool) -> ExitCode {
     }
 }
 
-fn verdict_json(v: &Verdict) -> Value {
+fn verdict_json(v: &DaneVerdict) -> Value {
     json!({
         "outcome": v.outcome.as_str(),
         "depth": v.depth,
@@ -222,7 +222,7 @@ fn live(args: Args) -> crate::CmdResult {
         let mut all_ok = true;
         for (host, action) in &actions {
             let f = facts.hosts.iter().find(|h| &h.mx_host == host);
-            let tls = if let Action::UseDane { .. } = action {
+            let tls = if let DaneAction::UseDane { .. } = action {
                 dane_hosts += 1;
                 let v = check_host(&resolver, &domain, f, args.port, &args.setting, action).await;
                 all_ok &= v.get("outcome").and_then(Value::as_str) == Some("verified");
@@ -247,7 +247,7 @@ fn live(args: Args) -> crate::CmdResult {
     })
 }
 
-fn host_json(host: &str, f: Option<&HostFacts>, action: &Action, tls: Value) -> Value {
+fn host_json(host: &str, f: Option<&HostFacts>, action: &DaneAction, tls: Value) -> Value {
     let (status, records) = match f.map(|f| &f.tlsa) {
         Some(TlsaLookup::Found { records, status }) => (
             status.as_str().to_string(),
@@ -259,8 +259,8 @@ fn host_json(host: &str, f: Option<&HostFacts>, action: &Action, tls: Value) -> 
         _ => ("not-queried".into(), vec![]),
     };
     let reason = match action {
-        Action::ConfiguredTls(r) => Some(format!("{r:?}")),
-        Action::Defer(r) => Some(format!("{r:?}")),
+        DaneAction::ConfiguredTls(r) => Some(format!("{r:?}")),
+        DaneAction::Defer(r) => Some(format!("{r:?}")),
         _ => None,
     };
     json!({
@@ -287,7 +287,7 @@ async fn check_host(
     facts: Option<&HostFacts>,
     port: u16,
     setting: &str,
-    action: &Action,
+    action: &DaneAction,
 ) -> Value {
     let fail = |addr: Option<SocketAddr>, e: String| {
         json!({"address": addr.map(|a| a.to_string()), "outcome": "chain-error", "depth": -1,
@@ -352,7 +352,7 @@ fn host_plan(
     domain: &str,
     facts: &HostFacts,
     setting: &str,
-    action: &Action,
+    action: &DaneAction,
 ) -> Result<HopPlan, String> {
     let toml = format!("[default]\ntls = \"preferred\"\ndane = \"{setting}\"\n");
     let controls = DestinationControls::from_toml("--setting", &toml).map_err(|e| e.to_string())?;

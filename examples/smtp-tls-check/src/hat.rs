@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hat_match::{Fact, Facts, HostAccessTable, Verdict};
+use hat_match::{Fact, Facts, HatVerdict, HostAccessTable};
 use serde::Serialize;
 
 /// Arguments of `smtp-tls-check hat`.
@@ -110,7 +110,7 @@ fn fact_name(fact: Fact<'_>) -> String {
     }
 }
 
-fn output<'a>(verdict: &Verdict<'a>, facts: &'a Facts) -> Output<'a> {
+fn output<'a>(verdict: &HatVerdict<'a>, facts: &'a Facts) -> Output<'a> {
     let policy = verdict.policy();
     Output {
         sender_group: verdict.sender_group(),

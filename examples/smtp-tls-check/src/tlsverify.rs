@@ -17,7 +17,7 @@ use smtp_tls_policy::identity::{
     DeliveryTarget, FqdnValidation, IdentityAlgorithm, MxSecurity, X509Validation,
 };
 use smtp_tls_policy::verifier::VerificationMode;
-use smtp_tls_policy::{Verdict, VerificationPolicy, verify_server_certificate};
+use smtp_tls_policy::{PkixVerdict, VerificationPolicy, verify_server_certificate};
 
 #[path = "tlsverify_live.rs"]
 mod live;
@@ -105,7 +105,7 @@ fn parse_time(text: &str) -> Result<UnixTime, String> {
 }
 
 /// The JSON verdict: `{"verified", "reference_ids", "matched", "error"}`.
-fn verdict_json(verdict: &Verdict) -> serde_json::Value {
+fn verdict_json(verdict: &PkixVerdict) -> serde_json::Value {
     serde_json::json!({
         "verified": verdict.is_verified(),
         "reference_ids": verdict.reference_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),

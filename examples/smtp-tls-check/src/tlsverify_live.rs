@@ -50,9 +50,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dane_verify::DnssecStatus;
-use dane_verify::policy::{Action as DaneAction, NoDaneReason};
+use dane_verify::policy::{DaneAction, NoDaneReason};
 use serde_json::{Value, json};
-use smtp_tls_policy::delivery::{Action, DeliveryOptions, RequiredTlsAlerts};
+use smtp_tls_policy::delivery::{DeliveryAction, DeliveryOptions, RequiredTlsAlerts};
 use smtp_tls_policy::destination::{DeliveryTls, DestinationControls, TlsMode};
 use smtp_tls_policy::identity::{FqdnValidation, X509Validation};
 use smtp_tls_policy::io::{ClientConnection, Timeouts, Transcript, negotiate};
@@ -265,7 +265,7 @@ pub(super) fn run(args: &Args) -> crate::CmdResult {
             d.alert().map(ToString::to_string),
         );
         println!("{out}");
-        let tls_up = d.action == Action::ContinueTls;
+        let tls_up = d.action == DeliveryAction::ContinueTls;
         let ok = tls_up && (out["verified"] == true || !mode.verifies());
         Ok(if ok {
             ExitCode::SUCCESS

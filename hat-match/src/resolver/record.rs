@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::facts::Facts;
-use crate::verdict::{Fact, LookupPlan, Verdict};
+use crate::verdict::{Fact, HatVerdict, LookupPlan};
 
 /// Why a lookup was not made.
 #[non_exhaustive]
@@ -183,7 +183,7 @@ impl LookupRecord {
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedVerdict<'t> {
-    pub(crate) verdict: Verdict<'t>,
+    pub(crate) verdict: HatVerdict<'t>,
     pub(crate) plan: LookupPlan<'t>,
     pub(crate) facts: Facts,
     pub(crate) lookups: LookupRecord,
@@ -191,12 +191,12 @@ pub struct ResolvedVerdict<'t> {
 
 impl<'t> ResolvedVerdict<'t> {
     /// The verdict from the facts that were answered.
-    pub fn verdict(&self) -> &Verdict<'t> {
+    pub fn verdict(&self) -> &HatVerdict<'t> {
         &self.verdict
     }
 
     /// The verdict, dropping the rest.
-    pub fn into_verdict(self) -> Verdict<'t> {
+    pub fn into_verdict(self) -> HatVerdict<'t> {
         self.verdict
     }
 

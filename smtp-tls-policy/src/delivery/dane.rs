@@ -1,16 +1,16 @@
 //! DANE for SMTP (RFC 7672) from `dane-verify` as inputs of the delivery machine.
 //!
 //! `dane-verify` decides per MX host, before connecting, what DNSSEC allows
-//! ([`dane_verify::policy::decide`] → [`dane_verify::policy::Action`]) and, after the handshake,
-//! whether the presented chain matches the TLSA RRset ([`dane_verify::Verdict`]). The delivery
+//! ([`dane_verify::policy::decide`] → [`dane_verify::policy::DaneAction`]) and, after the handshake,
+//! whether the presented chain matches the TLSA RRset ([`dane_verify::DaneVerdict`]). The delivery
 //! machine takes its own input types, [`TlsaStatus`] and [`DaneOutcome`]; this module converts,
-//! with [`tlsa_status`] / `From<&Action> for TlsaStatus` and [`dane_outcome`] /
-//! `From<&Verdict> for DaneOutcome`. Give `decide` the same DANE setting the machine gets
+//! with [`tlsa_status`] / `From<&DaneAction> for TlsaStatus` and [`dane_outcome`] /
+//! `From<&DaneVerdict> for DaneOutcome`. Give `decide` the same DANE setting the machine gets
 //! (the destination's [`DestinationPolicy::dane`](crate::destination::DestinationPolicy::dane)).
 //!
-//! # Before connecting: `Action` → `TlsaStatus`
+//! # Before connecting: `DaneAction` → `TlsaStatus`
 //!
-//! | dane-verify `Action` | `TlsaStatus` | machine, DANE `opportunistic` | machine, DANE `mandatory` |
+//! | dane-verify `DaneAction` | `TlsaStatus` | machine, DANE `opportunistic` | machine, DANE `mandatory` |
 //! |---|---|---|---|
 //! | `UseDane { .. }` | `Usable` | TLS mandatory, DANE-authenticated, whatever the TLS mode (RFC 7672 §2.2, §3) | same |
 //! | `TlsMandatoryUnauthenticated` | `Unusable` | TLS mandatory, not authenticated (RFC 7672 §2.2, §3.1.3) | no connection: defer (`DaneNotSupported`) |
@@ -26,9 +26,9 @@
 //! price is the wording: the machine reports such a host as `Reason::TlsaLookupFailed` whose text
 //! says "DANE mandatory but the host is not DANE-protected: ...".
 //!
-//! # After the handshake: `Verdict` → `DaneOutcome`
+//! # After the handshake: `DaneVerdict` → `DaneOutcome`
 //!
-//! | `Outcome` | `DaneOutcome` | machine (requirement DANE) |
+//! | `DaneMatchOutcome` | `DaneOutcome` | machine (requirement DANE) |
 //! |---|---|---|
 //! | `Verified` | `Verified` | continue in TLS (RFC 7672 §3.1) |
 //! | `NoMatch` | `Failed` | defer, never plaintext (RFC 7672 §2.2: "MUST NOT deliver ... via this server") |
@@ -37,10 +37,10 @@
 //! | `Unusable` | `Failed` | defer (no record could authenticate the peer) |
 //!
 //! The failure reason is `"<outcome>: <why>"` with the outcome's stable name
-//! ([`dane_verify::Outcome::as_str`]); an outcome this crate does not know yet is a failure.
+//! ([`dane_verify::DaneMatchOutcome::as_str`]); an outcome this crate does not know yet is a failure.
 
-use dane_verify::policy::{Action, DeferReason, LookupFailure, NoDaneReason};
-use dane_verify::{Outcome, Verdict};
+use dane_verify::policy::{DaneAction, DeferReason, LookupFailure, NoDaneReason};
+use dane_verify::{DaneMatchOutcome, DaneVerdict};
 
 use super::requirement::{DaneOutcome, TlsaStatus};
 
@@ -48,27 +48,27 @@ use super::requirement::{DaneOutcome, TlsaStatus};
 /// module documentation).
 ///
 /// ```
-/// use dane_verify::policy::{Action, DeferReason, LookupFailure, NoDaneReason};
+/// use dane_verify::policy::{DaneAction, DeferReason, LookupFailure, NoDaneReason};
 /// use smtp_tls_policy::delivery::{TlsaStatus, dane::tlsa_status};
-/// assert_eq!(tlsa_status(&Action::TlsMandatoryUnauthenticated), TlsaStatus::Unusable);
+/// assert_eq!(tlsa_status(&DaneAction::TlsMandatoryUnauthenticated), TlsaStatus::Unusable);
 /// assert_eq!(
-///     tlsa_status(&Action::ConfiguredTls(NoDaneReason::MxInsecure)),
+///     tlsa_status(&DaneAction::ConfiguredTls(NoDaneReason::MxInsecure)),
 ///     TlsaStatus::NotApplicable
 /// );
-/// let s = tlsa_status(&Action::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail)));
+/// let s = tlsa_status(&DaneAction::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail)));
 /// assert!(matches!(s, TlsaStatus::Defer { .. }));
 /// ```
-pub fn tlsa_status(action: &Action) -> TlsaStatus {
+pub fn tlsa_status(action: &DaneAction) -> TlsaStatus {
     match action {
         // RFC 7672 §2.2: secure, usable TLSA records: TLS mandatory, authenticated by DANE.
-        Action::UseDane { .. } => TlsaStatus::Usable,
+        DaneAction::UseDane { .. } => TlsaStatus::Usable,
         // RFC 7672 §2.2, §3.1.3: secure records, none usable: TLS mandatory, unauthenticated.
-        Action::TlsMandatoryUnauthenticated => TlsaStatus::Unusable,
+        DaneAction::TlsMandatoryUnauthenticated => TlsaStatus::Unusable,
         // RFC 7672 §2.2.1 (insecure MX), §2.2.2 (insecure addresses), §2.2 (secure denial):
         // not DANE-protected, the configured TLS mode applies.
-        Action::ConfiguredTls(_) => TlsaStatus::NotApplicable,
+        DaneAction::ConfiguredTls(_) => TlsaStatus::NotApplicable,
         // RFC 7672 §2.2: bogus or failed lookups must not be used; never a downgrade.
-        Action::Defer(reason) => TlsaStatus::Defer {
+        DaneAction::Defer(reason) => TlsaStatus::Defer {
             reason: defer_text(*reason),
         },
         // An action this crate does not know yet: fail closed.
@@ -82,20 +82,22 @@ pub fn tlsa_status(action: &Action) -> TlsaStatus {
 /// RRset (table in the module documentation).
 ///
 /// ```
-/// use dane_verify::{Outcome, Verdict};
+/// use dane_verify::{DaneMatchOutcome, DaneVerdict};
 /// use smtp_tls_policy::delivery::{DaneOutcome, dane::dane_outcome};
-/// let ok = Verdict { outcome: Outcome::Verified, depth: 0, matched: None, reason: None };
+/// let ok = DaneVerdict { outcome: DaneMatchOutcome::Verified, depth: 0, matched: None, reason: None };
 /// assert_eq!(dane_outcome(&ok), DaneOutcome::Verified);
-/// let bad = Verdict { outcome: Outcome::NoMatch, ..ok };
+/// let bad = DaneVerdict { outcome: DaneMatchOutcome::NoMatch, ..ok };
 /// assert!(matches!(dane_outcome(&bad), DaneOutcome::Failed { .. }));
 /// ```
-pub fn dane_outcome(verdict: &Verdict) -> DaneOutcome {
+pub fn dane_outcome(verdict: &DaneVerdict) -> DaneOutcome {
     let why = match verdict.outcome {
-        Outcome::Verified => return DaneOutcome::Verified,
-        Outcome::NoMatch => "no usable TLSA record matched the presented chain",
-        Outcome::NameMismatch => "a TLSA record matched but the certificate name does not",
-        Outcome::ChainError => "a TLSA record matched but the chain does not validate to it",
-        Outcome::Unusable => "every TLSA record is unusable for SMTP",
+        DaneMatchOutcome::Verified => return DaneOutcome::Verified,
+        DaneMatchOutcome::NoMatch => "no usable TLSA record matched the presented chain",
+        DaneMatchOutcome::NameMismatch => "a TLSA record matched but the certificate name does not",
+        DaneMatchOutcome::ChainError => {
+            "a TLSA record matched but the chain does not validate to it"
+        }
+        DaneMatchOutcome::Unusable => "every TLSA record is unusable for SMTP",
         _ => "unknown DANE outcome",
     };
     let mut reason = format!("{}: {}", verdict.outcome.as_str(), why);
@@ -113,30 +115,30 @@ pub fn dane_outcome(verdict: &Verdict) -> DaneOutcome {
     DaneOutcome::Failed { reason }
 }
 
-impl From<&Action> for TlsaStatus {
+impl From<&DaneAction> for TlsaStatus {
     /// See [`tlsa_status`].
-    fn from(action: &Action) -> Self {
+    fn from(action: &DaneAction) -> Self {
         tlsa_status(action)
     }
 }
 
-impl From<Action> for TlsaStatus {
+impl From<DaneAction> for TlsaStatus {
     /// See [`tlsa_status`].
-    fn from(action: Action) -> Self {
+    fn from(action: DaneAction) -> Self {
         tlsa_status(&action)
     }
 }
 
-impl From<&Verdict> for DaneOutcome {
+impl From<&DaneVerdict> for DaneOutcome {
     /// See [`dane_outcome`].
-    fn from(verdict: &Verdict) -> Self {
+    fn from(verdict: &DaneVerdict) -> Self {
         dane_outcome(verdict)
     }
 }
 
-impl From<Verdict> for DaneOutcome {
+impl From<DaneVerdict> for DaneOutcome {
     /// See [`dane_outcome`].
-    fn from(verdict: Verdict) -> Self {
+    fn from(verdict: DaneVerdict) -> Self {
         dane_outcome(&verdict)
     }
 }

@@ -5,7 +5,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::*;
 use crate::delivery::{
-    Action as Next, DeliveryAttempt, DeliveryOptions, EhloOutcome, HandshakeOutcome,
+    DeliveryAction as Next, DeliveryAttempt, DeliveryOptions, EhloOutcome, HandshakeOutcome,
     PeerVerification, PkixOutcome, Reason, RequiredTlsAlerts, Requirement, Step,
 };
 use crate::destination::DeliveryTls;
@@ -15,8 +15,8 @@ const EE: &str = "3 1 1 00000000000000000000000000000000000000000000000000000000
 const TA: &str = "2 1 1 0000000000000000000000000000000000000000000000000000000000000000";
 const PKIX_TA: &str = "0 1 1 0000000000000000000000000000000000000000000000000000000000000000";
 
-fn use_dane() -> Action {
-    Action::UseDane {
+fn use_dane() -> DaneAction {
+    DaneAction::UseDane {
         records: vec![EE.parse().unwrap()],
         sni: "mx.example".into(),
         reference_names: vec!["mx.example".into(), "example".into()],
@@ -40,48 +40,51 @@ fn defer(reason: &str) -> TlsaStatus {
 }
 
 /// Every dane-verify action (every defer and no-DANE reason) → the machine's TLSA status.
-fn action_table() -> Vec<(Action, TlsaStatus)> {
+fn action_table() -> Vec<(DaneAction, TlsaStatus)> {
     use DnssecStatus::{Bogus, Indeterminate};
     let mut t = vec![
         (use_dane(), TlsaStatus::Usable),
-        (Action::TlsMandatoryUnauthenticated, TlsaStatus::Unusable),
         (
-            Action::Defer(DeferReason::Undetermined),
+            DaneAction::TlsMandatoryUnauthenticated,
+            TlsaStatus::Unusable,
+        ),
+        (
+            DaneAction::Defer(DeferReason::Undetermined),
             defer("DANE status undetermined (TLSA not looked up)"),
         ),
         (
-            Action::Defer(DeferReason::MxLookup(Bogus)),
+            DaneAction::Defer(DeferReason::MxLookup(Bogus)),
             defer("MX lookup bogus"),
         ),
         (
-            Action::Defer(DeferReason::AddressLookup(Indeterminate)),
+            DaneAction::Defer(DeferReason::AddressLookup(Indeterminate)),
             defer("address lookup of the MX host indeterminate"),
         ),
         (
-            Action::Defer(DeferReason::TlsaBogus(Bogus)),
+            DaneAction::Defer(DeferReason::TlsaBogus(Bogus)),
             defer("TLSA answer bogus"),
         ),
         (
-            Action::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail)),
+            DaneAction::Defer(DeferReason::TlsaLookup(LookupFailure::ServFail)),
             defer("TLSA lookup SERVFAIL"),
         ),
         (
-            Action::Defer(DeferReason::TlsaLookup(LookupFailure::Timeout)),
+            DaneAction::Defer(DeferReason::TlsaLookup(LookupFailure::Timeout)),
             defer("TLSA lookup timeout"),
         ),
         (
-            Action::Defer(DeferReason::TlsaLookup(LookupFailure::Other)),
+            DaneAction::Defer(DeferReason::TlsaLookup(LookupFailure::Other)),
             defer("TLSA lookup error"),
         ),
         (
-            Action::default(),
+            DaneAction::default(),
             defer("DANE status undetermined (TLSA not looked up)"),
         ),
     ];
     for r in NO_DANE {
-        t.push((Action::ConfiguredTls(r), TlsaStatus::NotApplicable));
+        t.push((DaneAction::ConfiguredTls(r), TlsaStatus::NotApplicable));
         t.push((
-            Action::Defer(DeferReason::DaneRequired(r)),
+            DaneAction::Defer(DeferReason::DaneRequired(r)),
             defer(&format!(
                 "DANE mandatory but the host is not DANE-protected: {}",
                 no_dane_text(r)
@@ -128,26 +131,26 @@ fn machine_treatment_of_every_action() {
                 let base =
                     Requirement::new(tls, DaneSetting::None, &TlsaStatus::NotApplicable).unwrap();
                 match (&action, dane) {
-                    (Action::UseDane { .. }, _) => {
+                    (DaneAction::UseDane { .. }, _) => {
                         assert_eq!(a.requirement(), Some(Requirement::Dane), "{ctx}");
                         assert!(a.preflight().is_none(), "{ctx}");
                     }
-                    (Action::TlsMandatoryUnauthenticated, DaneSetting::Opportunistic) => {
+                    (DaneAction::TlsMandatoryUnauthenticated, DaneSetting::Opportunistic) => {
                         let r = a.requirement().unwrap();
                         assert!(r.tls_mandatory() && !r.needs_dane(), "{ctx}");
                         assert!(a.preflight().is_none(), "{ctx}");
                     }
-                    (Action::ConfiguredTls(_), DaneSetting::Opportunistic) => {
+                    (DaneAction::ConfiguredTls(_), DaneSetting::Opportunistic) => {
                         assert_eq!(a.requirement(), Some(base), "{ctx}");
                         assert!(a.preflight().is_none(), "{ctx}");
                     }
-                    (Action::TlsMandatoryUnauthenticated | Action::ConfiguredTls(_), _) => {
+                    (DaneAction::TlsMandatoryUnauthenticated | DaneAction::ConfiguredTls(_), _) => {
                         let d = a.preflight().expect(&ctx);
                         assert_eq!(d.action, Next::Defer, "{ctx}");
                         assert_eq!(d.reason, Reason::DaneNotSupported, "{ctx}");
                         assert_eq!(d.alert().unwrap().domain, "example", "{ctx}");
                     }
-                    (Action::Defer(_), _) => {
+                    (DaneAction::Defer(_), _) => {
                         let d = a.preflight().expect(&ctx);
                         assert_eq!(d.action, Next::Defer, "{ctx}");
                         let TlsaStatus::Defer { reason } = &status else {
@@ -246,8 +249,8 @@ fn rfc7672_matrix_through_the_machine() {
     }
 }
 
-fn verdict(outcome: Outcome) -> Verdict {
-    Verdict {
+fn verdict(outcome: DaneMatchOutcome) -> DaneVerdict {
+    DaneVerdict {
         outcome,
         depth: -1,
         matched: None,
@@ -259,17 +262,17 @@ fn verdict(outcome: Outcome) -> Verdict {
 fn every_verdict_maps_to_its_dane_outcome() {
     let failed = |r: &str| DaneOutcome::Failed { reason: r.into() };
     let table = [
-        (verdict(Outcome::Verified), DaneOutcome::Verified),
+        (verdict(DaneMatchOutcome::Verified), DaneOutcome::Verified),
         (
-            verdict(Outcome::NoMatch),
+            verdict(DaneMatchOutcome::NoMatch),
             failed("no-match: no usable TLSA record matched the presented chain"),
         ),
         (
-            Verdict {
+            DaneVerdict {
                 depth: 1,
                 matched: Some(TA.parse().unwrap()),
                 reason: Some("not valid for mx.example".into()),
-                ..verdict(Outcome::NameMismatch)
+                ..verdict(DaneMatchOutcome::NameMismatch)
             },
             failed(&format!(
                 "name-mismatch: a TLSA record matched but the certificate name does not \
@@ -277,9 +280,9 @@ fn every_verdict_maps_to_its_dane_outcome() {
             )),
         ),
         (
-            Verdict {
+            DaneVerdict {
                 reason: Some("expired".into()),
-                ..verdict(Outcome::ChainError)
+                ..verdict(DaneMatchOutcome::ChainError)
             },
             failed(
                 "chain-error: a TLSA record matched but the chain does not validate to it \
@@ -287,10 +290,13 @@ fn every_verdict_maps_to_its_dane_outcome() {
             ),
         ),
         (
-            verdict(Outcome::Unusable),
+            verdict(DaneMatchOutcome::Unusable),
             failed("unusable: every TLSA record is unusable for SMTP"),
         ),
-        (Verdict::default(), dane_outcome(&verdict(Outcome::NoMatch))),
+        (
+            DaneVerdict::default(),
+            dane_outcome(&verdict(DaneMatchOutcome::NoMatch)),
+        ),
     ];
     for (v, want) in table {
         assert_eq!(dane_outcome(&v), want, "{v:?}");

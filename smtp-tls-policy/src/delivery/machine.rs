@@ -1,7 +1,9 @@
 //! The per-attempt state machine.
 
-use super::outcome::VerificationStatus;
-use super::outcome::{Action, Decision, DeliveryEvent, PlaintextRetry, Reason, RequiredTlsAlert};
+use super::outcome::PeerAuthentication;
+use super::outcome::{
+    Decision, DeliveryAction, DeliveryEvent, PlaintextRetry, Reason, RequiredTlsAlert,
+};
 use super::requirement::{
     DaneOutcome, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement, TlsaStatus,
 };
@@ -110,7 +112,7 @@ enum State {
 /// assert!(a.preflight().is_none());
 /// // The server did not advertise STARTTLS: the message is deferred, never sent in the clear.
 /// let Step::Done(d) = a.on_ehlo(EhloOutcome::Esmtp { starttls: false }) else { panic!() };
-/// assert_eq!(d.action, Action::Defer);
+/// assert_eq!(d.action, DeliveryAction::Defer);
 /// assert_eq!(d.reason, Reason::StartTlsNotAdvertised);
 /// assert_eq!(d.alert().unwrap().domain, "example.com");
 /// ```
@@ -155,7 +157,7 @@ impl DeliveryAttempt {
         )
     }
 
-    /// The plaintext retry on a new connection after [`Action::RetryPlaintext`].
+    /// The plaintext retry on a new connection after [`DeliveryAction::RetryPlaintext`].
     pub fn plaintext_retry(
         domain: impl Into<String>,
         _permit: PlaintextRetry,
@@ -264,7 +266,7 @@ impl DeliveryAttempt {
                 let reason = Reason::HandshakeFailed { detail };
                 return Step::Done(match req.plaintext_permit() {
                     Some((_, retry)) => self.decide(
-                        Action::RetryPlaintext(retry),
+                        DeliveryAction::RetryPlaintext(retry),
                         reason.clone(),
                         vec![DeliveryEvent::PlaintextFallback {
                             domain: self.domain.clone(),
@@ -279,7 +281,7 @@ impl DeliveryAttempt {
         self.state = State::Done;
         Step::Done(match req {
             Requirement::Dane => match verification.dane {
-                Some(DaneOutcome::Verified) => self.tls(VerificationStatus::DaneVerified, vec![]),
+                Some(DaneOutcome::Verified) => self.tls(PeerAuthentication::DaneVerified, vec![]),
                 Some(DaneOutcome::Failed { reason }) => {
                     self.fail_required(Reason::DaneVerificationFailed { reason }, false)
                 }
@@ -291,28 +293,32 @@ impl DeliveryAttempt {
                 ),
             },
             Requirement::Verified(_) => match verification.pkix {
-                PkixOutcome::Verified => self.tls(VerificationStatus::PkixVerified, vec![]),
+                PkixOutcome::Verified => self.tls(PeerAuthentication::PkixVerified, vec![]),
                 other => self.fail_required(Reason::CertificateNotVerified(other), false),
             },
             Requirement::Opportunistic { verify: true } => match verification.pkix {
-                PkixOutcome::Verified => self.tls(VerificationStatus::PkixVerified, vec![]),
+                PkixOutcome::Verified => self.tls(PeerAuthentication::PkixVerified, vec![]),
                 other => {
                     let event = DeliveryEvent::VerificationFailedDelivered {
                         domain: self.domain.clone(),
                         outcome: other.clone(),
                     };
-                    self.tls(VerificationStatus::FailedButDelivered(other), vec![event])
+                    self.tls(PeerAuthentication::FailedButDelivered(other), vec![event])
                 }
             },
             Requirement::Opportunistic { verify: false } | Requirement::Encrypted => {
-                self.tls(VerificationStatus::NotRequested, vec![])
+                self.tls(PeerAuthentication::NotRequested, vec![])
             }
             Requirement::Plaintext | Requirement::PlaintextRetry => self.out_of_order("handshake"),
         })
     }
 
-    fn tls(&self, status: VerificationStatus, events: Vec<DeliveryEvent>) -> Decision {
-        self.decide(Action::ContinueTls, Reason::TlsEstablished(status), events)
+    fn tls(&self, status: PeerAuthentication, events: Vec<DeliveryEvent>) -> Decision {
+        self.decide(
+            DeliveryAction::ContinueTls,
+            Reason::TlsEstablished(status),
+            events,
+        )
     }
 
     /// TLS cannot be used on this connection (before any `220`).
@@ -336,7 +342,7 @@ impl DeliveryAttempt {
                 } else {
                     vec![]
                 };
-                self.decide(Action::ContinuePlaintext(permit), reason, events)
+                self.decide(DeliveryAction::ContinuePlaintext(permit), reason, events)
             }
             None => self.fail_required(reason, permanent),
         }
@@ -346,8 +352,8 @@ impl DeliveryAttempt {
     fn fail_required(&mut self, reason: Reason, permanent: bool) -> Decision {
         self.state = State::Done;
         let action = match self.options.required_failure {
-            RequiredTlsFailure::BouncePermanent if permanent => Action::Bounce,
-            _ => Action::Defer,
+            RequiredTlsFailure::BouncePermanent if permanent => DeliveryAction::Bounce,
+            _ => DeliveryAction::Defer,
         };
         let mut events = vec![DeliveryEvent::TlsRequiredButUnavailable {
             domain: self.domain.clone(),
@@ -365,13 +371,18 @@ impl DeliveryAttempt {
     fn out_of_order(&mut self, input: &'static str) -> Decision {
         self.state = State::Done;
         Decision {
-            action: Action::Defer,
+            action: DeliveryAction::Defer,
             reason: Reason::OutOfOrder { input },
             events: vec![],
         }
     }
 
-    fn decide(&self, action: Action, reason: Reason, events: Vec<DeliveryEvent>) -> Decision {
+    fn decide(
+        &self,
+        action: DeliveryAction,
+        reason: Reason,
+        events: Vec<DeliveryEvent>,
+    ) -> Decision {
         Decision {
             action,
             reason,

@@ -18,7 +18,7 @@ pub struct PlaintextRetry(pub(super) ());
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 #[non_exhaustive]
-pub enum Action {
+pub enum DeliveryAction {
     /// Deliver over the established TLS session (after re-sending EHLO, RFC 3207 §4.2).
     ContinueTls,
     /// Deliver in plaintext on this connection.
@@ -31,7 +31,7 @@ pub enum Action {
     Bounce,
 }
 
-impl Action {
+impl DeliveryAction {
     /// Whether the message may go over this or a new connection in plaintext.
     pub fn is_plaintext(self) -> bool {
         matches!(self, Self::ContinuePlaintext(_) | Self::RetryPlaintext(_))
@@ -52,7 +52,7 @@ impl Action {
 /// How the peer's certificate fared, when TLS was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum VerificationStatus {
+pub enum PeerAuthentication {
     /// Not verified because the mode does not ask for it (`preferred`, `required`).
     NotRequested,
     /// PKIX verification succeeded.
@@ -86,7 +86,7 @@ pub enum Reason {
         detail: String,
     },
     /// TLS established.
-    TlsEstablished(VerificationStatus),
+    TlsEstablished(PeerAuthentication),
     /// The certificate did not verify and the mode requires it.
     CertificateNotVerified(PkixOutcome),
     /// DANE verification failed (or no result was supplied).
@@ -187,7 +187,7 @@ pub enum DeliveryEvent {
 #[non_exhaustive]
 pub struct Decision {
     /// What to do.
-    pub action: Action,
+    pub action: DeliveryAction,
     /// Why.
     pub reason: Reason,
     /// What to log and alert.

@@ -104,13 +104,13 @@ const TABLE: [(DeliveryTls, [&str; 7]); 6] = [
     ),
 ];
 
-fn short(a: Action) -> &'static str {
+fn short(a: DeliveryAction) -> &'static str {
     match a {
-        Action::ContinueTls => "tls",
-        Action::ContinuePlaintext(_) => "plain",
-        Action::RetryPlaintext(_) => "retry",
-        Action::Defer => "defer",
-        Action::Bounce => "bounce",
+        DeliveryAction::ContinueTls => "tls",
+        DeliveryAction::ContinuePlaintext(_) => "plain",
+        DeliveryAction::RetryPlaintext(_) => "retry",
+        DeliveryAction::Defer => "defer",
+        DeliveryAction::Bounce => "bounce",
     }
 }
 
@@ -178,10 +178,10 @@ fn preferred_verify_reports_verification_failure() {
         Peer::NameMismatch,
         None,
     );
-    assert_eq!(d.action, Action::ContinueTls);
+    assert_eq!(d.action, DeliveryAction::ContinueTls);
     assert!(matches!(
         d.reason,
-        Reason::TlsEstablished(VerificationStatus::FailedButDelivered(
+        Reason::TlsEstablished(PeerAuthentication::FailedButDelivered(
             PkixOutcome::NameMismatch { .. }
         ))
     ));
@@ -202,7 +202,7 @@ fn plaintext_retry_after_handshake_failure() {
         Peer::HandshakeFailsAfter220,
         None,
     );
-    let Action::RetryPlaintext(token) = d.action else {
+    let DeliveryAction::RetryPlaintext(token) = d.action else {
         panic!("{d:?}")
     };
     let mut retry =
@@ -211,7 +211,7 @@ fn plaintext_retry_after_handshake_failure() {
     let Step::Done(d) = retry.on_ehlo(EhloOutcome::Esmtp { starttls: true }) else {
         panic!()
     };
-    assert!(matches!(d.action, Action::ContinuePlaintext(_)));
+    assert!(matches!(d.action, DeliveryAction::ContinuePlaintext(_)));
     assert_eq!(d.reason, Reason::RetryAfterHandshakeFailure);
 }
 
@@ -229,13 +229,19 @@ fn dane() {
             TlsaStatus::Usable,
         )
     };
-    assert_eq!(run(a(), Peer::NoStartTls, None).action, Action::Defer);
+    assert_eq!(
+        run(a(), Peer::NoStartTls, None).action,
+        DeliveryAction::Defer
+    );
     assert_eq!(
         run(a(), Peer::UntrustedChain, ok.clone()).action,
-        Action::ContinueTls
+        DeliveryAction::ContinueTls
     );
-    assert_eq!(run(a(), Peer::Good, bad.clone()).action, Action::Defer);
-    assert_eq!(run(a(), Peer::Good, None).action, Action::Defer);
+    assert_eq!(
+        run(a(), Peer::Good, bad.clone()).action,
+        DeliveryAction::Defer
+    );
+    assert_eq!(run(a(), Peer::Good, None).action, DeliveryAction::Defer);
     // Opportunistic without TLSA: the TLS mode rules.
     let a = attempt(
         DeliveryTls::Preferred,
@@ -251,10 +257,13 @@ fn dane() {
             TlsaStatus::Unusable,
         )
     };
-    assert_eq!(run(a(), Peer::NoStartTls, None).action, Action::Defer);
+    assert_eq!(
+        run(a(), Peer::NoStartTls, None).action,
+        DeliveryAction::Defer
+    );
     assert_eq!(
         run(a(), Peer::UntrustedChain, None).action,
-        Action::ContinueTls
+        DeliveryAction::ContinueTls
     );
     // Mandatory without usable TLSA: no connection.
     let mut a = attempt(
@@ -265,7 +274,7 @@ fn dane() {
     let d = a.preflight().unwrap();
     assert_eq!(
         (d.action, d.reason),
-        (Action::Defer, Reason::DaneNotSupported)
+        (DeliveryAction::Defer, Reason::DaneNotSupported)
     );
     let mut a = attempt(
         DeliveryTls::Preferred,
@@ -302,12 +311,21 @@ fn bounce_only_on_permanent_refusals_when_configured() {
             opts,
         )
     };
-    assert_eq!(run(mk(), Peer::NoStartTls, None).action, Action::Bounce);
-    assert_eq!(run(mk(), Peer::NoEsmtp, None).action, Action::Bounce);
-    assert_eq!(run(mk(), Peer::StartTls454, None).action, Action::Defer);
+    assert_eq!(
+        run(mk(), Peer::NoStartTls, None).action,
+        DeliveryAction::Bounce
+    );
+    assert_eq!(
+        run(mk(), Peer::NoEsmtp, None).action,
+        DeliveryAction::Bounce
+    );
+    assert_eq!(
+        run(mk(), Peer::StartTls454, None).action,
+        DeliveryAction::Defer
+    );
     assert_eq!(
         run(mk(), Peer::HandshakeFailsAfter220, None).action,
-        Action::Defer
+        DeliveryAction::Defer
     );
     let mut a = mk();
     assert!(a.preflight().is_none());
@@ -315,7 +333,7 @@ fn bounce_only_on_permanent_refusals_when_configured() {
     let Step::Done(d) = a.on_starttls_reply(554) else {
         panic!()
     };
-    assert_eq!(d.action, Action::Bounce);
+    assert_eq!(d.action, DeliveryAction::Bounce);
     assert!(d.alert().is_none(), "alerts disabled");
 }
 
@@ -331,7 +349,7 @@ fn out_of_order_inputs_fail_closed() {
     }) else {
         panic!()
     };
-    assert_eq!(d.action, Action::Defer);
+    assert_eq!(d.action, DeliveryAction::Defer);
 }
 
 #[derive(Debug, Clone)]
@@ -421,7 +439,7 @@ proptest! {
                 if must_encrypt {
                     prop_assert!(!d.action.is_plaintext(), "{mode:?} {dane:?} {tlsa:?}: {d:?}");
                 }
-                if d.action == Action::ContinueTls {
+                if d.action == DeliveryAction::ContinueTls {
                     prop_assert!(established, "TLS continued without a handshake: {d:?}");
                 }
             }

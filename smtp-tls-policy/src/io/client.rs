@@ -11,8 +11,8 @@ use super::lines::LineReader;
 use super::stream::SmtpStream;
 use super::timeouts::{Deadline, Timeouts};
 use crate::delivery::{
-    Action, DaneOutcome, Decision, DeliveryAttempt, DeliveryEvent, EhloOutcome, HandshakeOutcome,
-    PkixOutcome, Step,
+    DaneOutcome, Decision, DeliveryAction, DeliveryAttempt, DeliveryEvent, EhloOutcome,
+    HandshakeOutcome, PkixOutcome, Step,
 };
 use crate::error::{Error, IoKind};
 use crate::plan::PlanVerifier;
@@ -130,8 +130,8 @@ pub struct ClientOutcome<S> {
     pub decision: Decision,
     /// What happened.
     pub transcript: Transcript,
-    /// The connection to deliver over, for [`Action::ContinueTls`] and
-    /// [`Action::ContinuePlaintext`]; `None` otherwise (the connection was closed).
+    /// The connection to deliver over, for [`DeliveryAction::ContinueTls`] and
+    /// [`DeliveryAction::ContinuePlaintext`]; `None` otherwise (the connection was closed).
     pub connection: Option<ClientConnection<S>>,
 }
 
@@ -195,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
 /// Order: read the `220` greeting; EHLO (HELO on a `5yz` reply → no ESMTP); ask the machine; if
 /// it says so, STARTTLS; on `220`, discard everything the server sent after that reply
 /// (response injection), handshake (the plan verifier's verdict — PKIX, and DANE when
-/// required — is recorded), ask the machine; on [`Action::ContinueTls`] re-send EHLO inside TLS.
+/// required — is recorded), ask the machine; on [`DeliveryAction::ContinueTls`] re-send EHLO inside TLS.
 ///
 /// The decision's events are logged with `tracing`. When the decision is not to continue on
 /// this connection, QUIT is sent (over TLS if established) and the connection is closed.
@@ -336,7 +336,7 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         reader,
         timeouts,
     };
-    if decision.action != Action::ContinueTls {
+    if decision.action != DeliveryAction::ContinueTls {
         return Ok(conclude(io, decision, transcript, None).await);
     }
     // RFC 3207 §4.2: discard knowledge from before TLS; EHLO again.
@@ -373,7 +373,7 @@ async fn conclude<S: AsyncRead + AsyncWrite + Unpin>(
     capabilities: Option<EhloCapabilities>,
 ) -> ClientOutcome<S> {
     match decision.action {
-        Action::ContinueTls | Action::ContinuePlaintext(_) => {
+        DeliveryAction::ContinueTls | DeliveryAction::ContinuePlaintext(_) => {
             let conn = ClientConnection {
                 stream: io.stream,
                 reader: io.reader,

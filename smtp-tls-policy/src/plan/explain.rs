@@ -5,7 +5,7 @@
 //! DOMAIN --json` prints them). More policy sources (MTA-STS, REQUIRETLS) add [`Source`]
 //! variants and [`Rule`]s to the same list.
 
-use dane_verify::policy::{Action as DaneAction, HostFacts, NoDaneReason, TlsaLookup};
+use dane_verify::policy::{DaneAction, HostFacts, NoDaneReason, TlsaLookup};
 use serde::Serialize;
 
 use super::verify::Authentication;

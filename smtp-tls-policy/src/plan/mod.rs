@@ -48,7 +48,7 @@ mod verify;
 use std::fmt;
 use std::net::IpAddr;
 
-use dane_verify::policy::{Action as DaneAction, DeferReason, HostFacts, NoDaneReason, decide};
+use dane_verify::policy::{DaneAction, DeferReason, HostFacts, NoDaneReason, decide};
 use dane_verify::{DaneMatcher, TlsaRecord};
 use rustls_pki_types::ServerName;
 

@@ -5,11 +5,11 @@
 use dane_verify::DnssecStatus::{self, Bogus, Insecure, Secure};
 use dane_verify::TlsaRecord;
 use dane_verify::policy::{
-    Action as DaneAction, DeferReason, HostFacts, LookupFailure, NoDaneReason, TlsaLookup,
+    DaneAction, DeferReason, HostFacts, LookupFailure, NoDaneReason, TlsaLookup,
 };
 
 use super::*;
-use crate::delivery::{Action, DeliveryOptions, EhloOutcome, Step};
+use crate::delivery::{DeliveryAction, DeliveryOptions, EhloOutcome, Step};
 use crate::destination::{
     ConfiguredDane, DestinationControls, DestinationEntry, DestinationPolicy, TlsMode,
 };
@@ -460,7 +460,7 @@ fn stripped_starttls_never_gives_plaintext_where_the_plan_forbids_it() {
                 "{tls:?} {dns:?}"
             );
             if !plan.explanation().plaintext.permitted {
-                assert_eq!(d.action, Action::Defer);
+                assert_eq!(d.action, DeliveryAction::Defer);
             }
         }
     }

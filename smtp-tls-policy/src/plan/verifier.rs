@@ -111,7 +111,7 @@ fn to_rustls(v: &PeerVerdict) -> rustls::Error {
         return pkix_error(v);
     }
     let cert_error = match &v.dane_detail {
-        Some(d) if d.outcome == dane_verify::Outcome::NameMismatch => {
+        Some(d) if d.outcome == dane_verify::DaneMatchOutcome::NameMismatch => {
             CertificateError::NotValidForName
         }
         _ => CertificateError::ApplicationVerificationFailure,

@@ -8,7 +8,7 @@ use super::HopPlan;
 use crate::chain::TrustAnchors;
 use crate::delivery::dane::dane_outcome;
 use crate::delivery::{DaneOutcome, HandshakeOutcome, PeerVerification, PkixOutcome, Requirement};
-use crate::verify::{Verdict, verify_with_reference_ids};
+use crate::verify::{PkixVerdict, verify_with_reference_ids};
 
 /// What authenticates (or authenticated) the peer. The default is the least-trusted value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
@@ -37,9 +37,9 @@ pub struct PeerVerdict {
     /// DANE result, when the requirement is DANE.
     pub dane: Option<DaneOutcome>,
     /// The full PKIX verdict (reference identities, match, error), when checked.
-    pub pkix_detail: Option<Verdict>,
+    pub pkix_detail: Option<PkixVerdict>,
     /// dane-verify's verdict (record, depth), when checked.
-    pub dane_detail: Option<dane_verify::Verdict>,
+    pub dane_detail: Option<dane_verify::DaneVerdict>,
     /// What authenticated the peer, as the requirement counts it: under DANE only DANE does
     /// (RFC 7672 §2.2), otherwise a verified PKIX chain.
     pub authenticated_by: Authentication,
@@ -126,7 +126,7 @@ impl HopPlan {
 
 /// The machine's PKIX input for a verdict of this crate: a name problem is a mismatch, every
 /// other failure an untrusted chain.
-fn pkix_outcome(verdict: &Verdict) -> PkixOutcome {
+fn pkix_outcome(verdict: &PkixVerdict) -> PkixOutcome {
     match &verdict.error {
         None if verdict.is_verified() => PkixOutcome::Verified,
         None => PkixOutcome::UntrustedChain {

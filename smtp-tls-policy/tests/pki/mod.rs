@@ -79,7 +79,7 @@ pub(crate) fn plan_verifier(
 }
 
 /// The PKIX verdict the verifier recorded for the last handshake.
-pub(crate) fn last_pkix(v: &PlanVerifier) -> smtp_tls_policy::Verdict {
+pub(crate) fn last_pkix(v: &PlanVerifier) -> smtp_tls_policy::PkixVerdict {
     v.last_verdict()
         .and_then(|v| v.pkix_detail)
         .expect("a verdict was recorded")

@@ -1,7 +1,7 @@
 //! From a HAT verdict to what one connection may do (sans-IO): behavior, TLS setting, banner
 //! and the effective limits (policy limits capped by the global ones).
 
-use hat_match::{Behavior, ListenerTls, Verdict};
+use hat_match::{Behavior, HatVerdict, ListenerTls};
 
 use super::limits::InboundLimits;
 use super::transaction::{RelayControl, TransactionLimits};
@@ -43,7 +43,7 @@ pub struct ConnectionPolicy {
 
 impl ConnectionPolicy {
     /// Reads the verdict and caps its limits with the global ones.
-    pub fn from_verdict(verdict: &Verdict<'_>, global: &InboundLimits) -> Self {
+    pub fn from_verdict(verdict: &HatVerdict<'_>, global: &InboundLimits) -> Self {
         let policy = verdict.policy();
         let l = policy.map(|p| *p.limits()).unwrap_or_default();
         let cap32 = |v: Option<std::num::NonZeroU32>, g: u32| v.map_or(g, |v| v.get().min(g));

@@ -8,9 +8,9 @@
 use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
 
-use dane_verify::policy::{Action as DaneAction, HostFacts};
+use dane_verify::policy::{DaneAction, HostFacts};
 use smtp_tls_policy::delivery::{
-    Action, Decision, DeliveryAttempt, DeliveryOptions, RequiredTlsAlerts,
+    Decision, DeliveryAction, DeliveryAttempt, DeliveryOptions, RequiredTlsAlerts,
 };
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::io::{ClientOutcome, ClientSettings, Timeouts, Transcript, negotiate};
@@ -128,16 +128,18 @@ pub(crate) async fn connect(
     let outcome = exchange(ctx, hop, addr, attempt, &settings, &remote).await?;
     log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
     match (outcome.decision.action, outcome.connection) {
-        (Action::ContinueTls | Action::ContinuePlaintext(_), Some(conn)) => {
+        (DeliveryAction::ContinueTls | DeliveryAction::ContinuePlaintext(_), Some(conn)) => {
             Ok(Session::new(conn, remote))
         }
-        (Action::RetryPlaintext(token), _) => {
+        (DeliveryAction::RetryPlaintext(token), _) => {
             // `preferred`: the handshake failed after 220; a new connection without STARTTLS.
             let retry = DeliveryAttempt::plaintext_retry(&plan.policy().domain, token, options);
             let outcome = exchange(ctx, hop, addr, retry, &settings, &remote).await?;
             log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
             match (outcome.decision.action, outcome.connection) {
-                (Action::ContinuePlaintext(_), Some(conn)) => Ok(Session::new(conn, remote)),
+                (DeliveryAction::ContinuePlaintext(_), Some(conn)) => {
+                    Ok(Session::new(conn, remote))
+                }
                 _ => Err(decided(ctx, &outcome.decision, remote).await),
             }
         }
@@ -181,7 +183,7 @@ async fn decided(ctx: &Context, decision: &Decision, remote: String) -> Failure 
     if let Some(a) = decision.alert() {
         alert::raise(ctx, a).await;
     }
-    let permanent = decision.action == Action::Bounce;
+    let permanent = decision.action == DeliveryAction::Bounce;
     failure(
         if permanent { 5 } else { 4 },
         format!("TLS policy: {}", decision.reason),

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dane_verify::DnssecStatus;
-use dane_verify::policy::{Action as DaneAction, DaneSetting, HostFacts, decide};
+use dane_verify::policy::{DaneAction, DaneSetting, HostFacts, decide};
 use dane_verify::resolver::{DaneResolver, Limits, ValidationState};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
