@@ -8,7 +8,7 @@
 //! - [`delivery`]: the sans-IO delivery TLS state machine, one per connection attempt.
 //! - [`smtp`]: bounded SMTP reply / EHLO / command parsing over `smtp-proto`.
 //! - `io` (feature `tokio`): STARTTLS drivers for both sides.
-//! - [`chain`], [`identity`], [`verifier`]: certificate verification on delivery (below).
+//! - [`chain`], [`identity`], [`plan`]: certificate verification on delivery (below).
 //!
 //! # Certificate verification on delivery
 //! Seed "Enabling TLS and Certificate Verification on Delivery": a receiving MTA's certificate is
@@ -66,7 +66,6 @@ pub mod limbo;
 pub mod listener;
 pub mod plan;
 pub mod smtp;
-pub mod verifier;
 mod verify;
 
 pub use error::{DestinationConfigErrorKind, Error, IoKind};

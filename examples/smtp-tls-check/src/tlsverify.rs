@@ -13,10 +13,10 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use smtp_tls_policy::chain::TrustAnchors;
+use smtp_tls_policy::destination::DeliveryTls;
 use smtp_tls_policy::identity::{
     DeliveryTarget, FqdnValidation, IdentityAlgorithm, MxSecurity, X509Validation,
 };
-use smtp_tls_policy::verifier::VerificationMode;
 use smtp_tls_policy::{PkixVerdict, VerificationPolicy, verify_server_certificate};
 
 #[path = "tlsverify_live.rs"]
@@ -74,13 +74,17 @@ pub(crate) struct Args {
     json: bool,
 }
 
-fn parse_mode(mode: &str) -> Result<VerificationMode, String> {
-    match mode {
-        "preferred-verify" => Ok(VerificationMode::PreferredVerify),
-        "required-verify" => Ok(VerificationMode::RequiredVerify),
-        "required-verify-hosted-domains" => Ok(VerificationMode::RequiredVerifyHostedDomains),
-        other => Err(format!(
-            "unknown --mode {other:?}: expected preferred-verify, required-verify or \
+/// The identity algorithm of an offline `--mode`: one of the three verifying delivery TLS
+/// settings (seed Table 2, settings 4–6).
+fn parse_mode(mode: &str) -> Result<IdentityAlgorithm, String> {
+    match DeliveryTls::from_name(mode) {
+        Some(
+            tls @ (DeliveryTls::PreferredVerify
+            | DeliveryTls::RequiredVerify
+            | DeliveryTls::RequiredVerifyHostedDomains),
+        ) => Ok(IdentityAlgorithm::for_setting(tls)),
+        _ => Err(format!(
+            "unknown --mode {mode:?}: expected preferred-verify, required-verify or \
              required-verify-hosted-domains"
         )),
     }
@@ -182,7 +186,7 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
 
 /// The offline check of a PEM chain.
 fn offline(args: &Args, chain_path: &Path) -> crate::CmdResult {
-    let mode = parse_mode(&args.mode)?;
+    let algorithm = parse_mode(&args.mode)?;
     let chain = read_pem_certs(chain_path)?;
     let anchors = trust_anchors(args)?;
     let target = delivery_target(args)?;
@@ -190,7 +194,7 @@ fn offline(args: &Args, chain_path: &Path) -> crate::CmdResult {
         Some(text) => parse_time(text)?,
         None => UnixTime::now(),
     };
-    let policy = verification_policy(args, mode.algorithm());
+    let policy = verification_policy(args, algorithm);
     let verdict = verify_server_certificate(&policy, &target, &chain, &anchors, time);
     println!("{}", verdict_json(&verdict));
     Ok(if verdict.is_verified() {

@@ -54,7 +54,7 @@ use dane_verify::policy::{DaneAction, NoDaneReason};
 use serde_json::{Value, json};
 use smtp_tls_policy::delivery::{DeliveryAction, DeliveryOptions, RequiredTlsAlerts};
 use smtp_tls_policy::destination::{DeliveryTls, DestinationControls, TlsMode};
-use smtp_tls_policy::identity::{FqdnValidation, X509Validation};
+use smtp_tls_policy::identity::IdentityAlgorithm;
 use smtp_tls_policy::io::{ClientConnection, Timeouts, Transcript, negotiate};
 use smtp_tls_policy::plan::{
     HopPlan, HostSource, PlanOptions, PlanVerifier, PreConnect, facts_without_dnssec,
@@ -63,7 +63,7 @@ use smtp_tls_policy::smtp::ReplyAccumulator;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{Args, parse_time, trust_anchors, verdict_json};
+use super::{Args, parse_time, trust_anchors, verdict_json, verification_policy};
 
 /// Longest `--timeout`, seconds.
 const MAX_TIMEOUT: u64 = 3600;
@@ -125,16 +125,7 @@ fn plan(args: &Args, mode: DeliveryTls) -> Result<HopPlan, String> {
     }
     let options = PlanOptions::new()
         .with_host_source(source)
-        .with_fqdn_validation(if args.fqdn_check {
-            FqdnValidation::Enabled
-        } else {
-            FqdnValidation::Disabled
-        })
-        .with_x509_validation(if args.x509_check {
-            X509Validation::Enabled
-        } else {
-            X509Validation::Disabled
-        });
+        .with_verification(verification_policy(args, IdentityAlgorithm::Verify));
     let action = DaneAction::ConfiguredTls(NoDaneReason::SettingNone);
     let plan = HopPlan::with_dane_action(&policy, &facts, action, options);
     match plan.pre_connect() {

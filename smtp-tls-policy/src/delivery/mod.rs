@@ -53,6 +53,5 @@ pub use outcome::{
     Reason, RequiredTlsAlert,
 };
 pub use requirement::{
-    DaneOutcome, IdentityRules, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement,
-    TlsaStatus,
+    DaneOutcome, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement, TlsaStatus,
 };

@@ -2,6 +2,7 @@
 
 use super::outcome::{PlaintextPermit, PlaintextRetry};
 use crate::destination::DeliveryTls;
+use crate::identity::IdentityAlgorithm;
 use dane_verify::policy::DaneSetting;
 
 /// The result of the TLSA lookup for the MX host, made before connecting (RFC 7672 §2.2).
@@ -85,16 +86,6 @@ impl PeerVerification {
     }
 }
 
-/// Which identity rules the certificate verifier must apply (seed Table 2, rows 5 and 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum IdentityRules {
-    /// "Required (Verify)": CN or subjectAltName may match.
-    Standard,
-    /// "Required - Verify Hosted Domains": subjectAltName dNSName first; CN only without any.
-    HostedDomains,
-}
-
 /// What the attempt requires of the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -108,8 +99,9 @@ pub enum Requirement {
     },
     /// `required`, or DANE with only unusable TLSA records: TLS, no authentication.
     Encrypted,
-    /// `required-verify` / `required-verify-hosted-domains`: TLS and a PKIX-verified peer.
-    Verified(IdentityRules),
+    /// `required-verify` / `required-verify-hosted-domains`: TLS and a PKIX-verified peer,
+    /// under the setting's identity algorithm ([`IdentityAlgorithm::for_setting`]).
+    Verified(IdentityAlgorithm),
     /// DNSSEC-secure usable TLSA records: TLS authenticated by DANE (RFC 7672 §3).
     Dane,
     /// A plaintext retry after a failed handshake under `preferred` (no STARTTLS).
@@ -130,9 +122,8 @@ impl Requirement {
             DeliveryTls::Preferred => Self::Opportunistic { verify: false },
             DeliveryTls::PreferredVerify => Self::Opportunistic { verify: true },
             DeliveryTls::Required => Self::Encrypted,
-            DeliveryTls::RequiredVerify => Self::Verified(IdentityRules::Standard),
-            DeliveryTls::RequiredVerifyHostedDomains => {
-                Self::Verified(IdentityRules::HostedDomains)
+            DeliveryTls::RequiredVerify | DeliveryTls::RequiredVerifyHostedDomains => {
+                Self::Verified(IdentityAlgorithm::for_setting(tls))
             }
         };
         match (dane, tlsa) {
@@ -160,11 +151,11 @@ impl Requirement {
         !matches!(self, Self::Plaintext | Self::PlaintextRetry)
     }
 
-    /// The identity rules the PKIX verifier applies, when its result matters.
-    pub fn identity_rules(self) -> Option<IdentityRules> {
+    /// The identity algorithm the PKIX verifier applies, when its result matters.
+    pub fn identity_algorithm(self) -> Option<IdentityAlgorithm> {
         match self {
-            Self::Verified(rules) => Some(rules),
-            Self::Opportunistic { verify: true } => Some(IdentityRules::Standard),
+            Self::Verified(algorithm) => Some(algorithm),
+            Self::Opportunistic { verify: true } => Some(IdentityAlgorithm::Verify),
             _ => None,
         }
     }

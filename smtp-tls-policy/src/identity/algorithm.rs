@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use super::matching::{classify_presented, dns_name_matches};
 use super::presented::{NameSource, PresentedIdentities, PresentedName};
 use super::reference::{DnsName, ReferenceId};
+use crate::destination::DeliveryTls;
 use crate::error::Error;
 
 /// Most MX host names a delivery target may carry (bounded work).
@@ -44,6 +45,25 @@ pub enum IdentityAlgorithm {
 }
 
 impl IdentityAlgorithm {
+    /// The identity algorithm of a delivery TLS setting (seed Table 2, settings 4–6):
+    /// [`Self::HostedVerify`] for *Required – Verify Hosted Domains*, [`Self::Verify`] for every
+    /// other setting (the verifying ones enforce it, the others only report it).
+    ///
+    /// ```
+    /// use smtp_tls_policy::{destination::DeliveryTls, identity::IdentityAlgorithm};
+    /// let hosted = IdentityAlgorithm::for_setting(DeliveryTls::RequiredVerifyHostedDomains);
+    /// assert_eq!(hosted, IdentityAlgorithm::HostedVerify);
+    /// let verify = IdentityAlgorithm::for_setting(DeliveryTls::PreferredVerify);
+    /// assert_eq!(verify, IdentityAlgorithm::Verify);
+    /// ```
+    #[must_use]
+    pub fn for_setting(tls: DeliveryTls) -> Self {
+        match tls {
+            DeliveryTls::RequiredVerifyHostedDomains => Self::HostedVerify,
+            _ => Self::Verify,
+        }
+    }
+
     /// Short name, used in errors and the CLI.
     #[must_use]
     pub fn name(self) -> &'static str {

@@ -12,6 +12,7 @@ use super::verify::Authentication;
 use super::{HoldReason, HopPlan, HostSource, PlanOptions};
 use crate::delivery::Requirement;
 use crate::destination::{DestinationMatch, DestinationPolicy};
+use crate::identity::IdentityAlgorithm;
 use dane_verify::policy::DaneSetting;
 
 /// A policy source that can decide part of a plan. More sources (MTA-STS, REQUIRETLS) will be
@@ -368,10 +369,8 @@ pub(super) fn requirement_name(r: Requirement) -> &'static str {
         Requirement::Opportunistic { verify: false } => "opportunistic",
         Requirement::Opportunistic { verify: true } => "opportunistic-verify",
         Requirement::Encrypted => "encrypted",
-        Requirement::Verified(crate::delivery::IdentityRules::Standard) => "verified",
-        Requirement::Verified(crate::delivery::IdentityRules::HostedDomains) => {
-            "verified-hosted-domains"
-        }
+        Requirement::Verified(IdentityAlgorithm::HostedVerify) => "verified-hosted-domains",
+        Requirement::Verified(_) => "verified",
         Requirement::Dane => "dane",
         Requirement::PlaintextRetry => "plaintext-retry",
     }

@@ -63,9 +63,7 @@ use crate::delivery::dane::tlsa_status;
 use crate::delivery::{Decision, DeliveryAttempt, DeliveryOptions, Requirement, TlsaStatus};
 use crate::destination::DestinationPolicy;
 use crate::error::Error;
-use crate::identity::{
-    DeliveryTarget, FqdnValidation, IdentityAlgorithm, MxSecurity, ReferenceId, X509Validation,
-};
+use crate::identity::{DeliveryTarget, IdentityAlgorithm, MxSecurity, ReferenceId};
 use crate::verify::VerificationPolicy;
 
 /// Most TLSA records of one host a plan matches chains against (bounded work; the same as
@@ -90,20 +88,39 @@ pub enum HostSource {
 
 /// Options of a plan that are not facts from DNS.
 ///
+/// The certificate checks live in one place, a [`VerificationPolicy`]: FQDN and X.509
+/// validation, chain profile, intermediate limit. Its identity algorithm is not used: the
+/// destination's TLS setting chooses it ([`IdentityAlgorithm::for_setting`]).
+///
 /// ```
+/// use smtp_tls_policy::identity::{FqdnValidation, IdentityAlgorithm};
 /// use smtp_tls_policy::plan::{HostSource, PlanOptions};
-/// let options = PlanOptions::new().with_host_source(HostSource::ImplicitMx);
+/// use smtp_tls_policy::VerificationPolicy;
+/// let checks = VerificationPolicy::new(IdentityAlgorithm::Verify)
+///     .with_fqdn_validation(FqdnValidation::Enabled);
+/// let options = PlanOptions::new()
+///     .with_host_source(HostSource::ImplicitMx)
+///     .with_verification(checks);
 /// assert_eq!(options.host_source, HostSource::ImplicitMx);
+/// assert_eq!(options.verification.fqdn, FqdnValidation::Enabled);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PlanOptions {
     /// Where the host came from (default: an MX record).
     pub host_source: HostSource,
-    /// FQDN validation of the presented names (seed, optional; default off).
-    pub fqdn: FqdnValidation,
-    /// X.509 validation (seed, optional; default off).
-    pub x509: X509Validation,
+    /// The certificate checks (default: [`VerificationPolicy::new`], optional checks off); its
+    /// `algorithm` is replaced by the destination's.
+    pub verification: VerificationPolicy,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            host_source: HostSource::default(),
+            verification: VerificationPolicy::new(IdentityAlgorithm::Verify),
+        }
+    }
 }
 
 impl PlanOptions {
@@ -120,17 +137,11 @@ impl PlanOptions {
         self
     }
 
-    /// Sets FQDN validation.
+    /// Sets the certificate checks (FQDN, X.509, chain profile, intermediate limit); the
+    /// identity algorithm stays the destination's.
     #[must_use]
-    pub fn with_fqdn_validation(mut self, fqdn: FqdnValidation) -> Self {
-        self.fqdn = fqdn;
-        self
-    }
-
-    /// Sets X.509 validation.
-    #[must_use]
-    pub fn with_x509_validation(mut self, x509: X509Validation) -> Self {
-        self.x509 = x509;
+    pub fn with_verification(mut self, verification: VerificationPolicy) -> Self {
+        self.verification = verification;
         self
     }
 }
@@ -460,12 +471,11 @@ impl HopPlan {
         // PKIX is run whenever TLS is attempted: enforced by `required-verify*`, reported by the
         // other modes and under DANE (the relay and `tlsverify --connect` log it).
         if requirement.attempts_tls() {
-            let algorithm = algorithm(self.policy.tls);
-            self.pkix = Some(
-                VerificationPolicy::new(algorithm)
-                    .with_fqdn_validation(options.fqdn)
-                    .with_x509_validation(options.x509),
-            );
+            let algorithm = IdentityAlgorithm::for_setting(self.policy.tls);
+            self.pkix = Some(VerificationPolicy {
+                algorithm,
+                ..options.verification
+            });
             self.pkix_ids = target.reference_ids(algorithm);
         }
         self.target = Some(target);
@@ -617,15 +627,6 @@ pub fn facts_without_dnssec(next_hop: &str, host: &str) -> HostFacts {
         address_status: dane_verify::DnssecStatus::Insecure,
         tlsa_base: host.to_owned(),
         tlsa: dane_verify::policy::TlsaLookup::NotQueried,
-    }
-}
-
-/// The identity algorithm of a verifying TLS mode (seed Table 2, settings 4–6).
-fn algorithm(tls: crate::destination::DeliveryTls) -> IdentityAlgorithm {
-    if tls == crate::destination::DeliveryTls::RequiredVerifyHostedDomains {
-        IdentityAlgorithm::HostedVerify
-    } else {
-        IdentityAlgorithm::Verify
     }
 }
 

@@ -13,7 +13,16 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use super::{HopPlan, PeerVerdict};
 use crate::chain::TrustAnchors;
 use crate::delivery::{DaneOutcome, PkixOutcome};
-use crate::verifier::FailureAction;
+
+/// What a verifier does when verification fails. The default is the safe one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum FailureAction {
+    /// Abort the handshake with a certificate error.
+    #[default]
+    Reject,
+    /// Record the verdict and let the handshake continue (encrypted but unauthenticated).
+    RecordAndContinue,
+}
 
 /// A rustls server-certificate verifier for one connection under a [`HopPlan`].
 ///
@@ -21,10 +30,10 @@ use crate::verifier::FailureAction;
 /// TLSA base domain, MX host and next-hop domain (DANE-TA, RFC 7672 §3.2.2). Use one verifier per
 /// connection so its recorded verdict is this connection's.
 ///
-/// - [`FailureAction::Reject`] (the default, [`HopPlan::verifier`]): the handshake fails unless
+/// - Reject (the default, [`HopPlan::verifier`]): the handshake fails unless
 ///   the verdict satisfies the plan's requirement; a plan without a connection rejects every
 ///   chain.
-/// - [`FailureAction::RecordAndContinue`] ([`PlanVerifier::record_and_continue`]): the handshake
+/// - Record and continue ([`PlanVerifier::record_and_continue`]): the handshake
 ///   goes on; the driver feeds [`PeerVerdict::handshake_outcome`] of
 ///   [`PlanVerifier::last_verdict`] to the state machine, which decides (`preferred-verify`
 ///   delivers and reports, `required-verify` closes the session unused).
