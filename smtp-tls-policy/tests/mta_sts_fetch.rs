@@ -1,0 +1,1 @@
+//! MTA-STS policy fetch against a loopback HTTPS server (filled in below).
