@@ -43,4 +43,4 @@ pub use self_signed::{
     Created, MAX_VALIDITY_DAYS, SelfSignedRequest, SignatureAlgorithm, create_self_signed,
 };
 pub use store::{CertStore, FileProblem, Origin, StoredCert, validate_name};
-pub use subject::{FqdnCheck, MAX_SANS, Subject, check_fqdn_names, is_fqdn};
+pub use subject::{FqdnCheck, MAX_SANS, Subject, check_fqdn_names};

@@ -178,30 +178,16 @@ pub fn check_fqdn_names<'a>(
     Ok(())
 }
 
-/// A fully qualified domain name: LDH labels of 1..=63 octets, at least two labels, 253 octets
-/// at most (RFC 1035 section 2.3.1, RFC 1123 section 2.1), an optional trailing dot, a wildcard
-/// only as the whole leftmost label, and a last label that is not all digits.
-pub fn is_fqdn(name: &str) -> bool {
+/// A fully qualified domain name: the rule of `dane_verify::is_fqdn` (cert-store depends on
+/// none of the workspace's crates, so it is written on rustls-pki-types' DNS-name syntax, which
+/// also refuses a numeric last label, and a test holds the two to the same answers): LDH labels
+/// of 1..=63 octets (rustls-pki-types also accepts `_`, refused here), at least two labels, an
+/// optional trailing dot, a wildcard only as the whole leftmost label of a name that is an FQDN
+/// without it.
+pub(crate) fn is_fqdn(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
-    if name.is_empty() || name.len() > 253 {
-        return false;
-    }
-    let labels: Vec<&str> = name.split('.').collect();
-    if labels.len() < 2
-        || labels
-            .last()
-            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return false;
-    }
-    labels.iter().enumerate().all(|(i, l)| {
-        (i == 0 && *l == "*")
-            || (!l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    })
+    let base = name.strip_prefix("*.").unwrap_or(name);
+    base.contains('.') && !base.contains('_') && DnsName::try_from(base).is_ok()
 }
 
 #[cfg(test)]
@@ -223,8 +209,23 @@ mod tests {
             ("under_score.example.com", false),
             ("", false),
             ("a..b", false),
+            // Resolved with the workspace's one rule (`dane_verify::is_fqdn`): a wildcard over
+            // one label is not an FQDN (this predicate accepted `*.com`), nor is a numeric `0x`
+            // last label.
+            ("*.com", false),
+            ("example.0x1f", false),
+            ("bücher.example", false),
         ] {
             assert_eq!(is_fqdn(name), expected, "{name}");
+            assert_eq!(dane_verify::is_fqdn(name), expected, "dane-verify: {name}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The same answers as the workspace's FQDN predicate, `dane_verify::is_fqdn`.
+        #[test]
+        fn agrees_with_dane_verify(name in "[*]?[.]?([a-z0-9_-]{0,4}[.]?){0,4}(0x[0-9a-f]{1,2})?[.]?") {
+            proptest::prop_assert_eq!(is_fqdn(&name), dane_verify::is_fqdn(&name), "{}", name);
         }
     }
 

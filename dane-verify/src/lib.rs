@@ -39,6 +39,7 @@
 mod cert;
 pub mod dnssec;
 pub mod error;
+mod fqdn;
 pub mod matching;
 mod names;
 pub mod output;
@@ -51,6 +52,7 @@ mod verdict;
 pub use cert::check_server_key_usage;
 pub use dnssec::DnssecStatus;
 pub use error::Error;
+pub use fqdn::is_fqdn;
 pub use matching::{DaneEeNames, DaneMatchOutcome, DaneMatcher, DaneVerdict, MatchMode};
 pub use names::{
     ConstraintBreach, MAX_CN_CONSTRAINT_COMPARISONS, PathCa, check_cn_name_constraints,

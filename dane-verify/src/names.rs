@@ -37,6 +37,7 @@ use x509_parser::extensions::{GeneralName, GeneralSubtree, NameConstraints};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::Error;
+use crate::fqdn::is_host_name;
 
 /// Most name-against-subtree comparisons [`check_cn_name_constraints`] makes in one
 /// verification (every name, record and path tried): the budget rustls-webpki gives its own
@@ -271,21 +272,6 @@ fn within(name: &str, base: &str, subtrees: Subtrees) -> bool {
         host.split_once('.')
             .is_some_and(|(first, rest)| !first.is_empty() && rest.eq_ignore_ascii_case(parent))
     })
-}
-
-/// RFC 1123 §2.1 host-name syntax, any case: labels of 1 to 63 letters, digits and inner
-/// hyphens, 253 octets in all (an all-digit last label is allowed in a constraint).
-fn is_host_name(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// DER of the nameConstraints OID (2.5.29.30): a certificate without these octets has no

@@ -4,7 +4,7 @@
 
 use super::algorithm::presented_matches;
 use super::presented::{PresentedIdentities, SignatureHash};
-use super::reference::{ReferenceId, check_host_syntax};
+use super::reference::ReferenceId;
 use crate::chain::{CertPosition, Violation};
 use crate::error::Error;
 
@@ -36,21 +36,23 @@ pub enum X509Validation {
     Enabled,
 }
 
-/// `true` when `name` is in FQDN format: at least two labels, host-name syntax after IDNA, an
-/// optional left-most `*` label, one optional trailing dot.
+/// `true` when `name` is in FQDN format: [`dane_verify::is_fqdn`] (at least two labels, host-name
+/// syntax, an optional left-most `*` label, one optional trailing dot) of its A-label form, so a
+/// U-label name (`bücher.example`) is converted with IDNA first.
 #[must_use]
 pub fn is_fqdn(name: &str) -> bool {
+    if name.is_ascii() {
+        return dane_verify::is_fqdn(name);
+    }
     let name = name.strip_suffix('.').unwrap_or(name);
-    let name = name.strip_prefix("*.").unwrap_or(name);
-    let ascii = if name.is_ascii() {
-        name.to_ascii_lowercase()
-    } else {
-        match idna::domain_to_ascii_strict(name) {
-            Ok(a) => a,
-            Err(_) => return false,
-        }
+    let (wildcard, rest) = match name.strip_prefix("*.") {
+        Some(rest) => ("*.", rest),
+        None => ("", name),
     };
-    ascii.contains('.') && check_host_syntax(&ascii).is_ok()
+    match idna::domain_to_ascii_strict(rest) {
+        Ok(ascii) => dane_verify::is_fqdn(&format!("{wildcard}{ascii}")),
+        Err(_) => false,
+    }
 }
 
 /// FQDN validation: every CN and every SAN dNSName must satisfy [`is_fqdn`].

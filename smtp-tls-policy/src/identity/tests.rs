@@ -348,6 +348,12 @@ fn fqdn_switch() {
         ("*.a.b", true),
         ("a.b.", true),
         ("1.2.3.4", false),
+        // dane_verify::is_fqdn of the A-label form: U-labels are converted, ...
+        ("bücher.example", true),
+        ("*.bücher.example.", true),
+        // ... a wildcard over one label is not an FQDN (cert-store's predicate accepted it).
+        ("*.com", false),
+        ("*.bücher", false),
     ] {
         assert_eq!(is_fqdn(name), fqdn, "{name}");
     }
