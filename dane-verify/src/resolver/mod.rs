@@ -483,7 +483,7 @@ impl DaneResolver {
                 // malformed records are unusable: dropped (RFC 7671 §4.1 / RFC 7672 §2.2)
                 let records: Vec<TlsaRecord> = tlsa
                     .into_iter()
-                    .filter_map(|t| TlsaRecord::from_hickory(t).ok())
+                    .filter_map(|t| TlsaRecord::try_from(t).ok())
                     .collect();
                 TlsaLookup::Found { records, status }
             }

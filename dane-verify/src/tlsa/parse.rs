@@ -135,13 +135,24 @@ impl TlsaRecord {
         Self::from_hickory(&tlsa)
     }
 
-    /// Converts hickory-proto's TLSA RDATA (as returned by a resolver), checking digest lengths.
-    pub fn from_hickory(tlsa: &TLSA) -> Result<Self, Error> {
+    /// Converts hickory-proto's TLSA RDATA, checking digest lengths.
+    fn from_hickory(tlsa: &TLSA) -> Result<Self, Error> {
         Self::new(
             u8::from(tlsa.cert_usage).into(),
             u8::from(tlsa.selector).into(),
             u8::from(tlsa.matching).into(),
             tlsa.cert_data.clone(),
         )
+    }
+}
+
+/// hickory-proto's TLSA RDATA (as a hickory resolver returns it), checking digest lengths; with
+/// the `resolver` feature, so that hickory's types stay out of the default public API.
+#[cfg(feature = "resolver")]
+impl TryFrom<&TLSA> for TlsaRecord {
+    type Error = Error;
+
+    fn try_from(tlsa: &TLSA) -> Result<Self, Error> {
+        Self::from_hickory(tlsa)
     }
 }
