@@ -260,12 +260,22 @@ pub enum Error {
         /// What was attempted.
         what: &'static str,
     },
+
+    // --- MTA-STS (RFC 8461) ---
+    /// An MTA-STS policy file is invalid (`sts-policy-invalid` in TLS-RPT).
+    #[error("MTA-STS policy invalid: {0}")]
+    MtaStsPolicy(#[from] crate::mta_sts::PolicyError),
+    /// An MTA-STS policy could not be fetched (see
+    /// [`crate::mta_sts::FetchError::failure_kind`] for its TLS-RPT result type).
+    #[cfg(feature = "mta-sts-fetch")]
+    #[error("MTA-STS policy fetch failed: {0}")]
+    MtaStsFetch(#[from] crate::mta_sts::FetchError),
 }
 
 impl Error {
     /// A short, stable category for the error (`reference-id`, `limit`, `certificate`, `trust`,
     /// `chain`, `rfc5280`, `identity`, `fqdn-check`, `x509-check`, `config`, `destination`,
-    /// `protocol`, `smtp-reply`, `io`, `timeout`, `tls`, `state`).
+    /// `protocol`, `smtp-reply`, `io`, `timeout`, `tls`, `state`, `mta-sts`).
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
@@ -294,6 +304,9 @@ impl Error {
             Self::Timeout { .. } => "timeout",
             Self::TlsHandshake { .. } => "tls",
             Self::StateViolation { .. } => "state",
+            Self::MtaStsPolicy(_) => "mta-sts",
+            #[cfg(feature = "mta-sts-fetch")]
+            Self::MtaStsFetch(_) => "mta-sts",
         }
     }
 }

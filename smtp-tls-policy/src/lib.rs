@@ -8,6 +8,9 @@
 //! - [`delivery`]: the sans-IO delivery TLS state machine, one per connection attempt.
 //! - [`smtp`]: bounded SMTP reply / EHLO / command parsing over `smtp-proto`.
 //! - `io` (feature `tokio`): STARTTLS drivers for both sides.
+//! - [`mta_sts`]: MTA-STS (RFC 8461) — TXT record, policy file, `mx` matching, the cache state
+//!   machine and the per-MX-host verdict, sans-IO; the HTTPS policy fetch with feature
+//!   `mta-sts-fetch`.
 //! - [`chain`], [`identity`], [`plan`]: certificate verification on delivery (below).
 //!
 //! # Certificate verification on delivery
@@ -64,6 +67,7 @@ pub mod io;
 #[cfg(feature = "limbo")]
 pub mod limbo;
 pub mod listener;
+pub mod mta_sts;
 pub mod plan;
 pub mod smtp;
 mod verify;
