@@ -2,7 +2,7 @@
 # DNSSEC lab for the dane-verify tests, on loopback only (adapted from the project's lab recipe).
 #   knotd #1 parent "test." (signed)                          127.0.0.1:$PARENT_PORT
 #   knotd #2 children: dane.test (signed), broken.test         127.0.0.1:$CHILD_PORT
-#            (signed, then MX/TLSA tampered -> bogus), unsigned.test (insecure delegation)
+#            (signed, then MX/TLSA/TXT tampered -> bogus), unsigned.test (insecure delegation)
 #   unbound validating, trust anchor = DS of "test."           127.0.0.1:$UNBOUND_PORT
 #   unbound iterator only (for clients that validate themselves) 127.0.0.1:$NOVAL_PORT
 # Environment (all optional): PARENT_PORT CHILD_PORT UNBOUND_PORT NOVAL_PORT, STATE (env file
@@ -26,6 +26,18 @@
 #   two.dane.test     -> MX 10 mx.dane.test, MX 20 mx-ta.dane.test
 #   outlook.dane.test -> mx-sf.unsigned.test (insecure host whose TLSA name SERVFAILs)
 #   nxdomain.dane.test does not exist (secure NXDOMAIN)
+# MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) domains: `_mta-sts.D` TXT, `mta-sts.D` A 127.0.0.1
+# (the tests' HTTPS policy server tells the domains apart by Host/SNI), MX as shown:
+#   sts.unsigned.test           -> mx.unsigned.test  TXT "v=STSv1; id=20261204T1",
+#                                  _smtp._tls TXT "v=TLSRPTv1; rua=mailto:tlsrpt@sts.unsigned.test"
+#   sts-testing.unsigned.test   -> mx.unsigned.test  TXT "v=STSv1; id=20261204T2"
+#   sts-nomatch.unsigned.test   -> mx.unsigned.test  TXT "v=STSv1; id=20261204T3"
+#   sts-fetchfail.unsigned.test -> mx.unsigned.test  TXT "v=STSv1; id=20261204T4"
+#   sts-multi.unsigned.test     -> mx.unsigned.test  two TXT "v=STSv1; id=multi1" / "...multi2"
+#   sts-split.unsigned.test     -> mx.unsigned.test  one TXT of two strings "v=STSv1; " "id=split1"
+#   sts.dane.test (secure)      -> mx.dane.test (DANE) TXT "v=STSv1; id=20261204D1",
+#                                  _smtp._tls TXT "v=TLSRPTv1; rua=mailto:tlsrpt@sts.dane.test"
+#   sts.broken.test (no MX)     _mta-sts TXT tampered after signing (bogus); mta-sts A secure
 # With SMTP_PORT set (a test MX listening on 127.0.0.1:$SMTP_PORT instead of 25; RFC 7672 §3:
 # the TLSA base name follows the port connected to), dane.test also gets:
 #   _$SMTP_PORT._tcp.mx.dane.test  TLSA 3 1 1 leaf-SPKI        (present.dane.test verifies)
@@ -114,6 +126,10 @@ cname IN MX 10 alias.dane.test.
 two IN MX 10 mx.dane.test.
 two IN MX 20 mx-ta.dane.test.
 outlook IN MX 10 mx-sf.unsigned.test.
+sts IN MX 10 mx.dane.test.
+_mta-sts.sts IN TXT "v=STSv1; id=20261204D1"
+mta-sts.sts IN A 127.0.0.1
+_smtp._tls.sts IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@sts.dane.test"
 EOF
   if [ -n "${SMTP_PORT:-}" ]; then cat <<EOF
 _$SMTP_PORT._tcp.mx IN TLSA 3 1 1 $SPKI_SHA256
@@ -126,6 +142,8 @@ EOF
 { soa broken.test; matrix_mx; cat <<EOF
 mx IN A 127.0.0.1
 _25._tcp.mx IN TLSA 3 1 1 $SPKI_SHA256
+_mta-sts.sts IN TXT "v=STSv1; id=20261204B1"
+mta-sts.sts IN A 127.0.0.1
 EOF
 } > zones/child/broken.test.zone
 { soa unsigned.test; matrix_mx; cat <<EOF
@@ -133,7 +151,18 @@ mx IN A 127.0.0.1
 _25._tcp.mx IN TLSA 3 1 1 $SPKI_SHA256
 mx-sf IN A 127.0.0.1
 _tcp.mx-sf IN NS ns.unsigned.test.
+_smtp._tls.sts IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@sts.unsigned.test"
+_mta-sts.sts-multi IN TXT "v=STSv1; id=multi1"
+_mta-sts.sts-multi IN TXT "v=STSv1; id=multi2"
+_mta-sts.sts-split IN TXT "v=STSv1; " "id=split1"
 EOF
+  # one MX, `_mta-sts` TXT (the id, when given) and `mta-sts` A per MTA-STS domain
+  for d in sts:20261204T1 sts-testing:20261204T2 sts-nomatch:20261204T3 \
+           sts-fetchfail:20261204T4 sts-multi: sts-split:; do
+    echo "${d%%:*} IN MX 10 mx.unsigned.test."
+    echo "mta-sts.${d%%:*} IN A 127.0.0.1"
+    [ -z "${d#*:}" ] || echo "_mta-sts.${d%%:*} IN TXT \"v=STSv1; id=${d#*:}\""
+  done
 } > zones/child/unsigned.test.zone
 
 keygen() { # $1 zone -> sets KSK ZSK (paths without extension)
@@ -154,6 +183,10 @@ sed -i "/^_25\._tcp\.mx\.broken\.test\..*TLSA/ s/$SPKI_SHA256/$WRONG_SHA256/I" z
 sed -i -E '/^[a-z-]+\.broken\.test\.[[:space:]].*[[:space:]]MX[[:space:]]+10 / s/([[:space:]]MX[[:space:]]+)10 /\111 /' \
   zones/child/broken.test.signed
 grep -qi "$WRONG_SHA256" zones/child/broken.test.signed
+# ... and the MTA-STS TXT record of sts.broken.test (its id changed under the RRSIG)
+sed -i -E '/^_mta-sts\.sts\.broken\.test\.[[:space:]].*TXT/ s/id=20261204B1/id=20261204B9/' \
+  zones/child/broken.test.signed
+[ "$(grep -c 'id=20261204B9' zones/child/broken.test.signed)" -eq 1 ]
 [ "$(grep -cE '[[:space:]]MX[[:space:]]+11 ' zones/child/broken.test.signed)" -eq 5 ]
 
 { soa test

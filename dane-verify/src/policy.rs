@@ -108,6 +108,76 @@ impl TlsaLookup {
     }
 }
 
+/// One TXT record: its character-strings kept apart, as published (RFC 1035 §3.3.14). A
+/// record longer than 255 octets is published as several strings; protocols that read TXT
+/// records as text (MTA-STS, RFC 8461 §3.1; TLS-RPT, RFC 8460 §3) join them with nothing in
+/// between: [`TxtRecord::concatenated`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct TxtRecord {
+    strings: Vec<Vec<u8>>,
+}
+
+impl TxtRecord {
+    /// A record of these character-strings.
+    #[must_use]
+    pub fn new(strings: Vec<Vec<u8>>) -> Self {
+        Self { strings }
+    }
+
+    /// The character-strings, in order.
+    #[must_use]
+    pub fn strings(&self) -> &[Vec<u8>] {
+        &self.strings
+    }
+
+    /// The character-strings joined with nothing in between (RFC 8461 §3.1, RFC 7208 §3.3).
+    #[must_use]
+    pub fn concatenated(&self) -> Vec<u8> {
+        self.strings.concat()
+    }
+}
+
+/// The outcome of a TXT lookup (MTA-STS `_mta-sts.DOMAIN`, TLS-RPT `_smtp._tls.DOMAIN`).
+///
+/// DNSSEC-bogus data is never [`TxtLookup::Found`] nor [`TxtLookup::NotFound`]: it is
+/// [`TxtLookup::Bogus`], which a caller treats as a temporary failure (RFC 8461 §5.1: a cached
+/// MTA-STS policy stays in force; never "the domain has no record").
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub enum TxtLookup {
+    /// The TXT RRset, with its DNSSEC status (`Secure`, `Insecure`, or `Indeterminate` while
+    /// the resolver's validation is not proven).
+    Found {
+        /// The records, each with its character-strings kept apart.
+        records: Vec<TxtRecord>,
+        /// DNSSEC status of the RRset.
+        status: DnssecStatus,
+    },
+    /// NXDOMAIN or NODATA, with the status of the denial.
+    NotFound {
+        /// DNSSEC status of the denial of existence.
+        status: DnssecStatus,
+    },
+    /// DNSSEC validation failed: the answer must not be used.
+    Bogus,
+    /// The lookup failed (SERVFAIL, timeout, a size limit exceeded, ...). A validating
+    /// resolver trusted for its AD bit answers SERVFAIL for bogus data: it comes here.
+    Failed(LookupFailure),
+}
+
+impl TxtLookup {
+    /// The DNSSEC status of the answer: `Bogus` for [`Self::Bogus`], `Indeterminate` for a
+    /// failed lookup.
+    pub fn status(&self) -> DnssecStatus {
+        match self {
+            Self::Found { status, .. } | Self::NotFound { status } => *status,
+            Self::Bogus => DnssecStatus::Bogus,
+            Self::Failed(_) => DnssecStatus::Indeterminate,
+        }
+    }
+}
+
 /// What DNS told us about one MX host of a destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFacts {
@@ -224,7 +294,7 @@ impl DaneAction {
 /// The RFC 7672 decision for one MX host (see the module documentation for the rules).
 ///
 /// ```
-/// use dane_verify::policy::{decide, DaneAction, DaneSetting, DeferReason, HostFacts, LookupFailure, TlsaLookup};
+/// use dane_verify::{decide, DaneAction, DaneSetting, DeferReason, HostFacts, LookupFailure, TlsaLookup};
 /// use dane_verify::DnssecStatus::Secure;
 /// let facts = HostFacts {
 ///     next_hop: "example".into(),

@@ -10,6 +10,37 @@ use std::process::Command;
 
 use crate::{free_port, repo_root};
 
+/// The MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) domains of the lab. Each has
+/// `mta-sts.DOMAIN A 127.0.0.1` (the tests' HTTPS policy server tells them apart by Host/SNI)
+/// and an MX host with A 127.0.0.1 (`mx.unsigned.test`, or `mx.dane.test` for
+/// [`SECURE`](sts::SECURE)).
+pub mod sts {
+    /// Insecure zone: `_mta-sts` TXT `"v=STSv1; id=20261204T1"`, `_smtp._tls` TXT
+    /// `"v=TLSRPTv1; rua=mailto:tlsrpt@sts.unsigned.test"`.
+    pub const INSECURE: &str = "sts.unsigned.test";
+    /// The `id` of [`INSECURE`]'s `_mta-sts` record.
+    pub const INSECURE_ID: &str = "20261204T1";
+    /// Insecure zone, `_mta-sts` TXT `"v=STSv1; id=20261204T2"` (served a `testing` policy).
+    pub const TESTING: &str = "sts-testing.unsigned.test";
+    /// Insecure zone, `_mta-sts` TXT `"v=STSv1; id=20261204T3"` (served a policy whose `mx`
+    /// patterns do not match its MX host).
+    pub const NOMATCH: &str = "sts-nomatch.unsigned.test";
+    /// Insecure zone, `_mta-sts` TXT `"v=STSv1; id=20261204T4"` (its policy fetch fails).
+    pub const FETCHFAIL: &str = "sts-fetchfail.unsigned.test";
+    /// Insecure zone, two `v=STSv1` TXT records (`id=multi1`, `id=multi2`): no policy.
+    pub const MULTI: &str = "sts-multi.unsigned.test";
+    /// Insecure zone, one TXT record of two character-strings `"v=STSv1; " "id=split1"`.
+    pub const SPLIT: &str = "sts-split.unsigned.test";
+    /// Secure zone, DANE MX `mx.dane.test` and `_mta-sts` TXT `"v=STSv1; id=20261204D1"`,
+    /// `_smtp._tls` TXT `"v=TLSRPTv1; rua=mailto:tlsrpt@sts.dane.test"`.
+    pub const SECURE: &str = "sts.dane.test";
+    /// The `id` of [`SECURE`]'s `_mta-sts` record.
+    pub const SECURE_ID: &str = "20261204D1";
+    /// Bogus zone, no MX: its `_mta-sts` TXT was changed after signing (bogus); its
+    /// `mta-sts` A record is secure.
+    pub const BOGUS: &str = "sts.broken.test";
+}
+
 /// A running DNSSEC lab; its state file's variables (`UNBOUND_PORT`, `MX_CHAIN`,
 /// `SPKI_SHA256`, `TRUST_ANCHOR_FILE`, ...) through [`Lab::var`].
 pub struct Lab {
