@@ -137,6 +137,24 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A value of the resolver configuration is out of range or malformed (resolver
+    /// feature, `ResolverConfig`).
+    #[error("resolver configuration: {key}: {reason}")]
+    ConfigValue {
+        /// The key, e.g. `probe_interval_secs`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key of the resolver configuration needed by the chosen mode is missing (resolver
+    /// feature, `ResolverConfig`).
+    #[error("resolver configuration: {key} is required when {because}")]
+    ConfigMissing {
+        /// The missing key.
+        key: &'static str,
+        /// The setting that needs it.
+        because: &'static str,
+    },
     /// A trust-anchor file could not be read or parsed.
     #[error("trust anchor: {reason}")]
     TrustAnchor {

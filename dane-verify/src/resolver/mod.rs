@@ -19,6 +19,8 @@
 
 mod backend;
 mod cache;
+mod config;
+mod txt;
 mod validation;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -33,6 +35,10 @@ use crate::policy::{
 };
 use crate::{DnssecStatus, Error, TlsaRecord};
 
+pub use self::config::{
+    DEFAULT_PROBE_INTERVAL_SECS, DEFAULT_PROBE_NAME, MAX_PROBE_INTERVAL_SECS, RESOLV_CONF,
+    ResolverConfig, ResolverMode, UpstreamSource,
+};
 pub use self::validation::{
     BUILT_IN_ROOT_ANCHORS, MAX_UPSTREAMS, TrustAnchorSet, Validation, ValidationState,
 };
@@ -52,6 +58,10 @@ pub struct Limits {
     pub max_cache_entries: usize,
     /// Upper bound on how long an answer is cached, whatever its TTL.
     pub max_cache_ttl: Duration,
+    /// TXT records per RRset ([`DaneResolver::txt`]); more makes the lookup fail.
+    pub max_txt_records: usize,
+    /// Octets of character-strings over a TXT RRset; more makes the lookup fail.
+    pub max_txt_bytes: usize,
 }
 
 impl Default for Limits {
@@ -63,6 +73,8 @@ impl Default for Limits {
             max_cname_depth: 8,
             max_cache_entries: 10_000,
             max_cache_ttl: Duration::from_secs(3600),
+            max_txt_records: 16,
+            max_txt_bytes: 8192,
         }
     }
 }
