@@ -1,6 +1,7 @@
 //! The DNSSEC resolver of the live subcommands (`daneverify DOMAIN`, `policy DOMAIN`): the
 //! options `--resolver ADDR:PORT`, `--trust-anchor FILE`, `--probe-name NAME`, and the
-//! dane-verify [`DaneResolver`] they give, following the relay's `[delivery.resolver]` rules.
+//! dane-verify [`DaneResolver`] they give, following dane-verify's [`ResolverConfig`] rules (the
+//! relay's `[delivery.resolver]`).
 //!
 //! `--resolver` alone trusts that loopback resolver's AD bit (`trust-ad`); otherwise DNSSEC is
 //! validated in-process (the relay's default, `validating`), from `--trust-anchor` or the IANA
@@ -10,8 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dane_verify::resolver::{DaneResolver, Limits, Validation};
-use relay::outbound::{ResolverConfig, ResolverMode};
+use dane_verify::resolver::{DaneResolver, Limits, ResolverConfig, ResolverMode, Validation};
 use serde_json::{Value, json};
 
 /// Per-query timeout of the live subcommands.
@@ -39,7 +39,7 @@ pub(crate) struct LiveResolver {
 }
 
 impl ResolverArgs {
-    /// The relay's resolver configuration for these options, with its [`Validation`]; reads the
+    /// The resolver configuration for these options, with its [`Validation`]; reads the
     /// trust-anchor file and the system's nameservers, never the network.
     pub(crate) fn prepare(&self) -> Result<LiveResolver, Box<dyn std::error::Error>> {
         let mut config = ResolverConfig::default();

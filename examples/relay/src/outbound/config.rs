@@ -197,187 +197,38 @@ impl RouteHop {
     }
 }
 
-/// How MX (and TLSA) records are looked up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum ResolverMode {
-    /// The system's resolver (`/etc/resolv.conf`); no DNSSEC, so no DANE and every MX answer is
-    /// treated as insecure (logged at start-up).
-    System,
-    /// The default: validate DNSSEC in-process (hickory) from `trust_anchor`, or without it
-    /// from the IANA root anchors built in, asking `address` or, without it, the system's
-    /// nameservers (`/etc/resolv.conf`; they need not validate, only pass DNSSEC records).
-    #[default]
-    Validating,
-    /// Trust the AD bit of the validating resolver at `address` (loopback only, RFC 7672 §8.3).
-    TrustAd,
-}
+use dane_verify::resolver::UpstreamSource;
+/// `[delivery.resolver]`: dane-verify's resolver configuration, its keys below
+/// `delivery.resolver`. Relative `trust_anchor` paths follow the relay config file
+/// ([`OutboundConfig::resolve_paths`]).
+pub use dane_verify::resolver::{ResolverConfig, ResolverMode};
 
-impl ResolverMode {
-    /// The configuration spelling: `system`, `validating`, `trust-ad`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::System => "system",
-            Self::Validating => "validating",
-            Self::TrustAd => "trust-ad",
+/// A resolver-configuration error of dane-verify, named by its `delivery.resolver.` key.
+pub(crate) fn resolver_error(e: dane_verify::Error) -> OutboundError {
+    match e {
+        dane_verify::Error::ConfigValue { key, reason } => {
+            OutboundError::invalid(format!("delivery.resolver.{key}"), reason)
         }
+        dane_verify::Error::ConfigMissing { key, because } => OutboundError::Missing {
+            key: match key {
+                "address" => "delivery.resolver.address",
+                _ => "delivery.resolver",
+            },
+            because,
+        },
+        dane_verify::Error::TrustAnchor { .. } => {
+            OutboundError::invalid("delivery.resolver.trust_anchor", e.to_string())
+        }
+        _ => OutboundError::Resolver(e.to_string()),
     }
 }
 
-/// Default of `delivery.resolver.probe_name`: the root zone (signed since 2010).
-pub(crate) const DEFAULT_PROBE_NAME: &str = ".";
-/// Default of `delivery.resolver.probe_interval_secs`.
-pub(crate) const DEFAULT_PROBE_INTERVAL_SECS: u64 = 300;
-/// Largest `delivery.resolver.probe_interval_secs` (one day).
-pub(crate) const MAX_PROBE_INTERVAL_SECS: u64 = 86_400;
-/// Where the system's nameservers are read from.
-pub(crate) const RESOLV_CONF: &str = "/etc/resolv.conf";
-
-/// `[delivery.resolver]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
-pub struct ResolverConfig {
-    /// The mode (default `validating`).
-    pub mode: ResolverMode,
-    /// The resolver to ask: the upstream of `validating` (default: the system's nameservers),
-    /// the validating resolver of `trust-ad` (required, loopback), the only nameserver of
-    /// `system` (default: the system's configuration).
-    pub address: Option<SocketAddr>,
-    /// DNSKEY trust-anchor file (`validating`), relative to the relay config file; default:
-    /// the IANA root anchors built in ([`dane_verify::resolver::BUILT_IN_ROOT_ANCHORS`]).
-    pub trust_anchor: Option<PathBuf>,
-    /// A signed name whose SOA must validate before DNSSEC statuses are believed (`validating`,
-    /// `trust-ad`): probed at start-up and every `probe_interval_secs`. Default `.`; a private
-    /// trust anchor needs a name under it (the test lab: `test.`).
-    pub probe_name: String,
-    /// Seconds between two validation probes (1 to 86400, default 300).
-    pub probe_interval_secs: u64,
-}
-
-impl Default for ResolverConfig {
-    fn default() -> Self {
-        Self {
-            mode: ResolverMode::default(),
-            address: None,
-            trust_anchor: None,
-            probe_name: DEFAULT_PROBE_NAME.into(),
-            probe_interval_secs: DEFAULT_PROBE_INTERVAL_SECS,
-        }
-    }
-}
-
-impl ResolverConfig {
-    /// The upstream resolvers and where they come from: `address`
-    /// (`delivery.resolver.address`), or the system's nameservers (`system (/etc/resolv.conf)`,
-    /// at most [`dane_verify::resolver::MAX_UPSTREAMS`]; `127.0.0.1:53` when it names none, as
-    /// the C library does: `system fallback: <why>`). Reads `/etc/resolv.conf`, never the network.
-    #[must_use]
-    pub fn upstreams(&self) -> (Vec<SocketAddr>, String) {
-        if let Some(a) = self.address {
-            return (vec![a], "delivery.resolver.address".into());
-        }
-        let fallback = |why: String| {
-            (
-                vec![SocketAddr::from(([127, 0, 0, 1], 53))],
-                format!("system fallback: {why}"),
-            )
-        };
-        match hickory_resolver::system_conf::read_system_conf() {
-            Ok((conf, _)) => {
-                let mut v: Vec<SocketAddr> = Vec::new();
-                for ns in conf.name_servers() {
-                    let port = ns.connections.first().map_or(53, |c| c.port);
-                    let a = SocketAddr::new(ns.ip, port);
-                    if !v.contains(&a) && v.len() < dane_verify::resolver::MAX_UPSTREAMS {
-                        v.push(a);
-                    }
-                }
-                if v.is_empty() {
-                    fallback(format!("{RESOLV_CONF} names no nameserver"))
-                } else {
-                    (v, format!("system ({RESOLV_CONF})"))
-                }
-            }
-            Err(e) => fallback(format!("{RESOLV_CONF}: {e}")),
-        }
-    }
-
-    /// What the in-process validator trusts: the `trust_anchor` file, or the built-in root
-    /// anchors.
-    #[must_use]
-    pub fn anchor_source(&self) -> String {
-        match &self.trust_anchor {
-            Some(p) => format!("file {}", p.display()),
-            None => dane_verify::resolver::BUILT_IN_ROOT_ANCHORS.to_owned(),
-        }
-    }
-
-    /// dane-verify's [`Validation`](dane_verify::resolver::Validation) for the DNSSEC modes;
-    /// `None` for `system` (no DNSSEC). Reads the trust-anchor file and the system's
-    /// nameservers, never the network.
-    pub fn validation(&self) -> Result<Option<dane_verify::resolver::Validation>, OutboundError> {
-        use dane_verify::resolver::Validation;
-        let err = |e: dane_verify::Error| match e {
-            dane_verify::Error::TrustAnchor { .. } => {
-                OutboundError::invalid("delivery.resolver.trust_anchor", e.to_string())
-            }
-            _ => OutboundError::Resolver(e.to_string()),
-        };
-        match self.mode {
-            ResolverMode::System => Ok(None),
-            ResolverMode::TrustAd => {
-                let resolver = self.address.ok_or(OutboundError::Missing {
-                    key: "delivery.resolver.address",
-                    because: "mode = \"trust-ad\"",
-                })?;
-                if !resolver.ip().is_loopback() {
-                    return Err(OutboundError::invalid(
-                        "delivery.resolver.address",
-                        format!(
-                            "the AD bit is trusted only from a loopback resolver, not {resolver}"
-                        ),
-                    ));
-                }
-                Ok(Some(Validation::TrustAd { resolver }))
-            }
-            ResolverMode::Validating => {
-                Validation::in_process(self.upstreams().0, self.trust_anchor.as_deref())
-                    .map(Some)
-                    .map_err(err)
-            }
-        }
-    }
-
-    /// The probe interval.
-    #[must_use]
-    pub fn probe_interval(&self) -> Duration {
-        Duration::from_secs(self.probe_interval_secs)
-    }
-
-    fn validate(&self) -> Result<(), OutboundError> {
-        if self.probe_interval_secs == 0 || self.probe_interval_secs > MAX_PROBE_INTERVAL_SECS {
-            return Err(OutboundError::invalid(
-                "delivery.resolver.probe_interval_secs",
-                format!("must be 1 to {MAX_PROBE_INTERVAL_SECS}"),
-            ));
-        }
-        let name = if self.probe_name.ends_with('.') {
-            self.probe_name.clone()
-        } else {
-            format!("{}.", self.probe_name)
-        };
-        if self.probe_name.is_empty()
-            || hickory_resolver::proto::rr::Name::from_ascii(&name).is_err()
-        {
-            return Err(OutboundError::invalid(
-                "delivery.resolver.probe_name",
-                format!("{:?} is not a DNS name", self.probe_name),
-            ));
-        }
-        self.validation().map(|_| ())
+/// Where the resolver's upstreams come from, as `relay --check-config` and the logs say it:
+/// `delivery.resolver.address`, `system (/etc/resolv.conf)` or `system fallback: <why>`.
+pub(crate) fn upstream_source_text(source: &UpstreamSource) -> String {
+    match source {
+        UpstreamSource::Address => "delivery.resolver.address".into(),
+        other => other.to_string(),
     }
 }
 
@@ -543,7 +394,7 @@ impl OutboundConfig {
         }
         self.retry.policy()?;
         self.load_destination_controls()?;
-        self.resolver.validate()
+        self.resolver.validate().map_err(resolver_error)
     }
 
     /// Loads the destination controls (or the built-in default: TLS `preferred`, DANE `none`).

@@ -40,6 +40,7 @@ pub use config::{
     MAX_ROUTES, OutboundConfig, ResolverConfig, ResolverMode, RetryConfig, RouteConfig, RouteHop,
     SMTP_PORT,
 };
+pub(crate) use config::upstream_source_text;
 pub use error::OutboundError;
 
 use crate::{Envelope, Spool};
