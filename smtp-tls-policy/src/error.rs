@@ -261,6 +261,20 @@ pub enum Error {
         what: &'static str,
     },
 
+    // --- TLS-RPT (RFC 8460) ---
+    /// A `_smtp._tls` TXT record is not a usable TLS-RPT record (RFC 8460 §3).
+    #[error("TLS-RPT record refused: {kind}")]
+    TlsRptRecord {
+        /// What is wrong.
+        kind: crate::tlsrpt::RecordErrorKind,
+    },
+    /// A received TLS report could not be read (RFC 8460 §4.4, §5).
+    #[error("TLS report unreadable: {kind}")]
+    TlsRptReport {
+        /// What is wrong.
+        kind: crate::tlsrpt::ReportErrorKind,
+    },
+
     // --- MTA-STS (RFC 8461) ---
     /// An MTA-STS policy file is invalid (`sts-policy-invalid` in TLS-RPT).
     #[error("MTA-STS policy invalid: {0}")]
@@ -275,7 +289,8 @@ pub enum Error {
 impl Error {
     /// A short, stable category for the error (`reference-id`, `limit`, `certificate`, `trust`,
     /// `chain`, `rfc5280`, `identity`, `fqdn-check`, `x509-check`, `config`, `destination`,
-    /// `protocol`, `smtp-reply`, `io`, `timeout`, `tls`, `state`, `mta-sts`).
+    /// `protocol`, `smtp-reply`, `io`, `timeout`, `tls`, `state`, `tlsrpt-record`,
+    /// `tlsrpt-report`, `mta-sts`).
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
@@ -304,6 +319,8 @@ impl Error {
             Self::Timeout { .. } => "timeout",
             Self::TlsHandshake { .. } => "tls",
             Self::StateViolation { .. } => "state",
+            Self::TlsRptRecord { .. } => "tlsrpt-record",
+            Self::TlsRptReport { .. } => "tlsrpt-report",
             Self::MtaStsPolicy(_) => "mta-sts",
             #[cfg(feature = "mta-sts-fetch")]
             Self::MtaStsFetch(_) => "mta-sts",

@@ -8,6 +8,8 @@
 //! - [`delivery`]: the sans-IO delivery TLS state machine, one per connection attempt.
 //! - [`smtp`]: bounded SMTP reply / EHLO / command parsing over `smtp-proto`.
 //! - `io` (feature `tokio`): STARTTLS drivers for both sides.
+//! - [`tlsrpt`]: SMTP TLS Reporting (RFC 8460) — the `_smtp._tls` record, the report model,
+//!   the tolerant reader of received reports and their summary per policy domain and day.
 //! - [`mta_sts`]: MTA-STS (RFC 8461) — TXT record, policy file, `mx` matching, the cache state
 //!   machine and the per-MX-host verdict, sans-IO; the HTTPS policy fetch with feature
 //!   `mta-sts-fetch`.
@@ -70,6 +72,7 @@ pub mod listener;
 pub mod mta_sts;
 pub mod plan;
 pub mod smtp;
+pub mod tlsrpt;
 mod verify;
 
 pub use error::{DestinationConfigErrorKind, Error, IoKind};

@@ -16,6 +16,7 @@ mod hat;
 mod limbo;
 mod policy;
 mod resolver_args;
+mod tlsrpt;
 mod tlsverify;
 
 /// What a subcommand returns: the exit status, or an error printed as `error: ...` (status 2).
@@ -47,6 +48,8 @@ enum Command {
     Policy(policy::Args),
     /// Manage the certificate store: certificates, keys, CSRs, PKCS#12, CA lists.
     Certs(certs::Args),
+    /// Read received SMTP TLS reports (RFC 8460): summarize them per policy domain and day.
+    Tlsrpt(tlsrpt::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Daneverify(args) => daneverify::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::Tlsrpt(args) => tlsrpt::run(args),
     };
     match result {
         Ok(code) => code,
