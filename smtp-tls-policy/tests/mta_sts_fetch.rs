@@ -16,7 +16,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::mta_sts::{
-    FetchError, FetchLimits, Mode, Policy, PolicyDomain, StsFailureKind, client_config,
+    FetchError, FetchLimits, Mode, Policy, PolicyDomain, StsFailure, StsFailureKind, client_config,
     fetch_policy,
 };
 use test_support::pki::{CertKey, TestCa, self_signed, server_config};
@@ -258,6 +258,10 @@ async fn untrusted_certificate() {
     let e = fetch_from(&pki, &server, &limits()).await.unwrap_err();
     assert!(matches!(e, FetchError::Certificate { .. }), "{e:?}");
     assert_eq!(e.failure_kind(), StsFailureKind::StsWebpkiInvalid);
+    assert_eq!(
+        StsFailure::from(&e).kind.result_type(),
+        "sts-webpki-invalid"
+    );
 }
 
 #[tokio::test]

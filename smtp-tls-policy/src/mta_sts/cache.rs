@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::{Mode, Policy};
 use super::txt::{StsId, TxtOutcome};
+use super::verdict::StsFailure;
 use crate::identity::{DnsName, NameError};
 
 /// A policy domain: the recipient domain, lowercase A-labels, no trailing dot. The cache key,
@@ -100,6 +101,17 @@ pub enum TxtLookup {
     Bogus,
 }
 
+impl TxtLookup {
+    /// The announced id when the answer has exactly one valid record.
+    #[must_use]
+    pub fn id(&self) -> Option<&StsId> {
+        match self {
+            Self::Answer(outcome) => outcome.id(),
+            _ => None,
+        }
+    }
+}
+
 /// Where a cached policy came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -145,13 +157,15 @@ impl CachedPolicy {
 }
 
 /// The back-off after failed fetches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FetchBackoff {
     /// Consecutive failed fetches.
     pub failures: u32,
     /// No new fetch before this time (unix seconds).
     pub retry_at: u64,
+    /// The last failure (for TLS-RPT and for showing the cache).
+    pub last_failure: StsFailure,
 }
 
 /// One domain's cache state.
@@ -310,7 +324,7 @@ pub fn decide(
 ) -> CacheDecision {
     let fresh = entry.and_then(|e| e.fresh_policy(now));
     let backing_off = entry
-        .and_then(|e| e.backoff)
+        .and_then(|e| e.backoff.as_ref())
         .is_some_and(|b| now < b.retry_at);
     let use_cached = |reason| CacheDecision::UseCached {
         reason,
@@ -372,7 +386,10 @@ pub enum FetchResult {
         source: PolicySource,
     },
     /// The fetch failed or the policy was invalid.
-    Failed,
+    Failed {
+        /// Why (`sts-policy-fetch-error`, `sts-policy-invalid` or `sts-webpki-invalid`).
+        failure: StsFailure,
+    },
 }
 
 /// The policy that applies after a fetch.
@@ -416,11 +433,15 @@ pub fn on_fetch(
             };
             (entry, AfterFetch::Fetched)
         }
-        FetchResult::Failed => {
-            let failures = entry.backoff.map_or(1, |b| b.failures.saturating_add(1));
+        FetchResult::Failed { failure } => {
+            let failures = entry
+                .backoff
+                .as_ref()
+                .map_or(1, |b| b.failures.saturating_add(1));
             let backoff = FetchBackoff {
                 failures,
                 retry_at: now.saturating_add(config.backoff_after(failures)),
+                last_failure: failure,
             };
             let after = if entry.fresh_policy(now).is_some() {
                 AfterFetch::KeptCached

@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 
 use super::cache::PolicyDomain;
 use super::policy::MAX_POLICY_LEN;
-use super::verdict::StsFailureKind;
+use super::verdict::{StsFailure, StsFailureKind};
 use crate::chain::TrustAnchors;
 use crate::error::IoKind;
 
@@ -179,6 +179,13 @@ impl FetchError {
             Self::TooLarge { .. } => StsFailureKind::StsPolicyInvalid,
             _ => StsFailureKind::StsPolicyFetchError,
         }
+    }
+}
+
+impl From<&FetchError> for StsFailure {
+    /// The failure as the cache and TLS-RPT keep it ([`FetchError::failure_kind`]).
+    fn from(e: &FetchError) -> Self {
+        Self::new(e.failure_kind(), e.to_string())
     }
 }
 

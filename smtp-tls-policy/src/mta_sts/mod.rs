@@ -25,10 +25,9 @@
 //! // 3. the fetched policy file, parsed and folded into the cache
 //! let body = b"version: STSv1\nmode: enforce\nmx: *.mail.example.com\nmax_age: 86400\n";
 //! let policy = Policy::parse(body)?;
-//! let id = txt.clone();
-//! let TxtLookup::Answer(TxtOutcome::Record(record)) = id else { unreachable!() };
+//! let id = txt.id().ok_or("no id")?;
 //! let source = PolicySource::new(domain.policy_url(), None);
-//! let (entry, after) = on_fetch(entry, &record.id, FetchResult::Valid { policy, source }, now, &config);
+//! let (entry, after) = on_fetch(entry, id, FetchResult::Valid { policy, source }, now, &config);
 //! assert_eq!(after, AfterFetch::Fetched);
 //! // 4. per MX host
 //! let policy = entry.fresh_policy(now).map(|c| &c.policy);
@@ -59,3 +58,6 @@ pub use verdict::{
     StsCertificateCheck, StsFailure, StsFailureKind, StsHostAction, StsHostVerdict, StsPeerVerdict,
     check_sts_certificate, host_verdict,
 };
+
+#[cfg(test)]
+mod tests;

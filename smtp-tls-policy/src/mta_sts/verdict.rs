@@ -9,14 +9,16 @@
 //! * `none`, or no policy: no constraint.
 //!
 //! Everything here is plain serde data, so the hop plan's explanation can embed it as a policy
-//! source. The policy applies only to the recipient domain it was fetched for: filter the MX
+//! source. Precedence with DANE is the hop plan's decision, not made here: RFC 8461 §2 lets a
+//! secure, usable TLSA RRset for the MX host decide for that host, and MTA-STS never overrides
+//! a DANE failure. The policy applies only to the recipient domain it was fetched for: filter the MX
 //! list per recipient domain before any connection reuse.
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
 use super::mx_pattern::MxListMatch;
-use super::policy::{Mode, Policy};
+use super::policy::{Mode, Policy, PolicyError};
 use crate::chain::{ChainOptions, TrustAnchors, verify_chain};
 use crate::error::Error;
 use crate::identity::{DnsName, PresentedIdentities, dns_name_matches};
@@ -78,6 +80,13 @@ impl StsFailure {
             kind,
             detail: detail.into(),
         }
+    }
+}
+
+impl From<&PolicyError> for StsFailure {
+    /// An invalid policy file: `sts-policy-invalid`.
+    fn from(e: &PolicyError) -> Self {
+        Self::new(StsFailureKind::StsPolicyInvalid, e.to_string())
     }
 }
 
