@@ -1,7 +1,8 @@
-//! TLS-RPT (RFC 8460): the `_smtp._tls` record parser, and the tolerant report reader on the 16
-//! shared corpus reports (`../shared/corpora/tlsrpt/`, real Google, Microsoft and Mail.ru
-//! reports, the RFC example; its README lists each file's quirks), with the expected counts of
-//! every file written down below (read off the files by hand).
+//! TLS-RPT (RFC 8460): the tolerant report reader on the 16 shared corpus reports
+//! (`../shared/corpora/tlsrpt/`: real Google, Microsoft and Mail.ru reports, the RFC example; its
+//! README lists each file's quirks), with the expected counts of every file written down below
+//! (read off the files by hand). The `_smtp._tls` record parser is tested in
+//! `tests/tlsrpt_record.rs`.
 //!
 //! The corpus lives next to the workspace (`<workspace>/../shared/corpora`), not in it; CI has
 //! it. When it is missing the corpus test fails and says where it looked.
@@ -12,9 +13,8 @@ use std::path::PathBuf;
 
 use smtp_tls_policy::Error;
 use smtp_tls_policy::tlsrpt::{
-    Container, MAX_REPORT_SIZE, PolicyType, RecordDiscovery, RecordErrorKind, Report,
-    ReportErrorKind, ReportReader, ReportUri, ResultType, RuaProblem, Summary, TlsRptRecord,
-    UNKNOWN_MX, read_report,
+    Container, MAX_REPORT_SIZE, PolicyType, Report, ReportErrorKind, ReportReader, ResultType,
+    Summary, UNKNOWN_MX, read_report,
 };
 use time::macros::{date, datetime};
 
@@ -578,7 +578,10 @@ fn tolerated_shapes_outside_the_corpus() {
     let summary = Summary::of([&report]);
     let mut days = summary.domains();
     let (no_domain, day) = (days.next().unwrap(), days.next().unwrap());
-    assert_eq!(no_domain.policy_domain, None, "the tlsa policy names no domain");
+    assert_eq!(
+        no_domain.policy_domain, None,
+        "the tlsa policy names no domain"
+    );
     assert_eq!(day.policy_domain.as_deref(), Some("example.com"));
     assert_eq!(day.failures, 0);
     assert_eq!(day.failures_by_type["some-new-type"], 2);
@@ -586,178 +589,4 @@ fn tolerated_shapes_outside_the_corpus() {
         day.has_failures(),
         "failure entries count even when the summary says 0"
     );
-}
-
-// --- the `_smtp._tls` TXT record ---
-
-fn record_kind(result: Result<TlsRptRecord, Error>) -> RecordErrorKind {
-    match result {
-        Err(Error::TlsRptRecord { kind }) => kind,
-        other => panic!("expected a record error, got {other:?}"),
-    }
-}
-
-#[test]
-fn record_valid_mailto() {
-    let r = TlsRptRecord::parse("v=TLSRPTv1; rua=mailto:tlsrpt@example.com").unwrap();
-    assert_eq!(
-        r.rua,
-        [ReportUri::Mailto {
-            uri: "mailto:tlsrpt@example.com".into(),
-            address: "tlsrpt@example.com".into()
-        }]
-    );
-    assert!(r.skipped.is_empty());
-    // Trailing delimiter, no spaces, percent-encoded address, an unknown extension field.
-    let r = TlsRptRecord::parse("v=TLSRPTv1;rua=mailto:tls%2Brpt@example.com;ext=1;").unwrap();
-    assert!(
-        matches!(&r.rua[..], [ReportUri::Mailto { address, .. }] if address == "tls+rpt@example.com")
-    );
-}
-
-#[test]
-fn record_multiple_and_https_rua() {
-    let r = TlsRptRecord::parse(
-        "v=TLSRPTv1; rua=mailto:a@example.com , https://reports.example.net:8443/tlsrpt?x=1,mailto:b@example.org",
-    )
-    .unwrap();
-    let uris: Vec<&str> = r.rua.iter().map(ReportUri::as_str).collect();
-    assert_eq!(
-        uris,
-        [
-            "mailto:a@example.com",
-            "https://reports.example.net:8443/tlsrpt?x=1",
-            "mailto:b@example.org"
-        ]
-    );
-    assert!(matches!(r.rua[1], ReportUri::Https { .. }));
-    let r = TlsRptRecord::parse("v=TLSRPTv1; rua=https://[2001:db8::1]/r").unwrap();
-    assert_eq!(r.rua.len(), 1);
-}
-
-#[test]
-fn record_bad_rua_is_skipped_with_a_note() {
-    let r = TlsRptRecord::parse(
-        "v=TLSRPTv1; rua=postmaster@example.com,http://r.example/x,mailto:nobody,https://,\
-         https://r.example:0/,mailto:ok@example.com,https://r.example]x/",
-    )
-    .unwrap();
-    assert_eq!(r.rua.len(), 1);
-    assert_eq!(r.rua[0].as_str(), "mailto:ok@example.com");
-    let problems: Vec<(&str, &RuaProblem)> = r
-        .skipped
-        .iter()
-        .map(|s| (s.uri.as_str(), &s.problem))
-        .collect();
-    assert_eq!(
-        problems,
-        [
-            ("postmaster@example.com", &RuaProblem::MissingScheme),
-            (
-                "http://r.example/x",
-                &RuaProblem::UnsupportedScheme {
-                    scheme: "http".into()
-                }
-            ),
-            ("mailto:nobody", &RuaProblem::InvalidMailto),
-            ("https://", &RuaProblem::InvalidHttps),
-            ("https://r.example:0/", &RuaProblem::InvalidHttps),
-            ("https://r.example]x/", &RuaProblem::InvalidHttps),
-        ]
-    );
-}
-
-#[test]
-fn record_rua_without_mailto_only_is_refused() {
-    let kind = record_kind(TlsRptRecord::parse(
-        "v=TLSRPTv1; rua=postmaster@example.com",
-    ));
-    match kind {
-        RecordErrorKind::NoUsableRua { skipped } => {
-            assert_eq!(skipped.len(), 1);
-            assert_eq!(skipped[0].problem, RuaProblem::MissingScheme);
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn record_grammar_is_strict() {
-    let cases: &[(&str, RecordErrorKind)] = &[
-        ("v=TLSRPTv1;", RecordErrorKind::MissingRua),
-        ("v=TLSRPTv1; ext=1", RecordErrorKind::MissingRua),
-        (
-            "v=TLSRPTv1; RUA=mailto:a@example.com",
-            RecordErrorKind::MissingRua,
-        ),
-        (
-            "v=TLSRPTv2; rua=mailto:a@example.com",
-            RecordErrorKind::NotTlsRptV1,
-        ),
-        (
-            " v=TLSRPTv1; rua=mailto:a@example.com",
-            RecordErrorKind::NotTlsRptV1,
-        ),
-        (
-            "rua=mailto:a@example.com; v=TLSRPTv1",
-            RecordErrorKind::NotTlsRptV1,
-        ),
-        (
-            "v=TLSRPTv1; rua=mailto:a@example.com; rua=mailto:b@example.com",
-            RecordErrorKind::DuplicateRua,
-        ),
-        (
-            "v=TLSRPTv1;; rua=mailto:a@example.com",
-            RecordErrorKind::MalformedField { field: "".into() },
-        ),
-        (
-            "v=TLSRPTv1; rua=mailto:a@example.com; junk",
-            RecordErrorKind::MalformedField {
-                field: "junk".into(),
-            },
-        ),
-        (
-            "v=TLSRPTv1; rua=mailto:a@example.com; -x=1",
-            RecordErrorKind::MalformedField {
-                field: "-x=1".into(),
-            },
-        ),
-    ];
-    for (text, expected) in cases {
-        assert_eq!(&record_kind(TlsRptRecord::parse(text)), expected, "{text}");
-    }
-    let long = format!(
-        "v=TLSRPTv1; rua=mailto:a@example.com; x={}",
-        "a".repeat(5000)
-    );
-    assert_eq!(
-        record_kind(TlsRptRecord::parse(&long)),
-        RecordErrorKind::TooLong { limit: 4096 }
-    );
-}
-
-#[test]
-fn record_discovery_two_records_mean_none() {
-    let one = TlsRptRecord::discover(["v=spf1 -all", "v=TLSRPTv1; rua=mailto:tlsrpt@example.com"])
-        .unwrap();
-    assert_eq!(one.record().unwrap().rua.len(), 1);
-    let two = TlsRptRecord::discover([
-        "v=TLSRPTv1; rua=mailto:a@example.com",
-        "v=TLSRPTv1; rua=mailto:b@example.com",
-    ])
-    .unwrap();
-    assert_eq!(two, RecordDiscovery::Multiple { count: 2 });
-    assert!(two.record().is_none());
-    let none = TlsRptRecord::discover(["v=TLSRPTv10; rua=mailto:a@example.com", "hello"]).unwrap();
-    assert_eq!(none, RecordDiscovery::NotPublished);
-    let empty: [&str; 0] = [];
-    assert_eq!(
-        TlsRptRecord::discover(empty).unwrap(),
-        RecordDiscovery::NotPublished
-    );
-    let bad = TlsRptRecord::discover(["v=TLSRPTv1; rua=postmaster@example.com"]);
-    assert!(matches!(
-        record_kind(bad.map(|_| unreachable!())),
-        RecordErrorKind::NoUsableRua { .. }
-    ));
 }
