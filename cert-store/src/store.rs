@@ -37,7 +37,7 @@ use crate::import::{BadEntryPolicy, parse_bundle};
 use crate::key::PrivateKey;
 
 /// Version of the on-disk format written by this crate.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 /// Most named certificates in one store.
 pub const MAX_CERTIFICATES: usize = 1000;
 /// Largest file of the store read, in bytes.
