@@ -27,6 +27,8 @@ pub struct ListedCert {
     pub intermediates: usize,
     /// Listeners it is assigned to.
     pub listeners: Vec<String>,
+    /// HTTPS listeners (MTA-STS policy host) it is assigned to.
+    pub https_listeners: Vec<String>,
     /// Assigned to all outgoing TLS connections.
     pub outgoing: bool,
 }
@@ -168,6 +170,13 @@ impl CertStore {
                     .filter(|(_, n)| **n == name)
                     .map(|(l, _)| l.clone())
                     .collect(),
+                https_listeners: self
+                    .settings
+                    .https_listeners
+                    .iter()
+                    .filter(|(_, n)| **n == name)
+                    .map(|(l, _)| l.clone())
+                    .collect(),
                 outgoing: self.settings.outgoing.as_deref() == Some(name.as_str()),
                 origin: c.origin,
                 name,
@@ -193,6 +202,24 @@ impl CertStore {
             .listeners
             .insert(listener.to_string(), name.to_string());
         self.save_settings()
+    }
+
+    /// Assigns certificate `name` to the HTTPS listener `listener` (the relay's MTA-STS policy
+    /// host; seed: "Enabling a Certificate for HTTPS").
+    pub fn assign_https_listener(&mut self, listener: &str, name: &str) -> Result<()> {
+        self.get_quiet(name)?;
+        self.settings
+            .https_listeners
+            .insert(listener.to_string(), name.to_string());
+        self.save_settings()
+    }
+
+    /// The certificate assigned to the HTTPS listener `listener`.
+    pub fn https_listener_certificate(&self, listener: &str) -> Option<&str> {
+        self.settings
+            .https_listeners
+            .get(listener)
+            .map(String::as_str)
     }
 
     /// Assigns certificate `name` to "all outgoing TLS connections" (the client certificate

@@ -118,6 +118,10 @@ pub(crate) struct Settings {
     pub(crate) outgoing: Option<String>,
     #[serde(default)]
     pub(crate) listeners: BTreeMap<String, String>,
+    /// HTTPS listeners (the relay's MTA-STS policy host) by name: their own namespace, so an
+    /// SMTP and an HTTPS listener may share a name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) https_listeners: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -129,6 +133,7 @@ impl Default for Settings {
             custom_ca_sha256: None,
             outgoing: None,
             listeners: BTreeMap::new(),
+            https_listeners: BTreeMap::new(),
         }
     }
 }
@@ -378,6 +383,7 @@ impl CertStore {
         let _ = fs::remove_dir_all(&trash);
         self.certs.remove(name);
         self.settings.listeners.retain(|_, c| c != name);
+        self.settings.https_listeners.retain(|_, c| c != name);
         if self.settings.outgoing.as_deref() == Some(name) {
             self.settings.outgoing = None;
         }

@@ -234,3 +234,28 @@ fn assignments_and_demo_certificate() {
         vec!["mx"]
     );
 }
+
+#[test]
+fn https_listener_assignments_are_their_own_namespace() {
+    let (_d, mut s) = store();
+    s.create_self_signed("mx", &req("mx.example.com")).unwrap();
+    s.create_self_signed("sts", &req("mta-sts.example.com"))
+        .unwrap();
+    s.assign_listener("public", "mx").unwrap();
+    s.assign_https_listener("public", "sts").unwrap();
+    assert_eq!(
+        s.assign_https_listener("x", "nope").unwrap_err(),
+        Error::UnknownCertificate {
+            name: "nope".into()
+        }
+    );
+    let mut s = CertStore::open(s.dir()).unwrap();
+    assert_eq!(s.listener_certificate("public"), Some("mx"));
+    assert_eq!(s.https_listener_certificate("public"), Some("sts"));
+    let list = s.list(time::OffsetDateTime::now_utc()).unwrap();
+    let sts = list.iter().find(|c| c.name == "sts").unwrap();
+    assert_eq!(sts.https_listeners, vec!["public".to_string()]);
+    assert!(sts.listeners.is_empty());
+    s.remove("sts").unwrap();
+    assert_eq!(s.https_listener_certificate("public"), None);
+}

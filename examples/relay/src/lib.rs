@@ -12,6 +12,7 @@ mod envelope;
 mod error;
 pub mod inbound;
 pub mod local;
+pub mod mta_sts_host;
 pub mod outbound;
 pub mod queue;
 mod spool;

@@ -12,7 +12,7 @@
 //! smtp-tls-check certs --store DIR export-p12 --name N --file F.p12 --passphrase-file P
 //! smtp-tls-check certs --store DIR list [--expiring-within DAYS] [--json]
 //! smtp-tls-check certs --store DIR tlsa --name N --host HOST [--port 25]
-//! smtp-tls-check certs --store DIR assign --name N (--listener L | --outgoing)
+//! smtp-tls-check certs --store DIR assign --name N (--listener L | --https-listener L | --outgoing)
 //! smtp-tls-check certs --store DIR ca enable|disable system|custom
 //! smtp-tls-check certs --store DIR ca import FILE [--skip-bad]
 //! smtp-tls-check certs --store DIR ca export system|custom --file F
@@ -127,14 +127,17 @@ enum Cmd {
         #[arg(long, default_value_t = 25)]
         port: u16,
     },
-    /// Assign a certificate to a listener or to all outgoing TLS connections.
+    /// Assign a certificate to a listener, an HTTPS listener or all outgoing TLS connections.
     Assign {
         /// Certificate name.
         #[arg(long)]
         name: String,
-        /// Listener name.
-        #[arg(long, required_unless_present = "outgoing")]
+        /// SMTP listener name.
+        #[arg(long, required_unless_present_any = ["outgoing", "https_listener"])]
         listener: Option<String>,
+        /// HTTPS listener name (the relay's MTA-STS policy host, `[[https_listener]]`).
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["listener", "outgoing"])]
+        https_listener: Option<String>,
         /// All outgoing TLS connections.
         #[arg(long, conflicts_with = "listener")]
         outgoing: bool,
@@ -376,6 +379,7 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
                     v["origin"] = json!(format!("{:?}", c.origin));
                     v["intermediates"] = json!(c.intermediates);
                     v["listeners"] = json!(c.listeners);
+                    v["https_listeners"] = json!(c.https_listeners);
                     v["outgoing"] = json!(c.outgoing);
                     v
                 })
@@ -412,14 +416,26 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
         Cmd::Assign {
             name,
             listener,
+            https_listener,
             outgoing,
         } => {
-            match (&listener, outgoing) {
-                (_, true) => store.assign_outgoing(Some(&name))?,
-                (Some(l), false) => store.assign_listener(l, &name)?,
-                (None, false) => return Err("--listener or --outgoing is required".into()),
-            }
-            let target = listener.unwrap_or_else(|| "all outgoing TLS connections".into());
+            let target = match (&listener, &https_listener, outgoing) {
+                (_, _, true) => {
+                    store.assign_outgoing(Some(&name))?;
+                    "all outgoing TLS connections".to_owned()
+                }
+                (_, Some(l), false) => {
+                    store.assign_https_listener(l, &name)?;
+                    format!("https listener {l}")
+                }
+                (Some(l), None, false) => {
+                    store.assign_listener(l, &name)?;
+                    l.clone()
+                }
+                (None, None, false) => {
+                    return Err("--listener, --https-listener or --outgoing is required".into());
+                }
+            };
             print(
                 json_out,
                 &json!({ "name": name, "assigned_to": target }),

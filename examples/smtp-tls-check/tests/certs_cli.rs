@@ -236,3 +236,83 @@ fn ca_lists_import_export_and_truncated_store() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("custom.pem"));
 }
+
+/// `assign --https-listener` (the relay's MTA-STS policy host) records the certificate in the
+/// HTTPS listeners' own namespace, shown by `list`.
+#[test]
+fn assign_to_an_https_listener() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    json(&certs(
+        &store,
+        &[
+            "create-self-signed",
+            "--name",
+            "sts",
+            "--cn",
+            "mta-sts.example.com",
+            "--json",
+        ],
+    ));
+    let assigned = json(&certs(
+        &store,
+        &[
+            "assign",
+            "--name",
+            "sts",
+            "--https-listener",
+            "policy",
+            "--json",
+        ],
+    ));
+    assert_eq!(assigned["assigned_to"], "https listener policy");
+    json(&certs(
+        &store,
+        &["assign", "--name", "demo", "--listener", "policy", "--json"],
+    ));
+    let list = json(&certs(&store, &["list", "--json"]));
+    let entry = |name: &str| {
+        list["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        entry("sts")["https_listeners"],
+        serde_json::json!(["policy"])
+    );
+    assert_eq!(entry("sts")["listeners"], serde_json::json!([]));
+    assert_eq!(entry("demo")["listeners"], serde_json::json!(["policy"]));
+    assert_eq!(entry("demo")["https_listeners"], serde_json::json!([]));
+    let s = cert_store::CertStore::open(&store).unwrap();
+    assert_eq!(s.https_listener_certificate("policy"), Some("sts"));
+    assert_eq!(s.listener_certificate("policy"), Some("demo"));
+
+    for (args, needle) in [
+        (
+            vec!["assign", "--name", "nope", "--https-listener", "policy"],
+            "nope",
+        ),
+        (
+            vec![
+                "assign",
+                "--name",
+                "sts",
+                "--https-listener",
+                "policy",
+                "--listener",
+                "x",
+            ],
+            "cannot be used with",
+        ),
+        (vec!["assign", "--name", "sts"], "required"),
+    ] {
+        let out = certs(&store, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

@@ -22,6 +22,8 @@
 //! filter = "info"                 # tracing EnvFilter syntax
 //! [delivery]                      # the outbound half's `OutboundConfig`
 //! local_domains = ["*"]           # "*" = every domain to the local maildir (the default config)
+//! [[https_listener]]              # optional: the MTA-STS policy host, see `mta_sts_host`
+//! [[mta_sts_policy]]
 //! ```
 //!
 //! Unknown keys are errors. Every error names the file, the line and the key
@@ -37,9 +39,10 @@ mod locate;
 mod view;
 
 use locate::{locate, outbound_key, syntax};
-pub use view::{DeliveryView, EffectiveConfig};
+pub use view::{DeliveryView, EffectiveConfig, MtaStsPolicyView};
 
 use super::inbound::{DomainSet, InboundError, InboundLimits};
+use super::mta_sts_host::{self, HttpsListenerConfig, MtaStsHostError, MtaStsPolicyConfig};
 use super::outbound::{OutboundConfig, OutboundError};
 use super::{CommitMode, SpoolConfig};
 
@@ -121,6 +124,18 @@ pub enum ConfigError {
         key: String,
         /// The table's error.
         source: Box<hat_match::Error>,
+    },
+    /// An `[[mta_sts_policy]]` is refused (the MTA-STS policy host).
+    #[error("{}:{}: key `{key}`: {source}", file.display(), line_text(*line))]
+    MtaStsPolicy {
+        /// The relay configuration file.
+        file: PathBuf,
+        /// The line of the key, when found.
+        line: Option<usize>,
+        /// The key, e.g. `mta_sts_policy[0].mx`.
+        key: String,
+        /// What is wrong.
+        source: Box<MtaStsHostError>,
     },
     /// The `[delivery]` table is refused by the outbound half.
     #[error("{}:{}: {source}", file.display(), line_text(*line))]
@@ -284,6 +299,12 @@ pub struct RelayConfig {
     /// Delivery (the outbound half).
     #[serde(default)]
     pub delivery: OutboundConfig,
+    /// The HTTPS listeners of the MTA-STS policy host (optional).
+    #[serde(rename = "https_listener", default)]
+    pub https_listeners: Vec<HttpsListenerConfig>,
+    /// The MTA-STS policies the HTTPS listeners serve.
+    #[serde(rename = "mta_sts_policy", default)]
+    pub mta_sts_policies: Vec<MtaStsPolicyConfig>,
     /// The file it was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -392,6 +413,7 @@ impl RelayConfig {
                 ));
             }
         }
+        self.validate_mta_sts_host(text, &addrs)?;
         self.limits
             .validate()
             .map_err(|(k, reason)| invalid(format!("limits.{k}"), reason))?;
@@ -419,6 +441,75 @@ impl RelayConfig {
         self.accepted_domains()
             .map_err(|e| invalid("delivery.local_domains".into(), e.to_string()))?;
         Ok(())
+    }
+
+    /// `[[https_listener]]` and `[[mta_sts_policy]]`: listeners valid, names unique, addresses
+    /// not used by any listener; policies valid, and both present or both absent.
+    fn validate_mta_sts_host(
+        &self,
+        text: &str,
+        smtp_addrs: &HashSet<SocketAddr>,
+    ) -> Result<(), ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            file: self.file.clone(),
+            line: locate(text, &key),
+            key,
+            reason,
+        };
+        if self.https_listeners.len() > mta_sts_host::config::MAX_HTTPS_LISTENERS {
+            return Err(invalid(
+                "https_listener".into(),
+                format!("more than {}", mta_sts_host::config::MAX_HTTPS_LISTENERS),
+            ));
+        }
+        let (mut names, mut addrs) = (HashSet::new(), smtp_addrs.clone());
+        for (i, l) in self.https_listeners.iter().enumerate() {
+            let key = |k: &str| format!("https_listener[{i}].{k}");
+            l.validate()
+                .map_err(|(k, reason)| invalid(key(k), reason))?;
+            if !names.insert(&l.name) {
+                return Err(invalid(key("name"), format!("duplicate name {:?}", l.name)));
+            }
+            if !addrs.insert(l.address) {
+                return Err(invalid(key("address"), format!("{} used twice", l.address)));
+            }
+        }
+        if self.mta_sts_policies.len() > mta_sts_host::config::MAX_POLICIES {
+            return Err(invalid(
+                "mta_sts_policy".into(),
+                format!("more than {}", mta_sts_host::config::MAX_POLICIES),
+            ));
+        }
+        mta_sts_host::publish_all(&self.mta_sts_policies).map_err(|(i, source)| {
+            let field = match &source {
+                MtaStsHostError::BadDomain { .. } | MtaStsHostError::DuplicateDomain { .. } => {
+                    "domain"
+                }
+                MtaStsHostError::MaxAgeTooLarge { .. } => "max_age",
+                _ => "mx",
+            };
+            let key = format!("mta_sts_policy[{i}].{field}");
+            ConfigError::MtaStsPolicy {
+                file: self.file.clone(),
+                line: locate(text, &key),
+                key,
+                source: Box::new(source),
+            }
+        })?;
+        match (
+            self.https_listeners.is_empty(),
+            self.mta_sts_policies.is_empty(),
+        ) {
+            (false, true) => Err(invalid(
+                "https_listener".into(),
+                "an HTTPS listener serves MTA-STS policies: add an [[mta_sts_policy]]".into(),
+            )),
+            (true, false) => Err(invalid(
+                "mta_sts_policy".into(),
+                "no [[https_listener]] serves it".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Loads the Host Access Table of listener `i`.

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{ListenerConfig, LogSection, RelayConfig, SpoolSection, TlsSection};
 use crate::inbound::InboundLimits;
+use crate::mta_sts_host::HttpsListenerConfig;
 
 /// The effective configuration as printed by `relay --check-config` (TOML or JSON): every
 /// section with its defaults filled in and paths resolved.
@@ -24,6 +25,25 @@ pub struct EffectiveConfig<'a> {
     pub log: &'a LogSection,
     /// Delivery.
     pub delivery: DeliveryView<'a>,
+    /// The MTA-STS policy host's HTTPS listeners (absent when none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub https_listener: &'a [HttpsListenerConfig],
+    /// The MTA-STS policies served, with the TXT record to publish (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mta_sts_policy: Vec<MtaStsPolicyView>,
+}
+
+/// One `[[mta_sts_policy]]` as served: normalised, with its `id` and the DNS records it needs.
+#[derive(Debug, Serialize)]
+pub struct MtaStsPolicyView {
+    domain: String,
+    mode: &'static str,
+    max_age: u64,
+    mx: Vec<String>,
+    /// The host that must point at an HTTPS listener.
+    policy_host: String,
+    /// The TXT record to publish.
+    txt_record: String,
 }
 
 /// The `[delivery]` table for printing (the outbound half's `OutboundConfig`).
@@ -103,7 +123,7 @@ impl<'a> ResolverView<'a> {
         v.trust_anchor_source = Some(r.anchor_source());
         let (upstreams, source) = r.upstreams();
         v.upstream = upstreams.iter().map(ToString::to_string).collect();
-        v.upstream_source = Some(source);
+        v.upstream_source = Some(crate::outbound::upstream_source_text(&source));
         v
     }
 }
@@ -130,7 +150,21 @@ struct RouteView<'a> {
 impl<'a> EffectiveConfig<'a> {
     pub(super) fn new(c: &'a RelayConfig) -> Self {
         let d = &c.delivery;
+        // Validated when the configuration was loaded.
+        let policies = crate::mta_sts_host::publish_all(&c.mta_sts_policies).unwrap_or_default();
         Self {
+            https_listener: &c.https_listeners,
+            mta_sts_policy: policies
+                .iter()
+                .map(|p| MtaStsPolicyView {
+                    domain: p.domain().to_owned(),
+                    mode: p.mode().as_str(),
+                    max_age: p.max_age(),
+                    mx: p.mx().iter().map(|m| m.as_str().to_owned()).collect(),
+                    policy_host: p.policy_host(),
+                    txt_record: p.txt_record(),
+                })
+                .collect(),
             listener: &c.listeners,
             spool: &c.spool,
             limits: &c.limits,

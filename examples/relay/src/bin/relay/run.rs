@@ -6,6 +6,7 @@ use cert_store::CertStore;
 use hat_match::resolver::{HatResolver, ResolverLimits};
 use relay::config::RelayConfig;
 use relay::inbound::{self, ConnectionCounter, Enqueue, InboundError, ListenerContext};
+use relay::mta_sts_host;
 use relay::outbound::Outbound;
 use relay::{Envelope, Spool};
 use tokio::sync::watch;
@@ -36,6 +37,21 @@ pub(crate) fn check_certificates(config: &RelayConfig) -> Result<(), BoxError> {
             .into());
         }
     }
+    for (i, l) in config.https_listeners.iter().enumerate() {
+        let name = mta_sts_host::certificate_name(l, store.as_ref())
+            .map_err(|e| format!("https_listener[{i}].certificate: {e}"))?;
+        let known = match &store {
+            Some(s) => s.names().contains(&name),
+            None => name == cert_store::DEMO_NAME,
+        };
+        if !known {
+            return Err(format!(
+                "https_listener[{i}].certificate: no certificate {name:?} in the store {}",
+                dir.display()
+            )
+            .into());
+        }
+    }
     Ok(())
 }
 
@@ -60,6 +76,8 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
         };
         acceptors.push(acceptor);
     }
+    let https_hosts =
+        mta_sts_host::prepare(&config.https_listeners, &config.mta_sts_policies, &store)?;
     let store = Arc::new(store);
 
     let (spool, recovery) = Spool::open(&config.spool.dir, config.spool_config()).await?;
@@ -74,7 +92,12 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
         "spool open"
     );
 
-    // Bind every listener before anything runs, so a port in use fails the start.
+    // Bind every listener before anything runs, so a port in use fails the start (the HTTPS
+    // ones first: once an SMTP port accepts, every port does).
+    let mut https_sockets = Vec::new();
+    for l in &config.https_listeners {
+        https_sockets.push(mta_sts_host::bind(&l.name, l.address).await?);
+    }
     let mut sockets = Vec::new();
     for l in &config.listeners {
         sockets.push(inbound::bind(&l.name, l.address).await?);
@@ -115,6 +138,9 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
             )?),
         };
         listeners.spawn(inbound::serve(ctx, socket, in_rx.clone()));
+    }
+    for (host, socket) in https_hosts.into_iter().zip(https_sockets) {
+        listeners.spawn(mta_sts_host::serve(host, socket, in_rx.clone()));
     }
     tracing::info!(listeners = config.listeners.len(), "relay ready");
 
