@@ -4,7 +4,7 @@
 //!   lossless registry enums [`CertUsage`], [`Selector`], [`Matching`] (RFC 6698 §2).
 //! - [`DaneMatcher`]: matches a presented chain against a TLSA RRset in SMTP mode (RFC 7672) or
 //!   generic mode (RFC 6698/7671), giving a [`DaneVerdict`] (which record, which depth).
-//! - [`DnssecStatus`] and [`policy::decide`]: the sans-IO RFC 7672 decision per MX host.
+//! - [`DnssecStatus`] and [`decide`]: the sans-IO RFC 7672 decision per MX host.
 //! - [`server_tlsa_records`]: the records a server should publish for its own certificate.
 //! - [`check_server_key_usage`]: the leaf keyUsage rule (TLS server use) applied after every
 //!   validated DANE-TA/PKIX path, shared with PKIX verification.
@@ -32,31 +32,35 @@
 //! means no TLSA lookup (configured TLS mode / defer under Mandatory), so a TLSA SERVFAIL for a
 //! host in an insecure zone (the Outlook case) never blocks delivery, while for a secure host it
 //! defers; a CNAME'd MX host is looked up at the expanded name, then the original
-//! (RFC 7672 §2.2.2). See [`policy`] for details.
+//! (RFC 7672 §2.2.2). See [`decide`] for details.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod cert;
-pub mod dnssec;
-pub mod error;
+mod dnssec;
+mod error;
 mod fqdn;
-pub mod matching;
+mod matching;
 mod names;
-pub mod output;
-pub mod policy;
+mod output;
+mod policy;
 #[cfg(feature = "resolver")]
 pub mod resolver;
-pub mod tlsa;
+mod tlsa;
 mod verdict;
 
 pub use cert::check_server_key_usage;
 pub use dnssec::DnssecStatus;
 pub use error::Error;
 pub use fqdn::is_fqdn;
-pub use matching::{DaneEeNames, DaneMatchOutcome, DaneMatcher, DaneVerdict, MatchMode};
+pub use matching::{DaneEeNames, DaneMatcher, MAX_CHAIN_LEN, MatchMode};
 pub use names::{
     ConstraintBreach, MAX_CN_CONSTRAINT_COMPARISONS, PathCa, check_cn_name_constraints,
 };
 pub use output::server_tlsa_records;
-pub use policy::{DaneAction, DaneSetting};
-pub use tlsa::{CertUsage, Matching, Selector, TlsaRecord};
+pub use policy::{
+    DaneAction, DaneSetting, DeferReason, HostFacts, LookupFailure, NoDaneReason, TlsaLookup,
+    TxtLookup, TxtRecord, decide,
+};
+pub use tlsa::{CertUsage, MAX_DATA_LEN, MAX_TEXT_LEN, Matching, Selector, TlsaRecord};
+pub use verdict::{DaneMatchOutcome, DaneVerdict};
