@@ -187,7 +187,11 @@ pub fn check_fqdn_names<'a>(
 pub(crate) fn is_fqdn(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     let base = name.strip_prefix("*.").unwrap_or(name);
-    base.contains('.') && !base.contains('_') && DnsName::try_from(base).is_ok()
+    // rustls-pki-types also accepts `_` and a trailing dot: refused here (one was stripped above).
+    base.contains('.')
+        && !base.contains('_')
+        && !base.ends_with('.')
+        && DnsName::try_from(base).is_ok()
 }
 
 #[cfg(test)]
@@ -215,6 +219,7 @@ mod tests {
             ("*.com", false),
             ("example.0x1f", false),
             ("bücher.example", false),
+            ("*.a..", false),
         ] {
             assert_eq!(is_fqdn(name), expected, "{name}");
             assert_eq!(dane_verify::is_fqdn(name), expected, "dane-verify: {name}");

@@ -31,7 +31,7 @@ use webpki::{EndEntityCert, KeyUsage, anchor_from_trusted_cert};
 use crate::cert::{CertParts, check_server_key_usage, matches};
 use crate::names::{self, PathCa};
 use crate::tlsa::{CertUsage, Matching, Selector, TlsaRecord};
-pub use crate::verdict::{DaneMatchOutcome, DaneVerdict};
+use crate::verdict::{DaneMatchOutcome, DaneVerdict};
 
 /// Longest chain accepted from a peer (certificates), a work bound.
 pub const MAX_CHAIN_LEN: usize = 16;

@@ -7,10 +7,8 @@
 use std::time::Duration;
 
 use dane_verify::DnssecStatus;
-use dane_verify::policy::{
-    DaneAction, DaneSetting, DeferReason, LookupFailure, NoDaneReason, TlsaLookup,
-};
 use dane_verify::resolver::{DaneResolver, Limits, Validation, ValidationState};
+use dane_verify::{DaneAction, DaneSetting, DeferReason, LookupFailure, NoDaneReason, TlsaLookup};
 use test_support::dnssec_lab::Lab;
 use test_support::free_port;
 

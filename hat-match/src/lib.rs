@@ -83,8 +83,8 @@
 //! ```
 //!
 //! The table is validated and indexed once ([`HostAccessTable::new`], [`HostAccessTable::from_file`]),
-//! then immutable: share it behind an `Arc`. [`reference`](mod@reference) holds the linear-scan
-//! matcher the index is tested against. Gathering [`Facts`] (PTR lookup, forward confirmation, DNS-list
+//! then immutable: share it behind an `Arc`. `reference` (feature `reference`) holds the
+//! linear-scan matcher the index is tested against. Gathering [`Facts`] (PTR lookup, forward confirmation, DNS-list
 //! queries) is the caller's I/O; [`HostAccessTable::plan`] says which lookups are worth doing.
 //! The optional feature `resolver` adds `resolver::HatResolver`, a thin hickory-resolver
 //! adapter that makes exactly those lookups (concurrently, bounded, under one deadline), runs
@@ -99,6 +99,7 @@ mod facts;
 mod index;
 mod name;
 mod policy;
+#[cfg(feature = "reference")]
 pub mod reference;
 #[cfg(feature = "resolver")]
 pub mod resolver;

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 use smtp_tls_policy::delivery::*;
 use smtp_tls_policy::destination::*;
 use smtp_tls_policy::listener::{Gate, ListenerCertificate, ListenerTls};

@@ -10,7 +10,7 @@
 //! the same verdict).
 
 use dane_verify::DnssecStatus::{Insecure, Secure};
-use dane_verify::policy::{HostFacts, LookupFailure, TlsaLookup};
+use dane_verify::{HostFacts, LookupFailure, TlsaLookup};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::delivery::{DeliveryAction, DeliveryOptions, EhloOutcome, Step};

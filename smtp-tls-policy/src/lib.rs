@@ -37,7 +37,7 @@
 //! [`PeerVerdict`] for the delivery state machine.
 //!
 //! ```
-//! # use dane_verify::{DnssecStatus::Secure, policy::{HostFacts, TlsaLookup}};
+//! # use dane_verify::{DnssecStatus::Secure, HostFacts, TlsaLookup};
 //! # use smtp_tls_policy::{chain::TrustAnchors, destination::DestinationControls, *};
 //! # let key = rcgen::KeyPair::generate()?;
 //! # let cert = rcgen::CertificateParams::new(vec!["mx.example.net".into()])?.self_signed(&key)?;

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{MX, Pki};
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 use smtp_tls_policy::delivery::{
     DeliveryAction, DeliveryAttempt, DeliveryOptions, EhloOutcome, Reason, RequiredTlsAlerts, Step,
     TlsaStatus,

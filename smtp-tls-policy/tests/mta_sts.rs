@@ -328,8 +328,17 @@ fn policy_serde_round_trip() {
     let json = serde_json::to_value(&p).unwrap();
     assert_eq!(json["mode"], "enforce");
     assert_eq!(json["mx"][1], "*.example.net");
-    let back: Policy = serde_json::from_value(json).unwrap();
+    let back: Policy = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(back, p);
+    // Read back, a policy is its text parsed again: stored fields cannot contradict it.
+    let mut tampered = json.clone();
+    tampered["mode"] = "none".into();
+    tampered["mx"] = serde_json::json!([]);
+    let back: Policy = serde_json::from_value(tampered).unwrap();
+    assert_eq!((back.mode, back.mx.len()), (Mode::Enforce, 3));
+    let mut invalid = json;
+    invalid["text"] = "version: STSv1\nmode: enforce\nnmx: a.example\nmax_age: 1\n".into();
+    assert!(serde_json::from_value::<Policy>(invalid).is_err());
 }
 
 // --- mx patterns (RFC 8461 §4.1) ---

@@ -338,6 +338,7 @@ fn failed_fetch_without_cache_is_no_policy_then_backs_off() {
         &cfg,
     );
     assert_eq!(after, AfterFetch::NoPolicy);
+    assert_eq!(entry.policy_after(after, NOW), None);
     assert_eq!(
         decide(Some(&entry), &answer("one"), NOW + 1, &cfg),
         CacheDecision::NoPolicy {
@@ -445,4 +446,34 @@ fn failure_kinds_name_rfc8460_result_types() {
         assert_eq!(kind.result_type(), text);
         assert_eq!(serde_json::to_value(kind).unwrap(), text);
     }
+}
+
+#[test]
+fn max_age_zero_applies_once_and_is_not_cached() {
+    let cfg = CacheConfig::default();
+    let zero = policy("version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 0\n").unwrap();
+    let source = PolicySource::new(domain().policy_url(), None);
+    let (entry, after) = on_fetch(
+        CacheEntry::new(domain()),
+        &id("one"),
+        FetchResult::Valid {
+            policy: zero,
+            source,
+        },
+        NOW,
+        &cfg,
+    );
+    let applied = entry.policy_after(after, NOW).map(|c| c.policy.mode);
+    assert_eq!(
+        applied,
+        Some(Mode::Enforce),
+        "the fetched policy governs this delivery"
+    );
+    assert_eq!(entry.fresh_policy(NOW), None, "but it is not kept");
+    assert_eq!(
+        decide(Some(&entry), &answer("one"), NOW, &cfg),
+        CacheDecision::Fetch {
+            reason: FetchReason::NotCached
+        }
+    );
 }

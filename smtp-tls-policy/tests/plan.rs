@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use dane_verify::DnssecStatus::{self, Bogus, Indeterminate, Insecure, Secure};
 use dane_verify::TlsaRecord;
-use dane_verify::policy::{HostFacts, LookupFailure, TlsaLookup};
+use dane_verify::{HostFacts, LookupFailure, TlsaLookup};
 use proptest::prelude::*;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use smtp_tls_policy::chain::TrustAnchors;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dane_verify::DnssecStatus::{Insecure, Secure};
-use dane_verify::policy::{HostFacts, TlsaLookup};
+use dane_verify::{HostFacts, TlsaLookup};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::delivery::{

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{MX, Pki, PostfixLab};
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 use smtp_tls_policy::delivery::{
     DeliveryAction, DeliveryAttempt, DeliveryOptions, PeerAuthentication, PkixOutcome, Reason,
     RequiredTlsAlerts, TlsaStatus,

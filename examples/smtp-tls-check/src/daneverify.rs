@@ -50,8 +50,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dane_verify::policy::{DaneAction, DaneSetting, HostFacts, TlsaLookup};
 use dane_verify::resolver::DaneResolver;
+use dane_verify::{DaneAction, DaneSetting, HostFacts, TlsaLookup};
 use dane_verify::{DaneEeNames, DaneMatcher, DaneVerdict, TlsaRecord};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};

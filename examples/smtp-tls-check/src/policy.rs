@@ -48,7 +48,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use dane_verify::DnssecStatus;
-use dane_verify::policy::{HostFacts, TlsaLookup};
+use dane_verify::{HostFacts, TlsaLookup};
 use serde_json::{Value, json};
 use smtp_tls_policy::destination::{
     ConfiguredDane, DestinationControls, DestinationEntry, DestinationMatch, DestinationPolicy,

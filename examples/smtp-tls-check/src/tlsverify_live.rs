@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dane_verify::DnssecStatus;
-use dane_verify::policy::{DaneAction, NoDaneReason};
+use dane_verify::{DaneAction, NoDaneReason};
 use serde_json::{Value, json};
 use smtp_tls_policy::delivery::{DeliveryAction, DeliveryOptions, RequiredTlsAlerts};
 use smtp_tls_policy::destination::{DeliveryTls, DestinationControls, TlsMode};

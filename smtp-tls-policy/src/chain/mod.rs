@@ -7,6 +7,8 @@
 
 mod memo;
 mod refusal;
+#[cfg(feature = "cert-store")]
+mod store_anchors;
 mod structure;
 
 use std::cell::{Cell, RefCell};

@@ -1,7 +1,7 @@
 //! DANE for SMTP (RFC 7672) from `dane-verify` as inputs of the delivery machine.
 //!
 //! `dane-verify` decides per MX host, before connecting, what DNSSEC allows
-//! ([`dane_verify::policy::decide`] → [`dane_verify::policy::DaneAction`]) and, after the handshake,
+//! ([`dane_verify::decide`] → [`dane_verify::DaneAction`]) and, after the handshake,
 //! whether the presented chain matches the TLSA RRset ([`dane_verify::DaneVerdict`]). The delivery
 //! machine takes its own input types, [`TlsaStatus`] and [`DaneOutcome`]; this module converts,
 //! with [`tlsa_status`] / `From<&DaneAction> for TlsaStatus` and [`dane_outcome`] /
@@ -39,7 +39,7 @@
 //! The failure reason is `"<outcome>: <why>"` with the outcome's stable name
 //! ([`dane_verify::DaneMatchOutcome::as_str`]); an outcome this crate does not know yet is a failure.
 
-use dane_verify::policy::{DaneAction, DeferReason, LookupFailure, NoDaneReason};
+use dane_verify::{DaneAction, DeferReason, LookupFailure, NoDaneReason};
 use dane_verify::{DaneMatchOutcome, DaneVerdict};
 
 use super::requirement::{DaneOutcome, TlsaStatus};
@@ -48,7 +48,7 @@ use super::requirement::{DaneOutcome, TlsaStatus};
 /// module documentation).
 ///
 /// ```
-/// use dane_verify::policy::{DaneAction, DeferReason, LookupFailure, NoDaneReason};
+/// use dane_verify::{DaneAction, DeferReason, LookupFailure, NoDaneReason};
 /// use smtp_tls_policy::delivery::{TlsaStatus, dane::tlsa_status};
 /// assert_eq!(tlsa_status(&DaneAction::TlsMandatoryUnauthenticated), TlsaStatus::Unusable);
 /// assert_eq!(

@@ -1,6 +1,6 @@
 //! Table tests for the dane-verify → delivery machine conversions.
-use dane_verify::policy::{DaneSetting, HostFacts, TlsaLookup, decide};
 use dane_verify::{DaneMatcher, DnssecStatus, TlsaRecord};
+use dane_verify::{DaneSetting, HostFacts, TlsaLookup, decide};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::*;

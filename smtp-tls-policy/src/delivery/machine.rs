@@ -8,7 +8,7 @@ use super::requirement::{
     DaneOutcome, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement, TlsaStatus,
 };
 use crate::destination::{DeliveryTls, DestinationPolicy};
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 
 /// What the server's greeting reply said (RFC 5321 §4.1.1.1, §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +102,7 @@ enum State {
 ///
 /// ```
 /// use smtp_tls_policy::delivery::*;
-/// use dane_verify::policy::DaneSetting;
+/// use dane_verify::DaneSetting;
 /// use smtp_tls_policy::destination::DeliveryTls;
 ///
 /// let mut a = DeliveryAttempt::new(

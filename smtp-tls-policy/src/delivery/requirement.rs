@@ -3,7 +3,7 @@
 use super::outcome::{PlaintextPermit, PlaintextRetry};
 use crate::destination::DeliveryTls;
 use crate::identity::IdentityAlgorithm;
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 
 /// The result of the TLSA lookup for the MX host, made before connecting (RFC 7672 §2.2).
 /// Computed by dane-verify; this is the machine's own input type.

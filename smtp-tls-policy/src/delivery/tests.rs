@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::destination::DeliveryTls;
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 
 /// A peer behaviour, as the issue lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The TLS modes and DANE settings of a destination-control entry.
 
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 use serde::Deserialize;
 
 /// The TLS setting of a destination-control entry, exactly the seed's Table 2.

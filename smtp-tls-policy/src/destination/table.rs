@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 
 use super::config::GlobalSettings;
 use super::mode::{ConfiguredDane, DeliveryTls, TlsMode};

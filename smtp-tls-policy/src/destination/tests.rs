@@ -1,4 +1,4 @@
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 use proptest::prelude::*;
 
 use super::*;

@@ -196,6 +196,18 @@ impl CacheEntry {
     pub fn fresh_policy(&self, now: u64) -> Option<&CachedPolicy> {
         self.policy.as_ref().filter(|p| p.is_fresh(now))
     }
+
+    /// The policy that applies to the delivery at hand after [`on_fetch`] returned `after`: the
+    /// fetched one (even with `max_age: 0`, which only keeps it from being cached), the
+    /// unexpired cached one, or none.
+    #[must_use]
+    pub fn policy_after(&self, after: AfterFetch, now: u64) -> Option<&CachedPolicy> {
+        match after {
+            AfterFetch::Fetched => self.policy.as_ref(),
+            AfterFetch::KeptCached => self.fresh_policy(now),
+            AfterFetch::NoPolicy => None,
+        }
+    }
 }
 
 /// Tuning of the cache machine.

@@ -30,7 +30,7 @@
 //! let (entry, after) = on_fetch(entry, id, FetchResult::Valid { policy, source }, now, &config);
 //! assert_eq!(after, AfterFetch::Fetched);
 //! // 4. per MX host
-//! let policy = entry.fresh_policy(now).map(|c| &c.policy);
+//! let policy = entry.policy_after(after, now).map(|c| &c.policy);
 //! assert_eq!(host_verdict(policy, "mx1.mail.example.com").action, StsHostAction::RequirePkix);
 //! assert!(!host_verdict(policy, "mx.other.example").may_connect());
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -172,7 +172,12 @@ impl std::fmt::Display for Mode {
 /// assert_eq!(policy.max_age, 604800);
 /// assert!(policy.match_mx("a.example.net").is_match());
 /// ```
+///
+/// Read back from serde (a policy store), a policy is parsed again from its [`Self::text`]:
+/// stored data cannot carry a policy the parser would refuse, nor fields that disagree with the
+/// text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredPolicy")]
 #[non_exhaustive]
 pub struct Policy {
     /// The mode.
@@ -317,6 +322,19 @@ impl Policy {
             .map(|l| l.strip_suffix('\r').unwrap_or(l))
             .filter(|l| !l.trim().is_empty())
             .collect()
+    }
+}
+
+/// What a store keeps of a policy that matters: its text.
+#[derive(Deserialize)]
+struct StoredPolicy {
+    text: String,
+}
+
+impl TryFrom<StoredPolicy> for Policy {
+    type Error = PolicyError;
+    fn try_from(stored: StoredPolicy) -> Result<Self, PolicyError> {
+        Self::parse(stored.text.as_bytes())
     }
 }
 

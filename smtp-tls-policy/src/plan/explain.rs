@@ -5,7 +5,7 @@
 //! DOMAIN --json` prints them). More policy sources (MTA-STS, REQUIRETLS) add [`Source`]
 //! variants and [`Rule`]s to the same list.
 
-use dane_verify::policy::{DaneAction, HostFacts, NoDaneReason, TlsaLookup};
+use dane_verify::{DaneAction, HostFacts, NoDaneReason, TlsaLookup};
 use serde::Serialize;
 
 use super::verify::Authentication;
@@ -13,7 +13,7 @@ use super::{HoldReason, HopPlan, HostSource, PlanOptions};
 use crate::delivery::Requirement;
 use crate::destination::{DestinationMatch, DestinationPolicy};
 use crate::identity::IdentityAlgorithm;
-use dane_verify::policy::DaneSetting;
+use dane_verify::DaneSetting;
 
 /// A policy source that can decide part of a plan. More sources (MTA-STS, REQUIRETLS) will be
 /// added.

@@ -1,6 +1,6 @@
 //! The hop plan: one sans-IO decision per next hop — "may I deliver this message to this host,
 //! and how" — composed from the destination controls ([`crate::destination`]), dane-verify's
-//! RFC 7672 decision for the host ([`dane_verify::policy::decide`]), the delivery TLS state
+//! RFC 7672 decision for the host ([`dane_verify::decide`]), the delivery TLS state
 //! machine ([`crate::delivery`]) and certificate verification
 //! ([`crate::verify_server_certificate`], [`dane_verify::DaneMatcher`]).
 //!
@@ -48,7 +48,7 @@ mod verify;
 use std::fmt;
 use std::net::IpAddr;
 
-use dane_verify::policy::{DaneAction, DeferReason, HostFacts, NoDaneReason, decide};
+use dane_verify::{DaneAction, DeferReason, HostFacts, NoDaneReason, decide};
 use dane_verify::{DaneMatcher, TlsaRecord};
 use rustls_pki_types::ServerName;
 
@@ -320,7 +320,7 @@ struct DanePart {
 ///
 /// ```
 /// use dane_verify::DnssecStatus::Insecure;
-/// use dane_verify::policy::{HostFacts, TlsaLookup};
+/// use dane_verify::{HostFacts, TlsaLookup};
 /// use smtp_tls_policy::destination::*;
 /// use smtp_tls_policy::plan::{HopPlan, PlanOptions, PreConnect};
 ///
@@ -359,7 +359,7 @@ pub struct HopPlan {
 
 impl HopPlan {
     /// The plan for the host of `facts` under `policy`, with dane-verify's RFC 7672 decision
-    /// made here ([`dane_verify::policy::decide`] with the policy's DANE setting).
+    /// made here ([`dane_verify::decide`] with the policy's DANE setting).
     pub fn new(policy: &DestinationPolicy, facts: &HostFacts, options: PlanOptions) -> Self {
         let action = decide(policy.dane, facts);
         Self::with_dane_action(policy, facts, action, options)
@@ -626,7 +626,7 @@ pub fn facts_without_dnssec(next_hop: &str, host: &str) -> HostFacts {
         mx_status: dane_verify::DnssecStatus::Insecure,
         address_status: dane_verify::DnssecStatus::Insecure,
         tlsa_base: host.to_owned(),
-        tlsa: dane_verify::policy::TlsaLookup::NotQueried,
+        tlsa: dane_verify::TlsaLookup::NotQueried,
     }
 }
 

@@ -4,9 +4,7 @@
 
 use dane_verify::DnssecStatus::{self, Bogus, Insecure, Secure};
 use dane_verify::TlsaRecord;
-use dane_verify::policy::{
-    DaneAction, DeferReason, HostFacts, LookupFailure, NoDaneReason, TlsaLookup,
-};
+use dane_verify::{DaneAction, DeferReason, HostFacts, LookupFailure, NoDaneReason, TlsaLookup};
 
 use super::*;
 use crate::delivery::{DeliveryAction, DeliveryOptions, EhloOutcome, Step};

@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::mta_sts::StsFailureKind;
+
 /// Why a session failed, as a report states it (RFC 8460 §4.3).
 ///
 /// | value | section | meaning |
@@ -100,6 +102,14 @@ impl From<&str> for ResultType {
     }
 }
 
+/// The MTA-STS verdict's failure kind as the result type a report states (one mapping, RFC 8460
+/// §4.3; the kinds name their result types).
+impl From<StsFailureKind> for ResultType {
+    fn from(kind: StsFailureKind) -> Self {
+        Self::from(kind.result_type())
+    }
+}
+
 impl fmt::Display for ResultType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -178,6 +188,26 @@ impl<'de> Deserialize<'de> for PolicyType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_mta_sts_failure_kind_is_a_known_result_type() {
+        use StsFailureKind as K;
+        let table = [
+            (K::StsPolicyFetchError, ResultType::StsPolicyFetchError),
+            (K::StsPolicyInvalid, ResultType::StsPolicyInvalid),
+            (K::StsWebpkiInvalid, ResultType::StsWebpkiInvalid),
+            (
+                K::CertificateHostMismatch,
+                ResultType::CertificateHostMismatch,
+            ),
+            (K::CertificateExpired, ResultType::CertificateExpired),
+            (K::CertificateNotTrusted, ResultType::CertificateNotTrusted),
+            (K::ValidationFailure, ResultType::ValidationFailure),
+        ];
+        for (kind, expected) in table {
+            assert_eq!(ResultType::from(kind), expected, "{kind:?}");
+        }
+    }
 
     #[test]
     fn known_values_round_trip_and_unknown_ones_are_kept() {

@@ -8,7 +8,7 @@
 use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
 
-use dane_verify::policy::{DaneAction, HostFacts};
+use dane_verify::{DaneAction, HostFacts};
 use smtp_tls_policy::delivery::{
     Decision, DeliveryAction, DeliveryAttempt, DeliveryOptions, RequiredTlsAlerts,
 };

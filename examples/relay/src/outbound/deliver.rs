@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use dane_verify::policy::decide;
+use dane_verify::decide;
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::plan::{HostSource, PreConnect, facts_without_dnssec};
 use tokio::sync::watch;

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dane_verify::DnssecStatus;
-use dane_verify::policy::{DaneAction, DaneSetting, HostFacts, decide};
 use dane_verify::resolver::{DaneResolver, Limits, ValidationState};
+use dane_verify::{DaneAction, DaneSetting, HostFacts, decide};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig as HickoryConfig, ResolverOpts,

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dane_verify::DnssecStatus;
-use dane_verify::policy::{DaneAction, DaneSetting, DeferReason, NoDaneReason};
+use dane_verify::{DaneAction, DaneSetting, DeferReason, NoDaneReason};
 use smtp_tls_policy::plan::HostSource;
 
 use super::*;
