@@ -150,6 +150,65 @@ pub struct TlsInfo {
     pub cipher: String,
 }
 
+/// What the sender asked of TLS for the onward relay of a message (RFC 8689). Stored with the
+/// message in the spool; absent in older records, which read back as [`TlsRequest::Default`].
+///
+/// ```
+/// use relay::{Envelope, TlsRequest};
+/// let mut env = Envelope::new("a@example.org", ["b@example.net"], std::time::SystemTime::now());
+/// assert!(!env.tls_request.requires_tls());
+/// env.tls_request = TlsRequest::RequireTls;
+/// assert!(env.tls_request.requires_tls() && !env.tls_request.tls_optional());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum TlsRequest {
+    /// Nothing asked: the destination's own TLS policy applies.
+    #[default]
+    Default,
+    /// `MAIL FROM:<..> REQUIRETLS` (RFC 8689 §4.1): every onward hop must be authenticated TLS
+    /// to a host that advertises `REQUIRETLS` and gets it on `MAIL FROM`; otherwise the message
+    /// bounces with 5.7.30. Takes precedence over a `TLS-Required: No` header (RFC 8689 §5).
+    RequireTls,
+    /// A `TLS-Required: No` header field (RFC 8689 §5) without `REQUIRETLS`: the sender asks
+    /// that the destination's and remote policies be relaxed to opportunistic TLS. The hop plan
+    /// decides what that relaxes; this is only the sender's request.
+    TlsOptional,
+}
+
+impl TlsRequest {
+    /// `MAIL FROM:<..> REQUIRETLS` was given.
+    #[must_use]
+    pub fn requires_tls(self) -> bool {
+        self == Self::RequireTls
+    }
+
+    /// `TLS-Required: No` was given (and `REQUIRETLS` was not).
+    #[must_use]
+    pub fn tls_optional(self) -> bool {
+        self == Self::TlsOptional
+    }
+
+    /// Nothing asked (not written into the spool record, so old readers see no change).
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == Self::Default
+    }
+
+    /// The request of a message received with (`requiretls`) or without the `MAIL FROM`
+    /// parameter, and with or without a `TLS-Required: No` header (ignored under
+    /// `REQUIRETLS`, RFC 8689 §5).
+    #[must_use]
+    pub fn from_receipt(requiretls: bool, tls_required_no: bool) -> Self {
+        match (requiretls, tls_required_no) {
+            (true, _) => Self::RequireTls,
+            (false, true) => Self::TlsOptional,
+            (false, false) => Self::Default,
+        }
+    }
+}
+
 /// A message's envelope: sender, recipients with their state, provenance and retry bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -173,6 +232,9 @@ pub struct Envelope {
     pub tls: Option<TlsInfo>,
     /// Body length in bytes (checked when the spool is recovered).
     pub body_len: u64,
+    /// The sender's TLS request (RFC 8689); omitted from the record when nothing was asked.
+    #[serde(default, skip_serializing_if = "TlsRequest::is_default")]
+    pub tls_request: TlsRequest,
 }
 
 impl Envelope {
@@ -211,6 +273,7 @@ impl Envelope {
             helo: None,
             tls: None,
             body_len: 0,
+            tls_request: TlsRequest::Default,
         }
     }
 
@@ -237,5 +300,43 @@ impl Envelope {
         {
             self.next_attempt = t;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Envelope, TlsRequest};
+
+    /// A record written before the flag existed (no `tls_request` key) reads back as
+    /// `Default`; a flagged one round-trips.
+    #[test]
+    fn tls_request_is_compatible_with_older_records() {
+        let mut env = Envelope::new(
+            "a@example.org",
+            ["b@example.net"],
+            std::time::SystemTime::now(),
+        );
+        let mut old = serde_json::to_value(&env).unwrap();
+        assert!(old.get("tls_request").is_none());
+        old.as_object_mut().unwrap().remove("tls_request");
+        let back: Envelope = serde_json::from_value(old).unwrap();
+        assert_eq!(back.tls_request, TlsRequest::Default);
+        for t in [TlsRequest::RequireTls, TlsRequest::TlsOptional] {
+            env.tls_request = t;
+            let json = serde_json::to_string(&env).unwrap();
+            let back: Envelope = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, env);
+        }
+        assert!(serde_json::from_str::<TlsRequest>(r#""maybe""#).is_err());
+    }
+
+    #[test]
+    fn requiretls_takes_precedence_over_the_header() {
+        assert_eq!(TlsRequest::from_receipt(true, true), TlsRequest::RequireTls);
+        assert_eq!(
+            TlsRequest::from_receipt(false, true),
+            TlsRequest::TlsOptional
+        );
+        assert_eq!(TlsRequest::from_receipt(false, false), TlsRequest::Default);
     }
 }

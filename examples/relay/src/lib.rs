@@ -18,7 +18,7 @@ pub mod queue;
 mod spool;
 
 pub use envelope::{
-    Diagnostic, Envelope, MAX_ID_LEN, MessageId, Recipient, RecipientState, TlsInfo,
+    Diagnostic, Envelope, MAX_ID_LEN, MessageId, Recipient, RecipientState, TlsInfo, TlsRequest,
 };
 pub use error::{RelayError, SpoolDefect};
 pub use queue::{AttemptOutcome, Disposition, Job, Queue, RetryPolicy};

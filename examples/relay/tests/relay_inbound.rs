@@ -524,8 +524,10 @@ fn openssl_s_client_verifies_the_relay() {
     assert!(ok, "{out}");
     assert!(out.contains("Verification: OK"), "{out}");
     assert!(out.contains("TLSv1.3"), "{out}");
-    // The EHLO inside TLS: no STARTTLS any more, ENHANCEDSTATUSCODES is the last line.
-    assert!(out.contains("250 ENHANCEDSTATUSCODES"), "{out}");
+    // The EHLO inside TLS: no STARTTLS any more, REQUIRETLS (offered only inside TLS, RFC 8689
+    // §3) is the last line.
+    assert!(out.contains("250-ENHANCEDSTATUSCODES"), "{out}");
+    assert!(out.contains("250 REQUIRETLS"), "{out}");
     assert!(out.contains("250-SIZE 100000"), "{out}");
     assert!(out.contains("221"), "{out}");
 }

@@ -577,3 +577,45 @@ fn kill_9_loses_no_acknowledged_message() {
         assert!(matches!(q.reason, RelayError::Unfinished { .. }), "{q:?}");
     }
 }
+
+/// RFC 8689: the sender's TLS request (`REQUIRETLS` on MAIL FROM, or `TLS-Required: No`) is
+/// stored with the message and survives a restart, in the segment record and in an envelope
+/// overlay; a message without one is written exactly as before (no new key in its record),
+/// so older records read back as `TlsRequest::Default`.
+#[tokio::test]
+async fn tls_request_survives_restart() {
+    use relay::TlsRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path()).await;
+    let mut flagged = envelope(1);
+    flagged.tls_request = TlsRequest::RequireTls;
+    let flagged = spool.accept(flagged, body(1)).await.unwrap();
+    let mut relaxed = envelope(2);
+    relaxed.tls_request = TlsRequest::TlsOptional;
+    let mut relaxed = spool.accept(relaxed, body(2)).await.unwrap();
+    let plain = spool.accept(envelope(3), body(3)).await.unwrap();
+    let plain_segment = std::fs::read(spool.segment_of(&plain.id).unwrap()).unwrap();
+    let text = String::from_utf8_lossy(&plain_segment);
+    assert_eq!(
+        text.matches("tls_request").count(),
+        2,
+        "only the two flagged records name it: {text}"
+    );
+    assert!(text.contains(r#""tls_request":"require-tls""#), "{text}");
+    assert!(text.contains(r#""tls_request":"tls-optional""#), "{text}");
+    // An overlay (later delivery state) keeps the flag.
+    relaxed.recipients[0].state = RecipientState::Delivered;
+    spool.update(&relaxed).await.unwrap();
+    drop(spool);
+    let (_spool, rec) = open(dir.path()).await;
+    assert!(rec.quarantined.is_empty(), "{:?}", rec.quarantined);
+    let read = |id: &relay::MessageId| rec.messages.iter().find(|e| &e.id == id).cloned().unwrap();
+    assert_eq!(read(&flagged.id).tls_request, TlsRequest::RequireTls);
+    assert!(read(&flagged.id).tls_request.requires_tls());
+    assert_eq!(read(&relaxed.id).tls_request, TlsRequest::TlsOptional);
+    assert_eq!(
+        read(&relaxed.id).recipients[0].state,
+        RecipientState::Delivered
+    );
+    assert_eq!(read(&plain.id).tls_request, TlsRequest::Default);
+}

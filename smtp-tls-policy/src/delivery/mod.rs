@@ -42,6 +42,7 @@ pub mod dane;
 mod machine;
 mod outcome;
 mod requirement;
+mod requiretls;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +52,10 @@ pub use machine::{
 pub use outcome::{
     Decision, DeliveryAction, DeliveryEvent, PeerAuthentication, PlaintextPermit, PlaintextRetry,
     Reason, RequiredTlsAlert,
+};
+pub use requiretls::{
+    REQUIRETLS_STATUS, RequireTlsRefusal, RequireTlsRoute, RequireTlsSession, RequireTlsVerdict,
+    requiretls_verdict,
 };
 pub use requirement::{
     DaneOutcome, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement, TlsaStatus,

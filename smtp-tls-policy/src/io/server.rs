@@ -20,6 +20,9 @@ pub struct ServerSessionConfig {
     /// Extension keywords the application supports (e.g. `PIPELINING`, `SIZE 10240000`,
     /// `8BITMIME`); `STARTTLS` is added by the gate when allowed.
     pub extensions: Vec<String>,
+    /// Extension keywords advertised only inside TLS, after [`Self::extensions`] (e.g.
+    /// `REQUIRETLS`, which RFC 8689 §3 offers only over a TLS session).
+    pub tls_extensions: Vec<String>,
     /// Timeouts.
     pub timeouts: Timeouts,
 }
@@ -30,8 +33,15 @@ impl ServerSessionConfig {
         Self {
             hostname: hostname.into(),
             extensions,
+            tls_extensions: Vec::new(),
             timeouts: Timeouts::default(),
         }
+    }
+
+    /// Sets the extension keywords advertised only inside TLS.
+    pub fn with_tls_extensions(mut self, tls_extensions: Vec<String>) -> Self {
+        self.tls_extensions = tls_extensions;
+        self
     }
 
     /// Sets the timeouts.
@@ -323,10 +333,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
 
     async fn ehlo_reply(&mut self, advertise_starttls: bool) -> Result<(), Error> {
         let starttls = advertise_starttls.then_some("STARTTLS");
+        let in_tls: &[String] = if self.tls_parameters().is_some() {
+            &self.config.tls_extensions
+        } else {
+            &[]
+        };
         let lines = std::iter::once(self.config.hostname.as_str())
             .chain(self.config.extensions.iter().map(String::as_str))
+            .chain(in_tls.iter().map(String::as_str))
             .chain(starttls);
-        let n = 1 + self.config.extensions.len() + usize::from(advertise_starttls);
+        let n = 1 + self.config.extensions.len() + in_tls.len() + usize::from(advertise_starttls);
         for (i, l) in lines.enumerate() {
             self.out
                 .extend_from_slice(if i + 1 == n { b"250 " } else { b"250-" });

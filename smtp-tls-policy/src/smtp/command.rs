@@ -155,9 +155,86 @@ pub fn parse_command(line: &[u8]) -> Result<ParsedCommand, Error> {
             reason: "invalid parameter",
         }),
     };
+    // smtp-proto merges repeated keywords (flags are OR-ed, values overwritten); a parameter
+    // given twice is a syntax error here (RFC 5321 §4.1.1.11, answered 501), so that e.g. a
+    // `REQUIRETLS` (RFC 8689) is never silently taken from one of two disagreeing copies.
+    let request = match request {
+        Ok(Request::Mail { .. } | Request::Rcpt { .. }) if has_duplicate_parameter(line) => {
+            Err(Error::MalformedCommand {
+                reason: "parameter given twice",
+            })
+        }
+        other => other,
+    };
     let kind = match &request {
         Ok(r) => CommandKind::of(r),
         Err(_) => CommandKind::of_verb(line),
     };
     Ok(ParsedCommand { kind, request })
+}
+
+/// Longest parameter list examined for duplicates (a command line is at most 512 octets
+/// with extensions' allowances, so this bounds nothing a valid client sends).
+const MAX_PARAMETERS: usize = 64;
+
+/// Whether the `esmtp-keyword`s after the path of a MAIL/RCPT line repeat (compared without
+/// case). Bounded: a line with more than [`MAX_PARAMETERS`] parameters counts as repeating.
+fn has_duplicate_parameter(line: &[u8]) -> bool {
+    // The parameters start after the path's closing `>` (smtp-proto has checked the syntax).
+    let Some(end) = line.iter().position(|&b| b == b'>') else {
+        return false;
+    };
+    let Some(rest) = line.get(end + 1..) else {
+        return false;
+    };
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    for word in rest
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        let keyword = word.split(|&b| b == b'=').next().unwrap_or_default();
+        let keyword = keyword.to_ascii_uppercase();
+        if seen.len() >= MAX_PARAMETERS || seen.contains(&keyword) {
+            return true;
+        }
+        seen.push(keyword);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CommandKind, has_duplicate_parameter, parse_command};
+    use smtp_proto::{MAIL_REQUIRETLS, Request};
+
+    #[test]
+    fn requiretls_is_parsed_once_and_refused_twice() {
+        let cmd = parse_command(b"MAIL FROM:<a@example.org> REQUIRETLS\r\n").unwrap();
+        let Ok(Request::Mail { from }) = cmd.request else {
+            panic!("{cmd:?}")
+        };
+        assert_ne!(from.flags & MAIL_REQUIRETLS, 0);
+        for line in [
+            &b"MAIL FROM:<a@example.org> REQUIRETLS requiretls\r\n"[..],
+            b"MAIL FROM:<a@example.org> SIZE=10 REQUIRETLS SIZE=20\r\n",
+        ] {
+            let cmd = parse_command(line).unwrap();
+            assert_eq!(cmd.kind, CommandKind::Mail);
+            assert!(cmd.request.is_err(), "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_parameters_table() {
+        for (line, dup) in [
+            (&b"MAIL FROM:<a@b> SIZE=1 BODY=8BITMIME\r\n"[..], false),
+            (b"MAIL FROM:<a@b> size=1 SIZE=2\r\n", true),
+            (b"MAIL FROM:<> REQUIRETLS\r\n", false),
+            (b"MAIL FROM:<>\r\n", false),
+            (b"RCPT TO:<a@b> NOTIFY=NEVER NOTIFY=SUCCESS\r\n", true),
+            (b"no path at all", false),
+        ] {
+            assert_eq!(has_duplicate_parameter(line), dup, "{line:?}");
+        }
+    }
 }

@@ -17,6 +17,7 @@ mod received;
 mod session;
 #[cfg(test)]
 mod tests;
+mod tls_required;
 mod transaction;
 
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub use facts::system_nameserver;
 pub use limits::{InboundLimits, MAX_READABLE_LINE};
 pub use policy::{ConnectAction, ConnectionPolicy};
 pub use received::{TraceInfo, received_header};
+pub use tls_required::{MAX_HEADER_SCAN, has_tls_required_no};
 pub use transaction::{
     Collected, MAX_LOCAL_PART_LEN, MAX_PATH_LEN, RelayControl, Reply, Transaction,
     TransactionLimits,

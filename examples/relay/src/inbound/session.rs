@@ -13,9 +13,10 @@ use tokio::sync::watch;
 use super::data::{DataOutcome, read_message};
 use super::policy::{ConnectAction, ConnectionPolicy};
 use super::received::{TraceInfo, received_header};
+use super::tls_required::has_tls_required_no;
 use super::transaction::{Reply, Transaction};
 use super::{ListenerContext, facts, shutting_down};
-use crate::{Envelope, TlsInfo};
+use crate::{Envelope, TlsInfo, TlsRequest};
 
 /// Runs one connection to its end. Never returns an error: every problem is an SMTP reply, a
 /// closed connection and a log event.
@@ -99,7 +100,9 @@ pub(crate) async fn handle<S>(
         "ENHANCEDSTATUSCODES".to_owned(),
     ];
     extensions.shrink_to_fit();
+    // RFC 8689 §3: REQUIRETLS is advertised only inside TLS.
     let config = ServerSessionConfig::new(ctx.hostname.clone(), extensions)
+        .with_tls_extensions(vec!["REQUIRETLS".to_owned()])
         .with_timeouts(ctx.limits.timeouts());
     let acceptor = ctx.acceptor.clone();
     let mut session = match ServerSession::start(stream, policy.tls, acceptor, config).await {
@@ -133,6 +136,7 @@ pub(crate) async fn handle<S>(
         {
             // RFC 3207 §4.2: everything known before the handshake is discarded.
             tx.reset();
+            tx.set_tls();
             tracing::info!(
                 tls_protocol = %t.protocol,
                 tls_cipher = %t.cipher,
@@ -262,7 +266,9 @@ where
     };
     let collected = tx.finish(true);
     let now = SystemTime::now();
+    let tls_request = TlsRequest::from_receipt(collected.requiretls, has_tls_required_no(&body));
     let mut env = Envelope::new(&collected.sender, collected.recipients, now);
+    env.tls_request = tls_request;
     env.source = Some(peer);
     env.helo = session.client_name().map(str::to_owned);
     env.tls = tls;
@@ -289,7 +295,7 @@ where
     // RFC 5321 §6.1: `250` only once the message is safely stored (fsynced).
     match ctx.spool.accept(env, message).await {
         Ok(env) => {
-            tracing::info!(id = %env.id, size, recipients, "message accepted");
+            tracing::info!(id = %env.id, size, recipients, tls_request = ?env.tls_request, "message accepted");
             let reply = Reply::new(250, format!("2.0.0 Ok: queued as {}", env.id));
             (ctx.enqueue)(env);
             Some(reply)

@@ -96,6 +96,33 @@ fn size_and_extension_parameters() {
     );
 }
 
+/// RFC 8689 §4.1: `REQUIRETLS` on MAIL FROM only inside TLS (530 5.7.10 outside, with no
+/// transaction opened); inside, the flag goes with the whole message and RSET clears it.
+#[test]
+fn requiretls_only_inside_tls_and_for_the_whole_message() {
+    let flag = smtp_proto::MAIL_REQUIRETLS;
+    let mut t = tx(RelayControl::AnyDomain);
+    let r = t.mail("a@b.test", 0, flag);
+    assert_eq!(r.code, 530);
+    assert!(r.text.starts_with("5.7.10"), "{}", r.text);
+    assert!(!t.in_transaction());
+    t.set_tls();
+    assert_eq!(t.mail("a@b.test", 0, flag).code, 250);
+    assert_eq!(t.rcpt("c@d.test").code, 250);
+    assert_eq!(t.rcpt("e@d.test").code, 250);
+    assert_eq!(t.data().code, 354);
+    let c = t.finish(true);
+    assert!(c.requiretls);
+    assert_eq!(c.recipients.len(), 2);
+    // The next message, without the parameter; and a flagged one reset by RSET.
+    assert_eq!(t.mail("a@b.test", 0, flag).code, 250);
+    let _ = t.rset();
+    assert_eq!(t.mail("a@b.test", 0, 0).code, 250);
+    assert_eq!(t.rcpt("c@d.test").code, 250);
+    assert_eq!(t.data().code, 354);
+    assert!(!t.finish(true).requiretls);
+}
+
 #[test]
 fn messages_per_connection_limit_closes() {
     let mut t = tx(RelayControl::AnyDomain);

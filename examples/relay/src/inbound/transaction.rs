@@ -4,7 +4,7 @@
 //! connection's mail flow policy (relay control, limits) and the transaction state; the tokio
 //! session only carries bytes. Replies carry RFC 3463 enhanced status codes (RFC 2034).
 
-use smtp_proto::{MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8};
+use smtp_proto::{MAIL_BODY_BINARYMIME, MAIL_REQUIRETLS, MAIL_SMTPUTF8};
 
 use super::domains::DomainSet;
 
@@ -93,6 +93,9 @@ pub struct Collected {
     pub sender: String,
     /// The accepted forward-paths.
     pub recipients: Vec<String>,
+    /// `MAIL FROM:<..> REQUIRETLS` was accepted (RFC 8689 §4.1): the flag applies to the whole
+    /// message.
+    pub requiretls: bool,
 }
 
 /// The mail transaction state machine of one connection.
@@ -117,6 +120,9 @@ pub struct Transaction {
     state: State,
     sender: String,
     recipients: Vec<String>,
+    requiretls: bool,
+    /// The session is inside TLS (REQUIRETLS is accepted only there, RFC 8689 §4.1).
+    tls: bool,
     messages: u32,
 }
 
@@ -135,8 +141,15 @@ impl Transaction {
             state: State::Idle,
             sender: String::new(),
             recipients: Vec::new(),
+            requiretls: false,
+            tls: false,
             messages: 0,
         }
+    }
+
+    /// The session is now inside TLS (after the STARTTLS handshake).
+    pub fn set_tls(&mut self) {
+        self.tls = true;
     }
 
     /// The connection's limits.
@@ -162,6 +175,7 @@ impl Transaction {
         self.state = State::Idle;
         self.sender.clear();
         self.recipients.clear();
+        self.requiretls = false;
     }
 
     /// `RSET` (RFC 5321 §4.1.1.5).
@@ -186,6 +200,15 @@ impl Transaction {
         if flags & (MAIL_SMTPUTF8 | MAIL_BODY_BINARYMIME) != 0 {
             return Reply::new(555, "5.5.4 SMTPUTF8 and BINARYMIME are not supported");
         }
+        // RFC 8689 §4.1: REQUIRETLS is offered only inside TLS; outside it the client must
+        // issue STARTTLS first (RFC 3207 §4: 530; RFC 3463 5.7.10, "encryption needed").
+        let requiretls = flags & MAIL_REQUIRETLS != 0;
+        if requiretls && !self.tls {
+            return Reply::new(
+                530,
+                "5.7.10 REQUIRETLS needs a TLS session: issue STARTTLS first",
+            );
+        }
         // RFC 1870 §6.2: a declared size above the limit is refused at MAIL.
         if declared_size > self.limits.max_message_size {
             return Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size");
@@ -196,6 +219,7 @@ impl Transaction {
             return r;
         }
         self.sender = address.to_owned();
+        self.requiretls = requiretls;
         self.state = State::Mail;
         Reply::new(250, "2.1.0 Sender OK")
     }
@@ -240,6 +264,7 @@ impl Transaction {
         let c = Collected {
             sender: std::mem::take(&mut self.sender),
             recipients: std::mem::take(&mut self.recipients),
+            requiretls: self.requiretls,
         };
         if accepted {
             self.messages += 1;

@@ -129,7 +129,7 @@ pub(crate) async fn connect(
     log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
     match (outcome.decision.action, outcome.connection) {
         (DeliveryAction::ContinueTls | DeliveryAction::ContinuePlaintext(_), Some(conn)) => {
-            Ok(Session::new(conn, remote))
+            Ok(Session::new(conn, remote, &outcome.decision))
         }
         (DeliveryAction::RetryPlaintext(token), _) => {
             // `preferred`: the handshake failed after 220; a new connection without STARTTLS.
@@ -138,7 +138,7 @@ pub(crate) async fn connect(
             log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
             match (outcome.decision.action, outcome.connection) {
                 (DeliveryAction::ContinuePlaintext(_), Some(conn)) => {
-                    Ok(Session::new(conn, remote))
+                    Ok(Session::new(conn, remote, &outcome.decision))
                 }
                 _ => Err(decided(ctx, &outcome.decision, remote).await),
             }

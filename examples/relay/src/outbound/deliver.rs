@@ -1,10 +1,18 @@
 //! Delivery of a batch of jobs to one destination domain: local maildir, SMTP route or MX hosts;
 //! one connection reused for up to `max_messages_per_connection` messages.
+//!
+//! A message that asked for REQUIRETLS (RFC 8689 §4.2.1) goes only over a session that
+//! smtp-tls-policy's `requiretls_verdict` allows (authenticated TLS to a host that advertised
+//! `REQUIRETLS`), with `REQUIRETLS` on `MAIL FROM`; another session sets it aside for the next
+//! host, and when no host could take it the message bounces with 5.7.30 — or is retried
+//! (4.7.30) when some host failed only temporarily. The route condition (DNSSEC-secure MX or
+//! MTA-STS `enforce`) is the hop plan's hook (`RequireTlsRoute`), not decided yet.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use dane_verify::decide;
+use smtp_tls_policy::delivery::{REQUIRETLS_STATUS, RequireTlsVerdict};
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::plan::{HostSource, PreConnect, facts_without_dnssec};
 use tokio::sync::watch;
@@ -17,7 +25,7 @@ use super::dns::NoRoute;
 use super::persist;
 use super::transaction::Session;
 use crate::queue::{AttemptOutcome, Job};
-use crate::{Diagnostic, Envelope};
+use crate::{Diagnostic, Envelope, MessageId};
 
 /// Where a destination's mail goes.
 enum Plan {
@@ -77,17 +85,26 @@ pub(crate) async fn deliver_batch(
             let mut last: Option<Failure> = None;
             let mut any_session = false;
             let mut expired = false;
+            // REQUIRETLS (RFC 8689 §4.2.1): flagged messages a host could not take, and why
+            // (the last refusal); whether any host failed only temporarily (then a refused
+            // message is retried rather than bounced: that host may support it).
+            let mut refusals: HashMap<MessageId, Diagnostic> = HashMap::new();
+            let mut temporary = false;
             'hops: for hop in &hops {
                 // The hop plan's pre-flight check: skip this host, or defer the destination.
                 let plan = hop.plan(&policy);
                 match plan.pre_connect() {
                     PreConnect::Connect => {}
                     PreConnect::SkipHost { .. } => {
-                        last = Some(connect::held(&ctx, hop, &plan).await);
+                        let f = connect::held(&ctx, hop, &plan).await;
+                        temporary |= !f.permanent;
+                        last = Some(f);
                         continue 'hops;
                     }
                     _ => {
-                        last = Some(connect::held(&ctx, hop, &plan).await);
+                        let f = connect::held(&ctx, hop, &plan).await;
+                        temporary |= !f.permanent;
+                        last = Some(f);
                         break 'hops;
                     }
                 }
@@ -108,7 +125,12 @@ pub(crate) async fn deliver_batch(
                         Ok(Ok(session)) => {
                             any_session = true;
                             let session = session.with_deadline(ends);
-                            run_session(&ctx, session, &mut jobs, &shutdown).await;
+                            let set_aside = run_session(&ctx, session, &mut jobs, &shutdown).await;
+                            // Refused here, tried at the next host (RFC 8689 §4.2.1).
+                            for (job, diag) in set_aside {
+                                refusals.insert(job.id.clone(), diag);
+                                jobs.push_back(job);
+                            }
                             if Instant::now() >= ends {
                                 expired = true;
                                 last = Some(session_expired(&remote, "the session"));
@@ -117,6 +139,7 @@ pub(crate) async fn deliver_batch(
                         }
                         Ok(Err(f)) => {
                             let permanent = f.permanent;
+                            temporary |= !permanent;
                             last = Some(f);
                             if permanent {
                                 break 'hops;
@@ -125,6 +148,7 @@ pub(crate) async fn deliver_batch(
                     }
                 }
                 if hop.addresses.is_empty() {
+                    temporary = true;
                     last.get_or_insert_with(|| Failure {
                         diag: local_diag(4, 4, 4, format!("no address for {}", hop.name)),
                         permanent: false,
@@ -154,6 +178,23 @@ pub(crate) async fn deliver_batch(
             }
             if *shutdown.borrow() {
                 return any_session; // not attempted: stays in the spool for the next start
+            }
+            // Flagged messages no host could take: 5.7.30 (RFC 8689 §4.2.1), unless a host
+            // failed only temporarily (it may support REQUIRETLS: retried, class 4).
+            let (refused, jobs): (VecDeque<Job>, VecDeque<Job>) =
+                jobs.into_iter().partition(|j| refusals.contains_key(&j.id));
+            for job in refused {
+                let Some(mut diag) = refusals.remove(&job.id) else {
+                    continue;
+                };
+                if temporary {
+                    diag.status = Some((4, REQUIRETLS_STATUS.1, REQUIRETLS_STATUS.2));
+                }
+                tracing::info!(id = %job.id, %domain, reason = %diag.text, bounce = !temporary, "delivery: REQUIRETLS could not be met");
+                settle_all(&ctx, VecDeque::from([job]), &diag, !temporary).await;
+            }
+            if jobs.is_empty() {
+                return any_session;
             }
             let f = last.unwrap_or_else(|| Failure {
                 diag: local_diag(4, 4, 4, format!("no usable host for {domain}")),
@@ -238,13 +279,15 @@ fn session_expired(remote: &str, what: &str) -> Failure {
 }
 
 /// Sends queued jobs over `session` until it breaks, reaches `max_messages_per_connection`,
-/// its wall-clock limit passes, or shutdown is asked; then QUIT.
+/// its wall-clock limit passes, or shutdown is asked; then QUIT. Returns the REQUIRETLS
+/// messages (RFC 8689) the session may not take, with the reason, for the next host.
 async fn run_session(
     ctx: &Context,
     mut session: Session,
     jobs: &mut VecDeque<Job>,
     shutdown: &watch::Receiver<bool>,
-) {
+) -> Vec<(Job, Diagnostic)> {
+    let mut set_aside = Vec::new();
     while session.messages < ctx.config.max_messages_per_connection
         && !*shutdown.borrow()
         && !session.expired()
@@ -253,26 +296,44 @@ async fn run_session(
         let Some((env, body)) = load(ctx, &job).await else {
             continue;
         };
+        let verdict = session.requiretls_verdict(env.tls_request.requires_tls());
+        if let RequireTlsVerdict::Refuse(refusal) = verdict {
+            tracing::info!(id = %env.id, remote = %session.remote, %refusal, "REQUIRETLS: message not sent to this host");
+            let (class, subject, detail) = REQUIRETLS_STATUS;
+            let diag = Diagnostic {
+                code: 0,
+                status: Some((class, subject, detail)),
+                text: format!(
+                    "REQUIRETLS support required (RFC 8689): {refusal} ({})",
+                    session.remote
+                ),
+                remote_mta: Some(session.remote.clone()),
+            };
+            set_aside.push((job, diag));
+            continue;
+        }
         let recipients: Vec<(usize, String)> = job
             .recipients
             .iter()
             .filter_map(|i| env.recipients.get(*i).map(|r| (*i, r.address.clone())))
             .collect();
-        let (outcomes, broken) = match session.send(&env.sender, &recipients, &body).await {
+        let (outcomes, broken) = match session.send(&env.sender, &recipients, &body, verdict).await
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(remote = %session.remote, error = %e.0, "session not reusable");
                 jobs.push_front(job);
-                return;
+                return set_aside;
             }
         };
         persist::record(ctx, &job, outcomes, Some(&body)).await;
         if let Some(b) = broken {
             tracing::info!(remote = %session.remote, reason = %b.0, "connection lost");
-            return;
+            return set_aside;
         }
     }
     session.quit().await;
+    set_aside
 }
 
 /// The job's envelope (from the queue) and body (from the spool).

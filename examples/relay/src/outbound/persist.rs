@@ -192,7 +192,12 @@ async fn spool_dsn(
             return Ok(());
         }
     };
-    let dsn_env = Envelope::new(&d.sender, [d.recipient.clone()], now);
+    let mut dsn_env = Envelope::new(&d.sender, [d.recipient.clone()], now);
+    // RFC 8689 §5: a non-delivery report of a REQUIRETLS message (it carries the original
+    // header) is itself sent with REQUIRETLS.
+    if env.tls_request.requires_tls() {
+        dsn_env.tls_request = crate::TlsRequest::RequireTls;
+    }
     let dsn_env = ctx.spool.accept(dsn_env, d.message).await?;
     tracing::info!(id = %env.id, dsn = %dsn_env.id, to = %d.recipient, "DSN queued");
     ctx.handle.enqueue(dsn_env);

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use smtp_tls_policy::delivery::{
+    Decision, RequireTlsRoute, RequireTlsSession, RequireTlsVerdict, requiretls_verdict,
+};
 use smtp_tls_policy::io::{ClientConnection, Deadline, LineReader, SmtpStream};
 use smtp_tls_policy::smtp::{EhloCapabilities, Reply, ReplyAccumulator};
 use tokio::io::AsyncWriteExt;
@@ -58,6 +61,10 @@ pub(crate) struct Session {
     stream: SmtpStream<TcpStream>,
     reader: LineReader,
     caps: Option<EhloCapabilities>,
+    /// What REQUIRETLS (RFC 8689) depends on: TLS, authenticated peer, advertised extension.
+    requiretls: RequireTlsSession,
+    /// The current message goes with `MAIL FROM:<..> REQUIRETLS`.
+    requiretls_parameter: bool,
     timeouts: Timeouts,
     /// The wall-clock end of the delivery attempt (`delivery.max_session_secs`), if any.
     ends: Option<Instant>,
@@ -83,14 +90,22 @@ enum TxError {
 }
 
 impl Session {
-    pub(crate) fn new(conn: ClientConnection<TcpStream>, remote: String) -> Self {
-        Self::from_parts(
+    /// A session the delivery machine let continue with `decision`.
+    pub(crate) fn new(
+        conn: ClientConnection<TcpStream>,
+        remote: String,
+        decision: &Decision,
+    ) -> Self {
+        let requiretls = RequireTlsSession::from_decision(decision, conn.capabilities.as_ref());
+        let mut session = Self::from_parts(
             conn.stream,
             conn.reader,
             conn.capabilities,
             remote,
             Timeouts::default(),
-        )
+        );
+        session.requiretls = requiretls;
+        session
     }
 
     /// A session over an already negotiated transport.
@@ -105,6 +120,8 @@ impl Session {
             stream,
             reader,
             caps,
+            requiretls: RequireTlsSession::default(),
+            requiretls_parameter: false,
             timeouts,
             ends: None,
             remote,
@@ -121,6 +138,13 @@ impl Session {
     /// Whether the session's wall-clock limit has passed.
     pub(crate) fn expired(&self) -> bool {
         self.ends.is_some_and(|e| Instant::now() >= e)
+    }
+
+    /// Whether a message that asked (`requested`) or not for REQUIRETLS may go over this
+    /// session (RFC 8689 §4.2.1). The route condition (DNSSEC-secure MX or MTA-STS `enforce`)
+    /// is the hop plan's hook and is not checked yet: [`RequireTlsRoute::NotChecked`].
+    pub(crate) fn requiretls_verdict(&self, requested: bool) -> RequireTlsVerdict {
+        requiretls_verdict(requested, RequireTlsRoute::NotChecked, self.requiretls)
     }
 
     fn has(&self, keyword: &str) -> bool {
@@ -230,7 +254,13 @@ impl Session {
         sender: &str,
         recipients: &[(usize, String)],
         body: &[u8],
+        requiretls: RequireTlsVerdict,
     ) -> Result<(Vec<(usize, AttemptOutcome)>, Option<Broken>), Stale> {
+        if let RequireTlsVerdict::Refuse(r) = requiretls {
+            // The caller checks first; never send a flagged message where it may not go.
+            return Err(Stale(format!("REQUIRETLS: {r}")));
+        }
+        self.requiretls_parameter = requiretls.mail_parameter();
         let rset = self.messages > 0;
         self.messages += 1;
         let mut settled: Vec<(usize, AttemptOutcome)> = Vec::with_capacity(recipients.len());
@@ -280,6 +310,9 @@ impl Session {
         }
         if self.has("8BITMIME") && !body.is_ascii() {
             out.extend_from_slice(b" BODY=8BITMIME");
+        }
+        if self.requiretls_parameter {
+            out.extend_from_slice(b" REQUIRETLS");
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -476,245 +509,5 @@ pub(crate) fn dot_stuff(body: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use smtp_tls_policy::io::{LineReader, SmtpStream};
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::{TcpListener, TcpStream};
-
-    use super::{Session, Timeouts, dot_stuff};
-    use crate::AttemptOutcome;
-
-    /// Writes a `lines`-line `250` reply, one line every `every`.
-    async fn drip(tcp: &mut TcpStream, lines: usize, every: Duration) {
-        let mut ticks = tokio::time::interval(every);
-        for i in 1..=lines {
-            ticks.tick().await;
-            let sep = if i == lines { ' ' } else { '-' };
-            let line = format!("250{sep}2.0.0 tarpit line {i}\r\n");
-            if tcp.write_all(line.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// A next hop without PIPELINING that drips one reply, `lines` lines `every` apart: the
-    /// reply to MAIL (`at_end = false`) or the reply after the message text.
-    async fn tarpit(lines: usize, every: Duration, at_end: bool) -> u16 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (mut tcp, _) = l.accept().await.unwrap();
-            let mut r = LineReader::new();
-            let t = Duration::from_secs(30);
-            let Ok(mail) = r.read_line(&mut tcp, t, "s").await else {
-                return;
-            };
-            assert!(mail.starts_with(b"MAIL FROM:"));
-            if at_end {
-                let _ = tcp.write_all(b"250 2.1.0 ok\r\n").await;
-            } else {
-                drip(&mut tcp, lines, every).await;
-            }
-            let Ok(_rcpt) = r.read_line(&mut tcp, t, "s").await else {
-                return;
-            };
-            let _ = tcp.write_all(b"250 2.1.5 ok\r\n").await;
-            let Ok(_data) = r.read_line(&mut tcp, t, "s").await else {
-                return;
-            };
-            let _ = tcp.write_all(b"354 go ahead\r\n").await;
-            while let Ok(line) = r.read_line(&mut tcp, t, "s").await {
-                if line == b".\r\n" {
-                    break;
-                }
-            }
-            if at_end {
-                drip(&mut tcp, lines, every).await;
-            } else {
-                let _ = tcp.write_all(b"250 2.0.0 queued\r\n").await;
-            }
-            // Answer whatever follows (RSET, QUIT) until the client goes.
-            while r.read_line(&mut tcp, t, "s").await.is_ok() {
-                let _ = tcp.write_all(b"250 2.0.0 ok\r\n").await;
-            }
-        });
-        port
-    }
-
-    /// Issue 11, finding 6: each timeout bounds the whole reply, not each line. The tarpit
-    /// drips 40 lines 100 ms apart (4 s) as the reply to MAIL, then as the reply after the
-    /// message text; with 300 ms timeouts the transaction must give up (the recipient
-    /// deferred, the session broken) long before the reply is complete (generous bound: 3 s).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn tarpit_reply_times_out_as_a_whole() {
-        let ms = Duration::from_millis(300);
-        let timeouts = Timeouts {
-            command: ms,
-            data_init: ms,
-            data_block: ms,
-            min_data_rate: 500,
-            data_end: ms,
-        };
-        for at_end in [false, true] {
-            let port = tarpit(40, Duration::from_millis(100), at_end).await;
-            let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            let mut session = Session::from_parts(
-                SmtpStream::Plain(tcp),
-                LineReader::new(),
-                None,
-                "tarpit.test".into(),
-                timeouts,
-            );
-            let started = tokio::time::Instant::now();
-            let (settled, broken) = session
-                .send("a@client.test", &[(0, "b@tarpit.test".into())], b"hi\r\n")
-                .await
-                .unwrap();
-            let took = started.elapsed();
-            let reason = broken
-                .unwrap_or_else(|| panic!("at_end={at_end}: not broken: {settled:?}"))
-                .0;
-            assert!(reason.contains("timeout"), "at_end={at_end}: {reason}");
-            assert!(
-                matches!(settled.as_slice(), [(0, AttemptOutcome::Deferred(_))]),
-                "at_end={at_end}: {settled:?}"
-            );
-            assert!(
-                took < Duration::from_secs(3),
-                "at_end={at_end}: the reply deadline did not hold: {took:?}"
-            );
-        }
-    }
-
-    /// A next hop without PIPELINING that answers every command `delay` late (within the
-    /// reply timeout), takes the message text and answers it `250`.
-    async fn slow_peer(delay: Duration) -> u16 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (mut tcp, _) = l.accept().await.unwrap();
-            let mut r = LineReader::new();
-            let t = Duration::from_secs(30);
-            while let Ok(line) = r.read_line(&mut tcp, t, "s").await {
-                tokio::time::sleep(delay).await;
-                let reply: &[u8] = if line.starts_with(b"DATA") {
-                    b"354 go ahead\r\n"
-                } else {
-                    b"250 2.0.0 ok\r\n"
-                };
-                if tcp.write_all(reply).await.is_err() {
-                    return;
-                }
-                if line.starts_with(b"DATA") {
-                    while let Ok(line) = r.read_line(&mut tcp, t, "s").await {
-                        if line == b".\r\n" {
-                            break;
-                        }
-                    }
-                    tokio::time::sleep(delay).await;
-                    let _ = tcp.write_all(b"250 2.0.0 queued\r\n").await;
-                }
-            }
-        });
-        port
-    }
-
-    /// Delivery starvation by tarpits: a peer that answers every reply in time (150 ms each,
-    /// timeout 300 ms) cannot hold a session past its wall-clock limit. 30 recipients one
-    /// command at a time take 32 replies (≈ 4.8 s); the session limit of 1 s ends the
-    /// transaction long before (generous bound: 3 s) with every recipient deferred (4.4.2,
-    /// retried later, none delivered) and the session broken.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn session_limit_ends_a_slow_but_timely_transaction() {
-        let ms = Duration::from_millis(300);
-        let timeouts = Timeouts {
-            command: ms,
-            data_init: ms,
-            data_block: ms,
-            min_data_rate: 500,
-            data_end: ms,
-        };
-        let port = slow_peer(Duration::from_millis(150)).await;
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let started = tokio::time::Instant::now();
-        let mut session = Session::from_parts(
-            SmtpStream::Plain(tcp),
-            LineReader::new(),
-            None,
-            "slow.test".into(),
-            timeouts,
-        )
-        .with_deadline(started + Duration::from_secs(1));
-        let recipients: Vec<(usize, String)> =
-            (0..30).map(|i| (i, format!("r{i}@slow.test"))).collect();
-        let (settled, broken) = session
-            .send("a@client.test", &recipients, b"hi\r\n")
-            .await
-            .unwrap();
-        let took = started.elapsed();
-        assert!(
-            took < Duration::from_secs(3),
-            "session limit did not hold: {took:?}"
-        );
-        let reason = broken
-            .unwrap_or_else(|| panic!("not broken after {took:?}: {settled:?}"))
-            .0;
-        assert!(reason.contains("max_session_secs"), "{reason}");
-        assert!(session.expired());
-        assert_eq!(settled.len(), 30, "{settled:?}");
-        for (i, o) in &settled {
-            match o {
-                AttemptOutcome::Deferred(d) => assert_eq!(d.status, Some((4, 4, 2)), "{i}: {d:?}"),
-                o => panic!("recipient {i}: {o:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn data_transfer_deadline_grows_with_the_text() {
-        let t = Timeouts::default();
-        assert_eq!(t.data_transfer(0), Duration::from_secs(180));
-        assert_eq!(t.data_transfer(500_000), Duration::from_secs(1180));
-    }
-
-    #[test]
-    fn stuffing() {
-        assert_eq!(dot_stuff(b""), b".\r\n");
-        assert_eq!(dot_stuff(b"a\r\n"), b"a\r\n.\r\n");
-        assert_eq!(dot_stuff(b".a\r\n.\r\nb"), b"..a\r\n..\r\nb\r\n.\r\n");
-        assert_eq!(dot_stuff(b"x\n.y\n"), b"x\r\n..y\r\n.\r\n");
-        assert_eq!(dot_stuff(b"\r\n.\n\r"), b"\r\n..\r\n\r\r\n.\r\n");
-    }
-
-    /// The line-wise version against a byte-at-a-time reference.
-    fn reference(body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let (mut at_line_start, mut prev) = (true, 0u8);
-        for &b in body {
-            if at_line_start && b == b'.' {
-                out.push(b'.');
-            }
-            if b == b'\n' && prev != b'\r' {
-                out.push(b'\r');
-            }
-            out.push(b);
-            at_line_start = b == b'\n';
-            prev = b;
-        }
-        if !out.is_empty() && !out.ends_with(b"\r\n") {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b".\r\n");
-        out
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn stuffing_matches_reference(body in proptest::collection::vec(
-            proptest::sample::select(vec![b'.', b'\r', b'\n', b'a']), 0..64)) {
-            proptest::prop_assert_eq!(dot_stuff(&body), reference(&body));
-        }
-    }
-}
+#[path = "transaction_tests.rs"]
+mod tests;
