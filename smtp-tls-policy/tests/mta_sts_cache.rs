@@ -477,3 +477,35 @@ fn max_age_zero_applies_once_and_is_not_cached() {
         }
     );
 }
+
+#[test]
+fn dns_lookup_outcomes_map_without_confusing_bogus_and_no_record() {
+    use dane_verify::{DnssecStatus, TxtLookup as Dns, TxtRecord};
+    let rec = |s: &str| TxtRecord::new(vec![s.as_bytes().to_vec()]);
+    let cases = [
+        (
+            Dns::Found {
+                records: vec![rec("v=STSv1; id=a"), rec("v=spf1 -all")],
+                status: DnssecStatus::Secure,
+            },
+            answer("a"),
+        ),
+        (
+            Dns::Found {
+                records: vec![rec("v=STSv1; id=a"), rec("v=STSv1; id=b")],
+                status: DnssecStatus::Insecure,
+            },
+            TxtLookup::Answer(TxtOutcome::SeveralRecords { count: 2 }),
+        ),
+        (
+            Dns::NotFound {
+                status: DnssecStatus::Secure,
+            },
+            TxtLookup::Answer(TxtOutcome::NoRecord),
+        ),
+        (Dns::Bogus, TxtLookup::Bogus),
+    ];
+    for (dns, expected) in cases {
+        assert_eq!(TxtLookup::from_dns(&dns), expected, "{dns:?}");
+    }
+}

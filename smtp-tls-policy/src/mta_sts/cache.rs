@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::policy::{Mode, Policy};
-use super::txt::{StsId, TxtOutcome};
+use super::txt::{StsId, TxtOutcome, select_txt_record};
 use super::verdict::StsFailure;
 use crate::identity::{DnsName, NameError};
 
@@ -102,6 +102,32 @@ pub enum TxtLookup {
 }
 
 impl TxtLookup {
+    /// The `_mta-sts` TXT lookup as dane-verify's resolver reports it: records selected and
+    /// parsed ([`select_txt_record`]), NXDOMAIN/NODATA as an empty answer, Bogus kept apart
+    /// from "no record".
+    ///
+    /// ```
+    /// use dane_verify::{DnssecStatus, TxtLookup as Dns, TxtRecord};
+    /// use smtp_tls_policy::mta_sts::TxtLookup;
+    /// let found = Dns::Found {
+    ///     records: vec![TxtRecord::new(vec![b"v=STSv1; id=".to_vec(), b"abc".to_vec()])],
+    ///     status: DnssecStatus::Insecure,
+    /// };
+    /// assert_eq!(TxtLookup::from_dns(&found).id().map(|id| id.as_str()), Some("abc"));
+    /// assert_eq!(TxtLookup::from_dns(&Dns::Bogus), TxtLookup::Bogus);
+    /// ```
+    pub fn from_dns(lookup: &dane_verify::TxtLookup) -> Self {
+        match lookup {
+            dane_verify::TxtLookup::Found { records, .. } => {
+                let strings: Vec<&[Vec<u8>]> = records.iter().map(|r| r.strings()).collect();
+                Self::Answer(select_txt_record(&strings))
+            }
+            dane_verify::TxtLookup::NotFound { .. } => Self::Answer(TxtOutcome::NoRecord),
+            dane_verify::TxtLookup::Bogus => Self::Bogus,
+            _ => Self::Failed,
+        }
+    }
+
     /// The announced id when the answer has exactly one valid record.
     #[must_use]
     pub fn id(&self) -> Option<&StsId> {
