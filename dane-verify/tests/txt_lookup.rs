@@ -145,6 +145,21 @@ async fn txt_records_with_their_dnssec_status() {
             [one("v=STSv1; id=multi1"), one("v=STSv1; id=multi2")].concat(),
             "{way}"
         );
+        // the MTA-STS policy hosts' addresses (the bogus zone's A record is intact)
+        for domain in [sts::INSECURE, sts::SECURE, sts::BOGUS, sts::SPLIT] {
+            let host = format!("mta-sts.{domain}");
+            assert_eq!(
+                r.addresses(&host).await.unwrap(),
+                [std::net::IpAddr::from([127, 0, 0, 1])],
+                "{way}: {host}"
+            );
+        }
+        assert!(
+            r.addresses("mta-sts.nxdomain.dane.test")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(
             r.txt("bad name").await,
             Err(dane_verify::Error::BadName {

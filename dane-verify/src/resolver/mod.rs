@@ -16,6 +16,9 @@
 //! every answer look insecure, which would silently switch DANE off. Probe at start-up and
 //! periodically ([`DaneResolver::probe`]); [`DestinationFacts::actions`] then keeps mandatory
 //! DANE deferred and lets other destinations go without DANE.
+//!
+//! Also: TXT records with their DNSSEC status for MTA-STS and TLS-RPT ([`DaneResolver::txt`]),
+//! and the serde configuration an embedder reads to build a resolver ([`ResolverConfig`]).
 
 mod backend;
 mod cache;
@@ -456,12 +459,18 @@ impl DaneResolver {
         facts
     }
 
-    /// The IP addresses of `host` (A then AAAA, CNAMEs followed; cached like every answer).
+    /// The IP addresses of `host` (A then AAAA, CNAMEs followed; cached like every answer), e.g.
+    /// of an MTA-STS policy host. A family whose lookup fails, finds nothing or is DNSSEC-bogus
+    /// contributes no address (bogus data is never used); empty when none is usable.
     pub async fn addresses(&self, host: &str) -> Result<Vec<std::net::IpAddr>, Error> {
         let name = parse_name(host)?;
         let mut out = Vec::new();
         for rtype in [RecordType::A, RecordType::AAAA] {
-            if let Answer::Records { records, .. } = self.query(&name, rtype).await {
+            if let Answer::Records {
+                records, status, ..
+            } = self.query(&name, rtype).await
+                && status != DnssecStatus::Bogus
+            {
                 out.extend(records.iter().filter_map(|r| r.data.ip_addr()));
             }
         }
