@@ -92,19 +92,8 @@ fn trust_anchors(certs: Option<&cert_store::CertStore>) -> Result<TrustAnchors, 
     let Some(store) = certs else {
         return Ok(TrustAnchors::mozilla());
     };
-    let status = store.ca_status();
-    let mut anchors = if status.custom_enabled {
-        TrustAnchors::from_certificates(store.custom_ca_certs().iter().cloned()).map_err(|e| {
-            OutboundError::invalid("certificate store custom CA list", e.to_string())
-        })?
-    } else {
-        TrustAnchors::empty()
-    };
-    if status.system_enabled {
-        let mozilla = TrustAnchors::mozilla();
-        anchors.add_anchors(mozilla.anchors().iter().cloned());
-    }
-    Ok(anchors)
+    TrustAnchors::from_cert_store(store)
+        .map_err(|e| OutboundError::invalid("certificate store custom CA list", e.to_string()))
 }
 
 /// The outgoing certificate: `delivery.outgoing_certificate`, else the destination controls'

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dane_verify::DnssecStatus;
-use dane_verify::resolver::{DaneResolver, Limits, ValidationState};
+use dane_verify::resolver::{DaneResolver, Limits, UpstreamSource, ValidationState};
 use dane_verify::{DaneAction, DaneSetting, HostFacts, decide};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
@@ -36,7 +36,7 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use smtp_tls_policy::plan::{HostSource, facts_without_dnssec};
 use tokio::sync::watch;
 
-use super::config::{ResolverConfig, ResolverMode, SMTP_PORT};
+use super::config::{ResolverConfig, ResolverMode, SMTP_PORT, resolver_error};
 use super::error::OutboundError;
 
 /// Longest time spent resolving one destination.
@@ -97,7 +97,7 @@ impl Dns {
     /// the system's nameservers). `system` mode logs at warn that DANE is off.
     pub(crate) fn new(config: &ResolverConfig) -> Result<Self, OutboundError> {
         let limits = Limits::default();
-        let Some(validation) = config.validation()? else {
+        let Some(validation) = config.validation().map_err(resolver_error)? else {
             tracing::warn!(
                 "delivery.resolver.mode = \"system\": DNSSEC is not validated, so DANE is off \
                  (every MX counts as insecure; destinations with DANE mandatory defer); remove \
@@ -111,7 +111,7 @@ impl Dns {
         };
         if config.mode == ResolverMode::Validating {
             let (upstreams, source) = config.upstreams();
-            if source.starts_with("system fallback") {
+            if matches!(source, UpstreamSource::SystemFallback { .. }) {
                 tracing::warn!(reason = %source, "no system nameserver: asking 127.0.0.1:53");
             }
             tracing::info!(
