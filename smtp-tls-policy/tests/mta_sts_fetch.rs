@@ -16,8 +16,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::mta_sts::{
-    FetchError, FetchLimits, Mode, Policy, PolicyDomain, StsFailure, StsFailureKind, client_config,
-    fetch_policy,
+    FetchError, FetchLimits, FetchResult, Mode, Policy, PolicyDomain, StsFailure, StsFailureKind,
+    client_config, fetch_and_parse, fetch_policy,
 };
 use test_support::pki::{CertKey, TestCa, self_signed, server_config};
 use tokio::net::TcpListener;
@@ -389,4 +389,39 @@ fn client_config_trusts_the_given_anchors() {
     let pki = pki();
     let config: Arc<rustls::ClientConfig> = client_config(&pki.anchors).unwrap();
     assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+}
+
+#[tokio::test]
+async fn fetch_and_parse_gives_the_cache_its_input() {
+    let pki = pki();
+    let server = serve(&good_cert(&pki), |path| match path {
+        "/.well-known/mta-sts.txt" => full(
+            200,
+            Some("text/plain"),
+            "version: STSv1\nmode: enforce\nnmx: mx.example.com\nmax_age: 86400\n",
+        ),
+        _ => full(404, None, ""),
+    })
+    .await;
+    let tls = client_config(&pki.anchors).unwrap();
+    let port = server.addr.port();
+    match fetch_and_parse(&domain(), &[LOCALHOST], port, tls.clone(), &limits()).await {
+        FetchResult::Failed { failure } => {
+            assert_eq!(
+                failure.kind,
+                StsFailureKind::StsPolicyInvalid,
+                "{failure:?}"
+            );
+            assert!(failure.detail.contains("mx"), "{}", failure.detail);
+        }
+        other => panic!("{other:?}"),
+    }
+    let good = serve(&good_cert(&pki), |_| full(200, Some("text/plain"), POLICY)).await;
+    match fetch_and_parse(&domain(), &[LOCALHOST], good.addr.port(), tls, &limits()).await {
+        FetchResult::Valid { policy, source } => {
+            assert_eq!(policy.mode, Mode::Enforce);
+            assert_eq!(source.address, Some(good.addr.to_string()));
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -21,8 +21,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::cache::PolicyDomain;
-use super::policy::MAX_POLICY_LEN;
+use super::cache::{FetchResult, PolicyDomain, PolicySource};
+use super::policy::{MAX_POLICY_LEN, Policy};
 use super::verdict::{StsFailure, StsFailureKind};
 use crate::chain::TrustAnchors;
 use crate::error::IoKind;
@@ -272,6 +272,32 @@ async fn fetch_inner(
         }
     }
     Err(last)
+}
+
+/// [`fetch_policy`], then [`Policy::parse`]: the fetch as the cache machine takes it
+/// ([`super::on_fetch`]), every failure with its RFC 8460 kind (`sts-policy-fetch-error`,
+/// `sts-webpki-invalid`, `sts-policy-invalid`).
+pub async fn fetch_and_parse(
+    domain: &PolicyDomain,
+    addresses: &[IpAddr],
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    limits: &FetchLimits,
+) -> FetchResult {
+    match fetch_policy(domain, addresses, port, tls, limits).await {
+        Ok(fetched) => match Policy::parse(&fetched.body) {
+            Ok(policy) => FetchResult::Valid {
+                policy,
+                source: PolicySource::new(fetched.url, Some(fetched.address.to_string())),
+            },
+            Err(e) => FetchResult::Failed {
+                failure: StsFailure::from(&e),
+            },
+        },
+        Err(e) => FetchResult::Failed {
+            failure: StsFailure::from(&e),
+        },
+    }
 }
 
 fn tls_error(address: SocketAddr, e: &std::io::Error) -> FetchError {

@@ -8,7 +8,7 @@
 //! - [`verdict`]: per MX host ([`host_verdict`]) and the certificate check
 //!   ([`check_sts_certificate`]), with failure kinds named as RFC 8460 (TLS-RPT) names them.
 //! - `fetch` (feature `mta-sts-fetch`): `fetch_policy`, an HTTPS GET over hyper and rustls to
-//!   addresses the caller resolved.
+//!   addresses the caller resolved; `fetch_and_parse` hands the cache machine its input.
 //!
 //! Decisions never read the clock nor the network: time is passed in as unix seconds.
 //!
@@ -50,7 +50,9 @@ pub use cache::{
     UseCachedReason, decide, effective_mode, on_fetch, on_same_id,
 };
 #[cfg(feature = "mta-sts-fetch")]
-pub use fetch::{FetchError, FetchLimits, FetchedPolicy, client_config, fetch_policy};
+pub use fetch::{
+    FetchError, FetchLimits, FetchedPolicy, client_config, fetch_and_parse, fetch_policy,
+};
 pub use mx_pattern::{MxListMatch, MxMatch, MxMiss, MxPattern, MxPatternError, match_mx_host};
 pub use policy::{MAX_AGE_LIMIT, MAX_POLICY_LEN, Mode, Policy, PolicyError, PolicyNote};
 pub use txt::{StsId, StsTxtRecord, TxtInvalid, TxtOutcome, parse_txt_record, select_txt_record};
