@@ -34,7 +34,7 @@ struct Node {
 }
 
 impl Node {
-    fn new(ca: &TestCa, names: &[&str], routes: &[(&str, u16)], destinations: &str) -> Self {
+    fn new(ca: &TestCa, names: &[&str], routes: &[(&str, &[u16])], destinations: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listen = test_support::free_addr();
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
@@ -82,9 +82,11 @@ senders = ["ALL"]
         .unwrap();
         std::fs::write(dir.path().join("destinations.toml"), destinations).unwrap();
         let mut route_text = String::new();
-        for (domain, port) in routes {
+        for (domain, ports) in routes {
+            let hosts: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
             route_text.push_str(&format!(
-                "[[delivery.route]]\ndomain = \"{domain}\"\nhosts = [\"127.0.0.1:{port}\"]\n"
+                "[[delivery.route]]\ndomain = \"{domain}\"\nhosts = [{}]\n",
+                hosts.join(", ")
             ));
         }
         let d = dir.path().display();
@@ -315,6 +317,25 @@ fn submit_flagged(node: &Node, ca: &str, to: &str) -> String {
     id
 }
 
+/// A Postfix smtpd (3.7: no REQUIRETLS) offering STARTTLS with a certificate for `names`
+/// issued by `ca`.
+fn postfix_with_tls(ca: &TestCa, names: &[&str]) -> Postfix {
+    let dir = Postfix::scratch();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let cert = ca.issue(&names);
+    let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cp, &cert.chain_pem).unwrap();
+    std::fs::write(&kp, &cert.key_pem).unwrap();
+    Postfix::start(
+        dir,
+        &[
+            ("SMTPD_TLS", "may".as_ref()),
+            ("TLS_CERT", cp.as_os_str()),
+            ("TLS_KEY", kp.as_os_str()),
+        ],
+    )
+}
+
 const MESSAGE: &str = "Subject: t\r\n\r\nhello\r\n";
 const RELAXED: &str = "Subject: t\r\nTLS-Required:\r\n no\r\n\r\nhello\r\n";
 
@@ -330,7 +351,7 @@ fn listener_offers_requiretls_only_inside_tls_and_stores_the_flag() {
     let node = Node::new(
         &ca,
         &["relay-a.test"],
-        &[("sink.example", closed_port())],
+        &[("sink.example", &[closed_port()])],
         "[default]\ntls = \"no\"\ndane = \"none\"\n",
     );
     let mut relay = node.start(1);
@@ -381,26 +402,11 @@ fn listener_offers_requiretls_only_inside_tls_and_stores_the_flag() {
 #[test]
 fn flagged_message_to_postfix_bounces_with_5_7_30() {
     let ca = TestCa::new("requiretls test CA");
-    let pf_dir = Postfix::scratch();
-    let pf_cert = ca.issue(&["pf.example".to_owned()]);
-    let (cp, kp) = (
-        pf_dir.path().join("cert.pem"),
-        pf_dir.path().join("key.pem"),
-    );
-    std::fs::write(&cp, &pf_cert.chain_pem).unwrap();
-    std::fs::write(&kp, &pf_cert.key_pem).unwrap();
-    let pf = Postfix::start(
-        pf_dir,
-        &[
-            ("SMTPD_TLS", "may".as_ref()),
-            ("TLS_CERT", cp.as_os_str()),
-            ("TLS_KEY", kp.as_os_str()),
-        ],
-    );
+    let pf = postfix_with_tls(&ca, &["pf.example"]);
     let node = Node::new(
         &ca,
         &["relay-a.test"],
-        &[("pf.example", pf.port())],
+        &[("pf.example", &[pf.port()])],
         "[default]\ntls = \"no\"\ndane = \"none\"\n\
          [destinations.\"pf.example\"]\ntls = \"required-verify\"\n",
     );
@@ -454,7 +460,10 @@ fn flagged_message_to_our_own_listener_keeps_the_flag() {
     let b = Node::new(
         &ca,
         &["relay-b.test", "b.example", "c.example"],
-        &[("b.example", closed_port()), ("c.example", closed_port())],
+        &[
+            ("b.example", &[closed_port()]),
+            ("c.example", &[closed_port()]),
+        ],
         "[default]\ntls = \"no\"\ndane = \"none\"\n",
     );
     let relay_b = b.start(1);
@@ -462,7 +471,7 @@ fn flagged_message_to_our_own_listener_keeps_the_flag() {
     let a = Node::new(
         &ca,
         &["relay-a.test"],
-        &[("b.example", port_b), ("c.example", port_b)],
+        &[("b.example", &[port_b]), ("c.example", &[port_b])],
         "[default]\ntls = \"no\"\ndane = \"none\"\n\
          [destinations.\"b.example\"]\ntls = \"required-verify\"\n\
          [destinations.\"c.example\"]\ntls = \"required\"\n",
@@ -504,4 +513,69 @@ fn flagged_message_to_our_own_listener_keeps_the_flag() {
     assert!(dsns[0].contains("Status: 5.7.30"), "{}", dsns[0]);
     assert!(dsns[0].contains("not authenticated"), "{}", dsns[0]);
     assert!(!dsns[0].contains("u@b.example"), "{}", dsns[0]);
+}
+
+/// RFC 8689 §4.2.1 "try the next MX": a flagged message whose first host (Postfix) lacks
+/// REQUIRETLS goes to the next host (relay B, which has it); when the other host fails only
+/// temporarily (connection refused) the message is not bounced but retried later (4.7.30),
+/// since that host may support REQUIRETLS.
+#[test]
+fn flagged_message_tries_the_next_host_and_defers_when_one_was_unreachable() {
+    let ca = TestCa::new("requiretls test CA");
+    let pf = postfix_with_tls(&ca, &["next.example", "later.example"]);
+    let b = Node::new(
+        &ca,
+        &["relay-b.test", "next.example"],
+        &[("next.example", &[closed_port()])],
+        "[default]\ntls = \"no\"\ndane = \"none\"\n",
+    );
+    let relay_b = b.start(1);
+    let a = Node::new(
+        &ca,
+        &["relay-a.test"],
+        &[
+            ("next.example", &[pf.port(), b.listen.port()]),
+            ("later.example", &[pf.port(), closed_port()]),
+        ],
+        "[default]\ntls = \"required-verify\"\ndane = \"none\"\n",
+    );
+    let relay_a = a.start(1);
+    let next = submit_flagged(&a, &ca.pem, "u@next.example");
+    let later = submit_flagged(&a, &ca.pem, "u@later.example");
+    let deferred = |e: &Envelope| {
+        e.recipients[0]
+            .last
+            .as_ref()
+            .is_some_and(|d| d.status == Some((4, 7, 30)))
+    };
+    wait_until(
+        Duration::from_secs(60),
+        || {
+            format!(
+                "A: {:?}\nB: {:?}\n{}\n{}",
+                a.spooled(),
+                b.spooled(),
+                relay_a.log(),
+                relay_b.log()
+            )
+        },
+        || {
+            a.spooled_envelope(&next).is_none()
+                && b.spooled().len() == 1
+                && a.spooled_envelope(&later).is_some_and(|e| deferred(&e))
+        },
+    );
+    let at_b = b.spooled();
+    assert_eq!(at_b[0].recipients[0].address, "u@next.example");
+    assert_eq!(at_b[0].tls_request, TlsRequest::RequireTls);
+    let env = a.spooled_envelope(&later).unwrap();
+    assert_eq!(env.recipients[0].state, relay::RecipientState::Pending);
+    let d = env.recipients[0].last.clone().unwrap();
+    assert!(d.text.contains("does not advertise REQUIRETLS"), "{d:?}");
+    assert!(a.mailbox(SENDER).is_empty(), "{:?}", a.mailbox(SENDER));
+    let log = pf.maillog();
+    assert!(
+        !log.contains("status=sent"),
+        "Postfix got a flagged message: {log}"
+    );
 }
