@@ -540,3 +540,46 @@ fn plan_verifier_is_the_drivers_dane_check() {
     };
     assert!(reason.starts_with("chain-error: "), "{reason}");
 }
+
+/// `PlanOptions::with_verification` is the one place for the certificate checks: they reach the
+/// plan's PKIX policy as given, with the identity algorithm of the destination's TLS setting.
+#[test]
+fn options_checks_reach_the_pkix_policy_under_the_settings_algorithm() {
+    use crate::identity::{FqdnValidation, X509Validation};
+    let checks = VerificationPolicy::new(IdentityAlgorithm::Verify)
+        .with_fqdn_validation(FqdnValidation::Enabled)
+        .with_x509_validation(X509Validation::Enabled)
+        .with_max_intermediates(2);
+    let options = PlanOptions::new().with_verification(checks);
+    for (tls, algorithm) in [
+        (
+            TlsMode::RequiredVerifyHostedDomains,
+            IdentityAlgorithm::HostedVerify,
+        ),
+        (TlsMode::RequiredVerify, IdentityAlgorithm::Verify),
+        (TlsMode::Preferred, IdentityAlgorithm::Verify),
+    ] {
+        let plan = HopPlan::new(
+            &policy(tls, ConfiguredDane::None),
+            &facts(Dns::NoTlsa),
+            options,
+        );
+        let pkix = plan.pkix.expect("TLS is attempted");
+        assert_eq!(pkix.algorithm, algorithm, "{tls:?}");
+        assert_eq!(
+            (pkix.fqdn, pkix.x509, pkix.max_intermediates),
+            (FqdnValidation::Enabled, X509Validation::Enabled, 2),
+            "{tls:?}"
+        );
+    }
+    let defaults = HopPlan::new(
+        &policy(TlsMode::RequiredVerify, ConfiguredDane::None),
+        &facts(Dns::NoTlsa),
+        PlanOptions::new(),
+    );
+    let pkix = defaults.pkix.expect("TLS is attempted");
+    assert_eq!(
+        (pkix.fqdn, pkix.x509),
+        (FqdnValidation::Disabled, X509Validation::Disabled)
+    );
+}
