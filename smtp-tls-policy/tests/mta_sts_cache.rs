@@ -50,8 +50,8 @@ fn fetch_failure() -> StsFailure {
     )
 }
 
-fn answer(id_text: &str) -> TxtLookup {
-    TxtLookup::Answer(record(id_text))
+fn answer(id_text: &str) -> StsTxtOutcome {
+    StsTxtOutcome::Answer(record(id_text))
 }
 
 #[test]
@@ -83,10 +83,10 @@ fn cache_decision_table() {
     let fresh = cached_entry("one", NOW - 100, RFC_POLICY); // max_age 604800
     let expired = cached_entry("one", NOW - 700_000, RFC_POLICY);
     let empty = CacheEntry::new(domain());
-    let none = TxtLookup::Answer(TxtOutcome::NoRecord);
-    let several = TxtLookup::Answer(TxtOutcome::SeveralRecords { count: 2 });
+    let none = StsTxtOutcome::Answer(TxtOutcome::NoRecord);
+    let several = StsTxtOutcome::Answer(TxtOutcome::SeveralRecords { count: 2 });
     use CacheDecision as D;
-    let cases: Vec<(&str, Option<&CacheEntry>, TxtLookup, CacheDecision)> = vec![
+    let cases: Vec<(&str, Option<&CacheEntry>, StsTxtOutcome, CacheDecision)> = vec![
         (
             "same id: no fetch",
             Some(&fresh),
@@ -149,7 +149,7 @@ fn cache_decision_table() {
         (
             "lookup failed, cache fresh: keep",
             Some(&fresh),
-            TxtLookup::Failed,
+            StsTxtOutcome::Failed,
             D::UseCached {
                 reason: UseCachedReason::LookupFailed,
                 refresh_due: false,
@@ -158,7 +158,7 @@ fn cache_decision_table() {
         (
             "bogus, cache fresh: keep",
             Some(&fresh),
-            TxtLookup::Bogus,
+            StsTxtOutcome::Bogus,
             D::UseCached {
                 reason: UseCachedReason::Bogus,
                 refresh_due: false,
@@ -191,7 +191,7 @@ fn cache_decision_table() {
         (
             "lookup failed, nothing cached",
             None,
-            TxtLookup::Failed,
+            StsTxtOutcome::Failed,
             D::TemporaryFailure {
                 reason: TemporaryReason::LookupFailed,
             },
@@ -199,7 +199,7 @@ fn cache_decision_table() {
         (
             "bogus is never 'no record'",
             None,
-            TxtLookup::Bogus,
+            StsTxtOutcome::Bogus,
             D::TemporaryFailure {
                 reason: TemporaryReason::Bogus,
             },
@@ -207,7 +207,7 @@ fn cache_decision_table() {
         (
             "bogus, expired",
             Some(&expired),
-            TxtLookup::Bogus,
+            StsTxtOutcome::Bogus,
             D::TemporaryFailure {
                 reason: TemporaryReason::Bogus,
             },
@@ -495,17 +495,17 @@ fn dns_lookup_outcomes_map_without_confusing_bogus_and_no_record() {
                 records: vec![rec("v=STSv1; id=a"), rec("v=STSv1; id=b")],
                 status: DnssecStatus::Insecure,
             },
-            TxtLookup::Answer(TxtOutcome::SeveralRecords { count: 2 }),
+            StsTxtOutcome::Answer(TxtOutcome::SeveralRecords { count: 2 }),
         ),
         (
             Dns::NotFound {
                 status: DnssecStatus::Secure,
             },
-            TxtLookup::Answer(TxtOutcome::NoRecord),
+            StsTxtOutcome::Answer(TxtOutcome::NoRecord),
         ),
-        (Dns::Bogus, TxtLookup::Bogus),
+        (Dns::Bogus, StsTxtOutcome::Bogus),
     ];
     for (dns, expected) in cases {
-        assert_eq!(TxtLookup::from_dns(&dns), expected, "{dns:?}");
+        assert_eq!(StsTxtOutcome::from_dns(&dns), expected, "{dns:?}");
     }
 }

@@ -88,11 +88,12 @@ impl From<PolicyDomain> for String {
     }
 }
 
-/// The outcome of the `_mta-sts` TXT lookup, as the caller's resolver saw it.
+/// The outcome of the `_mta-sts` TXT lookup, as the caller's resolver saw it: the cache
+/// machine's input ([`decide`]). Built from dane-verify's resolver answer by [`Self::from_dns`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "lookup", rename_all = "kebab-case")]
 #[non_exhaustive]
-pub enum TxtLookup {
+pub enum StsTxtOutcome {
     /// An answer (possibly NXDOMAIN/NODATA, given as an empty record list), selected and parsed.
     Answer(TxtOutcome),
     /// The lookup failed (timeout, SERVFAIL...).
@@ -101,20 +102,20 @@ pub enum TxtLookup {
     Bogus,
 }
 
-impl TxtLookup {
+impl StsTxtOutcome {
     /// The `_mta-sts` TXT lookup as dane-verify's resolver reports it: records selected and
     /// parsed ([`select_txt_record`]), NXDOMAIN/NODATA as an empty answer, Bogus kept apart
     /// from "no record".
     ///
     /// ```
     /// use dane_verify::{DnssecStatus, TxtLookup as Dns, TxtRecord};
-    /// use smtp_tls_policy::mta_sts::TxtLookup;
+    /// use smtp_tls_policy::mta_sts::StsTxtOutcome;
     /// let found = Dns::Found {
     ///     records: vec![TxtRecord::new(vec![b"v=STSv1; id=".to_vec(), b"abc".to_vec()])],
     ///     status: DnssecStatus::Insecure,
     /// };
-    /// assert_eq!(TxtLookup::from_dns(&found).id().map(|id| id.as_str()), Some("abc"));
-    /// assert_eq!(TxtLookup::from_dns(&Dns::Bogus), TxtLookup::Bogus);
+    /// assert_eq!(StsTxtOutcome::from_dns(&found).id().map(|id| id.as_str()), Some("abc"));
+    /// assert_eq!(StsTxtOutcome::from_dns(&Dns::Bogus), StsTxtOutcome::Bogus);
     /// ```
     pub fn from_dns(lookup: &dane_verify::TxtLookup) -> Self {
         match lookup {
@@ -356,7 +357,7 @@ pub enum CacheDecision {
 /// Decides, from the cached entry, the TXT lookup and `now` (unix seconds), what to do.
 pub fn decide(
     entry: Option<&CacheEntry>,
-    txt: &TxtLookup,
+    txt: &StsTxtOutcome,
     now: u64,
     config: &CacheConfig,
 ) -> CacheDecision {
@@ -369,7 +370,7 @@ pub fn decide(
         refresh_due: fresh.is_some_and(|p| refresh_due(p, now, config)) && !backing_off,
     };
     match (txt, fresh) {
-        (TxtLookup::Answer(TxtOutcome::Record(record)), Some(cached)) => {
+        (StsTxtOutcome::Answer(TxtOutcome::Record(record)), Some(cached)) => {
             if cached.id == record.id {
                 use_cached(UseCachedReason::SameId)
             } else if backing_off {
@@ -380,7 +381,7 @@ pub fn decide(
                 }
             }
         }
-        (TxtLookup::Answer(TxtOutcome::Record(_)), None) => {
+        (StsTxtOutcome::Answer(TxtOutcome::Record(_)), None) => {
             if backing_off {
                 CacheDecision::NoPolicy {
                     reason: NoPolicyReason::FetchBackingOff,
@@ -391,16 +392,16 @@ pub fn decide(
                 }
             }
         }
-        (TxtLookup::Answer(_), Some(_)) => use_cached(UseCachedReason::NoRecord),
-        (TxtLookup::Failed, Some(_)) => use_cached(UseCachedReason::LookupFailed),
-        (TxtLookup::Bogus, Some(_)) => use_cached(UseCachedReason::Bogus),
-        (TxtLookup::Answer(_), None) => CacheDecision::NoPolicy {
+        (StsTxtOutcome::Answer(_), Some(_)) => use_cached(UseCachedReason::NoRecord),
+        (StsTxtOutcome::Failed, Some(_)) => use_cached(UseCachedReason::LookupFailed),
+        (StsTxtOutcome::Bogus, Some(_)) => use_cached(UseCachedReason::Bogus),
+        (StsTxtOutcome::Answer(_), None) => CacheDecision::NoPolicy {
             reason: NoPolicyReason::NoRecord,
         },
-        (TxtLookup::Failed, None) => CacheDecision::TemporaryFailure {
+        (StsTxtOutcome::Failed, None) => CacheDecision::TemporaryFailure {
             reason: TemporaryReason::LookupFailed,
         },
-        (TxtLookup::Bogus, None) => CacheDecision::TemporaryFailure {
+        (StsTxtOutcome::Bogus, None) => CacheDecision::TemporaryFailure {
             reason: TemporaryReason::Bogus,
         },
     }

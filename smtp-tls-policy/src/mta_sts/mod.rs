@@ -16,7 +16,7 @@
 //! use smtp_tls_policy::mta_sts::*;
 //! // 1. the TXT answer of _mta-sts.example.com
 //! let answer = [vec!["v=STSv1; id=20190429T010101;"]];
-//! let txt = TxtLookup::Answer(select_txt_record(&answer));
+//! let txt = StsTxtOutcome::Answer(select_txt_record(&answer));
 //! // 2. the cache says: nothing cached, fetch
 //! let domain = PolicyDomain::parse("example.com.")?;
 //! let (entry, now, config) = (CacheEntry::new(domain.clone()), 1_700_000_000, CacheConfig::default());
@@ -46,7 +46,7 @@ pub mod verdict;
 
 pub use cache::{
     AfterFetch, CacheConfig, CacheDecision, CacheEntry, CachedPolicy, FetchBackoff, FetchReason,
-    FetchResult, NoPolicyReason, PolicyDomain, PolicySource, TemporaryReason, TxtLookup,
+    FetchResult, NoPolicyReason, PolicyDomain, PolicySource, StsTxtOutcome, TemporaryReason,
     UseCachedReason, decide, effective_mode, on_fetch, on_same_id,
 };
 #[cfg(feature = "mta-sts-fetch")]

@@ -46,7 +46,7 @@ fn refresh_boundary_and_backoff_bounds() {
         1000,
         &cfg,
     );
-    let txt = TxtLookup::Answer(select_txt_record(&[["v=STSv1; id=a"]]));
+    let txt = StsTxtOutcome::Answer(select_txt_record(&[["v=STSv1; id=a"]]));
     // lifetime 400, divisor 4: due when less than 100 s remain (expires at 1400).
     for (now, due) in [(1000, false), (1300, false), (1301, true), (1399, true)] {
         let d = decide(Some(&entry), &txt, now, &cfg);
