@@ -12,6 +12,7 @@ pub mod dnssec_lab;
 pub mod hat_dns_lab;
 pub mod openssl;
 pub mod pki;
+pub mod policy_server;
 pub mod postfix;
 
 /// The repository root (where `scripts/` is).
