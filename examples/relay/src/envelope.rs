@@ -150,8 +150,10 @@ pub struct TlsInfo {
     pub cipher: String,
 }
 
-/// What the sender asked of TLS for the onward relay of a message (RFC 8689). Stored with the
-/// message in the spool; absent in older records, which read back as [`TlsRequest::Default`].
+/// What the sender asked of TLS for the onward relay of a message (RFC 8689): the library's
+/// type, the hop plan's input ([`smtp_tls_policy::HopPlan::with_tls_request`]). Stored with the
+/// message in the spool under the same kebab-case names; absent in older records, which read
+/// back as [`TlsRequest::Default`].
 ///
 /// ```
 /// use relay::{Envelope, TlsRequest};
@@ -160,54 +162,7 @@ pub struct TlsInfo {
 /// env.tls_request = TlsRequest::RequireTls;
 /// assert!(env.tls_request.requires_tls() && !env.tls_request.tls_optional());
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum TlsRequest {
-    /// Nothing asked: the destination's own TLS policy applies.
-    #[default]
-    Default,
-    /// `MAIL FROM:<..> REQUIRETLS` (RFC 8689 §4.1): every onward hop must be authenticated TLS
-    /// to a host that advertises `REQUIRETLS` and gets it on `MAIL FROM`; otherwise the message
-    /// bounces with 5.7.30. Takes precedence over a `TLS-Required: No` header (RFC 8689 §5).
-    RequireTls,
-    /// A `TLS-Required: No` header field (RFC 8689 §5) without `REQUIRETLS`: the sender asks
-    /// that the destination's and remote policies be relaxed to opportunistic TLS. The hop plan
-    /// decides what that relaxes; this is only the sender's request.
-    TlsOptional,
-}
-
-impl TlsRequest {
-    /// `MAIL FROM:<..> REQUIRETLS` was given.
-    #[must_use]
-    pub fn requires_tls(self) -> bool {
-        self == Self::RequireTls
-    }
-
-    /// `TLS-Required: No` was given (and `REQUIRETLS` was not).
-    #[must_use]
-    pub fn tls_optional(self) -> bool {
-        self == Self::TlsOptional
-    }
-
-    /// Nothing asked (not written into the spool record, so old readers see no change).
-    #[must_use]
-    pub fn is_default(&self) -> bool {
-        *self == Self::Default
-    }
-
-    /// The request of a message received with (`requiretls`) or without the `MAIL FROM`
-    /// parameter, and with or without a `TLS-Required: No` header (ignored under
-    /// `REQUIRETLS`, RFC 8689 §5).
-    #[must_use]
-    pub fn from_receipt(requiretls: bool, tls_required_no: bool) -> Self {
-        match (requiretls, tls_required_no) {
-            (true, _) => Self::RequireTls,
-            (false, true) => Self::TlsOptional,
-            (false, false) => Self::Default,
-        }
-    }
-}
+pub use smtp_tls_policy::delivery::TlsRequest;
 
 /// A message's envelope: sender, recipients with their state, provenance and retry bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

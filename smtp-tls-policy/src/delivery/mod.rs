@@ -55,7 +55,7 @@ pub use outcome::{
 };
 pub use requiretls::{
     REQUIRETLS_STATUS, RequireTlsRefusal, RequireTlsRoute, RequireTlsSession, RequireTlsVerdict,
-    requiretls_verdict,
+    TlsRequest, requiretls_verdict,
 };
 pub use requirement::{
     DaneOutcome, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement, TlsaStatus,

@@ -3,8 +3,9 @@
 //!
 //! RFC 8689 §4.2.1 lets a flagged message go to a next hop only when:
 //! 1. the MX lookup was DNSSEC-secure, or the domain has an MTA-STS `enforce` policy
-//!    ([`RequireTlsRoute`]: **the hook the hop plan sets**; until it does, the relay passes
-//!    [`RequireTlsRoute::NotChecked`] and only the session conditions below are enforced);
+//!    ([`RequireTlsRoute`], set by the hop plan: [`crate::plan::HopPlan::requiretls_route`];
+//!    a plan made with [`TlsRequest::RequireTls`] does not even connect over an insecure
+//!    route; [`RequireTlsRoute::NotChecked`] is left for callers without a plan);
 //! 2. the session is TLS and the host was authenticated, by DANE or by PKIX (the PKIX
 //!    name check being MTA-STS-validated is again the plan's part of item 1);
 //! 3. the host advertised `REQUIRETLS` in its EHLO reply **inside TLS**, and gets
@@ -22,8 +23,80 @@ use crate::smtp::EhloCapabilities;
 /// RFC 8689 §6 (RFC 3463 registry): 5.7.30, "REQUIRETLS support required".
 pub const REQUIRETLS_STATUS: (u8, u16, u16) = (5, 7, 30);
 
+/// What the sender asked of TLS for the onward relay of a message (RFC 8689): an input of
+/// the hop plan ([`crate::plan::HopPlan::with_tls_request`]) and what a relay stores with the
+/// message in its spool (serde: `default`, `require-tls`, `tls-optional`).
+///
+/// ```
+/// use smtp_tls_policy::delivery::TlsRequest;
+/// assert_eq!(TlsRequest::from_receipt(true, true), TlsRequest::RequireTls);
+/// assert!(TlsRequest::from_receipt(false, true).tls_optional());
+/// assert_eq!(serde_json::to_string(&TlsRequest::TlsOptional).unwrap(), r#""tls-optional""#);
+/// ```
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum TlsRequest {
+    /// Nothing asked: the destination's own TLS policy applies.
+    #[default]
+    Default,
+    /// `MAIL FROM:<..> REQUIRETLS` (RFC 8689 §4.1): every onward hop must be authenticated TLS
+    /// (DANE, or PKIX on a DNSSEC-secure or MTA-STS `enforce` route) to a host that advertises
+    /// `REQUIRETLS` and gets it on `MAIL FROM`; otherwise the message bounces with 5.7.30.
+    /// Takes precedence over a `TLS-Required: No` header (RFC 8689 §5).
+    RequireTls,
+    /// A `TLS-Required: No` header field (RFC 8689 §5) without `REQUIRETLS`: the destination's
+    /// TLS setting and the remote policies (DANE, MTA-STS) are relaxed to opportunistic TLS for
+    /// this message (the hop plan says so in its explanation).
+    TlsOptional,
+}
+
+impl TlsRequest {
+    /// `MAIL FROM:<..> REQUIRETLS` was given.
+    #[must_use]
+    pub fn requires_tls(self) -> bool {
+        self == Self::RequireTls
+    }
+
+    /// `TLS-Required: No` was given (and `REQUIRETLS` was not).
+    #[must_use]
+    pub fn tls_optional(self) -> bool {
+        self == Self::TlsOptional
+    }
+
+    /// Nothing asked (a relay need not store it, so old readers see no change).
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == Self::Default
+    }
+
+    /// The request of a message received with (`requiretls`) or without the `MAIL FROM`
+    /// parameter, and with or without a `TLS-Required: No` header (ignored under
+    /// `REQUIRETLS`, RFC 8689 §5).
+    #[must_use]
+    pub fn from_receipt(requiretls: bool, tls_required_no: bool) -> Self {
+        match (requiretls, tls_required_no) {
+            (true, _) => Self::RequireTls,
+            (false, true) => Self::TlsOptional,
+            (false, false) => Self::Default,
+        }
+    }
+
+    /// `default`, `require-tls` or `tls-optional` (the serde names).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::RequireTls => "require-tls",
+            Self::TlsOptional => "tls-optional",
+        }
+    }
+}
+
 /// What the hop plan established about the route to the next hop, for a REQUIRETLS message
-/// (RFC 8689 §4.2.1 item 1). The hook a later step of the hop plan sets.
+/// (RFC 8689 §4.2.1 item 1), as [`crate::plan::HopPlan::requiretls_route`] gives it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RequireTlsRoute {

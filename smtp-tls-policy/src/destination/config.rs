@@ -15,6 +15,9 @@
 //! [destinations.".example.org"]
 //! tls = "preferred"
 //! dane = "none"
+//!
+//! [destinations."broken-sts.example"]
+//! mta_sts = "ignore"                     # "honor" (default): MTA-STS combines to the stricter
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,7 +26,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::mode::{ConfiguredDane, TlsMode};
+use super::mode::{ConfiguredDane, MtaStsSetting, TlsMode};
 use super::table::{DestinationControls, DestinationControlsBuilder, DestinationEntry};
 use crate::delivery::RequiredTlsAlerts;
 use crate::error::{DestinationConfigErrorKind, Error};
@@ -78,6 +81,8 @@ struct RawEntry {
     tls: TlsMode,
     #[serde(default)]
     dane: ConfiguredDane,
+    #[serde(default, alias = "mta-sts")]
+    mta_sts: MtaStsSetting,
 }
 
 impl DestinationControls {
@@ -115,7 +120,7 @@ impl DestinationControls {
             let span = d.span();
             let e = d.into_inner();
             builder = builder
-                .default_entry(DestinationEntry::new(e.tls, e.dane))
+                .default_entry(DestinationEntry::new(e.tls, e.dane).with_mta_sts(e.mta_sts))
                 .map_err(|e| match e {
                     Error::DestinationConfig { kind, .. } => err(span.clone(), kind),
                     other => other,
@@ -130,7 +135,10 @@ impl DestinationControls {
         for (key, entry) in &raw.destinations {
             let e = *entry.get_ref();
             builder
-                .insert(key.get_ref(), DestinationEntry::new(e.tls, e.dane))
+                .insert(
+                    key.get_ref(),
+                    DestinationEntry::new(e.tls, e.dane).with_mta_sts(e.mta_sts),
+                )
                 .map_err(|kind| {
                     let span = match kind {
                         DestinationConfigErrorKind::DaneWithoutTls { .. } => entry.span(),

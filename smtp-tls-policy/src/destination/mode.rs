@@ -143,3 +143,52 @@ impl ConfiguredDane {
         }
     }
 }
+
+/// Whether remote MTA-STS policies (RFC 8461) apply to a destination: the TOML key `mta_sts`
+/// of a destination-control entry (`"honor"`, the default, or `"ignore"`). `ignore` is for an
+/// operator working around a receiver's broken policy: the hop plan then drops MTA-STS for the
+/// domain and its explanation says so ("mta-sts ignored by destination control ENTRY").
+///
+/// ```
+/// use smtp_tls_policy::destination::{DestinationControls, MtaStsSetting};
+/// let toml = "[destinations.\"broken.example\"]\nmta_sts = \"ignore\"\n";
+/// let controls = DestinationControls::from_toml("d.toml", toml)?;
+/// assert_eq!(controls.lookup("broken.example")?.mta_sts, MtaStsSetting::Ignore);
+/// assert_eq!(controls.lookup("other.example")?.mta_sts, MtaStsSetting::Honor);
+/// let e = DestinationControls::from_toml("d.toml", "[default]\nmta_sts = \"maybe\"\n").unwrap_err();
+/// assert!(e.to_string().starts_with("d.toml:2:"), "{e}");
+/// # Ok::<(), smtp_tls_policy::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum MtaStsSetting {
+    /// Inherit the default entry's setting (`honor` when the default entry says nothing).
+    #[default]
+    Default,
+    /// Apply the recipient domain's MTA-STS policy, combined with the local setting to the
+    /// stricter requirement.
+    Honor,
+    /// Ignore the recipient domain's MTA-STS policy.
+    Ignore,
+}
+
+impl MtaStsSetting {
+    /// The setting with `Default` resolved against `default` (itself `Honor` when `Default`).
+    pub fn resolve(self, default: Self) -> Self {
+        match (self, default) {
+            (Self::Default, Self::Default) => Self::Honor,
+            (Self::Default, d) => d,
+            (s, _) => s,
+        }
+    }
+
+    /// `default`, `honor` or `ignore`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Honor => "honor",
+            Self::Ignore => "ignore",
+        }
+    }
+}

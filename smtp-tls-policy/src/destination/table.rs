@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use dane_verify::DaneSetting;
 
 use super::config::GlobalSettings;
-use super::mode::{ConfiguredDane, DeliveryTls, TlsMode};
+use super::mode::{ConfiguredDane, DeliveryTls, MtaStsSetting, TlsMode};
 use crate::error::{DestinationConfigErrorKind, Error};
 
 /// One destination-control entry as configured (`default` values not yet resolved).
@@ -16,12 +16,24 @@ pub struct DestinationEntry {
     pub tls: TlsMode,
     /// The DANE setting.
     pub dane: ConfiguredDane,
+    /// Whether the domain's MTA-STS policy applies (`Default`: inherit the default entry's).
+    pub mta_sts: MtaStsSetting,
 }
 
 impl DestinationEntry {
-    /// An entry with the given settings.
+    /// An entry with the given settings (MTA-STS: inherit the default entry's).
     pub fn new(tls: TlsMode, dane: ConfiguredDane) -> Self {
-        Self { tls, dane }
+        Self {
+            tls,
+            dane,
+            mta_sts: MtaStsSetting::Default,
+        }
+    }
+
+    /// The entry with the MTA-STS setting `mta_sts`.
+    pub fn with_mta_sts(mut self, mta_sts: MtaStsSetting) -> Self {
+        self.mta_sts = mta_sts;
+        self
     }
 }
 
@@ -50,6 +62,8 @@ pub struct DestinationPolicy {
     pub tls: DeliveryTls,
     /// The effective DANE setting (`None` whenever `tls` is `No`: DANE needs TLS).
     pub dane: DaneSetting,
+    /// Whether the domain's MTA-STS policy applies (`Honor` or `Ignore`, never `Default`).
+    pub mta_sts: MtaStsSetting,
 }
 
 /// The destination-control table: immutable once built, cheap to share behind an `Arc`.
@@ -75,6 +89,7 @@ pub struct DestinationPolicy {
 pub struct DestinationControls {
     default_tls: DeliveryTls,
     default_dane: DaneSetting,
+    default_mta_sts: MtaStsSetting,
     exact: HashMap<String, DestinationEntry>,
     parents: HashMap<String, DestinationEntry>,
     global: GlobalSettings,
@@ -130,6 +145,9 @@ impl DestinationControls {
             matched,
             tls,
             dane,
+            mta_sts: entry
+                .mta_sts
+                .resolve(self.default_mta_sts.resolve(MtaStsSetting::Honor)),
         })
     }
 
@@ -172,6 +190,7 @@ impl DestinationControlsBuilder {
         }
         self.inner.default_tls = entry.tls.resolve(DeliveryTls::No);
         self.inner.default_dane = entry.dane.resolve(DaneSetting::None);
+        self.inner.default_mta_sts = entry.mta_sts.resolve(MtaStsSetting::Honor);
         Ok(self)
     }
 

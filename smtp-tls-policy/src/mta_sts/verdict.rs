@@ -128,9 +128,19 @@ pub struct StsHostVerdict {
     /// What to do.
     #[serde(flatten)]
     pub action: StsHostAction,
+    /// The `id` of the policy's TXT record, when the caller knows it
+    /// ([`Self::with_policy_id`]); shown in the hop plan's explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_id: Option<String>,
 }
 
 impl StsHostVerdict {
+    /// The verdict with the policy's TXT `id` (for the hop plan's explanation and TLS-RPT).
+    pub fn with_policy_id(mut self, id: impl Into<String>) -> Self {
+        self.policy_id = Some(id.into());
+        self
+    }
+
     /// `false` only when the host must be skipped.
     #[must_use]
     pub fn may_connect(&self) -> bool {
@@ -195,6 +205,7 @@ pub fn host_verdict(policy: Option<&Policy>, mx_host: &str) -> StsHostVerdict {
         mode: policy.map(|p| p.mode),
         mx_match: None,
         action: StsHostAction::NoConstraint,
+        policy_id: None,
     };
     let Some(policy) = policy.filter(|p| p.mode != Mode::None) else {
         return verdict;
@@ -277,6 +288,15 @@ pub fn check_sts_certificate(
     if let Err(e) = verify_chain(leaf, intermediates, anchors, &ChainOptions::at(time)) {
         return invalid(chain_failure_kind(&e), e.to_string());
     }
+    sts_name_check(&host, leaf)
+}
+
+/// The name half of [`check_sts_certificate`], for a leaf whose chain was already validated
+/// (the hop plan validates a chain once): a SAN dNSName matching `host`, never the CN.
+pub(crate) fn sts_name_check(host: &DnsName, leaf: &CertificateDer<'_>) -> StsCertificateCheck {
+    let invalid = |kind, detail: String| StsCertificateCheck::Invalid {
+        failure: StsFailure::new(kind, detail),
+    };
     let ids = match PresentedIdentities::from_der(leaf) {
         Ok(ids) => ids,
         Err(e) => return invalid(StsFailureKind::ValidationFailure, e.to_string()),
@@ -284,7 +304,7 @@ pub fn check_sts_certificate(
     match ids
         .san_dns_names
         .iter()
-        .find(|san| dns_name_matches(san, &host))
+        .find(|san| dns_name_matches(san, host))
     {
         Some(san) => StsCertificateCheck::Valid {
             matched: san.clone(),

@@ -2,21 +2,23 @@
 //! identities, why plaintext is or is not permitted, the DNSSEC statuses.
 //!
 //! JSON field names are snake_case, values kebab-case; both are stable (`smtp-tls-check policy
-//! DOMAIN --json` prints them). More policy sources (MTA-STS, REQUIRETLS) add [`Source`]
-//! variants and [`Rule`]s to the same list.
+//! DOMAIN --json` prints them). MTA-STS, REQUIRETLS and `TLS-Required: No` are [`Source`]s
+//! with [`Rule`]s in the same list; the fields they add (`mta_sts`, `tls_request`,
+//! `requiretls_route`) are left out of the JSON when the plan was not given them.
 
 use dane_verify::{DaneAction, HostFacts, NoDaneReason, TlsaLookup};
 use serde::Serialize;
 
+use super::sources::MtaStsExplanation;
 use super::verify::Authentication;
 use super::{HoldReason, HopPlan, HostSource, PlanOptions};
 use crate::delivery::Requirement;
-use crate::destination::{DestinationMatch, DestinationPolicy};
+use crate::delivery::{RequireTlsRoute, TlsRequest};
+use crate::destination::{DeliveryTls, DestinationMatch, DestinationPolicy};
 use crate::identity::IdentityAlgorithm;
 use dane_verify::DaneSetting;
 
-/// A policy source that can decide part of a plan. More sources (MTA-STS, REQUIRETLS) will be
-/// added.
+/// A policy source that can decide part of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -31,6 +33,13 @@ pub enum Source {
     /// The facts handed in (inconsistent or unusable names): fail closed.
     #[default]
     HopFacts,
+    /// The recipient domain's MTA-STS policy (RFC 8461).
+    MtaSts,
+    /// The sender's `REQUIRETLS` (RFC 8689 §4).
+    #[serde(rename = "requiretls")]
+    RequireTls,
+    /// The sender's `TLS-Required: No` header field (RFC 8689 §5).
+    TlsRequiredHeader,
 }
 
 /// What a rule did to the plan.
@@ -179,6 +188,17 @@ pub struct Explanation {
     pub decided_by: Source,
     /// Every rule that applied, in order.
     pub rules: Vec<Rule>,
+    /// MTA-STS for this host, when the plan was given a verdict
+    /// ([`HopPlan::with_mta_sts`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mta_sts: Option<MtaStsExplanation>,
+    /// The sender's TLS request (`require-tls`, `tls-optional`), absent when nothing was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_request: Option<&'static str>,
+    /// For a REQUIRETLS message: `secure` (DNSSEC-secure MX, or MTA-STS `enforce` listing the
+    /// host) or `insecure` (RFC 8689 §4.2.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requiretls_route: Option<&'static str>,
 }
 
 impl Explanation {
@@ -189,6 +209,7 @@ impl Explanation {
         held: Option<&HoldReason>,
     ) -> Self {
         let policy = &plan.policy;
+        let overlay = &plan.overlay;
         let requirement = plan.requirement;
         let (dest_source, destination) = destination(policy);
         let mut rules = vec![Rule {
@@ -209,10 +230,10 @@ impl Explanation {
             }
         };
         let mut decided_by = dest_source;
-        let dane_rule = match (&plan.dane_action, held) {
+        let dane_rule = match (&overlay.action, held) {
             (_, Some(r @ HoldReason::Dane(_))) => Some((hold_effect(r), r.to_string())),
             (_, Some(_)) => None,
-            (_, None) if policy.dane == DaneSetting::None => Some((
+            (_, None) if overlay.dane == DaneSetting::None => Some((
                 Effect::NoEffect,
                 "DANE not used for this destination (setting none, or TLS no)".into(),
             )),
@@ -241,7 +262,7 @@ impl Explanation {
         if let Some((effect, reason)) = dane_rule {
             let decisive = match effect {
                 Effect::Authenticates | Effect::SkipsHost | Effect::Defers => true,
-                Effect::RequiresTls => !policy.tls.is_required(),
+                Effect::RequiresTls => !overlay.tls.is_required(),
                 _ => false,
             };
             if decisive {
@@ -253,7 +274,18 @@ impl Explanation {
                 reason,
             });
         }
-        if let Some(r) = held.filter(|r| !matches!(r, HoldReason::Dane(_))) {
+        rules.extend(overlay.rules.iter().cloned());
+        if let Some(source) = overlay.decided_by
+            && !matches!(held, Some(HoldReason::Dane(_)))
+        {
+            decided_by = source;
+        }
+        if let Some(r) = held.filter(|r| {
+            !matches!(
+                r,
+                HoldReason::Dane(_) | HoldReason::MtaSts(_) | HoldReason::RequireTls(_)
+            )
+        }) {
             decided_by = Source::HopFacts;
             rules.push(Rule {
                 source: Source::HopFacts,
@@ -261,7 +293,7 @@ impl Explanation {
                 reason: r.to_string(),
             });
         }
-        let (permitted, reason, detail) = plaintext(policy, requirement);
+        let (permitted, reason, detail) = plaintext(overlay.tls, requirement);
         Self {
             domain: policy.domain.clone(),
             host: facts.mx_host.clone(),
@@ -293,6 +325,15 @@ impl Explanation {
             },
             decided_by,
             rules,
+            mta_sts: overlay.mta_sts.clone(),
+            tls_request: (!overlay.request.is_default()).then(|| overlay.request.as_str()),
+            requiretls_route: (overlay.request == TlsRequest::RequireTls).then(|| {
+                if overlay.route == RequireTlsRoute::Secure {
+                    "secure"
+                } else {
+                    "insecure"
+                }
+            }),
         }
     }
 }
@@ -379,7 +420,7 @@ pub(super) fn requirement_name(r: Requirement) -> &'static str {
 /// Whether plaintext is permitted — from [`Requirement::plaintext_permit`], the only
 /// constructor of the machine's plaintext tokens — and why.
 fn plaintext(
-    policy: &DestinationPolicy,
+    tls: DeliveryTls,
     requirement: Option<Requirement>,
 ) -> (bool, &'static str, &'static str) {
     let Some(r) = requirement else {
@@ -397,7 +438,7 @@ fn plaintext(
             "TLS preferred: plaintext when STARTTLS is not offered or refused before 220, and \
              on a new connection after a failed handshake",
         ),
-        Requirement::Encrypted if policy.tls.is_required() => (
+        Requirement::Encrypted if tls.is_required() => (
             "tls-required",
             "TLS required: never plaintext; the message is deferred instead",
         ),

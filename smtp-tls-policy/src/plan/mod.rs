@@ -40,6 +40,7 @@
 mod explain;
 #[cfg(feature = "tokio")]
 mod io;
+mod sources;
 #[cfg(test)]
 mod tests;
 mod verifier;
@@ -56,14 +57,19 @@ pub use explain::{
     DaneExplanation, DestinationExplanation, DnssecExplanation, Effect, Explanation,
     PlaintextExplanation, PreConnectExplanation, ReferenceIdsExplanation, Rule, Source,
 };
+pub use sources::MtaStsExplanation;
 pub use verifier::PlanVerifier;
 pub use verify::{Authentication, PeerVerdict};
 
 use crate::delivery::dane::tlsa_status;
-use crate::delivery::{Decision, DeliveryAttempt, DeliveryOptions, Requirement, TlsaStatus};
+use crate::delivery::{
+    Decision, DeliveryAttempt, DeliveryOptions, RequireTlsRefusal, RequireTlsRoute, Requirement,
+    TlsRequest, TlsaStatus,
+};
 use crate::destination::DestinationPolicy;
 use crate::error::Error;
 use crate::identity::{DeliveryTarget, IdentityAlgorithm, MxSecurity, ReferenceId};
+use crate::mta_sts::{StsFailure, StsHostVerdict};
 use crate::verify::VerificationPolicy;
 
 /// Most TLSA records of one host a plan matches chains against (bounded work; the same as
@@ -183,13 +189,21 @@ pub enum HoldReason {
         /// The limit.
         limit: usize,
     },
+    /// MTA-STS `enforce`: the host matches no `mx` pattern of the policy (RFC 8461 §4.1); the
+    /// failure says why for each pattern ("pattern matches one label; host has two").
+    MtaSts(StsFailure),
+    /// REQUIRETLS (RFC 8689 §4.2.1): the message may not take this route; the delivery agent
+    /// tries the next host and finally returns the message with 5.7.30
+    /// ([`crate::delivery::REQUIRETLS_STATUS`]).
+    RequireTls(RequireTlsRefusal),
 }
 
 impl HoldReason {
     /// A short stable code for logs and JSON (`mx-lookup`, `address-lookup`, `tlsa-bogus`,
     /// `tlsa-lookup`, `dane-required`, `dane-undetermined`, `domain-mismatch`,
     /// `implicit-mx-host`, `invalid-domain`, `invalid-name`, `invalid-dane-names`,
-    /// `too-many-tlsa-records`, `undetermined`).
+    /// `too-many-tlsa-records`, `mta-sts-not-listed`, `requiretls-route-insecure`,
+    /// `requiretls`, `undetermined`).
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
@@ -208,6 +222,9 @@ impl HoldReason {
             Self::InvalidName(_) => "invalid-name",
             Self::InvalidDaneNames(_) => "invalid-dane-names",
             Self::TooManyTlsaRecords { .. } => "too-many-tlsa-records",
+            Self::MtaSts(_) => "mta-sts-not-listed",
+            Self::RequireTls(RequireTlsRefusal::RouteNotSecure) => "requiretls-route-insecure",
+            Self::RequireTls(_) => "requiretls",
         }
     }
 
@@ -248,6 +265,8 @@ impl fmt::Display for HoldReason {
             Self::TooManyTlsaRecords { count, limit } => {
                 write!(f, "{count} TLSA records for the host (limit {limit})")
             }
+            Self::MtaSts(failure) => write!(f, "MTA-STS enforce: {}", failure.detail),
+            Self::RequireTls(r) => write!(f, "REQUIRETLS: {r}"),
         }
     }
 }
@@ -355,6 +374,10 @@ pub struct HopPlan {
     dane: Option<DanePart>,
     dane_names: Vec<String>,
     explanation: Explanation,
+    facts: HostFacts,
+    options: PlanOptions,
+    sts_verdict: Option<StsHostVerdict>,
+    overlay: sources::Overlay,
 }
 
 impl HopPlan {
@@ -375,6 +398,48 @@ impl HopPlan {
         action: DaneAction,
         options: PlanOptions,
     ) -> Self {
+        Self::make(policy, facts, action, options, None, TlsRequest::Default)
+    }
+
+    /// The plan with the MTA-STS verdict for this host (RFC 8461), computed by the caller with
+    /// [`crate::mta_sts::host_verdict`] from the recipient domain's policy (never another
+    /// domain's: filter per recipient domain before any connection reuse). Without it the plan
+    /// has no MTA-STS information. See the [module docs](self) for the precedence.
+    pub fn with_mta_sts(self, verdict: StsHostVerdict) -> Self {
+        let request = self.overlay.request;
+        Self::make(
+            &self.policy,
+            &self.facts,
+            self.dane_action,
+            self.options,
+            Some(verdict),
+            request,
+        )
+    }
+
+    /// The plan for a message with the sender's TLS request (RFC 8689): `REQUIRETLS` needs a
+    /// secure route and an authenticated host; `TLS-Required: No` relaxes everything to
+    /// opportunistic TLS. See the [module docs](self).
+    pub fn with_tls_request(self, request: TlsRequest) -> Self {
+        Self::make(
+            &self.policy,
+            &self.facts,
+            self.dane_action,
+            self.options,
+            self.sts_verdict,
+            request,
+        )
+    }
+
+    fn make(
+        policy: &DestinationPolicy,
+        facts: &HostFacts,
+        action: DaneAction,
+        options: PlanOptions,
+        sts: Option<StsHostVerdict>,
+        request: TlsRequest,
+    ) -> Self {
+        let overlay = sources::overlay(policy, facts, &action, sts.as_ref(), request);
         let mut plan = Self {
             pre_connect: PreConnect::default(),
             requirement: None,
@@ -388,6 +453,10 @@ impl HopPlan {
             dane: None,
             dane_names: Vec::new(),
             explanation: Explanation::default(),
+            facts: facts.clone(),
+            options,
+            sts_verdict: sts,
+            overlay,
         };
         let held = plan.decide(facts, options).err();
         if let Some(reason) = &held {
@@ -424,16 +493,20 @@ impl HopPlan {
         }
         let target = target(&self.policy.domain, facts, options.host_source)
             .map_err(HoldReason::InvalidName)?;
-        if let DaneAction::Defer(r) = &self.dane_action {
+        let (tls, dane, action) = (self.overlay.tls, self.overlay.dane, &self.overlay.action);
+        if let DaneAction::Defer(r) = action {
             return Err(HoldReason::Dane(*r));
         }
-        let tlsa = tlsa_status(&self.dane_action);
-        let requirement = match Requirement::new(self.policy.tls, self.policy.dane, &tlsa) {
+        if let Some(hold) = &self.overlay.hold {
+            return Err(hold.clone());
+        }
+        let tlsa = tlsa_status(action);
+        let requirement = match Requirement::new(tls, dane, &tlsa) {
             Ok(r) => r,
             Err(status) => {
                 let reason = match status {
                     TlsaStatus::Unusable => NoDaneReason::OnlyUnusable,
-                    _ => match &self.dane_action {
+                    _ => match action {
                         DaneAction::ConfiguredTls(r) => *r,
                         _ => NoDaneReason::NoTlsa,
                     },
@@ -441,7 +514,7 @@ impl HopPlan {
                 return Err(HoldReason::Dane(DeferReason::DaneRequired(reason)));
             }
         };
-        let sni = match &self.dane_action {
+        let sni = match action {
             DaneAction::UseDane { sni, .. } if requirement.needs_dane() => sni.clone(),
             _ => facts.mx_host.clone(),
         };
@@ -451,7 +524,7 @@ impl HopPlan {
                 records,
                 reference_names,
                 ..
-            } = &self.dane_action
+            } = action
             {
                 if records.len() > MAX_TLSA_RECORDS {
                     return Err(HoldReason::TooManyTlsaRecords {
@@ -471,7 +544,7 @@ impl HopPlan {
         // PKIX is run whenever TLS is attempted: enforced by `required-verify*`, reported by the
         // other modes and under DANE (the relay and `tlsverify --connect` log it).
         if requirement.attempts_tls() {
-            let algorithm = IdentityAlgorithm::for_setting(self.policy.tls);
+            let algorithm = IdentityAlgorithm::for_setting(tls);
             self.pkix = Some(VerificationPolicy {
                 algorithm,
                 ..options.verification
@@ -521,9 +594,9 @@ impl HopPlan {
         }
         DeliveryAttempt::new(
             self.policy.domain.clone(),
-            self.policy.tls,
-            self.policy.dane,
-            tlsa_status(&self.dane_action),
+            self.overlay.tls,
+            self.overlay.dane,
+            tlsa_status(&self.overlay.action),
             options,
         )
         .preflight()
@@ -535,11 +608,31 @@ impl HopPlan {
         self.requirement?;
         Some(DeliveryAttempt::new(
             self.policy.domain.clone(),
-            self.policy.tls,
-            self.policy.dane,
-            tlsa_status(&self.dane_action),
+            self.overlay.tls,
+            self.overlay.dane,
+            tlsa_status(&self.overlay.action),
             options,
         ))
+    }
+
+    /// RFC 8689 §4.2.1 item 1 for this host, for [`crate::delivery::requiretls_verdict`]:
+    /// `Secure` when the MX lookup was DNSSEC-secure or an MTA-STS `enforce` policy lists the
+    /// host, else `Insecure`. (A plan made with [`TlsRequest::RequireTls`] does not connect
+    /// over an insecure route at all: [`HoldReason::RequireTls`].)
+    #[must_use]
+    pub fn requiretls_route(&self) -> RequireTlsRoute {
+        self.overlay.route
+    }
+
+    /// The sender's TLS request the plan was made for.
+    #[must_use]
+    pub fn tls_request(&self) -> TlsRequest {
+        self.overlay.request
+    }
+
+    /// The MTA-STS verdict the plan was given ([`Self::with_mta_sts`]).
+    pub fn mta_sts(&self) -> Option<&StsHostVerdict> {
+        self.sts_verdict.as_ref()
     }
 
     /// The name to send as SNI (and to give rustls): the TLSA base domain under DANE

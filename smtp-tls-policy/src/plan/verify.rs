@@ -1,13 +1,19 @@
-//! Verification of a presented chain under a plan: PKIX per the TLS mode and DANE (RFC 7672)
-//! on the same chain, each run once, giving one [`PeerVerdict`].
+//! Verification of a presented chain under a plan: PKIX per the TLS mode, DANE (RFC 7672) and
+//! the MTA-STS certificate check (RFC 8461 §4.1) on the same chain, each run once (the MTA-STS
+//! check reuses the PKIX chain validation when it passed), giving one [`PeerVerdict`].
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::Serialize;
 
 use super::HopPlan;
+use super::explain::Source;
+use super::sources::StsRole;
 use crate::chain::TrustAnchors;
 use crate::delivery::dane::dane_outcome;
 use crate::delivery::{DaneOutcome, HandshakeOutcome, PeerVerification, PkixOutcome, Requirement};
+use crate::identity::DnsName;
+use crate::mta_sts::verdict::sts_name_check;
+use crate::mta_sts::{StsCertificateCheck, StsFailure, StsPeerVerdict, check_sts_certificate};
 use crate::verify::{PkixVerdict, verify_with_reference_ids};
 
 /// What authenticates (or authenticated) the peer. The default is the least-trusted value.
@@ -47,6 +53,14 @@ pub struct PeerVerdict {
     /// DANE requirement, PKIX verified under `required-verify*`, anything under `preferred*` /
     /// `required` (verification reported, not enforced).
     pub satisfies_requirement: bool,
+    /// The source whose rule decided the requirement ([`super::Explanation::decided_by`]).
+    pub decided_by: Source,
+    /// The MTA-STS certificate check (SAN dNSName for the MX host, PKIX), when the host is
+    /// under an MTA-STS `enforce` (no DANE) or `testing` policy.
+    pub mta_sts: Option<StsCertificateCheck>,
+    /// The MTA-STS failure to report (TLS-RPT, RFC 8460), also when delivery goes on
+    /// (`testing`).
+    pub sts_failure: Option<StsFailure>,
 }
 
 impl PeerVerdict {
@@ -93,6 +107,8 @@ impl HopPlan {
             v.pkix = pkix_outcome(&verdict);
             v.pkix_detail = Some(verdict);
         }
+        v.decided_by = self.explanation.decided_by;
+        self.verify_sts(&mut v, chain, anchors, now);
         if req.needs_dane() {
             v.dane = Some(match &self.dane {
                 Some(d) => {
@@ -121,6 +137,67 @@ impl HopPlan {
             Requirement::Plaintext | Requirement::PlaintextRetry => false,
         };
         v
+    }
+}
+
+impl HopPlan {
+    /// The MTA-STS part of [`Self::verify_peer`]: under `enforce` the machine's PKIX input
+    /// becomes "the MTA-STS check passed, and the local PKIX check too when the local setting
+    /// enforces it"; under `testing` only the failure is recorded.
+    fn verify_sts(
+        &self,
+        v: &mut PeerVerdict,
+        chain: &[CertificateDer<'_>],
+        anchors: &TrustAnchors,
+        now: UnixTime,
+    ) {
+        let role = self.overlay.sts;
+        let Some(sts) = self.sts_verdict.as_ref() else {
+            return;
+        };
+        if !matches!(role, StsRole::Enforce | StsRole::Testing) {
+            return;
+        }
+        // The chain was validated by the PKIX check when it failed only on names (or passed).
+        let chain_valid = v
+            .pkix_detail
+            .as_ref()
+            .is_some_and(|d| d.error.as_ref().is_none_or(|e| e.kind() == "identity"));
+        let check = match (chain_valid, DnsName::parse(&self.host), chain.first()) {
+            (true, Ok(host), Some(leaf)) => sts_name_check(&host, leaf),
+            _ => check_sts_certificate(&self.host, chain, anchors, now),
+        };
+        let peer = sts.on_certificate(&check);
+        v.sts_failure = match &peer {
+            StsPeerVerdict::AcceptReported { failure } | StsPeerVerdict::Reject { failure } => {
+                Some(failure.clone())
+            }
+            _ => None,
+        };
+        if role == StsRole::Enforce {
+            let local_ok = !self.overlay.local_pkix || v.pkix.is_verified();
+            v.pkix = match (&check, local_ok) {
+                (StsCertificateCheck::Valid { .. }, true) => PkixOutcome::Verified,
+                (StsCertificateCheck::Valid { .. }, false) => v.pkix.clone(),
+                (StsCertificateCheck::Invalid { failure }, _) => sts_pkix_outcome(failure),
+            };
+        }
+        v.mta_sts = Some(check);
+    }
+}
+
+/// The machine's PKIX input for an MTA-STS certificate failure.
+fn sts_pkix_outcome(failure: &StsFailure) -> PkixOutcome {
+    let detail = format!(
+        "MTA-STS ({}): {}",
+        failure.kind.result_type(),
+        failure.detail
+    );
+    match failure.kind {
+        crate::mta_sts::StsFailureKind::CertificateHostMismatch => {
+            PkixOutcome::NameMismatch { detail }
+        }
+        _ => PkixOutcome::UntrustedChain { detail },
     }
 }
 
@@ -163,11 +240,17 @@ struct VerdictJson<'a> {
     satisfies_requirement: bool,
     pkix: PkixJson<'a>,
     dane: Option<DaneJson<'a>>,
+    decided_by: Source,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mta_sts: Option<&'a StsCertificateCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sts_failure: Option<&'a StsFailure>,
 }
 
 impl Serialize for PeerVerdict {
     /// `{"authenticated_by", "satisfies_requirement", "pkix": {"outcome", "detail",
-    /// "reference_ids", "matched"}, "dane": {"outcome", "reason", "depth", "matched"} | null}`;
+    /// "reference_ids", "matched"}, "dane": {"outcome", "reason", "depth", "matched"} | null,
+    /// "decided_by", "mta_sts"?: {"result", ..}, "sts_failure"?: {"kind", "detail"}}`;
     /// outcomes: `verified`, `not-checked`, `untrusted-chain`, `name-mismatch` / `failed`.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (outcome, detail) = match &self.pkix {
@@ -208,6 +291,9 @@ impl Serialize for PeerVerdict {
             satisfies_requirement: self.satisfies_requirement,
             pkix,
             dane,
+            decided_by: self.decided_by,
+            mta_sts: self.mta_sts.as_ref(),
+            sts_failure: self.sts_failure.as_ref(),
         }
         .serialize(s)
     }
