@@ -9,6 +9,10 @@
 //!   ([`check_sts_certificate`]), with failure kinds named as RFC 8460 (TLS-RPT) names them.
 //! - `fetch` (feature `mta-sts-fetch`): `fetch_policy`, an HTTPS GET over hyper and rustls to
 //!   addresses the caller resolved; `fetch_and_parse` hands the cache machine its input.
+//! - [`store`]: where cache entries live ([`PolicyStore`]; [`FilePolicyStore`], one crash-safe
+//!   JSON file per policy domain; [`MemoryPolicyStore`]).
+//! - `discover` (feature `mta-sts-fetch`): `discover`, the adapter doing TXT lookup, cache
+//!   decision, fetch through the caller's resolver, and store update in one call.
 //!
 //! Decisions never read the clock nor the network: time is passed in as unix seconds.
 //!
@@ -38,9 +42,12 @@
 
 pub mod cache;
 #[cfg(feature = "mta-sts-fetch")]
+pub mod discover;
+#[cfg(feature = "mta-sts-fetch")]
 pub mod fetch;
 pub mod mx_pattern;
 pub mod policy;
+pub mod store;
 pub mod txt;
 pub mod verdict;
 
@@ -50,11 +57,14 @@ pub use cache::{
     UseCachedReason, decide, effective_mode, on_fetch, on_same_id,
 };
 #[cfg(feature = "mta-sts-fetch")]
+pub use discover::{Discovery, DiscoveryOutcome, FetchSettings, discover, host_verdicts};
+#[cfg(feature = "mta-sts-fetch")]
 pub use fetch::{
     FetchError, FetchLimits, FetchedPolicy, client_config, fetch_and_parse, fetch_policy,
 };
 pub use mx_pattern::{MxListMatch, MxMatch, MxMiss, MxPattern, MxPatternError, match_mx_host};
 pub use policy::{MAX_AGE_LIMIT, MAX_POLICY_LEN, Mode, Policy, PolicyError, PolicyNote};
+pub use store::{FilePolicyStore, MAX_ENTRY_FILE, MemoryPolicyStore, PolicyStore, StoreError};
 pub use txt::{StsId, StsTxtRecord, TxtInvalid, TxtOutcome, parse_txt_record, select_txt_record};
 pub use verdict::{
     StsCertificateCheck, StsFailure, StsFailureKind, StsHostAction, StsHostVerdict, StsPeerVerdict,
