@@ -16,7 +16,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use relay::mta_sts_host::{PolicyMode, PublishedPolicy};
+use relay::mta_sts_host::{Mode, PublishedPolicy};
 use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
 
@@ -284,7 +284,7 @@ fn relay_serves_the_mta_sts_policy_over_https() {
     // The TXT record to publish and the host to point at the listener are logged.
     let policy = PublishedPolicy::new(
         "example.test",
-        PolicyMode::Enforce,
+        Mode::Enforce,
         86400,
         &["mx1.example.test".into(), "*.mx.example.test".into()],
     )

@@ -160,7 +160,7 @@ impl<'a> EffectiveConfig<'a> {
                     domain: p.domain().to_owned(),
                     mode: p.mode().as_str(),
                     max_age: p.max_age(),
-                    mx: p.mx().iter().map(|m| m.as_str().to_owned()).collect(),
+                    mx: p.mx().iter().map(ToString::to_string).collect(),
                     policy_host: p.policy_host(),
                     txt_record: p.txt_record(),
                 })

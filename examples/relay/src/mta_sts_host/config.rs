@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::MtaStsHostError;
-use super::policy::{PolicyMode, PublishedPolicy};
+use super::policy::{Mode, PublishedPolicy};
 
 /// Most HTTPS listeners.
 pub const MAX_HTTPS_LISTENERS: usize = 16;
@@ -94,7 +94,7 @@ pub struct MtaStsPolicyConfig {
     /// The policy domain (the domain of the recipient addresses).
     pub domain: String,
     /// `enforce`, `testing` or `none`.
-    pub mode: PolicyMode,
+    pub mode: Mode,
     /// How long senders may cache the policy, in seconds (at most 31557600).
     pub max_age: u64,
     /// The MX host patterns (`mx1.example.org`, `*.example.org`); none only with `mode = "none"`.

@@ -24,7 +24,7 @@ pub mod start;
 mod tests;
 
 pub use config::{HttpsListenerConfig, MtaStsPolicyConfig};
-pub use policy::{MxPattern, PolicyMode, PublishedPolicy};
+pub use policy::{Mode, MxPattern, PublishedPolicy};
 pub use route::{Answer, POLICY_PATH, PolicyTable, decide};
 pub use serve::{HttpsHost, bind, serve};
 pub use start::prepare;
@@ -58,7 +58,7 @@ pub enum MtaStsHostError {
     #[error("mode {} needs at least one mx pattern", mode.as_str())]
     NoMx {
         /// The mode.
-        mode: PolicyMode,
+        mode: Mode,
     },
     /// More `mx` patterns than [`policy::MAX_MX_PATTERNS`].
     #[error("{count} mx patterns, at most {limit}")]
@@ -87,6 +87,19 @@ pub enum MtaStsHostError {
     DuplicateMx {
         /// The pattern, normalised.
         pattern: String,
+    },
+    /// The generated policy text does not parse (a bug of the generator, never published).
+    #[error("the generated policy does not parse: {source}")]
+    GeneratedPolicyUnreadable {
+        /// The parser's error.
+        source: smtp_tls_policy::mta_sts::PolicyError,
+    },
+    /// The generated policy text parses to another policy than the one configured (a bug of
+    /// the generator, never published).
+    #[error("the generated policy for {domain} reads back differently")]
+    GeneratedPolicyDiffers {
+        /// The policy domain.
+        domain: String,
     },
     /// An HTTPS listener without a certificate in `relay.toml` or assigned in the store.
     #[error(

@@ -1,15 +1,13 @@
 //! The policies we publish (RFC 8461 §3.2), sans-IO: a validated policy, its text and the `id`
 //! of the `_mta-sts` TXT record that announces it (RFC 8461 §3.1).
 //!
-//! Kept small on purpose: when `smtp_tls_policy::mta_sts` (the policy parser) lands, `MxPattern`
-//! and `PolicyMode` should become its types and [`PublishedPolicy::new`] should check that the
-//! generated text parses back to the same policy.
+//! The vocabulary is the library's ([`smtp_tls_policy::mta_sts`]): [`Mode`], [`MxPattern`],
+//! [`PolicyDomain`], and the generated text must parse back ([`Policy::parse`]) to the policy
+//! it was made from, so we never publish a file our own sender would read differently.
 
-use std::net::IpAddr;
-
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smtp_tls_policy::identity::DnsName;
+pub use smtp_tls_policy::mta_sts::{Mode, MxPattern, MxPatternError, Policy, PolicyDomain};
 
 use super::MtaStsHostError;
 
@@ -20,97 +18,56 @@ pub const MAX_MX_PATTERNS: usize = 64;
 /// Hex digits of SHA-256 used as the TXT record's `id` (RFC 8461 §3.1: 1–32 alphanumerics).
 pub const ID_LEN: usize = 16;
 
-/// `mode` (RFC 8461 §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum PolicyMode {
-    /// Senders must not deliver to an MX host that fails the policy.
-    Enforce,
-    /// Senders deliver anyway and report failures (TLS-RPT).
-    Testing,
-    /// Senders drop any cached policy: the domain leaves MTA-STS.
-    None,
-}
+/// A wildcard's place, in [`MtaStsHostError::BadMxPattern`].
+const MISPLACED_WILDCARD: &str = "a wildcard must be the whole left-most label (`*.example.com`)";
 
-impl PolicyMode {
-    /// The value in the policy file.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Enforce => "enforce",
-            Self::Testing => "testing",
-            Self::None => "none",
-        }
+/// Parses one configured `mx` pattern with the library's parser, with this host's stricter
+/// rules and messages: IP addresses named as such, a wildcard needs at least two labels after
+/// it (`*.test` would cover a whole TLD).
+pub fn parse_mx_pattern(input: &str) -> Result<MxPattern, MtaStsHostError> {
+    let bad = |reason: &'static str| MtaStsHostError::BadMxPattern {
+        pattern: input.to_owned(),
+        reason,
+    };
+    let name = input.strip_prefix("*.").unwrap_or(input);
+    if name.is_empty() {
+        return Err(bad("empty"));
     }
-}
-
-/// One `mx` pattern: a host name, or `*.` followed by one (the wildcard covers exactly one
-/// left-most label, RFC 8461 §4.1). Lowercase A-labels, no trailing dot.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MxPattern(String);
-
-impl MxPattern {
-    /// Parses and normalises a pattern; IP addresses, empty patterns and wildcards other than a
-    /// whole left-most `*` label are refused.
-    pub fn parse(input: &str) -> Result<Self, MtaStsHostError> {
-        let bad = |reason: &'static str| MtaStsHostError::BadMxPattern {
+    if name.contains('*') {
+        return Err(bad(MISPLACED_WILDCARD));
+    }
+    let pattern = MxPattern::parse(input).map_err(|e| match e {
+        MxPatternError::IpAddress => MtaStsHostError::MxIsIpAddress {
             pattern: input.to_owned(),
-            reason,
-        };
-        let bare = input.strip_prefix('[').and_then(|s| s.strip_suffix(']'));
-        if input.parse::<IpAddr>().is_ok() || bare.is_some_and(|s| s.parse::<IpAddr>().is_ok()) {
-            return Err(MtaStsHostError::MxIsIpAddress {
-                pattern: input.to_owned(),
-            });
-        }
-        let (wildcard, name) = match input.strip_prefix("*.") {
-            Some(rest) => (true, rest),
-            None => (false, input),
-        };
-        if name.is_empty() {
-            return Err(bad("empty"));
-        }
-        if name.contains('*') {
-            return Err(bad(
-                "a wildcard must be the whole left-most label (`*.example.com`)",
-            ));
-        }
-        let name = DnsName::parse(name).map_err(|_| bad("not a host name"))?;
-        if wildcard && !name.as_str().contains('.') {
+        },
+        MxPatternError::Empty => bad("empty"),
+        MxPatternError::MisplacedWildcard => bad(MISPLACED_WILDCARD),
+        _ => bad("not a host name"),
+    })?;
+    if let MxPattern::Wildcard { parent } = &pattern {
+        if !parent.as_str().contains('.') {
             return Err(bad("a wildcard needs at least two labels after it"));
         }
-        Ok(Self(if wildcard {
-            format!("*.{}", name.as_str())
-        } else {
-            name.as_str().to_owned()
-        }))
     }
-
-    /// The pattern as written in the policy file.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+    Ok(pattern)
 }
 
 /// A validated policy for one domain, with its text and TXT record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedPolicy {
-    domain: DnsName,
-    mode: PolicyMode,
-    max_age: u64,
-    mx: Vec<MxPattern>,
-    text: String,
+    domain: PolicyDomain,
+    /// The generated text as the library reads it back.
+    policy: Policy,
     id: String,
 }
 
 impl PublishedPolicy {
     /// Validates a policy for `domain` (RFC 8461 §3.2): `max_age` at most [`MAX_MAX_AGE`], at
-    /// least one `mx` unless the mode is `none`, every pattern valid and none repeated.
+    /// least one `mx` unless the mode is `none`, every pattern valid and none repeated; then
+    /// checks that the generated text parses back ([`Policy::parse`]) to this very policy.
     pub fn new(
         domain: &str,
-        mode: PolicyMode,
+        mode: Mode,
         max_age: u64,
         mx: &[String],
     ) -> Result<Self, MtaStsHostError> {
@@ -124,29 +81,34 @@ impl PublishedPolicy {
                 limit: MAX_MX_PATTERNS,
             });
         }
-        if mx.is_empty() && mode != PolicyMode::None {
+        if mx.is_empty() && mode != Mode::None {
             return Err(MtaStsHostError::NoMx { mode });
         }
         let mut patterns: Vec<MxPattern> = Vec::with_capacity(mx.len());
         for m in mx {
-            let p = MxPattern::parse(m)?;
+            let p = parse_mx_pattern(m)?;
             if patterns.contains(&p) {
                 return Err(MtaStsHostError::DuplicateMx {
-                    pattern: p.as_str().to_owned(),
+                    pattern: p.to_string(),
                 });
             }
             patterns.push(p);
         }
         let text = policy_text(mode, max_age, &patterns);
+        let policy = Policy::parse(text.as_bytes())
+            .map_err(|source| MtaStsHostError::GeneratedPolicyUnreadable { source })?;
+        if policy.mode != mode
+            || policy.max_age != max_age
+            || policy.mx != patterns
+            || !policy.notes.is_empty()
+            || policy.text != text
+        {
+            return Err(MtaStsHostError::GeneratedPolicyDiffers {
+                domain: domain.to_string(),
+            });
+        }
         let id = policy_id(&text);
-        Ok(Self {
-            domain,
-            mode,
-            max_age,
-            mx: patterns,
-            text,
-            id,
-        })
+        Ok(Self { domain, policy, id })
     }
 
     /// The policy domain (lowercase A-labels).
@@ -155,29 +117,35 @@ impl PublishedPolicy {
         self.domain.as_str()
     }
 
+    /// The policy as a sender reads it.
+    #[must_use]
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// The mode.
     #[must_use]
-    pub fn mode(&self) -> PolicyMode {
-        self.mode
+    pub fn mode(&self) -> Mode {
+        self.policy.mode
     }
 
     /// `max_age` in seconds.
     #[must_use]
     pub fn max_age(&self) -> u64 {
-        self.max_age
+        self.policy.max_age
     }
 
     /// The `mx` patterns, normalised.
     #[must_use]
     pub fn mx(&self) -> &[MxPattern] {
-        &self.mx
+        &self.policy.mx
     }
 
     /// The served text: `version: STSv1`, `mode`, the `mx` lines, `max_age`, each line ended
     /// by CRLF.
     #[must_use]
     pub fn text(&self) -> &str {
-        &self.text
+        &self.policy.text
     }
 
     /// The TXT record's `id`: the first [`ID_LEN`] hex digits of the SHA-256 of [`Self::text`],
@@ -190,40 +158,35 @@ impl PublishedPolicy {
     /// The host senders fetch the policy from: `mta-sts.<domain>` (RFC 8461 §3.3).
     #[must_use]
     pub fn policy_host(&self) -> String {
-        format!("mta-sts.{}", self.domain.as_str())
+        self.domain.policy_host()
     }
 
     /// The TXT record to publish, as a zone-file line without TTL:
     /// `_mta-sts.<domain> TXT "v=STSv1; id=<id>"`.
     #[must_use]
     pub fn txt_record(&self) -> String {
-        format!(
-            "_mta-sts.{} TXT \"v=STSv1; id={}\"",
-            self.domain.as_str(),
-            self.id
-        )
+        format!("{} TXT \"v=STSv1; id={}\"", self.domain.txt_name(), self.id)
     }
 }
 
-/// Normalises a policy domain and checks that `mta-sts.<domain>` is a host name.
-pub(crate) fn policy_domain(domain: &str) -> Result<DnsName, MtaStsHostError> {
+/// Normalises a policy domain and checks that it has two labels at least and that
+/// `mta-sts.<domain>` is a host name.
+pub(crate) fn policy_domain(domain: &str) -> Result<PolicyDomain, MtaStsHostError> {
     let bad = || MtaStsHostError::BadDomain {
         domain: domain.to_owned(),
     };
-    let name = DnsName::parse(domain).map_err(|_| bad())?;
+    let name = PolicyDomain::parse(domain).map_err(|_| bad())?;
     if !name.as_str().contains('.') {
         return Err(bad());
     }
-    DnsName::parse(&format!("mta-sts.{}", name.as_str())).map_err(|_| bad())?;
+    DnsName::parse(&name.policy_host()).map_err(|_| bad())?;
     Ok(name)
 }
 
-fn policy_text(mode: PolicyMode, max_age: u64, mx: &[MxPattern]) -> String {
+fn policy_text(mode: Mode, max_age: u64, mx: &[MxPattern]) -> String {
     let mut text = format!("version: STSv1\r\nmode: {}\r\n", mode.as_str());
     for m in mx {
-        text.push_str("mx: ");
-        text.push_str(m.as_str());
-        text.push_str("\r\n");
+        text.push_str(&format!("mx: {m}\r\n"));
     }
     text.push_str(&format!("max_age: {max_age}\r\n"));
     text

@@ -6,7 +6,7 @@ use super::*;
 
 fn policy(
     domain: &str,
-    mode: PolicyMode,
+    mode: Mode,
     max_age: u64,
     mx: &[&str],
 ) -> Result<PublishedPolicy, MtaStsHostError> {
@@ -18,7 +18,7 @@ fn policy(
 fn text_is_crlf_terminated_stsv1() {
     let p = policy(
         "Example.TEST.",
-        PolicyMode::Enforce,
+        Mode::Enforce,
         86400,
         &["MX1.example.test.", "*.mx.example.test"],
     )
@@ -34,20 +34,8 @@ fn text_is_crlf_terminated_stsv1() {
 
 #[test]
 fn id_is_stable_and_follows_the_text() {
-    let a = policy(
-        "example.test",
-        PolicyMode::Enforce,
-        86400,
-        &["mx.example.test"],
-    )
-    .unwrap();
-    let b = policy(
-        "EXAMPLE.test",
-        PolicyMode::Enforce,
-        86400,
-        &["MX.example.test."],
-    )
-    .unwrap();
+    let a = policy("example.test", Mode::Enforce, 86400, &["mx.example.test"]).unwrap();
+    let b = policy("EXAMPLE.test", Mode::Enforce, 86400, &["MX.example.test."]).unwrap();
     // The SHA-256 of the text, pinned: a change of the generator must be a deliberate one.
     assert_eq!(
         policy::policy_id(
@@ -60,13 +48,7 @@ fn id_is_stable_and_follows_the_text() {
     assert_eq!(a.id(), b.id());
     assert_eq!(a.id().len(), policy::ID_LEN);
     assert!(a.id().bytes().all(|c| c.is_ascii_alphanumeric()));
-    let c = policy(
-        "example.test",
-        PolicyMode::Testing,
-        86400,
-        &["mx.example.test"],
-    )
-    .unwrap();
+    let c = policy("example.test", Mode::Testing, 86400, &["mx.example.test"]).unwrap();
     assert_ne!(a.id(), c.id());
     assert_eq!(
         a.txt_record(),
@@ -77,10 +59,10 @@ fn id_is_stable_and_follows_the_text() {
 #[test]
 fn invalid_policies_are_refused() {
     use MtaStsHostError as E;
-    let cases: &[(&str, PolicyMode, u64, &[&str], E)] = &[
+    let cases: &[(&str, Mode, u64, &[&str], E)] = &[
         (
             "example.test",
-            PolicyMode::Enforce,
+            Mode::Enforce,
             31_557_601,
             &["mx.example.test"],
             E::MaxAgeTooLarge {
@@ -89,25 +71,25 @@ fn invalid_policies_are_refused() {
         ),
         (
             "example.test",
-            PolicyMode::Enforce,
+            Mode::Enforce,
             1,
             &[],
             E::NoMx {
-                mode: PolicyMode::Enforce,
+                mode: Mode::Enforce,
             },
         ),
         (
             "example.test",
-            PolicyMode::Testing,
+            Mode::Testing,
             1,
             &[],
             E::NoMx {
-                mode: PolicyMode::Testing,
+                mode: Mode::Testing,
             },
         ),
         (
             "example.test",
-            PolicyMode::Enforce,
+            Mode::Enforce,
             1,
             &["192.0.2.1"],
             E::MxIsIpAddress {
@@ -116,7 +98,7 @@ fn invalid_policies_are_refused() {
         ),
         (
             "example.test",
-            PolicyMode::Enforce,
+            Mode::Enforce,
             1,
             &["[2001:db8::1]"],
             E::MxIsIpAddress {
@@ -125,7 +107,7 @@ fn invalid_policies_are_refused() {
         ),
         (
             "example.test",
-            PolicyMode::Enforce,
+            Mode::Enforce,
             1,
             &["mx*.example.test"],
             E::BadMxPattern {
@@ -135,7 +117,7 @@ fn invalid_policies_are_refused() {
         ),
         (
             "example.test",
-            PolicyMode::Enforce,
+            Mode::Enforce,
             1,
             &["a.*.example.test"],
             E::BadMxPattern {
@@ -145,7 +127,7 @@ fn invalid_policies_are_refused() {
         ),
         (
             "example.test",
-            PolicyMode::Enforce,
+            Mode::Enforce,
             1,
             &["*.test"],
             E::BadMxPattern {
@@ -155,7 +137,7 @@ fn invalid_policies_are_refused() {
         ),
         (
             "example.test",
-            PolicyMode::Enforce,
+            Mode::Enforce,
             1,
             &[""],
             E::BadMxPattern {
@@ -165,7 +147,7 @@ fn invalid_policies_are_refused() {
         ),
         (
             "example.test",
-            PolicyMode::Enforce,
+            Mode::Enforce,
             1,
             &["mx.example.test", "MX.example.test"],
             E::DuplicateMx {
@@ -174,7 +156,7 @@ fn invalid_policies_are_refused() {
         ),
         (
             "test",
-            PolicyMode::None,
+            Mode::None,
             1,
             &[],
             E::BadDomain {
@@ -183,7 +165,7 @@ fn invalid_policies_are_refused() {
         ),
         (
             "*.example.test",
-            PolicyMode::None,
+            Mode::None,
             1,
             &[],
             E::BadDomain {
@@ -192,7 +174,7 @@ fn invalid_policies_are_refused() {
         ),
         (
             "192.0.2.1",
-            PolicyMode::None,
+            Mode::None,
             1,
             &[],
             E::BadDomain {
@@ -208,7 +190,7 @@ fn invalid_policies_are_refused() {
         );
     }
     // `none` needs no mx; the RFC's largest max_age is accepted.
-    let p = policy("example.test", PolicyMode::None, policy::MAX_MAX_AGE, &[]).unwrap();
+    let p = policy("example.test", Mode::None, policy::MAX_MAX_AGE, &[]).unwrap();
     assert_eq!(
         p.text(),
         "version: STSv1\r\nmode: none\r\nmax_age: 31557600\r\n"
@@ -219,7 +201,7 @@ fn invalid_policies_are_refused() {
 fn duplicate_domains_are_refused() {
     let entry = |d: &str| MtaStsPolicyConfig {
         domain: d.into(),
-        mode: PolicyMode::Testing,
+        mode: Mode::Testing,
         max_age: 3600,
         mx: vec!["mx.example.test".into()],
     };
@@ -235,13 +217,7 @@ fn duplicate_domains_are_refused() {
 }
 
 fn table() -> PolicyTable {
-    PolicyTable::new(&[policy(
-        "example.test",
-        PolicyMode::Enforce,
-        86400,
-        &["mx.example.test"],
-    )
-    .unwrap()])
+    PolicyTable::new(&[policy("example.test", Mode::Enforce, 86400, &["mx.example.test"]).unwrap()])
 }
 
 fn ask(method: Method, uri: &str, host: Option<&str>, sni: Option<&str>) -> Answer {
