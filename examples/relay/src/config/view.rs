@@ -66,6 +66,18 @@ pub struct DeliveryView<'a> {
     retry: RetryView,
     alerts: AlertView<'a>,
     route: Vec<RouteView<'a>>,
+    /// `[delivery.mta_sts]` (RFC 8461): discovery, cache, policy port, fetch limits, and the
+    /// CA lists that verify policy hosts.
+    mta_sts: MtaStsView<'a>,
+}
+
+/// `[delivery.mta_sts]` as in effect.
+#[derive(Debug, Serialize)]
+struct MtaStsView<'a> {
+    #[serde(flatten)]
+    config: &'a crate::outbound::MtaStsConfig,
+    /// Which CA lists verify the policy hosts `mta-sts.DOMAIN`.
+    policy_host_cas: &'static str,
 }
 
 /// `[delivery.resolver]` as in effect: for the DNSSEC modes the upstreams actually asked (the
@@ -191,6 +203,11 @@ impl<'a> EffectiveConfig<'a> {
                 alerts: AlertView {
                     recipients: &d.alerts.recipients,
                     min_interval_secs: d.alerts.min_interval_secs,
+                },
+                mta_sts: MtaStsView {
+                    config: &d.mta_sts,
+                    policy_host_cas: "the certificate store's enabled CA lists \
+                                      (Mozilla's list without a store)",
                 },
                 route: d
                     .routes

@@ -33,6 +33,7 @@ use smtp_tls_policy::destination::{
 };
 
 use super::error::OutboundError;
+use super::sts_config::MtaStsConfig;
 use crate::RetryPolicy;
 
 /// Most routes accepted.
@@ -108,6 +109,8 @@ pub struct OutboundConfig {
     pub retry: RetryConfig,
     /// Alert messages when a required TLS connection fails.
     pub alerts: AlertConfig,
+    /// MTA-STS (RFC 8461) discovery and its policy cache (`[delivery.mta_sts]`).
+    pub mta_sts: MtaStsConfig,
 }
 
 impl Default for OutboundConfig {
@@ -128,6 +131,7 @@ impl Default for OutboundConfig {
             resolver: ResolverConfig::default(),
             retry: RetryConfig::default(),
             alerts: AlertConfig::default(),
+            mta_sts: MtaStsConfig::default(),
         }
     }
 }
@@ -393,6 +397,7 @@ impl OutboundConfig {
             }
         }
         self.retry.policy()?;
+        self.mta_sts.validate()?;
         self.load_destination_controls()?;
         self.resolver.validate().map_err(resolver_error)
     }

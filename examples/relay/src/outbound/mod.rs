@@ -28,6 +28,7 @@ mod dns;
 mod error;
 mod persist;
 mod runner;
+mod sts_config;
 mod transaction;
 
 use std::sync::Arc;
@@ -35,13 +36,14 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub(crate) use config::upstream_source_text;
 pub use config::{
     AlertConfig, DEFAULT_MAX_CONCURRENT_DELIVERIES, DEFAULT_MAX_SESSION_SECS, MAX_ROUTE_HOSTS,
     MAX_ROUTES, OutboundConfig, ResolverConfig, ResolverMode, RetryConfig, RouteConfig, RouteHop,
     SMTP_PORT,
 };
-pub(crate) use config::upstream_source_text;
 pub use error::OutboundError;
+pub use sts_config::{DEFAULT_MTA_STS_CACHE_DIR, DEFAULT_POLICY_PORT, MtaStsConfig};
 
 use crate::{Envelope, Spool};
 
