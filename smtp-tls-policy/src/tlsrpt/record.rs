@@ -401,7 +401,7 @@ fn is_mail_address(address: &str) -> bool {
         && local
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
-    local_ok && is_host_name(domain) && domain.trim_end_matches('.').contains('.')
+    local_ok && is_host_name(domain)
 }
 
 /// `host[:port]` of an https URI: a host name, an IPv4 address or a bracketed IPv6 address.
@@ -434,16 +434,8 @@ fn is_authority(authority: &str) -> bool {
     port_ok && host_ok && !authority.is_empty()
 }
 
-/// LDH labels of 1 to 63 characters, 253 in all, an optional trailing dot.
+/// A host name of a report endpoint: an FQDN ([`dane_verify::is_fqdn`]: LDH labels, at least
+/// two, not numeric at the end, an optional trailing dot) that is not a wildcard.
 fn is_host_name(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+    !name.contains('*') && dane_verify::is_fqdn(name)
 }
