@@ -14,6 +14,7 @@ mod certs;
 mod daneverify;
 mod hat;
 mod limbo;
+mod mta_sts;
 mod policy;
 mod resolver_args;
 mod tlsrpt;
@@ -50,6 +51,23 @@ enum Command {
     Certs(certs::Args),
     /// Read received SMTP TLS reports (RFC 8460): summarize them per policy domain and day.
     Tlsrpt(tlsrpt::Args),
+    /// Discover a domain's MTA-STS policy (RFC 8461) live and check MX hosts against it.
+    ///
+    /// The `_mta-sts` TXT record and the address of `mta-sts.DOMAIN` are looked up through
+    /// --resolver (never the system resolver); the policy is fetched over HTTPS on
+    /// --policy-port (default 443) and its certificate checked against --ca / --system-cas
+    /// (neither: Mozilla's list). With --json:
+    /// {"domain", "status", "txt": {"id"}, "policy": {"mode", "max_age", "mx": [..]},
+    /// "mx": [{"host", "allowed", "reason" (when not allowed)}], "error"}, plus
+    /// "cache": {"age_secs", "id", "source", "expires_in_secs"} with --cache-dir; absent parts
+    /// are null. status: "valid" (TXT record and policy both valid, mode none included),
+    /// "none" (no valid v=STSv1 TXT record: no policy), "fetch-error" (valid TXT record but the
+    /// policy could not be fetched or is invalid, or the DNS lookup failed). --cache-dir DIR
+    /// uses and updates the relay's cache format; --purge removes DOMAIN's cached policy (for
+    /// a policy changed without a new id). Without --json, the TXT record to publish is
+    /// printed when a policy was fetched. Exit 0 valid, 1 otherwise, 2 bad input.
+    #[command(name = "mta-sts", verbatim_doc_comment)]
+    MtaSts(mta_sts::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +80,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => policy::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Tlsrpt(args) => tlsrpt::run(args),
+        Command::MtaSts(args) => mta_sts::run(args),
     };
     match result {
         Ok(code) => code,
