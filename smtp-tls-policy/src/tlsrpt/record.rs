@@ -439,3 +439,32 @@ fn is_authority(authority: &str) -> bool {
 fn is_host_name(name: &str) -> bool {
     !name.contains('*') && dane_verify::is_fqdn(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(rua URI, kept)`: report endpoint hosts are FQDNs (`dane_verify::is_fqdn`), never
+    /// wildcards; IP literals stay allowed for https.
+    #[test]
+    fn endpoint_hosts_are_fqdns() {
+        for (uri, kept) in [
+            ("mailto:tlsrpt@example.com", true),
+            ("mailto:tlsrpt@example.com.", true),
+            ("mailto:tlsrpt@example", false),
+            ("mailto:tlsrpt@example.123", false),
+            ("mailto:tlsrpt@*.example.com", false),
+            ("mailto:tlsrpt@-bad.example.com", false),
+            ("https://reports.example.com/r", true),
+            ("https://reports.example.com:8443/r", true),
+            ("https://192.0.2.1/r", true),
+            ("https://[2001:db8::1]/r", true),
+            ("https://localhost/r", false),
+            ("https://*.example.com/r", false),
+            ("https://1.2.3.999/r", false),
+        ] {
+            let record = TlsRptRecord::parse(&format!("v=TLSRPTv1; rua={uri}"));
+            assert_eq!(record.is_ok(), kept, "{uri}: {record:?}");
+        }
+    }
+}
