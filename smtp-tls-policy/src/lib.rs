@@ -34,7 +34,12 @@
 //! policy, facts about one MX host (DNSSEC statuses, TLSA records) → [`HopPlan`] (connect / skip
 //! host / defer, SNI, reference identities, TLS requirement, an explanation as serde data) →
 //! [`HopPlan::verify_peer`] on the presented chain (PKIX per mode and DANE, once) → a
-//! [`PeerVerdict`] for the delivery state machine.
+//! [`PeerVerdict`] for the delivery state machine. Remote and per-message policy sources join
+//! the same decision: the recipient domain's MTA-STS verdict for the host
+//! ([`HopPlan::with_mta_sts`]) and the sender's REQUIRETLS / `TLS-Required: No`
+//! ([`HopPlan::with_tls_request`]); the [`plan`] module documents the precedence (DANE decides
+//! for a DANE host, MTA-STS and the local setting combine to the stricter, `TLS-Required: No`
+//! relaxes to opportunistic) and the explanation says which source decided.
 //!
 //! ```
 //! # use dane_verify::{DnssecStatus::Secure, HostFacts, TlsaLookup};

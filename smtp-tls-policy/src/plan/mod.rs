@@ -10,6 +10,8 @@
 //! RRset, the addresses and the TLSA lookup, the TLSA records) and [`PlanOptions`] (where the host
 //! came from: MX, implicit MX per RFC 5321 §5.1, SMTP route; the optional certificate checks).
 //!
+//! Optional: the MTA-STS verdict for the host and the sender's TLS request (see below).
+//!
 //! Output: a [`HopPlan`] saying
 //! - what to do before connecting ([`PreConnect`]: connect, skip this host, defer the
 //!   destination),
@@ -34,10 +36,76 @@
 //! plaintext: the plan derives "plaintext permitted" from [`Requirement::plaintext_permit`], the
 //! only constructor of the plaintext tokens.
 //!
+//! # Remote and per-message sources: MTA-STS, REQUIRETLS, `TLS-Required: No`
+//! Optional inputs, given with [`HopPlan::with_mta_sts`] (the per-host
+//! [`StsHostVerdict`] of the recipient domain's policy, [`crate::mta_sts::host_verdict`]) and
+//! [`HopPlan::with_tls_request`] ([`TlsRequest`]). Without them a plan is what it was.
+//! Precedence (each step can only make the plan stricter, except `TLS-Required: No`):
+//! 1. **`TLS-Required: No`** ([`TlsRequest::TlsOptional`], RFC 8689 §5) relaxes the local TLS
+//!    setting, DANE and MTA-STS to opportunistic TLS for that message: STARTTLS when offered,
+//!    no certificate check enforced, plaintext when STARTTLS is missing (TLS `no` stays `no`).
+//!    Source `tls-required-header`.
+//! 2. **DANE** decides for a host with a secure usable TLSA RRset (RFC 8461 §2); MTA-STS never
+//!    overrides a DANE failure. A DANE-authenticated host under STS `enforce` does **not** also
+//!    need PKIX (as Stalwart and KumoMTA; Mox and maddy require both): `"pkix_required": false,
+//!    "reason": "dane-precedence"`. The STS `mx` filter still applies: an unlisted host is
+//!    skipped even with TLSA records.
+//! 3. **MTA-STS** combines with the local setting to the stricter ([`MtaStsSetting`] `ignore`
+//!    in the destination entry drops it: "mta-sts ignored by destination control ENTRY").
+//!    `enforce`, host unlisted: [`PreConnect::SkipHost`] with [`HoldReason::MtaSts`] and each
+//!    pattern's reason ("pattern matches one label; host has two"). `enforce`, host listed: TLS
+//!    required and the certificate must pass [`crate::mta_sts::check_sts_certificate`] (PKIX,
+//!    SAN dNSName for the MX host, never the CN) **and** what the local setting enforces
+//!    (`required-verify*` keeps its own identity check). `testing`: the local setting decides;
+//!    [`PeerVerdict::sts_failure`] carries the failure for TLS-RPT. `none`/no policy: nothing.
+//! 4. **REQUIRETLS** ([`TlsRequest::RequireTls`], RFC 8689 §4.2.1): the route must be secure —
+//!    DNSSEC-secure MX, or STS `enforce` listing the host — else [`HoldReason::RequireTls`]
+//!    (skip the host; the relay finally bounces with 5.7.30); the host must be authenticated
+//!    by DANE or by MTA-STS-validated PKIX, or (secure MX) by PKIX with the MX host name as a
+//!    reference identity: the requirement becomes at least `verified`.
+//!    [`HopPlan::requiretls_route`] feeds [`crate::delivery::requiretls_verdict`].
+//!
+//! [`HopPlan::verify_peer`] runs PKIX, DANE and the MTA-STS check on the chain once each (the
+//! MTA-STS check reuses the chain validation when PKIX got that far) and says which source
+//! decided ([`PeerVerdict::decided_by`]).
+//!
+//! An example verdict: MTA-STS `enforce` lists the host, no DANE, local TLS `preferred`.
+//!
+//! ```
+//! use dane_verify::DnssecStatus::Insecure;
+//! use dane_verify::{HostFacts, TlsaLookup};
+//! use smtp_tls_policy::destination::DestinationControls;
+//! use smtp_tls_policy::mta_sts::{Policy, host_verdict};
+//! use smtp_tls_policy::plan::{HopPlan, PlanOptions};
+//! let controls = DestinationControls::from_toml("d.toml", "[default]\ntls = \"preferred\"\ndane = \"opportunistic\"")?;
+//! let policy = Policy::parse(b"version: STSv1\nmode: enforce\nmx: *.mail.example.com\nmax_age: 86400\n")?;
+//! let facts = HostFacts {
+//!     next_hop: "example.com".into(),
+//!     mx_host: "mx1.mail.example.com".into(),
+//!     mx_status: Insecure,
+//!     address_status: Insecure,
+//!     tlsa_base: "mx1.mail.example.com".into(),
+//!     tlsa: TlsaLookup::NotQueried,
+//! };
+//! let plan = HopPlan::new(&controls.lookup("example.com")?, &facts, PlanOptions::new())
+//!     .with_mta_sts(host_verdict(Some(&policy), "mx1.mail.example.com").with_policy_id("20261204"));
+//! let json = serde_json::to_value(plan.explanation())?;
+//! assert_eq!(json["requirement"], "verified");
+//! assert_eq!(json["plaintext"]["permitted"], false);
+//! assert_eq!(json["decided_by"], "mta-sts");
+//! assert_eq!(json["mta_sts"], serde_json::json!({
+//!     "policy_id": "20261204", "mode": "enforce",
+//!     "mx_match": {"result": "matched", "pattern": "*.mail.example.com"},
+//!     "action": "require-pkix", "pkix_required": true,
+//! }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Fail closed: inconsistent facts (a next-hop domain other than the policy's, an implicit MX
 //! whose host is not the domain, names that do not parse) never give a connection.
 
 mod explain;
+mod hold;
 #[cfg(feature = "tokio")]
 mod io;
 mod sources;
@@ -46,7 +114,6 @@ mod tests;
 mod verifier;
 mod verify;
 
-use std::fmt;
 use std::net::IpAddr;
 
 use dane_verify::{DaneAction, DeferReason, HostFacts, NoDaneReason, decide};
@@ -57,19 +124,22 @@ pub use explain::{
     DaneExplanation, DestinationExplanation, DnssecExplanation, Effect, Explanation,
     PlaintextExplanation, PreConnectExplanation, ReferenceIdsExplanation, Rule, Source,
 };
+pub use hold::{HoldReason, PreConnect};
 pub use sources::MtaStsExplanation;
 pub use verifier::PlanVerifier;
 pub use verify::{Authentication, PeerVerdict};
 
 use crate::delivery::dane::tlsa_status;
 use crate::delivery::{
-    Decision, DeliveryAttempt, DeliveryOptions, RequireTlsRefusal, RequireTlsRoute, Requirement,
-    TlsRequest, TlsaStatus,
+    Decision, DeliveryAttempt, DeliveryOptions, RequireTlsRoute, Requirement, TlsRequest,
+    TlsaStatus,
 };
 use crate::destination::DestinationPolicy;
+#[cfg(doc)]
+use crate::destination::MtaStsSetting;
 use crate::error::Error;
 use crate::identity::{DeliveryTarget, IdentityAlgorithm, MxSecurity, ReferenceId};
-use crate::mta_sts::{StsFailure, StsHostVerdict};
+use crate::mta_sts::StsHostVerdict;
 use crate::verify::VerificationPolicy;
 
 /// Most TLSA records of one host a plan matches chains against (bounded work; the same as
@@ -149,182 +219,6 @@ impl PlanOptions {
     pub fn with_verification(mut self, verification: VerificationPolicy) -> Self {
         self.verification = verification;
         self
-    }
-}
-
-/// Why a plan makes no connection.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum HoldReason {
-    /// Nothing was decided (the least trusted default).
-    #[default]
-    Undetermined,
-    /// dane-verify's RFC 7672 decision deferred (failed or bogus lookup, mandatory DANE and the
-    /// host not DANE-protected).
-    Dane(DeferReason),
-    /// The facts are about another next-hop domain than the policy's.
-    DomainMismatch {
-        /// The policy's (recipient) domain.
-        policy: String,
-        /// The facts' next-hop domain.
-        facts: String,
-    },
-    /// [`HostSource::ImplicitMx`] but the host is not the domain itself.
-    ImplicitMxHost {
-        /// The recipient domain.
-        domain: String,
-        /// The host in the facts.
-        host: String,
-    },
-    /// The recipient domain is not a usable name.
-    InvalidDomain(Error),
-    /// The host or SNI name is not a usable name.
-    InvalidName(Error),
-    /// dane-verify refused the DANE reference names.
-    InvalidDaneNames(dane_verify::Error),
-    /// More TLSA records than [`MAX_TLSA_RECORDS`] for the host (bounded work).
-    TooManyTlsaRecords {
-        /// How many were given.
-        count: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// MTA-STS `enforce`: the host matches no `mx` pattern of the policy (RFC 8461 §4.1); the
-    /// failure says why for each pattern ("pattern matches one label; host has two").
-    MtaSts(StsFailure),
-    /// REQUIRETLS (RFC 8689 §4.2.1): the message may not take this route; the delivery agent
-    /// tries the next host and finally returns the message with 5.7.30
-    /// ([`crate::delivery::REQUIRETLS_STATUS`]).
-    RequireTls(RequireTlsRefusal),
-}
-
-impl HoldReason {
-    /// A short stable code for logs and JSON (`mx-lookup`, `address-lookup`, `tlsa-bogus`,
-    /// `tlsa-lookup`, `dane-required`, `dane-undetermined`, `domain-mismatch`,
-    /// `implicit-mx-host`, `invalid-domain`, `invalid-name`, `invalid-dane-names`,
-    /// `too-many-tlsa-records`, `mta-sts-not-listed`, `requiretls-route-insecure`,
-    /// `requiretls`, `undetermined`).
-    #[must_use]
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Undetermined => "undetermined",
-            Self::Dane(r) => match r {
-                DeferReason::MxLookup(_) => "mx-lookup",
-                DeferReason::AddressLookup(_) => "address-lookup",
-                DeferReason::TlsaBogus(_) => "tlsa-bogus",
-                DeferReason::TlsaLookup(_) => "tlsa-lookup",
-                DeferReason::DaneRequired(_) => "dane-required",
-                _ => "dane-undetermined",
-            },
-            Self::DomainMismatch { .. } => "domain-mismatch",
-            Self::ImplicitMxHost { .. } => "implicit-mx-host",
-            Self::InvalidDomain(_) => "invalid-domain",
-            Self::InvalidName(_) => "invalid-name",
-            Self::InvalidDaneNames(_) => "invalid-dane-names",
-            Self::TooManyTlsaRecords { .. } => "too-many-tlsa-records",
-            Self::MtaSts(_) => "mta-sts-not-listed",
-            Self::RequireTls(RequireTlsRefusal::RouteNotSecure) => "requiretls-route-insecure",
-            Self::RequireTls(_) => "requiretls",
-        }
-    }
-
-    /// Whether the reason holds for every host of the destination (then the destination
-    /// defers), rather than for this host (then the next host is tried).
-    fn destination_wide(&self) -> bool {
-        matches!(
-            self,
-            Self::Dane(
-                DeferReason::MxLookup(_)
-                    | DeferReason::DaneRequired(
-                        NoDaneReason::MxInsecure | NoDaneReason::ValidationUnproven
-                    )
-            ) | Self::DomainMismatch { .. }
-                | Self::InvalidDomain(_)
-        )
-    }
-}
-
-impl fmt::Display for HoldReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Undetermined => f.write_str("nothing decided"),
-            Self::Dane(r) => match tlsa_status(&DaneAction::Defer(*r)) {
-                TlsaStatus::Defer { reason } => f.write_str(&reason),
-                _ => f.write_str("deferred by the DANE policy"),
-            },
-            Self::DomainMismatch { policy, facts } => write!(
-                f,
-                "the host facts are for next-hop domain {facts:?}, the policy for {policy:?}"
-            ),
-            Self::ImplicitMxHost { domain, host } => write!(
-                f,
-                "implicit MX (RFC 5321 5.1) of {domain:?} must be the domain, not {host:?}"
-            ),
-            Self::InvalidDomain(e) | Self::InvalidName(e) => write!(f, "{e}"),
-            Self::InvalidDaneNames(e) => write!(f, "DANE reference names: {e}"),
-            Self::TooManyTlsaRecords { count, limit } => {
-                write!(f, "{count} TLSA records for the host (limit {limit})")
-            }
-            Self::MtaSts(failure) => write!(f, "MTA-STS enforce: {}", failure.detail),
-            Self::RequireTls(r) => write!(f, "REQUIRETLS: {r}"),
-        }
-    }
-}
-
-/// What to do before connecting to the host.
-#[must_use]
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PreConnect {
-    /// Connect and run the [`DeliveryAttempt`] of [`HopPlan::attempt`].
-    Connect,
-    /// Do not connect to this host; try the destination's next host (then defer).
-    SkipHost {
-        /// Why.
-        reason: HoldReason,
-    },
-    /// Do not connect to any host of this destination now; keep the message queued.
-    Defer {
-        /// Why.
-        reason: HoldReason,
-    },
-}
-
-impl Default for PreConnect {
-    /// The least trusted value: defer, nothing decided.
-    fn default() -> Self {
-        Self::Defer {
-            reason: HoldReason::Undetermined,
-        }
-    }
-}
-
-impl PreConnect {
-    /// `connect`, `skip-host` or `defer`.
-    #[must_use]
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Connect => "connect",
-            Self::SkipHost { .. } => "skip-host",
-            Self::Defer { .. } => "defer",
-        }
-    }
-
-    /// The reason when no connection is made.
-    #[must_use]
-    pub fn hold_reason(&self) -> Option<&HoldReason> {
-        match self {
-            Self::Connect => None,
-            Self::SkipHost { reason } | Self::Defer { reason } => Some(reason),
-        }
-    }
-
-    fn hold(reason: HoldReason) -> Self {
-        if reason.destination_wide() {
-            Self::Defer { reason }
-        } else {
-            Self::SkipHost { reason }
-        }
     }
 }
 

@@ -207,6 +207,15 @@ pub(super) fn overlay(
                         ),
                     ));
                 }
+                StsHostAction::ReportOnly { .. } if dane_decides => {
+                    e.reason = Some("dane-precedence");
+                    o.rules.push(rule(
+                        Source::MtaSts,
+                        Effect::NoEffect,
+                        "MTA-STS testing, but DANE decides for this host (RFC 8461 2): \
+                         nothing checked nor reported by MTA-STS",
+                    ));
+                }
                 StsHostAction::ReportOnly { failure } => {
                     e.failure.clone_from(failure);
                     o.sts = StsRole::Testing;
@@ -225,7 +234,8 @@ pub(super) fn overlay(
             }
         }
     }
-    if request == TlsRequest::RequireTls {
+    // An MTA-STS hold already keeps the message off this host.
+    if request == TlsRequest::RequireTls && o.hold.is_none() {
         requiretls(&mut o, dane_decides);
     }
     o
@@ -268,10 +278,8 @@ fn requiretls(o: &mut Overlay, dane_decides: bool) {
                 RequireTlsRefusal::RouteNotSecure
             ),
         ));
-        if o.hold.is_none() {
-            o.hold = Some(HoldReason::RequireTls(RequireTlsRefusal::RouteNotSecure));
-            o.decided_by = Some(Source::RequireTls);
-        }
+        o.hold = Some(HoldReason::RequireTls(RequireTlsRefusal::RouteNotSecure));
+        o.decided_by = Some(Source::RequireTls);
         return;
     }
     if dane_decides || o.sts == StsRole::Enforce {
@@ -279,6 +287,15 @@ fn requiretls(o: &mut Overlay, dane_decides: bool) {
             Source::RequireTls,
             Effect::NoEffect,
             "REQUIRETLS: secure route, host authenticated by DANE or MTA-STS-validated PKIX",
+        ));
+        return;
+    }
+    if o.local_pkix {
+        o.rules.push(rule(
+            Source::RequireTls,
+            Effect::NoEffect,
+            "REQUIRETLS: DNSSEC-secure MX route; the local setting already requires a \
+             PKIX-verified certificate",
         ));
         return;
     }
