@@ -181,3 +181,191 @@ fn memory_store_behaves_alike() {
     assert_eq!(store.remove(&d("example.com")).unwrap(), Some(e));
     assert_eq!(store.load(&d("example.com")), None);
 }
+
+/// `discover` over a `FilePolicyStore`, against the DNSSEC lab and the loopback policy server:
+/// fetch, same id (no fetch), id change, failed fetch keeping the cache, proactive refresh, DNS
+/// down with and without a cached policy, a corrupt entry, a bogus TXT record.
+#[cfg(feature = "mta-sts-fetch")]
+mod discover_with_store {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use dane_verify::resolver::{DaneResolver, Limits, ResolverConfig, ResolverMode};
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use smtp_tls_policy::chain::TrustAnchors;
+    use smtp_tls_policy::mta_sts::{
+        DiscoveryOutcome, FetchReason, FetchSettings, FilePolicyStore, PolicyStore, StsFailureKind,
+        StsId, TemporaryReason, UseCachedReason, client_config, discover,
+    };
+    use test_support::dnssec_lab::{Lab, sts};
+    use test_support::pki::TestCa;
+    use test_support::policy_server::{PolicyResponse, PolicyServer};
+
+    use super::{NOW, d};
+
+    fn resolver(addr: SocketAddr) -> DaneResolver {
+        let mut config = ResolverConfig::default();
+        config.mode = ResolverMode::TrustAd;
+        config.address = Some(addr);
+        let validation = config.validation().unwrap().unwrap();
+        let limits = Limits {
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        DaneResolver::new(validation, limits).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn discover_fetches_caches_and_survives_failures() {
+        let lab = Lab::start();
+        let ca = TestCa::new("discover test CA");
+        let server = PolicyServer::start(&ca, &[sts::INSECURE, sts::SPLIT, sts::BOGUS]);
+        server.set(
+            sts::INSECURE,
+            PolicyResponse::enforce(&["*.unsigned.test"], 4000),
+        );
+        let anchors = TrustAnchors::from_certificates(
+            CertificateDer::pem_slice_iter(ca.pem.as_bytes()).map(Result::unwrap),
+        )
+        .unwrap();
+        let settings =
+            FetchSettings::new(client_config(&anchors).unwrap()).with_port(server.port());
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilePolicyStore::open(dir.path()).unwrap();
+        let dns = resolver(lab.validating());
+        let dom = d(sts::INSECURE);
+
+        // nothing cached: fetched, stored
+        let first = discover(&dom, &dns, &store, &settings, NOW).await;
+        assert_eq!(
+            first.outcome,
+            DiscoveryOutcome::Fetched {
+                reason: FetchReason::NotCached
+            },
+            "{first:?}"
+        );
+        assert_eq!(first.policy().unwrap().max_age, 4000);
+        assert_eq!(server.hits(sts::INSECURE), 1);
+        let stored = store.get(&dom).unwrap().unwrap();
+        assert_eq!(
+            stored.policy.as_ref().unwrap().id.as_str(),
+            sts::INSECURE_ID
+        );
+        assert_eq!(
+            stored.policy.as_ref().unwrap().source.address.as_deref(),
+            Some(server.addr().to_string().as_str())
+        );
+
+        // same id: the cache, no fetch (the trailing dot names the same entry)
+        let again = discover(&d("sts.unsigned.test."), &dns, &store, &settings, NOW + 10).await;
+        assert_eq!(
+            again.outcome,
+            DiscoveryOutcome::UsedCache {
+                reason: UseCachedReason::SameId
+            }
+        );
+        assert_eq!(
+            again.policy,
+            first.policy.clone().map(|mut p| {
+                p.last_checked = NOW + 10;
+                p
+            })
+        );
+        assert_eq!(server.hits(sts::INSECURE), 1);
+
+        // the cached id differs from the TXT record's: fetched again
+        let mut entry = store.get(&dom).unwrap().unwrap();
+        entry.policy.as_mut().unwrap().id = StsId::parse("older").unwrap();
+        store.put(&entry).unwrap();
+        let changed = discover(&dom, &dns, &store, &settings, NOW + 20).await;
+        assert_eq!(
+            changed.outcome,
+            DiscoveryOutcome::Fetched {
+                reason: FetchReason::IdChanged
+            }
+        );
+        assert_eq!(server.hits(sts::INSECURE), 2);
+
+        // id changed again but the server fails: the unexpired cached policy is kept
+        let mut entry = store.get(&dom).unwrap().unwrap();
+        entry.policy.as_mut().unwrap().id = StsId::parse("older").unwrap();
+        store.put(&entry).unwrap();
+        server.set(sts::INSECURE, PolicyResponse::status(503));
+        let failed = discover(&dom, &dns, &store, &settings, NOW + 30).await;
+        match &failed.outcome {
+            DiscoveryOutcome::FetchFailedKeptCache { failure } => {
+                assert_eq!(failure.kind, StsFailureKind::StsPolicyFetchError);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(failed.policy().unwrap().mx.len(), 1);
+        assert!(store.get(&dom).unwrap().unwrap().backoff.is_some());
+
+        // near expiry with the current id: refreshed proactively
+        server.set(
+            sts::INSECURE,
+            PolicyResponse::enforce(&["mx.unsigned.test"], 5000),
+        );
+        let mut entry = store.get(&dom).unwrap().unwrap();
+        entry.policy.as_mut().unwrap().id = StsId::parse(sts::INSECURE_ID).unwrap();
+        entry.backoff = None;
+        store.put(&entry).unwrap();
+        let late = entry.policy.as_ref().unwrap().expires_at - 10;
+        let refreshed = discover(&dom, &dns, &store, &settings, late).await;
+        assert_eq!(
+            refreshed.outcome,
+            DiscoveryOutcome::Refreshed,
+            "{refreshed:?}"
+        );
+        assert_eq!(refreshed.policy().unwrap().max_age, 5000);
+
+        // DNS down (a restart with a cached policy): the cached policy still applies ...
+        let down = resolver(SocketAddr::from((
+            [127, 0, 0, 1],
+            test_support::free_port(&[]),
+        )));
+        let cached = discover(&dom, &down, &store, &settings, late + 10).await;
+        assert_eq!(
+            cached.outcome,
+            DiscoveryOutcome::UsedCache {
+                reason: UseCachedReason::LookupFailed
+            }
+        );
+        assert_eq!(cached.policy().unwrap().max_age, 5000);
+        // ... and without one the state is unknown: a temporary failure, never "no policy"
+        let split = discover(&d(sts::SPLIT), &down, &store, &settings, NOW).await;
+        assert_eq!(
+            split.outcome,
+            DiscoveryOutcome::TemporaryFailure {
+                reason: TemporaryReason::LookupFailed
+            }
+        );
+        assert!(split.is_temporary_failure() && split.policy.is_none());
+
+        // a corrupt entry is treated as absent: fetched anew, and rewritten whole
+        std::fs::write(store.path_of(&dom), b"{not json").unwrap();
+        let after_corrupt = discover(&dom, &dns, &store, &settings, NOW).await;
+        assert_eq!(
+            after_corrupt.outcome,
+            DiscoveryOutcome::Fetched {
+                reason: FetchReason::NotCached
+            }
+        );
+        assert!(store.get(&dom).unwrap().is_some());
+
+        // a DNSSEC-bogus TXT record with nothing cached: temporary failure, nothing fetched
+        server.set(
+            sts::BOGUS,
+            PolicyResponse::enforce(&["mx.unsigned.test"], 600),
+        );
+        let bogus = discover(&d(sts::BOGUS), &dns, &store, &settings, NOW).await;
+        assert!(bogus.is_temporary_failure(), "{bogus:?}");
+        assert_eq!(server.hits(sts::BOGUS), 0);
+
+        // the host verdicts carry the policy id
+        let v = after_corrupt.host_verdicts(&["mx.unsigned.test", "a.b.unsigned.test"]);
+        assert!(v[0].may_connect() && !v[1].may_connect());
+        assert_eq!(v[0].policy_id.as_deref(), Some(sts::INSECURE_ID));
+    }
+}

@@ -244,7 +244,9 @@ fn status(d: &Discovery) -> (&'static str, Option<String>) {
         _ => return ("fetch-error", Some("unknown TXT lookup outcome".into())),
     }
     match &d.outcome {
-        DiscoveryOutcome::UsedCache { .. } | DiscoveryOutcome::Fetched { .. }
+        DiscoveryOutcome::UsedCache { .. }
+        | DiscoveryOutcome::Fetched { .. }
+        | DiscoveryOutcome::Refreshed
             if d.policy.is_some() =>
         {
             ("valid", None)
@@ -311,8 +313,10 @@ fn print_text(report: &Value, d: &Discovery, now: u64) {
             s(&c["source"])
         );
     }
-    if matches!(d.outcome, DiscoveryOutcome::Fetched { .. })
-        && let Some(id) = d.txt.id()
+    if matches!(
+        d.outcome,
+        DiscoveryOutcome::Fetched { .. } | DiscoveryOutcome::Refreshed
+    ) && let Some(id) = d.txt.id()
     {
         println!(
             "  TXT record (published): {}. IN TXT \"v=STSv1; id={id}\"",

@@ -66,9 +66,11 @@ pub enum DiscoveryOutcome {
         /// Why.
         reason: UseCachedReason,
     },
+    /// The cached policy was near its expiry (same id): re-fetched, and the new copy applies.
+    Refreshed,
     /// A valid policy was fetched and applies.
     Fetched {
-        /// Why it was fetched (nothing cached, id changed, refresh before expiry).
+        /// Why it was fetched (nothing cached, id changed).
         reason: FetchReason,
     },
     /// The fetch failed (or the policy was invalid); the unexpired cached policy still applies.
@@ -202,9 +204,7 @@ pub async fn discover(
                     let (entry, after) = on_fetch(entry, &id, result, now, &settings.cache);
                     save(&entry);
                     let outcome = match after {
-                        AfterFetch::Fetched => DiscoveryOutcome::Fetched {
-                            reason: FetchReason::IdChanged,
-                        },
+                        AfterFetch::Fetched => DiscoveryOutcome::Refreshed,
                         // A failed refresh of a fresh policy keeps using it.
                         _ => DiscoveryOutcome::UsedCache { reason },
                     };
