@@ -582,3 +582,46 @@ proptest! {
         }
     }
 }
+
+/// The plan's rustls verifier enforces STS `enforce` in a real (in-memory) handshake: a
+/// CN-only certificate that local `preferred` would take is refused; the SAN certificate
+/// passes; under `testing` the CN-only one passes and the failure is recorded.
+#[test]
+fn verifier_enforces_sts_in_a_handshake() {
+    let fx = Fixtures::new(LISTED);
+    let anchors = std::sync::Arc::new(
+        TrustAnchors::from_certificates([fx.good.ca.clone(), fx.cn_only.ca.clone()]).unwrap(),
+    );
+    for (sts, cert, completes) in [
+        (Sts::Enforce, Cert::Good, true),
+        (Sts::Enforce, Cert::CnOnly, false),
+        (Sts::Testing, Cert::CnOnly, true),
+        (Sts::NoPolicy, Cert::CnOnly, true),
+    ] {
+        let p = plan(
+            TlsMode::Preferred,
+            MtaStsSetting::Honor,
+            sts,
+            LISTED,
+            Dns::Insecure,
+            TlsRequest::Default,
+            &fx,
+        );
+        let server = if cert == Cert::Good {
+            &fx.good
+        } else {
+            &fx.cn_only
+        };
+        let verifier = std::sync::Arc::new(p.verifier(anchors.clone()));
+        assert_eq!(
+            pki::handshake(server, verifier.clone()),
+            completes,
+            "{sts:?} {cert:?}"
+        );
+        let last = verifier.last_verdict().expect("a verdict was recorded");
+        let reported = last.sts_failure.map(|f| f.kind);
+        let want = (sts != Sts::NoPolicy && cert == Cert::CnOnly)
+            .then_some(StsFailureKind::CertificateHostMismatch);
+        assert_eq!(reported, want, "{sts:?} {cert:?}");
+    }
+}
