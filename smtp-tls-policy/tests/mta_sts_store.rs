@@ -195,8 +195,8 @@ mod discover_with_store {
     use rustls_pki_types::pem::PemObject;
     use smtp_tls_policy::chain::TrustAnchors;
     use smtp_tls_policy::mta_sts::{
-        DiscoveryOutcome, FetchReason, FetchSettings, FilePolicyStore, PolicyStore, StsFailureKind,
-        StsId, TemporaryReason, UseCachedReason, client_config, discover,
+        DiscoveryOutcome, FetchLimits, FetchReason, FetchSettings, FilePolicyStore, PolicyStore,
+        StsFailureKind, StsId, TemporaryReason, UseCachedReason, client_config, discover,
     };
     use test_support::dnssec_lab::{Lab, sts};
     use test_support::pki::TestCa;
@@ -362,6 +362,27 @@ mod discover_with_store {
         let bogus = discover(&d(sts::BOGUS), &dns, &store, &settings, NOW).await;
         assert!(bogus.is_temporary_failure(), "{bogus:?}");
         assert_eq!(server.hits(sts::BOGUS), 0);
+
+        // a policy host that never answers: the total timeout ends the fetch (nothing cached)
+        server.set(sts::SPLIT, PolicyResponse::never_answer());
+        let quick = FetchSettings {
+            limits: FetchLimits::default().with_total_timeout(Duration::from_millis(500)),
+            ..settings.clone()
+        };
+        let started = std::time::Instant::now();
+        let hung = discover(&d(sts::SPLIT), &dns, &store, &quick, NOW).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        match &hung.outcome {
+            DiscoveryOutcome::FetchFailed { failure } => {
+                assert_eq!(failure.kind, StsFailureKind::StsPolicyFetchError);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            hung.failure().map(|f| f.kind),
+            Some(StsFailureKind::StsPolicyFetchError)
+        );
+        assert_eq!(server.hits(sts::SPLIT), 1);
 
         // the host verdicts carry the policy id
         let v = after_corrupt.host_verdicts(&["mx.unsigned.test", "a.b.unsigned.test"]);

@@ -211,6 +211,13 @@ fn mta_sts_statuses_against_the_lab() {
     let (_, j, _) = s.check(sts::FETCHFAIL, &[]);
     assert_eq!(j["status"], "fetch-error", "{j:#}");
 
+    // a body over 64 KiB: fetch-error
+    s.server
+        .set(sts::FETCHFAIL, PolicyResponse::oversize(70 * 1024));
+    let (_, j, _) = s.check(sts::FETCHFAIL, &[]);
+    assert_eq!(j["status"], "fetch-error", "{j:#}");
+    assert!(error_of(&j).contains("larger than 65536"), "{j:#}");
+
     // wrong content type: fetch-error
     s.server.set(
         sts::TESTING,
