@@ -297,3 +297,35 @@ fn uncomparable_names_are_refused() {
         DeliveryTls::Required
     );
 }
+
+#[test]
+fn mta_sts_setting_inherits_and_is_located_in_errors() {
+    let toml = "[default]\ntls = \"preferred\"\ndane = \"none\"\n\
+                [destinations.\".example.com\"]\nmta-sts = \"ignore\"\n\
+                [destinations.\"a.example.com\"]\ntls = \"required\"\n\
+                [destinations.\"b.example.com\"]\nmta_sts = \"honor\"\n";
+    let c = DestinationControls::from_toml("t.toml", toml).unwrap();
+    let get = |d: &str| c.lookup(d).unwrap().mta_sts;
+    // Not said anywhere: honor. The `.parent` entry ignores; an exact entry that says nothing
+    // inherits the default entry (honor), not the parent.
+    assert_eq!(get("example.org"), MtaStsSetting::Honor);
+    assert_eq!(get("x.example.com"), MtaStsSetting::Ignore);
+    assert_eq!(get("a.example.com"), MtaStsSetting::Honor);
+    assert_eq!(get("b.example.com"), MtaStsSetting::Honor);
+    let ignore_all = "[default]\ntls = \"no\"\ndane = \"none\"\nmta_sts = \"ignore\"\n";
+    let c = DestinationControls::from_toml("t.toml", ignore_all).unwrap();
+    assert_eq!(
+        c.lookup("x.example").unwrap().mta_sts,
+        MtaStsSetting::Ignore
+    );
+    let bad = "[default]\ntls = \"no\"\ndane = \"none\"\n\n[destinations.\"a.example\"]\nmta_sts = \"sometimes\"\n";
+    match DestinationControls::from_toml("t.toml", bad).unwrap_err() {
+        Error::DestinationConfig {
+            file, line, kind, ..
+        } => {
+            assert_eq!((file.as_str(), line), ("t.toml", 6));
+            assert!(matches!(kind, K::Toml { .. }), "{kind:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
