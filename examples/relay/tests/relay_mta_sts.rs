@@ -89,3 +89,441 @@ fn domains_sharing_a_next_hop_never_share_a_connection() {
         );
     }
 }
+
+// ------------------------------------------------------------- the fault matrix, lab
+
+use test_support::dnssec_lab::{Lab, sts};
+use test_support::pki::TestCa;
+use test_support::policy_server::{PolicyResponse, PolicyServer, policy_text};
+use test_support::postfix::Postfix;
+
+/// The lab's MX host of the `*.unsigned.test` MTA-STS domains.
+const MX: &str = "mx.unsigned.test";
+
+/// A Postfix smtpd (accepts and discards) with a certificate from `ca` for `names`.
+fn postfix_with_tls(ca: &TestCa, names: &[&str]) -> Postfix {
+    let dir = Postfix::scratch();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let cert = ca.issue(&names);
+    let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cp, &cert.chain_pem).unwrap();
+    std::fs::write(&kp, &cert.key_pem).unwrap();
+    Postfix::start(
+        dir,
+        &[
+            ("SMTPD_TLS", "may".as_ref()),
+            ("TLS_CERT", cp.as_os_str()),
+            ("TLS_KEY", kp.as_os_str()),
+        ],
+    )
+}
+
+/// A relay site delivering MX mail to `postfix`'s port through the lab's validating resolver,
+/// fetching policies from `server`; trusts only `ca`.
+fn site(lab: &Lab, postfix: &Postfix, server: &PolicyServer, ca: &TestCa, controls: &str) -> Site {
+    let delivery = format!(
+        "mx_port = {}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
+         probe_name = \"test.\"\n[delivery.retry]\ninitial_secs = 3600\n\
+         [delivery.mta_sts]\npolicy_port = {}\n",
+        postfix.port(),
+        lab.validating(),
+        server.port()
+    );
+    Site::new(&delivery, controls, Some(&ca.pem))
+}
+
+/// Opportunistic TLS by default: every requirement beyond it comes from MTA-STS.
+const OPPORTUNISTIC: &str = "[default]\ntls = \"preferred\"\ndane = \"none\"\n";
+
+/// One row of the matrix.
+struct Row {
+    case: &'static str,
+    rcpt: String,
+    /// Whether the policy allows delivery to this Postfix.
+    delivered: bool,
+    /// Whether an `enforce` policy forbids plaintext or unauthenticated delivery here.
+    enforce: bool,
+}
+
+/// `to=<rcpt>` ... `status=sent` lines of Postfix's log.
+fn sent(postfix: &Postfix, rcpt: &str) -> usize {
+    postfix
+        .maillog()
+        .lines()
+        .filter(|l| l.contains(&format!("to=<{rcpt}>")) && l.contains("status=sent"))
+        .count()
+}
+
+/// Sends `rows` through `site`'s relay; waits until each delivered row reached `postfix` and
+/// each other row was attempted (deferred, still spooled). Returns the spool ids.
+fn run_rows(site: &Site, relay: &common::Relay, postfix: &Postfix, rows: &[Row]) -> Vec<String> {
+    let mut client = Client::connect(site.listen).unwrap();
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let body = format!("Subject: {}\r\n\r\nMTA-STS row {}\r\n", r.case, r.case);
+            client
+                .send("sender@client.test", &r.rcpt, &body)
+                .unwrap()
+                .unwrap_or_else(|| panic!("relay refused {}: {}", r.rcpt, relay.log()))
+        })
+        .collect();
+    client.quit();
+    for (row, id) in rows.iter().zip(&ids) {
+        wait_until(
+            Duration::from_secs(60),
+            || {
+                format!(
+                    "row {:?} not settled\n--- maillog ---\n{}\n--- relay ---\n{}",
+                    row.case,
+                    postfix.maillog(),
+                    relay.log()
+                )
+            },
+            || {
+                if row.delivered {
+                    sent(postfix, &row.rcpt) >= 1
+                } else {
+                    site.spooled_envelope(id)
+                        .is_some_and(|e| e.recipients.iter().all(|r| r.attempts >= 1))
+                }
+            },
+        );
+    }
+    ids
+}
+
+/// The relay's `delivery attempt` lines for `domain`.
+fn attempts(log: &str, domain: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("delivery attempt") && l.contains(&format!("domain={domain} ")))
+        .map(String::from)
+        .collect()
+}
+
+/// Checks one row; returns the summary line.
+fn check_row(row: &Row, site: &Site, id: &str, postfix: &Postfix, log: &str) -> String {
+    let domain = row.rcpt.split_once('@').map_or("", |(_, d)| d);
+    let n = sent(postfix, &row.rcpt);
+    let lines = attempts(log, domain);
+    let plaintext = lines
+        .iter()
+        .filter(|l| {
+            l.contains("action=\"continue-plaintext\"") || l.contains("action=\"retry-plaintext\"")
+        })
+        .count();
+    // Authenticated: PKIX-verified, or DANE-verified (DANE decides where it applies).
+    let unverified = lines
+        .iter()
+        .filter(|l| {
+            l.contains("action=\"continue-tls\"")
+                && !l.contains("pkix=Some(Verified)")
+                && !l.contains("dane_verdict=Some(Verified")
+        })
+        .count();
+    if row.delivered {
+        assert_eq!(n, 1, "{}: not delivered once: {lines:?}\n{log}", row.case);
+        assert!(
+            site.spooled_envelope(id).is_none(),
+            "{}: still spooled",
+            row.case
+        );
+    } else {
+        assert_eq!(
+            n, 0,
+            "{}: delivered despite the policy: {lines:?}\n{log}",
+            row.case
+        );
+        let env = site.spooled_envelope(id).expect("deferred, still spooled");
+        assert!(
+            env.recipients
+                .iter()
+                .all(|r| r.state == relay::RecipientState::Pending),
+            "{}: {env:?}",
+            row.case
+        );
+    }
+    if row.enforce {
+        assert_eq!(
+            plaintext, 0,
+            "{}: plaintext under enforce: {lines:?}",
+            row.case
+        );
+        if row.delivered {
+            assert_eq!(
+                unverified, 0,
+                "{}: unauthenticated under enforce: {lines:?}",
+                row.case
+            );
+        }
+    }
+    format!(
+        "| {:<58} | {:<9} | {} | {} | {} |",
+        row.case,
+        if row.delivered {
+            "delivered"
+        } else {
+            "deferred"
+        },
+        n,
+        if row.enforce {
+            plaintext.to_string()
+        } else {
+            "-".into()
+        },
+        if row.enforce && n > 0 {
+            unverified.to_string()
+        } else {
+            "-".into()
+        },
+    )
+}
+
+/// Issue 13 "Done when": the relay delivering to Postfix behind the lab's MTA-STS domains and a
+/// loopback policy server, one row per case; 0 plaintext or unauthenticated deliveries where an
+/// `enforce` policy forbids them. Relay 1's Postfix has a certificate for the MX host; relay 2's
+/// one for another name. Relay 2 is restarted with its policy server answering 500: its cached
+/// `enforce` policy (file cache) still holds.
+#[test]
+fn mta_sts_fault_matrix_against_postfix() {
+    let lab = Lab::start();
+    let ca = TestCa::new("mta-sts test CA");
+    let server = PolicyServer::start(
+        &ca,
+        &[sts::INSECURE, sts::TESTING, sts::NOMATCH, sts::FETCHFAIL],
+    );
+    server.set(sts::INSECURE, PolicyResponse::enforce(&[MX], 86400));
+    server.set(
+        sts::TESTING,
+        PolicyResponse::policy(&policy_text("testing", &[MX], 86400)),
+    );
+    server.set(
+        sts::NOMATCH,
+        PolicyResponse::enforce(&["mx.elsewhere.test"], 86400),
+    );
+    server.set(sts::FETCHFAIL, PolicyResponse::status(404));
+    let good = postfix_with_tls(&ca, &[MX]);
+    let bad = postfix_with_tls(&ca, &["other-name.test"]);
+    let mut table = vec![
+        "| case | outcome | sent | plaintext (enforce) | unverified (enforce) |".to_owned(),
+        "|---|---|---|---|---|".to_owned(),
+    ];
+    let row = |case, local: &str, domain: &str, delivered, enforce| Row {
+        case,
+        rcpt: format!("{local}@{domain}"),
+        delivered,
+        enforce,
+    };
+
+    // Relay 1: the MX host's certificate is right.
+    let site1 = site(&lab, &good, &server, &ca, OPPORTUNISTIC);
+    let relay1 = site1.start();
+    let rows1 = [
+        row(
+            "enforce, MX listed, good certificate",
+            "r1",
+            sts::INSECURE,
+            true,
+            true,
+        ),
+        row("enforce, MX not listed", "r2", sts::NOMATCH, false, true),
+        row(
+            "policy fetch 404, nothing cached: as no policy",
+            "r3",
+            sts::FETCHFAIL,
+            true,
+            false,
+        ),
+    ];
+    let ids = run_rows(&site1, &relay1, &good, &rows1);
+    let log1 = relay1.log();
+    for (r, id) in rows1.iter().zip(&ids) {
+        table.push(check_row(r, &site1, id, &good, &log1));
+    }
+    assert!(
+        log1.lines().any(|l| l.contains("MTA-STS: policy applies")
+            && l.contains(&format!("domain={}", sts::INSECURE))
+            && l.contains("mode=\"enforce\"")),
+        "no INFO line for the enforce policy: {log1}"
+    );
+    assert!(
+        log1.lines()
+            .any(|l| l.contains("policy fetch failed and nothing is cached")
+                && l.contains(sts::FETCHFAIL)),
+        "fetch failure not logged: {log1}"
+    );
+
+    // Relay 2: the certificate names another host.
+    server.set(
+        sts::FETCHFAIL,
+        PolicyResponse::policy(&policy_text("enforce", &["mx.elsewhere.test"], 86400))
+            .with_content_type(Some("text/html")),
+    );
+    let controls2 = format!(
+        "{OPPORTUNISTIC}[destinations.\"{}\"]\nmta_sts = \"ignore\"\n",
+        sts::NOMATCH
+    );
+    let site2 = site(&lab, &bad, &server, &ca, &controls2);
+    let mut relay2 = site2.start();
+    let rows2 = [
+        row(
+            "enforce, certificate for another name",
+            "r4",
+            sts::INSECURE,
+            false,
+            true,
+        ),
+        row(
+            "testing, certificate for another name",
+            "r5",
+            sts::TESTING,
+            true,
+            false,
+        ),
+        row(
+            "enforce policy, mta_sts = \"ignore\" control",
+            "r6",
+            sts::NOMATCH,
+            true,
+            false,
+        ),
+        row(
+            "policy fetch wrong content type, nothing cached",
+            "r7",
+            sts::FETCHFAIL,
+            true,
+            false,
+        ),
+    ];
+    let ids2 = run_rows(&site2, &relay2, &bad, &rows2);
+    let log2 = relay2.log();
+    for (r, id) in rows2.iter().zip(&ids2) {
+        table.push(check_row(r, &site2, id, &bad, &log2));
+    }
+    assert!(
+        log2.lines()
+            .any(|l| l.contains("MTA-STS: ignored") && l.contains(sts::NOMATCH)),
+        "ignore not logged: {log2}"
+    );
+    // `testing`: delivered, and the failed certificate check is in the attempt's record.
+    let testing = attempts(&log2, sts::TESTING);
+    assert!(
+        testing.iter().any(|l| l.contains("\"mode\":\"testing\"")
+            && l.contains("action=\"continue-tls\"")
+            && !l.contains("pkix=Some(Verified)")),
+        "testing: the certificate failure is not recorded: {testing:?}"
+    );
+
+    // Relay 2 again, policy server failing: the cached enforce policy (file) still applies.
+    server.set(sts::INSECURE, PolicyResponse::status(500));
+    let status = relay2.terminate();
+    assert!(status.success(), "{status}");
+    let cache = site2.dir.path().join("relay-data/mta-sts");
+    assert!(
+        std::fs::read_dir(&cache).is_ok_and(|d| d.count() > 0),
+        "no cache file in {}",
+        cache.display()
+    );
+    let relay2b = site2.restart(2);
+    let rows3 = [row(
+        "restart, policy server 500, cached enforce, bad certificate",
+        "r8",
+        sts::INSECURE,
+        false,
+        true,
+    )];
+    let ids3 = run_rows(&site2, &relay2b, &bad, &rows3);
+    let log3 = relay2b.log();
+    table.push(check_row(&rows3[0], &site2, &ids3[0], &bad, &log3));
+    assert!(
+        log3.lines().any(|l| l.contains("MTA-STS: policy applies")
+            && l.contains(&format!("domain={}", sts::INSECURE))
+            && l.contains("source=\"cache\"")),
+        "the cached policy was not used after the restart: {log3}"
+    );
+    // The admin path: show the cached entry, purge it, and it is gone.
+    let admin = |flag: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+            .arg("--config")
+            .arg(site2.config())
+            .args([flag, "STS.unsigned.test."])
+            .current_dir(site2.dir.path())
+            .output()
+            .unwrap()
+    };
+    let shown = admin("--mta-sts-show");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(j["domain"], sts::INSECURE, "{j}");
+    assert_eq!(j["fresh"], true, "{j}");
+    assert_eq!(j["entry"]["policy"]["id"], sts::INSECURE_ID, "{j}");
+    assert!(j["age_secs"].as_u64().is_some(), "{j}");
+    let purged = admin("--mta-sts-purge");
+    assert!(
+        purged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&purged.stderr)
+    );
+    assert_eq!(admin("--mta-sts-show").status.code(), Some(1));
+    assert_eq!(admin("--mta-sts-purge").status.code(), Some(1));
+    println!("\nMTA-STS fault matrix (relay -> Postfix, lab DNS, loopback policy server)");
+    for l in &table {
+        println!("{l}");
+    }
+}
+
+/// DANE and MTA-STS on one domain (`sts.dane.test`: signed zone, TLSA for its MX host,
+/// `enforce` policy listing it): DANE decides for the host (RFC 8461 §2). The relay trusts only
+/// the test CA, which did not issue Postfix's certificate (the lab's): PKIX alone would fail, so
+/// the delivery shows DANE decided, and the plan says `dane-precedence`.
+#[test]
+fn dane_decides_when_a_domain_has_both() {
+    let port = test_support::free_port(&[]);
+    let lab = Lab::start_with_smtp_port(port);
+    let port_text = port.to_string();
+    let postfix = Postfix::start(
+        Postfix::scratch(),
+        &[
+            ("SMTPD_PORT", port_text.as_ref()),
+            ("SMTPD_TLS", "may".as_ref()),
+            ("TLS_CERT", lab.var("MX_CHAIN").as_ref()),
+            ("TLS_KEY", lab.var("MX_KEY").as_ref()),
+        ],
+    );
+    let ca = TestCa::new("mta-sts test CA");
+    let server = PolicyServer::start(&ca, &[sts::SECURE]);
+    server.set(
+        sts::SECURE,
+        PolicyResponse::enforce(&["mx.dane.test"], 86400),
+    );
+    let controls = format!(
+        "{OPPORTUNISTIC}[destinations.\"{}\"]\ndane = \"opportunistic\"\n",
+        sts::SECURE
+    );
+    let site = site(&lab, &postfix, &server, &ca, &controls);
+    let relay = site.start();
+    let rows = [Row {
+        case: "DANE and MTA-STS enforce on one domain: DANE decides",
+        rcpt: format!("r9@{}", sts::SECURE),
+        delivered: true,
+        enforce: true,
+    }];
+    let ids = run_rows(&site, &relay, &postfix, &rows);
+    let log = relay.log();
+    let line = check_row(&rows[0], &site, &ids[0], &postfix, &log);
+    let lines = attempts(&log, sts::SECURE);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("dane_verdict=Some(Verified")
+                && l.contains("dane-precedence")
+                && l.contains(sts::SECURE_ID)),
+        "DANE did not decide: {lines:?}\n{log}"
+    );
+    println!("{line}");
+}

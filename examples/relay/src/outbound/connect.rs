@@ -14,6 +14,7 @@ use smtp_tls_policy::delivery::{
 };
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::io::{ClientOutcome, ClientSettings, Timeouts, Transcript, negotiate};
+use smtp_tls_policy::mta_sts::StsHostVerdict;
 use smtp_tls_policy::plan::{HopPlan, HostSource, PlanOptions};
 use tokio::net::TcpStream;
 
@@ -37,13 +38,22 @@ pub(crate) struct Hop {
     pub(crate) action: DaneAction,
     /// Addresses to try, in order.
     pub(crate) addresses: Vec<IpAddr>,
+    /// The MTA-STS verdict for this host under **its own** destination domain's policy (MX
+    /// hosts only; `None`: no MTA-STS information, e.g. a route, MTA-STS off or ignored).
+    pub(crate) sts: Option<StsHostVerdict>,
 }
 
 impl Hop {
-    /// The hop plan of this host under the destination policy.
+    /// The hop plan of this host under the destination policy and the domain's MTA-STS
+    /// verdict for the host. Made again for every host and every attempt (next MX, retry):
+    /// no fallback path sidesteps it.
     pub(crate) fn plan(&self, policy: &DestinationPolicy) -> HopPlan {
         let options = PlanOptions::new().with_host_source(self.source);
-        HopPlan::with_dane_action(policy, &self.facts, self.action.clone(), options)
+        let plan = HopPlan::with_dane_action(policy, &self.facts, self.action.clone(), options);
+        match &self.sts {
+            Some(v) => plan.with_mta_sts(v.clone()),
+            None => plan,
+        }
     }
 }
 

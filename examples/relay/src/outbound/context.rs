@@ -13,6 +13,7 @@ use super::OutboundHandle;
 use super::config::OutboundConfig;
 use super::dns::Dns;
 use super::error::OutboundError;
+use super::sts::Sts;
 use crate::local::Maildir;
 use crate::{MessageId, Queue, Spool};
 
@@ -24,6 +25,8 @@ pub(crate) struct Context {
     pub(crate) controls: DestinationControls,
     pub(crate) dns: Dns,
     pub(crate) anchors: Arc<TrustAnchors>,
+    /// MTA-STS discovery and its policy cache (`None`: `delivery.mta_sts.enabled = false`).
+    pub(crate) sts: Option<Sts>,
     pub(crate) client_cert: Option<ClientCert>,
     pub(crate) spool: Spool,
     pub(crate) maildir: Maildir,
@@ -46,6 +49,11 @@ impl Context {
         let controls = config.load_destination_controls()?;
         let anchors = Arc::new(trust_anchors(certs)?);
         let client_cert = client_certificate(&config, &controls, certs)?;
+        let sts = if config.delivers_everything_locally() {
+            None
+        } else {
+            Sts::new(&config.mta_sts, &anchors)?
+        };
         let mut dns = Dns::new(&config.resolver)?.with_mx_port(config.mx_port);
         if config.delivers_everything_locally() {
             // the catch-all (the embedded default): DNS is never asked, so no probe either
@@ -63,6 +71,7 @@ impl Context {
             controls,
             dns,
             anchors,
+            sts,
             client_cert,
             spool,
             maildir,

@@ -6,15 +6,20 @@
 //! `REQUIRETLS`), with `REQUIRETLS` on `MAIL FROM`; another session sets it aside for the next
 //! host, and when no host could take it the message bounces with 5.7.30 — or is retried
 //! (4.7.30) when some host failed only temporarily. The route condition (DNSSEC-secure MX or
-//! MTA-STS `enforce`) is the hop plan's hook (`RequireTlsRoute`), not decided yet.
+//! MTA-STS `enforce`) comes from the host's hop plan for the message's request
+//! (`HopPlan::requiretls_route`).
+//!
+//! MTA-STS (RFC 8461): the destination domain's policy is discovered once per attempt before
+//! its MX hosts are planned (`sts`); every host's plan carries that domain's verdict for it.
+//! A connection only ever carries the jobs of the one domain it was planned for.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use dane_verify::decide;
-use smtp_tls_policy::delivery::{REQUIRETLS_STATUS, RequireTlsVerdict};
+use smtp_tls_policy::delivery::{REQUIRETLS_STATUS, RequireTlsRoute, RequireTlsVerdict};
 use smtp_tls_policy::destination::DestinationPolicy;
-use smtp_tls_policy::plan::{HostSource, PreConnect, facts_without_dnssec};
+use smtp_tls_policy::plan::{HopPlan, HostSource, PreConnect, facts_without_dnssec};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -23,6 +28,7 @@ use super::connect::{self, Failure, Hop};
 use super::context::Context;
 use super::dns::NoRoute;
 use super::persist;
+use super::sts::Sts;
 use super::transaction::Session;
 use crate::queue::{AttemptOutcome, Job};
 use crate::{Diagnostic, Envelope, MessageId};
@@ -125,7 +131,14 @@ pub(crate) async fn deliver_batch(
                         Ok(Ok(session)) => {
                             any_session = true;
                             let session = session.with_deadline(ends);
-                            let set_aside = run_session(&ctx, session, &mut jobs, &shutdown).await;
+                            let set_aside = run_session(
+                                &ctx,
+                                session,
+                                (&plan, hop.source),
+                                &mut jobs,
+                                &shutdown,
+                            )
+                            .await;
                             // Refused here, tried at the next host (RFC 8689 §4.2.1).
                             for (job, diag) in set_aside {
                                 refusals.insert(job.id.clone(), diag);
@@ -232,6 +245,8 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
                         facts,
                         action,
                         addresses,
+                        // RFC 8461 governs MX delivery, not a configured next hop.
+                        sts: None,
                     });
                 }
                 Err(e) => tracing::warn!(%domain, host = %h, error = %e, "bad route host"),
@@ -242,11 +257,18 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
         }
         return Plan::Hops(hops, maildir);
     }
+    // This domain's MTA-STS policy (once per attempt, before any host is planned): each of
+    // its MX hosts gets its verdict from this domain's policy only (KumoMTA #484).
+    let sts = match Sts::discover(ctx.sts.as_ref(), &ctx.dns, domain, policy).await {
+        Ok(a) => a,
+        Err(text) => return Plan::NoRoute(NoRoute::Temporary(text)),
+    };
     match ctx.dns.mx_hosts(domain, policy.dane).await {
         Ok(hosts) => Plan::Hops(
             hosts
                 .into_iter()
                 .map(|h| Hop {
+                    sts: sts.host_verdict(&h.name),
                     name: h.name,
                     port: h.port,
                     source: h.source,
@@ -284,6 +306,7 @@ fn session_expired(remote: &str, what: &str) -> Failure {
 async fn run_session(
     ctx: &Context,
     mut session: Session,
+    (plan, source): (&HopPlan, HostSource),
     jobs: &mut VecDeque<Job>,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<(Job, Diagnostic)> {
@@ -296,7 +319,17 @@ async fn run_session(
         let Some((env, body)) = load(ctx, &job).await else {
             continue;
         };
-        let verdict = session.requiretls_verdict(env.tls_request.requires_tls());
+        // RFC 8689 §4.2.1 item 1 (the MX lookup) from this host's plan for this message's
+        // request. A configured SMTP route involves no MX lookup: the operator chose the next
+        // hop, and only the session conditions apply (authenticated TLS, REQUIRETLS offered).
+        let route = if source == HostSource::Route {
+            RequireTlsRoute::NotChecked
+        } else {
+            plan.clone()
+                .with_tls_request(env.tls_request)
+                .requiretls_route()
+        };
+        let verdict = session.requiretls_verdict(env.tls_request.requires_tls(), route);
         if let RequireTlsVerdict::Refuse(refusal) = verdict {
             tracing::info!(id = %env.id, remote = %session.remote, %refusal, "REQUIRETLS: message not sent to this host");
             let (class, subject, detail) = REQUIRETLS_STATUS;

@@ -183,6 +183,15 @@ impl Dns {
         }
     }
 
+    /// dane-verify's resolver (the DNSSEC modes), for MTA-STS discovery: the `_mta-sts` TXT
+    /// lookup and the policy host's addresses go through the delivery resolver.
+    pub(crate) fn dane_resolver(&self) -> Option<&DaneResolver> {
+        match &self.backend {
+            Backend::Dnssec(r) => Some(r),
+            Backend::System(_) => None,
+        }
+    }
+
     /// Connects to MX hosts on `port` instead of 25 (`delivery.mx_port`), and looks their TLSA
     /// records up at `_PORT._tcp.HOST`: RFC 7672 §3, the TLSA base name follows the port
     /// actually connected to.

@@ -28,6 +28,7 @@ mod dns;
 mod error;
 mod persist;
 mod runner;
+mod sts;
 mod sts_config;
 mod transaction;
 

@@ -141,10 +141,14 @@ impl Session {
     }
 
     /// Whether a message that asked (`requested`) or not for REQUIRETLS may go over this
-    /// session (RFC 8689 §4.2.1). The route condition (DNSSEC-secure MX or MTA-STS `enforce`)
-    /// is the hop plan's hook and is not checked yet: [`RequireTlsRoute::NotChecked`].
-    pub(crate) fn requiretls_verdict(&self, requested: bool) -> RequireTlsVerdict {
-        requiretls_verdict(requested, RequireTlsRoute::NotChecked, self.requiretls)
+    /// session (RFC 8689 §4.2.1); `route` is the hop plan's answer to the route condition
+    /// (DNSSEC-secure MX or MTA-STS `enforce`: `HopPlan::requiretls_route`).
+    pub(crate) fn requiretls_verdict(
+        &self,
+        requested: bool,
+        route: RequireTlsRoute,
+    ) -> RequireTlsVerdict {
+        requiretls_verdict(requested, route, self.requiretls)
     }
 
     fn has(&self, keyword: &str) -> bool {

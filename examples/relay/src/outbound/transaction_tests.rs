@@ -6,7 +6,7 @@ use smtp_tls_policy::io::{LineReader, SmtpStream};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use smtp_tls_policy::delivery::RequireTlsVerdict;
+use smtp_tls_policy::delivery::{RequireTlsRoute, RequireTlsVerdict};
 
 use super::{Session, Timeouts, dot_stuff};
 use crate::AttemptOutcome;
@@ -257,7 +257,7 @@ async fn requiretls_parameter_only_where_the_verdict_allows() {
         Timeouts::default(),
     );
     // A plaintext session: refused, and `send` refuses to write a flagged message.
-    let refused = session.requiretls_verdict(true);
+    let refused = session.requiretls_verdict(true, RequireTlsRoute::NotChecked);
     assert_eq!(
         refused,
         RequireTlsVerdict::Refuse(RequireTlsRefusal::NotTls)
@@ -270,13 +270,13 @@ async fn requiretls_parameter_only_where_the_verdict_allows() {
             .is_err()
     );
     assert_eq!(
-        session.requiretls_verdict(false),
+        session.requiretls_verdict(false, RequireTlsRoute::NotChecked),
         RequireTlsVerdict::NotRequested
     );
     // The facts of an authenticated TLS session that advertised REQUIRETLS (the transport
     // itself stays plain here: only the command text is under test).
     session.requiretls = RequireTlsSession::new(true, true, true);
-    let verdict = session.requiretls_verdict(true);
+    let verdict = session.requiretls_verdict(true, RequireTlsRoute::NotChecked);
     assert_eq!(verdict, RequireTlsVerdict::Send);
     let (settled, broken) = session
         .send("a@c.test", &rcpt, b"x\r\n", verdict)

@@ -4,12 +4,14 @@
 //! ```text
 //! relay [--config FILE] [--listen ADDR] [--log-format text|json]
 //! relay --check-config FILE [--json]
+//! relay --config FILE --mta-sts-show DOMAIN | --mta-sts-purge DOMAIN
 //! ```
 //!
 //! Exit status: 0 normal end (SIGTERM/SIGINT) or valid configuration; 2 bad configuration or
 //! start-up failure.
 #![forbid(unsafe_code)]
 
+mod mta_sts_admin;
 mod run;
 
 use std::net::SocketAddr;
@@ -40,6 +42,19 @@ struct Cli {
     /// Listen on ADDR instead of the first listener's address (tests, ports in use).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Print the cached MTA-STS policy entry of DOMAIN (delivery.mta_sts.cache_dir of
+    /// --config) as JSON and exit (1: nothing cached).
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        requires = "config",
+        conflicts_with = "mta_sts_purge"
+    )]
+    mta_sts_show: Option<String>,
+    /// Remove the cached MTA-STS policy entry of DOMAIN (the next delivery fetches it again),
+    /// print what was removed and exit (1: nothing cached).
+    #[arg(long, value_name = "DOMAIN", requires = "config")]
+    mta_sts_purge: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -73,6 +88,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(domain) = &cli.mta_sts_show {
+        return mta_sts_admin::run(&config, mta_sts_admin::Action::Show, domain);
+    }
+    if let Some(domain) = &cli.mta_sts_purge {
+        return mta_sts_admin::run(&config, mta_sts_admin::Action::Purge, domain);
+    }
     if let Some(addr) = cli.listen {
         config.listeners[0].address = addr;
     }
