@@ -161,7 +161,16 @@ fn run_rows(site: &Site, relay: &common::Relay, postfix: &Postfix, rows: &[Row])
     let ids: Vec<String> = rows
         .iter()
         .map(|r| {
-            let body = format!("Subject: {}\r\n\r\nMTA-STS row {}\r\n", r.case, r.case);
+            // A row named "TLS-Required: No..." sends that header (RFC 8689 §5).
+            let relax = if r.case.starts_with("TLS-Required: No") {
+                "TLS-Required: No\r\n"
+            } else {
+                ""
+            };
+            let body = format!(
+                "Subject: {}\r\n{relax}\r\nMTA-STS row {}\r\n",
+                r.case, r.case
+            );
             client
                 .send("sender@client.test", &r.rcpt, &body)
                 .unwrap()
@@ -391,6 +400,13 @@ fn mta_sts_fault_matrix_against_postfix() {
             "policy fetch wrong content type, nothing cached",
             "r7",
             sts::FETCHFAIL,
+            true,
+            false,
+        ),
+        row(
+            "TLS-Required: No, enforce, certificate for another name",
+            "r10",
+            sts::INSECURE,
             true,
             false,
         ),

@@ -17,7 +17,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use dane_verify::decide;
-use smtp_tls_policy::delivery::{REQUIRETLS_STATUS, RequireTlsRoute, RequireTlsVerdict};
+use smtp_tls_policy::delivery::{
+    REQUIRETLS_STATUS, RequireTlsRoute, RequireTlsVerdict, TlsRequest,
+};
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::plan::{HopPlan, HostSource, PreConnect, facts_without_dnssec};
 use tokio::sync::watch;
@@ -53,6 +55,31 @@ pub(crate) async fn deliver_batch(
 ) -> bool {
     #[cfg(test)]
     panic_if_asked(&domain);
+    // RFC 8689 §5: messages with `TLS-Required: No` get connections of their own, planned for
+    // that request (relaxed to opportunistic TLS); the others never share them.
+    let (relaxed, others): (Vec<Job>, Vec<Job>) = {
+        let q = ctx.lock_queue();
+        jobs.into_iter().partition(|j| {
+            q.envelope(&j.id)
+                .is_some_and(|e| e.tls_request.tls_optional())
+        })
+    };
+    if !relaxed.is_empty() && !others.is_empty() {
+        let a = Box::pin(deliver_batch(
+            ctx.clone(),
+            domain.clone(),
+            others,
+            shutdown.clone(),
+        ))
+        .await;
+        let b = Box::pin(deliver_batch(ctx, domain, relaxed, shutdown)).await;
+        return a || b;
+    }
+    let (request, jobs) = if relaxed.is_empty() {
+        (TlsRequest::Default, others)
+    } else {
+        (TlsRequest::TlsOptional, relaxed)
+    };
     let mut jobs: VecDeque<Job> = jobs.into();
     if ctx.config.is_local_domain(&domain) {
         deliver_local(&ctx, jobs).await;
@@ -98,7 +125,10 @@ pub(crate) async fn deliver_batch(
             let mut temporary = false;
             'hops: for hop in &hops {
                 // The hop plan's pre-flight check: skip this host, or defer the destination.
-                let plan = hop.plan(&policy);
+                let plan = match request {
+                    TlsRequest::TlsOptional => hop.plan(&policy).with_tls_request(request),
+                    _ => hop.plan(&policy),
+                };
                 match plan.pre_connect() {
                     PreConnect::Connect => {}
                     PreConnect::SkipHost { .. } => {
