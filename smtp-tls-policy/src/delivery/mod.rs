@@ -53,10 +53,10 @@ pub use outcome::{
     Decision, DeliveryAction, DeliveryEvent, PeerAuthentication, PlaintextPermit, PlaintextRetry,
     Reason, RequiredTlsAlert,
 };
+pub use requirement::{
+    DaneOutcome, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement, TlsaStatus,
+};
 pub use requiretls::{
     REQUIRETLS_STATUS, RequireTlsRefusal, RequireTlsRoute, RequireTlsSession, RequireTlsVerdict,
     TlsRequest, requiretls_verdict,
-};
-pub use requirement::{
-    DaneOutcome, PeerVerification, PkixOutcome, RequiredTlsFailure, Requirement, TlsaStatus,
 };
