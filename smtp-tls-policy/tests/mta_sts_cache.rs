@@ -265,7 +265,7 @@ fn failed_fetch_keeps_policy_and_backs_off() {
     assert_eq!((kept.id.as_str(), kept.policy.mode), ("one", Mode::Enforce));
     assert_eq!(
         entry.backoff.as_ref().map(|b| (b.failures, b.retry_at)),
-        Some((1, NOW + 60))
+        Some((1, NOW + 300))
     );
     assert_eq!(
         entry.backoff.as_ref().unwrap().last_failure,
@@ -281,7 +281,7 @@ fn failed_fetch_keeps_policy_and_backs_off() {
     );
     // After it: fetch again; failures double the back-off, bounded.
     assert_eq!(
-        decide(Some(&entry), &answer("two"), NOW + 60, &cfg),
+        decide(Some(&entry), &answer("two"), NOW + 300, &cfg),
         CacheDecision::Fetch {
             reason: FetchReason::IdChanged
         }
@@ -292,12 +292,12 @@ fn failed_fetch_keeps_policy_and_backs_off() {
         FetchResult::Failed {
             failure: fetch_failure(),
         },
-        NOW + 60,
+        NOW + 300,
         &cfg,
     );
     assert_eq!(
         entry.backoff.as_ref().map(|b| (b.failures, b.retry_at)),
-        Some((2, NOW + 60 + 120))
+        Some((2, NOW + 300 + 600))
     );
     assert_eq!(cfg.backoff_after(40), cfg.backoff_max);
     // A valid policy replaces it and clears the back-off.
@@ -310,14 +310,14 @@ fn failed_fetch_keeps_policy_and_backs_off() {
             policy: none,
             source,
         },
-        NOW + 200,
+        NOW + 1000,
         &cfg,
     );
     assert_eq!(after, AfterFetch::Fetched);
     assert_eq!(entry.backoff, None);
     // `mode: none` ends the old constraint.
-    assert_eq!(effective_mode(&entry, NOW + 200), Some(Mode::None));
-    let p = entry.fresh_policy(NOW + 200).map(|c| &c.policy);
+    assert_eq!(effective_mode(&entry, NOW + 1000), Some(Mode::None));
+    let p = entry.fresh_policy(NOW + 1000).map(|c| &c.policy);
     assert_eq!(
         host_verdict(p, "anything.example").action,
         StsHostAction::NoConstraint
@@ -508,4 +508,64 @@ fn dns_lookup_outcomes_map_without_confusing_bogus_and_no_record() {
     for (dns, expected) in cases {
         assert_eq!(StsTxtOutcome::from_dns(&dns), expected, "{dns:?}");
     }
+}
+
+#[test]
+fn backoff_is_per_policy_id_and_starts_at_five_minutes() {
+    // RFC 8461 §3.3: senders should not refetch the same policy version more often than
+    // every five minutes or so; a new id announces a new version, fetched at once.
+    let cfg = CacheConfig::default();
+    assert_eq!(cfg.backoff_initial, 300);
+    let failed = |entry, txt_id: &str, at| {
+        on_fetch(
+            entry,
+            &id(txt_id),
+            FetchResult::Failed {
+                failure: fetch_failure(),
+            },
+            at,
+            &cfg,
+        )
+        .0
+    };
+    // Nothing cached: the fetch for "one" fails, the record then announces "two".
+    let entry = failed(CacheEntry::new(domain()), "one", NOW);
+    let backoff = entry.backoff.as_ref().unwrap();
+    assert_eq!((backoff.id.as_str(), backoff.retry_at), ("one", NOW + 300));
+    assert_eq!(
+        decide(Some(&entry), &answer("one"), NOW + 1, &cfg),
+        CacheDecision::NoPolicy {
+            reason: NoPolicyReason::FetchBackingOff
+        },
+        "same id: backing off"
+    );
+    assert_eq!(
+        decide(Some(&entry), &answer("two"), NOW + 1, &cfg),
+        CacheDecision::Fetch {
+            reason: FetchReason::NotCached
+        },
+        "a new id is fetched at once"
+    );
+    // A cached "one", the fetch of "two" fails, the record then announces "three".
+    let entry = failed(cached_entry("one", NOW - 100, RFC_POLICY), "two", NOW);
+    assert_eq!(
+        decide(Some(&entry), &answer("two"), NOW + 1, &cfg),
+        CacheDecision::UseCached {
+            reason: UseCachedReason::BackingOff,
+            refresh_due: false
+        }
+    );
+    assert_eq!(
+        decide(Some(&entry), &answer("three"), NOW + 1, &cfg),
+        CacheDecision::Fetch {
+            reason: FetchReason::IdChanged
+        }
+    );
+    // A failure of the new id starts its own back-off, not the doubled one of the old id.
+    let entry = failed(entry, "three", NOW + 1);
+    let backoff = entry.backoff.as_ref().unwrap();
+    assert_eq!(
+        (backoff.id.as_str(), backoff.failures, backoff.retry_at),
+        ("three", 1, NOW + 1 + 300)
+    );
 }

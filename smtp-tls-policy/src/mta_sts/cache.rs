@@ -8,13 +8,14 @@
 //! | unexpired     | same id                       | use cached (refresh due near expiry)     |
 //! | unexpired     | other id                      | fetch; on failure keep the cached one    |
 //! | unexpired     | no record / failed / bogus    | use cached (RFC 8461 §5.1)               |
-//! | none/expired  | an id                         | fetch (unless backing off: no policy)    |
+//! | none/expired  | an id                         | fetch (backing off on this id: no policy)|
 //! | none/expired  | no record / invalid records   | no policy                                |
 //! | none/expired  | lookup failed / DNSSEC bogus  | temporary failure (never "no record")    |
 //!
 //! [`on_fetch`] then folds the fetch result in: a valid policy replaces the entry (a `mode:
 //! none` policy too, which ends the old one's constraint); a failed fetch or an invalid policy
-//! keeps the old policy and backs off exponentially ([`CacheConfig`]).
+//! keeps the old policy and backs off exponentially ([`CacheConfig`]) — for that TXT id only: a
+//! new id is fetched at once.
 //!
 //! [`CacheEntry`] is serde data: any store (a file, a shared database) keeps it as it is.
 
@@ -183,11 +184,15 @@ impl CachedPolicy {
     }
 }
 
-/// The back-off after failed fetches.
+/// The back-off after failed fetches of one policy version (RFC 8461 §3.3: not refetched more
+/// often than every few minutes). It holds only while the TXT record announces [`Self::id`]: a
+/// new id is a new version, fetched at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FetchBackoff {
-    /// Consecutive failed fetches.
+    /// The TXT id whose fetch failed.
+    pub id: StsId,
+    /// Consecutive failed fetches of that id.
     pub failures: u32,
     /// No new fetch before this time (unix seconds).
     pub retry_at: u64,
@@ -244,7 +249,8 @@ pub struct CacheConfig {
     /// Refresh proactively when less than `max_age / refresh_divisor` remains (default 4: the
     /// last quarter of the lifetime).
     pub refresh_divisor: u64,
-    /// First back-off after a failed fetch, seconds (default 60).
+    /// First back-off after a failed fetch of a policy id, seconds (default 300: RFC 8461 §3.3
+    /// suggests at least five minutes between fetches of one version).
     pub backoff_initial: u64,
     /// Longest back-off, seconds (default 3600).
     pub backoff_max: u64,
@@ -254,7 +260,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             refresh_divisor: 4,
-            backoff_initial: 60,
+            backoff_initial: 300,
             backoff_max: 3600,
         }
     }
@@ -285,7 +291,8 @@ pub enum UseCachedReason {
     LookupFailed,
     /// The TXT answer is DNSSEC-bogus, but the cached policy is unexpired.
     Bogus,
-    /// The id changed but a recent fetch failed: keep the cached policy until the back-off ends.
+    /// The id changed but a recent fetch of that id failed: keep the cached policy until the
+    /// back-off ends.
     BackingOff,
 }
 
@@ -307,7 +314,7 @@ pub enum FetchReason {
 pub enum NoPolicyReason {
     /// No `v=STSv1` record (or several, or an invalid one) and nothing unexpired cached.
     NoRecord,
-    /// A record exists but the last fetch failed and the back-off has not ended.
+    /// A record exists but the last fetch of its id failed and the back-off has not ended.
     FetchBackingOff,
 }
 
@@ -362,9 +369,11 @@ pub fn decide(
     config: &CacheConfig,
 ) -> CacheDecision {
     let fresh = entry.and_then(|e| e.fresh_policy(now));
+    // The back-off holds for the id whose fetch failed; without an id in the answer (nothing
+    // to fetch), it only keeps a refresh from being asked for.
     let backing_off = entry
         .and_then(|e| e.backoff.as_ref())
-        .is_some_and(|b| now < b.retry_at);
+        .is_some_and(|b| now < b.retry_at && txt.id().is_none_or(|id| *id == b.id));
     let use_cached = |reason| CacheDecision::UseCached {
         reason,
         refresh_due: fresh.is_some_and(|p| refresh_due(p, now, config)) && !backing_off,
@@ -476,8 +485,10 @@ pub fn on_fetch(
             let failures = entry
                 .backoff
                 .as_ref()
+                .filter(|b| b.id == *txt_id)
                 .map_or(1, |b| b.failures.saturating_add(1));
             let backoff = FetchBackoff {
+                id: txt_id.clone(),
                 failures,
                 retry_at: now.saturating_add(config.backoff_after(failures)),
                 last_failure: failure,

@@ -63,8 +63,8 @@ fn refresh_boundary_and_backoff_bounds() {
         decide(Some(&entry), &txt, 1400, &cfg),
         CacheDecision::Fetch { .. }
     ));
-    assert_eq!(cfg.backoff_after(0), 60);
-    assert_eq!(cfg.backoff_after(1), 60);
-    assert_eq!(cfg.backoff_after(3), 240);
+    assert_eq!(cfg.backoff_after(0), 300);
+    assert_eq!(cfg.backoff_after(1), 300);
+    assert_eq!(cfg.backoff_after(3), 1200);
     assert_eq!(cfg.backoff_after(u32::MAX), 3600);
 }
