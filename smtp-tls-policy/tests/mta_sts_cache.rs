@@ -221,7 +221,7 @@ fn cache_decision_table() {
 #[test]
 fn proactive_refresh_before_expiry() {
     let cfg = CacheConfig::default();
-    // max_age 604800: refresh due in the last quarter (151200 s).
+    // max_age 604800: refresh due a day after the fetch (a quarter would be 151200 s).
     let entry = cached_entry("one", NOW - 604_800 + 1000, RFC_POLICY);
     assert_eq!(
         decide(Some(&entry), &answer("one"), NOW, &cfg),
@@ -568,4 +568,38 @@ fn backoff_is_per_policy_id_and_starts_at_five_minutes() {
         (backoff.id.as_str(), backoff.failures, backoff.retry_at),
         ("three", 1, NOW + 1 + 300)
     );
+}
+
+#[test]
+fn refresh_due_after_a_quarter_of_the_lifetime_at_most_daily() {
+    let cfg = CacheConfig::default();
+    let due = |max_age: u64, age: u64| {
+        let text =
+            format!("version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: {max_age}\n");
+        let entry = cached_entry("one", NOW - age, &text);
+        match decide(Some(&entry), &answer("one"), NOW, &cfg) {
+            CacheDecision::UseCached {
+                reason: UseCachedReason::SameId,
+                refresh_due,
+            } => refresh_due,
+            other => panic!("{other:?}"),
+        }
+    };
+    // (max_age, seconds since the fetch, refresh due)
+    let cases = [
+        // a week: a quarter is 151200 s, longer than a day: refreshed daily
+        (604_800, 0, false),
+        (604_800, 86_399, false),
+        (604_800, 86_400, true),
+        (604_800, 500_000, true),
+        // a year: daily too
+        (31_557_600, 86_400, true),
+        // 40000 s: a quarter (10000 s) is less than a day
+        (40_000, 9_999, false),
+        (40_000, 10_000, true),
+        (40_000, 39_999, true),
+    ];
+    for (max_age, age, expected) in cases {
+        assert_eq!(due(max_age, age), expected, "max_age {max_age}, age {age}");
+    }
 }

@@ -5,7 +5,7 @@
 //!
 //! | cached policy | TXT lookup                    | decision                                 |
 //! |---------------|-------------------------------|------------------------------------------|
-//! | unexpired     | same id                       | use cached (refresh due near expiry)     |
+//! | unexpired     | same id                       | use cached (refresh due daily / at ¼ age)|
 //! | unexpired     | other id                      | fetch; on failure keep the cached one    |
 //! | unexpired     | no record / failed / bogus    | use cached (RFC 8461 §5.1)               |
 //! | none/expired  | an id                         | fetch (backing off on this id: no policy)|
@@ -246,9 +246,12 @@ impl CacheEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheConfig {
-    /// Refresh proactively when less than `max_age / refresh_divisor` remains (default 4: the
-    /// last quarter of the lifetime).
+    /// Refresh proactively once `max_age / refresh_divisor` has passed since the fetch (default
+    /// 4: after a quarter of the lifetime), or [`Self::refresh_interval_max`] if sooner.
     pub refresh_divisor: u64,
+    /// The longest time between proactive refreshes, seconds (default 86400: at least daily,
+    /// whatever the `max_age`, so a changed policy host is noticed without a TXT id change).
+    pub refresh_interval_max: u64,
     /// First back-off after a failed fetch of a policy id, seconds (default 300: RFC 8461 §3.3
     /// suggests at least five minutes between fetches of one version).
     pub backoff_initial: u64,
@@ -260,6 +263,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             refresh_divisor: 4,
+            refresh_interval_max: 86_400,
             backoff_initial: 300,
             backoff_max: 3600,
         }
@@ -339,8 +343,8 @@ pub enum CacheDecision {
     UseCached {
         /// Why.
         reason: UseCachedReason,
-        /// Less than the configured fraction of its lifetime remains: re-fetch soon (in the
-        /// background), then [`on_fetch`].
+        /// A quarter of its lifetime (by default), or a day, has passed since the fetch:
+        /// re-fetch soon (in the background), then [`on_fetch`] ([`CacheConfig`]).
         refresh_due: bool,
     },
     /// Fetch the policy, then call [`on_fetch`]; if the fetch fails, an unexpired cached policy
@@ -416,10 +420,12 @@ pub fn decide(
     }
 }
 
+/// `now - fetched_at >= min(lifetime / refresh_divisor, refresh_interval_max)`.
 fn refresh_due(policy: &CachedPolicy, now: u64, config: &CacheConfig) -> bool {
-    let remaining = policy.expires_at.saturating_sub(now);
+    let age = now.saturating_sub(policy.fetched_at);
     let lifetime = policy.expires_at.saturating_sub(policy.fetched_at);
-    remaining < lifetime / config.refresh_divisor.max(1)
+    let interval = (lifetime / config.refresh_divisor.max(1)).min(config.refresh_interval_max);
+    age >= interval
 }
 
 /// A fetch as the adapter reports it.

@@ -47,8 +47,8 @@ fn refresh_boundary_and_backoff_bounds() {
         &cfg,
     );
     let txt = StsTxtOutcome::Answer(select_txt_record(&[["v=STSv1; id=a"]]));
-    // lifetime 400, divisor 4: due when less than 100 s remain (expires at 1400).
-    for (now, due) in [(1000, false), (1300, false), (1301, true), (1399, true)] {
+    // lifetime 400, divisor 4: due once 100 s have passed (fetched at 1000, expires at 1400).
+    for (now, due) in [(1000, false), (1099, false), (1100, true), (1399, true)] {
         let d = decide(Some(&entry), &txt, now, &cfg);
         assert_eq!(
             d,
