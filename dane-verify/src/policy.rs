@@ -161,8 +161,21 @@ pub enum TxtLookup {
     },
     /// DNSSEC validation failed: the answer must not be used.
     Bogus,
-    /// The lookup failed (SERVFAIL, timeout, a size limit exceeded, ...). A validating
-    /// resolver trusted for its AD bit answers SERVFAIL for bogus data: it comes here.
+    /// The RRset exists but is over the resolver's limits (more records than
+    /// `Limits::max_txt_records`, or more octets of character-strings than
+    /// `Limits::max_txt_bytes`): not returned, never truncated. An answer, not a failed lookup:
+    /// for MTA-STS it is "not exactly one `v=STSv1` record", so no policy (RFC 8461 §3.1), not a
+    /// temporary failure.
+    TooLarge {
+        /// How many TXT records the RRset holds.
+        records: usize,
+        /// Octets of character-strings over the RRset.
+        bytes: usize,
+        /// DNSSEC status of the RRset.
+        status: DnssecStatus,
+    },
+    /// The lookup failed (SERVFAIL, timeout, ...). A validating resolver trusted for its AD bit
+    /// answers SERVFAIL for bogus data: it comes here.
     Failed(LookupFailure),
 }
 
@@ -171,7 +184,9 @@ impl TxtLookup {
     /// failed lookup.
     pub fn status(&self) -> DnssecStatus {
         match self {
-            Self::Found { status, .. } | Self::NotFound { status } => *status,
+            Self::Found { status, .. }
+            | Self::NotFound { status }
+            | Self::TooLarge { status, .. } => *status,
             Self::Bogus => DnssecStatus::Bogus,
             Self::Failed(_) => DnssecStatus::Indeterminate,
         }

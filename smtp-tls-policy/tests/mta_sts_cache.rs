@@ -504,10 +504,31 @@ fn dns_lookup_outcomes_map_without_confusing_bogus_and_no_record() {
             StsTxtOutcome::Answer(TxtOutcome::NoRecord),
         ),
         (Dns::Bogus, StsTxtOutcome::Bogus),
+        // over the resolver's limits: not exactly one record, no policy (RFC 8461 §3.1) —
+        // never a lookup failure, which would defer the mail
+        (
+            Dns::TooLarge {
+                records: 40,
+                bytes: 900,
+                status: DnssecStatus::Insecure,
+            },
+            StsTxtOutcome::Answer(TxtOutcome::TooManyRecords { count: 40 }),
+        ),
     ];
     for (dns, expected) in cases {
         assert_eq!(StsTxtOutcome::from_dns(&dns), expected, "{dns:?}");
     }
+    let too_large = StsTxtOutcome::from_dns(&Dns::TooLarge {
+        records: 2,
+        bytes: 70_000,
+        status: DnssecStatus::Secure,
+    });
+    assert_eq!(
+        decide(None, &too_large, NOW, &CacheConfig::default()),
+        CacheDecision::NoPolicy {
+            reason: NoPolicyReason::NoRecord
+        }
+    );
 }
 
 #[test]

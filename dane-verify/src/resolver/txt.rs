@@ -6,7 +6,7 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 
 use super::backend::Answer;
 use super::{DaneResolver, parse_name};
-use crate::policy::{LookupFailure, TxtLookup, TxtRecord};
+use crate::policy::{TxtLookup, TxtRecord};
 use crate::{DnssecStatus, Error};
 
 impl DaneResolver {
@@ -17,7 +17,8 @@ impl DaneResolver {
     /// [`TxtLookup::Failed`] with `ServFail` (a validating resolver trusted for its AD bit
     /// answers SERVFAIL), never "no record". Bounded: more than [`Limits::max_txt_records`]
     /// records, or more than [`Limits::max_txt_bytes`] octets of character-strings over the
-    /// RRset, fail the lookup (`Failed(Other)`), never truncate it.
+    /// RRset, are [`TxtLookup::TooLarge`] (an answer: not exactly one record), never truncated
+    /// and never a failed lookup.
     ///
     /// [`Limits::max_txt_records`]: super::Limits::max_txt_records
     /// [`Limits::max_txt_bytes`]: super::Limits::max_txt_bytes
@@ -54,7 +55,11 @@ impl DaneResolver {
                     .sum();
                 if txt.len() > self.limits.max_txt_records || bytes > self.limits.max_txt_bytes {
                     tracing::warn!(%qname, count = txt.len(), bytes, "TXT RRset over the limits");
-                    return Ok(TxtLookup::Failed(LookupFailure::Other));
+                    return Ok(TxtLookup::TooLarge {
+                        records: txt.len(),
+                        bytes,
+                        status,
+                    });
                 }
                 let records = txt
                     .into_iter()

@@ -105,8 +105,9 @@ pub enum StsTxtOutcome {
 
 impl StsTxtOutcome {
     /// The `_mta-sts` TXT lookup as dane-verify's resolver reports it: records selected and
-    /// parsed ([`select_txt_record`]), NXDOMAIN/NODATA as an empty answer, Bogus kept apart
-    /// from "no record".
+    /// parsed ([`select_txt_record`]), NXDOMAIN/NODATA as an empty answer, an RRset over the
+    /// resolver's limits as [`TxtOutcome::TooManyRecords`] (no policy), Bogus kept apart from
+    /// "no record".
     ///
     /// ```
     /// use dane_verify::{DnssecStatus, TxtLookup as Dns, TxtRecord};
@@ -126,6 +127,10 @@ impl StsTxtOutcome {
             }
             dane_verify::TxtLookup::NotFound { .. } => Self::Answer(TxtOutcome::NoRecord),
             dane_verify::TxtLookup::Bogus => Self::Bogus,
+            // over the resolver's limits: not exactly one record, no policy (RFC 8461 §3.1)
+            dane_verify::TxtLookup::TooLarge { records, .. } => {
+                Self::Answer(TxtOutcome::TooManyRecords { count: *records })
+            }
             _ => Self::Failed,
         }
     }
