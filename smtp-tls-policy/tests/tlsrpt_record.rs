@@ -178,3 +178,28 @@ fn record_discovery_two_records_mean_none() {
         RecordErrorKind::NoUsableRua { .. }
     ));
 }
+
+#[test]
+fn record_percent_escapes_are_two_hex_digits() {
+    // `u8::from_str_radix` would take "+f" for 0x0f: a `%` is followed by two hex digits.
+    let r = TlsRptRecord::parse(
+        "v=TLSRPTv1; rua=https://r.example/%+f,mailto:a%+fb@example.com,mailto:ok%2b1@example.com,\
+         https://r.example/%2",
+    )
+    .unwrap();
+    assert_eq!(r.rua.len(), 1);
+    assert_eq!(r.rua[0].as_str(), "mailto:ok%2b1@example.com");
+    let problems: Vec<(&str, &RuaProblem)> = r
+        .skipped
+        .iter()
+        .map(|s| (s.uri.as_str(), &s.problem))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            ("https://r.example/%+f", &RuaProblem::InvalidCharacter),
+            ("mailto:a%+fb@example.com", &RuaProblem::InvalidCharacter),
+            ("https://r.example/%2", &RuaProblem::InvalidCharacter),
+        ]
+    );
+}
