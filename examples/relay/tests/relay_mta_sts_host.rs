@@ -326,7 +326,7 @@ fn check_config_shows_the_policy_host_and_refuses_bad_policies() {
     // Syntax errors name the line and column, and the key without its index.
     let mode_line = 1 + text.lines().position(|l| l.starts_with("mode = ")).unwrap();
     let mode_error = format!(":{mode_line}:8: key `mta_sts_policy.mode`: unknown variant `strict`");
-    let cases: [(&str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str); 7] = [
         (
             "mx = [\"mx1.example.test\", \"*.mx.example.test\"]",
             "mx = [\"192.0.2.25\"]",
@@ -352,6 +352,11 @@ fn check_config_shows_the_policy_host_and_refuses_bad_policies() {
             "header_read_timeout_secs = 1",
             "header_read_timeout_secs = 0",
             "key `https_listener[0].header_read_timeout_secs`",
+        ),
+        (
+            "max_connections = 256",
+            "max_connections = 256\nmax_connections_per_ip = 0",
+            "key `https_listener[0].max_connections_per_ip`: 1 to 65536",
         ),
     ];
     for (from, to, want) in cases {
@@ -418,4 +423,103 @@ fn connections_over_the_limit_are_closed() {
     assert_eq!((ok.status, ok.body.as_str()), (StatusCode::OK, BODY));
     let log = relay.log();
     assert!(log.contains("https: connection limit reached"), "{log}");
+}
+
+/// A TLS session to the site's HTTPS listener from `source` (a loopback address), verified
+/// against the test CA; its completed handshake proves the server accepted the connection.
+async fn tls_from(
+    site: &Site,
+    source: std::net::IpAddr,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(site.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| e.to_string())?;
+    let tcp = socket
+        .connect(site.https)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sni = ServerName::try_from("mta-sts.example.test").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(sni, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))
+}
+
+/// GET of the policy over an established TLS session: its status.
+async fn get_policy(
+    tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> Result<StatusCode, String> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let req = Request::get("/.well-known/mta-sts.txt")
+        .header(http::header::HOST, "mta-sts.example.test")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    drop(sender);
+    conn.abort();
+    Ok(status)
+}
+
+#[test]
+fn connections_over_the_per_ip_limit_are_closed() {
+    let site = site(); // max_connections 256, max_connections_per_ip by default (8)
+    // The held connections must outlive the test: a longer header timeout than site()'s 1 s.
+    let file = site.dir.path().join("relay.toml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "header_read_timeout_secs = 1",
+        "header_read_timeout_secs = 120",
+    );
+    std::fs::write(&file, text).unwrap();
+    let relay = Relay::start(site.dir.path(), &file, site.smtp, "relay.log");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let one: std::net::IpAddr = [127, 0, 0, 1].into();
+    let two: std::net::IpAddr = [127, 0, 0, 2].into();
+    rt.block_on(async {
+        // Eight sessions from 127.0.0.1, each accepted (its handshake completed) and open.
+        let mut held = Vec::new();
+        for i in 0..8 {
+            held.push(
+                tls_from(&site, one)
+                    .await
+                    .unwrap_or_else(|e| panic!("{i}: {e}")),
+            );
+        }
+        // The ninth from that address is closed at once.
+        let ninth = tls_from(&site, one).await;
+        assert!(
+            ninth.is_err(),
+            "a ninth connection from 127.0.0.1 was served"
+        );
+        // Another address is not held to 127.0.0.1's count.
+        let other = tls_from(&site, two).await.unwrap();
+        assert_eq!(get_policy(other).await.unwrap(), StatusCode::OK);
+        // The eight held sessions are still served.
+        for tls in held {
+            assert_eq!(get_policy(tls).await.unwrap(), StatusCode::OK);
+        }
+    });
+    let log = relay.log();
+    assert!(
+        log.contains("https: per-IP connection limit reached"),
+        "{log}"
+    );
 }

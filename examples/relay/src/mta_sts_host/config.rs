@@ -5,6 +5,7 @@
 //! name = "mta-sts"
 //! address = "0.0.0.0:443"
 //! certificate = "mta-sts"          # cert-store name; absent: `certs assign --https-listener`
+//! max_connections_per_ip = 8       # connections at once from one client address (default)
 //!
 //! [[mta_sts_policy]]
 //! domain = "example.org"           # served as https://mta-sts.example.org/.well-known/mta-sts.txt
@@ -44,6 +45,10 @@ pub struct HttpsListenerConfig {
     /// Most connections at once; more are closed at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most connections at once from one client address (IPv4-mapped IPv6 counted as IPv4);
+    /// more from it are closed at once.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
     /// Time allowed for the TLS handshake and a request's header.
     #[serde(default = "default_header_timeout")]
     pub header_read_timeout_secs: u64,
@@ -54,6 +59,9 @@ pub struct HttpsListenerConfig {
 
 fn default_max_connections() -> usize {
     256
+}
+fn default_max_connections_per_ip() -> usize {
+    8
 }
 fn default_header_timeout() -> u64 {
     10
@@ -75,6 +83,9 @@ impl HttpsListenerConfig {
         }
         if !(1..=65_536).contains(&self.max_connections) {
             return Err(("max_connections", "1 to 65536".into()));
+        }
+        if !(1..=65_536).contains(&self.max_connections_per_ip) {
+            return Err(("max_connections_per_ip", "1 to 65536".into()));
         }
         if !(1..=300).contains(&self.header_read_timeout_secs) {
             return Err(("header_read_timeout_secs", "1 to 300".into()));

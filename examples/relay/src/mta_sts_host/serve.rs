@@ -1,7 +1,8 @@
 //! The HTTPS adapter: tokio + tokio-rustls + hyper's HTTP/1.1 server. It accepts connections up
-//! to the listener's limit, bounds the handshake and each request header by
-//! `header_read_timeout_secs` and a whole connection by `connection_lifetime_secs`, and answers
-//! every request with [`route::decide`](super::route::decide).
+//! to the listener's limit and its per-client-address limit (`max_connections_per_ip`), bounds
+//! the handshake and each request header by `header_read_timeout_secs` and a whole connection by
+//! `connection_lifetime_secs`, and answers every request with
+//! [`route::decide`](super::route::decide).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use super::MtaStsHostError;
 use super::config::HttpsListenerConfig;
 use super::route::{Answer, PolicyTable, decide};
+use crate::inbound::ConnectionCounter;
 
 /// Largest request header section read (hyper's read buffer; its minimum).
 pub const MAX_HEADER_BYTES: usize = 8192;
@@ -34,6 +36,7 @@ pub struct HttpsHost {
     acceptor: TlsAcceptor,
     table: Arc<PolicyTable>,
     max_connections: usize,
+    max_connections_per_ip: usize,
     header_read_timeout: Duration,
     connection_lifetime: Duration,
 }
@@ -43,6 +46,7 @@ impl std::fmt::Debug for HttpsHost {
         f.debug_struct("HttpsHost")
             .field("name", &self.name)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +67,7 @@ impl HttpsHost {
             acceptor: TlsAcceptor::from(Arc::new(tls)),
             table,
             max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
             connection_lifetime: Duration::from_secs(config.connection_lifetime_secs),
         }
@@ -84,6 +89,7 @@ pub async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, MtaSts
 pub async fn serve(host: HttpsHost, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     let host = Arc::new(host);
     let slots = Arc::new(Semaphore::new(host.max_connections));
+    let per_ip = ConnectionCounter::default();
     let mut connections = JoinSet::new();
     tracing::info!(listener = %host.name, address = ?listener.local_addr().ok(),
         "MTA-STS policy host listening (HTTPS)");
@@ -103,6 +109,14 @@ pub async fn serve(host: HttpsHost, listener: TcpListener, mut shutdown: watch::
                         continue;
                     }
                 };
+                // counted from the accept on: released when the connection task ends
+                let from_ip = per_ip.open(peer.ip());
+                let open_from_ip = usize::try_from(from_ip.count()).unwrap_or(usize::MAX);
+                if open_from_ip > host.max_connections_per_ip {
+                    tracing::warn!(listener = %host.name, %peer,
+                        "https: per-IP connection limit reached, connection closed");
+                    continue;
+                }
                 let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                     tracing::warn!(listener = %host.name, %peer,
                         "https: connection limit reached, connection closed");
@@ -115,7 +129,7 @@ pub async fn serve(host: HttpsHost, listener: TcpListener, mut shutdown: watch::
                         tracing::debug!(listener = %host.name, %peer,
                             "https: connection lifetime reached");
                     }
-                    drop(permit);
+                    drop((permit, from_ip));
                 });
             }
         }
