@@ -525,7 +525,7 @@ fn openssl_s_client_verifies_the_relay() {
     assert!(out.contains("Verification: OK"), "{out}");
     assert!(out.contains("TLSv1.3"), "{out}");
     // The EHLO inside TLS: no STARTTLS any more, REQUIRETLS (offered only inside TLS, RFC 8689
-    // §3) is the last line.
+    // §2) is the last line.
     assert!(out.contains("250-ENHANCEDSTATUSCODES"), "{out}");
     assert!(out.contains("250 REQUIRETLS"), "{out}");
     assert!(out.contains("250-SIZE 100000"), "{out}");

@@ -161,7 +161,7 @@ fn run_rows(site: &Site, relay: &common::Relay, postfix: &Postfix, rows: &[Row])
     let ids: Vec<String> = rows
         .iter()
         .map(|r| {
-            // A row named "TLS-Required: No..." sends that header (RFC 8689 §5).
+            // A row named "TLS-Required: No..." sends that header (RFC 8689 §3).
             let relax = if r.case.starts_with("TLS-Required: No") {
                 "TLS-Required: No\r\n"
             } else {

@@ -341,7 +341,7 @@ const RELAXED: &str = "Subject: t\r\nTLS-Required:\r\n no\r\n\r\nhello\r\n";
 
 // ------------------------------------------------------------------ tests
 
-/// RFC 8689 §3, §4.1, §5 on the listener: REQUIRETLS is offered and accepted only inside TLS
+/// RFC 8689 §2, §3, §4.1 on the listener: REQUIRETLS is offered and accepted only inside TLS
 /// (530 5.7.10 in plaintext), a repeated parameter is a syntax error (501), and the flag — or
 /// a `TLS-Required: No` header, which REQUIRETLS overrides — is stored with the message and
 /// still there after a restart.
@@ -371,7 +371,7 @@ fn listener_offers_requiretls_only_inside_tls_and_stores_the_flag() {
     );
     let r = c.cmd(&format!("MAIL FROM:<{SENDER}> REQUIRETLS REQUIRETLS"));
     assert!(r.starts_with("501"), "{r}");
-    // REQUIRETLS takes precedence over the header (RFC 8689 §5).
+    // REQUIRETLS takes precedence over the header (RFC 8689 §4.1).
     let flagged = queued(&c.send(" REQUIRETLS", "r3@sink.example", RELAXED));
     let tls_only = queued(&c.send("", "r4@sink.example", MESSAGE));
     let _ = c.cmd("QUIT");

@@ -20,7 +20,7 @@ use std::fmt;
 use super::outcome::{Decision, DeliveryAction, PeerAuthentication, Reason};
 use crate::smtp::EhloCapabilities;
 
-/// RFC 8689 §6 (RFC 3463 registry): 5.7.30, "REQUIRETLS support required".
+/// RFC 8689 §7 (IANA: the RFC 3463 registry): 5.7.30, "REQUIRETLS support required".
 pub const REQUIRETLS_STATUS: (u8, u16, u16) = (5, 7, 30);
 
 /// What the sender asked of TLS for the onward relay of a message (RFC 8689): an input of
@@ -42,14 +42,14 @@ pub enum TlsRequest {
     /// Nothing asked: the destination's own TLS policy applies.
     #[default]
     Default,
-    /// `MAIL FROM:<..> REQUIRETLS` (RFC 8689 §4.1): every onward hop must be authenticated TLS
+    /// `MAIL FROM:<..> REQUIRETLS` (RFC 8689 §2, §4.1): every onward hop must be authenticated TLS
     /// (DANE, or PKIX on a DNSSEC-secure or MTA-STS `enforce` route) to a host that advertises
     /// `REQUIRETLS` and gets it on `MAIL FROM`; otherwise the message bounces with 5.7.30.
-    /// Takes precedence over a `TLS-Required: No` header (RFC 8689 §5).
+    /// Takes precedence over a `TLS-Required: No` header (RFC 8689 §4.1).
     RequireTls,
-    /// A `TLS-Required: No` header field (RFC 8689 §5) without `REQUIRETLS`: the destination's
-    /// TLS setting and the remote policies (DANE, MTA-STS) are relaxed to opportunistic TLS for
-    /// this message (the hop plan says so in its explanation).
+    /// A `TLS-Required: No` header field (RFC 8689 §3, §4.2.2) without `REQUIRETLS`: the
+    /// destination's TLS setting and the remote policies (DANE, MTA-STS) are relaxed to
+    /// opportunistic TLS for this message (the hop plan says so in its explanation).
     TlsOptional,
 }
 
@@ -74,7 +74,7 @@ impl TlsRequest {
 
     /// The request of a message received with (`requiretls`) or without the `MAIL FROM`
     /// parameter, and with or without a `TLS-Required: No` header (ignored under
-    /// `REQUIRETLS`, RFC 8689 §5).
+    /// `REQUIRETLS`, RFC 8689 §4.1).
     #[must_use]
     pub fn from_receipt(requiretls: bool, tls_required_no: bool) -> Self {
         match (requiretls, tls_required_no) {

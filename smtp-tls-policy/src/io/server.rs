@@ -21,7 +21,7 @@ pub struct ServerSessionConfig {
     /// `8BITMIME`); `STARTTLS` is added by the gate when allowed.
     pub extensions: Vec<String>,
     /// Extension keywords advertised only inside TLS, after [`Self::extensions`] (e.g.
-    /// `REQUIRETLS`, which RFC 8689 §3 offers only over a TLS session).
+    /// `REQUIRETLS`, which RFC 8689 §2 offers only over a TLS session).
     pub tls_extensions: Vec<String>,
     /// Timeouts.
     pub timeouts: Timeouts,

@@ -35,10 +35,10 @@ pub enum Source {
     HopFacts,
     /// The recipient domain's MTA-STS policy (RFC 8461).
     MtaSts,
-    /// The sender's `REQUIRETLS` (RFC 8689 §4).
+    /// The sender's `REQUIRETLS` (RFC 8689 §2, §4).
     #[serde(rename = "requiretls")]
     RequireTls,
-    /// The sender's `TLS-Required: No` header field (RFC 8689 §5).
+    /// The sender's `TLS-Required: No` header field (RFC 8689 §3).
     TlsRequiredHeader,
 }
 

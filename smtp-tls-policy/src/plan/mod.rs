@@ -41,7 +41,7 @@
 //! [`StsHostVerdict`] of the recipient domain's policy, [`crate::mta_sts::host_verdict`]) and
 //! [`HopPlan::with_tls_request`] ([`TlsRequest`]). Without them a plan is what it was.
 //! Precedence (each step can only make the plan stricter, except `TLS-Required: No`):
-//! 1. **`TLS-Required: No`** ([`TlsRequest::TlsOptional`], RFC 8689 §5) relaxes the local TLS
+//! 1. **`TLS-Required: No`** ([`TlsRequest::TlsOptional`], RFC 8689 §4.2.2) relaxes the local TLS
 //!    setting, DANE and MTA-STS to opportunistic TLS for that message: STARTTLS when offered,
 //!    no certificate check enforced, plaintext when STARTTLS is missing (TLS `no` stays `no`).
 //!    Source `tls-required-header`.

@@ -241,7 +241,7 @@ pub(super) fn overlay(
     o
 }
 
-/// `TLS-Required: No` (RFC 8689 §5): opportunistic TLS, no DANE, no MTA-STS.
+/// `TLS-Required: No` (RFC 8689 §3, §4.2.2): opportunistic TLS, no DANE, no MTA-STS.
 fn relax(o: &mut Overlay, action: &DaneAction) {
     if o.tls != DeliveryTls::No {
         o.tls = DeliveryTls::Preferred;
@@ -262,7 +262,7 @@ fn relax(o: &mut Overlay, action: &DaneAction) {
     o.rules.push(rule(
         Source::TlsRequiredHeader,
         Effect::SetsTlsMode,
-        "TLS-Required: No (RFC 8689 5): the destination's TLS setting and the remote policies \
+        "TLS-Required: No (RFC 8689 4.2.2): the destination's TLS setting and the remote policies \
          (DANE, MTA-STS) are relaxed to opportunistic TLS for this message",
     ));
 }

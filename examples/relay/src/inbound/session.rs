@@ -100,7 +100,7 @@ pub(crate) async fn handle<S>(
         "ENHANCEDSTATUSCODES".to_owned(),
     ];
     extensions.shrink_to_fit();
-    // RFC 8689 §3: REQUIRETLS is advertised only inside TLS.
+    // RFC 8689 §2: REQUIRETLS is advertised only inside TLS.
     let config = ServerSessionConfig::new(ctx.hostname.clone(), extensions)
         .with_tls_extensions(vec!["REQUIRETLS".to_owned()])
         .with_timeouts(ctx.limits.timeouts());

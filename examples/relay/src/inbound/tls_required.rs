@@ -1,7 +1,7 @@
-//! The `TLS-Required` header field of a received message (RFC 8689 §5), found by a bounded
+//! The `TLS-Required` header field of a received message (RFC 8689 §3), found by a bounded
 //! scan of the header section.
 //!
-//! RFC 8689 §5: `tls-required-field = "TLS-Required:" [FWS] "No" CRLF`. The field name is
+//! RFC 8689 §3: `tls-required-field = "TLS-Required:" [FWS] "No" CRLF`. The field name is
 //! case-insensitive (RFC 5322 §1.2.2), folding whitespace is allowed around the value, and
 //! the value `No` is compared without case. The field relaxes the TLS requirements of the
 //! onward relay, so the scan fails closed: a message whose header section is longer than

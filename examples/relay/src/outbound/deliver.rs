@@ -55,7 +55,7 @@ pub(crate) async fn deliver_batch(
 ) -> bool {
     #[cfg(test)]
     panic_if_asked(&domain);
-    // RFC 8689 §5: messages with `TLS-Required: No` get connections of their own, planned for
+    // RFC 8689 §4.2.2: messages with `TLS-Required: No` get connections of their own, planned for
     // that request (relaxed to opportunistic TLS); the others never share them.
     let (relaxed, others): (Vec<Job>, Vec<Job>) = {
         let q = ctx.lock_queue();
