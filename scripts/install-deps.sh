@@ -2,6 +2,7 @@
 # Installs the system packages the test suite drives as real peers (Debian/Ubuntu, apt-get):
 #   knot + unbound + ldnsutils  the DNSSEC lab (scripts/dnssec-lab.sh)
 #   postfix, swaks, openssl     SMTP/TLS interop peers
+#   redis-server                the relay's shared state backend (tests start one on loopback)
 # Idempotent: does nothing when every tool is already on PATH. Runs apt-get as root or via sudo.
 set -euo pipefail
 need=()
@@ -17,6 +18,7 @@ have postfix        || need+=(postfix)
 have swaks          || need+=(swaks libnet-ssleay-perl libio-socket-ssl-perl)
 have script         || need+=(bsdutils)
 have bc             || need+=(bc)
+have redis-server   || need+=(redis-server)
 perl -MIO::Socket::SSL -e1 2>/dev/null || need+=(libio-socket-ssl-perl libnet-ssleay-perl)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
