@@ -274,6 +274,12 @@ pub enum Error {
         /// What is wrong.
         kind: crate::tlsrpt::ReportErrorKind,
     },
+    /// A TLS report could not be composed for sending (RFC 8460 §5).
+    #[error("TLS report not composed: {kind}")]
+    TlsRptCompose {
+        /// What is wrong.
+        kind: crate::tlsrpt::ComposeErrorKind,
+    },
 
     // --- MTA-STS (RFC 8461) ---
     /// An MTA-STS policy file is invalid (`sts-policy-invalid` in TLS-RPT).
@@ -321,6 +327,7 @@ impl Error {
             Self::StateViolation { .. } => "state",
             Self::TlsRptRecord { .. } => "tlsrpt-record",
             Self::TlsRptReport { .. } => "tlsrpt-report",
+            Self::TlsRptCompose { .. } => "tlsrpt-compose",
             Self::MtaStsPolicy(_) => "mta-sts",
             #[cfg(feature = "mta-sts-fetch")]
             Self::MtaStsFetch(_) => "mta-sts",

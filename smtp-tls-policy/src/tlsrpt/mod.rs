@@ -32,13 +32,24 @@
 //! # Ok::<(), smtp_tls_policy::Error>(())
 //! ```
 
+mod compose;
+mod counters;
 mod lenient;
 mod parse;
 mod record;
 mod report;
 mod result_type;
+mod session;
 mod summary;
 
+pub use compose::{
+    ComposeErrorKind, ReportBody, Reporter, TLSRPT_GZIP, compose_message, compose_reports,
+    day_range, report_filename, report_id,
+};
+pub use counters::{
+    Aggregate, CounterKey, CounterUpdate, DayCounters, SUCCESS_FIELD, decode_failure_field,
+    encode_field,
+};
 pub use parse::{Container, MAX_REPORT_SIZE, ReportErrorKind, ReportReader, read_report};
 pub use record::{
     MAX_RECORD_LEN, MAX_RUA, RecordDiscovery, RecordErrorKind, ReportUri, RuaProblem, SkippedRua,
@@ -46,4 +57,7 @@ pub use record::{
 };
 pub use report::{DateRange, FailureDetail, Policy, PolicyReport, Report, SessionCounts};
 pub use result_type::{PolicyType, ResultType};
+pub use session::{
+    Endpoints, MAX_INFO_LEN, MAX_NAME_LEN, ReportedPolicy, Session, SessionResult, TlsOutcome,
+};
 pub use summary::{DomainDay, Summary, UNKNOWN_MX};
