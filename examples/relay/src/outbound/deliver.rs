@@ -4,10 +4,11 @@
 //! A message that asked for REQUIRETLS (RFC 8689 §4.2.1) goes only over a session that
 //! smtp-tls-policy's `requiretls_verdict` allows (authenticated TLS to a host that advertised
 //! `REQUIRETLS`), with `REQUIRETLS` on `MAIL FROM`; another session sets it aside for the next
-//! host, and when no host could take it the message bounces with 5.7.30 — or is retried
-//! (4.7.30) when some host failed only temporarily. The route condition (DNSSEC-secure MX or
-//! MTA-STS `enforce`) comes from the host's hop plan for the message's request
-//! (`HopPlan::requiretls_route`).
+//! host, and when every host tried refused it the message bounces with 5.7.30 — or is retried
+//! (4.7.30) when some host failed only temporarily or a session ended (broke, reached its
+//! message limit or time limit) before it got to the message. The route condition
+//! (DNSSEC-secure MX or MTA-STS `enforce`) comes from the host's hop plan for the message's
+//! request (`HopPlan::requiretls_route`).
 //!
 //! MTA-STS (RFC 8461): the destination domain's policy is discovered once per attempt before
 //! its MX hosts are planned (`sts`); every host's plan carries that domain's verdict for it.
@@ -118,11 +119,15 @@ pub(crate) async fn deliver_batch(
             let mut last: Option<Failure> = None;
             let mut any_session = false;
             let mut expired = false;
-            // REQUIRETLS (RFC 8689 §4.2.1): flagged messages a host could not take, and why
-            // (the last refusal); whether any host failed only temporarily (then a refused
-            // message is retried rather than bounced: that host may support it).
-            let mut refusals: HashMap<MessageId, Diagnostic> = HashMap::new();
+            // REQUIRETLS (RFC 8689 §4.2.1): flagged messages a host could not take, why (the
+            // last refusal) and at how many host attempts; whether any host failed only
+            // temporarily (then a refused message is retried rather than bounced: that host
+            // may support it). `attempts` counts the hosts tried (not those the plan skipped):
+            // a message bounces only when every one of them refused it — one that a session
+            // did not reach (it broke, hit its message limit, could not be opened) is retried.
+            let mut refusals: HashMap<MessageId, (Diagnostic, u32)> = HashMap::new();
             let mut temporary = false;
+            let mut attempts: u32 = 0;
             'hops: for hop in &hops {
                 // The hop plan's pre-flight check: skip this host, or defer the destination.
                 let plan = match request {
@@ -139,6 +144,7 @@ pub(crate) async fn deliver_batch(
                     }
                     _ => {
                         let f = connect::held(&ctx, hop, &plan).await;
+                        attempts += 1;
                         temporary |= !f.permanent;
                         last = Some(f);
                         break 'hops;
@@ -149,6 +155,7 @@ pub(crate) async fn deliver_batch(
                         break 'hops;
                     }
                     let remote = format!("{}[{addr}]:{}", hop.name, hop.port);
+                    attempts += 1;
                     let connected =
                         tokio::time::timeout_at(ends, connect::connect(&ctx, &plan, hop, *addr))
                             .await;
@@ -171,7 +178,8 @@ pub(crate) async fn deliver_batch(
                             .await;
                             // Refused here, tried at the next host (RFC 8689 §4.2.1).
                             for (job, diag) in set_aside {
-                                refusals.insert(job.id.clone(), diag);
+                                let n = refusals.get(&job.id).map_or(0, |r| r.1);
+                                refusals.insert(job.id.clone(), (diag, n + 1));
                                 jobs.push_back(job);
                             }
                             if Instant::now() >= ends {
@@ -191,6 +199,7 @@ pub(crate) async fn deliver_batch(
                     }
                 }
                 if hop.addresses.is_empty() {
+                    attempts += 1;
                     temporary = true;
                     last.get_or_insert_with(|| Failure {
                         diag: local_diag(4, 4, 4, format!("no address for {}", hop.name)),
@@ -222,19 +231,21 @@ pub(crate) async fn deliver_batch(
             if *shutdown.borrow() {
                 return any_session; // not attempted: stays in the spool for the next start
             }
-            // Flagged messages no host could take: 5.7.30 (RFC 8689 §4.2.1), unless a host
-            // failed only temporarily (it may support REQUIRETLS: retried, class 4).
+            // Flagged messages no host could take: 5.7.30 (RFC 8689 §4.2.1) when every host
+            // tried refused them; retried (class 4) when a host failed only temporarily (it
+            // may support REQUIRETLS) or a host tried after a refusal never reached them.
             let (refused, jobs): (VecDeque<Job>, VecDeque<Job>) =
                 jobs.into_iter().partition(|j| refusals.contains_key(&j.id));
             for job in refused {
-                let Some(mut diag) = refusals.remove(&job.id) else {
+                let Some((mut diag, refused_by)) = refusals.remove(&job.id) else {
                     continue;
                 };
-                if temporary {
+                let bounce = !temporary && refused_by == attempts;
+                if !bounce {
                     diag.status = Some((4, REQUIRETLS_STATUS.1, REQUIRETLS_STATUS.2));
                 }
-                tracing::info!(id = %job.id, %domain, reason = %diag.text, bounce = !temporary, "delivery: REQUIRETLS could not be met");
-                settle_all(&ctx, VecDeque::from([job]), &diag, !temporary).await;
+                tracing::info!(id = %job.id, %domain, reason = %diag.text, refused_by, hosts_tried = attempts, bounce, "delivery: REQUIRETLS could not be met");
+                settle_all(&ctx, VecDeque::from([job]), &diag, bounce).await;
             }
             if jobs.is_empty() {
                 return any_session;
@@ -494,3 +505,7 @@ fn panic_if_asked(domain: &str) {
         panic!("injected panic in the delivery task for {domain}");
     }
 }
+
+#[cfg(test)]
+#[path = "deliver_tests.rs"]
+mod tests;
