@@ -17,6 +17,7 @@ mod limbo;
 mod mta_sts;
 mod policy;
 mod resolver_args;
+mod sts_args;
 mod tlsrpt;
 mod tlsverify;
 
@@ -45,7 +46,7 @@ enum Command {
     /// Match a certificate chain against TLSA records, or check a domain's DANE live.
     Daneverify(daneverify::Args),
     /// Print the hop plan (TLS requirement, reference identities, why) for each MX host of a
-    /// domain, from live DNS, without connecting.
+    /// domain, from live DNS and the domain's MTA-STS policy, without connecting to the hosts.
     Policy(policy::Args),
     /// Manage the certificate store: certificates, keys, CSRs, PKCS#12, CA lists.
     Certs(certs::Args),

@@ -22,20 +22,17 @@
 //! policy; `fetch-error` — a valid TXT record, but the policy could not be fetched or is
 //! invalid, or the DNS lookup failed. Exit 0 for `valid`, 1 otherwise, 2 for bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::mta_sts::{
-    CacheEntry, Discovery, DiscoveryOutcome, FetchSettings, FilePolicyStore, MemoryPolicyStore,
-    PolicyDomain, PolicyStore, StsHostAction, StsTxtOutcome, TxtOutcome, client_config, discover,
+    CacheEntry, Discovery, DiscoveryOutcome, FilePolicyStore, MemoryPolicyStore, PolicyDomain,
+    PolicyStore, StsHostAction, StsTxtOutcome, TxtOutcome, discover,
 };
 
 use crate::resolver_args::ResolverArgs;
+use crate::sts_args::{StsArgs, unix_now};
 
 /// Arguments of `smtp-tls-check mta-sts`.
 #[derive(clap::Args)]
@@ -45,16 +42,9 @@ pub(crate) struct Args {
     /// An MX host to check against the policy (repeatable): `allowed`, and a `reason` when not.
     #[arg(long = "mx", value_name = "HOST")]
     mx: Vec<String>,
-    /// A CA list to trust for the policy host, PEM (repeatable). Without --ca and
-    /// --system-cas: Mozilla's list.
-    #[arg(long = "ca", value_name = "FILE")]
-    ca: Vec<PathBuf>,
-    /// Trust the system CA list (Mozilla's, via webpki-roots), in addition to --ca.
-    #[arg(long)]
-    system_cas: bool,
-    /// HTTPS port of the policy host `mta-sts.DOMAIN`.
-    #[arg(long, default_value_t = 443)]
-    policy_port: u16,
+    // `--ca`, `--system-cas`, `--policy-port`, as `policy DOMAIN`.
+    #[command(flatten)]
+    sts: StsArgs,
     /// Use and update a policy cache in this directory (one JSON file per domain, as the
     /// relay keeps it); adds the `cache` object.
     #[arg(long, value_name = "DIR")]
@@ -87,8 +77,7 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
         let store = file_store.as_ref().ok_or("--purge needs --cache-dir")?;
         return purge(store, &domain, args.json);
     }
-    let tls = client_config(&trust_anchors(&args.ca, args.system_cas)?)?;
-    let settings = FetchSettings::new(tls).with_port(args.policy_port);
+    let settings = args.sts.fetch_settings()?;
     let live = args.dns.prepare()?;
     let memory = MemoryPolicyStore::new();
     let store: &dyn PolicyStore = match &file_store {
@@ -119,41 +108,6 @@ pub(crate) fn run(args: Args) -> crate::CmdResult {
     })
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `--ca` files and `--system-cas`; neither: Mozilla's list.
-fn trust_anchors(ca: &[PathBuf], system_cas: bool) -> Result<TrustAnchors, String> {
-    if ca.is_empty() {
-        return Ok(TrustAnchors::mozilla());
-    }
-    let mut anchors = TrustAnchors::empty();
-    for path in ca {
-        for cert in read_pem_certs(path)? {
-            anchors
-                .add_certificate(cert)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-    }
-    if system_cas {
-        anchors.add_anchors(TrustAnchors::mozilla().anchors().iter().cloned());
-    }
-    Ok(anchors)
-}
-
-fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate", path.display()));
-    }
-    Ok(certs)
-}
-
 fn purge(store: &FilePolicyStore, domain: &PolicyDomain, json: bool) -> crate::CmdResult {
     // A corrupt entry is removed too; it is reported as removed without content.
     let existed = store.path_of(domain).exists();
@@ -180,8 +134,13 @@ fn purge(store: &FilePolicyStore, domain: &PolicyDomain, json: bool) -> crate::C
     Ok(ExitCode::SUCCESS)
 }
 
-/// The JSON report (the module documentation's format).
-fn report(d: &Discovery, hosts: &[String], cached: Option<&Option<CacheEntry>>, now: u64) -> Value {
+/// The JSON report (the module documentation's format; `policy DOMAIN` shows it too).
+pub(crate) fn report<S: AsRef<str>>(
+    d: &Discovery,
+    hosts: &[S],
+    cached: Option<&Option<CacheEntry>>,
+    now: u64,
+) -> Value {
     let (status, error) = status(d);
     let policy = d.policy.as_ref().map(|c| {
         json!({
