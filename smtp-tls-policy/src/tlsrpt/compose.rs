@@ -353,7 +353,9 @@ fn human_text(reporter: &Reporter, report: &Report, domain: &str) -> String {
     let mut text = String::new();
     let _ = write!(
         text,
-        "This is an aggregate TLS report (RFC 8460, SMTP TLS Reporting) from {org} ({}).\r\n\
+        "This is an aggregate TLS report (RFC 8460, SMTP TLS Reporting).\r\n\
+         Reporting organization: {org}\r\n\
+         Submitter: {}\r\n\
          Policy domain: {domain}\r\n\
          Period: {} to {}\r\n\
          Successful sessions: {ok}\r\n\
