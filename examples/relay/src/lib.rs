@@ -16,6 +16,7 @@ pub mod mta_sts_host;
 pub mod outbound;
 pub mod queue;
 mod spool;
+pub mod state;
 
 pub use envelope::{
     Diagnostic, Envelope, MAX_ID_LEN, MessageId, Recipient, RecipientState, TlsInfo, TlsRequest,

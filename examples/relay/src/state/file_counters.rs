@@ -1,0 +1,596 @@
+//! The file backend of the report counters: an append-only journal replayed on open, and one
+//! claim file per claim name.
+//!
+//! - `DIR/counters.journal`: one JSON record per line (`incr`, `meta`, `delete-day`), appended
+//!   under a mutex, so concurrent increments from many tasks are serialised and sum exactly.
+//!   A record is written whole with one `write` before it is counted in memory; a failed write
+//!   is cut off again. On open the journal is replayed — a torn last line (a crash in the middle
+//!   of a write) is ignored — and rewritten as a snapshot (temporary file, fsync, rename, fsync
+//!   of the directory); it is compacted the same way when it grows and after `delete_day`.
+//!   Increments are not fsynced one by one: a crashed relay process loses none (the kernel has
+//!   them), a power loss may lose the last seconds of counts, never the file.
+//! - `DIR/claims/NAME.claim`: `{"expires_at_ms":..,"done":..}`, created atomically and
+//!   exclusively (written to a temporary file, then hard-linked to its name: the link fails
+//!   if the name exists, and a reader never sees a half-written claim); an expired claim is
+//!   replaced by a rename.
+//! - `DIR/lock`: held (`flock`) while the store is open. Two relay processes on one data
+//!   directory are not supported by this backend — the second one's open fails; relays that
+//!   share state use the Redis backend.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::counters::{
+    BucketData, DONE_RETENTION, ReportCounters, check_claim, check_day, check_meta, check_name,
+    now_ms,
+};
+use super::error::StateError;
+
+/// The journal's file name in the state directory.
+pub const JOURNAL_FILE: &str = "counters.journal";
+/// The claims' directory in the state directory.
+pub const CLAIMS_DIR: &str = "claims";
+/// The lock file held while the store is open.
+pub const LOCK_FILE: &str = "lock";
+
+/// Compact when this many records were appended since the last snapshot (and they outnumber
+/// the live counters twice).
+const COMPACT_AFTER: usize = 50_000;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// One journal line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+enum Record<'a> {
+    Incr {
+        #[serde(borrow)]
+        day: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        bucket: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        field: std::borrow::Cow<'a, str>,
+        by: u64,
+    },
+    Meta {
+        #[serde(borrow)]
+        day: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        bucket: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        value: std::borrow::Cow<'a, str>,
+    },
+    DeleteDay {
+        #[serde(borrow)]
+        day: std::borrow::Cow<'a, str>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    meta: Option<String>,
+    fields: BTreeMap<String, u64>,
+}
+
+type Days = BTreeMap<String, BTreeMap<String, Bucket>>;
+
+impl Record<'_> {
+    fn apply(&self, days: &mut Days) {
+        match self {
+            Self::Incr {
+                day,
+                bucket,
+                field,
+                by,
+            } => {
+                let b = days
+                    .entry(day.to_string())
+                    .or_default()
+                    .entry(bucket.to_string())
+                    .or_default();
+                let n = b.fields.entry(field.to_string()).or_default();
+                *n = n.saturating_add(*by);
+            }
+            Self::Meta { day, bucket, value } => {
+                let b = days
+                    .entry(day.to_string())
+                    .or_default()
+                    .entry(bucket.to_string())
+                    .or_default();
+                if b.meta.is_none() {
+                    b.meta = Some(value.to_string());
+                }
+            }
+            Self::DeleteDay { day } => {
+                days.remove(day.as_ref());
+            }
+        }
+    }
+
+    fn line(&self) -> Vec<u8> {
+        // serialising strings and integers cannot fail
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+}
+
+struct Journal {
+    file: File,
+    /// Length of the journal: a failed append is cut back to it.
+    len: u64,
+    days: Days,
+    /// Records appended since the last snapshot.
+    appended: usize,
+}
+
+struct Inner {
+    dir: PathBuf,
+    journal: Mutex<Journal>,
+    claims: Mutex<()>,
+    /// Held open (and locked) while the store lives.
+    _lock: File,
+}
+
+/// The report counters in files under one directory (see the module documentation).
+#[derive(Clone)]
+pub struct FileCounters {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FileCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileCounters")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`FileCounters::open`] found in the journal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Replay {
+    /// Records replayed.
+    pub records: usize,
+    /// Lines that could not be read (skipped).
+    pub corrupt: usize,
+    /// Bytes of a torn last line (ignored).
+    pub torn_bytes: usize,
+}
+
+impl FileCounters {
+    /// Opens (creating it) the store in `dir`: takes its lock, replays and compacts the
+    /// journal, removes expired claims.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<(Self, Replay), StateError> {
+        let dir = dir.into();
+        fs::create_dir_all(dir.join(CLAIMS_DIR)).map_err(|e| StateError::io("create", &dir, &e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StateError::io("open", &lock_path, &e))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(StateError::Io {
+                op: "lock",
+                path: lock_path,
+                detail: format!(
+                    "{e}: the state directory is used by another relay process \
+                     (the file backend serves one relay; share state through Redis)"
+                ),
+            });
+        }
+        let path = dir.join(JOURNAL_FILE);
+        let mut days = Days::new();
+        let replay = replay(&path, &mut days)?;
+        if replay.corrupt > 0 || replay.torn_bytes > 0 {
+            tracing::warn!(
+                journal = %path.display(),
+                corrupt_lines = replay.corrupt,
+                torn_bytes = replay.torn_bytes,
+                "report counters: unreadable journal lines skipped"
+            );
+        }
+        let (file, len) = write_snapshot(&dir, &days)?;
+        remove_expired_claims(&dir.join(CLAIMS_DIR));
+        let inner = Inner {
+            dir,
+            journal: Mutex::new(Journal {
+                file,
+                len,
+                days,
+                appended: 0,
+            }),
+            claims: Mutex::new(()),
+            _lock: lock,
+        };
+        Ok((
+            Self {
+                inner: Arc::new(inner),
+            },
+            replay,
+        ))
+    }
+
+    /// The state directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.inner
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `record`, then applies it in memory; compacts when the journal has grown.
+    fn append(&self, record: &Record<'_>) -> Result<(), StateError> {
+        let path = self.inner.dir.join(JOURNAL_FILE);
+        let line = record.line();
+        let mut j = self.journal();
+        if let Err(e) = j.file.write_all(&line) {
+            // cut a partial record off, so the next one starts on a line of its own
+            let len = j.len;
+            let _ = j.file.set_len(len);
+            return Err(StateError::io("append", &path, &e));
+        }
+        j.len += line.len() as u64;
+        record.apply(&mut j.days);
+        j.appended += 1;
+        let live: usize = j
+            .days
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|b| b.fields.len() + 1)
+            .sum();
+        if j.appended >= COMPACT_AFTER.max(live.saturating_mul(2)) {
+            self.compact(&mut j)?;
+        }
+        Ok(())
+    }
+
+    fn compact(&self, j: &mut Journal) -> Result<(), StateError> {
+        let (file, len) = write_snapshot(&self.inner.dir, &j.days)?;
+        j.file = file;
+        j.len = len;
+        j.appended = 0;
+        Ok(())
+    }
+
+    fn claim_path(&self, name: &str) -> PathBuf {
+        self.inner
+            .dir
+            .join(CLAIMS_DIR)
+            .join(format!("{name}.claim"))
+    }
+
+    fn claim_sync(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        let _one = self
+            .inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self.claim_path(name);
+        let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let tmp = write_claim_temp(&self.inner.dir, name, expires, false)?;
+        let taken = match fs::hard_link(&tmp, &path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match read_claim(&path) {
+                    Some(c) if c.expires_at_ms > now_ms() => false,
+                    // expired (or unreadable: never written by us, so never whole) → replace
+                    _ => {
+                        fs::rename(&tmp, &path).map_err(|e| StateError::io("rename", &path, &e))?;
+                        true
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(StateError::io("link", &path, &e));
+            }
+        };
+        let _ = fs::remove_file(&tmp);
+        if taken {
+            sync_dir(&self.inner.dir.join(CLAIMS_DIR))?;
+        }
+        Ok(taken)
+    }
+
+    fn done_sync(&self, name: &str) -> Result<(), StateError> {
+        let _one = self
+            .inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self.claim_path(name);
+        let retention = u64::try_from(DONE_RETENTION.as_millis()).unwrap_or(u64::MAX);
+        let tmp = write_claim_temp(
+            &self.inner.dir,
+            name,
+            now_ms().saturating_add(retention),
+            true,
+        )?;
+        let renamed = fs::rename(&tmp, &path).map_err(|e| StateError::io("rename", &path, &e));
+        if renamed.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        renamed?;
+        sync_dir(&self.inner.dir.join(CLAIMS_DIR))
+    }
+
+    fn delete_day_sync(&self, day: &str) -> Result<(), StateError> {
+        let path = self.inner.dir.join(JOURNAL_FILE);
+        let mut j = self.journal();
+        if !j.days.contains_key(day) {
+            return Ok(());
+        }
+        j.days.remove(day);
+        // the snapshot no longer holds the day: durable at once
+        self.compact(&mut j).map_err(|e| match e {
+            StateError::Io { op, detail, .. } => StateError::Io { op, path, detail },
+            other => other,
+        })
+    }
+
+    /// Runs a blocking (fsyncing) operation off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| StateError::Io {
+                op: "task",
+                path: PathBuf::new(),
+                detail: e.to_string(),
+            })?
+    }
+}
+
+impl ReportCounters for FileCounters {
+    async fn incr(&self, day: &str, bucket: &str, field: &str, by: u64) -> Result<(), StateError> {
+        check_day(day)?;
+        check_name("bucket", bucket)?;
+        check_name("field", field)?;
+        self.append(&Record::Incr {
+            day: day.into(),
+            bucket: bucket.into(),
+            field: field.into(),
+            by,
+        })
+    }
+
+    async fn set_meta(&self, day: &str, bucket: &str, value: &str) -> Result<(), StateError> {
+        check_day(day)?;
+        check_name("bucket", bucket)?;
+        check_meta(value)?;
+        let set = self
+            .journal()
+            .days
+            .get(day)
+            .and_then(|d| d.get(bucket))
+            .is_some_and(|b| b.meta.is_some());
+        if set {
+            return Ok(());
+        }
+        self.append(&Record::Meta {
+            day: day.into(),
+            bucket: bucket.into(),
+            value: value.into(),
+        })
+    }
+
+    async fn buckets(&self, day: &str) -> Result<Vec<String>, StateError> {
+        check_day(day)?;
+        Ok(self
+            .journal()
+            .days
+            .get(day)
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn read(&self, day: &str, bucket: &str) -> Result<BucketData, StateError> {
+        check_day(day)?;
+        check_name("bucket", bucket)?;
+        let j = self.journal();
+        let Some(b) = j.days.get(day).and_then(|d| d.get(bucket)) else {
+            return Ok(BucketData::default());
+        };
+        Ok(BucketData {
+            meta: b.meta.clone(),
+            fields: b.fields.iter().map(|(f, n)| (f.clone(), *n)).collect(),
+        })
+    }
+
+    async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        check_claim(name)?;
+        let name = name.to_owned();
+        self.blocking(move |s| s.claim_sync(&name, ttl)).await
+    }
+
+    async fn done(&self, name: &str) -> Result<(), StateError> {
+        check_claim(name)?;
+        let name = name.to_owned();
+        self.blocking(move |s| s.done_sync(&name)).await
+    }
+
+    async fn delete_day(&self, day: &str) -> Result<(), StateError> {
+        check_day(day)?;
+        let day = day.to_owned();
+        self.blocking(move |s| s.delete_day_sync(&day)).await
+    }
+}
+
+/// Replays the journal at `path` (absent: nothing) into `days`.
+fn replay(path: &Path, days: &mut Days) -> Result<Replay, StateError> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)
+                .map_err(|e| StateError::io("read", path, &e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replay::default()),
+        Err(e) => return Err(StateError::io("open", path, &e)),
+    }
+    let mut out = Replay::default();
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    out.torn_bytes = bytes.len() - complete;
+    for line in bytes[..complete].split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Record<'_>>(line) {
+            Ok(r) => {
+                r.apply(days);
+                out.records += 1;
+            }
+            Err(_) => out.corrupt += 1,
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `days` as a fresh journal (temporary file, fsync, rename, fsync of the directory);
+/// returns it opened for appending, and its length.
+fn write_snapshot(dir: &Path, days: &Days) -> Result<(File, u64), StateError> {
+    let path = dir.join(JOURNAL_FILE);
+    let tmp = dir.join(format!(
+        ".{JOURNAL_FILE}.{}.{}.tmp",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut text = Vec::new();
+    for (day, buckets) in days {
+        for (bucket, b) in buckets {
+            if let Some(value) = &b.meta {
+                text.extend(
+                    Record::Meta {
+                        day: day.into(),
+                        bucket: bucket.into(),
+                        value: value.into(),
+                    }
+                    .line(),
+                );
+            }
+            for (field, by) in &b.fields {
+                text.extend(
+                    Record::Incr {
+                        day: day.into(),
+                        bucket: bucket.into(),
+                        field: field.into(),
+                        by: *by,
+                    }
+                    .line(),
+                );
+            }
+        }
+    }
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| StateError::io("create", &tmp, &e))?;
+        f.write_all(&text)
+            .map_err(|e| StateError::io("write", &tmp, &e))?;
+        f.sync_all()
+            .map_err(|e| StateError::io("fsync", &tmp, &e))?;
+        fs::rename(&tmp, &path).map_err(|e| StateError::io("rename", &path, &e))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    sync_dir(dir)?;
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| StateError::io("open", &path, &e))?;
+    Ok((file, text.len() as u64))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ClaimFile {
+    expires_at_ms: u64,
+    done: bool,
+}
+
+fn write_claim_temp(
+    dir: &Path,
+    name: &str,
+    expires_at_ms: u64,
+    done: bool,
+) -> Result<PathBuf, StateError> {
+    let tmp = dir.join(CLAIMS_DIR).join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let body = serde_json::to_vec(&ClaimFile {
+        expires_at_ms,
+        done,
+    })
+    .unwrap_or_default();
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| StateError::io("create", &tmp, &e))?;
+        f.write_all(&body)
+            .map_err(|e| StateError::io("write", &tmp, &e))?;
+        f.sync_all().map_err(|e| StateError::io("fsync", &tmp, &e))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map(|()| tmp)
+}
+
+fn read_claim(path: &Path) -> Option<ClaimFile> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Removes the claim files that expired, and temporary files left by a crash.
+fn remove_expired_claims(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    let now = now_ms();
+    for item in rd.flatten() {
+        let path = item.path();
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        let stale = if name.starts_with('.') {
+            name.ends_with(".tmp")
+        } else {
+            read_claim(&path).is_some_and(|c| c.expires_at_ms <= now)
+        };
+        if stale {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StateError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StateError::io("fsync", dir, &e))
+}

@@ -1,0 +1,535 @@
+//! The report counters in Redis, shared by several relays.
+//!
+//! Keys (`P` = `state.key_prefix`): `P rpt:DAY:idx` the set of the day's buckets,
+//! `P rpt:DAY:b:BUCKET` the bucket's counters (a hash, `HINCRBY`), `P rpt:DAY:m:BUCKET` its
+//! description (`SET NX`), `P claim:NAME` a claim (`SET NX PX`). Each update is one
+//! `MULTI`/`EXEC` (increment, index, expiry), so concurrent updates from any number of relays
+//! sum exactly. Counter keys expire [`COUNTER_RETENTION`] after their last update, so a day
+//! that is never reported does not stay forever.
+//!
+//! Redis unreachable: `incr` and `set_meta` return at once and are buffered in memory (summed
+//! per field, at most `state.max_buffered` distinct fields; beyond, updates are dropped and
+//! counted, one WARN), and a background task writes them once Redis answers again (one INFO
+//! with the numbers). An update whose `EXEC` was sent but whose reply was lost is retried, so
+//! it may count twice; none is lost while the relay runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, FromRedisValue, Pipeline};
+
+use super::config::StateConfig;
+use super::counters::{
+    BucketData, DONE_RETENTION, ReportCounters, check_claim, check_day, check_meta, check_name,
+};
+use super::error::StateError;
+use super::redis_link::RedisLink;
+
+/// Counter keys expire this long after their last update.
+pub const COUNTER_RETENTION: Duration = Duration::from_secs(8 * 86_400);
+/// Buffered updates written per transaction when Redis is back.
+const FLUSH_CHUNK: usize = 500;
+
+type FieldKey = (String, String, String);
+type MetaKey = (String, String);
+
+#[derive(Default)]
+struct Pending {
+    counts: HashMap<FieldKey, u64>,
+    meta: HashMap<MetaKey, String>,
+    /// Updates dropped because the buffer was full, since the start.
+    dropped: u64,
+    /// Dropped during the current outage (logged once, reported on recovery).
+    dropped_now: u64,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.counts.len() + self.meta.len()
+    }
+}
+
+struct Inner {
+    link: Arc<RedisLink>,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    pending: Mutex<Pending>,
+    max_buffered: usize,
+    flusher: AtomicBool,
+    /// Updates written to Redis from the buffer, since the start.
+    flushed: AtomicU64,
+    /// This store's claim token.
+    token: String,
+}
+
+/// The Redis report counters (see the module documentation). Cheap to clone.
+#[derive(Clone)]
+pub struct RedisCounters {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCounters")
+            .field("url", &self.inner.link.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisCounters {
+    /// The counters of `config` (`backend = "redis"`). No connection is made yet.
+    pub fn open(config: &StateConfig) -> Result<Self, StateError> {
+        Ok(Self::with_link(
+            Arc::new(RedisLink::new(config)?),
+            config.max_buffered,
+        ))
+    }
+
+    pub(crate) fn with_link(link: Arc<RedisLink>, max_buffered: usize) -> Self {
+        let token = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
+        Self {
+            inner: Arc::new(Inner {
+                link,
+                conn: tokio::sync::Mutex::new(None),
+                pending: Mutex::new(Pending::default()),
+                max_buffered,
+                flusher: AtomicBool::new(false),
+                flushed: AtomicU64::new(0),
+                token,
+            }),
+        }
+    }
+
+    /// Distinct updates buffered in memory now (waiting for Redis).
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.pending().len()
+    }
+
+    /// Updates dropped since the start because the buffer was full.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.pending().dropped
+    }
+
+    /// Buffered updates written to Redis since the start.
+    #[must_use]
+    pub fn flushed(&self) -> u64 {
+        self.inner.flushed.load(Ordering::Relaxed)
+    }
+
+    /// `true` while Redis is known to be unreachable.
+    #[must_use]
+    pub fn redis_down(&self) -> bool {
+        self.inner.link.is_down()
+    }
+
+    /// Outages seen since the start.
+    #[must_use]
+    pub fn outages(&self) -> u64 {
+        self.inner.link.outages()
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        self.inner.link.key(parts)
+    }
+
+    /// The connection, made if needed with the configured limits.
+    async fn connection(&self) -> Result<MultiplexedConnection, StateError> {
+        let link = &self.inner.link;
+        let mut guard = self.inner.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(link.connect_timeout)
+            .set_response_timeout(link.response_timeout);
+        let limit = link.connect_timeout + link.response_timeout;
+        let made = tokio::time::timeout(
+            limit,
+            link.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await;
+        match made {
+            Ok(Ok(c)) => {
+                *guard = Some(c.clone());
+                Ok(c)
+            }
+            Ok(Err(e)) => Err(StateError::redis(&e)),
+            Err(_) => Err(StateError::Unavailable {
+                detail: format!("no connection within {} ms", ms(limit)),
+            }),
+        }
+    }
+
+    /// Runs `pipe` (bounded by the reply limit). `force`: even during an outage before the
+    /// retry interval has passed (the background flusher).
+    async fn query<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+        force: bool,
+    ) -> Result<T, StateError> {
+        let link = &self.inner.link;
+        if !force && !link.may_try() {
+            return Err(link.skipped());
+        }
+        let result = match self.connection().await {
+            Ok(mut conn) => {
+                match tokio::time::timeout(link.response_timeout, pipe.query_async::<T>(&mut conn))
+                    .await
+                {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(StateError::redis(&e)),
+                    Err(_) => Err(StateError::Unavailable {
+                        detail: format!("no reply within {} ms", ms(link.response_timeout)),
+                    }),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(v) => {
+                link.succeeded();
+                Ok(v)
+            }
+            Err(e) => {
+                // a late reply must never answer the next request: a new connection next time
+                *self.inner.conn.lock().await = None;
+                link.failed(op, &e);
+                Err(e)
+            }
+        }
+    }
+
+    fn retention_secs() -> u64 {
+        COUNTER_RETENTION.as_secs()
+    }
+
+    fn add_incr(&self, pipe: &mut Pipeline, day: &str, bucket: &str, field: &str, by: u64) {
+        let b = self.key(&["rpt", day, "b", bucket]);
+        let idx = self.key(&["rpt", day, "idx"]);
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        pipe.cmd("HINCRBY")
+            .arg(&b)
+            .arg(field)
+            .arg(by)
+            .ignore()
+            .cmd("SADD")
+            .arg(&idx)
+            .arg(bucket)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&b)
+            .arg(Self::retention_secs())
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&idx)
+            .arg(Self::retention_secs())
+            .ignore();
+    }
+
+    fn add_meta(&self, pipe: &mut Pipeline, day: &str, bucket: &str, value: &str) {
+        let m = self.key(&["rpt", day, "m", bucket]);
+        let idx = self.key(&["rpt", day, "idx"]);
+        pipe.cmd("SET")
+            .arg(&m)
+            .arg(value)
+            .arg("NX")
+            .arg("EX")
+            .arg(Self::retention_secs())
+            .ignore()
+            .cmd("SADD")
+            .arg(&idx)
+            .arg(bucket)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&idx)
+            .arg(Self::retention_secs())
+            .ignore();
+    }
+
+    /// Buffers an increment (Redis unreachable) and makes sure the flusher runs.
+    fn buffer_incr(&self, day: &str, bucket: &str, field: &str, by: u64) {
+        {
+            let mut p = self.pending();
+            let key = (day.to_owned(), bucket.to_owned(), field.to_owned());
+            if let Some(n) = p.counts.get_mut(&key) {
+                *n = n.saturating_add(by);
+            } else if p.len() < self.inner.max_buffered {
+                p.counts.insert(key, by);
+            } else {
+                self.drop_update(&mut p);
+            }
+        }
+        self.spawn_flusher();
+    }
+
+    fn buffer_meta(&self, day: &str, bucket: &str, value: &str) {
+        {
+            let mut p = self.pending();
+            let key = (day.to_owned(), bucket.to_owned());
+            if !p.meta.contains_key(&key) {
+                if p.len() < self.inner.max_buffered {
+                    p.meta.insert(key, value.to_owned());
+                } else {
+                    self.drop_update(&mut p);
+                }
+            }
+        }
+        self.spawn_flusher();
+    }
+
+    fn drop_update(&self, p: &mut Pending) {
+        p.dropped += 1;
+        p.dropped_now += 1;
+        if p.dropped_now == 1 {
+            tracing::warn!(
+                max_buffered = self.inner.max_buffered,
+                "report counters: Redis unreachable and the buffer is full: further updates are \
+                 dropped (and counted) until Redis answers"
+            );
+        }
+    }
+
+    /// Writes the buffered updates (in transactions of [`FLUSH_CHUNK`]); what could not be
+    /// written goes back into the buffer. Returns how many were written.
+    async fn flush(&self, force: bool) -> Result<usize, StateError> {
+        let (counts, meta) = {
+            let mut p = self.pending();
+            if p.len() == 0 {
+                return Ok(0);
+            }
+            (std::mem::take(&mut p.counts), std::mem::take(&mut p.meta))
+        };
+        let mut updates: Vec<Update> = meta
+            .into_iter()
+            .map(|((d, b), v)| Update::Meta(d, b, v))
+            .chain(
+                counts
+                    .into_iter()
+                    .map(|((d, b, f), n)| Update::Incr(d, b, f, n)),
+            )
+            .collect();
+        let mut written = 0;
+        while !updates.is_empty() {
+            let rest = updates.split_off(updates.len().min(FLUSH_CHUNK));
+            let chunk = std::mem::replace(&mut updates, rest);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for u in &chunk {
+                match u {
+                    Update::Meta(d, b, v) => self.add_meta(&mut pipe, d, b, v),
+                    Update::Incr(d, b, f, n) => self.add_incr(&mut pipe, d, b, f, *n),
+                }
+            }
+            if let Err(e) = self.query::<()>("flush", &pipe, force).await {
+                self.requeue(chunk.into_iter().chain(updates));
+                return Err(e);
+            }
+            written += chunk.len();
+            self.inner
+                .flushed
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        Ok(written)
+    }
+
+    /// Puts updates back into the buffer (they were counted in before: no bound).
+    fn requeue(&self, updates: impl Iterator<Item = Update>) {
+        let mut p = self.pending();
+        for u in updates {
+            match u {
+                Update::Meta(d, b, v) => {
+                    p.meta.entry((d, b)).or_insert(v);
+                }
+                Update::Incr(d, b, f, n) => {
+                    let c = p.counts.entry((d, b, f)).or_default();
+                    *c = c.saturating_add(n);
+                }
+            }
+        }
+    }
+
+    /// Starts the background flusher unless it runs: every retry interval it tries to write
+    /// the buffer, until the buffer is empty or the store is dropped.
+    fn spawn_flusher(&self) {
+        if self.inner.flusher.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.inner.flusher.store(false, Ordering::Release);
+            return;
+        };
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        rt.spawn(async move {
+            loop {
+                let Some(interval) = weak.upgrade().map(|i| i.link.retry_interval) else {
+                    return;
+                };
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let this = Self { inner };
+                match this.flush(true).await {
+                    Ok(n) => {
+                        let dropped = std::mem::take(&mut this.pending().dropped_now);
+                        tracing::info!(
+                            flushed = n,
+                            dropped,
+                            "report counters: the updates buffered while Redis was unreachable \
+                             are written"
+                        );
+                        this.inner.flusher.store(false, Ordering::Release);
+                        // an update buffered after the last chunk: go on (unless another
+                        // flusher took over)
+                        if this.buffered() == 0 || this.inner.flusher.swap(true, Ordering::AcqRel) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "report counters: Redis still unreachable");
+                    }
+                }
+            }
+        });
+    }
+
+    /// Writes the buffer first (a report must include it); an error when Redis does not
+    /// answer.
+    async fn flush_before_read(&self) -> Result<(), StateError> {
+        if self.buffered() > 0 {
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+}
+
+enum Update {
+    Incr(String, String, String, u64),
+    Meta(String, String, String),
+}
+
+impl ReportCounters for RedisCounters {
+    async fn incr(&self, day: &str, bucket: &str, field: &str, by: u64) -> Result<(), StateError> {
+        check_day(day)?;
+        check_name("bucket", bucket)?;
+        check_name("field", field)?;
+        if !self.inner.link.may_try() {
+            self.buffer_incr(day, bucket, field, by);
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.add_incr(&mut pipe, day, bucket, field, by);
+        if self.query::<()>("incr", &pipe, false).await.is_err() {
+            self.buffer_incr(day, bucket, field, by);
+        }
+        Ok(())
+    }
+
+    async fn set_meta(&self, day: &str, bucket: &str, value: &str) -> Result<(), StateError> {
+        check_day(day)?;
+        check_name("bucket", bucket)?;
+        check_meta(value)?;
+        if !self.inner.link.may_try() {
+            self.buffer_meta(day, bucket, value);
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.add_meta(&mut pipe, day, bucket, value);
+        if self.query::<()>("set_meta", &pipe, false).await.is_err() {
+            self.buffer_meta(day, bucket, value);
+        }
+        Ok(())
+    }
+
+    async fn buckets(&self, day: &str) -> Result<Vec<String>, StateError> {
+        check_day(day)?;
+        self.flush_before_read().await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SMEMBERS").arg(self.key(&["rpt", day, "idx"]));
+        let (mut buckets,): (Vec<String>,) = self.query("buckets", &pipe, false).await?;
+        buckets.sort();
+        Ok(buckets)
+    }
+
+    async fn read(&self, day: &str, bucket: &str) -> Result<BucketData, StateError> {
+        check_day(day)?;
+        check_name("bucket", bucket)?;
+        self.flush_before_read().await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET")
+            .arg(self.key(&["rpt", day, "m", bucket]))
+            .cmd("HGETALL")
+            .arg(self.key(&["rpt", day, "b", bucket]));
+        let (meta, fields): (Option<String>, BTreeMap<String, u64>) =
+            self.query("read", &pipe, false).await?;
+        Ok(BucketData {
+            meta,
+            fields: fields.into_iter().collect(),
+        })
+    }
+
+    async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        check_claim(name)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(&["claim", name]))
+            .arg(&self.inner.token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms(ttl));
+        let (set,): (Option<String>,) = self.query("claim", &pipe, false).await?;
+        Ok(set.is_some())
+    }
+
+    async fn done(&self, name: &str) -> Result<(), StateError> {
+        check_claim(name)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(&["claim", name]))
+            .arg("done")
+            .arg("PX")
+            .arg(ms(DONE_RETENTION))
+            .ignore();
+        self.query("done", &pipe, false).await
+    }
+
+    async fn delete_day(&self, day: &str) -> Result<(), StateError> {
+        check_day(day)?;
+        self.flush_before_read().await?;
+        let idx = self.key(&["rpt", day, "idx"]);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SMEMBERS").arg(&idx);
+        let (buckets,): (Vec<String>,) = self.query("delete_day", &pipe, false).await?;
+        for chunk in buckets.chunks(FLUSH_CHUNK) {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for b in chunk {
+                pipe.cmd("DEL")
+                    .arg(self.key(&["rpt", day, "b", b]))
+                    .arg(self.key(&["rpt", day, "m", b]))
+                    .ignore();
+            }
+            self.query::<()>("delete_day", &pipe, false).await?;
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&idx).ignore();
+        self.query("delete_day", &pipe, false).await
+    }
+}

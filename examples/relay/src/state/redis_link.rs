@@ -1,0 +1,133 @@
+//! What the Redis policy store and the Redis counters share: the client, the key names and
+//! the outage state — one WARN when Redis becomes unreachable, one INFO when it answers again,
+//! and between the two, attempts at most every `retry_interval` (so a delivery pays the connect
+//! limit at most once per interval, never per message).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::config::{Backend, StateConfig};
+use super::error::StateError;
+
+/// The connection parameters and the outage state of one Redis server.
+pub(crate) struct RedisLink {
+    pub(crate) client: redis::Client,
+    /// The URL without its password (logs).
+    pub(crate) shown: String,
+    prefix: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) retry_interval: Duration,
+    down: AtomicBool,
+    /// While down: no attempt before this instant (the background flusher excepted).
+    next_try: Mutex<Option<Instant>>,
+    outages: AtomicU64,
+}
+
+impl RedisLink {
+    /// The link of a `backend = "redis"` configuration (no connection is made).
+    pub(crate) fn new(config: &StateConfig) -> Result<Self, StateError> {
+        config
+            .validate()
+            .map_err(|(key, reason)| StateError::Config { key, reason })?;
+        let (Backend::Redis, Some(url)) = (config.backend, config.url.as_ref()) else {
+            return Err(StateError::Config {
+                key: "backend",
+                reason: "not \"redis\"".into(),
+            });
+        };
+        let client = redis::Client::open(url.expose()).map_err(|e| StateError::Config {
+            key: "url",
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            client,
+            shown: url.redacted(),
+            prefix: config.key_prefix.clone(),
+            connect_timeout: config.connect_timeout(),
+            response_timeout: config.response_timeout(),
+            retry_interval: config.retry_interval(),
+            down: AtomicBool::new(false),
+            next_try: Mutex::new(None),
+            outages: AtomicU64::new(0),
+        })
+    }
+
+    /// `PREFIX` + `parts` joined by `:`.
+    pub(crate) fn key(&self, parts: &[&str]) -> String {
+        let mut k = self.prefix.clone();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                k.push(':');
+            }
+            k.push_str(p);
+        }
+        k
+    }
+
+    /// The `SCAN MATCH` pattern of the keys that start with `PREFIX` + `parts` joined by `:`
+    /// (glob characters of the prefix escaped).
+    pub(crate) fn pattern(&self, parts: &[&str]) -> String {
+        let mut p = String::new();
+        for c in self.key(parts).chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p.push('*');
+        p
+    }
+
+    /// `false` while Redis is known to be unreachable and the retry interval has not passed.
+    pub(crate) fn may_try(&self) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return true;
+        }
+        let next = self.next_try.lock().unwrap_or_else(PoisonError::into_inner);
+        next.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// `true` while Redis is known to be unreachable.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    /// How many outages began since the start.
+    pub(crate) fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Relaxed)
+    }
+
+    /// An operation failed: Redis counts as unreachable until an operation succeeds. Logs
+    /// once per outage.
+    pub(crate) fn failed(&self, op: &str, error: &StateError) {
+        *self.next_try.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Instant::now() + self.retry_interval);
+        if !self.down.swap(true, Ordering::AcqRel) {
+            self.outages.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                url = %self.shown,
+                op,
+                error = %error,
+                retry_ms = u64::try_from(self.retry_interval.as_millis()).unwrap_or(u64::MAX),
+                "shared state: Redis unreachable; delivery goes on: the MTA-STS cache falls back \
+                 to the local files, report counters are buffered in memory and retried"
+            );
+        }
+    }
+
+    /// An operation succeeded: ends an outage (logged once).
+    pub(crate) fn succeeded(&self) {
+        if self.down.swap(false, Ordering::AcqRel) {
+            tracing::info!(url = %self.shown, "shared state: Redis reachable again");
+        }
+    }
+
+    /// The error for an operation skipped during an outage.
+    pub(crate) fn skipped(&self) -> StateError {
+        StateError::Unavailable {
+            detail: format!("{} unreachable (retried in the background)", self.shown),
+        }
+    }
+}
