@@ -642,6 +642,9 @@ fn header_injection_is_refused() {
     assert!(compose_message(&bad, &report, "a@b.example", now).is_err());
 }
 
+/// Successes, and each distinct failure with its count.
+type NaiveCounts = (u64, Vec<(SessionResult, u64)>);
+
 /// A session from a small alphabet, so that sequences repeat fields.
 fn arb_session() -> impl Strategy<Value = Session> {
     let policy = prop_oneof![
@@ -702,7 +705,7 @@ proptest! {
             aggregate.record(days[usize::from(*d)], session);
         }
         // Naive reference: (day, policy) -> (successes, failure result -> count).
-        let mut naive: BTreeMap<(String, String), (u64, Vec<(SessionResult, u64)>)> = BTreeMap::new();
+        let mut naive: BTreeMap<(String, String), NaiveCounts> = BTreeMap::new();
         for (session, d) in &sessions {
             let key = (days[usize::from(*d)].to_string(), session.policy.to_store_string());
             let slot = naive.entry(key).or_default();

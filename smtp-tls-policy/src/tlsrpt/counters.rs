@@ -192,7 +192,7 @@ pub fn decode_failure_field(field: &str) -> Option<SessionResult> {
 
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
-        if c == '%' || c == '|' || c.is_control() && c.is_ascii() {
+        if c == '%' || c == '|' || (c.is_control() && c.is_ascii()) {
             let _ = write!(out, "%{:02X}", u32::from(c));
         } else {
             out.push(c);

@@ -2,44 +2,11 @@
 //! ([`ReportedPolicy`]) and with which result ([`SessionResult`]), taken from the hop plan's
 //! decision and verdict, never re-derived from the connection.
 //!
-//! The mapping from what happened ([`TlsOutcome`]) to the report's result type is one table,
-//! [`TlsOutcome::classify`]:
+//! The one table from outcome to result type, and the decisions made on RFC 8460 §4.3, are
+//! documented on [`TlsOutcome`]; the choice of policy on [`ReportedPolicy::for_plan`].
 //!
-//! | outcome | result type | failure-reason-code |
-//! |---|---|---|
-//! | `Success` | — (a successful session) | |
-//! | `StarttlsNotSupported` (not in EHLO, no ESMTP, STARTTLS refused) | `starttls-not-supported` | `starttls-not-offered` |
-//! | `HandshakeFailed` | `validation-failure` | `tls-handshake-failed` |
-//! | `CertificateHostMismatch` | `certificate-host-mismatch` | `certificate-host-mismatch` |
-//! | `CertificateExpired` (expired or not yet valid) | `certificate-expired` | `certificate-expired` |
-//! | `CertificateNotTrusted` (unknown issuer) | `certificate-not-trusted` | `certificate-not-trusted` |
-//! | `CertificateInvalid` (any other PKIX failure) | `validation-failure` | `certificate-invalid` |
-//! | `TlsaNoMatch` (no TLSA record matched the chain) | `tlsa-invalid` | `dane-no-match` |
-//! | `TlsaUnusable` (only unusable records, too many records) | `tlsa-invalid` | `tlsa-unusable` |
-//! | `DnssecInvalid` (bogus or failed TLSA lookup) | `dnssec-invalid` | `dnssec-invalid` |
-//! | `DaneRequired` (mandatory DANE, no usable secure TLSA) | `dane-required` | `dane-required` |
-//! | `Sts(kind)` | the kind's own (`sts-policy-fetch-error`, `sts-policy-invalid`, `sts-webpki-invalid`, `certificate-*`, `validation-failure`) | the same |
-//!
-//! Decisions made here (RFC 8460 §4.3):
-//! - an MX host not listed in an MTA-STS policy is `validation-failure`: §4.3.1 has no type for
-//!   it and the MTA-STS verdict already names it so ([`crate::mta_sts::StsFailureKind`]);
-//!   recorded under `testing` too (delivery goes on, the report still counts the failure);
-//! - a DANE chain that matches no TLSA record is `tlsa-invalid` ("none of the records in the
-//!   RRset were found to be valid"), as is an RRset of only unusable records;
-//! - a bogus or failed TLSA lookup is `dnssec-invalid` ("no valid records were returned from the
-//!   recursive resolver");
-//! - a failed TLS handshake has no type of its own: `validation-failure`.
-//!
-//! Holds that say nothing about the receiving domain's TLS (inconsistent facts, names that do
-//! not parse, MX or address lookups, REQUIRETLS) and attempts without TLS by local choice
-//! (TLS `no`, the plaintext retry after a counted handshake failure) are not sessions:
-//! [`TlsOutcome::of_hold`] and [`TlsOutcome::of_decision`] give `None`.
-//!
-//! Which policy a session counts under ([`ReportedPolicy::for_plan`]): a host DANE decides for
-//! (or a hold from the DANE decision) → `tlsa`, with the TLSA records in presentation form; else
-//! an MTA-STS policy in `enforce` or `testing` mode → `sts`, with its text lines and `mx`
-//! patterns; else (no policy, `mode: none`) → `no-policy-found`. The policy domain is always
-//! set (RFC 8460 §4.4 leaves it optional; receivers cope badly when it is missing).
+//! The policy domain is always set (RFC 8460 §4.4 leaves it optional; receivers cope badly
+//! when it is missing).
 
 use std::net::IpAddr;
 
@@ -110,10 +77,13 @@ impl ReportedPolicy {
         Self::new(PolicyType::Tlsa, domain, strings, Vec::new())
     }
 
-    /// The policy a session with `plan` counts under (see the [module docs](self)): `tlsa`
-    /// when DANE decides for the host or the hold comes from DANE, else `sts` when the plan's
-    /// MTA-STS verdict is `enforce` or `testing` (`sts_policy` supplies its text), else
-    /// `no-policy-found`.
+    /// The policy a session with `plan` counts under: `tlsa` (with the host's TLSA records)
+    /// when DANE decides for the host (usable records, or only unusable ones making TLS
+    /// mandatory) or the hold comes from DANE (bogus or failed TLSA lookup, mandatory DANE
+    /// without records, too many records); else `sts` when the plan's MTA-STS verdict is
+    /// `enforce` or `testing` (`sts_policy` supplies its text lines and `mx` patterns); else
+    /// `no-policy-found` (no policy, or `mode: none`). The policy domain is the plan's
+    /// recipient domain, always set.
     #[must_use]
     pub fn for_plan(plan: &HopPlan, sts_policy: Option<&crate::mta_sts::Policy>) -> Self {
         let domain = plan.policy().domain.as_str();
@@ -199,8 +169,42 @@ impl ReportedPolicy {
     }
 }
 
-/// What happened to one delivery attempt, as far as TLS reporting is concerned. The one table
-/// from outcome to result type is [`Self::classify`]; see the [module docs](self).
+/// What happened to one delivery attempt, as far as TLS reporting is concerned.
+///
+/// The mapping from what happened ([`TlsOutcome`]) to the report's result type is one table,
+/// [`Self::classify`]:
+///
+/// | outcome | result type | failure-reason-code |
+/// |---|---|---|
+/// | `Success` | — (a successful session) | |
+/// | `StarttlsNotSupported` (not in EHLO, no ESMTP, STARTTLS refused) | `starttls-not-supported` | `starttls-not-offered` |
+/// | `HandshakeFailed` | `validation-failure` | `tls-handshake-failed` |
+/// | `CertificateHostMismatch` | `certificate-host-mismatch` | `certificate-host-mismatch` |
+/// | `CertificateExpired` (expired or not yet valid) | `certificate-expired` | `certificate-expired` |
+/// | `CertificateNotTrusted` (unknown issuer) | `certificate-not-trusted` | `certificate-not-trusted` |
+/// | `CertificateInvalid` (any other PKIX failure) | `validation-failure` | `certificate-invalid` |
+/// | `TlsaNoMatch` (no TLSA record matched the chain) | `tlsa-invalid` | `dane-no-match` |
+/// | `TlsaUnusable` (only unusable records, too many records) | `tlsa-invalid` | `tlsa-unusable` |
+/// | `DnssecInvalid` (bogus or failed TLSA lookup) | `dnssec-invalid` | `dnssec-invalid` |
+/// | `DaneRequired` (mandatory DANE, no usable secure TLSA) | `dane-required` | `dane-required` |
+/// | `Sts(kind)` | the kind's own (`sts-policy-fetch-error`, `sts-policy-invalid`, `sts-webpki-invalid`, `certificate-*`, `validation-failure`) | the same |
+///
+/// Decisions made here (RFC 8460 §4.3):
+/// - an MX host not listed in an MTA-STS policy is `validation-failure`: §4.3.1 has no type for
+///   it and the MTA-STS verdict already names it so ([`crate::mta_sts::StsFailureKind`]);
+///   recorded under `testing` too (delivery goes on, the report still counts the failure);
+/// - a DANE chain that matches no TLSA record is `tlsa-invalid` ("none of the records in the
+///   RRset were found to be valid"), as is an RRset of only unusable records;
+/// - a bogus or failed TLSA lookup is `dnssec-invalid` ("no valid records were returned from the
+///   recursive resolver");
+/// - a failed TLS handshake has no type of its own: `validation-failure`;
+/// - a certificate that does not verify where nothing required it (opportunistic TLS, no
+///   policy) is a success: the session met every policy in force.
+///
+/// Holds that say nothing about the receiving domain's TLS (inconsistent facts, names that do
+/// not parse, MX or address lookups, REQUIRETLS) and attempts without TLS by local choice
+/// (TLS `no`, the plaintext retry after a counted handshake failure) are not sessions:
+/// [`Self::of_hold`] and [`Self::of_decision`] give `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TlsOutcome {
