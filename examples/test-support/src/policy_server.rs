@@ -1,7 +1,9 @@
 //! A loopback HTTPS server standing in for `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`
 //! (RFC 8461 §3.3): hyper 1 over tokio-rustls, a certificate from the test CA (or any
 //! [`CertKey`]), and per host name a configurable [`PolicyResponse`] — a policy, an error
-//! status, a wrong content type, a redirect, an oversize body, a slow or never-answering server.
+//! status, a wrong content type, a redirect, an oversize body, a slow or never-answering server
+//! — and per host name a certificate of its own ([`PolicyServer::set_certificate`]: untrusted or
+//! for another name, the "bad TLS" fault), chosen by SNI.
 //!
 //! The server runs on its own thread with its own tokio runtime, so both synchronous tests (that
 //! run a CLI) and `#[tokio::test]`s can use it. Readiness is the bound listener: the port accepts
@@ -22,7 +24,12 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
-use crate::pki::{self, CertKey, TestCa};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::pki::{CertKey, TestCa};
 
 /// The path an MTA-STS policy is served at (RFC 8461 §3.3).
 pub const WELL_KNOWN_PATH: &str = "/.well-known/mta-sts.txt";
@@ -134,7 +141,43 @@ pub struct SeenRequest {
 struct Shared {
     /// Keyed by policy host (`mta-sts.DOMAIN`, lower case, no trailing dot).
     responses: HashMap<String, PolicyResponse>,
+    /// Per policy host, a certificate served instead of the server's own (by SNI).
+    certs: HashMap<String, Arc<CertifiedKey>>,
     seen: Vec<SeenRequest>,
+}
+
+/// The certificate and key of `ck` for rustls (aws-lc-rs keys).
+fn certified_key(ck: &CertKey) -> Arc<CertifiedKey> {
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(ck.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("certificate chain PEM");
+    let key = PrivateKeyDer::from_pem_slice(ck.key_pem.as_bytes()).expect("private key PEM");
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    Arc::new(CertifiedKey::from_der(chain, key, &provider).expect("certificate matches its key"))
+}
+
+/// Picks the certificate by SNI: a host's own (set by the test) or the server's.
+struct PickCert {
+    default: Arc<CertifiedKey>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl std::fmt::Debug for PickCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PickCert")
+    }
+}
+
+impl ResolvesServerCert for PickCert {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let own = hello.server_name().and_then(|n| {
+            let n = n.trim_end_matches('.').to_ascii_lowercase();
+            let sh = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            sh.certs.get(&n).cloned()
+        });
+        Some(own.unwrap_or_else(|| Arc::clone(&self.default)))
+    }
 }
 
 /// A running loopback HTTPS policy server; stopped on drop.
@@ -161,7 +204,7 @@ impl PolicyServer {
         Self::start_with_cert(&ca.issue(&names))
     }
 
-    /// Serves with the certificate `ck` (e.g. [`pki::self_signed`] for an untrusted one).
+    /// Serves with the certificate `ck` (e.g. [`self_signed`](crate::pki::self_signed) for an untrusted one).
     pub fn start_with_cert(ck: &CertKey) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
@@ -169,7 +212,16 @@ impl PolicyServer {
             .expect("non-blocking listener");
         let addr = listener.local_addr().expect("bound address");
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let acceptor = tokio_rustls::TlsAcceptor::from(pki::server_config(ck));
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(PickCert {
+                default: certified_key(ck),
+                shared: Arc::clone(&shared),
+            }));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let (stop, stopped) = oneshot::channel::<()>();
         let sh = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -204,6 +256,22 @@ impl PolicyServer {
     /// What to answer for the policy domain `domain` (served at `mta-sts.DOMAIN`).
     pub fn set(&self, domain: &str, response: PolicyResponse) {
         self.lock().responses.insert(policy_host(domain), response);
+    }
+
+    /// The certificate served (by SNI) for the policy host of `domain`: `Some(ck)` instead of
+    /// the server's own (e.g. [`pki::self_signed`](crate::pki::self_signed), or one the test CA
+    /// issued for another name), `None` back to the server's.
+    pub fn set_certificate(&self, domain: &str, ck: Option<&CertKey>) {
+        let host = policy_host(domain);
+        let mut sh = self.lock();
+        match ck {
+            Some(ck) => {
+                sh.certs.insert(host, certified_key(ck));
+            }
+            None => {
+                sh.certs.remove(&host);
+            }
+        }
     }
 
     /// Forget the response for `domain` (its host then gets a 404).
