@@ -14,6 +14,7 @@ pub mod openssl;
 pub mod pki;
 pub mod policy_server;
 pub mod postfix;
+pub mod redis;
 
 /// The repository root (where `scripts/` is).
 pub fn repo_root() -> PathBuf {

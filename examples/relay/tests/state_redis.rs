@@ -1,0 +1,428 @@
+//! The relay's shared state (issue 14): both backends pass one conformance suite (counters:
+//! sums, exact sums under concurrency, meta set once, claims exclusive until expiry, days
+//! apart; the MTA-STS policy cache: get/put/remove/list), and with a real `redis-server` on
+//! loopback: two stores (as two relays) share counts, claims and policies; Redis killed
+//! mid-run (by PID) → increments return at once and are buffered, the policy cache answers
+//! from its local files; Redis restarted on the same port → the buffered counts arrive
+//! (exact sum) and the policy cache is shared again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use relay::state::{
+    Backend, Counters, ReportCounters, StateConfig, StateError, StateStore, entry_ttl,
+};
+use smtp_tls_policy::mta_sts::{
+    CacheConfig, CacheEntry, FetchResult, Policy, PolicyDomain, PolicySource, PolicyStore, StsId,
+    on_fetch,
+};
+use test_support::redis::RedisServer;
+
+const DAY: &str = "2026-12-04";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `domain`'s entry with a fresh policy (`max_age` seconds) fetched under `id`.
+fn entry(domain: &str, id: &str, max_age: u64) -> CacheEntry {
+    let d = PolicyDomain::parse(domain).unwrap();
+    let text = format!("version: STSv1\nmode: enforce\nmx: mx.{domain}\nmax_age: {max_age}\n");
+    let policy = Policy::parse(text.as_bytes()).unwrap();
+    let source = PolicySource::new(d.policy_url(), None);
+    let (e, _) = on_fetch(
+        CacheEntry::new(d),
+        &StsId::parse(id).unwrap(),
+        FetchResult::Valid { policy, source },
+        now(),
+        &CacheConfig::default(),
+    );
+    e
+}
+
+fn redis_config(server: &RedisServer) -> StateConfig {
+    let mut c = StateConfig::redis(server.url());
+    c.retry_interval_ms = 50;
+    c.connect_timeout_ms = 200;
+    c.response_timeout_ms = 500;
+    c
+}
+
+/// The counters' conformance suite, on a store whose days are empty.
+async fn counters_conformance(c: &Arc<Counters>) {
+    // sums, and fields and buckets apart
+    c.incr(DAY, "b1", "success", 2).await.unwrap();
+    c.incr(DAY, "b1", "success", 3).await.unwrap();
+    c.incr(DAY, "b1", "certificate-expired", 1).await.unwrap();
+    c.incr(DAY, "b2", "success", 7).await.unwrap();
+    let b1 = c.read(DAY, "b1").await.unwrap();
+    assert_eq!(b1.get("success"), 5);
+    assert_eq!(b1.get("certificate-expired"), 1);
+    assert_eq!(b1.get("never"), 0);
+    assert_eq!(b1.meta, None);
+    assert_eq!(
+        b1.fields,
+        vec![
+            ("certificate-expired".to_owned(), 1),
+            ("success".to_owned(), 5)
+        ]
+    );
+    // meta set once: the first writer wins
+    c.set_meta(DAY, "b1", "{\"policy\":\"one\"}").await.unwrap();
+    c.set_meta(DAY, "b1", "{\"policy\":\"two\"}").await.unwrap();
+    assert_eq!(
+        c.read(DAY, "b1").await.unwrap().meta.as_deref(),
+        Some("{\"policy\":\"one\"}")
+    );
+    // a bucket with a meta only is listed too
+    c.set_meta(DAY, "b3", "three").await.unwrap();
+    assert_eq!(c.buckets(DAY).await.unwrap(), vec!["b1", "b2", "b3"]);
+    // days apart: the same bucket name in another day is another bucket
+    c.incr("2026-12-05", "b1", "success", 100).await.unwrap();
+    assert_eq!(c.read(DAY, "b1").await.unwrap().get("success"), 5);
+    assert!(c.buckets("2026-12-06").await.unwrap().is_empty());
+    assert_eq!(c.read("2026-12-06", "b1").await.unwrap().get("success"), 0);
+
+    // concurrent increments from many tasks sum exactly
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..32u64 {
+        let c = Arc::clone(c);
+        tasks.spawn(async move {
+            for i in 0..50u64 {
+                c.incr("2026-12-07", &format!("c{}", i % 4), "success", t + 1)
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let mut total = 0;
+    for b in c.buckets("2026-12-07").await.unwrap() {
+        total += c.read("2026-12-07", &b).await.unwrap().get("success");
+    }
+    assert_eq!(total, (1..=32u64).map(|k| k * 50).sum::<u64>());
+
+    // claims: exclusive until expiry, final after done
+    assert!(c.claim("report-a", Duration::from_secs(60)).await.unwrap());
+    assert!(!c.claim("report-a", Duration::from_secs(60)).await.unwrap());
+    assert!(
+        c.claim("report-b", Duration::from_millis(30))
+            .await
+            .unwrap()
+    );
+    let start = Instant::now();
+    while !c.claim("report-b", Duration::from_secs(60)).await.unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "claim never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.done("report-b").await.unwrap();
+    assert!(!c.claim("report-b", Duration::from_millis(1)).await.unwrap());
+
+    // delete_day removes the day only
+    c.delete_day(DAY).await.unwrap();
+    assert!(c.buckets(DAY).await.unwrap().is_empty());
+    assert_eq!(c.read(DAY, "b1").await.unwrap().get("success"), 0);
+    assert_eq!(c.read(DAY, "b1").await.unwrap().meta, None);
+    assert_eq!(
+        c.read("2026-12-05", "b1").await.unwrap().get("success"),
+        100
+    );
+
+    // bad names are refused
+    assert!(matches!(
+        c.incr("a:b", "b", "f", 1).await,
+        Err(StateError::InvalidName { .. })
+    ));
+    assert!(matches!(
+        c.claim("../x", Duration::from_secs(1)).await,
+        Err(StateError::InvalidName { .. })
+    ));
+}
+
+/// The policy store's conformance suite, on an empty store.
+fn policies_conformance(store: &dyn PolicyStore) {
+    let a = entry("a.example", "id1", 86_400);
+    let b = entry("b.example", "id2", 3600);
+    let da = PolicyDomain::parse("A.Example.").unwrap();
+    assert_eq!(store.get(&da).unwrap(), None);
+    store.put(&a).unwrap();
+    store.put(&b).unwrap();
+    assert_eq!(store.get(&da).unwrap(), Some(a.clone()));
+    let a2 = entry("a.example", "id3", 600);
+    store.put(&a2).unwrap();
+    assert_eq!(store.get(&da).unwrap(), Some(a2.clone()));
+    let listed: Vec<_> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.domain.to_string())
+        .collect();
+    assert_eq!(listed, vec!["a.example", "b.example"]);
+    assert_eq!(store.remove(&da).unwrap(), Some(a2));
+    assert_eq!(store.get(&da).unwrap(), None);
+    assert_eq!(store.remove(&da).unwrap(), None);
+    assert_eq!(store.list().unwrap(), vec![b]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_backend_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(
+        &StateConfig::file(dir.path().join("state")),
+        &dir.path().join("mta-sts"),
+    )
+    .unwrap();
+    assert_eq!(store.backend(), Backend::File);
+    counters_conformance(&Arc::new(store.counters().clone())).await;
+    let policies = store.policies();
+    tokio::task::spawn_blocking(move || policies_conformance(&*policies))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_passes_the_conformance_suite() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    assert_eq!(store.backend(), Backend::Redis);
+    counters_conformance(&Arc::new(store.counters().clone())).await;
+    let policies = store.policies();
+    tokio::task::spawn_blocking(move || policies_conformance(&*policies))
+        .await
+        .unwrap();
+    let Counters::Redis(c) = store.counters() else {
+        panic!("not the Redis backend")
+    };
+    assert_eq!((c.outages(), c.buffered(), c.dropped()), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_share_counts_claims_and_policies() {
+    let server = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = StateStore::open(&redis_config(&server), d1.path()).unwrap();
+    let two = StateStore::open(&redis_config(&server), d2.path()).unwrap();
+    let (c1, c2) = (
+        Arc::new(one.counters().clone()),
+        Arc::new(two.counters().clone()),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in [&c1, &c2].into_iter().cycle().take(8).enumerate() {
+        let c = Arc::clone(c);
+        tasks.spawn(async move {
+            for _ in 0..100 {
+                c.incr(DAY, "example.com|sts", "success", 1).await.unwrap();
+                c.incr(DAY, "example.com|sts", "failure", (i % 2) as u64)
+                    .await
+                    .unwrap();
+            }
+            c.set_meta(DAY, "example.com|sts", &format!("from task {i}"))
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    // each sees the sum of both
+    for c in [&c1, &c2] {
+        let b = c.read(DAY, "example.com|sts").await.unwrap();
+        assert_eq!(b.get("success"), 800);
+        assert_eq!(b.get("failure"), 400);
+        assert!(b.meta.as_deref().unwrap().starts_with("from task "));
+        assert_eq!(c.buckets(DAY).await.unwrap(), vec!["example.com|sts"]);
+    }
+    // the daily report is claimed once across the two, also when they race
+    let (a, b) = tokio::join!(
+        c1.claim("tlsrpt-2026-12-04", Duration::from_secs(60)),
+        c2.claim("tlsrpt-2026-12-04", Duration::from_secs(60))
+    );
+    assert!(
+        a.unwrap() ^ b.unwrap(),
+        "exactly one relay claims the report"
+    );
+    // an entry fetched by one relay is used by the other
+    let (p1, p2) = (one.policies(), two.policies());
+    tokio::task::spawn_blocking(move || {
+        let e = entry("shared.example", "s1", 86_400);
+        p1.put(&e).unwrap();
+        assert_eq!(p2.get(&e.domain).unwrap(), Some(e.clone()));
+        // and kept in the second relay's local copy too (read-through)
+        assert_eq!(
+            smtp_tls_policy::mta_sts::FilePolicyStore::open(d2.path())
+                .unwrap()
+                .get(&e.domain)
+                .unwrap(),
+            Some(e.clone())
+        );
+        // a purge on one is seen by the other
+        assert_eq!(p2.remove(&e.domain).unwrap(), Some(e.clone()));
+        assert_eq!(p1.get(&e.domain).unwrap(), None);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_buffers_counts_and_falls_back_to_the_local_policy_cache() {
+    let mut server = RedisServer::start_persistent();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let Counters::Redis(c) = store.counters().clone() else {
+        panic!("not the Redis backend")
+    };
+    let policies = store.policies();
+    let before = entry("before.example", "b1", 86_400);
+    {
+        let p = Arc::clone(&policies);
+        let e = before.clone();
+        tokio::task::spawn_blocking(move || p.put(&e).unwrap())
+            .await
+            .unwrap();
+    }
+    for _ in 0..10 {
+        c.incr(DAY, "bucket", "success", 1).await.unwrap();
+    }
+    assert_eq!(c.read(DAY, "bucket").await.unwrap().get("success"), 10);
+
+    server.kill();
+
+    // increments return at once and are buffered
+    let start = Instant::now();
+    for i in 0..200u64 {
+        c.incr(DAY, "bucket", "success", 1).await.unwrap();
+        c.incr(DAY, "bucket", "certificate-expired", i % 2)
+            .await
+            .unwrap();
+    }
+    c.set_meta(DAY, "bucket", "meta while down").await.unwrap();
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "400 increments took {took:?} with Redis down"
+    );
+    assert!(c.redis_down());
+    assert_eq!(c.outages(), 1);
+    assert_eq!(c.buffered(), 3, "two fields and one meta, summed in memory");
+    assert!(matches!(
+        c.read(DAY, "bucket").await,
+        Err(StateError::Unavailable { .. })
+    ));
+
+    // the policy cache answers from its local files, promptly, and takes new entries
+    let during = entry("during.example", "d1", 86_400);
+    {
+        let (p, before, during) = (Arc::clone(&policies), before.clone(), during.clone());
+        tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            assert_eq!(p.get(&before.domain).unwrap(), Some(before.clone()));
+            p.put(&during).unwrap();
+            assert_eq!(p.get(&during.domain).unwrap(), Some(during.clone()));
+            assert_eq!(p.list().unwrap().len(), 2);
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                start.elapsed()
+            );
+        })
+        .await
+        .unwrap();
+    }
+
+    server.restart();
+
+    // the background flusher writes the buffer (poll, bounded)
+    let start = Instant::now();
+    while c.buffered() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "buffer not flushed: {} left",
+            c.buffered()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!c.redis_down());
+    let b = c.read(DAY, "bucket").await.unwrap();
+    assert_eq!(b.get("success"), 210, "10 before the outage + 200 buffered");
+    assert_eq!(b.get("certificate-expired"), 100);
+    assert_eq!(b.meta.as_deref(), Some("meta while down"));
+    assert_eq!((c.dropped(), c.flushed()), (0, 3));
+
+    // Redis is the policy cache again (it kept the entry stored before the outage)
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(policies.get(&before.domain).unwrap(), Some(before.clone()));
+        let after = entry("after.example", "a1", 60);
+        policies.put(&after).unwrap();
+        assert_eq!(policies.get(&after.domain).unwrap(), Some(after));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_drops_and_counts_updates() {
+    let mut server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = redis_config(&server);
+    config.max_buffered = 2;
+    let store = StateStore::open(&config, dir.path()).unwrap();
+    let Counters::Redis(c) = store.counters().clone() else {
+        panic!("not the Redis backend")
+    };
+    c.incr(DAY, "b", "up", 1).await.unwrap();
+    server.kill();
+    c.incr(DAY, "b", "f1", 1).await.unwrap();
+    c.incr(DAY, "b", "f2", 1).await.unwrap();
+    c.incr(DAY, "b", "f1", 5).await.unwrap(); // an existing field: summed, not dropped
+    c.incr(DAY, "b", "f3", 1).await.unwrap(); // a third field: dropped
+    c.set_meta(DAY, "b", "m").await.unwrap(); // dropped
+    assert_eq!((c.buffered(), c.dropped()), (2, 2));
+    server.restart();
+    let start = Instant::now();
+    while c.buffered() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "not flushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = c.read(DAY, "b").await.unwrap();
+    // the server restarted empty (no persistence): only the buffered fields
+    assert_eq!((b.get("f1"), b.get("f2"), b.get("f3")), (6, 1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_starts_and_delivers_with_redis_down() {
+    let mut server = RedisServer::start();
+    let config = redis_config(&server);
+    server.kill();
+    let dir = tempfile::tempdir().unwrap();
+    // nothing is connected at open
+    let store = StateStore::open(&config, dir.path()).unwrap();
+    let e = entry("x.example", "x1", 3600);
+    let p = store.policies();
+    let start = Instant::now();
+    tokio::task::spawn_blocking(move || {
+        p.put(&e).unwrap();
+        assert_eq!(p.get(&e.domain).unwrap(), Some(e));
+    })
+    .await
+    .unwrap();
+    store.counters().incr(DAY, "b", "f", 1).await.unwrap();
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn the_key_lives_as_long_as_the_policy() {
+    let e = entry("ttl.example", "t1", 600);
+    let ttl = entry_ttl(&e, now());
+    assert!((598..=600).contains(&ttl), "{ttl}");
+    let empty = CacheEntry::new(PolicyDomain::parse("e.example").unwrap());
+    assert_eq!(entry_ttl(&empty, now()), relay::state::EMPTY_ENTRY_TTL_SECS);
+}
