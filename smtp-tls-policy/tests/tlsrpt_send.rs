@@ -391,6 +391,47 @@ fn the_state_machine_decisions_map_to_outcomes() {
 }
 
 #[test]
+fn decisions_after_a_handshake_use_the_verdict_or_the_machines_reason() {
+    use smtp_tls_policy::delivery::{HandshakeOutcome, PeerVerification, PkixOutcome};
+    let p = plain_plan("required-verify");
+    let options = DeliveryOptions::new(RequiredTlsAlerts::DoNotSend);
+    let handshake = |pkix: PkixOutcome| {
+        let mut attempt = p.attempt(options).unwrap();
+        assert!(attempt.preflight().is_none());
+        assert_eq!(
+            attempt.on_ehlo(EhloOutcome::Esmtp { starttls: true }),
+            Step::SendStartTls
+        );
+        assert_eq!(attempt.on_starttls_reply(220), Step::StartHandshake);
+        match attempt.on_handshake(HandshakeOutcome::Established(PeerVerification::new(
+            pkix, None,
+        ))) {
+            Step::Done(d) => d,
+            other => panic!("{other:?}"),
+        }
+    };
+    let mismatch = handshake(PkixOutcome::NameMismatch {
+        detail: "mx.example.net not in SAN".into(),
+    });
+    assert_eq!(
+        TlsOutcome::of_decision(&p, &mismatch, None),
+        Some(TlsOutcome::CertificateHostMismatch)
+    );
+    let verified = handshake(PkixOutcome::Verified);
+    assert_eq!(
+        TlsOutcome::of_decision(&p, &verified, None),
+        Some(TlsOutcome::Success)
+    );
+    // With the plan's verdict, the verdict decides (here: an empty chain, not verified).
+    let verdict = p.verify_peer(&[], &TrustAnchors::empty(), UnixTime::now());
+    let untrusted = handshake(verdict.peer_verification().pkix.clone());
+    assert_eq!(
+        TlsOutcome::of_decision(&p, &untrusted, Some(&verdict)),
+        Some(TlsOutcome::CertificateInvalid)
+    );
+}
+
+#[test]
 fn pkix_failures_under_required_verify_are_classified() {
     let p = plain_plan("required-verify");
     let verdict = p.verify_peer(&[], &TrustAnchors::empty(), UnixTime::now());

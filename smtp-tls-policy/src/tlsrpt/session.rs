@@ -14,7 +14,7 @@ use dane_verify::{DaneAction, DeferReason, NoDaneReason};
 use serde::{Deserialize, Serialize};
 
 use super::result_type::{PolicyType, ResultType};
-use crate::delivery::{DaneOutcome, Decision, Reason};
+use crate::delivery::{DaneOutcome, Decision, PkixOutcome, Reason};
 use crate::error::Error;
 use crate::mta_sts::verdict::chain_failure_kind;
 use crate::mta_sts::{Mode, StsFailure, StsFailureKind};
@@ -309,7 +309,8 @@ impl TlsOutcome {
     }
 
     /// The outcome of an attempt the delivery state machine ended: `verdict` is the plan's
-    /// verdict when a handshake completed. `None` for attempts that are not sessions (TLS
+    /// verdict when a handshake completed (then [`Self::of_handshake`] decides; without it,
+    /// the machine's reason: a name mismatch, another certificate failure, a DANE failure). `None` for attempts that are not sessions (TLS
     /// disabled, the plaintext retry after a handshake failure, a caller bug).
     #[must_use]
     pub fn of_decision(
@@ -324,11 +325,18 @@ impl TlsOutcome {
             Reason::HandshakeFailed { .. } => Some(Self::HandshakeFailed),
             Reason::TlsEstablished(_)
             | Reason::CertificateNotVerified(_)
-            | Reason::DaneVerificationFailed { .. } => Some(match verdict {
-                Some(v) => Self::of_handshake(plan, v),
-                None if plan.requirement().is_some_and(|r| r.needs_dane()) => Self::TlsaNoMatch,
-                None => Self::CertificateInvalid,
-            }),
+            | Reason::DaneVerificationFailed { .. }
+                if verdict.is_some() =>
+            {
+                verdict.map(|v| Self::of_handshake(plan, v))
+            }
+            // Without the plan's verdict, what the machine saw.
+            Reason::TlsEstablished(_) => Some(Self::Success),
+            Reason::CertificateNotVerified(PkixOutcome::NameMismatch { .. }) => {
+                Some(Self::CertificateHostMismatch)
+            }
+            Reason::CertificateNotVerified(_) => Some(Self::CertificateInvalid),
+            Reason::DaneVerificationFailed { .. } => Some(Self::TlsaNoMatch),
             Reason::DaneNotSupported => Some(Self::DaneRequired),
             Reason::TlsaLookupFailed { .. } => Some(Self::DnssecInvalid),
             _ => None,
