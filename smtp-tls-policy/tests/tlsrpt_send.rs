@@ -792,3 +792,68 @@ proptest! {
         }
     }
 }
+
+/// The key paths of a JSON value (`a.b.c`, arrays looked through).
+fn key_paths(
+    value: &serde_json::Value,
+    prefix: &str,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                key_paths(v, &path, out);
+                out.insert(path);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                key_paths(item, prefix, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn written_reports_have_the_shape_of_the_rfc_8460_example() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/corpora/tlsrpt/rfc8460-appendix-b.json"
+    );
+    let example = std::fs::read(path).unwrap_or_else(|e| {
+        panic!("{path} unreadable ({e}): the shared corpora belong at <workspace>/../shared")
+    });
+    let example: serde_json::Value = serde_json::from_slice(&example).unwrap();
+    let (mut agg, policy) = sample_aggregate();
+    let day = date!(2026 - 12 - 04);
+    let mut with_code = failure(ResultType::CertificateExpired, "mx3.example.net", None);
+    if let SessionResult::Failure {
+        failure_reason_code,
+        ..
+    } = &mut with_code
+    {
+        *failure_reason_code = Some("X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED".into());
+    }
+    agg.record(day, &Session::new(policy, with_code));
+    let ours: serde_json::Value =
+        serde_json::from_str(&agg.reports(&reporter(), day)[0].to_json().unwrap()).unwrap();
+    let (mut theirs, mut mine) = (Default::default(), Default::default());
+    key_paths(&example, "", &mut theirs);
+    key_paths(&ours, "", &mut mine);
+    let missing: Vec<_> = theirs.difference(&mine).collect();
+    assert!(
+        missing.is_empty(),
+        "fields of the RFC example we do not write: {missing:?}"
+    );
+    let extra: Vec<_> = mine.difference(&theirs).collect();
+    assert_eq!(extra, ["policies.failure-details.receiving-mx-helo"]);
+    // `mx-host` is written as the list RFC 8460 §4.4 specifies (the example's string is
+    // erratum 6241).
+    assert!(ours["policies"][0]["policy"]["mx-host"].is_array());
+}
