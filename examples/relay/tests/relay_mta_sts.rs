@@ -2,6 +2,11 @@
 //!
 //! - Domains that share a next hop never share a connection (KumoMTA #484): the MX list and
 //!   the policy are per recipient domain, decided before any connection reuse.
+//! - The fault matrix against Postfix behind the DNSSEC lab's MTA-STS domains and a loopback
+//!   policy server: enforce/testing/no match/ignore, DANE precedence, and the policy fetch
+//!   faults (redirect, oversize, bad TLS, timeout) with and without a cached policy, the TXT id
+//!   change and a restart with DNS down. Every row asserts the outcome and 0 plaintext or
+//!   unauthenticated deliveries where an `enforce` policy forbids them.
 
 mod common;
 
@@ -997,6 +1002,74 @@ fn mta_sts_fetch_faults_id_change_and_dns_down() {
                 && l.contains("mode=\"enforce\"")),
         "the cached policy was not used with DNS down: {log}"
     );
+    // Run 5: another site whose Postfix has the MX host's certificate, the cached enforce
+    // policy due for refresh and every fetch fault at once: the cached policy applies and the
+    // delivery is authenticated.
+    let good = postfix_with_tls(&ca, &[MX]);
+    let site5 = fault_site(lab.validating(), &good, &server, &ca);
+    let store5 = policy_cache(&site5);
+    for (domain, txt_id) in &TXT_IDS {
+        seed_cache(&store5, &template, domain, txt_id, true);
+    }
+    set_faults(&[
+        (sts::INSECURE, "timeout"),
+        (sts::TESTING, "redirect"),
+        (sts::NOMATCH, "oversize"),
+        (sts::FETCHFAIL, "untrusted"),
+        (sts::SPLIT, "mismatched"),
+    ]);
+    let relay = site5.start();
+    let rows5 = [
+        row(
+            "good certificate: no answer (timeout), cached enforce",
+            "g1",
+            sts::INSECURE,
+            true,
+            true,
+        ),
+        row(
+            "good certificate: 301 redirect, cached enforce",
+            "g2",
+            sts::TESTING,
+            true,
+            true,
+        ),
+        row(
+            "good certificate: 128 KiB body, cached enforce",
+            "g3",
+            sts::NOMATCH,
+            true,
+            true,
+        ),
+        row(
+            "good certificate: self-signed policy host, cached enforce",
+            "g4",
+            sts::FETCHFAIL,
+            true,
+            true,
+        ),
+        row(
+            "good certificate: wrong-name policy host, cached enforce",
+            "g5",
+            sts::SPLIT,
+            true,
+            true,
+        ),
+    ];
+    let ids = run_rows(&site5, &relay, &good, &rows5);
+    let log = relay.log();
+    for (r, id) in rows5.iter().zip(&ids) {
+        table.push(check_fault_row(r, true, &site5, id, &good, &log));
+    }
+    for (domain, _) in &TXT_IDS {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("domain={domain} "))
+                && l.contains("source=\"cache\"")
+                && l.contains("mode=\"enforce\"")),
+            "{domain}: the cached enforce policy was not applied: {log}"
+        );
+    }
+    assert_eq!(server.hits(sts::MULTI), 0, "a redirect was followed");
     println!(
         "\nMTA-STS fetch faults, id change, DNS down (relay -> Postfix with a certificate for \
          another name)\ntimeout rows settled in {timeout_row_secs:.1} s (no cache) and \
