@@ -426,3 +426,56 @@ fn the_key_lives_as_long_as_the_policy() {
     let empty = CacheEntry::new(PolicyDomain::parse("e.example").unwrap());
     assert_eq!(entry_ttl(&empty, now()), relay::state::EMPTY_ENTRY_TTL_SECS);
 }
+
+/// `relay --mta-sts-show` / `--mta-sts-purge` with `[state] backend = "redis"`: the entry is
+/// Redis's, a purge removes it from Redis (every relay) and from the local copy, and an
+/// unreachable Redis is an error (exit 2), promptly — never a silent look at the local copy.
+#[test]
+fn the_admin_path_shows_and_purges_the_shared_entry() {
+    let mut server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    relay::config::write_default(dir.path()).unwrap();
+    let file = dir.path().join("relay.toml");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&format!(
+        "\n[state]\nbackend = \"redis\"\nurl = \"{}\"\n",
+        server.url()
+    ));
+    std::fs::write(&file, text).unwrap();
+    let config = relay::config::RelayConfig::load(&file).unwrap();
+    let local = dir.path().join("relay-data/mta-sts");
+    let store = relay::state::RedisPolicyStore::open(&config.state, &local).unwrap();
+    let e = entry("admin.example", "a1", 86_400);
+    store.put(&e).unwrap();
+    let admin = |arg: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+            .arg("--config")
+            .arg(&file)
+            .args([arg, "admin.example"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let shown = admin("--mta-sts-show");
+    assert_eq!(shown.status.code(), Some(0), "{shown:?}");
+    let j: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(j["backend"], "redis");
+    assert_eq!(j["redis_key"], "relay:sts:admin.example");
+    assert_eq!(j["fresh"], true);
+    assert_eq!(j["entry"]["policy"]["id"], "a1");
+    let purged = admin("--mta-sts-purge");
+    assert_eq!(purged.status.code(), Some(0), "{purged:?}");
+    assert_eq!(store.get_shared(&e.domain).unwrap(), None);
+    assert_eq!(store.local().get(&e.domain).unwrap(), None);
+    assert_eq!(admin("--mta-sts-show").status.code(), Some(1));
+
+    server.kill();
+    let start = Instant::now();
+    let down = admin("--mta-sts-show");
+    assert_eq!(down.status.code(), Some(2), "{down:?}");
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("Redis unavailable"),
+        "{down:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

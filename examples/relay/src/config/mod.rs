@@ -24,6 +24,8 @@
 //! local_domains = ["*"]           # "*" = every domain to the local maildir (the default config)
 //! [[https_listener]]              # optional: the MTA-STS policy host, see `mta_sts_host`
 //! [[mta_sts_policy]]
+//! [state]                         # MTA-STS policy cache and TLS-RPT counters: see `state`
+//! backend = "file"                # "file" (default, no server) | "redis" (shared by relays)
 //! ```
 //!
 //! Unknown keys are errors. Every error names the file, the line and the key
@@ -39,11 +41,12 @@ mod locate;
 mod view;
 
 use locate::{locate, outbound_key, syntax};
-pub use view::{DeliveryView, EffectiveConfig, MtaStsPolicyView};
+pub use view::{DeliveryView, EffectiveConfig, MtaStsPolicyView, StateView};
 
 use super::inbound::{DomainSet, InboundError, InboundLimits};
 use super::mta_sts_host::{self, HttpsListenerConfig, MtaStsHostError, MtaStsPolicyConfig};
 use super::outbound::{OutboundConfig, OutboundError};
+use super::state::StateConfig;
 use super::{CommitMode, SpoolConfig};
 
 /// The embedded default configuration (`examples/relay/config/default/`), used when `relay` runs
@@ -305,6 +308,10 @@ pub struct RelayConfig {
     /// The MTA-STS policies the HTTPS listeners serve.
     #[serde(rename = "mta_sts_policy", default)]
     pub mta_sts_policies: Vec<MtaStsPolicyConfig>,
+    /// Where the MTA-STS policy cache and the report counters are kept (`[state]`): files
+    /// (default) or Redis shared by several relays.
+    #[serde(default)]
+    pub state: StateConfig,
     /// The file it was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -339,6 +346,8 @@ impl RelayConfig {
             }
         }
         config.delivery.resolve_paths(dir);
+        // `state.dir` unset: next to the spool directory the delivery engine is given
+        config.delivery.state = config.state.clone();
         config.validate(text)?;
         Ok(config)
     }
@@ -440,6 +449,9 @@ impl RelayConfig {
             })?;
         self.accepted_domains()
             .map_err(|e| invalid("delivery.local_domains".into(), e.to_string()))?;
+        self.state
+            .validate()
+            .map_err(|(k, reason)| invalid(format!("state.{k}"), reason))?;
         Ok(())
     }
 

@@ -307,3 +307,61 @@ fn bad_resolver_values_name_their_key() {
         assert!(e.contains(key), "{to}: {e}");
     }
 }
+
+/// `[state]`: the file backend by default (next to the spool), Redis when configured; a bad
+/// value names its line and `state.` key; the effective configuration never shows the Redis
+/// password, and the delivery engine gets the section.
+#[test]
+fn state_section_defaults_errors_and_redacted_url() {
+    let d = default_dir();
+    let c = RelayConfig::load(&d.path().join("relay.toml")).unwrap();
+    assert_eq!(c.state.backend, crate::state::Backend::File);
+    let j: serde_json::Value = serde_json::from_str(&c.effective().to_json().unwrap()).unwrap();
+    assert_eq!(j["state"]["backend"], "file");
+    assert_eq!(
+        j["state"]["report_counters"],
+        "journal in relay-data/state (one relay process)"
+    );
+
+    let redis = "[state]\nbackend = \"redis\"\nurl = \"redis://relay:s3cret@127.0.0.1:6379/2\"\nkey_prefix = \"mx:\"\n";
+    let (_d, r) = replaced("[log]", &format!("{redis}\n[log]"));
+    let c = r.unwrap();
+    assert_eq!(c.state.backend, crate::state::Backend::Redis);
+    assert_eq!(c.delivery.state, c.state, "handed to the delivery engine");
+    for printed in [
+        c.effective().to_toml().unwrap(),
+        c.effective().to_json().unwrap(),
+    ] {
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("redis://relay:***@127.0.0.1:6379/2"),
+            "{printed}"
+        );
+    }
+    assert!(!format!("{c:?}").contains("s3cret"));
+
+    for (state, key) in [
+        ("[state]\nbackend = \"redis\"\n", "state.url"),
+        (
+            "[state]\nbackend = \"redis\"\nurl = \"rediss://h:1/0\"\n",
+            "state.url",
+        ),
+        (
+            "[state]\nretry_interval_ms = 0\n",
+            "state.retry_interval_ms",
+        ),
+        ("[state]\nurl = \"redis://h:1/0\"\n", "state.url"),
+    ] {
+        let (_d, r) = replaced("[log]", &format!("{state}\n[log]"));
+        let e = r.unwrap_err();
+        let ConfigError::Invalid { key: k, line, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(k, key, "{e}");
+        assert!(line.is_some(), "{e}");
+    }
+    let (_d, r) = replaced("[log]", "[state]\nbackend = \"memcached\"\n\n[log]");
+    let e = r.unwrap_err();
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
+    assert!(e.to_string().contains("state.backend"), "{e}");
+}

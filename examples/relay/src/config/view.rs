@@ -31,6 +31,45 @@ pub struct EffectiveConfig<'a> {
     /// The MTA-STS policies served, with the TXT record to publish (absent when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mta_sts_policy: Vec<MtaStsPolicyView>,
+    /// `[state]`: the backend of the MTA-STS policy cache and the report counters (the Redis
+    /// URL without its password).
+    pub state: StateView<'a>,
+}
+
+/// `[state]` as in effect.
+#[derive(Debug, Serialize)]
+pub struct StateView<'a> {
+    #[serde(flatten)]
+    config: &'a crate::state::StateConfig,
+    /// Where the MTA-STS policies are cached.
+    policy_cache: String,
+    /// Where the TLS-RPT counters are kept.
+    report_counters: String,
+}
+
+impl<'a> StateView<'a> {
+    fn new(c: &'a RelayConfig) -> Self {
+        use crate::state::Backend;
+        let local = c.delivery.mta_sts.cache_dir().display().to_string();
+        let (policy_cache, report_counters) = match (c.state.backend, &c.state.url) {
+            (Backend::Redis, Some(url)) => (
+                format!("Redis {url} (local copy in {local}, used while Redis is unreachable)"),
+                format!("Redis {url} (buffered in memory while Redis is unreachable)"),
+            ),
+            _ => (
+                format!("files in {local}"),
+                format!(
+                    "journal in {} (one relay process)",
+                    c.state.dir_next_to(&c.spool.dir).display()
+                ),
+            ),
+        };
+        Self {
+            config: &c.state,
+            policy_cache,
+            report_counters,
+        }
+    }
 }
 
 /// One `[[mta_sts_policy]]` as served: normalised, with its `id` and the DNS records it needs.
@@ -165,6 +204,7 @@ impl<'a> EffectiveConfig<'a> {
         // Validated when the configuration was loaded.
         let policies = crate::mta_sts_host::publish_all(&c.mta_sts_policies).unwrap_or_default();
         Self {
+            state: StateView::new(c),
             https_listener: &c.https_listeners,
             mta_sts_policy: policies
                 .iter()

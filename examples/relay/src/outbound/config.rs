@@ -111,6 +111,10 @@ pub struct OutboundConfig {
     pub alerts: AlertConfig,
     /// MTA-STS (RFC 8461) discovery and its policy cache (`[delivery.mta_sts]`).
     pub mta_sts: MtaStsConfig,
+    /// Where the policy cache and the report counters are kept: the relay configuration's
+    /// top-level `[state]`, copied here by `RelayConfig` (not a `[delivery]` key).
+    #[serde(skip)]
+    pub state: crate::state::StateConfig,
 }
 
 impl Default for OutboundConfig {
@@ -132,6 +136,7 @@ impl Default for OutboundConfig {
             retry: RetryConfig::default(),
             alerts: AlertConfig::default(),
             mta_sts: MtaStsConfig::default(),
+            state: crate::state::StateConfig::default(),
         }
     }
 }

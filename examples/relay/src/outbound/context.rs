@@ -15,6 +15,7 @@ use super::dns::Dns;
 use super::error::OutboundError;
 use super::sts::Sts;
 use crate::local::Maildir;
+use crate::state::{StateError, StateStore};
 use crate::{MessageId, Queue, Spool};
 
 /// The client certificate presented on outgoing TLS connections.
@@ -27,6 +28,10 @@ pub(crate) struct Context {
     pub(crate) anchors: Arc<TrustAnchors>,
     /// MTA-STS discovery and its policy cache (`None`: `delivery.mta_sts.enabled = false`).
     pub(crate) sts: Option<Sts>,
+    /// The state shared with other relays through `[state]`: the MTA-STS policy cache (in
+    /// `sts`) and the TLS-RPT report counters.
+    #[allow(dead_code, reason = "read by the TLS-RPT recorder (issue 14)")]
+    pub(crate) state: Arc<StateStore>,
     pub(crate) client_cert: Option<ClientCert>,
     pub(crate) spool: Spool,
     pub(crate) maildir: Maildir,
@@ -49,10 +54,21 @@ impl Context {
         let controls = config.load_destination_controls()?;
         let anchors = Arc::new(trust_anchors(certs)?);
         let client_cert = client_certificate(&config, &controls, certs)?;
+        // `state.dir` unset: `state` next to the spool directory
+        let mut state_config = config.state.clone();
+        state_config.dir = Some(state_config.dir_next_to(spool.dir()));
+        let state =
+            StateStore::open(&state_config, config.mta_sts.cache_dir()).map_err(|e| match e {
+                StateError::Policy(e) => {
+                    OutboundError::invalid("delivery.mta_sts.cache_dir", e.to_string())
+                }
+                e => OutboundError::invalid("state", e.to_string()),
+            })?;
+        let state = Arc::new(state);
         let sts = if config.delivers_everything_locally() {
             None
         } else {
-            Sts::new(&config.mta_sts, &anchors)?
+            Sts::new(&config.mta_sts, &anchors, state.policies())?
         };
         let mut dns = Dns::new(&config.resolver)?.with_mx_port(config.mx_port);
         if config.delivers_everything_locally() {
@@ -72,6 +88,7 @@ impl Context {
             dns,
             anchors,
             sts,
+            state,
             client_cert,
             spool,
             maildir,

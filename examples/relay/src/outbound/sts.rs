@@ -1,7 +1,8 @@
 //! MTA-STS (RFC 8461) at delivery: the thin adapter between the delivery task and
 //! smtp-tls-policy's `mta_sts::discover` (TXT lookup through the delivery resolver, policy
-//! cache in [`FilePolicyStore`] under `delivery.mta_sts.cache_dir`, HTTPS fetch verified against
-//! the relay's trust anchors).
+//! cache in the `[state]` backend's [`PolicyStore`] — files under `delivery.mta_sts.cache_dir`,
+//! or Redis shared by several relays with those files as its local copy — HTTPS fetch verified
+//! against the relay's trust anchors).
 //!
 //! Once per destination domain and delivery attempt, before any host is planned (so one
 //! domain's policy never applies to another domain that shares its MX hosts, KumoMTA #484),
@@ -13,12 +14,13 @@
 //! RFC 8461 §5: a fetch failure (or a failed TXT lookup) with no cached policy delivers as if
 //! the domain had no policy; with a cached, unexpired policy the cached policy applies.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::destination::{DestinationPolicy, MtaStsSetting};
 use smtp_tls_policy::mta_sts::{
-    Discovery, DiscoveryOutcome, FetchLimits, FetchSettings, FilePolicyStore, PolicyDomain,
+    Discovery, DiscoveryOutcome, FetchLimits, FetchSettings, PolicyDomain, PolicyStore,
     StsHostVerdict, TemporaryReason, client_config, discover, host_verdict,
 };
 
@@ -28,7 +30,7 @@ use super::sts_config::MtaStsConfig;
 
 /// The relay's MTA-STS discovery: the policy store and the fetch settings.
 pub(crate) struct Sts {
-    store: FilePolicyStore,
+    store: Arc<dyn PolicyStore>,
     settings: FetchSettings,
 }
 
@@ -58,18 +60,17 @@ impl Applied {
 }
 
 impl Sts {
-    /// The discovery of `config` (`None` when disabled), trusting `anchors` for policy hosts.
-    /// Creates the cache directory.
+    /// The discovery of `config` (`None` when disabled), trusting `anchors` for policy hosts,
+    /// caching policies in `store` (the `[state]` backend's).
     pub(crate) fn new(
         config: &MtaStsConfig,
         anchors: &TrustAnchors,
+        store: Arc<dyn PolicyStore>,
     ) -> Result<Option<Self>, OutboundError> {
         if !config.enabled {
             tracing::info!("delivery.mta_sts.enabled = false: MTA-STS policies are not applied");
             return Ok(None);
         }
-        let store = FilePolicyStore::open(config.cache_dir())
-            .map_err(|e| OutboundError::invalid("delivery.mta_sts.cache_dir", e.to_string()))?;
         let tls = client_config(anchors)
             .map_err(|e| OutboundError::invalid("delivery.mta_sts", e.to_string()))?;
         let mut settings = FetchSettings::new(tls).with_port(config.policy_port);
@@ -114,7 +115,7 @@ impl Sts {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let d = discover(&policy_domain, resolver, &sts.store, &sts.settings, now).await;
+        let d = discover(&policy_domain, resolver, &*sts.store, &sts.settings, now).await;
         let id = d.policy.as_ref().map(|c| c.id.as_str().to_owned());
         let mode = d.policy().map(|p| p.mode.as_str());
         let outcome = serde_json::to_string(&d.outcome).unwrap_or_default();

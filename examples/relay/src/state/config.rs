@@ -4,7 +4,8 @@
 //! ```toml
 //! [state]
 //! backend = "file"                    # the default: on disk, no server
-//! dir = "relay-data/state"            # file backend: report counters and report claims
+//! # dir = "relay-data/state"          # file backend: report counters and claims (default: the
+//!                                     # directory "state" next to the spool directory)
 //! # backend = "redis"
 //! # url = "redis://127.0.0.1:6379/0"  # Redis or Valkey (redis:// or unix://; no TLS)
 //! # key_prefix = "relay:"             # every key starts with it
@@ -17,13 +18,16 @@
 //! The MTA-STS policy cache always has its local copy under `delivery.mta_sts.cache_dir`: the
 //! file backend's store, and the Redis backend's fallback while Redis is unreachable.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Default of `state.dir` (relative to the working directory, as the spool).
+/// The file backend's directory when neither `state.dir` nor a spool directory says where
+/// (relative to the working directory).
 pub const DEFAULT_STATE_DIR: &str = "relay-data/state";
+/// The name of the default state directory, next to the spool directory.
+pub const STATE_DIR_NAME: &str = "state";
 /// Default of `state.key_prefix`.
 pub const DEFAULT_KEY_PREFIX: &str = "relay:";
 /// Longest `state.key_prefix`.
@@ -126,8 +130,9 @@ pub struct StateConfig {
     /// `"file"` (default) or `"redis"`.
     pub backend: Backend,
     /// File backend: the directory of the report counters and claims (relative to the working
-    /// directory).
-    pub dir: PathBuf,
+    /// directory); default: `state` next to the spool directory (`relay-data/state`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
     /// Redis backend: `redis://[user:password@]host:port/db` or `unix:///path`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<RedisUrl>,
@@ -148,7 +153,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         Self {
             backend: Backend::File,
-            dir: PathBuf::from(DEFAULT_STATE_DIR),
+            dir: None,
             url: None,
             key_prefix: DEFAULT_KEY_PREFIX.into(),
             connect_timeout_ms: 200,
@@ -174,14 +179,14 @@ impl StateConfig {
     #[must_use]
     pub fn file(dir: impl Into<PathBuf>) -> Self {
         Self {
-            dir: dir.into(),
+            dir: Some(dir.into()),
             ..Self::default()
         }
     }
 
     /// Checks every value. `Err((key, reason))`, the key without the `state.` prefix.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.dir.as_os_str().is_empty() {
+        if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
             return Err(("dir", "must name a directory".into()));
         }
         match (self.backend, &self.url) {
@@ -218,6 +223,17 @@ impl StateConfig {
             return Err(("max_buffered", format!("must be 1 to {MAX_BUFFERED_LIMIT}")));
         }
         Ok(())
+    }
+
+    /// The file backend's directory: `state.dir`, else `state` next to `spool_dir`.
+    #[must_use]
+    pub fn dir_next_to(&self, spool_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| {
+            spool_dir
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(STATE_DIR_NAME)
+        })
     }
 
     /// The connect limit.
@@ -266,6 +282,14 @@ mod tests {
         let c = StateConfig::default();
         assert_eq!(c.backend, Backend::File);
         c.validate().unwrap();
+        assert_eq!(
+            c.dir_next_to(Path::new("relay-data/spool")),
+            Path::new("relay-data/state")
+        );
+        assert_eq!(
+            StateConfig::file("/x").dir_next_to(Path::new("relay-data/spool")),
+            Path::new("/x")
+        );
         StateConfig::redis("redis://127.0.0.1:6379/0")
             .validate()
             .unwrap();

@@ -36,7 +36,7 @@ mod redis_policy;
 
 pub use config::{
     Backend, DEFAULT_KEY_PREFIX, DEFAULT_STATE_DIR, MAX_BUFFERED_LIMIT, MAX_KEY_PREFIX, RedisUrl,
-    StateConfig,
+    STATE_DIR_NAME, StateConfig,
 };
 pub use counters::{
     BucketData, DONE_RETENTION, MAX_DAY_LEN, MAX_META_LEN, MAX_NAME_LEN, ReportCounters,
@@ -129,7 +129,8 @@ impl std::fmt::Debug for StateStore {
 
 impl StateStore {
     /// Opens the state of `config`; the MTA-STS cache's local files are in `sts_cache_dir`
-    /// (`delivery.mta_sts.cache_dir`). Creates the directories; the Redis backend connects on
+    /// (`delivery.mta_sts.cache_dir`); the file backend's directory is `state.dir`, else
+    /// [`DEFAULT_STATE_DIR`] (the relay sets it next to its spool: [`StateConfig::dir_next_to`]). Creates the directories; the Redis backend connects on
     /// first use (a relay starts while Redis is down).
     pub fn open(config: &StateConfig, sts_cache_dir: &Path) -> Result<Self, StateError> {
         config
@@ -138,8 +139,12 @@ impl StateStore {
         let local = FilePolicyStore::open(sts_cache_dir)?;
         match config.backend {
             Backend::File => {
-                let (counters, replay) = FileCounters::open(&config.dir)?;
-                tracing::debug!(dir = %config.dir.display(), records = replay.records, "report counters: journal replayed");
+                let dir = config
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+                let (counters, replay) = FileCounters::open(&dir)?;
+                tracing::debug!(dir = %dir.display(), records = replay.records, "report counters: journal replayed");
                 Ok(Self {
                     backend: Backend::File,
                     policies: Arc::new(local),
