@@ -178,7 +178,9 @@ impl FileCounters {
             .write(true)
             .open(&lock_path)
             .map_err(|e| StateError::io("open", &lock_path, &e))?;
-        if let Err(e) = lock.try_lock() {
+        if let Err(e) =
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
             return Err(StateError::Io {
                 op: "lock",
                 path: lock_path,
