@@ -479,3 +479,75 @@ fn the_admin_path_shows_and_purges_the_shared_entry() {
     );
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+/// What the relay logs, captured (the runtime is this thread's: the flusher logs here too).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn count(&self, level: &str, text: &str) -> usize {
+        let logs = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        logs.lines()
+            .filter(|l| l.contains(level) && l.contains(text))
+            .count()
+    }
+}
+
+/// One WARN when Redis becomes unreachable (however many updates and lookups fail), one INFO
+/// when it answers again and one INFO when the buffer is written — per outage.
+#[tokio::test(flavor = "current_thread")]
+async fn the_log_says_so_once_per_outage() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let Counters::Redis(c) = store.counters().clone() else {
+        panic!("not the Redis backend")
+    };
+    let policies = store.policies();
+    let e = entry("log.example", "l1", 3600);
+    policies.put(&e).unwrap();
+    for outage in 1..=2 {
+        server.kill();
+        for _ in 0..50 {
+            c.incr(DAY, "b", "success", 1).await.unwrap();
+            // (this thread's runtime: a bounded blocking call is fine in a test)
+            assert_eq!(policies.get(&e.domain).unwrap(), Some(e.clone()));
+        }
+        assert_eq!(logs.count("WARN", "Redis unreachable"), outage);
+        server.restart();
+        let start = Instant::now();
+        while c.buffered() > 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "not flushed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(logs.count("INFO", "Redis reachable again"), outage);
+        assert_eq!(
+            logs.count("INFO", "buffered while Redis was unreachable are written"),
+            outage
+        );
+        assert_eq!(logs.count("WARN", "Redis unreachable"), outage);
+        // Redis came back empty (no persistence): the entry is fetched and stored again
+        policies.put(&e).unwrap();
+    }
+    assert_eq!(c.read(DAY, "b").await.unwrap().get("success"), 50);
+    assert_eq!(c.outages(), 2);
+}

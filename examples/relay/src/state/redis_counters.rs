@@ -147,12 +147,16 @@ impl RedisCounters {
         self.inner.link.key(parts)
     }
 
-    /// The connection, made if needed with the configured limits.
-    async fn connection(&self) -> Result<MultiplexedConnection, StateError> {
+    /// The connection, made if needed with the configured limits; `None`: not tried (another
+    /// task found Redis unreachable while this one waited for the lock).
+    async fn connection(&self, force: bool) -> Result<Option<MultiplexedConnection>, StateError> {
         let link = &self.inner.link;
         let mut guard = self.inner.conn.lock().await;
         if let Some(c) = guard.as_ref() {
-            return Ok(c.clone());
+            return Ok(Some(c.clone()));
+        }
+        if !force && !link.may_try() {
+            return Ok(None);
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(link.connect_timeout)
@@ -167,7 +171,7 @@ impl RedisCounters {
         match made {
             Ok(Ok(c)) => {
                 *guard = Some(c.clone());
-                Ok(c)
+                Ok(Some(c))
             }
             Ok(Err(e)) => Err(StateError::redis(&e)),
             Err(_) => Err(StateError::Unavailable {
@@ -188,8 +192,9 @@ impl RedisCounters {
         if !force && !link.may_try() {
             return Err(link.skipped());
         }
-        let result = match self.connection().await {
-            Ok(mut conn) => {
+        let result = match self.connection(force).await {
+            Ok(None) => return Err(link.skipped()),
+            Ok(Some(mut conn)) => {
                 match tokio::time::timeout(link.response_timeout, pipe.query_async::<T>(&mut conn))
                     .await
                 {

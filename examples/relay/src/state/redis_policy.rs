@@ -118,6 +118,10 @@ impl RedisPolicyStore {
             return Err(self.link.skipped());
         }
         let mut guard = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        // another caller may have found Redis unreachable while this one waited for the lock
+        if guard.is_none() && !self.link.may_try() {
+            return Err(self.link.skipped());
+        }
         if guard.is_none() {
             let connected = self
                 .link
