@@ -551,3 +551,76 @@ async fn the_log_says_so_once_per_outage() {
     assert_eq!(c.read(DAY, "b").await.unwrap().get("success"), 50);
     assert_eq!(c.outages(), 2);
 }
+
+/// A Redis address that accepts connections and never answers (a hung server): every call
+/// returns within the configured limits — the policy cache from its local files, increments
+/// buffered — and later calls skip the server until the retry interval has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_costs_at_most_the_configured_limits() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    // accept and hold every connection, never reply (until the listener is dropped)
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (silent, held) = (silent.try_clone().unwrap(), Arc::clone(&held));
+        std::thread::spawn(move || {
+            for conn in silent.incoming() {
+                match conn {
+                    Ok(c) => held.lock().unwrap().push(c),
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StateConfig::redis(format!("redis://{addr}/0"));
+    config.connect_timeout_ms = 200;
+    config.response_timeout_ms = 300;
+    config.retry_interval_ms = 60_000;
+    let store = StateStore::open(&config, dir.path()).unwrap();
+    let Counters::Redis(c) = store.counters().clone() else {
+        panic!("not the Redis backend")
+    };
+    let start = Instant::now();
+    c.incr(DAY, "b", "success", 1).await.unwrap();
+    let first = start.elapsed();
+    assert!(first < Duration::from_secs(2), "first incr took {first:?}");
+    assert!(c.redis_down());
+    assert_eq!(c.buffered(), 1);
+    let start = Instant::now();
+    for _ in 0..100 {
+        c.incr(DAY, "b", "success", 1).await.unwrap();
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    // the policy cache: local answers, bounded, also for a fresh store (its own first try)
+    let other = StateStore::open(&config, dir.path()).unwrap();
+    let p = other.policies();
+    let e = entry("silent.example", "s1", 3600);
+    let timing = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        p.put(&e).unwrap();
+        let first = start.elapsed();
+        let start = Instant::now();
+        for _ in 0..100 {
+            assert_eq!(p.get(&e.domain).unwrap(), Some(e.clone()));
+        }
+        (first, start.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(
+        timing.0 < Duration::from_secs(2),
+        "first put took {:?}",
+        timing.0
+    );
+    assert!(
+        timing.1 < Duration::from_millis(500),
+        "100 gets took {:?}",
+        timing.1
+    );
+    assert!(!held.lock().unwrap().is_empty(), "the relay did connect");
+}
