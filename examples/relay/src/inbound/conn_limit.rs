@@ -17,14 +17,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// assert_eq!((a.count(), b.count()), (1, 2));
 /// drop(a);
 /// let d = c.open(ip);
-/// assert_eq!((d.count(), c.total()), (2, 2));
+/// assert_eq!((d.count(), d.total(), c.total()), (2, 2, 2));
 /// drop((b, d));
 /// assert_eq!(c.total(), 0);
 /// # Ok::<(), std::net::AddrParseError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionCounter {
-    inner: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    inner: Arc<Mutex<Counts>>,
+}
+
+/// The counts behind the lock: per address, and their sum (kept, not summed per connection).
+#[derive(Debug, Default)]
+struct Counts {
+    per_ip: HashMap<IpAddr, u32>,
+    total: u32,
 }
 
 /// One open connection; releases its slot on drop.
@@ -34,6 +41,7 @@ pub struct ConnectionSlot {
     counter: ConnectionCounter,
     ip: IpAddr,
     count: u32,
+    total: u32,
 }
 
 impl ConnectionSlot {
@@ -42,41 +50,54 @@ impl ConnectionSlot {
     pub fn count(&self) -> u32 {
         self.count
     }
+
+    /// Connections open over all addresses, this one included, when it was opened.
+    #[must_use]
+    pub fn total(&self) -> u32 {
+        self.total
+    }
 }
 
 impl ConnectionCounter {
     /// Registers a connection from `ip` (canonical form: IPv4-mapped IPv6 counts as IPv4).
     pub fn open(&self, ip: IpAddr) -> ConnectionSlot {
         let ip = ip.to_canonical();
-        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = map.entry(ip).or_insert(0);
+        let mut counts = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.total += 1;
+        let total = counts.total;
+        let n = counts.per_ip.entry(ip).or_insert(0);
         *n += 1;
         ConnectionSlot {
             counter: self.clone(),
             ip,
             count: *n,
+            total,
         }
     }
 
     /// Open connections over all addresses.
     #[must_use]
     pub fn total(&self) -> u32 {
-        let map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        map.values().sum()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut map = self
+        let mut guard = self
             .counter
             .inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.ip) {
+        let counts = &mut *guard;
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
             *n -= 1;
+            counts.total -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                counts.per_ip.remove(&self.ip);
             }
         }
     }

@@ -17,8 +17,12 @@ pub(crate) enum DataOutcome {
     TooBig,
     /// A line over the configured limit (but within the readable bound); read to the end.
     LineTooLong,
-    /// The connection cannot continue; the reply to send before closing, if any.
-    Failed(Option<(u16, &'static str)>),
+    /// The connection cannot continue: the reply to send before closing, if any, and why
+    /// (for the connection's log line).
+    Failed {
+        reply: Option<(u16, &'static str)>,
+        detail: String,
+    },
 }
 
 /// A `DataReceiver` primed with the CRLF that ended the `DATA` line: smtp-proto 0.2's receiver
@@ -75,23 +79,21 @@ where
     };
     match tokio::time::timeout(total, fut).await {
         Ok(o) => o,
-        Err(_) => {
-            tracing::info!(
-                seconds = total.as_secs(),
-                "connection: message transfer too slow"
-            );
-            DataOutcome::Failed(Some((421, "4.4.2 Timeout during message transfer")))
-        }
+        Err(_) => DataOutcome::Failed {
+            reply: Some((421, "4.4.2 Timeout during message transfer")),
+            detail: format!("message transfer too slow (over {} s)", total.as_secs()),
+        },
     }
 }
 
 fn failed(e: &SessionError) -> DataOutcome {
-    tracing::info!(error = %e, "connection: lost during DATA");
-    match e {
-        SessionError::LineTooLong { .. } => DataOutcome::Failed(Some((500, "5.5.2 Line too long"))),
-        SessionError::Timeout { .. } => {
-            DataOutcome::Failed(Some((421, "4.4.2 Timeout during message transfer")))
-        }
-        _ => DataOutcome::Failed(None),
+    let reply = match e {
+        SessionError::LineTooLong { .. } => Some((500, "5.5.2 Line too long")),
+        SessionError::Timeout { .. } => Some((421, "4.4.2 Timeout during message transfer")),
+        _ => None,
+    };
+    DataOutcome::Failed {
+        reply,
+        detail: format!("lost during DATA: {e}"),
     }
 }

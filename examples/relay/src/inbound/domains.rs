@@ -1,6 +1,7 @@
 //! The set of recipient domains a listener accepts mail for without relay permission.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::error::InboundError;
 
@@ -21,8 +22,15 @@ use super::error::InboundError;
 /// assert!(DomainSet::new(["*.example.org"]).is_err());
 /// # Ok::<(), relay::inbound::InboundError>(())
 /// ```
+///
+/// Cloning is cheap (the sets are shared): every connection's transaction holds one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DomainSet {
+    inner: Arc<Domains>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Domains {
     exact: HashSet<String>,
     parents: HashSet<String>,
     /// `*`: every domain.
@@ -47,7 +55,7 @@ impl DomainSet {
     /// Adds one entry.
     pub fn insert(&mut self, name: &str) -> Result<(), InboundError> {
         if name == "*" {
-            self.all = true;
+            Arc::make_mut(&mut self.inner).all = true;
             return Ok(());
         }
         let (parent, bare) = match name.strip_prefix('.') {
@@ -66,10 +74,11 @@ impl DomainSet {
         if !ok {
             return Err(InboundError::InvalidDomain { name: name.into() });
         }
+        let d = Arc::make_mut(&mut self.inner);
         if parent {
-            self.parents.insert(bare);
+            d.parents.insert(bare);
         } else {
-            self.exact.insert(bare);
+            d.exact.insert(bare);
         }
         Ok(())
     }
@@ -77,16 +86,17 @@ impl DomainSet {
     /// Whether `domain` is in the set.
     #[must_use]
     pub fn contains(&self, domain: &str) -> bool {
-        if self.all {
+        let set = &*self.inner;
+        if set.all {
             return true;
         }
         let d = normalize(domain);
-        if self.exact.contains(&d) {
+        if set.exact.contains(&d) {
             return true;
         }
         let mut rest = d.as_str();
         while let Some((_, parent)) = rest.split_once('.') {
-            if self.parents.contains(parent) {
+            if set.parents.contains(parent) {
                 return true;
             }
             rest = parent;
@@ -97,7 +107,8 @@ impl DomainSet {
     /// Whether the set is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        !self.all && self.exact.is_empty() && self.parents.is_empty()
+        let set = &*self.inner;
+        !set.all && set.exact.is_empty() && set.parents.is_empty()
     }
 }
 

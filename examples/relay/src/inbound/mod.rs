@@ -7,6 +7,7 @@
 //! [`serve`] (accept loop) and the per-connection session.
 
 mod conn_limit;
+mod conn_log;
 mod data;
 mod domains;
 mod error;
@@ -24,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hat_match::HostAccessTable;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -85,16 +86,33 @@ impl std::fmt::Debug for ListenerContext {
     }
 }
 
-/// Binds `address` (fails with [`InboundError::Bind`]).
+/// Binds `address` (fails with [`InboundError::Bind`]): `SO_REUSEADDR`, backlog 1024 (as
+/// tokio's `TcpListener::bind`) and, on Linux, `TCP_NODELAY` on the listening socket, which
+/// accepted sockets inherit (one `setsockopt` per listener instead of one per connection).
 pub async fn bind(listener: &str, address: SocketAddr) -> Result<TcpListener, InboundError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|e| InboundError::Bind {
-            listener: listener.to_owned(),
-            address,
-            kind: e.kind(),
-        })
+    let err = |e: std::io::Error| InboundError::Bind {
+        listener: listener.to_owned(),
+        address,
+        kind: e.kind(),
+    };
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    if NODELAY_INHERITED {
+        socket.set_nodelay(true).map_err(err)?;
+    }
+    socket.bind(address).map_err(err)?;
+    socket.listen(1024).map_err(err)
 }
+
+/// Linux copies `TCP_NODELAY` from the listening socket to the sockets `accept` returns
+/// (checked by the test `accepted_sockets_inherit_nodelay`); elsewhere it is set per
+/// connection.
+const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
 
 /// Accepts connections until `shutdown` turns true, one task per connection; then stops
 /// accepting, lets in-flight transactions finish for at most `limits.shutdown_grace_secs`
@@ -112,10 +130,15 @@ pub async fn serve(
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
+                    // Replies are written whole (one write per command group): no Nagle delay.
+                    if !NODELAY_INHERITED {
+                        let _ = stream.set_nodelay(true);
+                    }
                     let ctx = Arc::clone(&ctx);
                     let rx = shutdown.clone();
-                    let span = tracing::info_span!("conn", listener = %ctx.name, %peer);
+                    // The connection's INFO line carries listener and peer itself; the span is
+                    // for DEBUG detail only (no per-poll cost at INFO).
+                    let span = tracing::debug_span!("conn", listener = %ctx.name, %peer);
                     tasks.spawn(tracing::Instrument::instrument(
                         async move { session::handle(&ctx, stream, peer, rx).await },
                         span,

@@ -333,3 +333,188 @@ fn received_header_names_the_client_and_its_ptr() {
     );
     assert_eq!(h.matches("\r\n").count(), h.lines().count(), "{h}");
 }
+
+/// `bind` sets `TCP_NODELAY` on the listening socket only; on Linux the accepted sockets
+/// inherit it (so the accept loop skips one `setsockopt` per connection).
+#[tokio::test]
+async fn accepted_sockets_inherit_nodelay() {
+    let listener = bind("t", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    let (client, (accepted, _)) = (client.unwrap(), accepted.unwrap());
+    assert!(!client.nodelay().unwrap(), "the client socket is untouched");
+    assert_eq!(accepted.nodelay().unwrap(), NODELAY_INHERITED);
+}
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Reads one (possibly multi-line) reply.
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut all = String::new();
+    for _ in 0..50 {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).await.unwrap() > 0,
+            "closed after {all:?}"
+        );
+        all.push_str(&line);
+        if line.as_bytes().get(3) == Some(&b' ') {
+            return all;
+        }
+    }
+    panic!("reply too long: {all}")
+}
+
+/// A listener context over a fresh spool: 192.0.2.1 relays (TLS off), everyone else is
+/// rejected.
+async fn context(dir: &std::path::Path) -> ListenerContext {
+    let (spool, _) = Spool::open(dir, crate::SpoolConfig::default())
+        .await
+        .unwrap();
+    ListenerContext {
+        name: "test".into(),
+        hostname: "relay.test".into(),
+        hat: Arc::new(hat(r#"
+[[mail_flow_policy]]
+name = "RELAYED"
+behavior = "relay"
+[[mail_flow_policy]]
+name = "NO"
+behavior = "reject"
+[[sender_group]]
+name = "TRUSTED"
+order = 1
+policy = "RELAYED"
+senders = ["192.0.2.1"]
+[[sender_group]]
+name = "REST"
+order = 2
+policy = "NO"
+senders = ["ALL"]
+"#)),
+        acceptor: None,
+        accepted_domains: DomainSet::new(["example.org"]).unwrap(),
+        limits: InboundLimits::default(),
+        spool,
+        enqueue: Arc::new(|_| {}),
+        counter: ConnectionCounter::default(),
+        dns: None,
+    }
+}
+
+/// Issue 15: exactly one INFO line per connection (the `disconnect` line with the HAT verdict,
+/// result and command counts) and one per message; nothing else at INFO.
+#[tokio::test]
+async fn one_info_line_per_connection_and_one_per_message() {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let logs = Capture::default();
+    let w = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let (_rx_keep, rx) = {
+        let (tx, rx) = watch::channel(false);
+        (tx, rx)
+    };
+
+    // One message, then QUIT.
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+    let script = async {
+        let (r, mut w) = tokio::io::split(client);
+        let mut r = BufReader::new(r);
+        assert!(read_reply(&mut r).await.starts_with("220 "));
+        for (cmd, code) in [
+            ("EHLO client.test", "250"),
+            ("MAIL FROM:<a@client.test>", "250"),
+            ("RCPT TO:<b@example.org>", "250"),
+            ("RCPT TO:<c@example.org>", "250"),
+            ("DATA", "354"),
+            ("Subject: t\r\n\r\nhello\r\n.", "250"),
+            ("QUIT", "221"),
+        ] {
+            w.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
+            let reply = read_reply(&mut r).await;
+            assert!(reply.starts_with(code), "{cmd}: {reply}");
+        }
+    };
+    tokio::join!(session::handle(&ctx, server, peer, rx.clone()), script);
+
+    // A rejected client.
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let other: SocketAddr = "198.51.100.7:5000".parse().unwrap();
+    let script = async {
+        let mut r = BufReader::new(client);
+        assert!(read_reply(&mut r).await.starts_with("554 5.7.1"));
+    };
+    tokio::join!(session::handle(&ctx, server, other, rx.clone()), script);
+
+    let lines = logs.lines();
+    let text = lines.join("\n");
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines.iter().all(|l| l.contains(" INFO ")), "{text}");
+    let message = &lines[0];
+    assert!(message.contains("message accepted"), "{text}");
+    assert!(message.contains("peer=192.0.2.1:4000"), "{text}");
+    assert!(message.contains("recipients=2"), "{text}");
+    let served = &lines[1];
+    for fact in [
+        "disconnect",
+        "listener=\"test\"",
+        "peer=192.0.2.1:4000",
+        "helo=\"client.test\"",
+        "sender_group=\"TRUSTED\"",
+        "policy=\"RELAYED\"",
+        "behavior=relay",
+        "tls=no",
+        "result=quit",
+        "ehlo=1 mail=1 rcpt=2 rcpt_ok=2 data=1",
+        "messages=1",
+        "duration_ms=",
+    ] {
+        assert!(served.contains(fact), "{fact}: {served}");
+    }
+    assert!(!served.contains("tls_protocol"), "{served}");
+    let rejected = &lines[2];
+    for fact in [
+        "peer=198.51.100.7:5000",
+        "sender_group=\"REST\"",
+        "behavior=reject",
+        "result=rejected",
+        "messages=0",
+    ] {
+        assert!(rejected.contains(fact), "{fact}: {rejected}");
+    }
+    // Counters that stayed 0 are left out (as in Postfix's disconnect line).
+    assert!(
+        !rejected.contains("ehlo=") && !rejected.contains("rcpt="),
+        "{rejected}"
+    );
+}

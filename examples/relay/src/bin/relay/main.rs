@@ -162,9 +162,24 @@ fn check(file: &Path, json: bool) -> ExitCode {
 
 fn init_logs(format: LogFormat, filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|s| EnvFilter::try_new(s).is_ok())
+        .unwrap_or_else(|| filter.to_owned());
+    let mut filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Like Postfix's maillog: one INFO line per connection (`relay::connection`, "disconnect")
+    // and one per message. That line carries the STARTTLS gate's events (530 replies, closed
+    // without recipients, discarded pipelining), so the session's own per-event lines are kept
+    // for DEBUG: unless the filter names smtp_tls_policy or asks for DEBUG, only its errors.
+    let at_most_info = filter
+        .max_level_hint()
+        .is_some_and(|l| l <= tracing::level_filters::LevelFilter::INFO);
+    if at_most_info
+        && !spec.contains("smtp_tls_policy")
+        && let Ok(d) = "smtp_tls_policy::io::server=error".parse()
+    {
+        filter = filter.add_directive(d);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

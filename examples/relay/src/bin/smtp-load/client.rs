@@ -144,6 +144,24 @@ pub(crate) struct SessionStats {
     pub(crate) latencies: Vec<Duration>,
     pub(crate) handshakes: u64,
     pub(crate) handshake_times: Vec<Duration>,
+    /// Handshakes that resumed an earlier session (no certificate, no signature).
+    pub(crate) resumed: u64,
+    /// The key exchange group of the last handshake (e.g. `X25519`).
+    pub(crate) kx_group: Option<String>,
+}
+
+impl SessionStats {
+    /// Records a finished client handshake: how long it took, whether it resumed, its group.
+    pub(crate) fn handshake(&mut self, took: Duration, conn: &rustls::ClientConnection) {
+        self.handshakes += 1;
+        self.handshake_times.push(took);
+        if conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.resumed += 1;
+        }
+        self.kx_group = conn
+            .negotiated_key_exchange_group()
+            .map(|g| format!("{:?}", g.name()));
+    }
 }
 
 /// What a transaction needs.

@@ -77,6 +77,11 @@ pub(crate) struct Args {
     /// Send MAIL, RCPT and DATA in one write when the server offers PIPELINING (RFC 2920).
     #[arg(long)]
     pipelining: bool,
+    /// No TLS session resumption: every handshake is a full one (certificate and signature).
+    /// By default the client resumes sessions from earlier connections of the run, as a
+    /// sender with a session cache does.
+    #[arg(long)]
+    no_resumption: bool,
 }
 
 /// The summary of a run.
@@ -93,6 +98,10 @@ struct Summary {
     failed_connections: u64,
     first_errors: Vec<String>,
     handshakes: u64,
+    /// Handshakes that resumed an earlier session.
+    resumed_handshakes: u64,
+    /// Key exchange groups negotiated, with the number of connections.
+    kx_groups: std::collections::BTreeMap<String, u64>,
     elapsed_secs: f64,
     msgs_per_sec: f64,
     handshakes_per_sec: f64,
@@ -145,7 +154,8 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Erro
                 (None, false) => Trust::System,
             };
             let name = ServerName::try_from(args.server_name.clone())?;
-            Some((TlsConnector::from(tls::client_config(trust)?), name))
+            let config = tls::client_config(trust, !args.no_resumption)?;
+            Some((TlsConnector::from(config), name))
         }
     };
     let run_id = format!("{:x}", fastrand::u64(..));
@@ -166,11 +176,16 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Erro
     let mut all = SessionStats::default();
     let mut failed_connections = 0;
     let mut first_errors = Vec::new();
+    let mut kx_groups = std::collections::BTreeMap::new();
     for t in tasks {
         let (s, r) = t.await?;
         all.accepted += s.accepted;
         all.rejected += s.rejected;
         all.handshakes += s.handshakes;
+        all.resumed += s.resumed;
+        if let Some(g) = s.kx_group {
+            *kx_groups.entry(g).or_insert(0) += 1;
+        }
         all.latencies.extend(s.latencies);
         all.handshake_times.extend(s.handshake_times);
         if let Err(e) = r {
@@ -194,6 +209,8 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Erro
         failed_connections,
         first_errors,
         handshakes: all.handshakes,
+        resumed_handshakes: all.resumed,
+        kx_groups,
         elapsed_secs: elapsed,
         msgs_per_sec: all.accepted as f64 / elapsed,
         handshakes_per_sec: all.handshakes as f64 / elapsed,
@@ -227,9 +244,17 @@ fn print_text(s: &Summary) {
     );
     let _ = writeln!(
         o,
-        "accepted {}  rejected {}  failed connections {}  handshakes {}",
-        s.accepted, s.rejected, s.failed_connections, s.handshakes
+        "accepted {}  rejected {}  failed connections {}  handshakes {} ({} resumed)",
+        s.accepted, s.rejected, s.failed_connections, s.handshakes, s.resumed_handshakes
     );
+    if !s.kx_groups.is_empty() {
+        let groups: Vec<String> = s
+            .kx_groups
+            .iter()
+            .map(|(g, n)| format!("{g} {n}"))
+            .collect();
+        let _ = writeln!(o, "key exchange groups: {}", groups.join(", "));
+    }
     let _ = writeln!(
         o,
         "elapsed {:.3} s  {:.1} msgs/s  {:.1} handshakes/s",
@@ -265,8 +290,7 @@ async fn session(
                 .connect(name.clone(), tcp)
                 .await
                 .map_err(SessionError::Tls)?;
-            stats.handshakes += 1;
-            stats.handshake_times.push(t.elapsed());
+            stats.handshake(t.elapsed(), stream.get_ref().1);
             let mut conn = Conn::new(stream, timeout);
             client::expect("banner", conn.response().await?, 2)?;
             let r = conn.command("EHLO", ehlo.as_bytes(), 2).await?;
@@ -285,8 +309,7 @@ async fn session(
                 .connect(name.clone(), conn.into_stream())
                 .await
                 .map_err(SessionError::Tls)?;
-            stats.handshakes += 1;
-            stats.handshake_times.push(t.elapsed());
+            stats.handshake(t.elapsed(), stream.get_ref().1);
             let mut conn = Conn::new(stream, timeout);
             let r = conn.command("EHLO", ehlo.as_bytes(), 2).await?;
             mail(shared, &mut conn, conn_no, stats, &r).await

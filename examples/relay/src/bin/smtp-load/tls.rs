@@ -25,13 +25,16 @@ pub(crate) enum Trust<'a> {
     Insecure,
 }
 
-/// A client configuration for the chosen trust.
+/// A client configuration for the chosen trust; `resumption`: TLS session resumption with
+/// rustls' default in-memory cache (tickets from earlier connections of the run), else every
+/// handshake is a full one.
 pub(crate) fn client_config(
     trust: Trust<'_>,
+    resumption: bool,
 ) -> Result<Arc<ClientConfig>, Box<dyn std::error::Error>> {
     let builder =
         ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let config = match trust {
+    let mut config = match trust {
         Trust::Insecure => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(no_cert_check()?))
@@ -53,6 +56,9 @@ pub(crate) fn client_config(
             builder.with_root_certificates(roots).with_no_client_auth()
         }
     };
+    if !resumption {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(config))
 }
 
