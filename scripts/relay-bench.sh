@@ -20,6 +20,22 @@
 #       (relay: destination control required-verify; Postfix: smtp_tls_security_level = verify)
 #   (m) memory per idle TLS connection: IDLE connections held after STARTTLS + EHLO (a python3
 #       stdlib-ssl client), relay VmRSS before/after from /proc/PID/status
+#   (e) as (c), full handshakes only: smtp-load --no-resumption (by default smtp-load resumes
+#       TLS sessions from earlier connections of the run, as a sender with a session cache does;
+#       "resumed" in the output counts them)
+#   (p) plaintext, 1 message per connection, N connections, concurrency C: the relay's HAT
+#       policy with tls = "no", Postfix with smtpd_tls_security_level = none
+#
+# Second clients, not written by this project, so the figures do not rest on smtp-load's
+# behaviour alone (same N and C, reported beside smtp-load's in the second table):
+#   (c) `openssl s_client -starttls smtp` (OpenSSL's client: full handshakes, no session cache,
+#       no QUIT: close_notify and close), OSSL_N connections (default N/4: one process per
+#       connection costs the client far more CPU than the server) at concurrency C
+#   (p) Postfix's smtp-source (no TLS support, hence the plaintext phase; HELO, no pipelining)
+# The key exchange group each client negotiated is printed: smtp-load (rustls) and OpenSSL
+# from the client side, Postfix from its maillog; both MTAs offer X25519 first (the relay:
+# rustls' aws-lc-rs defaults X25519, P-256, P-384, X25519MLKEM768), and a client offering the
+# hybrid X25519MLKEM768 share first would negotiate it (it costs more than X25519).
 #
 # "accepted msgs/s" is smtp-load's figure (250 after DATA = on disk); "delivered msgs/s" is
 # messages counted at the sink divided by the time from the start of the load to the last one
@@ -31,6 +47,7 @@ ROOT=$PWD
 N=${1:-2000}
 IDLE=${2:-10000}
 C=${C:-50}
+OSSL_N=${OSSL_N:-$((N / 4))}
 SIZE=4096
 # The relay and the idle client each hold IDLE descriptors.
 ulimit -n "$(ulimit -Hn)"
@@ -52,7 +69,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "# relay-bench $(date -u +%FT%TZ) N=$N C=$C size=$SIZE idle=$IDLE; $(nproc) cores; loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# postfix $(postconf -dh mail_version), $(openssl version | cut -d' ' -f1-2)"
+echo "# postfix $(postconf -dh mail_version), $(openssl version | cut -d' ' -f1-2); second clients: openssl s_client (OSSL_N=$OSSL_N), smtp-source ($(command -v smtp-source || echo /usr/sbin/smtp-source))"
 
 # ---------------------------------------------------------------- PKI: one test CA, one cert
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -150,8 +167,8 @@ measure() { # PHASE MTA PORT SINKCOUNT smtp-load args...
   before=$(count "$sinkfile")
   c0=$(cpu_ticks "$mta")
   t0=$(date +%s.%N)
-  out=$("$BIN/smtp-load" --server "127.0.0.1:$port" --json --tls starttls --ca-file "$TMP/ca.pem" \
-    --server-name localhost -s "$SIZE" --to bench@sink.test "$@" 2>"$TMP/load.err" || true)
+  out=$("$BIN/smtp-load" --server "127.0.0.1:$port" --json "${LOAD_TLS[@]}" \
+    -s "$SIZE" --to bench@sink.test "$@" 2>"$TMP/load.err" || true)
   t1=$(date +%s.%N)
   [ -n "$out" ] || { echo "smtp-load failed: $(cat "$TMP/load.err")" >&2; out='{}'; }
   want=$((before + $(python3 -c 'import json,sys;print(json.loads(sys.argv[1]).get("accepted",0))' "$out")))
@@ -179,6 +196,82 @@ print(json.dumps({
     "drain_secs": t2 - t1, "loadavg": load, "cpu_ms": int(cpu_ms),
     # CPU of the MTA (not of smtp-load or the sink) per message, or per handshake in (c)
     "cpu_ms_per_unit": int(cpu_ms) / (acc or d.get("handshakes", 0) or 1),
+    "client": "smtp-load", "resumed": d.get("resumed_handshakes"), "kx_groups": d.get("kx_groups", {}),
+}))
+PY
+}
+LOAD_TLS=(--tls starttls --ca-file "$TMP/ca.pem" --server-name localhost)
+
+# One `openssl s_client -starttls smtp` connection: "ok PROTOCOL GROUP" or "fail DETAIL".
+ossl_one() { # PORT CAFILE
+  local out
+  if out=$(timeout 60 openssl s_client -brief -starttls smtp -connect "127.0.0.1:$1" -CAfile "$2" \
+      -verify_return_error -verify_hostname localhost -servername localhost </dev/null 2>&1) \
+      && [[ $out == *"Verification: OK"* ]]; then
+    local proto group
+    proto=$(sed -n 's/^Protocol version: //p' <<<"$out")
+    # OpenSSL 3.0: "Server Temp Key: X25519, 253 bits"; 3.2+: "Negotiated TLS1.3 group: ..."
+    group=$(sed -nE 's/^(Server Temp Key|Negotiated TLS1.3 group): ([^,]*).*/\2/p' <<<"$out" | head -1)
+    echo "ok ${proto:-?} ${group:-?}"
+  else
+    echo "fail $(tail -1 <<<"$out" | tr -s ' ' | cut -c1-120)"
+  fi
+}
+export -f ossl_one
+# OSSL_N handshakes at concurrency C with openssl s_client; one row like measure's.
+measure_ossl() { # PHASE MTA PORT
+  local phase=$1 mta=$2 port=$3 t0 t1 c0 c1
+  c0=$(cpu_ticks "$mta")
+  t0=$(date +%s.%N)
+  seq "$OSSL_N" | xargs -P "$C" -n 1 bash -c 'ossl_one "$0" "$1"' "$port" "$TMP/ca.pem" >"$TMP/ossl.out" 2>&1 || true
+  t1=$(date +%s.%N)
+  c1=$(cpu_ticks "$mta")
+  python3 - "$phase" "$mta" "$TMP/ossl.out" "$t0" "$t1" "$(cut -d' ' -f1 /proc/loadavg)" \
+    "$(( (c1 - c0) * 1000 / $(getconf CLK_TCK) ))" >>"$RESULTS" <<'PY'
+import collections, json, sys
+phase, mta, path, t0, t1, load, cpu_ms = sys.argv[1:]
+lines = [l.split(" ", 2) for l in open(path).read().splitlines() if l]
+ok = [l for l in lines if l[0] == "ok"]
+groups = collections.Counter(f"{l[1]} {l[2]}" for l in ok if len(l) == 3)
+secs = float(t1) - float(t0)
+print(json.dumps({
+    "phase": phase, "mta": mta, "client": "openssl", "handshakes": len(ok),
+    "failed_connections": len(lines) - len(ok), "errors": [" ".join(l[1:]) for l in lines if l[0] != "ok"][:3],
+    "handshakes_per_sec": len(ok) / secs, "msgs_per_sec": 0.0, "secs": secs, "loadavg": load,
+    "cpu_ms": int(cpu_ms), "cpu_ms_per_unit": int(cpu_ms) / (len(ok) or 1), "kx_groups": dict(groups),
+}))
+PY
+}
+# N messages, one per connection, concurrency C, with Postfix's smtp-source (plaintext, HELO);
+# counted as accepted when the sink has them (the MTA's queue drained).
+SMTP_SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
+measure_source() { # PHASE MTA PORT SINKCOUNT
+  local phase=$1 mta=$2 port=$3 sinkfile=$4 before t0 t1 t2 c0 c1 got rc=0
+  before=$(count "$sinkfile")
+  c0=$(cpu_ticks "$mta")
+  t0=$(date +%s.%N)
+  "$SMTP_SOURCE" -m "$N" -s "$C" -l "$SIZE" -M smtp-source.test -f load@smtp-source.test \
+    -t bench@sink.test "127.0.0.1:$port" >"$TMP/source.out" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  got=$(count "$sinkfile")
+  for _ in $(seq 6000); do
+    got=$(count "$sinkfile"); [ "$got" -ge $((before + N)) ] && break; sleep 0.05
+  done
+  t2=$(date +%s.%N)
+  c1=$(cpu_ticks "$mta")
+  python3 - "$phase" "$mta" "$rc" "$TMP/source.out" "$t0" "$t1" "$t2" "$((got - before))" \
+    "$(cut -d' ' -f1 /proc/loadavg)" "$(( (c1 - c0) * 1000 / $(getconf CLK_TCK) ))" "$N" >>"$RESULTS" <<'PY'
+import json, sys
+phase, mta, rc, path, t0, t1, t2, delivered, load, cpu_ms, n = sys.argv[1:]
+t0, t1, t2, delivered, n = float(t0), float(t1), float(t2), int(delivered), int(n)
+errors = [l.strip() for l in open(path).read().splitlines() if l.strip()][:3]
+acc = n if rc == "0" else delivered
+print(json.dumps({
+    "phase": phase, "mta": mta, "client": "smtp-source", "accepted": acc, "exit": int(rc),
+    "errors": errors, "msgs_per_sec": acc / (t1 - t0), "delivered": delivered,
+    "delivered_per_sec": delivered / (t2 - t0) if delivered else 0.0, "drain_secs": t2 - t1,
+    "loadavg": load, "cpu_ms": int(cpu_ms), "cpu_ms_per_unit": int(cpu_ms) / (acc or 1),
+    "handshakes_per_sec": 0.0,
 }))
 PY
 }
@@ -191,11 +284,14 @@ for mta in relay postfix; do
   if [ $mta = relay ]; then p=$RELAY_PORT; s=$TMP/relay-sink.count; else p=$PF_PORT; s=$TMP/postfix-sink.count; fi
   measure warmup "$mta" "$p" "$s" -n 100 -m 1 -c 10
 done
-for phase in a b c; do
-  case $phase in a) args=("${A[@]}") ;; b) args=("${B[@]}") ;; c) args=("${HS[@]}") ;; esac
+for phase in a b c e; do
+  case $phase in a) args=("${A[@]}") ;; b) args=("${B[@]}") ;; c) args=("${HS[@]}") ;; e) args=("${HS[@]}" --no-resumption) ;; esac
   measure "$phase" relay "$RELAY_PORT" "$TMP/relay-sink.count" "${args[@]}"
   measure "$phase" postfix "$PF_PORT" "$TMP/postfix-sink.count" "${args[@]}"
 done
+# (c) with the second client: openssl s_client handshakes.
+measure_ossl c relay "$RELAY_PORT"
+measure_ossl c postfix "$PF_PORT"
 
 # (d) outbound STARTTLS to the sink, verified against the test CA, for both.
 stop_relay
@@ -274,10 +370,27 @@ print(json.dumps({"phase": "m", "mta": "relay", **d, "rss_before_kib": r0, "rss_
 PY
 stop_relay
 
+# ---------------------------------------------------------------- (p) plaintext, two clients
+# The relay's HAT policy and Postfix's smtpd without TLS (smtp-source cannot do STARTTLS);
+# delivery to the sink in plaintext again, as in (a)-(c).
+sed -i 's/^tls = "required"/tls = "no"/' "$CONF/hat.toml"
+cp "$ROOT/examples/relay/config/bench/destinations-plain.toml" "$CONF/destinations-plain.toml"
+postconf -c "$PF_CONF" -e "smtp_tls_security_level = none"
+grep -q '^tls = "no"' "$CONF/hat.toml" || echo "(p): could not switch the relay's HAT to tls = no" >>"$TMP/problems"
+start_relay
+postconf -c "$PF_CONF" -e "smtpd_tls_security_level = none"
+pf_reload
+LOAD_TLS=(--tls none)
+measure p relay "$RELAY_PORT" "$TMP/relay-sink.count" "${A[@]}"
+measure p postfix "$PF_PORT" "$TMP/postfix-sink.count" "${A[@]}"
+measure_source p relay "$RELAY_PORT" "$TMP/relay-sink.count"
+measure_source p postfix "$PF_PORT" "$TMP/postfix-sink.count"
+stop_relay
+
 # ---------------------------------------------------------------- problems and the table
 {
-  # (handshake-only connections and the idle ones, closed by the client, are logged at WARN by
-  # the TLS-required listener: "connection closed without any successful recipient")
+  # (one line per connection, "disconnect", at INFO; WARN when TLS was required and never
+  # established, e.g. a client that closed before STARTTLS)
   grep -E ' (WARN|ERROR) ' "$TMP/relay.log" | sed -E 's/^[^ ]+ +//; s/peer=[0-9.:]+//' | sort | uniq -c | sort -rn | head -10 | sed 's/^/relay log: /'
   grep -Ec 'status=(deferred|bounced)' "$LAB/maillog" | sed 's/^/postfix deferred+bounced: /'
   grep -E 'warning|fatal|panic' "$LAB/maillog" | sed -E 's/^.*(warning|fatal|panic)/\1/' | sort | uniq -c | sort -rn | head -5 | sed 's/^/postfix log: /'
@@ -291,24 +404,45 @@ stop_relay
 python3 - "$RESULTS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-by = {(r["phase"], r["mta"]): r for r in rows if r["phase"] != "warmup"}
+by = {(r["phase"], r["mta"]): r for r in rows if r["phase"] != "warmup" and r.get("client", "smtp-load") == "smtp-load"}
 names = {"a": "(a) 1 msg/conn, TLS in", "b": "(b) 100 msgs/conn, TLS in", "c": "(c) handshake only",
-         "d": "(d) as (a), TLS out verified"}
+         "d": "(d) as (a), TLS out verified", "e": "(e) as (c), full handshakes",
+         "p": "(p) 1 msg/conn, plaintext"}
 print(f"{'phase':30} {'relay acc/s':>11} {'pf acc/s':>9} {'ratio':>6} | {'relay dlv/s':>11} {'pf dlv/s':>9} {'ratio':>6} | {'relay hs/s':>10} {'pf hs/s':>8} {'ratio':>6} | {'CPU ms/unit relay':>17} {'pf':>5} {'ratio':>6}")
 def ratio(a, b): return f"{a / b:6.2f}" if b else "     -"
-for p in "abcd":
+for p in "abcdep":
     r, f = by.get((p, "relay")), by.get((p, "postfix"))
     if not r or not f: continue
     print(f"{names[p]:30} {r['msgs_per_sec']:11.0f} {f['msgs_per_sec']:9.0f} {ratio(r['msgs_per_sec'], f['msgs_per_sec'])} | "
           f"{r['delivered_per_sec']:11.0f} {f['delivered_per_sec']:9.0f} {ratio(r['delivered_per_sec'], f['delivered_per_sec'])} | "
           f"{r['handshakes_per_sec']:10.0f} {f['handshakes_per_sec']:8.0f} {ratio(r['handshakes_per_sec'], f['handshakes_per_sec'])} | "
           f"{r['cpu_ms_per_unit']:17.2f} {f['cpu_ms_per_unit']:5.2f} {ratio(f['cpu_ms_per_unit'], r['cpu_ms_per_unit'])}")
-for p in "abcd":
+for p in "abcdep":
     for m in ("relay", "postfix"):
         r = by.get((p, m))
         if r: print(f"  {p} {m:7}: accepted {r['accepted']} rejected {r['rejected']} failed_conn {r['failed_connections']} "
                     f"delivered {r['delivered']} drain {r['drain_secs']:.1f}s p50 {r['p50_ms']:.1f}ms p99 {r['p99_ms']:.1f}ms "
-                    f"cpu {r['cpu_ms']} ms load {r['loadavg']}" + (f" errors {r['errors']}" if r['errors'] else ""))
+                    f"cpu {r['cpu_ms']} ms load {r['loadavg']}"
+                    + (f" resumed {r['resumed']} kx {r['kx_groups']}" if r.get("kx_groups") else "")
+                    + (f" errors {r['errors']}" if r['errors'] else ""))
+# Both clients side by side: smtp-load and the second client (openssl s_client in (c),
+# smtp-source in (p)), per MTA: rate and the MTA's CPU per unit (handshake or message).
+second = {(r["phase"], r["mta"], r["client"]): r for r in rows if r.get("client") in ("openssl", "smtp-source")}
+if second:
+    print(f"{'phase / client':38} {'relay /s':>9} {'pf /s':>7} {'ratio':>6} | {'CPU ms/unit relay':>17} {'pf':>5} {'ratio':>6} | groups (client side)")
+for p, client, unit in (("c", "smtp-load", "handshakes_per_sec"), ("c", "openssl", "handshakes_per_sec"),
+                        ("e", "smtp-load", "handshakes_per_sec"),
+                        ("p", "smtp-load", "msgs_per_sec"), ("p", "smtp-source", "msgs_per_sec")):
+    get = (lambda m: by.get((p, m))) if client == "smtp-load" else (lambda m: second.get((p, m, client)))
+    r, f = get("relay"), get("postfix")
+    if not r or not f or not second: continue
+    label = f"{names[p][:26]} {client}"
+    groups = "; ".join(f"{m}: {g}" for m, g in (("relay", r.get("kx_groups")), ("pf", f.get("kx_groups"))) if g)
+    print(f"{label:38} {r[unit]:9.0f} {f[unit]:7.0f} {ratio(r[unit], f[unit])} | "
+          f"{r['cpu_ms_per_unit']:17.3f} {f['cpu_ms_per_unit']:5.3f} {ratio(f['cpu_ms_per_unit'], r['cpu_ms_per_unit'])} | {groups}")
+for k, r in sorted(second.items()):
+    print(f"  {k[0]} {k[1]:7} {k[2]:11}: " + " ".join(f"{x} {r[x]}" for x in ("handshakes", "accepted", "delivered", "failed_connections", "exit", "cpu_ms", "loadavg") if x in r)
+          + (f" errors {r['errors']}" if r.get("errors") else ""))
 m = by.get(("m", "relay"))
 if m:
     per = f"{m['kib_per_conn']:.1f} KiB" if m["kib_per_conn"] is not None else "-"
