@@ -624,3 +624,32 @@ async fn a_silent_server_costs_at_most_the_configured_limits() {
     );
     assert!(!held.lock().unwrap().is_empty(), "the relay did connect");
 }
+
+/// The cost of one counter update on each backend (sequential, one task), printed; an
+/// update is far below a delivery's cost (a TCP+TLS+SMTP exchange: milliseconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_update_costs_microseconds() {
+    const N: u32 = 2000;
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = StateStore::open(&StateConfig::file(dir.path().join("s")), dir.path()).unwrap();
+    let redis = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    for (name, store) in [("file", &file), ("redis", &redis)] {
+        let c = store.counters();
+        c.incr(DAY, "warm", "up", 1).await.unwrap();
+        let start = Instant::now();
+        for i in 0..N {
+            c.incr(DAY, &format!("example{}.com|sts", i % 10), "success", 1)
+                .await
+                .unwrap();
+        }
+        let per = start.elapsed() / N;
+        println!("{name}: {per:?} per incr ({N} sequential)");
+        assert!(per < Duration::from_millis(5), "{name}: {per:?} per incr");
+        let mut total = 0;
+        for b in c.buckets(DAY).await.unwrap() {
+            total += c.read(DAY, &b).await.unwrap().get("success");
+        }
+        assert_eq!(total, u64::from(N));
+    }
+}
