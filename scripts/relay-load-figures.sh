@@ -2,6 +2,8 @@
 # smtp-load figures on loopback: smtp-load's own sink and Postfix's smtp-sink, same load, same
 # run. (a) 1 message per connection, (b) 100 messages per connection, plaintext; (c) STARTTLS
 # handshakes only and (d) 1 message per connection over STARTTLS, own sink (smtp-sink has no TLS).
+# A second client not written by this project: (a) also with Postfix's smtp-source (plaintext,
+# HELO, no pipelining) against both sinks, so the sink figures do not rest on smtp-load alone.
 # Usage: scripts/relay-load-figures.sh [N_CONNECTIONS]   (release build of smtp-load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,3 +46,16 @@ run "(b) own sink     100 msgs/conn" "$OWN" -n $((N / 50)) -m 100 -c 20
 run "(b) smtp-sink    100 msgs/conn" "$PF" -n $((N / 50)) -m 100 -c 20
 run "(c) own sink     handshake    " "$OWN" -n "$N" -c 50 --tls starttls --ca-file "$TMP/ca.pem" --handshake-only
 run "(d) own sink     TLS 1 msg    " "$OWN" -n "$N" -m 1 -c 50 --tls starttls --ca-file "$TMP/ca.pem"
+SMTP_SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
+source_run() { # label host:port -- N messages, one per connection, 50 at a time, 1024 bytes
+  local label=$1 server=$2 t0 t1 rc=0
+  t0=$(date +%s.%N)
+  "$SMTP_SOURCE" -m "$N" -s 50 -l 1024 -M smtp-source.test -f load@smtp-source.test \
+    -t sink@smtp-source.test "$server" >"$TMP/source.out" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  python3 -c "import sys;n,t,rc=int(sys.argv[1]),float(sys.argv[2]),sys.argv[3];print(f'$label: {n} messages in {t:.2f} s, {n/t:.0f} msgs/s (smtp-source exit {rc})')" \
+    "$N" "$(echo "$t1 - $t0" | bc)" "$rc"
+  [ "$rc" = 0 ] || head -3 "$TMP/source.out"
+}
+source_run "(a) own sink     1 msg/conn    smtp-source" "$OWN"
+source_run "(a) smtp-sink    1 msg/conn    smtp-source" "$PF"
