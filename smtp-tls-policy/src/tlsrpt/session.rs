@@ -137,6 +137,14 @@ impl ReportedPolicy {
     /// stored policy.
     pub fn from_store_string(text: &str) -> Result<Self, Error> {
         let p: Self = serde_json::from_str(text).map_err(|e| super::ReportErrorKind::json(&e))?;
+        if p.policy_type.as_str().is_empty() {
+            return Err(super::ReportErrorKind::Json {
+                line: 0,
+                column: 0,
+                detail: "stored policy without a policy type".into(),
+            }
+            .into());
+        }
         Ok(Self::new(
             p.policy_type,
             &p.policy_domain,
@@ -483,15 +491,21 @@ impl Session {
     }
 }
 
-/// Lower case, no trailing dot, A-labels when the name converts, cut to [`MAX_NAME_LEN`].
+/// Lower case, no trailing dot, A-labels when the name converts, cut to [`MAX_NAME_LEN`];
+/// idempotent (a stored name normalises to itself).
 pub(super) fn normalise_domain(name: &str) -> String {
-    let name = name.trim().trim_end_matches('.');
+    let strip = |n: &str| -> String {
+        n.trim_start()
+            .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+            .to_owned()
+    };
+    let name = strip(name);
     let ascii = if name.is_ascii() {
         name.to_ascii_lowercase()
     } else {
-        idna::domain_to_ascii(name).unwrap_or_else(|_| name.to_lowercase())
+        idna::domain_to_ascii(&name).unwrap_or_else(|_| name.to_lowercase())
     };
-    clip(&ascii, MAX_NAME_LEN)
+    strip(&clip(&ascii, MAX_NAME_LEN))
 }
 
 /// `text` cut to at most `max` bytes on a character boundary.
