@@ -550,6 +550,12 @@ async fn the_log_says_so_once_per_outage() {
     }
     assert_eq!(c.read(DAY, "b").await.unwrap().get("success"), 50);
     assert_eq!(c.outages(), 2);
+    // stopped while Redis is down: the loss is logged
+    server.kill();
+    c.incr(DAY, "b", "success", 1).await.unwrap();
+    assert_eq!(c.buffered(), 1);
+    drop((c, store));
+    assert_eq!(logs.count("WARN", "the buffered updates are lost"), 1);
 }
 
 /// A Redis address that accepts connections and never answers (a hung server): every call

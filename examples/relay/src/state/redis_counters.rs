@@ -392,12 +392,14 @@ impl RedisCounters {
                 match this.flush(true).await {
                     Ok(n) => {
                         let dropped = std::mem::take(&mut this.pending().dropped_now);
-                        tracing::info!(
-                            flushed = n,
-                            dropped,
-                            "report counters: the updates buffered while Redis was unreachable \
-                             are written"
-                        );
+                        if n > 0 || dropped > 0 {
+                            tracing::info!(
+                                flushed = n,
+                                dropped,
+                                "report counters: the updates buffered while Redis was \
+                                 unreachable are written"
+                            );
+                        }
                         this.inner.flusher.store(false, Ordering::Release);
                         // an update buffered after the last chunk: go on (unless another
                         // flusher took over)
@@ -420,6 +422,22 @@ impl RedisCounters {
             self.flush(false).await?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let p = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if p.len() > 0 {
+            tracing::warn!(
+                updates = p.len(),
+                "report counters: Redis still unreachable at shutdown: the buffered updates are \
+                 lost"
+            );
+        }
     }
 }
 
