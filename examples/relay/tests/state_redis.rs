@@ -4,7 +4,11 @@
 //! loopback: two stores (as two relays) share counts, claims and policies; Redis killed
 //! mid-run (by PID) → increments return at once and are buffered, the policy cache answers
 //! from its local files; Redis restarted on the same port → the buffered counts arrive
-//! (exact sum) and the policy cache is shared again.
+//! (exact sum) and the policy cache is shared again. End to end: two `relay` processes with
+//! one Redis deliver to an MTA-STS domain (DNSSEC lab, loopback policy server, Postfix): the
+//! policy is fetched once, by the first.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -657,5 +661,112 @@ async fn a_counter_update_costs_microseconds() {
             total += c.read(DAY, &b).await.unwrap().get("success");
         }
         assert_eq!(total, u64::from(N));
+    }
+}
+
+/// Two relay processes with one Redis (`[state] backend = "redis"`) deliver to the lab's
+/// MTA-STS domain through Postfix: the first fetches the `enforce` policy, the second applies
+/// it from the shared cache without fetching (the policy host served one request), and keeps
+/// a local copy.
+#[test]
+fn two_relays_share_one_mta_sts_policy_cache_through_redis() {
+    use common::{Client, Site, wait_until};
+    use test_support::dnssec_lab::{Lab, sts};
+    use test_support::pki::TestCa;
+    use test_support::policy_server::{PolicyResponse, PolicyServer};
+    use test_support::postfix::Postfix;
+    const MX: &str = "mx.unsigned.test";
+
+    let redis = RedisServer::start();
+    let lab = Lab::start();
+    let ca = TestCa::new("shared-state test CA");
+    let server = PolicyServer::start(&ca, &[sts::INSECURE]);
+    server.set(sts::INSECURE, PolicyResponse::enforce(&[MX], 86400));
+    let postfix = {
+        let dir = Postfix::scratch();
+        let cert = ca.issue(&[MX.to_owned()]);
+        let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cp, &cert.chain_pem).unwrap();
+        std::fs::write(&kp, &cert.key_pem).unwrap();
+        Postfix::start(
+            dir,
+            &[
+                ("SMTPD_TLS", "may".as_ref()),
+                ("TLS_CERT", cp.as_os_str()),
+                ("TLS_KEY", kp.as_os_str()),
+            ],
+        )
+    };
+    let delivery = format!(
+        "mx_port = {}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
+         probe_name = \"test.\"\n[delivery.retry]\ninitial_secs = 3600\n\
+         [delivery.mta_sts]\npolicy_port = {}\n\
+         [state]\nbackend = \"redis\"\nurl = \"{}\"\n",
+        postfix.port(),
+        lab.validating(),
+        server.port(),
+        redis.url()
+    );
+    let opportunistic = "[default]\ntls = \"preferred\"\ndane = \"none\"\n";
+    let sent = |rcpt: &str| {
+        postfix
+            .maillog()
+            .lines()
+            .filter(|l| l.contains(&format!("to=<{rcpt}>")) && l.contains("status=sent"))
+            .count()
+    };
+    let mut logs = Vec::new();
+    for (n, rcpt) in [
+        (1, "first@sts.unsigned.test"),
+        (2, "second@sts.unsigned.test"),
+    ] {
+        let site = Site::new(&delivery, opportunistic, Some(&ca.pem));
+        let relay = site.start();
+        let mut client = Client::connect(site.listen).unwrap();
+        client
+            .send(
+                "sender@client.test",
+                rcpt,
+                "Subject: shared\r\n\r\nshared cache\r\n",
+            )
+            .unwrap()
+            .unwrap_or_else(|| panic!("relay {n} refused {rcpt}: {}", relay.log()));
+        client.quit();
+        wait_until(
+            Duration::from_secs(60),
+            || {
+                format!(
+                    "relay {n}: not delivered\n{}\n{}",
+                    postfix.maillog(),
+                    relay.log()
+                )
+            },
+            || sent(rcpt) >= 1,
+        );
+        assert_eq!(server.hits(sts::INSECURE), 1, "relay {n}: {}", relay.log());
+        // the read-through local copy (the first relay: written with the fetch)
+        assert!(
+            site.dir
+                .path()
+                .join("relay-data/mta-sts")
+                .join(format!("{}.json", sts::INSECURE))
+                .is_file(),
+            "relay {n}"
+        );
+        logs.push(relay.log());
+    }
+    let applied = |log: &str, source: &str| {
+        log.lines().any(|l| {
+            l.contains("MTA-STS: policy applies")
+                && l.contains(&format!("domain={}", sts::INSECURE))
+                && l.contains("mode=\"enforce\"")
+                && l.contains(&format!("source=\"{source}\""))
+        })
+    };
+    assert!(applied(&logs[0], "fetch"), "{}", logs[0]);
+    assert!(applied(&logs[1], "cache"), "{}", logs[1]);
+    for log in &logs {
+        assert!(log.contains("shared state in Redis"), "{log}");
+        assert!(!log.contains("Redis unreachable"), "{log}");
     }
 }
