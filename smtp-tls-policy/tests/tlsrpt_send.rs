@@ -495,13 +495,18 @@ fn policy_store_strings_round_trip_and_bucket_ids_are_stable() {
     assert!(ReportedPolicy::from_store_string("{").is_err());
     assert!(ReportedPolicy::from_store_string(r#"{"d":"example.com"}"#).is_err());
     // Found by the fuzz target: a domain ending in " ...." normalised once to "eaf|: ", twice
-    // to "eaf|:" (the store string was not a fixed point).
-    let odd = ReportedPolicy::from_store_string(r#"{"t":"sts","d":"eaf|: ...."}"#).unwrap();
-    assert_eq!(odd.policy_domain, "eaf|:");
+    // to "eaf|:" (the store string was not a fixed point); a stored policy now reads back as
+    // stored, and construction normalises idempotently.
+    let text = r#"{"d":"eaf|: ....","m":[],"p":[],"t":"sts"}"#;
+    let odd = ReportedPolicy::from_store_string(text).unwrap();
+    assert_eq!(odd.policy_domain, "eaf|: ....");
     assert_eq!(
         ReportedPolicy::from_store_string(&odd.to_store_string()).unwrap(),
         odd
     );
+    let made = ReportedPolicy::no_policy_found("eaf|: ....");
+    assert_eq!(made.policy_domain, "eaf|:");
+    assert_eq!(ReportedPolicy::no_policy_found(&made.policy_domain), made);
     let key = CounterKey::new(date!(2026 - 12 - 04), &policy);
     assert_eq!(key, CounterKey::new(date!(2026 - 12 - 04), &policy.clone()));
     assert_eq!(key.bucket.len(), 32);

@@ -129,8 +129,8 @@ impl ReportedPolicy {
         .to_string()
     }
 
-    /// The policy back from [`Self::to_store_string`] (normalised again: bounded lengths,
-    /// lower-case domain).
+    /// The policy back from [`Self::to_store_string`], exactly as stored (not normalised
+    /// again: the stored string of the result is the string read, so the bucket id stays).
     ///
     /// # Errors
     /// [`Error::TlsRptReport`] with [`super::ReportErrorKind::Json`] when `text` is not a
@@ -145,12 +145,7 @@ impl ReportedPolicy {
             }
             .into());
         }
-        Ok(Self::new(
-            p.policy_type,
-            &p.policy_domain,
-            p.policy_strings,
-            p.mx_hosts,
-        ))
+        Ok(p)
     }
 
     /// The report's `policy` object for this policy.
