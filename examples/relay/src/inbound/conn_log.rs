@@ -4,7 +4,8 @@
 //!
 //! Level INFO, or WARN when the connection's policy required TLS and the client never
 //! established it (what smtp-tls-policy's gate logs as "closed without any successful
-//! recipient"); details along the way are DEBUG.
+//! recipient") and when the listener's connection cap turned it away; details along the way
+//! are DEBUG.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -210,7 +211,10 @@ impl<'a> ConnLog<'a> {
                 )
             };
         }
-        if tls_not_used && self.outcome != Outcome::Rejected && self.outcome != Outcome::Refused {
+        let warn =
+            (tls_not_used && self.outcome != Outcome::Rejected && self.outcome != Outcome::Refused)
+                || self.outcome == Outcome::ListenerFull;
+        if warn {
             line!(tracing::Level::WARN);
         } else {
             line!(tracing::Level::INFO);

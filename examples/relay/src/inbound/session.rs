@@ -253,7 +253,11 @@ where
                         esmtp: *esmtp,
                     };
                     match receive(ctx, session, tx, peer, log.tls.clone(), &trace).await {
-                        Ok(r) => r,
+                        Ok(r) => {
+                            // Counted now: the line is also written if the task is dropped.
+                            log.counts.messages = tx.messages();
+                            r
+                        }
                         Err(detail) => {
                             log.end(Outcome::DataFailed, Some(detail));
                             return None;
