@@ -11,7 +11,9 @@
 //! per field, at most `state.max_buffered` distinct fields; beyond, updates are dropped and
 //! counted, one WARN), and a background task writes them once Redis answers again (one INFO
 //! with the numbers). An update whose `EXEC` was sent but whose reply was lost is retried, so
-//! it may count twice; none is lost while the relay runs.
+//! it may count twice; none is lost while the relay runs (a relay stopped with updates still
+//! buffered says so). While updates wait in the buffer, `buckets`, `read` and `delete_day`
+//! answer [`StateError::Unavailable`]: a report never misses them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +28,7 @@ use super::counters::{
     BucketData, DONE_RETENTION, ReportCounters, check_claim, check_day, check_meta, check_name,
 };
 use super::error::StateError;
-use super::redis_link::RedisLink;
+use super::redis_link::{RedisLink, stale_connection};
 
 /// Counter keys expire this long after their last update.
 pub const COUNTER_RETENTION: Duration = Duration::from_secs(8 * 86_400);
@@ -44,6 +46,8 @@ struct Pending {
     dropped: u64,
     /// Dropped during the current outage (logged once, reported on recovery).
     dropped_now: u64,
+    /// Taken out by the flusher and not yet written (or put back).
+    in_flight: usize,
 }
 
 impl Pending {
@@ -106,10 +110,12 @@ impl RedisCounters {
         }
     }
 
-    /// Distinct updates buffered in memory now (waiting for Redis).
+    /// Distinct updates buffered in memory now, waiting for Redis (also those being written:
+    /// 0 means everything is in Redis).
     #[must_use]
     pub fn buffered(&self) -> usize {
-        self.pending().len()
+        let p = self.pending();
+        p.len() + p.in_flight
     }
 
     /// Updates dropped since the start because the buffer was full.
@@ -147,13 +153,17 @@ impl RedisCounters {
         self.inner.link.key(parts)
     }
 
-    /// The connection, made if needed with the configured limits; `None`: not tried (another
-    /// task found Redis unreachable while this one waited for the lock).
-    async fn connection(&self, force: bool) -> Result<Option<MultiplexedConnection>, StateError> {
+    /// The connection (and whether it was just made), made if needed with the configured
+    /// limits; `None`: not tried (another task found Redis unreachable while this one waited
+    /// for the lock).
+    async fn connection(
+        &self,
+        force: bool,
+    ) -> Result<Option<(MultiplexedConnection, bool)>, StateError> {
         let link = &self.inner.link;
         let mut guard = self.inner.conn.lock().await;
         if let Some(c) = guard.as_ref() {
-            return Ok(Some(c.clone()));
+            return Ok(Some((c.clone(), false)));
         }
         if !force && !link.may_try() {
             return Ok(None);
@@ -171,7 +181,7 @@ impl RedisCounters {
         match made {
             Ok(Ok(c)) => {
                 *guard = Some(c.clone());
-                Ok(Some(c))
+                Ok(Some((c, true)))
             }
             Ok(Err(e)) => Err(StateError::redis(&e)),
             Err(_) => Err(StateError::Unavailable {
@@ -181,7 +191,8 @@ impl RedisCounters {
     }
 
     /// Runs `pipe` (bounded by the reply limit). `force`: even during an outage before the
-    /// retry interval has passed (the background flusher).
+    /// retry interval has passed (the background flusher). A reused connection found closed
+    /// (Redis restarted) is replaced once before Redis counts as unreachable.
     async fn query<T: FromRedisValue>(
         &self,
         op: &'static str,
@@ -192,33 +203,40 @@ impl RedisCounters {
         if !force && !link.may_try() {
             return Err(link.skipped());
         }
-        let result = match self.connection(force).await {
-            Ok(None) => return Err(link.skipped()),
-            Ok(Some(mut conn)) => {
-                match tokio::time::timeout(link.response_timeout, pipe.query_async::<T>(&mut conn))
+        for attempt in 0..2 {
+            let error = match self.connection(force).await {
+                Ok(None) => return Err(link.skipped()),
+                Ok(Some((mut conn, fresh))) => {
+                    match tokio::time::timeout(
+                        link.response_timeout,
+                        pipe.query_async::<T>(&mut conn),
+                    )
                     .await
-                {
-                    Ok(Ok(v)) => Ok(v),
-                    Ok(Err(e)) => Err(StateError::redis(&e)),
-                    Err(_) => Err(StateError::Unavailable {
-                        detail: format!("no reply within {} ms", ms(link.response_timeout)),
-                    }),
+                    {
+                        Ok(Ok(v)) => {
+                            link.succeeded();
+                            return Ok(v);
+                        }
+                        Ok(Err(e)) => {
+                            // a late reply must never answer the next request
+                            *self.inner.conn.lock().await = None;
+                            if attempt == 0 && !fresh && stale_connection(&e) {
+                                continue;
+                            }
+                            StateError::redis(&e)
+                        }
+                        Err(_) => StateError::Unavailable {
+                            detail: format!("no reply within {} ms", ms(link.response_timeout)),
+                        },
+                    }
                 }
-            }
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(v) => {
-                link.succeeded();
-                Ok(v)
-            }
-            Err(e) => {
-                // a late reply must never answer the next request: a new connection next time
-                *self.inner.conn.lock().await = None;
-                link.failed(op, &e);
-                Err(e)
-            }
+                Err(e) => e,
+            };
+            *self.inner.conn.lock().await = None;
+            link.failed(op, &error);
+            return Err(error);
         }
+        Err(link.skipped())
     }
 
     fn retention_secs() -> u64 {
@@ -319,6 +337,7 @@ impl RedisCounters {
             if p.len() == 0 {
                 return Ok(0);
             }
+            p.in_flight += p.len();
             (std::mem::take(&mut p.counts), std::mem::take(&mut p.meta))
         };
         let mut updates: Vec<Update> = meta
@@ -343,8 +362,13 @@ impl RedisCounters {
                 }
             }
             if let Err(e) = self.query::<()>("flush", &pipe, force).await {
-                self.requeue(chunk.into_iter().chain(updates));
+                let unwritten = chunk.len() + updates.len();
+                self.requeue(chunk.into_iter().chain(updates), unwritten);
                 return Err(e);
+            }
+            {
+                let mut p = self.pending();
+                p.in_flight = p.in_flight.saturating_sub(chunk.len());
             }
             written += chunk.len();
             self.inner
@@ -354,9 +378,10 @@ impl RedisCounters {
         Ok(written)
     }
 
-    /// Puts updates back into the buffer (they were counted in before: no bound).
-    fn requeue(&self, updates: impl Iterator<Item = Update>) {
+    /// Puts `n` updates back into the buffer (they were counted in before: no bound).
+    fn requeue(&self, updates: impl Iterator<Item = Update>, n: usize) {
         let mut p = self.pending();
+        p.in_flight = p.in_flight.saturating_sub(n);
         for u in updates {
             match u {
                 Update::Meta(d, b, v) => {
@@ -394,6 +419,7 @@ impl RedisCounters {
                         let dropped = std::mem::take(&mut this.pending().dropped_now);
                         if n > 0 || dropped > 0 {
                             tracing::info!(
+                                url = %this.inner.link.shown,
                                 flushed = n,
                                 dropped,
                                 "report counters: the updates buffered while Redis was \
@@ -415,11 +441,16 @@ impl RedisCounters {
         });
     }
 
-    /// Writes the buffer first (a report must include it); an error when Redis does not
-    /// answer.
-    async fn flush_before_read(&self) -> Result<(), StateError> {
-        if self.buffered() > 0 {
-            self.flush(false).await?;
+    /// A report must include the buffered updates: while some wait (the background flusher
+    /// writes them once Redis answers), reading is [`StateError::Unavailable`] — try later.
+    /// (The flusher alone writes the buffer, so no caller's cancelled future can lose it.)
+    fn flush_before_read(&self) -> Result<(), StateError> {
+        let waiting = self.buffered();
+        if waiting > 0 {
+            self.spawn_flusher();
+            return Err(StateError::Unavailable {
+                detail: format!("{waiting} buffered counter updates not yet written to Redis"),
+            });
         }
         Ok(())
     }
@@ -431,9 +462,10 @@ impl Drop for Inner {
             .pending
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
-        if p.len() > 0 {
+        if p.len() + p.in_flight > 0 {
             tracing::warn!(
-                updates = p.len(),
+                url = %self.link.shown,
+                updates = p.len() + p.in_flight,
                 "report counters: Redis still unreachable at shutdown: the buffered updates are \
                  lost"
             );
@@ -483,7 +515,7 @@ impl ReportCounters for RedisCounters {
 
     async fn buckets(&self, day: &str) -> Result<Vec<String>, StateError> {
         check_day(day)?;
-        self.flush_before_read().await?;
+        self.flush_before_read()?;
         let mut pipe = redis::pipe();
         pipe.cmd("SMEMBERS").arg(self.key(&["rpt", day, "idx"]));
         let (mut buckets,): (Vec<String>,) = self.query("buckets", &pipe, false).await?;
@@ -494,7 +526,7 @@ impl ReportCounters for RedisCounters {
     async fn read(&self, day: &str, bucket: &str) -> Result<BucketData, StateError> {
         check_day(day)?;
         check_name("bucket", bucket)?;
-        self.flush_before_read().await?;
+        self.flush_before_read()?;
         let mut pipe = redis::pipe();
         pipe.cmd("GET")
             .arg(self.key(&["rpt", day, "m", bucket]))
@@ -535,7 +567,7 @@ impl ReportCounters for RedisCounters {
 
     async fn delete_day(&self, day: &str) -> Result<(), StateError> {
         check_day(day)?;
-        self.flush_before_read().await?;
+        self.flush_before_read()?;
         let idx = self.key(&["rpt", day, "idx"]);
         let mut pipe = redis::pipe();
         pipe.cmd("SMEMBERS").arg(&idx);

@@ -131,3 +131,10 @@ impl RedisLink {
         }
     }
 }
+
+/// A reused connection that failed this way was closed under us (Redis restarted, an idle
+/// timeout): the request never reached a live server, so it is sent again, once, on a new
+/// connection. A timeout is not retried (the server may have executed it).
+pub(crate) fn stale_connection(e: &redis::RedisError) -> bool {
+    !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error())
+}

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use super::config::StateConfig;
 use super::error::StateError;
-use super::redis_link::RedisLink;
+use super::redis_link::{RedisLink, stale_connection};
 
 /// Expiry of an entry with neither an unexpired policy nor a pending back-off, seconds.
 pub const EMPTY_ENTRY_TTL_SECS: u64 = 3600;
@@ -108,11 +108,13 @@ impl RedisPolicyStore {
         self.link.is_down()
     }
 
-    /// Runs `f` on the connection (made if needed, with the configured limits).
+    /// Runs `f` on the connection (made if needed, with the configured limits). A reused
+    /// connection found closed (Redis restarted) is replaced once before Redis counts as
+    /// unreachable.
     fn with_conn<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StateError> {
         if !self.link.may_try() {
             return Err(self.link.skipped());
@@ -122,41 +124,46 @@ impl RedisPolicyStore {
         if guard.is_none() && !self.link.may_try() {
             return Err(self.link.skipped());
         }
-        if guard.is_none() {
-            let connected = self
-                .link
-                .client
-                .get_connection_with_timeout(self.link.connect_timeout)
-                .and_then(|c| {
-                    c.set_read_timeout(Some(self.link.response_timeout))?;
-                    c.set_write_timeout(Some(self.link.response_timeout))?;
-                    Ok(c)
-                });
-            match connected {
-                Ok(c) => *guard = Some(c),
+        for attempt in 0..2 {
+            let fresh = guard.is_none();
+            if fresh {
+                let connected = self
+                    .link
+                    .client
+                    .get_connection_with_timeout(self.link.connect_timeout)
+                    .and_then(|c| {
+                        c.set_read_timeout(Some(self.link.response_timeout))?;
+                        c.set_write_timeout(Some(self.link.response_timeout))?;
+                        Ok(c)
+                    });
+                match connected {
+                    Ok(c) => *guard = Some(c),
+                    Err(e) => {
+                        let e = StateError::redis(&e);
+                        self.link.failed(op, &e);
+                        return Err(e);
+                    }
+                }
+            }
+            let Some(conn) = guard.as_mut() else { break };
+            match f(conn) {
+                Ok(v) => {
+                    self.link.succeeded();
+                    return Ok(v);
+                }
                 Err(e) => {
+                    // a timed-out reply may still arrive: never reuse the connection
+                    *guard = None;
+                    if attempt == 0 && !fresh && stale_connection(&e) {
+                        continue;
+                    }
                     let e = StateError::redis(&e);
                     self.link.failed(op, &e);
                     return Err(e);
                 }
             }
         }
-        let Some(conn) = guard.as_mut() else {
-            return Err(self.link.skipped());
-        };
-        match f(conn) {
-            Ok(v) => {
-                self.link.succeeded();
-                Ok(v)
-            }
-            Err(e) => {
-                // a timed-out reply may still arrive: never reuse the connection
-                *guard = None;
-                let e = StateError::redis(&e);
-                self.link.failed(op, &e);
-                Err(e)
-            }
-        }
+        Err(self.link.skipped())
     }
 
     fn decode(&self, key: &str, bytes: &[u8]) -> Result<CacheEntry, StoreError> {
@@ -290,7 +297,7 @@ impl PolicyStore for RedisPolicyStore {
         let shared: Result<(), StateError> = self.with_conn("put", |c| {
             redis::cmd("SET")
                 .arg(&key)
-                .arg(json)
+                .arg(&json)
                 .arg("EX")
                 .arg(ttl)
                 .query(c)
