@@ -17,6 +17,7 @@ pub mod outbound;
 pub mod queue;
 mod spool;
 pub mod state;
+pub mod tlsrpt;
 
 pub use envelope::{
     Diagnostic, Envelope, MAX_ID_LEN, MessageId, Recipient, RecipientState, TlsInfo, TlsRequest,

@@ -26,6 +26,7 @@
 //! [[mta_sts_policy]]
 //! [state]                         # MTA-STS policy cache and TLS-RPT counters: see `state`
 //! backend = "file"                # "file" (default, no server) | "redis" (shared by relays)
+//! [tlsrpt]                        # TLS reporting (RFC 8460), off by default: see `tlsrpt`
 //! ```
 //!
 //! Unknown keys are errors. Every error names the file, the line and the key
@@ -312,6 +313,9 @@ pub struct RelayConfig {
     /// (default) or Redis shared by several relays.
     #[serde(default)]
     pub state: StateConfig,
+    /// TLS reporting (`[tlsrpt]`, RFC 8460).
+    #[serde(default)]
+    pub tlsrpt: crate::tlsrpt::TlsRptConfig,
     /// The file it was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -348,6 +352,7 @@ impl RelayConfig {
         config.delivery.resolve_paths(dir);
         // `state.dir` unset: next to the spool directory the delivery engine is given
         config.delivery.state = config.state.clone();
+        config.delivery.tlsrpt = config.tlsrpt.clone();
         config.validate(text)?;
         Ok(config)
     }
@@ -452,6 +457,9 @@ impl RelayConfig {
         self.state
             .validate()
             .map_err(|(k, reason)| invalid(format!("state.{k}"), reason))?;
+        self.tlsrpt
+            .validate()
+            .map_err(|(k, reason)| invalid(format!("tlsrpt.{k}"), reason))?;
         Ok(())
     }
 

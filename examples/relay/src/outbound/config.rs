@@ -115,6 +115,9 @@ pub struct OutboundConfig {
     /// top-level `[state]`, copied here by `RelayConfig` (not a `[delivery]` key).
     #[serde(skip)]
     pub state: crate::state::StateConfig,
+    /// TLS reporting: the top-level `[tlsrpt]`, copied here by `RelayConfig`.
+    #[serde(skip)]
+    pub tlsrpt: crate::tlsrpt::TlsRptConfig,
 }
 
 impl Default for OutboundConfig {
@@ -137,6 +140,7 @@ impl Default for OutboundConfig {
             alerts: AlertConfig::default(),
             mta_sts: MtaStsConfig::default(),
             state: crate::state::StateConfig::default(),
+            tlsrpt: crate::tlsrpt::TlsRptConfig::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::io::{ClientOutcome, ClientSettings, Timeouts, Transcript, negotiate};
 use smtp_tls_policy::mta_sts::StsHostVerdict;
 use smtp_tls_policy::plan::{HopPlan, HostSource, PlanOptions};
+use smtp_tls_policy::tlsrpt::{Endpoints, Session as TlsRptSession, TlsOutcome};
 use tokio::net::TcpStream;
 
 use super::alert;
@@ -99,6 +100,9 @@ fn delivery_options() -> DeliveryOptions {
 pub(crate) async fn held(ctx: &Context, hop: &Hop, plan: &HopPlan) -> Failure {
     let remote = format!("{}:{}", hop.name, hop.port);
     if let Some(decision) = plan.hold_decision(delivery_options()) {
+        if let Some(outcome) = TlsOutcome::of_decision(plan, &decision, None) {
+            record(ctx, plan, hop, outcome, None, None);
+        }
         log_attempt(
             plan,
             &remote,
@@ -113,6 +117,13 @@ pub(crate) async fn held(ctx: &Context, hop: &Hop, plan: &HopPlan) -> Failure {
         .hold_reason()
         .map(ToString::to_string)
         .unwrap_or_default();
+    if let Some(outcome) = plan
+        .pre_connect()
+        .hold_reason()
+        .and_then(TlsOutcome::of_hold)
+    {
+        record(ctx, plan, hop, outcome, None, None);
+    }
     log_attempt(plan, &remote, None, plan.pre_connect().as_str(), &reason);
     failure(4, format!("TLS policy: {reason}"), Some(remote), false)
 }
@@ -135,7 +146,8 @@ pub(crate) async fn connect(
     // RFC 5321 §4.5.3.2 defaults (5 minutes) for greeting, commands and the handshake.
     let mut settings = settings.with_timeouts(Timeouts::default());
     settings.client_certificate = ctx.client_cert.clone();
-    let outcome = exchange(ctx, hop, addr, attempt, &settings, &remote).await?;
+    let (outcome, local) = exchange(ctx, hop, addr, attempt, &settings, &remote).await?;
+    record_decision(ctx, plan, hop, &outcome.decision, local, addr);
     log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
     match (outcome.decision.action, outcome.connection) {
         (DeliveryAction::ContinueTls | DeliveryAction::ContinuePlaintext(_), Some(conn)) => {
@@ -144,7 +156,8 @@ pub(crate) async fn connect(
         (DeliveryAction::RetryPlaintext(token), _) => {
             // `preferred`: the handshake failed after 220; a new connection without STARTTLS.
             let retry = DeliveryAttempt::plaintext_retry(&plan.policy().domain, token, options);
-            let outcome = exchange(ctx, hop, addr, retry, &settings, &remote).await?;
+            let (outcome, local) = exchange(ctx, hop, addr, retry, &settings, &remote).await?;
+            record_decision(ctx, plan, hop, &outcome.decision, local, addr);
             log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
             match (outcome.decision.action, outcome.connection) {
                 (DeliveryAction::ContinuePlaintext(_), Some(conn)) => {
@@ -164,7 +177,7 @@ async fn exchange(
     attempt: DeliveryAttempt,
     settings: &ClientSettings,
     remote: &str,
-) -> Result<ClientOutcome<TcpStream>, Failure> {
+) -> Result<(ClientOutcome<TcpStream>, Option<IpAddr>), Failure> {
     let sa = SocketAddr::new(addr, hop.port);
     let tcp = match tokio::time::timeout(ctx.config.connect_timeout(), TcpStream::connect(sa)).await
     {
@@ -182,10 +195,52 @@ async fn exchange(
         }
     };
     let _ = tcp.set_nodelay(true);
-    negotiate(tcp, attempt, settings).await.map_err(|e| {
+    let local = tcp.local_addr().ok().map(|a| a.ip());
+    let outcome = negotiate(tcp, attempt, settings).await.map_err(|e| {
         tracing::info!(host = %hop.name, %sa, error = %e, "delivery: session failed before the transaction");
         connection_failure(e.to_string(), remote.into())
-    })
+    })?;
+    Ok((outcome, local))
+}
+
+/// TLS-RPT (RFC 8460): counts the machine's decision on a connection, when it says anything
+/// about TLS (`of_decision`: STARTTLS missing, handshake, certificate, DANE; a plaintext
+/// retry's own decision is not a second session).
+fn record_decision(
+    ctx: &Context,
+    plan: &HopPlan,
+    hop: &Hop,
+    decision: &Decision,
+    local: Option<IpAddr>,
+    addr: IpAddr,
+) {
+    if ctx.tlsrpt.is_none() {
+        return;
+    }
+    if let Some(outcome) = TlsOutcome::of_decision(plan, decision, None) {
+        record(ctx, plan, hop, outcome, local, Some(addr));
+    }
+}
+
+/// Hands one session to the TLS-RPT recorder (never waits). Not for plans relaxed by
+/// `TLS-Required: No` (RFC 8689 §4.2.2: the domain's policy is not applied to them; TLS
+/// reports are always sent so, so a report's own delivery is never counted).
+fn record(
+    ctx: &Context,
+    plan: &HopPlan,
+    hop: &Hop,
+    outcome: TlsOutcome,
+    local: Option<IpAddr>,
+    receiving: Option<IpAddr>,
+) {
+    let Some(recorder) = &ctx.tlsrpt else {
+        return;
+    };
+    if plan.tls_request().tls_optional() {
+        return;
+    }
+    let endpoints = Endpoints::new(local, receiving, Some(&hop.name));
+    recorder.record(TlsRptSession::of_plan(plan, None, outcome, endpoints));
 }
 
 /// A decision that ends the attempt: raise the alert (if any) and describe the failure.

@@ -32,6 +32,8 @@ pub(crate) struct Context {
     /// `sts`) and the TLS-RPT report counters.
     #[allow(dead_code, reason = "read by the TLS-RPT recorder (issue 14)")]
     pub(crate) state: Arc<StateStore>,
+    /// TLS-RPT: counts each connection attempt's outcome (`[tlsrpt] enabled`).
+    pub(crate) tlsrpt: Option<crate::tlsrpt::Recorder>,
     pub(crate) client_cert: Option<ClientCert>,
     pub(crate) spool: Spool,
     pub(crate) maildir: Maildir,
@@ -80,6 +82,13 @@ impl Context {
         } else {
             dns.spawn_probe(&config.resolver);
         }
+        let tlsrpt = config.tlsrpt.enabled.then(|| {
+            crate::tlsrpt::Recorder::start(
+                state.counters().clone(),
+                config.tlsrpt.report_interval_secs,
+                crate::tlsrpt::DEFAULT_CAPACITY,
+            )
+        });
         let queue = Queue::new(config.retry.policy()?);
         let maildir = Maildir::new(&config.maildir);
         Ok(Self {
@@ -89,6 +98,7 @@ impl Context {
             anchors,
             sts,
             state,
+            tlsrpt,
             client_cert,
             spool,
             maildir,

@@ -22,7 +22,7 @@
 mod alert;
 mod config;
 mod connect;
-mod context;
+pub(crate) mod context;
 mod deliver;
 mod dns;
 mod error;
@@ -97,6 +97,7 @@ impl Outbound {
                 tracing::error!(%id, error = %e, "spool remove of a finished message failed");
             }
         }
+        crate::tlsrpt::spawn_reporter(Arc::clone(&ctx), shutdown.clone());
         let task = tokio::spawn(runner::run(ctx, rx, shutdown));
         Ok((handle, task))
     }

@@ -1,0 +1,137 @@
+//! The `[tlsrpt]` section of the relay configuration.
+//!
+//! ```toml
+//! [tlsrpt]
+//! enabled = true
+//! organization_name = "Example Relay Operator"
+//! contact_info = "tlsrpt@example.test"
+//! submitter = "relay.example.test"      # default: delivery.ehlo_name
+//! report_interval_secs = 86400          # default: one UTC day
+//! mailboxes = ["tlsrpt@example.test"]   # received reports accepted without TLS
+//! ```
+
+use serde::Deserialize;
+
+/// One UTC day.
+pub const DEFAULT_REPORT_INTERVAL_SECS: u64 = 86_400;
+
+/// `[tlsrpt]`: TLS reporting (RFC 8460).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct TlsRptConfig {
+    /// Count outbound sessions and send reports (default `false`).
+    pub enabled: bool,
+    /// The report's `organization-name`.
+    pub organization_name: String,
+    /// The report's `contact-info`.
+    pub contact_info: String,
+    /// The submitting host (`TLS-Report-Submitter`, report ids); default: the relay's
+    /// `delivery.ehlo_name`.
+    pub submitter: Option<String>,
+    /// The `From:` of report messages; default `noreply-tlsrpt@<submitter>`.
+    pub from: Option<String>,
+    /// The reporting period in seconds: a UTC day, or a divisor of one (shorter periods are
+    /// for tests; a period never crosses midnight UTC).
+    pub report_interval_secs: u64,
+    /// Addresses received reports are sent to: accepted over plaintext on a listener that
+    /// otherwise requires TLS (a sender must not need TLS to report TLS problems).
+    pub mailboxes: Vec<String>,
+}
+
+impl Default for TlsRptConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            organization_name: String::new(),
+            contact_info: String::new(),
+            submitter: None,
+            from: None,
+            report_interval_secs: DEFAULT_REPORT_INTERVAL_SECS,
+            mailboxes: Vec::new(),
+        }
+    }
+}
+
+impl TlsRptConfig {
+    /// The invalid key and why.
+    ///
+    /// # Errors
+    /// `(key, reason)` of the first invalid setting.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let i = self.report_interval_secs;
+        if i == 0 || i > DEFAULT_REPORT_INTERVAL_SECS || DEFAULT_REPORT_INTERVAL_SECS % i != 0 {
+            return Err((
+                "report_interval_secs",
+                format!("{i}: must divide 86400 (one day)"),
+            ));
+        }
+        if self.enabled && self.organization_name.trim().is_empty() {
+            return Err(("organization_name", "required when enabled".into()));
+        }
+        if self.enabled && self.contact_info.trim().is_empty() {
+            return Err(("contact_info", "required when enabled".into()));
+        }
+        for m in &self.mailboxes {
+            if !m.contains('@') || m.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(("mailboxes", format!("{m:?} is not an address")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `address` (a RCPT TO path, without angle brackets) is one of the configured
+    /// report mailboxes (the domain compared without case).
+    #[must_use]
+    pub fn is_mailbox(&self, address: &str) -> bool {
+        self.mailboxes.iter().any(|m| same_address(m, address))
+    }
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    match (a.rsplit_once('@'), b.rsplit_once('@')) {
+        (Some((la, da)), Some((lb, db))) => {
+            la == lb
+                && da
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(db.trim_end_matches('.'))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TlsRptConfig;
+
+    #[test]
+    fn defaults_and_validation() {
+        let c = TlsRptConfig::default();
+        assert!(!c.enabled);
+        assert_eq!(c.report_interval_secs, 86_400);
+        assert!(c.validate().is_ok());
+        let mut c = TlsRptConfig {
+            report_interval_secs: 7,
+            ..TlsRptConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().0, "report_interval_secs");
+        c.report_interval_secs = 5;
+        c.enabled = true;
+        assert_eq!(c.validate().unwrap_err().0, "organization_name");
+        c.organization_name = "Org".into();
+        c.contact_info = "x@example.test".into();
+        assert!(c.validate().is_ok());
+        c.mailboxes = vec!["no address".into()];
+        assert_eq!(c.validate().unwrap_err().0, "mailboxes");
+    }
+
+    #[test]
+    fn mailboxes_compare_the_domain_without_case() {
+        let c: TlsRptConfig = toml::from_str("mailboxes = [\"tlsrpt@Example.TEST\"]").unwrap();
+        assert!(c.is_mailbox("tlsrpt@example.test"));
+        assert!(c.is_mailbox("tlsrpt@example.test."));
+        assert!(!c.is_mailbox("TLSRPT@example.test"));
+        assert!(!c.is_mailbox("postmaster@example.test"));
+        assert!(!c.is_mailbox("tlsrpt"));
+    }
+}

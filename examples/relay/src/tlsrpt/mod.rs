@@ -1,0 +1,33 @@
+//! The relay's TLS-RPT sending side (RFC 8460), built on smtp-tls-policy's `tlsrpt` module
+//! and the shared state store ([`crate::state`]):
+//!
+//! - [`Recorder`] ([`recorder`](self::Recorder)): every outbound connection attempt's TLS
+//!   outcome (from the hop plan and the delivery machine's decision) is handed, without
+//!   waiting, to a recorder task over a bounded channel; the task adds it to the period's
+//!   counters in the state store (an atomic increment, shared by every relay with Redis).
+//!   A full channel drops the session and the log says how many were dropped; delivery never
+//!   waits. Sessions of messages sent with `TLS-Required: No` (RFC 8689: the domain's policy
+//!   is not applied to them) are not counted — TLS reports are always sent so, so a report
+//!   is never counted in a report.
+//! - the reporter task ([`spawn_reporter`]): once per period (a UTC day; shorter with
+//!   `report_interval_secs`, for tests) it claims the finished period across relays, builds
+//!   one report per policy domain, looks up `_smtp._tls.<domain>` through the DNSSEC
+//!   resolver and delivers to every valid `rua`: `mailto:` as a message in the relay's own
+//!   spool and queue, `https:` as a POST over rustls; then deletes the period's counters.
+//! - [`TlsRptConfig`]: the `[tlsrpt]` section.
+
+mod config;
+mod period;
+mod post;
+mod recorder;
+mod reporter;
+
+pub use config::{DEFAULT_REPORT_INTERVAL_SECS, TlsRptConfig};
+pub use period::Period;
+pub use post::{PostError, post_report};
+pub use recorder::{DEFAULT_CAPACITY, Recorder, write as write_session};
+pub(crate) use reporter::spawn_reporter;
+pub use reporter::{collect_reports, reporter};
+
+#[cfg(test)]
+mod tests;

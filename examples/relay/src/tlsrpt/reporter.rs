@@ -1,0 +1,257 @@
+//! The reporter task: once per period, the finished period's reports (RFC 8460 §4, §5).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dane_verify::TxtLookup;
+use smtp_tls_policy::delivery::TlsRequest;
+use smtp_tls_policy::tlsrpt::{
+    DayCounters, RecordDiscovery, Report, ReportBody, ReportUri, ReportedPolicy, Reporter,
+    TlsRptRecord, compose_message, compose_reports,
+};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::config::TlsRptConfig;
+use super::period::Period;
+use crate::Envelope;
+use crate::outbound::context::Context;
+use crate::state::{Counters, ReportCounters, StateError};
+
+/// How long a relay's claim on a period holds (then another relay may produce the reports).
+const CLAIM_TTL: Duration = Duration::from_secs(3600);
+/// The time limit of one HTTPS POST.
+const POST_LIMIT: Duration = Duration::from_secs(60);
+/// Periods not reported yet (store unavailable) that are kept for the next run.
+const MAX_PENDING: usize = 8;
+
+/// Starts the reporter task (when `[tlsrpt] enabled`); it ends with `shutdown`.
+pub(crate) fn spawn_reporter(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let config = ctx.config.tlsrpt.clone();
+    if !config.enabled {
+        return;
+    }
+    let reporter = reporter(&config, &ctx.config.ehlo_name);
+    tokio::spawn(async move {
+        let interval = config.report_interval_secs;
+        // waits a moment after the period ends: sessions of its last instant are written
+        let grace = Duration::from_secs((interval / 20).clamp(1, 300));
+        let mut pending: Vec<Period> = Vec::new();
+        loop {
+            let wait = Period::until_next(OffsetDateTime::now_utc(), interval) + grace;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let period = Period::previous(OffsetDateTime::now_utc() - grace, interval);
+            if !pending.contains(&period) {
+                pending.push(period);
+            }
+            let mut left = Vec::new();
+            for period in pending.drain(..) {
+                match report_period(&ctx, &reporter, &period).await {
+                    Ok(sent) => {
+                        if sent > 0 {
+                            tracing::info!(period = %period.name, reports = sent, "TLS-RPT: period reported");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(period = %period.name, error = %e, "TLS-RPT: period not reported yet");
+                        left.push(period);
+                    }
+                }
+            }
+            let excess = left.len().saturating_sub(MAX_PENDING);
+            for p in left.drain(..excess) {
+                tracing::warn!(period = %p.name, "TLS-RPT: period given up");
+            }
+            pending = left;
+        }
+    });
+}
+
+/// The report's sender identity from `[tlsrpt]` (`submitter` defaulting to `ehlo_name`).
+#[must_use]
+pub fn reporter(config: &TlsRptConfig, ehlo_name: &str) -> Reporter {
+    let submitter = config
+        .submitter
+        .clone()
+        .unwrap_or_else(|| ehlo_name.to_owned());
+    let from = config
+        .from
+        .clone()
+        .unwrap_or_else(|| format!("noreply-tlsrpt@{submitter}"));
+    Reporter::new(
+        config.organization_name.clone(),
+        config.contact_info.clone(),
+        &submitter,
+        from,
+    )
+}
+
+/// Claims `period`, sends its reports and deletes its counters; `Ok(n)`: `n` reports built
+/// here (0: no counters, or another relay has the claim).
+async fn report_period(
+    ctx: &Context,
+    reporter: &Reporter,
+    period: &Period,
+) -> Result<usize, StateError> {
+    let counters = ctx.state.counters();
+    let buckets = counters.buckets(&period.name).await?;
+    if buckets.is_empty() {
+        return Ok(0);
+    }
+    let claim = period.claim_name();
+    if !counters.claim(&claim, CLAIM_TTL).await? {
+        tracing::debug!(period = %period.name, "TLS-RPT: period claimed by another relay");
+        return Ok(0);
+    }
+    let reports = collect_reports(counters, reporter, period).await?;
+    for report in &reports {
+        send(ctx, reporter, report).await;
+    }
+    counters.done(&claim).await?;
+    counters.delete_day(&period.name).await?;
+    Ok(reports.len())
+}
+
+/// The reports of `period` from the counters (one per policy domain); buckets without a
+/// readable policy are skipped and logged.
+///
+/// # Errors
+/// [`StateError`] when the store cannot be read.
+pub async fn collect_reports(
+    counters: &Counters,
+    reporter: &Reporter,
+    period: &Period,
+) -> Result<Vec<Report>, StateError> {
+    let mut entries = Vec::new();
+    for bucket in &counters.buckets(&period.name).await? {
+        let data = counters.read(&period.name, bucket).await?;
+        let Some(meta) = data.meta.as_deref() else {
+            tracing::warn!(period = %period.name, bucket, "TLS-RPT: bucket without a policy, skipped");
+            continue;
+        };
+        match ReportedPolicy::from_store_string(meta) {
+            Ok(policy) => entries.push(DayCounters::from_fields(
+                &policy,
+                data.fields.iter().map(|(f, n)| (f.as_str(), *n)),
+            )),
+            Err(e) => {
+                tracing::warn!(period = %period.name, bucket, error = %e, "TLS-RPT: bucket policy unreadable, skipped");
+            }
+        }
+    }
+    Ok(compose_reports(reporter, period.date, entries))
+}
+
+fn report_domain(report: &Report) -> Option<String> {
+    report
+        .policies
+        .first()
+        .and_then(|p| p.policy.policy_domain.clone())
+}
+
+/// Delivers `report` to every valid `rua` of its policy domain; problems are logged, never
+/// fatal.
+async fn send(ctx: &Context, reporter: &Reporter, report: &Report) {
+    let Some(domain) = report_domain(report) else {
+        return;
+    };
+    let Some(record) = lookup(ctx, &domain).await else {
+        return;
+    };
+    for skipped in &record.skipped {
+        tracing::warn!(%domain, rua = %skipped.uri, problem = %skipped.problem, "TLS-RPT: rua skipped");
+    }
+    for rua in &record.rua {
+        let sent = match rua {
+            ReportUri::Mailto { address, .. } => mail(ctx, reporter, report, address).await,
+            ReportUri::Https { uri } => https(ctx, report, uri).await,
+            _ => Err("unsupported rua".to_owned()),
+        };
+        match sent {
+            Ok(()) => {
+                tracing::info!(%domain, rua = %rua.as_str(), report_id = %report.report_id, "TLS-RPT: report sent");
+            }
+            Err(e) => {
+                tracing::warn!(%domain, rua = %rua.as_str(), error = %e, "TLS-RPT: report not sent to this rua");
+            }
+        }
+    }
+}
+
+/// `_smtp._tls.<domain>` through the delivery resolver (DNSSEC modes only).
+async fn lookup(ctx: &Context, domain: &str) -> Option<TlsRptRecord> {
+    let Some(resolver) = ctx.dns.dane_resolver() else {
+        tracing::warn!(%domain, "TLS-RPT: resolver mode \"system\": no _smtp._tls lookup, report not sent");
+        return None;
+    };
+    let name = format!("_smtp._tls.{domain}");
+    let records = match resolver.txt(&name).await {
+        Ok(TxtLookup::Found { records, .. }) => records,
+        Ok(TxtLookup::NotFound { .. }) => {
+            tracing::info!(%domain, "TLS-RPT: no _smtp._tls record, report not sent");
+            return None;
+        }
+        Ok(other) => {
+            tracing::warn!(%domain, answer = ?other, "TLS-RPT: _smtp._tls answer unusable, report not sent");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(%domain, error = %e, "TLS-RPT: _smtp._tls lookup failed, report not sent");
+            return None;
+        }
+    };
+    let texts = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.concatenated()).into_owned());
+    match TlsRptRecord::discover(texts) {
+        Ok(RecordDiscovery::Found(record)) => Some(record),
+        Ok(other) => {
+            tracing::info!(%domain, record = ?other, "TLS-RPT: no usable _smtp._tls record");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%domain, error = %e, "TLS-RPT: _smtp._tls record invalid");
+            None
+        }
+    }
+}
+
+/// `mailto:`: the report message into the relay's spool and queue, `TLS-Required: No`
+/// (opportunistic TLS; and its sessions are not counted), null reverse-path (no bounce loop).
+async fn mail(
+    ctx: &Context,
+    reporter: &Reporter,
+    report: &Report,
+    address: &str,
+) -> Result<(), String> {
+    let now = SystemTime::now();
+    let message = compose_message(reporter, report, address, OffsetDateTime::from(now))
+        .map_err(|e| e.to_string())?;
+    let mut env = Envelope::new("", [address], now);
+    env.tls_request = TlsRequest::TlsOptional;
+    let env = ctx
+        .spool
+        .accept(env, message)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.handle.enqueue(env);
+    Ok(())
+}
+
+/// `https:`: POST the gzipped report.
+async fn https(ctx: &Context, report: &Report, uri: &str) -> Result<(), String> {
+    let (host, _, _) = super::post::host_port(uri).map_err(|e| e.to_string())?;
+    let addresses = ctx.dns.addresses(&host).await;
+    let tls = smtp_tls_policy::mta_sts::client_config(&ctx.anchors).map_err(|e| e.to_string())?;
+    let body = ReportBody::of(report).map_err(|e| e.to_string())?;
+    super::post::post_report(uri, &addresses, body.gzip, tls, POST_LIMIT)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
