@@ -1,0 +1,176 @@
+//! TLS reporting (RFC 8460) end to end with the built `relay` binary: the DNSSEC lab serves
+//! `_smtp._tls` TXT records (`sts.dane.test`: `rua=mailto:tlsrpt@sts.dane.test`,
+//! `sts.unsigned.test`: `rua=mailto:tlsrpt@sts.unsigned.test`); SMTP routes send each domain
+//! to a scripted loopback peer: `sts.dane.test` to a peer with STARTTLS and the lab's MX
+//! certificate (`tls = "required-verify"`: a verified session), `sts.unsigned.test` to a
+//! peer without STARTTLS (`tls = "preferred"`: delivered in plaintext, a
+//! `starttls-not-supported` failure). With `report_interval_secs = 5` the reporter sends one
+//! report per policy domain to the domain's own peer; the report is read back with
+//! smtp-tls-policy's `read_report` and its counts compared with the connections the peer saw.
+//! The report messages are sent `TLS-Required: No` and are not counted themselves: no second
+//! report follows.
+
+mod common;
+
+use std::time::Duration;
+
+use smtp_tls_policy::tlsrpt::{Report, read_report};
+use test_support::dnssec_lab::Lab;
+use test_support::pki::{CertKey, server_config};
+
+use common::peer::{Behaviour, Conn, Peer};
+use common::{Client, Site, wait_until};
+
+/// The report messages a peer received (connections whose message carries
+/// `TLS-Report-Domain`), parsed.
+fn reports(conns: &[Conn]) -> Vec<(String, Report)> {
+    conns
+        .iter()
+        .filter_map(|c| {
+            let text = if c.tls_up {
+                c.tls_text()
+            } else {
+                c.plain_text()
+            };
+            if !text.contains("TLS-Report-Domain:") {
+                return None;
+            }
+            // the message: after the DATA command up to the final dot
+            let (_, data) = text.split_once("DATA\r\n")?;
+            let data = data.split("\r\n.\r\n").next().unwrap_or(data);
+            Some((data.to_owned(), read_report(data.as_bytes()).ok()?))
+        })
+        .collect()
+}
+
+fn delivered_user_mail(conns: &[Conn]) -> usize {
+    conns
+        .iter()
+        .filter(|c| c.delivered.is_some())
+        .filter(|c| {
+            let t = if c.tls_up {
+                c.tls_text()
+            } else {
+                c.plain_text()
+            };
+            !t.contains("TLS-Report-Domain:")
+        })
+        .count()
+}
+
+#[test]
+fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
+    let lab = Lab::start();
+    let mx = CertKey {
+        chain_pem: std::fs::read_to_string(lab.var("MX_CHAIN")).unwrap(),
+        key_pem: std::fs::read_to_string(lab.var("MX_KEY")).unwrap(),
+    };
+    let good = Peer::start(Behaviour::Tls(server_config(&mx)));
+    let plain = Peer::start(Behaviour::NoStartTls);
+    let delivery = format!(
+        "[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\nprobe_name = \"test.\"\n\
+         [delivery.retry]\ninitial_secs = 3600\n\
+         [[delivery.route]]\ndomain = \"sts.dane.test\"\nhosts = [\"mx.dane.test:{}\"]\n\
+         [[delivery.route]]\ndomain = \"sts.unsigned.test\"\nhosts = [\"mx.unsigned.test:{}\"]\n\
+         [tlsrpt]\nenabled = true\norganization_name = \"Relay Test\"\n\
+         contact_info = \"tlsrpt@relay.test\"\nreport_interval_secs = 5\n",
+        lab.validating(),
+        good.addr.port(),
+        plain.addr.port(),
+    );
+    let controls = "[default]\ntls = \"no\"\ndane = \"none\"\n\
+         [destinations.\"sts.dane.test\"]\ntls = \"required-verify\"\n\
+         [destinations.\"sts.unsigned.test\"]\ntls = \"preferred\"\n";
+    let ca_pem = std::fs::read_to_string(lab.var("CA_CERT")).unwrap();
+    let site = Site::new(&delivery, controls, Some(&ca_pem));
+    let relay = site.start();
+
+    // three messages to each domain, each in its own SMTP session to the relay
+    for i in 0..3 {
+        for domain in ["sts.dane.test", "sts.unsigned.test"] {
+            let mut client = Client::connect(site.listen).unwrap();
+            let body = format!("Subject: m{i}\r\n\r\nto {domain}\r\n");
+            client
+                .send("sender@client.test", &format!("user@{domain}"), &body)
+                .unwrap()
+                .unwrap_or_else(|| panic!("relay refused mail to {domain}: {}", relay.log()));
+            client.quit();
+        }
+    }
+    wait_until(
+        Duration::from_secs(60),
+        || format!("reports not received: {}", relay.log()),
+        || reports(&good.conns()).len() + reports(&plain.conns()).len() >= 2,
+    );
+    let good_conns = good.conns();
+    let plain_conns = plain.conns();
+    assert_eq!(delivered_user_mail(&good_conns), 3, "{}", relay.log());
+    assert_eq!(delivered_user_mail(&plain_conns), 3, "{}", relay.log());
+    // user mail went over one connection per delivery attempt: the sessions reported
+    let good_sessions = good_conns
+        .iter()
+        .filter(|c| !c.tls_text().contains("TLS-Report-Domain:"))
+        .count() as u64;
+    let plain_sessions = plain_conns
+        .iter()
+        .filter(|c| !c.plain_text().contains("TLS-Report-Domain:"))
+        .count() as u64;
+
+    let pass = reports(&good_conns);
+    assert_eq!(pass.len(), 1, "{}", relay.log());
+    let (message, report) = &pass[0];
+    assert!(
+        message.contains("TLS-Report-Domain: sts.dane.test\r\n"),
+        "{message}"
+    );
+    assert!(
+        message.contains("TLS-Report-Submitter: relay.test\r\n"),
+        "{message}"
+    );
+    assert!(message.contains("TLS-Required: No\r\n"), "{message}");
+    assert_eq!(report.policies.len(), 1);
+    let p = &report.policies[0];
+    assert_eq!(p.policy.policy_domain.as_deref(), Some("sts.dane.test"));
+    assert_eq!(p.policy.policy_type.as_str(), "no-policy-found");
+    assert_eq!(p.summary.total_successful_session_count, good_sessions);
+    assert_eq!(p.summary.total_failure_session_count, 0);
+    assert!(
+        good_conns.iter().all(|c| c.tls_up),
+        "report sent over TLS when offered"
+    );
+
+    let fail = reports(&plain_conns);
+    assert_eq!(fail.len(), 1, "{}", relay.log());
+    let (message, report) = &fail[0];
+    assert!(
+        message.contains("TLS-Report-Domain: sts.unsigned.test\r\n"),
+        "{message}"
+    );
+    let p = &report.policies[0];
+    assert_eq!(p.policy.policy_domain.as_deref(), Some("sts.unsigned.test"));
+    assert_eq!(p.summary.total_successful_session_count, 0);
+    assert_eq!(p.summary.total_failure_session_count, plain_sessions);
+    assert_eq!(p.failure_details.len(), 1);
+    let d = &p.failure_details[0];
+    assert_eq!(d.result_type.as_str(), "starttls-not-supported");
+    assert_eq!(d.failed_session_count, plain_sessions);
+    assert_eq!(d.receiving_mx_hostname.as_deref(), Some("mx.unsigned.test"));
+    assert_eq!(d.sending_mta_ip, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(d.receiving_ip, Some("127.0.0.1".parse().unwrap()));
+
+    // the reports' own deliveries were not counted: three more periods pass without a report
+    let log_mark = relay.log().matches("TLS-RPT: period reported").count();
+    assert_eq!(log_mark, 1, "{}", relay.log());
+    let until = std::time::Instant::now() + Duration::from_secs(16);
+    while std::time::Instant::now() < until {
+        assert_eq!(reports(&good.conns()).len(), 1);
+        assert_eq!(reports(&plain.conns()).len(), 1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        relay.log().matches("TLS-RPT: period reported").count(),
+        1,
+        "{}",
+        relay.log()
+    );
+}
