@@ -174,3 +174,147 @@ fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
         relay.log()
     );
 }
+
+/// Waits (at most one period) until a fresh period of `interval` seconds has just begun, so
+/// the deliveries that follow fall into one period.
+fn at_period_start(interval: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(interval + 5);
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        if now % interval < 2 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "clock did not advance"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Two relay processes with `[state] backend = "redis"` deliver to the passing and the
+/// failing destination; Redis is killed mid-run (by PID) and restarted: no mail is lost or
+/// blocked (the counters are buffered), and exactly one aggregate report per policy domain
+/// arrives with the sessions of both relays summed — the other relay logs that the period
+/// was reported by another relay.
+#[test]
+fn two_relays_with_redis_send_one_aggregate_report_per_domain() {
+    use test_support::redis::RedisServer;
+    const INTERVAL: u64 = 60;
+
+    let mut redis = RedisServer::start_persistent();
+    let lab = Lab::start();
+    let mx = CertKey {
+        chain_pem: std::fs::read_to_string(lab.var("MX_CHAIN")).unwrap(),
+        key_pem: std::fs::read_to_string(lab.var("MX_KEY")).unwrap(),
+    };
+    let good = Peer::start(Behaviour::Tls(server_config(&mx)));
+    let plain = Peer::start(Behaviour::NoStartTls);
+    let delivery = format!(
+        "[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\nprobe_name = \"test.\"\n\
+         [delivery.retry]\ninitial_secs = 3600\n\
+         [[delivery.route]]\ndomain = \"sts.dane.test\"\nhosts = [\"mx.dane.test:{}\"]\n\
+         [[delivery.route]]\ndomain = \"sts.unsigned.test\"\nhosts = [\"mx.unsigned.test:{}\"]\n\
+         [state]\nbackend = \"redis\"\nurl = \"{}\"\nretry_interval_ms = 100\n\
+         [tlsrpt]\nenabled = true\norganization_name = \"Relay Test\"\n\
+         contact_info = \"tlsrpt@relay.test\"\nreport_interval_secs = {INTERVAL}\n",
+        lab.validating(),
+        good.addr.port(),
+        plain.addr.port(),
+        redis.url(),
+    );
+    let controls = "[default]\ntls = \"no\"\ndane = \"none\"\n\
+         [destinations.\"sts.dane.test\"]\ntls = \"required-verify\"\n\
+         [destinations.\"sts.unsigned.test\"]\ntls = \"preferred\"\n";
+    let ca_pem = std::fs::read_to_string(lab.var("CA_CERT")).unwrap();
+    let sites = [
+        Site::new(&delivery, controls, Some(&ca_pem)),
+        Site::new(&delivery, controls, Some(&ca_pem)),
+    ];
+    let relays = [sites[0].start(), sites[1].start()];
+    let logs = || format!("{}\n---\n{}", relays[0].log(), relays[1].log());
+    let mut sent = 0usize;
+    let mut deliver = |i: usize| {
+        for domain in ["sts.dane.test", "sts.unsigned.test"] {
+            let mut client = Client::connect(sites[i].listen).unwrap();
+            client
+                .send(
+                    "sender@client.test",
+                    &format!("user@{domain}"),
+                    "Subject: shared\r\n\r\nshared counters\r\n",
+                )
+                .unwrap()
+                .unwrap_or_else(|| panic!("relay {i} refused mail to {domain}"));
+            client.quit();
+        }
+        sent += 1;
+        let want = sent;
+        wait_until(
+            Duration::from_secs(30),
+            || format!("not delivered: {}", logs()),
+            || {
+                delivered_user_mail(&good.conns()) >= want
+                    && delivered_user_mail(&plain.conns()) >= want
+            },
+        );
+    };
+    at_period_start(INTERVAL);
+    deliver(0);
+    deliver(1);
+    // Redis killed mid-run: delivery goes on (counters buffered), then Redis is back
+    redis.kill();
+    deliver(1);
+    deliver(0);
+    redis.restart();
+    deliver(0);
+
+    wait_until(
+        Duration::from_secs(INTERVAL + 60),
+        || format!("reports not received: {}", logs()),
+        || reports(&good.conns()).len() + reports(&plain.conns()).len() >= 2,
+    );
+    // the other relay's reporter ran for the same period and stood back
+    wait_until(
+        Duration::from_secs(30),
+        || format!("second reporter did not run: {}", logs()),
+        || {
+            relays.iter().any(|r| {
+                r.log()
+                    .contains("TLS-RPT: period reported by another relay")
+            })
+        },
+    );
+    let good_conns = good.conns();
+    let plain_conns = plain.conns();
+    assert_eq!(delivered_user_mail(&good_conns), 5, "{}", logs());
+    assert_eq!(delivered_user_mail(&plain_conns), 5, "{}", logs());
+    let good_sessions = good_conns
+        .iter()
+        .filter(|c| !c.tls_text().contains("TLS-Report-Domain:"))
+        .count() as u64;
+    let plain_sessions = plain_conns
+        .iter()
+        .filter(|c| !c.plain_text().contains("TLS-Report-Domain:"))
+        .count() as u64;
+
+    let pass = reports(&good_conns);
+    assert_eq!(pass.len(), 1, "{}", logs());
+    let p = &pass[0].1.policies[0];
+    assert_eq!(p.policy.policy_domain.as_deref(), Some("sts.dane.test"));
+    assert_eq!(p.summary.total_successful_session_count, good_sessions);
+    assert_eq!(p.summary.total_failure_session_count, 0);
+
+    let fail = reports(&plain_conns);
+    assert_eq!(fail.len(), 1, "{}", logs());
+    let p = &fail[0].1.policies[0];
+    assert_eq!(p.policy.policy_domain.as_deref(), Some("sts.unsigned.test"));
+    assert_eq!(p.summary.total_successful_session_count, 0);
+    assert_eq!(p.summary.total_failure_session_count, plain_sessions);
+    assert_eq!(
+        p.failure_details[0].result_type.as_str(),
+        "starttls-not-supported"
+    );
+}

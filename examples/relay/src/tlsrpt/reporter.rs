@@ -100,13 +100,10 @@ async fn report_period(
     period: &Period,
 ) -> Result<usize, StateError> {
     let counters = ctx.state.counters();
-    let buckets = counters.buckets(&period.name).await?;
-    if buckets.is_empty() {
-        return Ok(0);
-    }
+    // the claim first: exactly one relay reads (and then deletes) the period
     let claim = period.claim_name();
     if !counters.claim(&claim, CLAIM_TTL).await? {
-        tracing::debug!(period = %period.name, "TLS-RPT: period claimed by another relay");
+        tracing::info!(period = %period.name, "TLS-RPT: period reported by another relay");
         return Ok(0);
     }
     let reports = collect_reports(counters, reporter, period).await?;
