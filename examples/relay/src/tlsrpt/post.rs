@@ -105,7 +105,16 @@ async fn post(
         }
     }
     let stream = stream.ok_or(last)?;
-    let http = |e: hyper::Error| PostError::Http(e.to_string());
+    let http = |e: hyper::Error| {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        PostError::Http(text)
+    };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(http)?;
@@ -139,6 +148,7 @@ async fn post(
     tokio::pin!(connection);
     tokio::pin!(exchange);
     let status = tokio::select! {
+        biased;
         r = &mut exchange => r?,
         c = &mut connection => {
             c.map_err(http)?;
@@ -154,7 +164,127 @@ async fn post(
 
 #[cfg(test)]
 mod tests {
-    use super::host_port;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use smtp_tls_policy::chain::TrustAnchors;
+    use test_support::pki::{TestCa, server_config};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::{PostError, host_port, post_report};
+
+    /// A one-request HTTPS receiver on loopback: answers `status`, hands back the request
+    /// head and body.
+    async fn receiver(status: u16) -> (u16, TestCa, tokio::task::JoinHandle<(String, Vec<u8>)>) {
+        let ca = TestCa::new("tlsrpt post test CA");
+        let cert = ca.issue(&["reports.example".to_owned()]);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&cert));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let head_end = loop {
+                let n = tls.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed before the request head");
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap();
+            while buf.len() < head_end + length {
+                let n = tls.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed before the body");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+            tls.write_all(reply.as_bytes()).await.unwrap();
+            tls.flush().await.unwrap();
+            // close_notify, then the head and body the client sent
+            let _ = tls.shutdown().await;
+            (head, buf[head_end..head_end + length].to_vec())
+        });
+        (port, ca, task)
+    }
+
+    fn client(ca: &TestCa) -> Arc<rustls::ClientConfig> {
+        let mut anchors = TrustAnchors::empty();
+        let der = CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap();
+        anchors.add_certificate(der).unwrap();
+        smtp_tls_policy::mta_sts::client_config(&anchors).unwrap()
+    }
+
+    #[tokio::test]
+    async fn posts_the_gzip_body_over_verified_tls() {
+        let (port, ca, task) = receiver(200).await;
+        let uri = format!("https://reports.example:{port}/v1/tlsrpt?x=1");
+        let status = post_report(
+            &uri,
+            &["127.0.0.1".parse().unwrap()],
+            b"gzip-bytes".to_vec(),
+            client(&ca),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        let (head, body) = task.await.unwrap();
+        assert!(
+            head.starts_with("POST /v1/tlsrpt?x=1 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/tlsrpt+gzip\r\n"),
+            "{head}"
+        );
+        assert!(head.contains(&format!("reports.example:{port}")), "{head}");
+        assert_eq!(body, b"gzip-bytes");
+    }
+
+    #[tokio::test]
+    async fn a_refusing_receiver_and_an_untrusted_certificate_are_errors() {
+        let (port, ca, _task) = receiver(503).await;
+        let uri = format!("https://reports.example:{port}/");
+        let err = post_report(
+            &uri,
+            &["127.0.0.1".parse().unwrap()],
+            b"x".to_vec(),
+            client(&ca),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, PostError::Status(503)), "{err}");
+        // another CA: the certificate is refused, nothing is posted
+        let (port, _ca, _task) = receiver(200).await;
+        let other = TestCa::new("someone else");
+        let uri = format!("https://reports.example:{port}/");
+        let err = post_report(
+            &uri,
+            &["127.0.0.1".parse().unwrap()],
+            b"x".to_vec(),
+            client(&other),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, PostError::Connect { .. }), "{err}");
+    }
 
     #[test]
     fn uris() {
