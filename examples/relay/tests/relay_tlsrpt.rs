@@ -7,8 +7,8 @@
 //! `starttls-not-supported` failure). With `report_interval_secs = 5` the reporter sends one
 //! report per policy domain to the domain's own peer; the report is read back with
 //! smtp-tls-policy's `read_report` and its counts compared with the connections the peer saw.
-//! The report messages are sent `TLS-Required: No` and are not counted themselves: no second
-//! report follows.
+//! The report messages are DKIM-signed (`[tlsrpt.dkim]`), sent `TLS-Required: No` and not
+//! counted themselves: no second report follows.
 
 mod common;
 
@@ -67,16 +67,34 @@ fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
     };
     let good = Peer::start(Behaviour::Tls(server_config(&mx)));
     let plain = Peer::start(Behaviour::NoStartTls);
+    // a DKIM key for the report messages
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("dkim.pem");
+    let genkey = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(genkey.status.success(), "openssl genpkey failed");
     let delivery = format!(
         "[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\nprobe_name = \"test.\"\n\
          [delivery.retry]\ninitial_secs = 3600\n\
          [[delivery.route]]\ndomain = \"sts.dane.test\"\nhosts = [\"mx.dane.test:{}\"]\n\
          [[delivery.route]]\ndomain = \"sts.unsigned.test\"\nhosts = [\"mx.unsigned.test:{}\"]\n\
          [tlsrpt]\nenabled = true\norganization_name = \"Relay Test\"\n\
-         contact_info = \"tlsrpt@relay.test\"\nreport_interval_secs = 5\n",
+         contact_info = \"tlsrpt@relay.test\"\nreport_interval_secs = 5\n\
+         [tlsrpt.dkim]\nselector = \"tlsrpt\"\ndomain = \"relay.test\"\nkey_file = \"{}\"\n",
         lab.validating(),
         good.addr.port(),
         plain.addr.port(),
+        key.display(),
     );
     let controls = "[default]\ntls = \"no\"\ndane = \"none\"\n\
          [destinations.\"sts.dane.test\"]\ntls = \"required-verify\"\n\
@@ -128,6 +146,11 @@ fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
         "{message}"
     );
     assert!(message.contains("TLS-Required: No\r\n"), "{message}");
+    assert!(
+        message.starts_with("DKIM-Signature: v=1; a=rsa-sha256; ")
+            && message.contains("d=relay.test;"),
+        "{message}"
+    );
     assert_eq!(report.policies.len(), 1);
     let p = &report.policies[0];
     assert_eq!(p.policy.policy_domain.as_deref(), Some("sts.dane.test"));

@@ -8,6 +8,10 @@
 //! submitter = "relay.example.test"      # default: delivery.ehlo_name
 //! report_interval_secs = 86400          # default: one UTC day
 //! mailboxes = ["tlsrpt@example.test"]   # received reports accepted without TLS
+//! [tlsrpt.dkim]                         # optional: DKIM-sign report messages
+//! selector = "tlsrpt"
+//! domain = "relay.example.test"
+//! key_file = "/etc/relay/dkim-tlsrpt.pem"
 //! ```
 
 use serde::Deserialize;
@@ -37,6 +41,8 @@ pub struct TlsRptConfig {
     /// Addresses received reports are sent to: accepted over plaintext on a listener that
     /// otherwise requires TLS (a sender must not need TLS to report TLS problems).
     pub mailboxes: Vec<String>,
+    /// DKIM-sign report messages (`[tlsrpt.dkim]`: selector, domain, key file).
+    pub dkim: Option<super::dkim::DkimConfig>,
 }
 
 impl Default for TlsRptConfig {
@@ -49,6 +55,7 @@ impl Default for TlsRptConfig {
             from: None,
             report_interval_secs: DEFAULT_REPORT_INTERVAL_SECS,
             mailboxes: Vec::new(),
+            dkim: None,
         }
     }
 }

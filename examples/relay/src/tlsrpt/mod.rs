@@ -14,15 +14,18 @@
 //!   one report per policy domain, looks up `_smtp._tls.<domain>` through the DNSSEC
 //!   resolver and delivers to every valid `rua`: `mailto:` as a message in the relay's own
 //!   spool and queue, `https:` as a POST over rustls; then deletes the period's counters.
+//!   Report messages are DKIM-signed with `[tlsrpt.dkim]` ([`Dkim`], mail-auth's signer).
 //! - [`TlsRptConfig`]: the `[tlsrpt]` section.
 
 mod config;
+mod dkim;
 mod period;
 mod post;
 mod recorder;
 mod reporter;
 
 pub use config::{DEFAULT_REPORT_INTERVAL_SECS, TlsRptConfig};
+pub use dkim::{Dkim, DkimConfig, DkimError, SIGNED_HEADERS};
 pub use period::Period;
 pub use post::{PostError, post_report};
 pub use recorder::{DEFAULT_CAPACITY, Recorder, write as write_session};

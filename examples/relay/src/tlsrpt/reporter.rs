@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::config::TlsRptConfig;
+use super::dkim::Dkim;
 use super::period::Period;
 use crate::Envelope;
 use crate::outbound::context::Context;
@@ -32,6 +33,14 @@ pub(crate) fn spawn_reporter(ctx: Arc<Context>, mut shutdown: watch::Receiver<bo
         return;
     }
     let reporter = reporter(&config, &ctx.config.ehlo_name);
+    let dkim = match config.dkim.as_ref().map(Dkim::load).transpose() {
+        Ok(d) => d.map(Arc::new),
+        Err(e) => {
+            // never unsigned when signing is configured
+            tracing::error!(error = %e, "TLS-RPT: DKIM key not loaded, no reports are sent");
+            return;
+        }
+    };
     tokio::spawn(async move {
         let interval = config.report_interval_secs;
         // waits a moment after the period ends: sessions of its last instant are written
@@ -52,7 +61,7 @@ pub(crate) fn spawn_reporter(ctx: Arc<Context>, mut shutdown: watch::Receiver<bo
             }
             let mut left = Vec::new();
             for period in pending.drain(..) {
-                match report_period(&ctx, &reporter, &period).await {
+                match report_period(&ctx, &reporter, dkim.as_deref(), &period).await {
                     Ok(sent) => {
                         if sent > 0 {
                             tracing::info!(period = %period.name, reports = sent, "TLS-RPT: period reported");
@@ -97,6 +106,7 @@ pub fn reporter(config: &TlsRptConfig, ehlo_name: &str) -> Reporter {
 async fn report_period(
     ctx: &Context,
     reporter: &Reporter,
+    dkim: Option<&Dkim>,
     period: &Period,
 ) -> Result<usize, StateError> {
     let counters = ctx.state.counters();
@@ -108,7 +118,7 @@ async fn report_period(
     }
     let reports = collect_reports(counters, reporter, period).await?;
     for report in &reports {
-        send(ctx, reporter, report).await;
+        send(ctx, reporter, dkim, report).await;
     }
     counters.done(&claim).await?;
     counters.delete_day(&period.name).await?;
@@ -154,7 +164,7 @@ fn report_domain(report: &Report) -> Option<String> {
 
 /// Delivers `report` to every valid `rua` of its policy domain; problems are logged, never
 /// fatal.
-async fn send(ctx: &Context, reporter: &Reporter, report: &Report) {
+async fn send(ctx: &Context, reporter: &Reporter, dkim: Option<&Dkim>, report: &Report) {
     let Some(domain) = report_domain(report) else {
         return;
     };
@@ -166,7 +176,7 @@ async fn send(ctx: &Context, reporter: &Reporter, report: &Report) {
     }
     for rua in &record.rua {
         let sent = match rua {
-            ReportUri::Mailto { address, .. } => mail(ctx, reporter, report, address).await,
+            ReportUri::Mailto { address, .. } => mail(ctx, reporter, dkim, report, address).await,
             ReportUri::Https { uri } => https(ctx, report, uri).await,
             _ => Err("unsupported rua".to_owned()),
         };
@@ -224,12 +234,16 @@ async fn lookup(ctx: &Context, domain: &str) -> Option<TlsRptRecord> {
 async fn mail(
     ctx: &Context,
     reporter: &Reporter,
+    dkim: Option<&Dkim>,
     report: &Report,
     address: &str,
 ) -> Result<(), String> {
     let now = SystemTime::now();
-    let message = compose_message(reporter, report, address, OffsetDateTime::from(now))
+    let mut message = compose_message(reporter, report, address, OffsetDateTime::from(now))
         .map_err(|e| e.to_string())?;
+    if let Some(dkim) = dkim {
+        message = dkim.sign(&message).map_err(|e| e.to_string())?;
+    }
     let mut env = Envelope::new("", [address], now);
     env.tls_request = TlsRequest::TlsOptional;
     let env = ctx
