@@ -7,7 +7,6 @@
 //! contact_info = "tlsrpt@example.test"
 //! submitter = "relay.example.test"      # default: delivery.ehlo_name
 //! report_interval_secs = 86400          # default: one UTC day
-//! mailboxes = ["tlsrpt@example.test"]   # received reports accepted without TLS
 //! [tlsrpt.dkim]                         # optional: DKIM-sign report messages
 //! selector = "tlsrpt"
 //! domain = "relay.example.test"
@@ -38,9 +37,6 @@ pub struct TlsRptConfig {
     /// The reporting period in seconds: a UTC day, or a divisor of one (shorter periods are
     /// for tests; a period never crosses midnight UTC).
     pub report_interval_secs: u64,
-    /// Addresses received reports are sent to: accepted over plaintext on a listener that
-    /// otherwise requires TLS (a sender must not need TLS to report TLS problems).
-    pub mailboxes: Vec<String>,
     /// DKIM-sign report messages (`[tlsrpt.dkim]`: selector, domain, key file).
     pub dkim: Option<super::dkim::DkimConfig>,
 }
@@ -54,7 +50,6 @@ impl Default for TlsRptConfig {
             submitter: None,
             from: None,
             report_interval_secs: DEFAULT_REPORT_INTERVAL_SECS,
-            mailboxes: Vec::new(),
             dkim: None,
         }
     }
@@ -79,31 +74,7 @@ impl TlsRptConfig {
         if self.enabled && self.contact_info.trim().is_empty() {
             return Err(("contact_info", "required when enabled".into()));
         }
-        for m in &self.mailboxes {
-            if !m.contains('@') || m.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(("mailboxes", format!("{m:?} is not an address")));
-            }
-        }
         Ok(())
-    }
-
-    /// Whether `address` (a RCPT TO path, without angle brackets) is one of the configured
-    /// report mailboxes (the domain compared without case).
-    #[must_use]
-    pub fn is_mailbox(&self, address: &str) -> bool {
-        self.mailboxes.iter().any(|m| same_address(m, address))
-    }
-}
-
-fn same_address(a: &str, b: &str) -> bool {
-    match (a.rsplit_once('@'), b.rsplit_once('@')) {
-        (Some((la, da)), Some((lb, db))) => {
-            la == lb
-                && da
-                    .trim_end_matches('.')
-                    .eq_ignore_ascii_case(db.trim_end_matches('.'))
-        }
-        _ => false,
     }
 }
 
@@ -128,17 +99,18 @@ mod tests {
         c.organization_name = "Org".into();
         c.contact_info = "x@example.test".into();
         assert!(c.validate().is_ok());
-        c.mailboxes = vec!["no address".into()];
-        assert_eq!(c.validate().unwrap_err().0, "mailboxes");
     }
 
     #[test]
-    fn mailboxes_compare_the_domain_without_case() {
-        let c: TlsRptConfig = toml::from_str("mailboxes = [\"tlsrpt@Example.TEST\"]").unwrap();
-        assert!(c.is_mailbox("tlsrpt@example.test"));
-        assert!(c.is_mailbox("tlsrpt@example.test."));
-        assert!(!c.is_mailbox("TLSRPT@example.test"));
-        assert!(!c.is_mailbox("postmaster@example.test"));
-        assert!(!c.is_mailbox("tlsrpt"));
+    fn the_section_as_written() {
+        let c: TlsRptConfig = toml::from_str(
+            "enabled = true\norganization_name = \"O\"\ncontact_info = \"c@o.example\"\n\
+             report_interval_secs = 3600\n[dkim]\nselector = \"s\"\ndomain = \"o.example\"\n\
+             key_file = \"k.pem\"\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.dkim.unwrap().selector, "s");
+        assert!(toml::from_str::<TlsRptConfig>("unknown = 1").is_err());
     }
 }

@@ -39,7 +39,8 @@ pub struct DkimConfig {
     pub selector: String,
     /// The signing domain (`d=`).
     pub domain: String,
-    /// The RSA private key, PEM (PKCS#1 or PKCS#8).
+    /// The RSA private key, PEM (PKCS#1 or PKCS#8); a relative path is relative to the
+    /// relay's working directory.
     pub key_file: PathBuf,
 }
 
