@@ -9,7 +9,7 @@
 //!   waits. Sessions of messages sent with `TLS-Required: No` (RFC 8689: the domain's policy
 //!   is not applied to them) are not counted — TLS reports are always sent so, so a report
 //!   is never counted in a report.
-//! - the reporter task ([`spawn_reporter`]): once per period (a UTC day; shorter with
+//! - the reporter task (`spawn_reporter`): once per period (a UTC day; shorter with
 //!   `report_interval_secs`, for tests) it claims the finished period across relays, builds
 //!   one report per policy domain, looks up `_smtp._tls.<domain>` through the DNSSEC
 //!   resolver and delivers to every valid `rua`: `mailto:` as a message in the relay's own
