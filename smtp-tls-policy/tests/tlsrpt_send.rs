@@ -448,7 +448,7 @@ fn failure(rt: ResultType, mx: &str, info: Option<&str>) -> SessionResult {
         Some("2001:db8::25".parse().unwrap()),
         Some(mx),
     )
-    .with_helo("helo|%name\r\n");
+    .with_helo("Helo-1.Example.NET.");
     let outcome = match rt {
         ResultType::StarttlsNotSupported => TlsOutcome::StarttlsNotSupported,
         _ => TlsOutcome::CertificateExpired,
@@ -610,7 +610,7 @@ fn reports_are_one_per_domain_with_the_days_counts() {
     assert_eq!(p["policy"]["mx-host"][0], "*.example.net");
     assert_eq!(p["summary"]["total-failure-session-count"], 3);
     let fd = &p["failure-details"][0];
-    assert_eq!(fd["receiving-mx-helo"], "helo|%name");
+    assert_eq!(fd["receiving-mx-helo"], "helo-1.example.net");
     assert!(fd["sending-mta-ip"].is_string() && fd["receiving-ip"].is_string());
     // Serde of the aggregate (the file backend) keeps every count.
     let text = serde_json::to_string(&agg).unwrap();
@@ -870,4 +870,134 @@ fn written_reports_have_the_shape_of_the_rfc_8460_example() {
     // `mx-host` is written as the list RFC 8460 §4.4 specifies (the example's string is
     // erratum 6241).
     assert!(ours["policies"][0]["policy"]["mx-host"].is_array());
+}
+
+/// A small deterministic generator (xorshift64) for the many-sessions tests.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// A HELO name a hostile MX might send: a valid name, a long label, control or non-ASCII
+/// characters, separators.
+fn random_helo(state: &mut u64) -> String {
+    let n = next_random(state);
+    match n % 5 {
+        0 => format!("mx{n:x}.example.net"),
+        1 => format!("h{n}|%\r\n"),
+        2 => format!("m\u{e9}x{n}.example"),
+        3 => format!("[192.0.2.{}]", n % 256),
+        _ => format!("a b {n}"),
+    }
+}
+
+#[test]
+fn a_hostile_mx_varying_its_helo_cannot_grow_a_bucket_without_bound() {
+    let day = date!(2026 - 12 - 04);
+    let policy = ReportedPolicy::no_policy_found("a.example");
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut aggregate = Aggregate::new();
+    // A shared store as the relay drives it: it knows its fields and applies `within_bound`.
+    let mut store: BTreeMap<String, u64> = BTreeMap::new();
+    const SESSIONS: u64 = 10_000;
+    for i in 0..SESSIONS {
+        let outcome = if i % 2 == 0 {
+            TlsOutcome::StarttlsNotSupported
+        } else {
+            TlsOutcome::CertificateExpired
+        };
+        let endpoints = Endpoints::new(
+            Some("192.0.2.1".parse().unwrap()),
+            Some("192.0.2.25".parse().unwrap()),
+            Some("mx.a.example"),
+        )
+        .with_helo(&random_helo(&mut rng));
+        let result = SessionResult::new(outcome, endpoints)
+            .with_additional_information(&format!("https://help.example/{}", i % 3));
+        let session = Session::new(policy.clone(), result);
+        aggregate.record(day, &session);
+        let update = CounterUpdate::of(day, &session);
+        let known = store.contains_key(&update.field);
+        let failure_fields = store.len();
+        let update = update.within_bound(failure_fields, known);
+        *store.entry(update.field).or_default() += update.increment;
+    }
+    let bound = CounterUpdate::MAX_FAILURE_FIELDS_PER_BUCKET;
+    assert_eq!(bound, 256);
+    let through_store = DayCounters::from_fields(&policy, store.iter().map(|(f, n)| (f, *n)));
+    let in_memory = aggregate.day(day);
+    assert_eq!(in_memory.len(), 1);
+    for decoded in [&through_store, &in_memory[0]] {
+        assert!(decoded.skipped_fields.is_empty());
+        let entry = &decoded.policy_report;
+        assert_eq!(entry.summary.total_failure_session_count, SESSIONS);
+        assert_eq!(
+            entry
+                .failure_details
+                .iter()
+                .map(|d| d.failed_session_count)
+                .sum::<u64>(),
+            SESSIONS
+        );
+        let mut per_type: BTreeMap<String, usize> = BTreeMap::new();
+        for d in &entry.failure_details {
+            *per_type.entry(d.result_type.to_string()).or_default() += 1;
+            if let Some(helo) = &d.receiving_mx_helo {
+                assert!(
+                    helo.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b)),
+                    "{helo:?}"
+                );
+            }
+        }
+        assert_eq!(per_type.len(), 2);
+        assert!(per_type.values().all(|n| *n <= bound + 1), "{per_type:?}");
+        assert!(entry.failure_details.len() <= bound + 2);
+    }
+}
+
+#[test]
+fn only_valid_helo_names_and_printable_additional_information_are_kept() {
+    let helo = |h: &str| {
+        Endpoints::new(None, None, Some("mx.example"))
+            .with_helo(h)
+            .receiving_mx_helo
+    };
+    assert_eq!(helo("MX1.Example.NET."), Some("mx1.example.net".to_owned()));
+    assert_eq!(helo("[192.0.2.1]"), Some("[192.0.2.1]".to_owned()));
+    assert_eq!(
+        helo("[IPv6:2001:db8::1]"),
+        Some("[IPv6:2001:db8::1]".to_owned())
+    );
+    for bad in [
+        "",
+        "helo|%name\r\n",
+        "a b",
+        "m\u{e9}x.example",
+        "-mx.example",
+        "mx..example",
+        "[300.1.1.1]",
+        "[IPv6:nope]",
+        "x\u{7f}y",
+    ] {
+        assert_eq!(helo(bad), None, "{bad:?}");
+    }
+    assert_eq!(helo(&"a".repeat(64)), None);
+    let info = |i: &str| match SessionResult::new(TlsOutcome::HandshakeFailed, Endpoints::default())
+        .with_additional_information(i)
+    {
+        SessionResult::Failure {
+            additional_information,
+            ..
+        } => additional_information,
+        _ => unreachable!("a failure"),
+    };
+    assert_eq!(
+        info("https://help.example/tls"),
+        Some("https://help.example/tls".to_owned())
+    );
+    assert_eq!(info("554 5.7.1 go away\r\n"), None);
+    assert_eq!(info("caf\u{e9}"), None);
 }

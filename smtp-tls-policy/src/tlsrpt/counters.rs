@@ -12,6 +12,12 @@
 //!   percent-escaped (`%`, `|` and control characters as `%XX`), so that the field decodes back
 //!   to exactly the failure it counts ([`decode_failure_field`]).
 //!
+//! The HELO name and additional information are kept only in the strict forms of
+//! [`super::Endpoints::with_helo`] and [`SessionResult::with_additional_information`] (never
+//! the peer's free text), and a bucket holds at most
+//! [`CounterUpdate::MAX_FAILURE_FIELDS_PER_BUCKET`] failure fields plus overflow fields
+//! ([`CounterUpdate::within_bound`]): result type, receiving IP and MX host only.
+//!
 //! A session is one [`CounterUpdate`] (key, field, +1). [`DayCounters::from_fields`] turns a
 //! bucket's fields back into the report's `policies[]` entry.
 
@@ -27,7 +33,9 @@ use time::macros::format_description;
 
 use super::report::{FailureDetail, PolicyReport, SessionCounts};
 use super::result_type::ResultType;
-use super::session::{MAX_INFO_LEN, MAX_NAME_LEN, ReportedPolicy, Session, SessionResult, clip};
+use super::session::{
+    MAX_NAME_LEN, ReportedPolicy, Session, SessionResult, clip, valid_helo, valid_info,
+};
 
 /// The field counting successful sessions.
 pub const SUCCESS_FIELD: &str = "s";
@@ -114,6 +122,28 @@ pub struct CounterUpdate {
 }
 
 impl CounterUpdate {
+    /// The most failure fields a bucket takes with their full detail; past it, a new failure
+    /// is counted in its overflow field ([`Self::within_bound`]), so a bucket holds at most
+    /// this many fields plus one overflow field per (result type, receiving IP, MX host).
+    pub const MAX_FAILURE_FIELDS_PER_BUCKET: usize = 256;
+
+    /// This update within [`Self::MAX_FAILURE_FIELDS_PER_BUCKET`], for a store that knows its
+    /// bucket: `failure_fields` is how many failure fields the bucket holds now, `known`
+    /// whether this update's field is one of them. Unchanged for a success, a known field or
+    /// while the bucket is under the bound; else the field becomes the overflow field of the
+    /// failure (result type, receiving IP and MX host; no sending IP, HELO, reason code or
+    /// additional information).
+    #[must_use]
+    pub fn within_bound(mut self, failure_fields: usize, known: bool) -> Self {
+        if known || failure_fields < Self::MAX_FAILURE_FIELDS_PER_BUCKET {
+            return self;
+        }
+        if let Some(result) = decode_failure_field(&self.field) {
+            self.field = overflow_field(&result);
+        }
+        self
+    }
+
     /// The update counting `session` on `day`.
     #[must_use]
     pub fn of(day: Date, session: &Session) -> Self {
@@ -142,15 +172,48 @@ pub fn encode_field(result: &SessionResult) -> String {
     };
     let ip = |ip: &Option<IpAddr>| ip.map(|ip| ip.to_string()).unwrap_or_default();
     let text = |t: &Option<String>, max| clip(t.as_deref().unwrap_or_default(), max);
+    let strict = |t: &Option<String>, valid: fn(&str) -> Option<String>| {
+        t.as_deref().and_then(valid).unwrap_or_default()
+    };
     let parts = [
         clip(result_type.as_str(), MAX_CODE_LEN),
         ip(sending_mta_ip),
         ip(receiving_ip),
         text(receiving_mx_hostname, MAX_NAME_LEN),
-        text(receiving_mx_helo, MAX_NAME_LEN),
+        strict(receiving_mx_helo, valid_helo),
         text(failure_reason_code, MAX_CODE_LEN),
-        text(additional_information, MAX_INFO_LEN),
+        strict(additional_information, valid_info),
     ];
+    join_field(&parts)
+}
+
+/// The overflow field of `result`: result type, receiving IP and MX host only.
+fn overflow_field(result: &SessionResult) -> String {
+    let SessionResult::Failure {
+        result_type,
+        receiving_ip,
+        receiving_mx_hostname,
+        ..
+    } = result
+    else {
+        return SUCCESS_FIELD.to_owned();
+    };
+    let parts = [
+        clip(result_type.as_str(), MAX_CODE_LEN),
+        String::new(),
+        receiving_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        clip(
+            receiving_mx_hostname.as_deref().unwrap_or_default(),
+            MAX_NAME_LEN,
+        ),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    join_field(&parts)
+}
+
+fn join_field(parts: &[String; COMPONENTS]) -> String {
     let mut field = String::from(FAILURE_PREFIX);
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
@@ -322,7 +385,8 @@ impl Aggregate {
         update
     }
 
-    /// Applies one update of a bucket of `policy` (counts saturate).
+    /// Applies one update of a bucket of `policy` (counts saturate), within
+    /// [`CounterUpdate::MAX_FAILURE_FIELDS_PER_BUCKET`] ([`CounterUpdate::within_bound`]).
     pub fn apply(&mut self, update: &CounterUpdate, policy: &ReportedPolicy) {
         let bucket = self
             .buckets
@@ -331,7 +395,18 @@ impl Aggregate {
                 policy: policy.clone(),
                 fields: BTreeMap::new(),
             });
-        let count = bucket.fields.entry(update.field.clone()).or_default();
+        let known = bucket.fields.contains_key(&update.field);
+        let failure_fields = if known {
+            0
+        } else {
+            bucket
+                .fields
+                .keys()
+                .filter(|f| f.starts_with(FAILURE_PREFIX))
+                .count()
+        };
+        let field = update.clone().within_bound(failure_fields, known).field;
+        let count = bucket.fields.entry(field).or_default();
         *count = count.saturating_add(update.increment);
     }
 

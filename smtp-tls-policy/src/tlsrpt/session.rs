@@ -381,9 +381,15 @@ impl Endpoints {
     }
 
     /// The same endpoints with the MX's HELO name.
+    ///
+    /// The name is the peer's free text: it is kept only when it is a syntactically valid DNS
+    /// name (LDH labels of 1 to 63 octets, at most 253 octets, lower-cased, no trailing dot) or
+    /// an address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`); anything else (control or
+    /// non-ASCII characters, separators, overlong names) gives `None`, so that a hostile MX
+    /// cannot make up a new report field with every connection.
     #[must_use]
     pub fn with_helo(mut self, helo: &str) -> Self {
-        self.receiving_mx_helo = Some(clip(helo.trim(), MAX_NAME_LEN)).filter(|h| !h.is_empty());
+        self.receiving_mx_helo = valid_helo(helo);
         self
     }
 }
@@ -431,8 +437,10 @@ impl SessionResult {
         }
     }
 
-    /// The same result with `additional-information` (ignored for a success; cut to
-    /// [`MAX_INFO_LEN`]).
+    /// The same result with `additional-information` (ignored for a success): our own text,
+    /// e.g. a help page URI given by the operator, never the peer's reply text. Kept only when
+    /// it is at most [`MAX_INFO_LEN`] octets of printable ASCII without spaces (a URI or a
+    /// reason code); anything else gives `None`.
     #[must_use]
     pub fn with_additional_information(mut self, info: &str) -> Self {
         if let Self::Failure {
@@ -440,8 +448,7 @@ impl SessionResult {
             ..
         } = &mut self
         {
-            *additional_information =
-                Some(clip(info.trim(), MAX_INFO_LEN)).filter(|i| !i.is_empty());
+            *additional_information = valid_info(info);
         }
         self
     }
@@ -484,6 +491,38 @@ impl Session {
             SessionResult::new(outcome, endpoints),
         )
     }
+}
+
+/// `helo` when it is a valid DNS name (lower-cased, no trailing dot) or address literal.
+pub(super) fn valid_helo(helo: &str) -> Option<String> {
+    let helo = helo.trim();
+    if let Some(inner) = helo.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let ok = match inner.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => inner
+                .get(5..)
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+            _ => inner.parse::<std::net::Ipv4Addr>().is_ok(),
+        };
+        return ok.then(|| helo.to_owned());
+    }
+    let name = helo.strip_suffix('.').unwrap_or(helo);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ok = !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok);
+    ok.then(|| name.to_ascii_lowercase())
+}
+
+/// `info` when it is printable ASCII without spaces, at most [`MAX_INFO_LEN`] octets.
+pub(super) fn valid_info(info: &str) -> Option<String> {
+    let info = info.trim();
+    let ok = !info.is_empty()
+        && info.len() <= MAX_INFO_LEN
+        && info.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| info.to_owned())
 }
 
 /// Lower case, no trailing dot, A-labels when the name converts, cut to [`MAX_NAME_LEN`];

@@ -67,13 +67,27 @@ impl Recorder {
 
 /// Writes one session: the bucket's policy description (once per bucket and period from this
 /// task; the store keeps the first), then the increment.
+///
+/// `described` also remembers the failure fields this task wrote per bucket (as
+/// `"<bucket> <field>"`; a bucket id has no space), so that a bucket gets at most
+/// [`CounterUpdate::MAX_FAILURE_FIELDS_PER_BUCKET`] failure fields from this relay: past it, a
+/// new failure goes to its overflow field ([`CounterUpdate::within_bound`]).
 pub async fn write(
     counters: &Counters,
     period: &Period,
     session: &Session,
     described: &mut HashSet<String>,
 ) -> Result<(), crate::state::StateError> {
-    let update = CounterUpdate::of(period.date, session);
+    let mut update = CounterUpdate::of(period.date, session);
+    if !session.result.is_success() {
+        let prefix = format!("{} ", update.key.bucket);
+        let known = described.contains(&format!("{prefix}{}", update.field));
+        if !known {
+            let failure_fields = described.iter().filter(|k| k.starts_with(&prefix)).count();
+            update = update.within_bound(failure_fields, false);
+            described.insert(format!("{prefix}{}", update.field));
+        }
+    }
     let bucket = update.key.bucket;
     if !described.contains(&bucket) {
         counters
