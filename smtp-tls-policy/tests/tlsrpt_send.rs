@@ -1001,3 +1001,25 @@ fn only_valid_helo_names_and_printable_additional_information_are_kept() {
     assert_eq!(info("554 5.7.1 go away\r\n"), None);
     assert_eq!(info("caf\u{e9}"), None);
 }
+
+#[test]
+fn the_report_domain_is_never_empty_when_a_later_policy_names_it() {
+    let (agg, _) = sample_aggregate();
+    let mut report = agg.reports(&reporter(), date!(2026 - 12 - 04)).remove(0);
+    let domain = report.policies[0].policy.policy_domain.clone().unwrap();
+    let mut first = report.policies[0].clone();
+    first.policy.policy_domain = None;
+    report.policies.insert(0, first);
+    let now = datetime!(2026-12-05 00:00:00 UTC);
+    let filename = report_filename(&report, "relay.example");
+    assert!(
+        filename.starts_with(&format!("relay.example!{domain}!")),
+        "{filename}"
+    );
+    let message = compose_message(&reporter(), &report, "tlsrpt@a.example", now).unwrap();
+    let text = String::from_utf8(message).unwrap();
+    assert!(
+        text.contains(&format!("\r\nTLS-Report-Domain: {domain}\r\n")),
+        "{text}"
+    );
+}

@@ -204,7 +204,8 @@ impl ReportBody {
 }
 
 /// The report's file name (§5.1): `submitter!policy-domain!begin!end.json.gz`, the
-/// timestamps in seconds since the epoch. The policy domain is the first policy's.
+/// timestamps in seconds since the epoch. The policy domain is the first one set in the
+/// report's policies.
 #[must_use]
 pub fn report_filename(report: &Report, submitter: &str) -> String {
     format!(
@@ -295,15 +296,18 @@ pub fn compose_message(
     Ok(m.into_bytes())
 }
 
-/// The policy domain a report is for (its first policy's).
+/// The policy domain a report is for: the first policy domain set in its policies (the
+/// grouping key of [`compose_reports`]: a report it writes has one domain), skipping
+/// policies without one; empty only when no policy names a domain (then [`compose_message`]
+/// refuses the report).
 fn report_domain(report: &Report) -> String {
-    normalise_domain(
-        report
-            .policies
-            .first()
-            .and_then(|p| p.policy.policy_domain.as_deref())
-            .unwrap_or_default(),
-    )
+    report
+        .policies
+        .iter()
+        .filter_map(|p| p.policy.policy_domain.as_deref())
+        .map(normalise_domain)
+        .find(|d| !d.is_empty())
+        .unwrap_or_default()
 }
 
 fn header_value(header: &'static str, value: &str) -> Result<(), Error> {
