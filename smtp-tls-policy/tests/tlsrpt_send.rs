@@ -1023,3 +1023,67 @@ fn the_report_domain_is_never_empty_when_a_later_policy_names_it() {
         "{text}"
     );
 }
+
+#[test]
+fn addresses_domains_and_the_text_part_are_checked_for_their_form() {
+    let (agg, _) = sample_aggregate();
+    let report = agg.reports(&reporter(), date!(2026 - 12 - 04)).remove(0);
+    let now = datetime!(2026-12-05 00:00:00 UTC);
+    for to in [
+        "a@x.org, b@y.org",
+        "a@x.org;b@y.org",
+        "Name <a@x.org>",
+        "\"a b\"@x.org",
+        "a@x.org b@y.org",
+        "a@x .org",
+        "a@-x.org",
+        "@x.org",
+        "a@",
+    ] {
+        let err = compose_message(&reporter(), &report, to, now).unwrap_err();
+        assert_eq!(err.kind(), "tlsrpt-compose", "{to}");
+    }
+    let mut bad_from = reporter();
+    bad_from.from = "Reports <r@sender.example>".into();
+    assert!(compose_message(&bad_from, &report, "a@b.example", now).is_err());
+    let mut bad_submitter = reporter();
+    bad_submitter.submitter = "x Submitter: y".into();
+    assert!(compose_message(&bad_submitter, &report, "a@b.example", now).is_err());
+    let mut bad_domain = report.clone();
+    for p in &mut bad_domain.policies {
+        p.policy.policy_domain = Some("x Submitter: y".into());
+    }
+    assert!(compose_message(&reporter(), &bad_domain, "a@b.example", now).is_err());
+    // An IDN submitter goes in as A-labels.
+    let idn = Reporter::new(
+        "Org",
+        "c@sender.example",
+        "B\u{fc}cher.Example",
+        "r@sender.example",
+    );
+    assert_eq!(idn.submitter, "xn--bcher-kva.example");
+    let message = compose_message(&idn, &report, "a@b.example", now).unwrap();
+    assert!(
+        String::from_utf8(message)
+            .unwrap()
+            .contains("\r\nTLS-Report-Submitter: xn--bcher-kva.example\r\n")
+    );
+
+    // Organization name and contact with CRLF and a boundary line stay on their line.
+    let mut evil = reporter();
+    evil.organization_name = "Evil\r\n--=_tlsrpt_x\r\nContent-Type: text/html\r\n\r\n<b>".into();
+    evil.contact_info = "c@sender.example\r\n--=_tlsrpt_y--".into();
+    let message = compose_message(&evil, &report, "a@b.example", now).unwrap();
+    let text = String::from_utf8(message).unwrap();
+    let parsed = MessageParser::default().parse(text.as_bytes()).unwrap();
+    assert_eq!(parsed.parts.len(), 3, "{text}");
+    for line in text.split("\r\n") {
+        assert!(
+            !line.starts_with("--=_tlsrpt_x") && !line.starts_with("--=_tlsrpt_y"),
+            "{line}"
+        );
+        assert!(!line.starts_with("Content-Type: text/html"), "{line}");
+    }
+    assert!(text.contains("Reporting organization: Evil  --=_tlsrpt_x  Content-Type"));
+    assert!(text.contains("Contact: c@sender.example  --=_tlsrpt_y--\r\n"));
+}

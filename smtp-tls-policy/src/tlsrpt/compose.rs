@@ -36,8 +36,9 @@ pub const TLSRPT_GZIP: &str = "application/tlsrpt+gzip";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ComposeErrorKind {
-    /// A value for a header is empty, not ASCII, or holds a control character (CR, LF: header
-    /// injection).
+    /// A value for a header is empty, not ASCII, holds a control character (CR, LF: header
+    /// injection), or is not of the header's form (one bare addr-spec for `To` and `From`, LDH
+    /// labels for the report and submitter domains).
     #[error("unusable value for the {header} header")]
     HeaderValue {
         /// The header.
@@ -221,9 +222,10 @@ pub fn report_filename(report: &Report, submitter: &str) -> String {
 /// CRLF line ends, 7-bit, unsigned.
 ///
 /// # Errors
-/// [`Error::TlsRptCompose`]: [`ComposeErrorKind::HeaderValue`] when `to`, the reporter's
-/// `from` or submitter, or the report's policy domain or id is empty, not ASCII or holds a
-/// control character; [`ComposeErrorKind::Encoding`] when compression fails.
+/// [`Error::TlsRptCompose`]: [`ComposeErrorKind::HeaderValue`] when `to` or the reporter's
+/// `from` is not a single bare addr-spec (`local@domain`), the submitter or the report's
+/// policy domain is not a domain of LDH labels (A-labels), or the report id is not
+/// `dot-atom@domain`; [`ComposeErrorKind::Encoding`] when compression fails.
 pub fn compose_message(
     reporter: &Reporter,
     report: &Report,
@@ -232,11 +234,14 @@ pub fn compose_message(
 ) -> Result<Vec<u8>, Error> {
     let domain = report_domain(report);
     let submitter = normalise_domain(&reporter.submitter);
-    header_value("To", to)?;
-    header_value("From", &reporter.from)?;
-    header_value("TLS-Report-Submitter", &submitter)?;
-    header_value("TLS-Report-Domain", &domain)?;
-    header_value("Report-ID", &report.report_id)?;
+    header_value("To", to, is_addr_spec)?;
+    header_value("From", &reporter.from, is_addr_spec)?;
+    header_value("TLS-Report-Submitter", &submitter, is_ldh_domain)?;
+    header_value("TLS-Report-Domain", &domain, is_ldh_domain)?;
+    header_value("Report-ID", &report.report_id, |id| {
+        id.split_once('@')
+            .is_some_and(|(l, d)| is_dot_atom(l) && is_ldh_domain(d))
+    })?;
     let date = date
         .checked_to_offset(time::UtcOffset::UTC)
         .unwrap_or(date)
@@ -310,15 +315,68 @@ fn report_domain(report: &Report) -> String {
         .unwrap_or_default()
 }
 
-fn header_value(header: &'static str, value: &str) -> Result<(), Error> {
+/// `value` for `header` when it is printable ASCII, at most 512 octets, and of the header's
+/// form (`valid`).
+fn header_value(
+    header: &'static str,
+    value: &str,
+    valid: impl Fn(&str) -> bool,
+) -> Result<(), Error> {
     let ok = !value.trim().is_empty()
         && value.len() <= 512
-        && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && valid(value);
     if ok {
         Ok(())
     } else {
         Err(ComposeErrorKind::HeaderValue { header }.into())
     }
+}
+
+/// A domain of LDH labels (letters, digits, hyphens; 1 to 63 octets, no hyphen at either
+/// end), at most 253 octets: A-labels only (the domains are IDNA-converted before).
+fn is_ldh_domain(domain: &str) -> bool {
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !domain.is_empty() && domain.len() <= 253 && domain.split('.').all(label)
+}
+
+/// An RFC 5322 dot-atom: atext runs separated by single dots.
+fn is_dot_atom(text: &str) -> bool {
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+    !text.is_empty()
+        && text
+            .split('.')
+            .all(|a| !a.is_empty() && a.bytes().all(atext))
+}
+
+/// A single bare addr-spec `local@domain`: a dot-atom local part (no quoted string, no
+/// comment, no display name, no list: no `,`, `;`, `<`, `>`, `"` or white space) and an LDH
+/// domain.
+fn is_addr_spec(address: &str) -> bool {
+    address
+        .rsplit_once('@')
+        .is_some_and(|(local, domain)| is_dot_atom(local) && is_ldh_domain(domain))
+}
+
+/// `text` for the text part: control characters (CR, LF, ...) and other line or paragraph
+/// separators become spaces, so that no value starts a line of its own (a MIME boundary),
+/// at most 200 characters.
+fn text_value(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .take(200)
+        .collect()
 }
 
 /// A Subject folded before ` Submitter:` and ` Report-ID:` when longer than 78 characters.
@@ -348,17 +406,14 @@ fn human_text(reporter: &Reporter, report: &Report, domain: &str) -> String {
             f.saturating_add(p.summary.total_failure_session_count),
         )
     });
-    let org: String = reporter
-        .organization_name
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let org = text_value(&reporter.organization_name);
+    let contact = text_value(&reporter.contact_info);
     let mut text = String::new();
     let _ = write!(
         text,
         "This is an aggregate TLS report (RFC 8460, SMTP TLS Reporting).\r\n\
          Reporting organization: {org}\r\n\
+         Contact: {contact}\r\n\
          Submitter: {}\r\n\
          Policy domain: {domain}\r\n\
          Period: {} to {}\r\n\
