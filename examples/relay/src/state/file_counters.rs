@@ -500,22 +500,11 @@ fn write_snapshot(dir: &Path, days: &Days) -> Result<(File, u64), StateError> {
             }
         }
     }
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| StateError::io("create", &tmp, &e))?;
-        f.write_all(&text)
-            .map_err(|e| StateError::io("write", &tmp, &e))?;
-        f.sync_all()
-            .map_err(|e| StateError::io("fsync", &tmp, &e))?;
-        fs::rename(&tmp, &path).map_err(|e| StateError::io("rename", &path, &e))
-    })();
-    if written.is_err() {
+    write_new_synced(&tmp, &text)?;
+    if let Err(e) = fs::rename(&tmp, &path) {
         let _ = fs::remove_file(&tmp);
+        return Err(StateError::io("rename", &path, &e));
     }
-    written?;
     sync_dir(dir)?;
     let file = OpenOptions::new()
         .append(true)
@@ -546,20 +535,27 @@ fn write_claim_temp(
         done,
     })
     .unwrap_or_default();
+    write_new_synced(&tmp, &body)?;
+    Ok(tmp)
+}
+
+/// Creates `tmp` (which must not exist), writes `bytes` and fsyncs it; on any failure the
+/// partial file is removed. The caller renames it into place.
+fn write_new_synced(tmp: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let written = (|| {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&tmp)
-            .map_err(|e| StateError::io("create", &tmp, &e))?;
-        f.write_all(&body)
-            .map_err(|e| StateError::io("write", &tmp, &e))?;
-        f.sync_all().map_err(|e| StateError::io("fsync", &tmp, &e))
+            .open(tmp)
+            .map_err(|e| StateError::io("create", tmp, &e))?;
+        f.write_all(bytes)
+            .map_err(|e| StateError::io("write", tmp, &e))?;
+        f.sync_all().map_err(|e| StateError::io("fsync", tmp, &e))
     })();
     if written.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
     }
-    written.map(|()| tmp)
+    written
 }
 
 fn read_claim(path: &Path) -> Option<ClaimFile> {
