@@ -7,6 +7,7 @@
 
 use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use dane_verify::{DaneAction, HostFacts};
 use smtp_tls_policy::delivery::{
@@ -14,9 +15,11 @@ use smtp_tls_policy::delivery::{
 };
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::io::{ClientOutcome, ClientSettings, Timeouts, Transcript, negotiate};
-use smtp_tls_policy::mta_sts::StsHostVerdict;
+use smtp_tls_policy::mta_sts::{Mode, Policy as StsPolicy, StsFailure, StsHostVerdict};
 use smtp_tls_policy::plan::{HopPlan, HostSource, PlanOptions};
-use smtp_tls_policy::tlsrpt::{Endpoints, Session as TlsRptSession, TlsOutcome};
+use smtp_tls_policy::tlsrpt::{
+    Endpoints, ReportedPolicy, Session as TlsRptSession, SessionResult, TlsOutcome,
+};
 use tokio::net::TcpStream;
 
 use super::alert;
@@ -42,6 +45,9 @@ pub(crate) struct Hop {
     /// The MTA-STS verdict for this host under **its own** destination domain's policy (MX
     /// hosts only; `None`: no MTA-STS information, e.g. a route, MTA-STS off or ignored).
     pub(crate) sts: Option<StsHostVerdict>,
+    /// The MTA-STS policy `sts` came from (shared by the domain's hosts): its text lines and
+    /// `mx` patterns are the TLS-RPT `policy-string` and `mx-host` of this host's sessions.
+    pub(crate) sts_policy: Option<Arc<StsPolicy>>,
 }
 
 impl Hop {
@@ -236,11 +242,67 @@ fn record(
     let Some(recorder) = &ctx.tlsrpt else {
         return;
     };
+    if let Some(session) = session(plan, hop, outcome, local, receiving) {
+        recorder.record(session);
+    }
+}
+
+/// The TLS-RPT session of an attempt at `hop` under `plan`: the policy of
+/// `ReportedPolicy::for_plan` (the one table: `tlsa`, `sts` for an `enforce` or `testing`
+/// verdict — with the hop's policy text and `mx` patterns — else `no-policy-found`) and the
+/// result of `outcome`. `None` for a plan relaxed by `TLS-Required: No`.
+pub(crate) fn session(
+    plan: &HopPlan,
+    hop: &Hop,
+    outcome: TlsOutcome,
+    local: Option<IpAddr>,
+    receiving: Option<IpAddr>,
+) -> Option<TlsRptSession> {
     if plan.tls_request().tls_optional() {
-        return;
+        return None;
     }
     let endpoints = Endpoints::new(local, receiving, Some(&hop.name));
-    recorder.record(TlsRptSession::of_plan(plan, None, outcome, endpoints));
+    Some(TlsRptSession::of_plan(
+        plan,
+        hop.sts_policy.as_deref(),
+        outcome,
+        endpoints,
+    ))
+}
+
+/// TLS-RPT (RFC 8460 §4.3.2.2): a failed MTA-STS policy fetch of `domain` (nothing cached, or
+/// a refresh that failed while `applied`, the cached policy, still holds) is one failed
+/// session under the domain's `sts` policy, of the failure's own result type
+/// (`sts-policy-fetch-error`, `sts-policy-invalid`, `sts-webpki-invalid`; `TlsOutcome`'s
+/// table), no MX involved. Counted once per delivery attempt to the domain; never for
+/// `TLS-Required: No` attempts (`tls_optional`: a report's own delivery).
+pub(crate) fn record_sts_failure(
+    ctx: &Context,
+    domain: &str,
+    applied: Option<&StsPolicy>,
+    failure: &StsFailure,
+    tls_optional: bool,
+) {
+    let Some(recorder) = &ctx.tlsrpt else {
+        return;
+    };
+    if !tls_optional {
+        recorder.record(sts_failure_session(domain, applied, failure));
+    }
+}
+
+/// The session of [`record_sts_failure`]: the policy text of `applied` only when it is in
+/// force (`enforce` or `testing`), as for the connection sessions.
+pub(crate) fn sts_failure_session(
+    domain: &str,
+    applied: Option<&StsPolicy>,
+    failure: &StsFailure,
+) -> TlsRptSession {
+    let in_force = applied.filter(|p| matches!(p.mode, Mode::Enforce | Mode::Testing));
+    TlsRptSession::new(
+        ReportedPolicy::sts(domain, in_force),
+        SessionResult::new(TlsOutcome::of_sts_failure(failure), Endpoints::default()),
+    )
 }
 
 /// A decision that ends the attempt: raise the alert (if any) and describe the failure.
@@ -305,3 +367,7 @@ fn log_attempt(
         "delivery attempt"
     );
 }
+
+#[cfg(test)]
+#[path = "connect_tests.rs"]
+mod tests;

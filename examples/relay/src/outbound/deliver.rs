@@ -99,7 +99,7 @@ pub(crate) async fn deliver_batch(
             return true;
         }
     };
-    match plan(&ctx, &domain, &policy).await {
+    match plan(&ctx, &domain, &policy, request).await {
         Plan::Local => {
             deliver_local(&ctx, jobs).await;
             true
@@ -260,7 +260,14 @@ pub(crate) async fn deliver_batch(
     }
 }
 
-async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
+/// Where `domain`'s mail goes under the destination control `policy`; `request` = the jobs'
+/// TLS request (a failed MTA-STS fetch is not counted for `TLS-Required: No` attempts).
+async fn plan(
+    ctx: &Context,
+    domain: &str,
+    policy: &DestinationPolicy,
+    request: TlsRequest,
+) -> Plan {
     if ctx.config.is_local_domain(domain) {
         return Plan::Local;
     }
@@ -288,6 +295,7 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
                         addresses,
                         // RFC 8461 governs MX delivery, not a configured next hop.
                         sts: None,
+                        sts_policy: None,
                     });
                 }
                 Err(e) => tracing::warn!(%domain, host = %h, error = %e, "bad route host"),
@@ -304,12 +312,18 @@ async fn plan(ctx: &Context, domain: &str, policy: &DestinationPolicy) -> Plan {
         Ok(a) => a,
         Err(text) => return Plan::NoRoute(NoRoute::Temporary(text)),
     };
+    if let Some(failure) = sts.failure() {
+        connect::record_sts_failure(ctx, domain, sts.policy(), failure, request.tls_optional());
+    }
+    // TLS-RPT: every host's sessions carry the policy its verdict came from.
+    let sts_policy = sts.policy().cloned().map(Arc::new);
     match ctx.dns.mx_hosts(domain, policy.dane).await {
         Ok(hosts) => Plan::Hops(
             hosts
                 .into_iter()
                 .map(|h| Hop {
                     sts: sts.host_verdict(&h.name),
+                    sts_policy: sts_policy.clone(),
                     name: h.name,
                     port: h.port,
                     source: h.source,

@@ -13,6 +13,11 @@
 //!
 //! RFC 8461 §5: a fetch failure (or a failed TXT lookup) with no cached policy delivers as if
 //! the domain had no policy; with a cached, unexpired policy the cached policy applies.
+//!
+//! TLS-RPT (RFC 8460): [`Applied::policy`] is the policy the hosts' verdicts came from (its
+//! text lines and `mx` patterns go into the report's `sts` policy), and [`Applied::failure`]
+//! the failed fetch to count (`sts-policy-fetch-error`, `sts-policy-invalid`,
+//! `sts-webpki-invalid`), with or without a cached policy.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,8 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use smtp_tls_policy::chain::TrustAnchors;
 use smtp_tls_policy::destination::{DestinationPolicy, MtaStsSetting};
 use smtp_tls_policy::mta_sts::{
-    Discovery, DiscoveryOutcome, FetchLimits, FetchSettings, PolicyDomain, PolicyStore,
-    StsHostVerdict, TemporaryReason, client_config, discover, host_verdict,
+    Discovery, DiscoveryOutcome, FetchLimits, FetchSettings, Policy, PolicyDomain, PolicyStore,
+    StsFailure, StsHostVerdict, TemporaryReason, client_config, discover, host_verdict,
 };
 
 use super::dns::Dns;
@@ -37,9 +42,12 @@ pub(crate) struct Sts {
 /// What applies to one destination domain for one delivery attempt.
 #[derive(Debug, Clone)]
 pub(crate) enum Applied {
-    /// No MTA-STS information (disabled, ignored by the destination control, no policy, or a
-    /// failure without a cached policy): the hop plans get no verdict.
+    /// No MTA-STS information (disabled, ignored by the destination control, no policy, a
+    /// failed TXT lookup without a cached policy): the hop plans get no verdict.
     Nothing,
+    /// The policy fetch failed (or the policy was invalid) and nothing is cached: the hop plans
+    /// get no verdict (RFC 8461 §5), the failure is reported (RFC 8460 §4.3.2.2).
+    FetchFailed(StsFailure),
     /// The domain's discovery: each host's verdict comes from it (policy or none).
     Discovered(Box<Discovery>),
 }
@@ -56,6 +64,25 @@ impl Applied {
             Some(c) => v.with_policy_id(c.id.as_str()),
             None => v,
         })
+    }
+
+    /// The policy the hosts' verdicts come from (fresh, cached or kept after a failed
+    /// refresh), if any: the `policy-string` and `mx-host` of the domain's TLS-RPT sessions.
+    pub(crate) fn policy(&self) -> Option<&Policy> {
+        match self {
+            Self::Discovered(d) => d.policy(),
+            Self::Nothing | Self::FetchFailed(_) => None,
+        }
+    }
+
+    /// The failed policy fetch to report (TLS-RPT), with nothing cached or with a cached
+    /// policy that still applies.
+    pub(crate) fn failure(&self) -> Option<&StsFailure> {
+        match self {
+            Self::FetchFailed(f) => Some(f),
+            Self::Discovered(d) => d.failure(),
+            Self::Nothing => None,
+        }
     }
 }
 
@@ -134,10 +161,10 @@ impl Sts {
             }
             DiscoveryOutcome::FetchFailed { failure } => {
                 tracing::info!(%domain, source = "fetch", failure = %failure.detail, kind = failure.kind.result_type(), "MTA-STS: policy fetch failed and nothing is cached: delivered as without a policy (RFC 8461 §5)");
-                Ok(Applied::Nothing)
+                Ok(Applied::FetchFailed(failure.clone()))
             }
             DiscoveryOutcome::FetchFailedKeptCache { failure } => {
-                tracing::info!(%domain, policy_id = ?id, mode, source = "cache", failure = %failure.detail, "MTA-STS: policy fetch failed; the cached policy applies");
+                tracing::info!(%domain, policy_id = ?id, mode, source = "cache", failure = %failure.detail, kind = failure.kind.result_type(), "MTA-STS: policy fetch failed; the cached policy applies");
                 Ok(Applied::Discovered(Box::new(d)))
             }
             DiscoveryOutcome::NoPolicy { .. } => {
