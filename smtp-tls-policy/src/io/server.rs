@@ -8,7 +8,7 @@ use super::lines::LineReader;
 use super::stream::SmtpStream;
 use super::timeouts::{Deadline, Timeouts};
 use crate::error::{Error, IoKind};
-use crate::listener::{CloseReason, Gate, GateVerdict, ListenerEvent};
+use crate::listener::{CloseReason, Gate, GateVerdict, ListenerEvent, PlaintextRecipients};
 use crate::smtp::{CommandKind, parse_command};
 
 /// Settings of a listener session.
@@ -25,6 +25,9 @@ pub struct ServerSessionConfig {
     pub tls_extensions: Vec<String>,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// Recipients accepted before STARTTLS when TLS is required (the TLS-RPT mailboxes); see
+    /// [`Gate::with_plaintext_recipients`]. Empty by default: no exception.
+    pub plaintext_recipients: PlaintextRecipients,
 }
 
 impl ServerSessionConfig {
@@ -35,6 +38,7 @@ impl ServerSessionConfig {
             extensions,
             tls_extensions: Vec::new(),
             timeouts: Timeouts::default(),
+            plaintext_recipients: PlaintextRecipients::default(),
         }
     }
 
@@ -47,6 +51,13 @@ impl ServerSessionConfig {
     /// Sets the timeouts.
     pub fn with_timeouts(mut self, t: Timeouts) -> Self {
         self.timeouts = t;
+        self
+    }
+
+    /// Sets the recipients a TLS-required session accepts before STARTTLS (the TLS-RPT
+    /// mailboxes, RFC 8460 §3); see [`Gate::with_plaintext_recipients`].
+    pub fn with_plaintext_recipients(mut self, recipients: PlaintextRecipients) -> Self {
+        self.plaintext_recipients = recipients;
         self
     }
 }
@@ -120,7 +131,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
         } else {
             crate::listener::ListenerCertificate::Missing
         };
-        let gate = Gate::new(tls, certificate);
+        let gate = Gate::new(tls, certificate)
+            .with_plaintext_recipients(config.plaintext_recipients.clone());
         let mut s = Self {
             stream: Some(SmtpStream::Plain(stream)),
             reader: LineReader::new(),
@@ -279,7 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
             {
                 self.gate.on_starttls_with_parameters()
             } else {
-                self.gate.on_command(cmd.kind)
+                self.gate.on_parsed_command(&cmd)
             };
             self.flush_events();
             match verdict {
@@ -488,6 +500,12 @@ fn log_event(e: &ListenerEvent) {
         } => {
             tracing::warn!(%reason, tls_established, must_issue_starttls_count,
                 "listener: TLS required, connection closed without any successful recipient")
+        }
+        ListenerEvent::PlaintextRecipientAllowed { recipient } => {
+            tracing::info!(
+                recipient = recipient.as_str(),
+                "listener: TLS required, recipient accepted without TLS (TLS-RPT mailbox)"
+            )
         }
         other => tracing::debug!(event = ?other, "listener"),
     }

@@ -216,3 +216,58 @@ async fn data_read_with_one_deadline_stops_a_dripping_client() {
     assert!(started.elapsed() < Duration::from_secs(3));
     dripper.abort();
 }
+
+#[tokio::test]
+async fn tls_required_session_takes_mail_for_plaintext_recipients_only() {
+    let (server, mut c) = duplex(64 * 1024);
+    let reports = PlaintextRecipients::new(["tlsrpt@example.org"]).unwrap();
+    let cfg = ServerSessionConfig::new("mx.example.test", vec![])
+        .with_timeouts(Timeouts::uniform(Duration::from_secs(5)))
+        .with_plaintext_recipients(reports);
+    let mut s = ServerSession::start(server, ListenerTls::Required, None, cfg)
+        .await
+        .unwrap();
+    read_reply(&mut c).await;
+    c.write_all(b"EHLO reporter.example\r\n").await.unwrap();
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    read_reply(&mut c).await;
+    c.write_all(b"MAIL FROM:<r@reporter.example>\r\n")
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Command(Request::Mail { .. })
+    ));
+    s.reply(250, "2.1.0 OK").await.unwrap();
+    read_reply(&mut c).await;
+    // Another recipient: refused by the session, never handed to the application; the exempt
+    // one is.
+    c.write_all(b"RCPT TO:<user@example.org>\r\nRCPT TO:<tlsrpt@EXAMPLE.org>\r\n")
+        .await
+        .unwrap();
+    match s.next_command().await.unwrap() {
+        SessionCommand::Command(Request::Rcpt { to }) => {
+            assert_eq!(to.address, "tlsrpt@EXAMPLE.org")
+        }
+        other => panic!("{other:?}"),
+    }
+    s.reply(250, "2.1.5 OK").await.unwrap();
+    assert_eq!(
+        read_reply(&mut c).await,
+        "530 5.7.0 Must issue a STARTTLS command first\r\n250 2.1.5 OK\r\n"
+    );
+    c.write_all(b"DATA\r\n").await.unwrap();
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Command(Request::Data)
+    ));
+    assert!(
+        s.events()
+            .contains(&ListenerEvent::PlaintextRecipientAllowed {
+                recipient: "tlsrpt@example.org".into()
+            })
+    );
+}

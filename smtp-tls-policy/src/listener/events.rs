@@ -67,6 +67,13 @@ pub enum ListenerEvent {
         /// Number of bytes discarded.
         bytes: usize,
     },
+    /// TLS was required and not active, and a `RCPT` for one of the
+    /// [plaintext recipients](super::Gate::with_plaintext_recipients) (a TLS-RPT mailbox) was let
+    /// through without TLS.
+    PlaintextRecipientAllowed {
+        /// The mailbox as configured (domain in lower case).
+        recipient: String,
+    },
     /// TLS was established; the SMTP state was reset.
     TlsEstablished,
     /// The TLS handshake failed.

@@ -1,7 +1,10 @@
 //! The per-connection gate state machine.
 
+use smtp_proto::Request;
+
 use super::events::{CloseReason, ListenerEvent};
-use crate::smtp::CommandKind;
+use super::plaintext::PlaintextRecipients;
+use crate::smtp::{CommandKind, ParsedCommand};
 /// The listener TLS setting of the HAT's mail flow policy (seed Table 1): one type with
 /// `hat_match`, so a HAT verdict feeds the gate as is.
 pub use hat_match::ListenerTls;
@@ -129,6 +132,9 @@ pub struct Gate {
     ehlo_seen: bool,
     must_issue_count: u32,
     recipients: u32,
+    plaintext_recipients: PlaintextRecipients,
+    /// Exempt recipients let through before TLS since the last MAIL, RSET or greeting.
+    plaintext_rcpts: u32,
     events: Vec<ListenerEvent>,
 }
 
@@ -149,8 +155,46 @@ impl Gate {
             ehlo_seen: false,
             must_issue_count: 0,
             recipients: 0,
+            plaintext_recipients: PlaintextRecipients::default(),
+            plaintext_rcpts: 0,
             events,
         }
+    }
+
+    /// Lets mail for `recipients` (the TLS-RPT mailboxes, RFC 8460 §3) through before STARTTLS
+    /// on a listener with TLS `required`; no effect with `preferred` or `no`, nor once TLS is
+    /// up. Before TLS, with a non-empty set:
+    ///
+    /// - `HELO`, `MAIL` and `RSET` proceed (`AUTH` and everything else still get `530`);
+    /// - `RCPT` proceeds only for a recipient in the set, read by the gate itself from the parsed
+    ///   command given to [`Gate::on_parsed_command`] (a bare [`Gate::on_command`] has no
+    ///   address: `530`); any other recipient gets `530 5.7.0`;
+    /// - `DATA`/`BDAT` proceed only after at least one exempt `RCPT` in the transaction — every
+    ///   recipient the application can hold then is exempt, since the others never reached it.
+    ///
+    /// Each exempt recipient let through records
+    /// [`ListenerEvent::PlaintextRecipientAllowed`]. An empty set changes nothing.
+    ///
+    /// ```
+    /// use smtp_tls_policy::listener::{Gate, GateReply, GateVerdict, ListenerCertificate,
+    ///     ListenerTls, PlaintextRecipients};
+    /// use smtp_tls_policy::smtp::parse_command;
+    ///
+    /// let reports = PlaintextRecipients::new(["tlsrpt@example.org"]).unwrap();
+    /// let mut gate = Gate::new(ListenerTls::Required, ListenerCertificate::Configured)
+    ///     .with_plaintext_recipients(reports);
+    /// let mut send = |line: &str| gate.on_parsed_command(&parse_command(line.as_bytes()).unwrap());
+    /// let proceed = GateVerdict::Proceed { advertise_starttls: false };
+    /// assert_eq!(send("EHLO client.example\r\n"), GateVerdict::Proceed { advertise_starttls: true });
+    /// assert_eq!(send("MAIL FROM:<reporter@example.net>\r\n"), proceed);
+    /// assert_eq!(send("RCPT TO:<tlsrpt@example.org>\r\n"), proceed);
+    /// assert_eq!(send("RCPT TO:<user@example.org>\r\n"),
+    ///     GateVerdict::Refuse(GateReply::MUST_ISSUE_STARTTLS));
+    /// assert_eq!(send("DATA\r\n"), proceed);
+    /// ```
+    pub fn with_plaintext_recipients(mut self, recipients: PlaintextRecipients) -> Self {
+        self.plaintext_recipients = recipients;
+        self
     }
 
     /// The listener TLS setting.
@@ -177,8 +221,25 @@ impl Gate {
         self.tls != ListenerTls::No && self.certificate_configured
     }
 
-    /// Decides about one command (RFC 3207 §4, seed Table 1).
+    /// Decides about one command (RFC 3207 §4, seed Table 1). Without its arguments, an `RCPT`
+    /// is never one of the [plaintext recipients](Gate::with_plaintext_recipients): use
+    /// [`Gate::on_parsed_command`] when they are configured.
     pub fn on_command(&mut self, command: CommandKind) -> GateVerdict {
+        self.decide(command, None)
+    }
+
+    /// Like [`Gate::on_command`], with the parsed command: the `RCPT TO` address is checked
+    /// against the [plaintext recipients](Gate::with_plaintext_recipients). A `STARTTLS` that
+    /// carries parameters is the caller's to refuse ([`Gate::on_starttls_with_parameters`]).
+    pub fn on_parsed_command(&mut self, command: &ParsedCommand) -> GateVerdict {
+        let recipient = match &command.request {
+            Ok(Request::Rcpt { to }) => Some(to.address.as_str()),
+            _ => None,
+        };
+        self.decide(command.kind, recipient)
+    }
+
+    fn decide(&mut self, command: CommandKind, recipient: Option<&str>) -> GateVerdict {
         use CommandKind as C;
         match self.phase {
             GatePhase::Handshaking | GatePhase::Closed => {
@@ -192,6 +253,7 @@ impl Gate {
             C::Ehlo | C::Lhlo => {
                 self.greeted = true;
                 self.ehlo_seen = true;
+                self.plaintext_rcpts = 0;
                 GateVerdict::Proceed {
                     advertise_starttls: self.starttls_available() && !self.tls_active(),
                 }
@@ -200,14 +262,10 @@ impl Gate {
                 advertise_starttls: false,
             },
             C::StartTls => self.on_starttls(),
-            _ if tls_missing => {
-                // RFC 3207 §4: "530 Must issue a STARTTLS command first" to every command other
-                // than NOOP, EHLO, STARTTLS or QUIT — HELO included.
-                self.must_issue_count += 1;
-                self.events
-                    .push(ListenerEvent::MustIssueStartTlsSent { command });
-                GateVerdict::Refuse(GateReply::MUST_ISSUE_STARTTLS)
+            _ if tls_missing && !self.plaintext_recipients.is_empty() => {
+                self.plaintext_exception(command, recipient)
             }
+            _ if tls_missing => self.must_issue_starttls(command),
             C::Helo => {
                 self.greeted = true;
                 GateVerdict::Proceed {
@@ -220,6 +278,54 @@ impl Gate {
             _ => GateVerdict::Proceed {
                 advertise_starttls: false,
             },
+        }
+    }
+
+    /// RFC 3207 §4: "530 Must issue a STARTTLS command first" to every command other than NOOP,
+    /// EHLO, STARTTLS or QUIT — HELO included.
+    fn must_issue_starttls(&mut self, command: CommandKind) -> GateVerdict {
+        self.must_issue_count += 1;
+        self.events
+            .push(ListenerEvent::MustIssueStartTlsSent { command });
+        GateVerdict::Refuse(GateReply::MUST_ISSUE_STARTTLS)
+    }
+
+    /// TLS required, not active, plaintext recipients configured (see
+    /// [`Gate::with_plaintext_recipients`]).
+    fn plaintext_exception(
+        &mut self,
+        command: CommandKind,
+        recipient: Option<&str>,
+    ) -> GateVerdict {
+        use CommandKind as C;
+        const PROCEED: GateVerdict = GateVerdict::Proceed {
+            advertise_starttls: false,
+        };
+        match command {
+            C::Helo => {
+                self.greeted = true;
+                self.plaintext_rcpts = 0;
+                PROCEED
+            }
+            C::Mail | C::Rcpt | C::Data | C::Bdat if !self.greeted => {
+                GateVerdict::Refuse(GateReply::SEND_EHLO_FIRST)
+            }
+            C::Mail | C::Rset => {
+                self.plaintext_rcpts = 0;
+                PROCEED
+            }
+            C::Rcpt => match recipient.and_then(|r| self.plaintext_recipients.get(r)) {
+                Some(mailbox) => {
+                    self.plaintext_rcpts = self.plaintext_rcpts.saturating_add(1);
+                    self.events.push(ListenerEvent::PlaintextRecipientAllowed {
+                        recipient: mailbox.to_owned(),
+                    });
+                    PROCEED
+                }
+                None => self.must_issue_starttls(command),
+            },
+            C::Data | C::Bdat if self.plaintext_rcpts > 0 => PROCEED,
+            _ => self.must_issue_starttls(command),
         }
     }
 
@@ -262,6 +368,7 @@ impl Gate {
             self.phase = GatePhase::Tls;
             self.greeted = false;
             self.ehlo_seen = false;
+            self.plaintext_rcpts = 0;
             self.events.push(ListenerEvent::TlsEstablished);
         }
     }

@@ -8,8 +8,12 @@
 
 mod events;
 mod gate;
+mod plaintext;
+#[cfg(test)]
+mod plaintext_tests;
 #[cfg(test)]
 mod tests;
 
 pub use events::{CloseReason, ListenerEvent};
 pub use gate::{Gate, GatePhase, GateReply, GateVerdict, ListenerCertificate, ListenerTls};
+pub use plaintext::{InvalidMailbox, PlaintextRecipients};
