@@ -456,6 +456,110 @@ fn required_tls_policy_answers_530_before_starttls() {
     assert!(relay.terminate().success(), "{}", relay.log());
 }
 
+/// Issue 14: a TLS-required listener still takes mail for the `[tlsrpt] mailboxes` over
+/// plaintext (reports may arrive that way, RFC 8460 §3); every other recipient gets `530`.
+#[test]
+fn required_tls_accepts_plaintext_mail_for_tlsrpt_mailboxes_only() {
+    let site = Site::new("required");
+    let mut toml = std::fs::read_to_string(site.config()).unwrap();
+    toml.push_str("\n[tlsrpt]\nmailboxes = [\"tlsrpt@localhost\"]\n");
+    std::fs::write(site.config(), toml).unwrap();
+    let mut relay = site.start();
+
+    // Another recipient only (a case variant of the local part is another mailbox): 530 to
+    // RCPT and DATA. Only the two messages below are spooled (two `message accepted` lines).
+    let tcp = TcpStream::connect(site.listen).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = BufReader::new(tcp);
+    assert!(reply(&mut r).starts_with("220"));
+    w.write_all(b"EHLO client.test\r\n").unwrap();
+    assert!(reply(&mut r).contains("250 STARTTLS"));
+    w.write_all(b"MAIL FROM:<a@client.test>\r\n").unwrap();
+    assert!(reply(&mut r).starts_with("250"));
+    for cmd in [
+        "RCPT TO:<user@localhost>",
+        "RCPT TO:<TLSRPT@localhost>",
+        "DATA",
+        "AUTH PLAIN",
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let rep = reply(&mut r);
+        assert!(rep.starts_with("530 5.7.0"), "{cmd}: {rep}");
+    }
+    // Mixed: the exempt recipient is accepted, the other refused, the message goes to the
+    // exempt one only.
+    w.write_all(b"RCPT TO:<user@localhost>\r\nRCPT TO:<tlsrpt@LOCALHOST>\r\nDATA\r\n")
+        .unwrap();
+    assert!(reply(&mut r).starts_with("530 5.7.0"));
+    let rep = reply(&mut r);
+    assert!(rep.starts_with("250"), "{rep}");
+    assert!(reply(&mut r).starts_with("354"));
+    w.write_all(b"Subject: report 1\r\n\r\nmixed-plaintext-report\r\n.\r\nQUIT\r\n")
+        .unwrap();
+    let rep = reply(&mut r);
+    assert!(rep.starts_with("250 2.0.0 Ok: queued"), "{rep}");
+    assert!(reply(&mut r).starts_with("221"));
+    let mail = polled_file(&site.maildir_new("tlsrpt@localhost"), &relay);
+    assert!(mail.contains("mixed-plaintext-report"), "{mail}");
+    assert!(!site.maildir_new("user@localhost").exists());
+
+    // swaks, plaintext, to the mailbox: accepted (a real client's view).
+    let (ok, out) = run(
+        "swaks",
+        &[
+            "--server",
+            &site.listen.to_string(),
+            "--to",
+            "tlsrpt@localhost",
+            "--body",
+            "swaks-plaintext-report",
+        ],
+        "",
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("250 2.0.0 Ok: queued"), "{out}");
+    // swaks to another recipient over plaintext: refused at RCPT.
+    let (ok, out) = run(
+        "swaks",
+        &[
+            "--server",
+            &site.listen.to_string(),
+            "--to",
+            "user@localhost",
+        ],
+        "",
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("530 5.7.0"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mails = loop {
+        let n = std::fs::read_dir(site.maildir_new("tlsrpt@localhost"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if n == 2 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(mails, 2, "{}", relay.log());
+    assert!(!site.maildir_new("user@localhost").exists());
+    assert!(relay.terminate().success(), "{}", relay.log());
+    let log = relay.log();
+    // One line per spooled message, each saying it came without TLS to a TLS-RPT mailbox.
+    let accepted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("message accepted"))
+        .collect();
+    assert_eq!(accepted.len(), 2, "{log}");
+    for l in accepted {
+        assert!(l.contains("none (TLS-RPT mailbox)"), "{l}");
+    }
+    assert!(log.contains("plaintext_tlsrpt_rcpt=1"), "{log}");
+}
+
 #[test]
 fn swaks_over_required_tls_then_sigterm_keeps_the_spool() {
     let site = Site::new("required");

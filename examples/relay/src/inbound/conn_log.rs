@@ -108,6 +108,8 @@ pub(crate) struct ConnLog<'a> {
     pub(crate) detail: Option<String>,
     /// `530 Must issue a STARTTLS command first` replies sent.
     must_issue_starttls: u32,
+    /// Recipients the gate let through without TLS (TLS-RPT mailboxes, TLS required).
+    plaintext_tlsrpt: u32,
     /// Plaintext bytes pipelined after STARTTLS and discarded (RFC 3207 §4.2).
     discarded: usize,
     /// The gate's close event: TLS required, no successful recipient.
@@ -133,6 +135,7 @@ impl<'a> ConnLog<'a> {
             outcome: Outcome::Aborted,
             detail: None,
             must_issue_starttls: 0,
+            plaintext_tlsrpt: 0,
             discarded: 0,
             closed_without_recipients: false,
         }
@@ -149,6 +152,7 @@ impl<'a> ConnLog<'a> {
         for e in events {
             match e {
                 ListenerEvent::MustIssueStartTlsSent { .. } => self.must_issue_starttls += 1,
+                ListenerEvent::PlaintextRecipientAllowed { .. } => self.plaintext_tlsrpt += 1,
                 ListenerEvent::PipelinedPlaintextDiscarded { bytes } => self.discarded += bytes,
                 ListenerEvent::ClosedWithoutRecipients { .. } => {
                     self.closed_without_recipients = true;
@@ -174,8 +178,11 @@ impl<'a> ConnLog<'a> {
             .map(|t| tracing::field::display(&t.cipher));
         // Words the relay chose (no peer data): written as they are, without quoting.
         let word = |w: &'static str| tracing::field::display(w);
-        // TLS required and never established: the gate's warning (seed "Logging", condition 3).
-        let tls_not_used = self.tls_setting == Some(ListenerTls::Required) && self.tls.is_none();
+        // TLS required and never established: the gate's warning (seed "Logging", condition 3);
+        // not for a TLS-RPT report received without TLS, as allowed.
+        let tls_not_used = self.tls_setting == Some(ListenerTls::Required)
+            && self.tls.is_none()
+            && self.plaintext_tlsrpt == 0;
         macro_rules! line {
             ($level:expr) => {
                 tracing::event!(
@@ -204,6 +211,7 @@ impl<'a> ConnLog<'a> {
                     other = nz(c.other),
                     messages = c.messages,
                     must_issue_starttls = nz(self.must_issue_starttls),
+                    plaintext_tlsrpt_rcpt = nz(self.plaintext_tlsrpt),
                     discarded_bytes = (self.discarded > 0).then_some(self.discarded),
                     closed_without_recipients = self.closed_without_recipients.then_some(true),
                     duration_ms = ms,

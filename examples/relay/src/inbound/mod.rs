@@ -73,6 +73,9 @@ pub struct ListenerContext {
     /// PTR / DNS-list lookups for the HAT (made only when the plan needs them); `None`: no
     /// lookups, host-name and DNS-list entries never match.
     pub dns: Option<hat_match::resolver::HatResolver>,
+    /// The TLS-RPT mailboxes (`[tlsrpt] mailboxes`): accepted over plaintext when TLS is
+    /// required.
+    pub plaintext_recipients: smtp_tls_policy::listener::PlaintextRecipients,
 }
 
 impl std::fmt::Debug for ListenerContext {

@@ -19,6 +19,7 @@ use super::tls_required::has_tls_required_no;
 use super::transaction::{Reply, Transaction};
 use super::{ListenerContext, facts, shutting_down};
 use crate::{Envelope, TlsInfo, TlsRequest};
+use hat_match::ListenerTls;
 
 /// Runs one connection to its end. Never returns an error: every problem is an SMTP reply, a
 /// closed connection and the connection's log line ([`ConnLog`], one per connection, emitted
@@ -131,7 +132,11 @@ async fn run<'a, S>(
         }
     };
     let mut tx = Transaction::new(policy.limits, control, ctx.accepted_domains.clone());
-    let mut esmtp = false;
+    let mut client = ClientTrace {
+        ptr: None,
+        esmtp: false,
+        tls_required: policy.tls == ListenerTls::Required,
+    };
     let ended = serve_commands(
         ctx,
         &mut session,
@@ -139,7 +144,7 @@ async fn run<'a, S>(
         &mut shutdown,
         peer,
         log,
-        &mut esmtp,
+        &mut client,
     )
     .await;
     log.counts.messages = tx.messages();
@@ -162,7 +167,7 @@ async fn serve_commands<'a, S>(
     shutdown: &mut watch::Receiver<bool>,
     peer: SocketAddr,
     log: &mut ConnLog<'a>,
-    esmtp: &mut bool,
+    client: &mut ClientTrace<'a>,
 ) -> Option<CloseReason>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -205,7 +210,7 @@ where
             // RFC 5321 §4.1.4: EHLO/HELO clears a transaction in progress, like RSET.
             Ok(SessionCommand::Greeted { extended }) => {
                 tx.reset();
-                *esmtp = extended;
+                client.esmtp = extended;
                 log.counts.ehlo += 1;
                 log.helo = session.client_name().map(str::to_owned);
                 continue;
@@ -250,7 +255,7 @@ where
                     }
                     let trace = ClientTrace {
                         ptr: log.ptr.as_deref(),
-                        esmtp: *esmtp,
+                        ..*client
                     };
                     match receive(ctx, session, tx, peer, log.tls.clone(), &trace).await {
                         Ok(r) => {
@@ -302,6 +307,7 @@ fn session_config(ctx: &ListenerContext, max_message_size: u64) -> ServerSession
     ServerSessionConfig::new(ctx.hostname.clone(), extensions(max_message_size))
         .with_tls_extensions(vec!["REQUIRETLS".to_owned()])
         .with_timeouts(ctx.limits.timeouts())
+        .with_plaintext_recipients(ctx.plaintext_recipients.clone())
 }
 
 /// The EHLO keywords besides STARTTLS (added by the gate) and REQUIRETLS (inside TLS only,
@@ -321,6 +327,9 @@ struct ClientTrace<'a> {
     ptr: Option<&'a str>,
     /// The last greeting was EHLO (ESMTP), not HELO.
     esmtp: bool,
+    /// The connection's mail flow policy requires TLS: a message received without it went
+    /// only to TLS-RPT mailboxes (the gate refuses every other recipient before STARTTLS).
+    tls_required: bool,
 }
 
 /// Reads the message after `354`, spools it (fsynced) and hands it to delivery. Returns the
@@ -400,6 +409,11 @@ where
     drop(body);
     let recipients = env.recipients.len();
     let size = message.len();
+    let tls = match &env.tls {
+        Some(t) => t.protocol.clone(),
+        None if client.tls_required => "none (TLS-RPT mailbox)".to_owned(),
+        None => "none".to_owned(),
+    };
     // RFC 5321 §6.1: `250` only once the message is safely stored (fsynced).
     match ctx.spool.accept(env, message).await {
         Ok(env) => {
@@ -411,6 +425,7 @@ where
                 peer = %peer,
                 size,
                 recipients,
+                tls,
                 tls_request = ?env.tls_request,
                 "message accepted"
             );

@@ -421,6 +421,7 @@ senders = ["ALL"]
         enqueue: Arc::new(|_| {}),
         counter: ConnectionCounter::default(),
         dns: None,
+        plaintext_recipients: Default::default(),
     }
 }
 

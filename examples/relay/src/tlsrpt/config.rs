@@ -12,8 +12,14 @@
 //! domain = "relay.example.test"
 //! key_file = "/etc/relay/dkim-tlsrpt.pem"
 //! ```
+//!
+//! Receiving: `mailboxes = ["tlsrpt@example.test"]` (independent of `enabled`) lists the
+//! addresses this relay's own `rua=mailto:` points at. Every listener accepts mail for them also
+//! over plaintext when its mail flow policy requires TLS (RFC 8460 §3: reports may arrive
+//! without TLS); every other recipient still gets `530 5.7.0` before STARTTLS.
 
 use serde::Deserialize;
+use smtp_tls_policy::listener::PlaintextRecipients;
 
 /// One UTC day.
 pub const DEFAULT_REPORT_INTERVAL_SECS: u64 = 86_400;
@@ -39,6 +45,10 @@ pub struct TlsRptConfig {
     pub report_interval_secs: u64,
     /// DKIM-sign report messages (`[tlsrpt.dkim]`: selector, domain, key file).
     pub dkim: Option<super::dkim::DkimConfig>,
+    /// The TLS-RPT mailboxes this relay receives reports at: accepted over plaintext on a
+    /// TLS-required listener. Each one bare addr-spec (`local@domain`, dot-atom local part, LDH
+    /// domain); the local part is compared exactly, the domain in any case.
+    pub mailboxes: Vec<String>,
 }
 
 impl Default for TlsRptConfig {
@@ -51,6 +61,7 @@ impl Default for TlsRptConfig {
             from: None,
             report_interval_secs: DEFAULT_REPORT_INTERVAL_SECS,
             dkim: None,
+            mailboxes: Vec::new(),
         }
     }
 }
@@ -74,7 +85,17 @@ impl TlsRptConfig {
         if self.enabled && self.contact_info.trim().is_empty() {
             return Err(("contact_info", "required when enabled".into()));
         }
+        if let Err(e) = PlaintextRecipients::new(&self.mailboxes) {
+            let m = self.mailboxes.get(e.index).map_or("", String::as_str);
+            return Err(("mailboxes", format!("{m:?}: {}", e.reason)));
+        }
         Ok(())
+    }
+
+    /// The [`mailboxes`](Self::mailboxes) for the listeners' STARTTLS gate (empty when none
+    /// is configured or, which [`validate`](Self::validate) refuses, one is invalid).
+    pub fn plaintext_recipients(&self) -> PlaintextRecipients {
+        PlaintextRecipients::new(&self.mailboxes).unwrap_or_default()
     }
 }
 
@@ -112,5 +133,29 @@ mod tests {
         assert!(c.validate().is_ok());
         assert_eq!(c.dkim.unwrap().selector, "s");
         assert!(toml::from_str::<TlsRptConfig>("unknown = 1").is_err());
+    }
+
+    #[test]
+    fn mailboxes_are_single_addr_specs() {
+        let c: TlsRptConfig =
+            toml::from_str("mailboxes = [\"tlsrpt@example.org\", \"r@Mail.Example.net\"]").unwrap();
+        assert!(c.validate().is_ok());
+        assert!(c.plaintext_recipients().contains("r@mail.example.net"));
+        for bad in [
+            "Reports <tlsrpt@example.org>",
+            "tlsrpt@example.org, x@example.org",
+            "tlsrpt",
+            "\"a b\"@example.org",
+        ] {
+            let c = TlsRptConfig {
+                mailboxes: vec!["ok@example.org".into(), bad.into()],
+                ..TlsRptConfig::default()
+            };
+            let (key, reason) = c.validate().unwrap_err();
+            assert_eq!(key, "mailboxes", "{bad}");
+            assert!(reason.contains(&format!("{bad:?}")), "{reason}");
+            assert!(c.plaintext_recipients().is_empty());
+        }
+        assert!(TlsRptConfig::default().plaintext_recipients().is_empty());
     }
 }

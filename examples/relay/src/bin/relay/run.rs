@@ -136,6 +136,7 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
                 l.dns_resolver.unwrap_or_else(inbound::system_nameserver),
                 ResolverLimits::default(),
             )?),
+            plaintext_recipients: config.tlsrpt.plaintext_recipients(),
         };
         listeners.spawn(inbound::serve(ctx, socket, in_rx.clone()));
     }
