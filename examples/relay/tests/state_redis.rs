@@ -856,3 +856,312 @@ async fn a_restarted_redis_is_reconnected_without_an_outage() {
     assert_eq!(c.read(DAY, "b").await.unwrap().get("success"), 2);
     assert_eq!(c.outages(), 0, "no outage declared");
 }
+
+/// The failure field of a `certificate-expired` session from `sending` to one MX (so that
+/// all of them share one overflow field).
+fn failure_field(sending: u32) -> String {
+    smtp_tls_policy::tlsrpt::encode_field(&smtp_tls_policy::tlsrpt::SessionResult::Failure {
+        result_type: smtp_tls_policy::tlsrpt::ResultType::CertificateExpired,
+        sending_mta_ip: Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+            0x0a00_0000 + sending,
+        ))),
+        receiving_ip: Some("192.0.2.25".parse().unwrap()),
+        receiving_mx_hostname: Some("mx.example.net".into()),
+        receiving_mx_helo: None,
+        failure_reason_code: None,
+        additional_information: None,
+    })
+}
+
+/// The overflow field of [`failure_field`].
+fn overflow_field() -> String {
+    smtp_tls_policy::tlsrpt::encode_field(&smtp_tls_policy::tlsrpt::SessionResult::Failure {
+        result_type: smtp_tls_policy::tlsrpt::ResultType::CertificateExpired,
+        sending_mta_ip: None,
+        receiving_ip: Some("192.0.2.25".parse().unwrap()),
+        receiving_mx_hostname: Some("mx.example.net".into()),
+        receiving_mx_helo: None,
+        failure_reason_code: None,
+        additional_information: None,
+    })
+}
+
+const MAX_FIELDS: usize = smtp_tls_policy::tlsrpt::CounterUpdate::MAX_FAILURE_FIELDS_PER_BUCKET;
+
+/// `b` holds at most the bound's failure fields plus the overflow field, and `sessions`
+/// failures and `successes` successes in all.
+fn assert_bounded(b: &relay::state::BucketData, sessions: u64, successes: u64) {
+    let failures: Vec<_> = b.fields.iter().filter(|(f, _)| f != "s").collect();
+    assert!(
+        failures.len() <= MAX_FIELDS + 1,
+        "{} failure fields in one bucket",
+        failures.len()
+    );
+    assert!(
+        b.get(&overflow_field()) > 0,
+        "nothing counted in the overflow field"
+    );
+    assert_eq!(failures.iter().map(|(_, n)| n).sum::<u64>(), sessions);
+    assert_eq!(b.get("s"), successes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_cannot_grow_a_bucket_past_the_field_bound() {
+    let server = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = StateStore::open(&redis_config(&server), d1.path()).unwrap();
+    let two = StateStore::open(&redis_config(&server), d2.path()).unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    // each relay writes 400 distinct failures (a hostile MX varying what it can) and 50
+    // successes, from two tasks each, interleaved
+    for (r, c) in [one.counters().clone(), two.counters().clone()]
+        .into_iter()
+        .enumerate()
+    {
+        for t in 0..2u32 {
+            let c = c.clone();
+            tasks.spawn(async move {
+                for i in 0..200u32 {
+                    let n = (r as u32) * 1000 + t * 200 + i;
+                    c.incr(DAY, "bucket", &failure_field(n), 1).await.unwrap();
+                    if i % 8 == 0 {
+                        c.incr(DAY, "bucket", "s", 1).await.unwrap();
+                    }
+                }
+            });
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let b = one.counters().read(DAY, "bucket").await.unwrap();
+    assert_bounded(&b, 800, 4 * 25);
+    // a known field keeps counting in full detail past the bound
+    let first = failure_field(0);
+    let before = b.get(&first);
+    assert_eq!(before, 1);
+    two.counters().incr(DAY, "bucket", &first, 2).await.unwrap();
+    assert_eq!(
+        one.counters()
+            .read(DAY, "bucket")
+            .await
+            .unwrap()
+            .get(&first),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_backend_keeps_the_field_bound_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..2u32 {
+        let store = StateStore::open(
+            &StateConfig::file(dir.path().join("state")),
+            &dir.path().join("mta-sts"),
+        )
+        .unwrap();
+        for i in 0..200u32 {
+            store
+                .counters()
+                .incr(DAY, "bucket", &failure_field(round * 1000 + i), 1)
+                .await
+                .unwrap();
+        }
+    }
+    let store = StateStore::open(
+        &StateConfig::file(dir.path().join("state")),
+        &dir.path().join("mta-sts"),
+    )
+    .unwrap();
+    assert_bounded(&store.counters().read(DAY, "bucket").await.unwrap(), 400, 0);
+}
+
+/// A raw connection to `server` (to write what another, older or hostile, relay might).
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_in_redis_never_fail_a_read() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let Counters::Redis(c) = store.counters() else {
+        panic!("not the Redis backend")
+    };
+    let mut conn = raw(&server).await;
+    let p = relay::state::DEFAULT_KEY_PREFIX;
+    let bucket = format!("{p}rpt:{DAY}:b:x");
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(&bucket)
+        .arg("junk")
+        .arg("not a number")
+        .arg("negative")
+        .arg("-5")
+        .arg(b"\xff\xfe".as_slice())
+        .arg("7")
+        .arg("good")
+        .arg("3")
+        .ignore()
+        .cmd("HSET")
+        .arg(format!("{p}rpt:{DAY}:m:x"))
+        .arg("a")
+        .arg("hash, not a string")
+        .ignore()
+        .cmd("SADD")
+        .arg(format!("{p}rpt:{DAY}:idx"))
+        .arg("x")
+        .arg(b"\xff".as_slice())
+        .ignore()
+        .cmd("SET")
+        .arg(format!("{p}rpt:{DAY}:b:y"))
+        .arg("a string, not a hash")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // a read skips what it cannot use
+    assert_eq!(c.buckets(DAY).await.unwrap(), vec!["x"]);
+    let b = c.read(DAY, "x").await.unwrap();
+    assert_eq!(
+        (b.meta.as_deref(), b.fields.clone()),
+        (None, vec![("good".to_owned(), 3)])
+    );
+    assert_eq!(
+        c.read(DAY, "y").await.unwrap(),
+        relay::state::BucketData::default()
+    );
+    assert_eq!(c.outages(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_in_redis_never_make_an_update_count_twice() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let Counters::Redis(c) = store.counters() else {
+        panic!("not the Redis backend")
+    };
+    let mut conn = raw(&server).await;
+    let p = relay::state::DEFAULT_KEY_PREFIX;
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(format!("{p}rpt:{DAY}:b:x"))
+        .arg("junk")
+        .arg("not a number")
+        .arg("good")
+        .arg("3")
+        .ignore()
+        .cmd("SET")
+        .arg(format!("{p}rpt:{DAY}:b:y"))
+        .arg("a string, not a hash")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // increments of a junk field, a wrong-typed key and a good field, once each: all
+    // counted, none twice, and Redis never counts as unreachable
+    c.incr(DAY, "x", "junk", 1).await.unwrap();
+    c.incr(DAY, "y", "s", 1).await.unwrap();
+    c.incr(DAY, "x", "good", 1).await.unwrap();
+    c.incr(DAY, "x", "good", 1).await.unwrap();
+    let start = Instant::now();
+    while c.buffered() > 0 {
+        if start.elapsed() > Duration::from_secs(10) {
+            let good: Option<String> = redis::cmd("HGET")
+                .arg(format!("{p}rpt:{DAY}:b:x"))
+                .arg("good")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            panic!(
+                "never written: {} buffered; good = {good:?} (3 + 2 expected)",
+                c.buffered()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = c.read(DAY, "x").await.unwrap();
+    assert_eq!(b.get("good"), 5);
+    assert_eq!(b.get("junk"), 1);
+    assert_eq!(c.read(DAY, "y").await.unwrap().get("s"), 1);
+    assert_eq!(c.outages(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_released_by_its_holder_is_free_again() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let one = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let two = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let file = StateStore::open(
+        &StateConfig::file(dir.path().join("state")),
+        &dir.path().join("mta-sts"),
+    )
+    .unwrap();
+    let hour = Duration::from_secs(3600);
+    for c in [one.counters(), file.counters()] {
+        // a run that claimed the period, then failed to read the store, releases it: its
+        // retry takes the period again (else nobody would report it before the claim expires)
+        assert!(c.claim("tlsrpt-p", hour).await.unwrap());
+        assert!(!c.claim("tlsrpt-p", hour).await.unwrap());
+        c.release("tlsrpt-p").await.unwrap();
+        assert!(c.claim("tlsrpt-p", hour).await.unwrap());
+        // done is final: a release does not undo it
+        c.done("tlsrpt-p").await.unwrap();
+        c.release("tlsrpt-p").await.unwrap();
+        assert!(!c.claim("tlsrpt-p", hour).await.unwrap());
+        // releasing what one does not hold changes nothing
+        c.release("tlsrpt-never").await.unwrap();
+    }
+    // another relay cannot release a held claim
+    assert!(one.counters().claim("tlsrpt-q", hour).await.unwrap());
+    two.counters().release("tlsrpt-q").await.unwrap();
+    assert!(!two.counters().claim("tlsrpt-q", hour).await.unwrap());
+    one.counters().release("tlsrpt-q").await.unwrap();
+    assert!(two.counters().claim("tlsrpt-q", hour).await.unwrap());
+    assert!(!one.counters().claim("tlsrpt-q", hour).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_journal_forgets_days_past_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let old = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - relay::state::COUNTER_RETENTION.as_millis() as u64
+        - 60_000;
+    // a day never reported (its reports failed, or were given up) and a recent one
+    std::fs::write(
+        state.join(relay::state::JOURNAL_FILE),
+        format!(
+            "{{\"op\":\"incr\",\"day\":\"2026-01-01\",\"bucket\":\"b\",\"field\":\"s\",\"by\":1,\"at\":{old}}}\n\
+             {{\"op\":\"meta\",\"day\":\"2026-01-01\",\"bucket\":\"b\",\"value\":\"v\",\"at\":{old}}}\n\
+             {{\"op\":\"incr\",\"day\":\"{DAY}\",\"bucket\":\"b\",\"field\":\"s\",\"by\":1}}\n"
+        ),
+    )
+    .unwrap();
+    let store = StateStore::open(
+        &StateConfig::file(state.clone()),
+        &dir.path().join("mta-sts"),
+    )
+    .unwrap();
+    let c = store.counters();
+    assert!(
+        c.buckets("2026-01-01").await.unwrap().is_empty(),
+        "an old day kept forever"
+    );
+    assert_eq!(c.read(DAY, "b").await.unwrap().get("s"), 1);
+    // and the journal no longer holds it
+    let text = std::fs::read_to_string(state.join(relay::state::JOURNAL_FILE)).unwrap();
+    assert!(!text.contains("2026-01-01"), "{text}");
+    assert!(text.contains("\"at\":"), "records carry their time: {text}");
+}

@@ -9,6 +9,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use smtp_tls_policy::tlsrpt::{CounterUpdate, SessionResult, decode_failure_field, encode_field};
+
 use super::error::StateError;
 
 /// Longest day name.
@@ -51,6 +53,11 @@ impl BucketData {
 pub trait ReportCounters: Send + Sync {
     /// Adds `by` to `field` of `bucket` in `day` (atomically: concurrent increments, from any
     /// number of tasks or relays, sum exactly) and lists the bucket under `day`.
+    ///
+    /// A TLS-RPT failure field (smtp-tls-policy's `encode_field`) that the bucket does not
+    /// hold yet is counted in its overflow field once the bucket holds
+    /// [`CounterUpdate::MAX_FAILURE_FIELDS_PER_BUCKET`] fields besides the success field —
+    /// across the whole store (every relay, every restart), checked and incremented at once.
     fn incr(
         &self,
         day: &str,
@@ -79,13 +86,17 @@ pub trait ReportCounters: Send + Sync {
     ) -> impl Future<Output = Result<BucketData, StateError>> + Send;
 
     /// Claims `name` for `ttl`: `true` for exactly one caller (across relays with Redis)
-    /// until the claim expires; `false` while someone else's claim holds or after
-    /// [`Self::done`].
+    /// until the claim expires; `false` while someone's claim holds or after [`Self::done`].
     fn claim(
         &self,
         name: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StateError>> + Send;
+
+    /// Gives up this store's claim on `name` (a run that failed before it finished: its retry,
+    /// or another relay, may claim it at once instead of after the claim's `ttl`). Nothing
+    /// changes when the claim is someone else's, done, or not held.
+    fn release(&self, name: &str) -> impl Future<Output = Result<(), StateError>> + Send;
 
     /// Marks the claim `name` finished: nobody claims it again for [`DONE_RETENTION`].
     fn done(&self, name: &str) -> impl Future<Output = Result<(), StateError>> + Send;
@@ -160,9 +171,35 @@ pub(crate) fn check_claim(name: &str) -> Result<(), StateError> {
     }
 }
 
+/// The failure fields a bucket holds besides its overflow fields, store-wide.
+pub(crate) const FIELD_BOUND: usize = CounterUpdate::MAX_FAILURE_FIELDS_PER_BUCKET;
+
 /// Unix time in milliseconds.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The overflow field of a TLS-RPT failure field (result type, receiving IP and MX host only:
+/// [`CounterUpdate::within_bound`]); `None` for any other field (not bounded).
+pub(crate) fn overflow_of(field: &str) -> Option<String> {
+    let SessionResult::Failure {
+        result_type,
+        receiving_ip,
+        receiving_mx_hostname,
+        ..
+    } = decode_failure_field(field)?
+    else {
+        return None;
+    };
+    Some(encode_field(&SessionResult::Failure {
+        result_type,
+        sending_mta_ip: None,
+        receiving_ip,
+        receiving_mx_hostname,
+        receiving_mx_helo: None,
+        failure_reason_code: None,
+        additional_information: None,
+    }))
 }

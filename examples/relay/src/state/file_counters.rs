@@ -9,10 +9,16 @@
 //!   of the directory); it is compacted the same way when it grows and after `delete_day`.
 //!   Increments are not fsynced one by one: a crashed relay process loses none (the kernel has
 //!   them), a power loss may lose the last seconds of counts, never the file.
-//! - `DIR/claims/NAME.claim`: `{"expires_at_ms":..,"done":..}`, created atomically and
-//!   exclusively (written to a temporary file, then hard-linked to its name: the link fails
-//!   if the name exists, and a reader never sees a half-written claim); an expired claim is
-//!   replaced by a rename.
+//!   Each record carries its time (`at`, Unix ms): a day not updated for
+//!   [`COUNTER_RETENTION`] (never reported: its run failed or was given up) is dropped on open
+//!   and when a new day begins, so the journal does not grow forever.
+//!   A TLS-RPT failure field is bounded per bucket as in [`ReportCounters::incr`] (the
+//!   bucket's fields are in memory: the bound holds across restarts).
+//! - `DIR/claims/NAME.claim`: `{"expires_at_ms":..,"done":..,"owner":..}`, created atomically
+//!   and exclusively (written to a temporary file, then hard-linked to its name: the link
+//!   fails if the name exists, and a reader never sees a half-written claim); an expired
+//!   claim is replaced by a rename; a claim of this store's that is not done is removed by
+//!   `release`.
 //! - `DIR/lock`: held (`flock`) while the store is open. Two relay processes on one data
 //!   directory are not supported by this backend — the second one's open fails; relays that
 //!   share state use the Redis backend.
@@ -28,10 +34,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::counters::{
-    BucketData, DONE_RETENTION, ReportCounters, check_claim, check_day, check_meta, check_name,
-    now_ms,
+    BucketData, DONE_RETENTION, FIELD_BOUND, ReportCounters, check_claim, check_day, check_meta,
+    check_name, now_ms, overflow_of,
 };
 use super::error::StateError;
+use super::redis_counters::COUNTER_RETENTION;
+use smtp_tls_policy::tlsrpt::SUCCESS_FIELD;
 
 /// The journal's file name in the state directory.
 pub const JOURNAL_FILE: &str = "counters.journal";
@@ -58,6 +66,9 @@ enum Record<'a> {
         #[serde(borrow)]
         field: std::borrow::Cow<'a, str>,
         by: u64,
+        /// When (Unix ms; absent in journals of older versions: the replay's time).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<u64>,
     },
     Meta {
         #[serde(borrow)]
@@ -66,6 +77,9 @@ enum Record<'a> {
         bucket: std::borrow::Cow<'a, str>,
         #[serde(borrow)]
         value: std::borrow::Cow<'a, str>,
+        /// As for `Incr`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<u64>,
     },
     DeleteDay {
         #[serde(borrow)]
@@ -79,31 +93,52 @@ struct Bucket {
     fields: BTreeMap<String, u64>,
 }
 
-type Days = BTreeMap<String, BTreeMap<String, Bucket>>;
+#[derive(Debug, Default)]
+struct Day {
+    buckets: BTreeMap<String, Bucket>,
+    /// The last update (Unix ms).
+    last_ms: u64,
+}
+
+type Days = BTreeMap<String, Day>;
+
+/// Drops the days not updated for [`COUNTER_RETENTION`]; returns how many.
+fn prune(days: &mut Days, now: u64) -> usize {
+    let retention = u64::try_from(COUNTER_RETENTION.as_millis()).unwrap_or(u64::MAX);
+    let before = days.len();
+    days.retain(|_, d| d.last_ms.saturating_add(retention) > now);
+    before - days.len()
+}
+
+/// `bucket` of `day`, created if needed; the day's last update is at least `at`.
+fn bucket_of<'d>(days: &'d mut Days, day: &str, bucket: &str, at: u64) -> &'d mut Bucket {
+    let d = days.entry(day.to_owned()).or_default();
+    d.last_ms = d.last_ms.max(at);
+    d.buckets.entry(bucket.to_owned()).or_default()
+}
 
 impl Record<'_> {
-    fn apply(&self, days: &mut Days) {
+    /// Applies the record; `now`: the time of a record without one.
+    fn apply(&self, days: &mut Days, now: u64) {
         match self {
             Self::Incr {
                 day,
                 bucket,
                 field,
                 by,
+                at,
             } => {
-                let b = days
-                    .entry(day.to_string())
-                    .or_default()
-                    .entry(bucket.to_string())
-                    .or_default();
+                let b = bucket_of(days, day, bucket, at.unwrap_or(now));
                 let n = b.fields.entry(field.to_string()).or_default();
                 *n = n.saturating_add(*by);
             }
-            Self::Meta { day, bucket, value } => {
-                let b = days
-                    .entry(day.to_string())
-                    .or_default()
-                    .entry(bucket.to_string())
-                    .or_default();
+            Self::Meta {
+                day,
+                bucket,
+                value,
+                at,
+            } => {
+                let b = bucket_of(days, day, bucket, at.unwrap_or(now));
                 if b.meta.is_none() {
                     b.meta = Some(value.to_string());
                 }
@@ -111,6 +146,12 @@ impl Record<'_> {
             Self::DeleteDay { day } => {
                 days.remove(day.as_ref());
             }
+        }
+    }
+
+    fn day(&self) -> &str {
+        match self {
+            Self::Incr { day, .. } | Self::Meta { day, .. } | Self::DeleteDay { day } => day,
         }
     }
 
@@ -135,6 +176,8 @@ struct Inner {
     dir: PathBuf,
     journal: Mutex<Journal>,
     claims: Mutex<()>,
+    /// This store's claim owner token.
+    token: String,
     /// Held open (and locked) while the store lives.
     _lock: File,
 }
@@ -193,6 +236,14 @@ impl FileCounters {
         let path = dir.join(JOURNAL_FILE);
         let mut days = Days::new();
         let replay = replay(&path, &mut days)?;
+        let pruned = prune(&mut days, now_ms());
+        if pruned > 0 {
+            tracing::info!(
+                journal = %path.display(),
+                days = pruned,
+                "report counters: days never reported dropped after their retention"
+            );
+        }
         if replay.corrupt > 0 || replay.torn_bytes > 0 {
             tracing::warn!(
                 journal = %path.display(),
@@ -212,6 +263,7 @@ impl FileCounters {
                 appended: 0,
             }),
             claims: Mutex::new(()),
+            token: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
             _lock: lock,
         };
         Ok((
@@ -235,11 +287,16 @@ impl FileCounters {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends `record`, then applies it in memory; compacts when the journal has grown.
-    fn append(&self, record: &Record<'_>) -> Result<(), StateError> {
+    /// Appends the record `make` builds from the counters as they are (`None`: nothing to
+    /// write), then applies it in memory, all under the journal's lock; compacts when the
+    /// journal has grown, and drops the days past their retention when a new day begins.
+    fn append<'r>(&self, make: impl FnOnce(&Days) -> Option<Record<'r>>) -> Result<(), StateError> {
         let path = self.inner.dir.join(JOURNAL_FILE);
-        let line = record.line();
         let mut j = self.journal();
+        let Some(record) = make(&j.days) else {
+            return Ok(());
+        };
+        let line = record.line();
         if let Err(e) = j.file.write_all(&line) {
             // cut a partial record off, so the next one starts on a line of its own
             let len = j.len;
@@ -247,15 +304,21 @@ impl FileCounters {
             return Err(StateError::io("append", &path, &e));
         }
         j.len += line.len() as u64;
-        record.apply(&mut j.days);
+        let now = now_ms();
+        let pruned = if j.days.contains_key(record.day()) {
+            0
+        } else {
+            prune(&mut j.days, now)
+        };
+        record.apply(&mut j.days, now);
         j.appended += 1;
         let live: usize = j
             .days
             .values()
-            .flat_map(BTreeMap::values)
+            .flat_map(|d| d.buckets.values())
             .map(|b| b.fields.len() + 1)
             .sum();
-        if j.appended >= COMPACT_AFTER.max(live.saturating_mul(2)) {
+        if pruned > 0 || j.appended >= COMPACT_AFTER.max(live.saturating_mul(2)) {
             self.compact(&mut j)?;
         }
         Ok(())
@@ -284,7 +347,7 @@ impl FileCounters {
             .unwrap_or_else(PoisonError::into_inner);
         let path = self.claim_path(name);
         let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let tmp = write_claim_temp(&self.inner.dir, name, expires, false)?;
+        let tmp = write_claim_temp(&self.inner.dir, name, expires, false, &self.inner.token)?;
         let taken = match fs::hard_link(&tmp, &path) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -309,6 +372,22 @@ impl FileCounters {
         Ok(taken)
     }
 
+    fn release_sync(&self, name: &str) -> Result<(), StateError> {
+        let _one = self
+            .inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self.claim_path(name);
+        match read_claim(&path) {
+            Some(c) if !c.done && c.owner == self.inner.token => {
+                fs::remove_file(&path).map_err(|e| StateError::io("remove", &path, &e))?;
+                sync_dir(&self.inner.dir.join(CLAIMS_DIR))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn done_sync(&self, name: &str) -> Result<(), StateError> {
         let _one = self
             .inner
@@ -322,6 +401,7 @@ impl FileCounters {
             name,
             now_ms().saturating_add(retention),
             true,
+            &self.inner.token,
         )?;
         let renamed = fs::rename(&tmp, &path).map_err(|e| StateError::io("rename", &path, &e));
         if renamed.is_err() {
@@ -366,11 +446,27 @@ impl ReportCounters for FileCounters {
         check_day(day)?;
         check_name("bucket", bucket)?;
         check_name("field", field)?;
-        self.append(&Record::Incr {
-            day: day.into(),
-            bucket: bucket.into(),
-            field: field.into(),
-            by,
+        let overflow = overflow_of(field);
+        self.append(|days| {
+            let b = days.get(day).and_then(|d| d.buckets.get(bucket));
+            let field = match (overflow, b) {
+                (Some(overflow), Some(b)) if !b.fields.contains_key(field) => {
+                    let held = b.fields.len() - usize::from(b.fields.contains_key(SUCCESS_FIELD));
+                    if held >= FIELD_BOUND {
+                        overflow.into()
+                    } else {
+                        field.into()
+                    }
+                }
+                _ => field.into(),
+            };
+            Some(Record::Incr {
+                day: day.into(),
+                bucket: bucket.into(),
+                field,
+                by,
+                at: Some(now_ms()),
+            })
         })
     }
 
@@ -378,19 +474,17 @@ impl ReportCounters for FileCounters {
         check_day(day)?;
         check_name("bucket", bucket)?;
         check_meta(value)?;
-        let set = self
-            .journal()
-            .days
-            .get(day)
-            .and_then(|d| d.get(bucket))
-            .is_some_and(|b| b.meta.is_some());
-        if set {
-            return Ok(());
-        }
-        self.append(&Record::Meta {
-            day: day.into(),
-            bucket: bucket.into(),
-            value: value.into(),
+        self.append(|days| {
+            let set = days
+                .get(day)
+                .and_then(|d| d.buckets.get(bucket))
+                .is_some_and(|b| b.meta.is_some());
+            (!set).then(|| Record::Meta {
+                day: day.into(),
+                bucket: bucket.into(),
+                value: value.into(),
+                at: Some(now_ms()),
+            })
         })
     }
 
@@ -400,7 +494,7 @@ impl ReportCounters for FileCounters {
             .journal()
             .days
             .get(day)
-            .map(|d| d.keys().cloned().collect())
+            .map(|d| d.buckets.keys().cloned().collect())
             .unwrap_or_default())
     }
 
@@ -408,7 +502,7 @@ impl ReportCounters for FileCounters {
         check_day(day)?;
         check_name("bucket", bucket)?;
         let j = self.journal();
-        let Some(b) = j.days.get(day).and_then(|d| d.get(bucket)) else {
+        let Some(b) = j.days.get(day).and_then(|d| d.buckets.get(bucket)) else {
             return Ok(BucketData::default());
         };
         Ok(BucketData {
@@ -421,6 +515,12 @@ impl ReportCounters for FileCounters {
         check_claim(name)?;
         let name = name.to_owned();
         self.blocking(move |s| s.claim_sync(&name, ttl)).await
+    }
+
+    async fn release(&self, name: &str) -> Result<(), StateError> {
+        check_claim(name)?;
+        let name = name.to_owned();
+        self.blocking(move |s| s.release_sync(&name)).await
     }
 
     async fn done(&self, name: &str) -> Result<(), StateError> {
@@ -448,6 +548,7 @@ fn replay(path: &Path, days: &mut Days) -> Result<Replay, StateError> {
         Err(e) => return Err(StateError::io("open", path, &e)),
     }
     let mut out = Replay::default();
+    let now = now_ms();
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     out.torn_bytes = bytes.len() - complete;
     for line in bytes[..complete].split(|&b| b == b'\n') {
@@ -456,7 +557,7 @@ fn replay(path: &Path, days: &mut Days) -> Result<Replay, StateError> {
         }
         match serde_json::from_slice::<Record<'_>>(line) {
             Ok(r) => {
-                r.apply(days);
+                r.apply(days, now);
                 out.records += 1;
             }
             Err(_) => out.corrupt += 1,
@@ -475,14 +576,16 @@ fn write_snapshot(dir: &Path, days: &Days) -> Result<(File, u64), StateError> {
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let mut text = Vec::new();
-    for (day, buckets) in days {
-        for (bucket, b) in buckets {
+    for (day, d) in days {
+        let at = Some(d.last_ms);
+        for (bucket, b) in &d.buckets {
             if let Some(value) = &b.meta {
                 text.extend(
                     Record::Meta {
                         day: day.into(),
                         bucket: bucket.into(),
                         value: value.into(),
+                        at,
                     }
                     .line(),
                 );
@@ -494,6 +597,7 @@ fn write_snapshot(dir: &Path, days: &Days) -> Result<(File, u64), StateError> {
                         bucket: bucket.into(),
                         field: field.into(),
                         by: *by,
+                        at,
                     }
                     .line(),
                 );
@@ -517,6 +621,9 @@ fn write_snapshot(dir: &Path, days: &Days) -> Result<(File, u64), StateError> {
 struct ClaimFile {
     expires_at_ms: u64,
     done: bool,
+    /// The store that took it (absent in claims of older versions).
+    #[serde(default)]
+    owner: String,
 }
 
 fn write_claim_temp(
@@ -524,6 +631,7 @@ fn write_claim_temp(
     name: &str,
     expires_at_ms: u64,
     done: bool,
+    owner: &str,
 ) -> Result<PathBuf, StateError> {
     let tmp = dir.join(CLAIMS_DIR).join(format!(
         ".{name}.{}.{}.tmp",
@@ -533,6 +641,7 @@ fn write_claim_temp(
     let body = serde_json::to_vec(&ClaimFile {
         expires_at_ms,
         done,
+        owner: owner.to_owned(),
     })
     .unwrap_or_default();
     write_new_synced(&tmp, &body)?;

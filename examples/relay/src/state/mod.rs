@@ -94,6 +94,13 @@ impl ReportCounters for Counters {
         }
     }
 
+    async fn release(&self, name: &str) -> Result<(), StateError> {
+        match self {
+            Self::File(c) => c.release(name).await,
+            Self::Redis(c) => c.release(name).await,
+        }
+    }
+
     async fn done(&self, name: &str) -> Result<(), StateError> {
         match self {
             Self::File(c) => c.done(name).await,

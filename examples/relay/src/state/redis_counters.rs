@@ -2,10 +2,22 @@
 //!
 //! Keys (`P` = `state.key_prefix`): `P rpt:DAY:idx` the set of the day's buckets,
 //! `P rpt:DAY:b:BUCKET` the bucket's counters (a hash, `HINCRBY`), `P rpt:DAY:m:BUCKET` its
-//! description (`SET NX`), `P claim:NAME` a claim (`SET NX PX`). Each update is one
-//! `MULTI`/`EXEC` (increment, index, expiry), so concurrent updates from any number of relays
-//! sum exactly. Counter keys expire [`COUNTER_RETENTION`] after their last update, so a day
-//! that is never reported does not stay forever.
+//! description (`SET NX`), `P claim:NAME` a claim (`SET NX PX`: its holder's token, or `done`). Each
+//! update is one Lua script (increment, index, expiry; buffered updates: many in one
+//! `MULTI`/`EXEC`), so concurrent updates from any number of relays sum exactly. Counter keys
+//! expire [`COUNTER_RETENTION`] after their last update, so a day that is never reported does
+//! not stay forever.
+//!
+//! The script also bounds a bucket store-wide: a TLS-RPT failure field that the bucket does not
+//! hold yet goes to its overflow field once the bucket holds
+//! [`CounterUpdate::MAX_FAILURE_FIELDS_PER_BUCKET`] fields besides the success field (checked
+//! and incremented in one script: N relays cannot make it N times as large).
+//!
+//! Values another (older, or hostile) relay left behind never fail a read or an update: a key
+//! of the wrong type is replaced by the update; a field that is not a counter is replaced by
+//! the increment (and skipped by a read); an increment past `i64::MAX` stays there; buckets
+//! and fields that are not UTF-8 are skipped. So a script never stops half-way, and a buffered
+//! transaction is never partly applied and then retried whole.
 //!
 //! Redis unreachable: `incr` and `set_meta` return at once and are buffered in memory (summed
 //! per field, at most `state.max_buffered` distinct fields; beyond, updates are dropped and
@@ -24,8 +36,11 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, Pipeline};
 
 use super::config::StateConfig;
+use smtp_tls_policy::tlsrpt::{CounterUpdate, SUCCESS_FIELD};
+
 use super::counters::{
     BucketData, DONE_RETENTION, ReportCounters, check_claim, check_day, check_meta, check_name,
+    overflow_of,
 };
 use super::error::StateError;
 use super::redis_link::{RedisLink, stale_connection};
@@ -34,6 +49,83 @@ use super::redis_link::{RedisLink, stale_connection};
 pub const COUNTER_RETENTION: Duration = Duration::from_secs(8 * 86_400);
 /// Buffered updates written per transaction when Redis is back.
 const FLUSH_CHUNK: usize = 500;
+
+/// `KEYS`: bucket, index; `ARGV`: field, overflow field (`""`: unbounded), increment, bound,
+/// the field outside the bound, retention (s), bucket name. Returns the field counted.
+const INCR_SCRIPT: &str = r"
+local b, idx = KEYS[1], KEYS[2]
+local field, overflow = ARGV[1], ARGV[2]
+local t = redis.call('TYPE', b).ok
+if t ~= 'hash' and t ~= 'none' then redis.call('DEL', b) end
+t = redis.call('TYPE', idx).ok
+if t ~= 'set' and t ~= 'none' then redis.call('DEL', idx) end
+if overflow ~= '' and redis.call('HEXISTS', b, field) == 0 then
+  local n = redis.call('HLEN', b) - redis.call('HEXISTS', b, ARGV[5])
+  if n >= tonumber(ARGV[4]) then field = overflow end
+end
+local r = redis.pcall('HINCRBY', b, field, ARGV[3])
+if type(r) == 'table' and r.err then
+  local cur = redis.call('HGET', b, field)
+  if cur and string.match(cur, '^%d+$') then
+    redis.call('HSET', b, field, '9223372036854775807')
+  else
+    redis.call('HSET', b, field, ARGV[3])
+  end
+end
+redis.call('SADD', idx, ARGV[7])
+redis.call('EXPIRE', b, ARGV[6])
+redis.call('EXPIRE', idx, ARGV[6])
+return field
+";
+
+/// `KEYS`: meta, index; `ARGV`: value, retention (s), bucket name.
+const META_SCRIPT: &str = r"
+local m, idx = KEYS[1], KEYS[2]
+local t = redis.call('TYPE', m).ok
+if t ~= 'string' and t ~= 'none' then redis.call('DEL', m) end
+t = redis.call('TYPE', idx).ok
+if t ~= 'set' and t ~= 'none' then redis.call('DEL', idx) end
+redis.call('SET', m, ARGV[1], 'NX', 'EX', ARGV[2])
+redis.call('SADD', idx, ARGV[3])
+redis.call('EXPIRE', idx, ARGV[2])
+return 1
+";
+
+/// `KEYS`: meta, bucket. Returns `{meta or nil, {field, value, ...}}`, keys of the wrong type
+/// read as absent.
+const READ_SCRIPT: &str = r"
+local meta = false
+if redis.call('TYPE', KEYS[1]).ok == 'string' then meta = redis.call('GET', KEYS[1]) end
+local fields = {}
+if redis.call('TYPE', KEYS[2]).ok == 'hash' then fields = redis.call('HGETALL', KEYS[2]) end
+return {meta, fields}
+";
+
+/// `KEYS`: index. Its members (none when it is not a set).
+const BUCKETS_SCRIPT: &str = r"
+if redis.call('TYPE', KEYS[1]).ok ~= 'set' then return {} end
+return redis.call('SMEMBERS', KEYS[1])
+";
+
+/// `KEYS`: claim; `ARGV`: token, ttl (ms). 1: taken; 0: held or done. A key of the wrong
+/// type is replaced, and a value without expiry (never written by a relay) gets one, so that
+/// nothing left in Redis blocks a period for ever.
+const CLAIM_SCRIPT: &str = r"
+local k = KEYS[1]
+local t = redis.call('TYPE', k).ok
+if t ~= 'string' and t ~= 'none' then redis.call('DEL', k) end
+if redis.call('SET', k, ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('PTTL', k) == -1 then redis.call('PEXPIRE', k, ARGV[2]) end
+return 0
+";
+
+/// `KEYS`: claim; `ARGV`: token. Deletes the claim when it holds the token.
+const RELEASE_SCRIPT: &str = r"
+if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
 
 type FieldKey = (String, String, String);
 type MetaKey = (String, String);
@@ -244,46 +336,47 @@ impl RedisCounters {
     }
 
     fn add_incr(&self, pipe: &mut Pipeline, day: &str, bucket: &str, field: &str, by: u64) {
-        let b = self.key(&["rpt", day, "b", bucket]);
-        let idx = self.key(&["rpt", day, "idx"]);
         let by = i64::try_from(by).unwrap_or(i64::MAX);
-        pipe.cmd("HINCRBY")
-            .arg(&b)
+        pipe.cmd("EVAL")
+            .arg(INCR_SCRIPT)
+            .arg(2)
+            .arg(self.key(&["rpt", day, "b", bucket]))
+            .arg(self.key(&["rpt", day, "idx"]))
             .arg(field)
+            .arg(overflow_of(field).unwrap_or_default())
             .arg(by)
-            .ignore()
-            .cmd("SADD")
-            .arg(&idx)
+            .arg(CounterUpdate::MAX_FAILURE_FIELDS_PER_BUCKET)
+            .arg(SUCCESS_FIELD)
+            .arg(Self::retention_secs())
             .arg(bucket)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&b)
-            .arg(Self::retention_secs())
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&idx)
-            .arg(Self::retention_secs())
             .ignore();
     }
 
     fn add_meta(&self, pipe: &mut Pipeline, day: &str, bucket: &str, value: &str) {
-        let m = self.key(&["rpt", day, "m", bucket]);
-        let idx = self.key(&["rpt", day, "idx"]);
-        pipe.cmd("SET")
-            .arg(&m)
+        pipe.cmd("EVAL")
+            .arg(META_SCRIPT)
+            .arg(2)
+            .arg(self.key(&["rpt", day, "m", bucket]))
+            .arg(self.key(&["rpt", day, "idx"]))
             .arg(value)
-            .arg("NX")
-            .arg("EX")
             .arg(Self::retention_secs())
-            .ignore()
-            .cmd("SADD")
-            .arg(&idx)
             .arg(bucket)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&idx)
-            .arg(Self::retention_secs())
             .ignore();
+    }
+
+    /// The day's buckets as stored (members that are not valid bucket names skipped).
+    async fn members(&self, op: &'static str, day: &str) -> Result<Vec<String>, StateError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(BUCKETS_SCRIPT)
+            .arg(1)
+            .arg(self.key(&["rpt", day, "idx"]));
+        let (members,): (Vec<Vec<u8>>,) = self.query(op, &pipe, false).await?;
+        Ok(members
+            .into_iter()
+            .filter_map(|m| String::from_utf8(m).ok())
+            .filter(|m| check_name("bucket", m).is_ok())
+            .collect())
     }
 
     /// Buffers an increment (Redis unreachable) and makes sure the flusher runs.
@@ -473,6 +566,45 @@ impl Drop for Inner {
     }
 }
 
+/// A [`READ_SCRIPT`] reply as a bucket: a meta that is not UTF-8 is absent; fields that are
+/// not UTF-8, or whose value is not a counter (a non-negative integer), are skipped.
+fn bucket_data(reply: Vec<redis::Value>) -> BucketData {
+    let bytes = |v: redis::Value| match v {
+        redis::Value::BulkString(b) => Some(b),
+        redis::Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
+    };
+    let mut reply = reply.into_iter();
+    let meta = reply
+        .next()
+        .and_then(bytes)
+        .and_then(|b| String::from_utf8(b).ok());
+    let mut fields = BTreeMap::new();
+    let mut skipped = 0usize;
+    if let Some(redis::Value::Array(items)) = reply.next() {
+        let mut items = items.into_iter();
+        while let (Some(f), Some(v)) = (items.next(), items.next()) {
+            let field = bytes(f).and_then(|b| String::from_utf8(b).ok());
+            let value = bytes(v)
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            match (field, value) {
+                (Some(f), Some(n)) => {
+                    fields.insert(f, n);
+                }
+                _ => skipped += 1,
+            }
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(skipped, "report counters: unusable fields in Redis skipped");
+    }
+    BucketData {
+        meta,
+        fields: fields.into_iter().collect(),
+    }
+}
+
 enum Update {
     Incr(String, String, String, u64),
     Meta(String, String, String),
@@ -488,7 +620,6 @@ impl ReportCounters for RedisCounters {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        pipe.atomic();
         self.add_incr(&mut pipe, day, bucket, field, by);
         if self.query::<()>("incr", &pipe, false).await.is_err() {
             self.buffer_incr(day, bucket, field, by);
@@ -505,7 +636,6 @@ impl ReportCounters for RedisCounters {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        pipe.atomic();
         self.add_meta(&mut pipe, day, bucket, value);
         if self.query::<()>("set_meta", &pipe, false).await.is_err() {
             self.buffer_meta(day, bucket, value);
@@ -516,9 +646,7 @@ impl ReportCounters for RedisCounters {
     async fn buckets(&self, day: &str) -> Result<Vec<String>, StateError> {
         check_day(day)?;
         self.flush_before_read()?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SMEMBERS").arg(self.key(&["rpt", day, "idx"]));
-        let (mut buckets,): (Vec<String>,) = self.query("buckets", &pipe, false).await?;
+        let mut buckets = self.members("buckets", day).await?;
         buckets.sort();
         Ok(buckets)
     }
@@ -528,29 +656,38 @@ impl ReportCounters for RedisCounters {
         check_name("bucket", bucket)?;
         self.flush_before_read()?;
         let mut pipe = redis::pipe();
-        pipe.cmd("GET")
+        pipe.cmd("EVAL")
+            .arg(READ_SCRIPT)
+            .arg(2)
             .arg(self.key(&["rpt", day, "m", bucket]))
-            .cmd("HGETALL")
             .arg(self.key(&["rpt", day, "b", bucket]));
-        let (meta, fields): (Option<String>, BTreeMap<String, u64>) =
-            self.query("read", &pipe, false).await?;
-        Ok(BucketData {
-            meta,
-            fields: fields.into_iter().collect(),
-        })
+        let (reply,): (Vec<redis::Value>,) = self.query("read", &pipe, false).await?;
+        Ok(bucket_data(reply))
     }
 
     async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
         check_claim(name)?;
         let mut pipe = redis::pipe();
-        pipe.cmd("SET")
+        pipe.cmd("EVAL")
+            .arg(CLAIM_SCRIPT)
+            .arg(1)
             .arg(self.key(&["claim", name]))
             .arg(&self.inner.token)
-            .arg("NX")
-            .arg("PX")
             .arg(ms(ttl));
-        let (set,): (Option<String>,) = self.query("claim", &pipe, false).await?;
-        Ok(set.is_some())
+        let (taken,): (i64,) = self.query("claim", &pipe, false).await?;
+        Ok(taken == 1)
+    }
+
+    async fn release(&self, name: &str) -> Result<(), StateError> {
+        check_claim(name)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(RELEASE_SCRIPT)
+            .arg(1)
+            .arg(self.key(&["claim", name]))
+            .arg(&self.inner.token)
+            .ignore();
+        self.query("release", &pipe, false).await
     }
 
     async fn done(&self, name: &str) -> Result<(), StateError> {
@@ -569,9 +706,7 @@ impl ReportCounters for RedisCounters {
         check_day(day)?;
         self.flush_before_read()?;
         let idx = self.key(&["rpt", day, "idx"]);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SMEMBERS").arg(&idx);
-        let (buckets,): (Vec<String>,) = self.query("delete_day", &pipe, false).await?;
+        let buckets = self.members("delete_day", day).await?;
         for chunk in buckets.chunks(FLUSH_CHUNK) {
             let mut pipe = redis::pipe();
             pipe.atomic();
