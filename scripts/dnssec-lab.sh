@@ -38,6 +38,19 @@
 #   sts.dane.test (secure)      -> mx.dane.test (DANE) TXT "v=STSv1; id=20261204D1",
 #                                  _smtp._tls TXT "v=TLSRPTv1; rua=mailto:tlsrpt@sts.dane.test"
 #   sts.broken.test (no MX)     _mta-sts TXT tampered after signing (bogus); mta-sts A secure
+# TLS-RPT `rua` lists (RFC 8460 §3), each domain -> mx.unsigned.test, `_smtp._tls` TXT:
+#   rpt-badrua.unsigned.test    "v=TLSRPTv1; rua=postmaster@rpt-badrua.unsigned.test,
+#                                mailto:tlsrpt@rpt-badrua.unsigned.test" (first URI lacks mailto:)
+#   rpt-allbad.unsigned.test    "v=TLSRPTv1; rua=postmaster@rpt-allbad.unsigned.test,
+#                                http://tlsrpt.unsigned.test/tlsrpt" (no usable URI)
+#   tlsrpt.unsigned.test        A 127.0.0.1 (the tests' HTTPS report collector)
+# With TLSRPT_HTTPS_PORT set (the collector listening on 127.0.0.1:$TLSRPT_HTTPS_PORT; unset by
+# default: these records are then absent), C = https://tlsrpt.unsigned.test:$TLSRPT_HTTPS_PORT:
+#   rpt-https.unsigned.test     "v=TLSRPTv1; rua=C/tlsrpt/https"
+#   rpt-both.unsigned.test      "v=TLSRPTv1; rua=mailto:tlsrpt@rpt-both.unsigned.test,C/tlsrpt/both"
+#   rpt-500.unsigned.test       "v=TLSRPTv1; rua=C/tlsrpt/500,mailto:tlsrpt@rpt-500.unsigned.test"
+#   rpt-hang.unsigned.test      "v=TLSRPTv1; rua=C/tlsrpt/hang,mailto:tlsrpt@rpt-hang.unsigned.test"
+#   (the collector tells them apart by path) and the state file records TLSRPT_HTTPS_PORT.
 # With SMTP_PORT set (a test MX listening on 127.0.0.1:$SMTP_PORT instead of 25; RFC 7672 §3:
 # the TLSA base name follows the port connected to), dane.test also gets:
 #   _$SMTP_PORT._tcp.mx.dane.test  TLSA 3 1 1 leaf-SPKI        (present.dane.test verifies)
@@ -45,6 +58,10 @@
 #     (mismatch: the lab MX certificate served there does not match)
 # and the state file records SMTP_PORT. Unset, the zones are exactly as listed above.
 set -euo pipefail
+if [ -n "${TLSRPT_HTTPS_PORT:-}" ]; then
+  [[ $TLSRPT_HTTPS_PORT =~ ^[1-9][0-9]{0,4}$ ]] && [ "$TLSRPT_HTTPS_PORT" -le 65535 ] || {
+    echo "dnssec-lab: TLSRPT_HTTPS_PORT must be a TCP port, not '$TLSRPT_HTTPS_PORT'" >&2; exit 2; }
+fi
 if [ -n "${SMTP_PORT:-}" ]; then
   [[ $SMTP_PORT =~ ^[1-9][0-9]{0,4}$ ]] && [ "$SMTP_PORT" -le 65535 ] && [ "$SMTP_PORT" != 25 ] || {
     echo "dnssec-lab: SMTP_PORT must be a TCP port other than 25, not '$SMTP_PORT'" >&2; exit 2; }
@@ -163,6 +180,23 @@ EOF
     echo "mta-sts.${d%%:*} IN A 127.0.0.1"
     [ -z "${d#*:}" ] || echo "_mta-sts.${d%%:*} IN TXT \"v=STSv1; id=${d#*:}\""
   done
+  # TLS-RPT rua lists (header): one MX each, the collector's host
+  for d in rpt-badrua rpt-allbad; do echo "$d IN MX 10 mx.unsigned.test."; done
+  cat <<EOF
+tlsrpt IN A 127.0.0.1
+_smtp._tls.rpt-badrua IN TXT "v=TLSRPTv1; rua=postmaster@rpt-badrua.unsigned.test,mailto:tlsrpt@rpt-badrua.unsigned.test"
+_smtp._tls.rpt-allbad IN TXT "v=TLSRPTv1; rua=postmaster@rpt-allbad.unsigned.test,http://tlsrpt.unsigned.test/tlsrpt"
+EOF
+  if [ -n "${TLSRPT_HTTPS_PORT:-}" ]; then
+    C="https://tlsrpt.unsigned.test:$TLSRPT_HTTPS_PORT/tlsrpt"
+    for d in rpt-https rpt-both rpt-500 rpt-hang; do echo "$d IN MX 10 mx.unsigned.test."; done
+    cat <<EOF
+_smtp._tls.rpt-https IN TXT "v=TLSRPTv1; rua=$C/https"
+_smtp._tls.rpt-both IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@rpt-both.unsigned.test,$C/both"
+_smtp._tls.rpt-500 IN TXT "v=TLSRPTv1; rua=$C/500,mailto:tlsrpt@rpt-500.unsigned.test"
+_smtp._tls.rpt-hang IN TXT "v=TLSRPTv1; rua=$C/hang,mailto:tlsrpt@rpt-hang.unsigned.test"
+EOF
+  fi
 } > zones/child/unsigned.test.zone
 
 keygen() { # $1 zone -> sets KSK ZSK (paths without extension)
@@ -292,6 +326,7 @@ CA_CERT=$LAB_DIR/ca.crt
 CA_KEY=$LAB_DIR/ca.key
 EOF
 [ -z "${SMTP_PORT:-}" ] || echo "SMTP_PORT=$SMTP_PORT" >> "$STATE"
+[ -z "${TLSRPT_HTTPS_PORT:-}" ] || echo "TLSRPT_HTTPS_PORT=$TLSRPT_HTTPS_PORT" >> "$STATE"
 
 # readiness: every server answers, and the validating resolver sets AD on a signed answer
 q() { dig +time=1 +tries=1 -p "$1" @127.0.0.1 "${@:2}" 2>/dev/null; }

@@ -53,22 +53,30 @@ pub struct Lab {
 impl Lab {
     /// Starts the lab.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, None)
     }
 
     /// The lab with TLSA records also published at `_PORT._tcp` for a test MX listening on
     /// 127.0.0.1:`smtp_port` (`SMTP_PORT` of `scripts/dnssec-lab.sh`): `present.dane.test`
     /// verifies against the lab MX certificate, `wrongkey.dane.test` names another key.
     pub fn start_with_smtp_port(smtp_port: u16) -> Self {
-        Self::start_with(Some(smtp_port))
+        Self::start_with(Some(smtp_port), None)
+    }
+
+    /// The lab with the TLS-RPT `https:` `rua` records too (`TLSRPT_HTTPS_PORT` of
+    /// `scripts/dnssec-lab.sh`: `rpt-https`, `rpt-both`, `rpt-500` and `rpt-hang`
+    /// `.unsigned.test`, `rua=https://tlsrpt.unsigned.test:PORT/tlsrpt/...`) for a report
+    /// collector already listening on 127.0.0.1:`port`.
+    pub fn start_with_tlsrpt_https_port(port: u16) -> Self {
+        Self::start_with(None, Some(port))
     }
 
     /// A start that fails for another reason than missing tools (a port taken between choosing
     /// it and binding it) is retried with fresh ports, at most three times.
-    fn start_with(smtp_port: Option<u16>) -> Self {
+    fn start_with(smtp_port: Option<u16>, https_port: Option<u16>) -> Self {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match Self::try_start(smtp_port) {
+            match Self::try_start(smtp_port, https_port) {
                 Ok(lab) => return lab,
                 Err(e) => failures.push(e),
             }
@@ -79,8 +87,8 @@ impl Lab {
         );
     }
 
-    fn try_start(smtp_port: Option<u16>) -> Result<Self, String> {
-        let mut ports: Vec<u16> = smtp_port.into_iter().collect();
+    fn try_start(smtp_port: Option<u16>, https_port: Option<u16>) -> Result<Self, String> {
+        let mut ports: Vec<u16> = smtp_port.into_iter().chain(https_port).collect();
         for _ in 0..4 {
             let p = free_port(&ports);
             ports.push(p);
@@ -91,6 +99,9 @@ impl Lab {
         let mut cmd = Command::new("bash");
         if let Some(p) = smtp_port {
             cmd.env("SMTP_PORT", p.to_string());
+        }
+        if let Some(p) = https_port {
+            cmd.env("TLSRPT_HTTPS_PORT", p.to_string());
         }
         let out = cmd
             .arg(repo_root().join("scripts/dnssec-lab.sh"))

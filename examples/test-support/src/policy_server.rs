@@ -3,7 +3,10 @@
 //! [`CertKey`]), and per host name a configurable [`PolicyResponse`] — a policy, an error
 //! status, a wrong content type, a redirect, an oversize body, a slow or never-answering server
 //! — and per host name a certificate of its own ([`PolicyServer::set_certificate`]: untrusted or
-//! for another name, the "bad TLS" fault), chosen by SNI.
+//! for another name, the "bad TLS" fault), chosen by SNI. Other paths can be given responses
+//! too ([`PolicyServer::set_path`]), so it also stands in for a TLS-RPT `rua=https:` report
+//! collector (RFC 8460 §5.4): every request is recorded with its method, `Content-Type` and
+//! body.
 //!
 //! The server runs on its own thread with its own tokio runtime, so both synchronous tests (that
 //! run a CLI) and `#[tokio::test]`s can use it. Readiness is the bound listener: the port accepts
@@ -17,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -135,12 +138,23 @@ pub struct SeenRequest {
     pub host: Option<String>,
     /// The request path.
     pub path: String,
+    /// The request method (`GET`, `POST`).
+    pub method: String,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The request body (at most [`MAX_BODY`] bytes are read).
+    pub body: Vec<u8>,
 }
+
+/// The most bytes of a request body the server reads.
+pub const MAX_BODY: usize = 1 << 20;
 
 #[derive(Default)]
 struct Shared {
     /// Keyed by policy host (`mta-sts.DOMAIN`, lower case, no trailing dot).
     responses: HashMap<String, PolicyResponse>,
+    /// Keyed by (host, path): responses for paths other than the policy's.
+    paths: HashMap<(String, String), PolicyResponse>,
     /// Per policy host, a certificate served instead of the server's own (by SNI).
     certs: HashMap<String, Arc<CertifiedKey>>,
     seen: Vec<SeenRequest>,
@@ -274,6 +288,13 @@ impl PolicyServer {
         }
     }
 
+    /// What to answer at `path` of `host` (the host name itself, e.g. a TLS-RPT collector's
+    /// `tlsrpt.example` and `/tlsrpt`), for any method.
+    pub fn set_path(&self, host: &str, path: &str, response: PolicyResponse) {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.lock().paths.insert((host, path.to_owned()), response);
+    }
+
     /// Forget the response for `domain` (its host then gets a 404).
     pub fn clear(&self, domain: &str) {
         self.lock().responses.remove(&policy_host(domain));
@@ -353,6 +374,17 @@ async fn respond(
             h.trim_end_matches('.').to_ascii_lowercase()
         });
     let path = req.uri().path().to_owned();
+    let method = req.method().as_str().to_owned();
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
     let key = host.clone().or_else(|| sni.clone()).unwrap_or_default();
     let found = {
         let mut sh = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -360,13 +392,17 @@ async fn respond(
             sni,
             host,
             path: path.clone(),
+            method,
+            content_type,
+            body,
         });
-        sh.responses.get(&key).cloned()
+        if path == WELL_KNOWN_PATH {
+            sh.responses.get(&key).cloned()
+        } else {
+            sh.paths.get(&(key, path)).cloned()
+        }
     };
-    let r = match found {
-        Some(r) if path == WELL_KNOWN_PATH => r,
-        _ => PolicyResponse::status(404),
-    };
+    let r = found.unwrap_or_else(|| PolicyResponse::status(404));
     if r.never_answer {
         std::future::pending::<()>().await;
     }

@@ -192,6 +192,15 @@ impl Dns {
         }
     }
 
+    /// The `system`-mode resolver (no DNSSEC), for the lookups that need none: TLS-RPT's
+    /// `_smtp._tls` TXT record (RFC 8460 §3).
+    pub(crate) fn system_resolver(&self) -> Option<&TokioResolver> {
+        match &self.backend {
+            Backend::System(r) => Some(r),
+            Backend::Dnssec(_) => None,
+        }
+    }
+
     /// Connects to MX hosts on `port` instead of 25 (`delivery.mx_port`), and looks their TLSA
     /// records up at `_PORT._tcp.HOST`: RFC 7672 §3, the TLSA base name follows the port
     /// actually connected to.

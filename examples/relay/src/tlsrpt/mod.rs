@@ -11,9 +11,12 @@
 //!   is never counted in a report.
 //! - the reporter task (`spawn_reporter`): once per period (a UTC day; shorter with
 //!   `report_interval_secs`, for tests) it claims the finished period across relays, builds
-//!   one report per policy domain, looks up `_smtp._tls.<domain>` through the DNSSEC
-//!   resolver and delivers to every valid `rua`: `mailto:` as a message in the relay's own
-//!   spool and queue, `https:` as a POST over rustls; then deletes the period's counters.
+//!   one report per policy domain, looks up `_smtp._tls.<domain>` through the delivery
+//!   resolver (validating, or plain DNS in mode `system`: RFC 8460 §3 needs no DNSSEC) and
+//!   delivers to every valid `rua` (a bad one is skipped and logged): `mailto:` as a message in
+//!   the relay's own spool and queue, then `https:` as POSTs over rustls, several at once, each
+//!   within its time limit (a slow receiver delays no `mailto:` and no other domain); then
+//!   deletes the period's counters.
 //!   Report messages are DKIM-signed with `[tlsrpt.dkim]` ([`Dkim`], mail-auth's signer).
 //! - [`TlsRptConfig`]: the `[tlsrpt]` section.
 

@@ -286,6 +286,34 @@ mod tests {
         assert!(matches!(err, PostError::Connect { .. }), "{err}");
     }
 
+    #[tokio::test]
+    async fn a_receiver_that_never_answers_is_bounded_by_the_limit() {
+        let ca = TestCa::new("tlsrpt post test CA");
+        let cert = ca.issue(&["reports.example".to_owned()]);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&cert));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // completes the handshake, reads the request, never answers
+        let _task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut chunk = [0u8; 4096];
+            while matches!(tls.read(&mut chunk).await, Ok(n) if n > 0) {}
+        });
+        let started = std::time::Instant::now();
+        let err = post_report(
+            &format!("https://reports.example:{port}/"),
+            &["127.0.0.1".parse().unwrap()],
+            b"x".to_vec(),
+            client(&ca),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, PostError::Timeout(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
     #[test]
     fn uris() {
         let (h, p, _) = host_port("https://r.example/tlsrpt").unwrap();

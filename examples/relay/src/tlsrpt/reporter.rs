@@ -4,13 +4,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dane_verify::TxtLookup;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use smtp_tls_policy::delivery::TlsRequest;
 use smtp_tls_policy::tlsrpt::{
-    DayCounters, RecordDiscovery, Report, ReportBody, ReportUri, ReportedPolicy, Reporter,
-    TlsRptRecord, compose_message, compose_reports,
+    DayCounters, RecordDiscovery, RecordErrorKind, Report, ReportBody, ReportUri, ReportedPolicy,
+    Reporter, TlsRptRecord, compose_message, compose_reports,
 };
 use time::OffsetDateTime;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::config::TlsRptConfig;
 use super::dkim::Dkim;
@@ -25,6 +28,10 @@ const CLAIM_TTL: Duration = Duration::from_secs(3600);
 const POST_LIMIT: Duration = Duration::from_secs(60);
 /// Periods not reported yet (store unavailable) that are kept for the next run.
 const MAX_PENDING: usize = 8;
+/// The most HTTPS POSTs of one period in flight at once.
+const MAX_POSTS: usize = 8;
+/// The time limit of one `_smtp._tls` lookup through the system resolver.
+const LOOKUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Starts the reporter task (when `[tlsrpt] enabled`); it ends with `shutdown`.
 pub(crate) fn spawn_reporter(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
@@ -102,9 +109,12 @@ pub fn reporter(config: &TlsRptConfig, ehlo_name: &str) -> Reporter {
 }
 
 /// Claims `period`, sends its reports and deletes its counters; `Ok(n)`: `n` reports built
-/// here (0: no counters, or another relay has the claim).
+/// here (0: no counters, or another relay has the claim). Every report's `mailto:` copies are
+/// queued first; the `https:` POSTs follow, [`MAX_POSTS`] at once, each within
+/// [`POST_LIMIT`]: a receiver that answers slowly or never delays no `mailto:` and no other
+/// domain's report by more than that limit.
 async fn report_period(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     reporter: &Reporter,
     dkim: Option<&Dkim>,
     period: &Period,
@@ -117,9 +127,18 @@ async fn report_period(
         return Ok(0);
     }
     let reports = collect_reports(counters, reporter, period).await?;
+    let mut posts = Vec::new();
     for report in &reports {
-        send(ctx, reporter, dkim, report).await;
+        posts.extend(send(ctx, reporter, dkim, report).await);
     }
+    let mut running = JoinSet::new();
+    for post in posts {
+        while running.len() >= MAX_POSTS {
+            let _ = running.join_next().await;
+        }
+        running.spawn(post.run(Arc::clone(ctx)));
+    }
+    while running.join_next().await.is_some() {}
     counters.done(&claim).await?;
     counters.delete_day(&period.name).await?;
     Ok(reports.len())
@@ -162,60 +181,106 @@ fn report_domain(report: &Report) -> Option<String> {
         .and_then(|p| p.policy.policy_domain.clone())
 }
 
-/// Delivers `report` to every valid `rua` of its policy domain; problems are logged, never
-/// fatal.
-async fn send(ctx: &Context, reporter: &Reporter, dkim: Option<&Dkim>, report: &Report) {
+/// Delivers `report` to every valid `mailto:` `rua` of its policy domain and returns its
+/// `https:` POSTs, to be run; problems are logged, never fatal.
+async fn send(
+    ctx: &Context,
+    reporter: &Reporter,
+    dkim: Option<&Dkim>,
+    report: &Report,
+) -> Vec<Post> {
     let Some(domain) = report_domain(report) else {
-        return;
+        return Vec::new();
     };
     let Some(record) = lookup(ctx, &domain).await else {
-        return;
+        return Vec::new();
     };
     for skipped in &record.skipped {
         tracing::warn!(%domain, rua = %skipped.uri, problem = %skipped.problem, "TLS-RPT: rua skipped");
     }
+    let mut posts = Vec::new();
     for rua in &record.rua {
         let sent = match rua {
             ReportUri::Mailto { address, .. } => mail(ctx, reporter, dkim, report, address).await,
-            ReportUri::Https { uri } => https(ctx, report, uri).await,
+            ReportUri::Https { uri } => {
+                match ReportBody::of(report) {
+                    Ok(body) => posts.push(Post {
+                        domain: domain.clone(),
+                        uri: uri.clone(),
+                        report_id: report.report_id.clone(),
+                        gzip: body.gzip,
+                    }),
+                    Err(e) => {
+                        sent_log(&domain, rua.as_str(), &report.report_id, Err(e.to_string()))
+                    }
+                }
+                continue;
+            }
             _ => Err("unsupported rua".to_owned()),
         };
-        match sent {
-            Ok(()) => {
-                tracing::info!(%domain, rua = %rua.as_str(), report_id = %report.report_id, "TLS-RPT: report sent");
-            }
-            Err(e) => {
-                tracing::warn!(%domain, rua = %rua.as_str(), error = %e, "TLS-RPT: report not sent to this rua");
-            }
+        sent_log(&domain, rua.as_str(), &report.report_id, sent);
+    }
+    posts
+}
+
+fn sent_log(domain: &str, rua: &str, report_id: &str, sent: Result<(), String>) {
+    match sent {
+        Ok(()) => {
+            tracing::info!(%domain, %rua, %report_id, "TLS-RPT: report sent");
+        }
+        Err(e) => {
+            tracing::warn!(%domain, %rua, error = %e, "TLS-RPT: report not sent to this rua");
         }
     }
 }
 
-/// `_smtp._tls.<domain>` through the delivery resolver (DNSSEC modes only).
+/// One `https:` delivery of a report.
+struct Post {
+    domain: String,
+    uri: String,
+    report_id: String,
+    gzip: Vec<u8>,
+}
+
+impl Post {
+    async fn run(self, ctx: Arc<Context>) {
+        let sent = https(&ctx, &self.uri, self.gzip).await;
+        sent_log(&self.domain, &self.uri, &self.report_id, sent);
+    }
+}
+
+/// `_smtp._tls.<domain>` through the delivery resolver: validated in the DNSSEC modes, plain
+/// DNS in mode `system` (RFC 8460 §3 does not require DNSSEC for this record).
 async fn lookup(ctx: &Context, domain: &str) -> Option<TlsRptRecord> {
-    let Some(resolver) = ctx.dns.dane_resolver() else {
-        tracing::warn!(%domain, "TLS-RPT: resolver mode \"system\": no _smtp._tls lookup, report not sent");
-        return None;
-    };
     let name = format!("_smtp._tls.{domain}");
-    let records = match resolver.txt(&name).await {
-        Ok(TxtLookup::Found { records, .. }) => records,
-        Ok(TxtLookup::NotFound { .. }) => {
-            tracing::info!(%domain, "TLS-RPT: no _smtp._tls record, report not sent");
-            return None;
-        }
-        Ok(other) => {
-            tracing::warn!(%domain, answer = ?other, "TLS-RPT: _smtp._tls answer unusable, report not sent");
-            return None;
-        }
-        Err(e) => {
-            tracing::warn!(%domain, error = %e, "TLS-RPT: _smtp._tls lookup failed, report not sent");
-            return None;
-        }
+    let texts = match ctx.dns.dane_resolver() {
+        Some(resolver) => match resolver.txt(&name).await {
+            Ok(TxtLookup::Found { records, .. }) => records
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.concatenated()).into_owned())
+                .collect(),
+            Ok(TxtLookup::NotFound { .. }) => Vec::new(),
+            Ok(other) => {
+                tracing::warn!(%domain, answer = ?other, "TLS-RPT: _smtp._tls answer unusable, report not sent");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(%domain, error = %e, "TLS-RPT: _smtp._tls lookup failed, report not sent");
+                return None;
+            }
+        },
+        None => match system_txt(ctx, &name).await {
+            Ok(texts) => texts,
+            Err(e) => {
+                tracing::warn!(%domain, error = %e, "TLS-RPT: _smtp._tls lookup failed, report not sent");
+                return None;
+            }
+        },
     };
-    let texts = records
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.concatenated()).into_owned());
+    if texts.is_empty() {
+        tracing::info!(%domain, "TLS-RPT: no _smtp._tls record, report not sent");
+        return None;
+    }
     match TlsRptRecord::discover(texts) {
         Ok(RecordDiscovery::Found(record)) => Some(record),
         Ok(other) => {
@@ -223,9 +288,49 @@ async fn lookup(ctx: &Context, domain: &str) -> Option<TlsRptRecord> {
             None
         }
         Err(e) => {
-            tracing::warn!(%domain, error = %e, "TLS-RPT: _smtp._tls record invalid");
+            // every rua URI bad: each is logged as one skipped among several would be
+            if let smtp_tls_policy::Error::TlsRptRecord {
+                kind: RecordErrorKind::NoUsableRua { skipped, .. },
+                ..
+            } = &e
+            {
+                for s in skipped {
+                    tracing::warn!(%domain, rua = %s.uri, problem = %s.problem, "TLS-RPT: rua skipped");
+                }
+            }
+            tracing::warn!(%domain, error = %e, "TLS-RPT: _smtp._tls record invalid, report not sent");
             None
         }
+    }
+}
+
+/// The TXT records of `name` (each one's strings concatenated) through the `system`-mode
+/// resolver; empty when there is none (NXDOMAIN or no TXT record).
+async fn system_txt(ctx: &Context, name: &str) -> Result<Vec<String>, String> {
+    let Some(resolver) = ctx.dns.system_resolver() else {
+        return Err("no resolver".to_owned());
+    };
+    let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
+        .map_err(|e| format!("{name} is not a domain name: {e}"))?;
+    let lookup = tokio::time::timeout(LOOKUP_LIMIT, resolver.lookup(fqdn, RecordType::TXT))
+        .await
+        .map_err(|_| format!("timed out after {LOOKUP_LIMIT:?}"))?;
+    match lookup {
+        Ok(found) => Ok(found
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s))
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect()),
+        Err(NetError::Dns(DnsError::NoRecordsFound(_))) => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -255,13 +360,14 @@ async fn mail(
     Ok(())
 }
 
-/// `https:`: POST the gzipped report.
-async fn https(ctx: &Context, report: &Report, uri: &str) -> Result<(), String> {
+/// `https:`: POST the gzipped report (the address lookup within the same limit).
+async fn https(ctx: &Context, uri: &str, gzip: Vec<u8>) -> Result<(), String> {
     let (host, _, _) = super::post::host_port(uri).map_err(|e| e.to_string())?;
-    let addresses = ctx.dns.addresses(&host).await;
+    let addresses = tokio::time::timeout(POST_LIMIT, ctx.dns.addresses(&host))
+        .await
+        .map_err(|_| format!("address lookup of {host} timed out"))?;
     let tls = smtp_tls_policy::mta_sts::client_config(&ctx.anchors).map_err(|e| e.to_string())?;
-    let body = ReportBody::of(report).map_err(|e| e.to_string())?;
-    super::post::post_report(uri, &addresses, body.gzip, tls, POST_LIMIT)
+    super::post::post_report(uri, &addresses, gzip, tls, POST_LIMIT)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
