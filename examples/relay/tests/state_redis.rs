@@ -1165,3 +1165,44 @@ async fn the_file_journal_forgets_days_past_the_retention() {
     assert!(!text.contains("2026-01-01"), "{text}");
     assert!(text.contains("\"at\":"), "records carry their time: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_answered_by_redis_is_no_outage() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let Counters::Redis(c) = store.counters().clone() else {
+        panic!("not the Redis backend")
+    };
+    let e = entry("a.example", "id1", 86_400);
+    let policies = store.policies();
+    let put = e.clone();
+    tokio::task::spawn_blocking(move || policies.put(&put).unwrap())
+        .await
+        .unwrap();
+    // another (older, or hostile) relay left a hash where the entry was
+    let mut conn = raw(&server).await;
+    let key = format!("{}sts:a.example", relay::state::DEFAULT_KEY_PREFIX);
+    let _: () = redis::pipe()
+        .cmd("DEL")
+        .arg(&key)
+        .ignore()
+        .cmd("HSET")
+        .arg(&key)
+        .arg("f")
+        .arg("v")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // the lookup answers from the local copy, and Redis answered: no outage, the counters
+    // go on writing to Redis instead of buffering
+    let policies = store.policies();
+    let got = tokio::task::spawn_blocking(move || policies.get(&e.domain).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(got.map(|g| g.domain.to_string()), Some("a.example".into()));
+    c.incr(DAY, "b", "s", 1).await.unwrap();
+    assert_eq!((c.outages(), c.buffered()), (0, 0));
+    assert_eq!(c.read(DAY, "b").await.unwrap().get("s"), 1);
+}

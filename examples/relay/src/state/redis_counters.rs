@@ -43,7 +43,7 @@ use super::counters::{
     overflow_of,
 };
 use super::error::StateError;
-use super::redis_link::{RedisLink, stale_connection};
+use super::redis_link::{RedisLink, answered, stale_connection};
 
 /// Counter keys expire this long after their last update.
 pub const COUNTER_RETENTION: Duration = Duration::from_secs(8 * 86_400);
@@ -308,6 +308,10 @@ impl RedisCounters {
                         Ok(Ok(v)) => {
                             link.succeeded();
                             return Ok(v);
+                        }
+                        Ok(Err(e)) if answered(&e) => {
+                            link.succeeded();
+                            return Err(StateError::redis(&e));
                         }
                         Ok(Err(e)) => {
                             // a late reply must never answer the next request

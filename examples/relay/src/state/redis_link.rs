@@ -132,6 +132,23 @@ impl RedisLink {
     }
 }
 
+/// The server answered with an error (a command refused: a key of the wrong type another
+/// relay left, a script error, out of memory) or with a reply of an unexpected shape: Redis is
+/// reachable and the connection in step — no outage, and the connection is kept.
+pub(crate) fn answered(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ResponseError
+            | K::ExtensionError
+            | K::TypeError
+            | K::ExecAbortError
+            | K::NoScriptError
+            | K::ReadOnly
+            | K::NotBusy
+    )
+}
+
 /// A reused connection that failed this way was closed under us (Redis restarted, an idle
 /// timeout): the request never reached a live server, so it is sent again, once, on a new
 /// connection. A timeout is not retried (the server may have executed it).

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use super::config::StateConfig;
 use super::error::StateError;
-use super::redis_link::{RedisLink, stale_connection};
+use super::redis_link::{RedisLink, answered, stale_connection};
 
 /// Expiry of an entry with neither an unexpired policy nor a pending back-off, seconds.
 pub const EMPTY_ENTRY_TTL_SECS: u64 = 3600;
@@ -150,6 +150,10 @@ impl RedisPolicyStore {
                 Ok(v) => {
                     self.link.succeeded();
                     return Ok(v);
+                }
+                Err(e) if answered(&e) => {
+                    self.link.succeeded();
+                    return Err(StateError::redis(&e));
                 }
                 Err(e) => {
                     // a timed-out reply may still arrive: never reuse the connection
