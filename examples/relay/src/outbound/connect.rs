@@ -16,7 +16,7 @@ use smtp_tls_policy::delivery::{
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::io::{ClientOutcome, ClientSettings, Timeouts, Transcript, negotiate};
 use smtp_tls_policy::mta_sts::{Mode, Policy as StsPolicy, StsFailure, StsHostVerdict};
-use smtp_tls_policy::plan::{HopPlan, HostSource, PlanOptions};
+use smtp_tls_policy::plan::{HopPlan, HostSource, PeerVerdict, PlanOptions};
 use smtp_tls_policy::tlsrpt::{
     Endpoints, ReportedPolicy, Session as TlsRptSession, SessionResult, TlsOutcome,
 };
@@ -153,7 +153,18 @@ pub(crate) async fn connect(
     let mut settings = settings.with_timeouts(Timeouts::default());
     settings.client_certificate = ctx.client_cert.clone();
     let (outcome, local) = exchange(ctx, hop, addr, attempt, &settings, &remote).await?;
-    record_decision(ctx, plan, hop, &outcome.decision, local, addr);
+    // The plan's verdict on this handshake (a fresh verifier per connection, no resumption):
+    // the MTA-STS failure under `testing` is only in it.
+    let verdict = settings.verifier.last_verdict();
+    record_decision(
+        ctx,
+        plan,
+        hop,
+        &outcome.decision,
+        verdict.as_ref(),
+        local,
+        addr,
+    );
     log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
     match (outcome.decision.action, outcome.connection) {
         (DeliveryAction::ContinueTls | DeliveryAction::ContinuePlaintext(_), Some(conn)) => {
@@ -163,7 +174,7 @@ pub(crate) async fn connect(
             // `preferred`: the handshake failed after 220; a new connection without STARTTLS.
             let retry = DeliveryAttempt::plaintext_retry(&plan.policy().domain, token, options);
             let (outcome, local) = exchange(ctx, hop, addr, retry, &settings, &remote).await?;
-            record_decision(ctx, plan, hop, &outcome.decision, local, addr);
+            record_decision(ctx, plan, hop, &outcome.decision, None, local, addr);
             log_decision(plan, &remote, &outcome.transcript, &outcome.decision);
             match (outcome.decision.action, outcome.connection) {
                 (DeliveryAction::ContinuePlaintext(_), Some(conn)) => {
@@ -211,19 +222,22 @@ async fn exchange(
 
 /// TLS-RPT (RFC 8460): counts the machine's decision on a connection, when it says anything
 /// about TLS (`of_decision`: STARTTLS missing, handshake, certificate, DANE; a plaintext
-/// retry's own decision is not a second session).
+/// retry's own decision is not a second session). `verdict` = the plan's verdict on the
+/// handshake, when one completed: it decides the outcome (`of_handshake`: DANE, the MTA-STS
+/// failure — also under `testing`, where delivery goes on — then PKIX).
 fn record_decision(
     ctx: &Context,
     plan: &HopPlan,
     hop: &Hop,
     decision: &Decision,
+    verdict: Option<&PeerVerdict>,
     local: Option<IpAddr>,
     addr: IpAddr,
 ) {
     if ctx.tlsrpt.is_none() {
         return;
     }
-    if let Some(outcome) = TlsOutcome::of_decision(plan, decision, None) {
+    if let Some(outcome) = TlsOutcome::of_decision(plan, decision, verdict) {
         record(ctx, plan, hop, outcome, local, Some(addr));
     }
 }
