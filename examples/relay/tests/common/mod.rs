@@ -1,10 +1,14 @@
 //! Shared fixtures of the relay tests (`relay_default`, `relay_inbound`, `relay_faults`,
 //! `relay_dane`, `relay_crash`):
 //! a relay site (configuration, HAT, certificate store and spool in a temp dir), the
-//! relay process (killed by PID on drop), a plain SMTP submission client and bounded waits.
+//! relay process (killed by PID on drop), a plain SMTP submission client and bounded waits;
+//! `peer`: a scripted SMTP peer; `sts`: the MTA-STS delivery tests' setup (`relay_mta_sts*`);
+//! `tlsrpt`: report messages received by a peer, the start of a reporting period.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod peer;
+pub mod sts;
+pub mod tlsrpt;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
