@@ -15,47 +15,18 @@ mod common;
 
 use std::time::Duration;
 
-use smtp_tls_policy::tlsrpt::{Report, read_report};
 use test_support::dnssec_lab::Lab;
 use test_support::pki::{CertKey, server_config};
 
 use common::peer::{Behaviour, Conn, Peer};
+use common::tlsrpt::{at_period_start, conn_text, reports};
 use common::{Client, Site, wait_until};
-
-/// The report messages a peer received (connections whose message carries
-/// `TLS-Report-Domain`), parsed.
-fn reports(conns: &[Conn]) -> Vec<(String, Report)> {
-    conns
-        .iter()
-        .filter_map(|c| {
-            let text = if c.tls_up {
-                c.tls_text()
-            } else {
-                c.plain_text()
-            };
-            if !text.contains("TLS-Report-Domain:") {
-                return None;
-            }
-            // the message: after the DATA command up to the final dot
-            let (_, data) = text.split_once("DATA\r\n")?;
-            let data = data.split("\r\n.\r\n").next().unwrap_or(data);
-            Some((data.to_owned(), read_report(data.as_bytes()).ok()?))
-        })
-        .collect()
-}
 
 fn delivered_user_mail(conns: &[Conn]) -> usize {
     conns
         .iter()
         .filter(|c| c.delivered.is_some())
-        .filter(|c| {
-            let t = if c.tls_up {
-                c.tls_text()
-            } else {
-                c.plain_text()
-            };
-            !t.contains("TLS-Report-Domain:")
-        })
+        .filter(|c| !conn_text(c).contains("TLS-Report-Domain:"))
         .count()
 }
 
@@ -200,26 +171,6 @@ fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
         "{}",
         relay.log()
     );
-}
-
-/// Waits (at most one period) until a fresh period of `interval` seconds has just begun, so
-/// the deliveries that follow fall into one period.
-fn at_period_start(interval: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(interval + 5);
-    loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        if now % interval < 2 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "clock did not advance"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Two relay processes with `[state] backend = "redis"` deliver to the passing and the

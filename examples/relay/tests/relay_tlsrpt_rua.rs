@@ -26,6 +26,7 @@ use test_support::pki::TestCa;
 use test_support::policy_server::{PolicyResponse, PolicyServer, SeenRequest};
 
 use common::peer::{Behaviour, Conn, Peer};
+use common::tlsrpt::at_period_start;
 use common::{Client, Relay, Site, wait_until};
 
 /// The collector's host name (A 127.0.0.1 in the lab).
@@ -345,24 +346,4 @@ fn system_resolver_mode_looks_the_record_up() {
     let posted = posted_report(&both[0]);
     assert_counts(&posted, BOTH, sessions(&conns, BOTH));
     assert_eq!(mail_report_for(&conns, BOTH)[0].1, posted);
-}
-
-/// Waits (at most one period) until a fresh period of `interval` seconds has just begun, so
-/// the deliveries that follow fall into one period.
-fn at_period_start(interval: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(interval + 5);
-    loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        if now % interval < 2 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "clock did not advance"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
