@@ -15,6 +15,10 @@
 
 mod common;
 
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use relay::RecipientState;
@@ -360,13 +364,15 @@ fn dane_verified_delivery_to_postfix_and_key_mismatch_defers() {
 #[test]
 fn unproven_validation_defers_mandatory_dane_and_warns_once() {
     let lab = Lab::start();
+    // The relay asks the lab's resolver through a tap that counts its probes.
+    let tap = DnsTap::start(lab.non_validating());
     let peer = Peer::start(Behaviour::NoStartTls);
     let delivery = format!(
         "mx_port = {}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
          probe_name = \"test.\"\nprobe_interval_secs = 1\n\
          [delivery.retry]\ninitial_secs = 3600\n",
         peer.addr.port(),
-        lab.non_validating()
+        tap.addr
     );
     let controls = "[default]\ntls = \"no\"\ndane = \"none\"\n\
                     [destinations.\"dane.test\"]\ntls = \"preferred\"\ndane = \"mandatory\"\n\
@@ -402,8 +408,22 @@ fn unproven_validation_defers_mandatory_dane_and_warns_once() {
             })
         },
     );
-    // at least two more probes (one per second), still one warning
-    std::thread::sleep(Duration::from_millis(2500));
+    // At least two more probes (one per second), still one warning. The probes run one after
+    // the other, so once the third probe from here on has asked, the two before it have
+    // finished (and logged, had their state changed).
+    let probes = tap.probes();
+    wait_until(
+        Duration::from_secs(30),
+        || {
+            format!(
+                "{} probes, not {}: {}",
+                tap.probes(),
+                probes + 3,
+                relay.log()
+            )
+        },
+        || tap.probes() >= probes + 3,
+    );
     let log = relay.log();
     let warnings: Vec<&str> = log
         .lines()
@@ -446,4 +466,104 @@ fn unproven_validation_defers_mandatory_dane_and_warns_once() {
         "{seen}"
     );
     assert!(!seen.contains("user@dane.test"), "{seen}");
+}
+
+/// A DNS forwarder on loopback (UDP and TCP, one port) in front of `upstream` that records the
+/// relay's validation probes (`SOA test.` queries, `probe_name = "test."`), so that a test can
+/// wait for probes instead of sleeping. Its threads end (bounded) once it is dropped.
+struct DnsTap {
+    addr: SocketAddr,
+    /// The DNS IDs of the probe queries seen (a retransmission keeps its ID).
+    probe_ids: Arc<Mutex<HashSet<u16>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl DnsTap {
+    fn start(upstream: SocketAddr) -> Self {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let udp = UdpSocket::bind(addr).unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let tap = Self {
+            addr,
+            probe_ids: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (ids, stop) = (tap.probe_ids.clone(), tap.stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((n, client)) = udp.recv_from(&mut buf) else {
+                    continue;
+                };
+                let query = buf[..n].to_vec();
+                if is_probe(&query) {
+                    ids.lock()
+                        .unwrap()
+                        .insert(u16::from_be_bytes([query[0], query[1]]));
+                }
+                let back = udp.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let up = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    up.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    up.send_to(&query, upstream).unwrap();
+                    let mut answer = [0u8; 65535];
+                    if let Ok(n) = up.recv(&mut answer) {
+                        let _ = back.send_to(&answer[..n], client);
+                    }
+                });
+            }
+        });
+        let stop = tap.stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((down, _)) = tcp.accept() else {
+                    // poll interval of the accept loop, which ends with the tap
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    down.set_nonblocking(false).unwrap();
+                    let Ok(up) = TcpStream::connect(upstream) else {
+                        return;
+                    };
+                    for s in [&down, &up] {
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    }
+                    let (down2, up2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+                    let t = std::thread::spawn(move || pipe(&down2, &up2));
+                    pipe(&up, &down);
+                    let _ = t.join();
+                });
+            }
+        });
+        tap
+    }
+
+    /// Probe queries seen so far.
+    fn probes(&self) -> usize {
+        self.probe_ids.lock().unwrap().len()
+    }
+}
+
+impl Drop for DnsTap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies until EOF, an error or the read timeout, then shuts the writer's side down.
+fn pipe(mut from: &TcpStream, mut to: &TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Whether a DNS query asks for `SOA test.` (the question right after the 12-octet header).
+fn is_probe(query: &[u8]) -> bool {
+    const QUESTION: &[u8] = b"\x04test\x00\x00\x06";
+    query
+        .get(12..12 + QUESTION.len())
+        .is_some_and(|q| q.eq_ignore_ascii_case(QUESTION))
 }
