@@ -316,7 +316,13 @@ async fn a_redis_outage_buffers_counts_and_falls_back_to_the_local_policy_cache(
     );
     assert!(c.redis_down());
     assert_eq!(c.outages(), 1);
-    assert_eq!(c.buffered(), 3, "two fields and one meta, summed in memory");
+    // the first increment went out on the connection Redis had closed: it may have been
+    // executed, so it waits apart under its id; the others are summed per field
+    assert_eq!(
+        c.buffered(),
+        4,
+        "one sent increment, two fields and one meta, summed in memory"
+    );
     assert!(matches!(
         c.read(DAY, "bucket").await,
         Err(StateError::Unavailable { .. })
@@ -359,7 +365,7 @@ async fn a_redis_outage_buffers_counts_and_falls_back_to_the_local_policy_cache(
     assert_eq!(b.get("success"), 210, "10 before the outage + 200 buffered");
     assert_eq!(b.get("certificate-expired"), 100);
     assert_eq!(b.meta.as_deref(), Some("meta while down"));
-    assert_eq!((c.dropped(), c.flushed()), (0, 3));
+    assert_eq!((c.dropped(), c.flushed()), (0, 4));
 
     // Redis is the policy cache again (it kept the entry stored before the outage)
     tokio::task::spawn_blocking(move || {
@@ -377,19 +383,21 @@ async fn a_full_buffer_drops_and_counts_updates() {
     let mut server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut config = redis_config(&server);
-    config.max_buffered = 2;
+    config.max_buffered = 3;
     let store = StateStore::open(&config, dir.path()).unwrap();
     let Counters::Redis(c) = store.counters().clone() else {
         panic!("not the Redis backend")
     };
     c.incr(DAY, "b", "up", 1).await.unwrap();
     server.kill();
+    // sent on the connection Redis closed: kept apart under its id (it may have been executed)
+    c.incr(DAY, "b", "f0", 1).await.unwrap();
     c.incr(DAY, "b", "f1", 1).await.unwrap();
     c.incr(DAY, "b", "f2", 1).await.unwrap();
     c.incr(DAY, "b", "f1", 5).await.unwrap(); // an existing field: summed, not dropped
     c.incr(DAY, "b", "f3", 1).await.unwrap(); // a third field: dropped
     c.set_meta(DAY, "b", "m").await.unwrap(); // dropped
-    assert_eq!((c.buffered(), c.dropped()), (2, 2));
+    assert_eq!((c.buffered(), c.dropped()), (3, 2));
     server.restart();
     let start = Instant::now();
     while c.buffered() > 0 {
@@ -398,7 +406,10 @@ async fn a_full_buffer_drops_and_counts_updates() {
     }
     let b = c.read(DAY, "b").await.unwrap();
     // the server restarted empty (no persistence): only the buffered fields
-    assert_eq!((b.get("f1"), b.get("f2"), b.get("f3")), (6, 1, 0));
+    assert_eq!(
+        (b.get("f0"), b.get("f1"), b.get("f2"), b.get("f3")),
+        (1, 6, 1, 0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1205,4 +1216,93 @@ async fn an_error_answered_by_redis_is_no_outage() {
     c.incr(DAY, "b", "s", 1).await.unwrap();
     assert_eq!((c.outages(), c.buffered()), (0, 0));
     assert_eq!(c.read(DAY, "b").await.unwrap().get("s"), 1);
+}
+
+/// A loopback TCP proxy to `upstream` that forwards every request and, while `swallow` is
+/// set, drops the replies (a reply lost after the server executed the command); it counts
+/// the connections it accepted.
+async fn reply_dropping_proxy(
+    upstream: std::net::SocketAddr,
+) -> (
+    String,
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let swallow = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&swallow);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let flag = Arc::clone(&flag);
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            });
+            tokio::spawn(async move {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if !flag.load(Ordering::SeqCst) && cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (url, swallow, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_increment_whose_reply_was_lost_is_not_counted_twice() {
+    use std::sync::atomic::Ordering;
+    let server = RedisServer::start();
+    let (url, swallow, accepted) = reply_dropping_proxy(server.addr()).await;
+    let mut config = StateConfig::redis(url);
+    config.retry_interval_ms = 50;
+    config.connect_timeout_ms = 200;
+    config.response_timeout_ms = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&config, dir.path()).unwrap();
+    let Counters::Redis(c) = store.counters().clone() else {
+        panic!("not the Redis backend")
+    };
+    c.incr(DAY, "b", "s", 1).await.unwrap();
+    // Redis executes the next increment, its reply is lost: the relay cannot know
+    swallow.store(true, Ordering::SeqCst);
+    c.incr(DAY, "b", "s", 1).await.unwrap();
+    assert!(c.buffered() > 0, "the increment was not kept for a retry");
+    // the retries (every 50 ms, each on a new connection) reach Redis too while their
+    // replies are lost: two of them, then the replies come through again
+    let start = Instant::now();
+    while accepted.load(Ordering::SeqCst) < 4 {
+        assert!(start.elapsed() < Duration::from_secs(10), "no retry");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    swallow.store(false, Ordering::SeqCst);
+    let mut conn = raw(&server).await;
+    let key = format!("{}rpt:{DAY}:b:b", relay::state::DEFAULT_KEY_PREFIX);
+    while c.buffered() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let n: Option<String> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("s")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n.as_deref(), Some("2"), "two increments");
+    assert_eq!(c.read(DAY, "b").await.unwrap().get("s"), 2);
 }

@@ -22,9 +22,13 @@
 //! Redis unreachable: `incr` and `set_meta` return at once and are buffered in memory (summed
 //! per field, at most `state.max_buffered` distinct fields; beyond, updates are dropped and
 //! counted, one WARN), and a background task writes them once Redis answers again (one INFO
-//! with the numbers). An update whose `EXEC` was sent but whose reply was lost is retried, so
-//! it may count twice; none is lost while the relay runs (a relay stopped with updates still
-//! buffered says so). While updates wait in the buffer, `buckets`, `read` and `delete_day`
+//! with the numbers). An increment whose reply was lost (a timeout, a connection dropped after
+//! the request was sent) may or may not have been executed: each increment carries an id,
+//! which the script records in the relay's `P ops:TOKEN` hash before it counts, and skips
+//! when it is there already, so the retry counts it exactly once (the ids of acknowledged
+//! increments are removed with the relay's next increment; the hash expires with the
+//! counters). None is lost while the relay runs (a relay stopped with updates still buffered
+//! says so). While updates wait in the buffer, `buckets`, `read` and `delete_day`
 //! answer [`StateError::Unavailable`]: a report never misses them.
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,12 +54,19 @@ pub const COUNTER_RETENTION: Duration = Duration::from_secs(8 * 86_400);
 /// Buffered updates written per transaction when Redis is back.
 const FLUSH_CHUNK: usize = 500;
 
-/// `KEYS`: bucket, index; `ARGV`: field, overflow field (`""`: unbounded), increment, bound,
-/// the field outside the bound, retention (s), bucket name. Returns the field counted.
+/// `KEYS`: bucket, index, the relay's ops; `ARGV`: field, overflow field (`""`: unbounded),
+/// increment, bound, the field outside the bound, retention (s), bucket name, this
+/// increment's id, then the ids to forget (acknowledged). Returns the field counted (nil:
+/// counted before, under this id).
 const INCR_SCRIPT: &str = r"
-local b, idx = KEYS[1], KEYS[2]
+local b, idx, ops = KEYS[1], KEYS[2], KEYS[3]
 local field, overflow = ARGV[1], ARGV[2]
-local t = redis.call('TYPE', b).ok
+local t = redis.call('TYPE', ops).ok
+if t ~= 'hash' and t ~= 'none' then redis.call('DEL', ops) end
+for i = 9, #ARGV do redis.call('HDEL', ops, ARGV[i]) end
+if redis.call('HSETNX', ops, ARGV[8], 1) == 0 then return false end
+redis.call('EXPIRE', ops, ARGV[6])
+t = redis.call('TYPE', b).ok
 if t ~= 'hash' and t ~= 'none' then redis.call('DEL', b) end
 t = redis.call('TYPE', idx).ok
 if t ~= 'set' and t ~= 'none' then redis.call('DEL', idx) end
@@ -130,9 +141,26 @@ return 0
 type FieldKey = (String, String, String);
 type MetaKey = (String, String);
 
+/// Ids of acknowledged increments kept for removal from the ops hash at most (beyond, they
+/// expire with it).
+const MAX_ACKED: usize = 4096;
+/// Ids removed per increment at most.
+const FORGET_PER_INCR: usize = 64;
+
+/// An increment that may have been executed (its reply was lost), with its id.
+struct Uncertain {
+    id: String,
+    day: String,
+    bucket: String,
+    field: String,
+    by: u64,
+}
+
 #[derive(Default)]
 struct Pending {
     counts: HashMap<FieldKey, u64>,
+    /// Increments sent whose reply was lost: retried under their id, never merged.
+    uncertain: Vec<Uncertain>,
     meta: HashMap<MetaKey, String>,
     /// Updates dropped because the buffer was full, since the start.
     dropped: u64,
@@ -144,7 +172,7 @@ struct Pending {
 
 impl Pending {
     fn len(&self) -> usize {
-        self.counts.len() + self.meta.len()
+        self.counts.len() + self.meta.len() + self.uncertain.len()
     }
 }
 
@@ -156,8 +184,12 @@ struct Inner {
     flusher: AtomicBool,
     /// Updates written to Redis from the buffer, since the start.
     flushed: AtomicU64,
-    /// This store's claim token.
+    /// This store's claim token (and the name of its ops hash).
     token: String,
+    /// The next increment id.
+    next_op: AtomicU64,
+    /// Ids of acknowledged increments, to remove from the ops hash.
+    acked: Mutex<Vec<String>>,
 }
 
 /// The Redis report counters (see the module documentation). Cheap to clone.
@@ -198,6 +230,8 @@ impl RedisCounters {
                 flusher: AtomicBool::new(false),
                 flushed: AtomicU64::new(0),
                 token,
+                next_op: AtomicU64::new(0),
+                acked: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -291,14 +325,27 @@ impl RedisCounters {
         pipe: &Pipeline,
         force: bool,
     ) -> Result<T, StateError> {
+        self.query_sent(op, pipe, force).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Self::query`], and with an error whether `pipe` may have been executed (it was sent
+    /// and its reply was lost).
+    async fn query_sent<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+        force: bool,
+    ) -> Result<T, (StateError, bool)> {
         let link = &self.inner.link;
         if !force && !link.may_try() {
-            return Err(link.skipped());
+            return Err((link.skipped(), false));
         }
+        let mut sent = false;
         for attempt in 0..2 {
             let error = match self.connection(force).await {
-                Ok(None) => return Err(link.skipped()),
+                Ok(None) => return Err((link.skipped(), sent)),
                 Ok(Some((mut conn, fresh))) => {
+                    sent = true;
                     match tokio::time::timeout(
                         link.response_timeout,
                         pipe.query_async::<T>(&mut conn),
@@ -310,8 +357,9 @@ impl RedisCounters {
                             return Ok(v);
                         }
                         Ok(Err(e)) if answered(&e) => {
+                            // refused whole (a script that fails stops before it writes)
                             link.succeeded();
-                            return Err(StateError::redis(&e));
+                            return Err((StateError::redis(&e), attempt > 0));
                         }
                         Ok(Err(e)) => {
                             // a late reply must never answer the next request
@@ -330,22 +378,51 @@ impl RedisCounters {
             };
             *self.inner.conn.lock().await = None;
             link.failed(op, &error);
-            return Err(error);
+            return Err((error, sent));
         }
-        Err(link.skipped())
+        Err((link.skipped(), sent))
     }
 
     fn retention_secs() -> u64 {
         COUNTER_RETENTION.as_secs()
     }
 
-    fn add_incr(&self, pipe: &mut Pipeline, day: &str, bucket: &str, field: &str, by: u64) {
+    /// A new increment id.
+    fn op_id(&self) -> String {
+        format!("{:x}", self.inner.next_op.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn acked(&self) -> MutexGuard<'_, Vec<String>> {
+        self.inner
+            .acked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers `ids` as acknowledged (removed from the ops hash later).
+    fn ack(&self, ids: impl IntoIterator<Item = String>) {
+        let mut acked = self.acked();
+        for id in ids {
+            if acked.len() < MAX_ACKED {
+                acked.push(id);
+            }
+        }
+    }
+
+    fn add_incr(
+        &self,
+        pipe: &mut Pipeline,
+        (day, bucket, field, by): (&str, &str, &str, u64),
+        id: &str,
+        forget: &[String],
+    ) {
         let by = i64::try_from(by).unwrap_or(i64::MAX);
         pipe.cmd("EVAL")
             .arg(INCR_SCRIPT)
-            .arg(2)
+            .arg(3)
             .arg(self.key(&["rpt", day, "b", bucket]))
             .arg(self.key(&["rpt", day, "idx"]))
+            .arg(self.key(&["ops", &self.inner.token]))
             .arg(field)
             .arg(overflow_of(field).unwrap_or_default())
             .arg(by)
@@ -353,6 +430,8 @@ impl RedisCounters {
             .arg(SUCCESS_FIELD)
             .arg(Self::retention_secs())
             .arg(bucket)
+            .arg(id)
+            .arg(forget)
             .ignore();
     }
 
@@ -399,6 +478,19 @@ impl RedisCounters {
         self.spawn_flusher();
     }
 
+    /// Buffers an increment that may have been executed, under its id.
+    fn buffer_uncertain(&self, u: Uncertain) {
+        {
+            let mut p = self.pending();
+            if p.len() < self.inner.max_buffered {
+                p.uncertain.push(u);
+            } else {
+                self.drop_update(&mut p);
+            }
+        }
+        self.spawn_flusher();
+    }
+
     fn buffer_meta(&self, day: &str, bucket: &str, value: &str) {
         {
             let mut p = self.pending();
@@ -429,22 +521,34 @@ impl RedisCounters {
     /// Writes the buffered updates (in transactions of [`FLUSH_CHUNK`]); what could not be
     /// written goes back into the buffer. Returns how many were written.
     async fn flush(&self, force: bool) -> Result<usize, StateError> {
-        let (counts, meta) = {
+        let (counts, meta, uncertain) = {
             let mut p = self.pending();
             if p.len() == 0 {
                 return Ok(0);
             }
             p.in_flight += p.len();
-            (std::mem::take(&mut p.counts), std::mem::take(&mut p.meta))
+            (
+                std::mem::take(&mut p.counts),
+                std::mem::take(&mut p.meta),
+                std::mem::take(&mut p.uncertain),
+            )
         };
         let mut updates: Vec<Update> = meta
             .into_iter()
             .map(|((d, b), v)| Update::Meta(d, b, v))
-            .chain(
-                counts
-                    .into_iter()
-                    .map(|((d, b, f), n)| Update::Incr(d, b, f, n)),
-            )
+            .chain(uncertain.into_iter().map(|u| Update::Incr(u, true)))
+            .chain(counts.into_iter().map(|((day, bucket, field), by)| {
+                Update::Incr(
+                    Uncertain {
+                        id: self.op_id(),
+                        day,
+                        bucket,
+                        field,
+                        by,
+                    },
+                    false,
+                )
+            }))
             .collect();
         let mut written = 0;
         while !updates.is_empty() {
@@ -455,14 +559,24 @@ impl RedisCounters {
             for u in &chunk {
                 match u {
                     Update::Meta(d, b, v) => self.add_meta(&mut pipe, d, b, v),
-                    Update::Incr(d, b, f, n) => self.add_incr(&mut pipe, d, b, f, *n),
+                    Update::Incr(u, _) => {
+                        self.add_incr(&mut pipe, (&u.day, &u.bucket, &u.field, u.by), &u.id, &[])
+                    }
                 }
             }
-            if let Err(e) = self.query::<()>("flush", &pipe, force).await {
+            if let Err((e, sent)) = self.query_sent::<()>("flush", &pipe, force).await {
                 let unwritten = chunk.len() + updates.len();
-                self.requeue(chunk.into_iter().chain(updates), unwritten);
+                let chunk = chunk.into_iter().map(|u| match u {
+                    Update::Incr(u, before) => Update::Incr(u, before || sent),
+                    meta => meta,
+                });
+                self.requeue(chunk.chain(updates), unwritten);
                 return Err(e);
             }
+            self.ack(chunk.iter().filter_map(|u| match u {
+                Update::Incr(u, _) => Some(u.id.clone()),
+                Update::Meta(..) => None,
+            }));
             {
                 let mut p = self.pending();
                 p.in_flight = p.in_flight.saturating_sub(chunk.len());
@@ -484,9 +598,10 @@ impl RedisCounters {
                 Update::Meta(d, b, v) => {
                     p.meta.entry((d, b)).or_insert(v);
                 }
-                Update::Incr(d, b, f, n) => {
-                    let c = p.counts.entry((d, b, f)).or_default();
-                    *c = c.saturating_add(n);
+                Update::Incr(u, true) => p.uncertain.push(u),
+                Update::Incr(u, false) => {
+                    let c = p.counts.entry((u.day, u.bucket, u.field)).or_default();
+                    *c = c.saturating_add(u.by);
                 }
             }
         }
@@ -610,7 +725,8 @@ fn bucket_data(reply: Vec<redis::Value>) -> BucketData {
 }
 
 enum Update {
-    Incr(String, String, String, u64),
+    /// An increment; `true`: it may have been executed before (retried under its id only).
+    Incr(Uncertain, bool),
     Meta(String, String, String),
 }
 
@@ -623,10 +739,30 @@ impl ReportCounters for RedisCounters {
             self.buffer_incr(day, bucket, field, by);
             return Ok(());
         }
+        let id = self.op_id();
+        let forget: Vec<String> = {
+            let mut acked = self.acked();
+            let n = acked.len().min(FORGET_PER_INCR);
+            acked.drain(..n).collect()
+        };
         let mut pipe = redis::pipe();
-        self.add_incr(&mut pipe, day, bucket, field, by);
-        if self.query::<()>("incr", &pipe, false).await.is_err() {
-            self.buffer_incr(day, bucket, field, by);
+        self.add_incr(&mut pipe, (day, bucket, field, by), &id, &forget);
+        match self.query_sent::<()>("incr", &pipe, false).await {
+            Ok(()) => self.ack([id]),
+            Err((_, sent)) => {
+                self.ack(forget);
+                if sent {
+                    self.buffer_uncertain(Uncertain {
+                        id,
+                        day: day.to_owned(),
+                        bucket: bucket.to_owned(),
+                        field: field.to_owned(),
+                        by,
+                    });
+                } else {
+                    self.buffer_incr(day, bucket, field, by);
+                }
+            }
         }
         Ok(())
     }
