@@ -1,0 +1,78 @@
+//! Shared setup of the `policy_*_cli.rs` tests (`smtp-tls-check policy DOMAIN` against the
+//! project's DNSSEC lab): running the built binary, the lab's resolvers as options, plan access.
+#![allow(dead_code, unreachable_pub)]
+
+use std::process::Command;
+
+use serde_json::Value;
+use test_support::dnssec_lab::Lab;
+
+/// The lab's `SMTP_PORT`: TLSA `3 1 1` (leaf key only) also published at
+/// `_2525._tcp.mx.dane.test`. Nothing listens there; it only changes the zone data.
+pub const LAB_SMTP_PORT: &str = "2525";
+
+pub fn run(args: &[&str]) -> (i32, Value, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_smtp-tls-check"))
+        .arg("policy")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        stdout,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The lab's resolvers as `policy` options.
+pub struct Dns {
+    /// `--resolver` the validating unbound (trust its AD bit).
+    pub trust_ad: Vec<String>,
+    /// In-process validation (hickory) from the lab's anchor, through the non-validating
+    /// unbound.
+    pub in_process: Vec<String>,
+    /// `--resolver` the non-validating unbound, trusted for an AD bit it never sets.
+    pub not_validating: Vec<String>,
+}
+
+impl Dns {
+    pub fn of(lab: &Lab) -> Self {
+        let probe = ["--probe-name".to_string(), "test.".into()];
+        let with = |v: &[String]| [v, &probe[..], &["--json".to_string()]].concat();
+        let noval = lab.non_validating().to_string();
+        Self {
+            trust_ad: with(&["--resolver".into(), lab.validating().to_string()]),
+            in_process: with(&[
+                "--resolver".into(),
+                noval.clone(),
+                "--trust-anchor".into(),
+                lab.trust_anchor_file().display().to_string(),
+            ]),
+            not_validating: with(&["--resolver".into(), noval]),
+        }
+    }
+}
+
+pub fn policy(domain: &str, dns: &[String], extra: &[&str]) -> (i32, Value, String) {
+    let mut v = vec![domain];
+    v.extend(dns.iter().map(String::as_str));
+    v.extend_from_slice(extra);
+    let (code, j, _, err) = run(&v);
+    (code, j, err)
+}
+
+pub fn plan(j: &Value, i: usize) -> &Value {
+    &j["hosts"][i]["plan"]
+}
+
+/// A plan with its TLSA records sorted (the RRset's order is the resolver's).
+pub fn sorted_records(p: &Value) -> Value {
+    let mut p = p.clone();
+    if let Some(records) = p["dane"]["records"].as_array_mut() {
+        records.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    }
+    p
+}
