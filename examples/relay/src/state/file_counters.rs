@@ -110,6 +110,14 @@ fn prune(days: &mut Days, now: u64) -> usize {
     before - days.len()
 }
 
+/// The buckets and fields held (a snapshot's records, about).
+fn live(days: &Days) -> usize {
+    days.values()
+        .flat_map(|d| d.buckets.values())
+        .map(|b| b.fields.len() + 1)
+        .sum()
+}
+
 /// `bucket` of `day`, created if needed; the day's last update is at least `at`.
 fn bucket_of<'d>(days: &'d mut Days, day: &str, bucket: &str, at: u64) -> &'d mut Bucket {
     let d = days.entry(day.to_owned()).or_default();
@@ -149,6 +157,21 @@ impl Record<'_> {
         }
     }
 
+    /// How many buckets and fields applying this record adds to `days`.
+    fn adds(&self, days: &Days) -> usize {
+        let held = |day: &str, bucket: &str| days.get(day).and_then(|d| d.buckets.get(bucket));
+        match self {
+            Self::Incr {
+                day, bucket, field, ..
+            } => match held(day, bucket) {
+                None => 2,
+                Some(b) => usize::from(!b.fields.contains_key(field.as_ref())),
+            },
+            Self::Meta { day, bucket, .. } => usize::from(held(day, bucket).is_none()),
+            Self::DeleteDay { .. } => 0,
+        }
+    }
+
     fn day(&self) -> &str {
         match self {
             Self::Incr { day, .. } | Self::Meta { day, .. } | Self::DeleteDay { day } => day,
@@ -170,6 +193,8 @@ struct Journal {
     days: Days,
     /// Records appended since the last snapshot.
     appended: usize,
+    /// Buckets and fields held ([`live`]), kept up to date by each append.
+    live: usize,
 }
 
 struct Inner {
@@ -259,6 +284,7 @@ impl FileCounters {
             journal: Mutex::new(Journal {
                 file,
                 len,
+                live: live(&days),
                 days,
                 appended: 0,
             }),
@@ -310,15 +336,15 @@ impl FileCounters {
         } else {
             prune(&mut j.days, now)
         };
+        let added = record.adds(&j.days);
         record.apply(&mut j.days, now);
         j.appended += 1;
-        let live: usize = j
-            .days
-            .values()
-            .flat_map(|d| d.buckets.values())
-            .map(|b| b.fields.len() + 1)
-            .sum();
-        if pruned > 0 || j.appended >= COMPACT_AFTER.max(live.saturating_mul(2)) {
+        j.live = if pruned > 0 {
+            live(&j.days)
+        } else {
+            j.live + added
+        };
+        if pruned > 0 || j.appended >= COMPACT_AFTER.max(j.live.saturating_mul(2)) {
             self.compact(&mut j)?;
         }
         Ok(())
@@ -329,6 +355,7 @@ impl FileCounters {
         j.file = file;
         j.len = len;
         j.appended = 0;
+        j.live = live(&j.days);
         Ok(())
     }
 
