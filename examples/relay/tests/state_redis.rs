@@ -1338,3 +1338,43 @@ async fn a_file_increment_costs_the_same_with_many_counters_live() {
     assert!(per < Duration::from_micros(300), "{per:?} per incr");
     assert_eq!(c.read(DAY, "b0").await.unwrap().get("f0"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ids_of_a_large_flush_do_not_stay_in_redis() {
+    let mut server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let Counters::Redis(c) = store.counters().clone() else {
+        panic!("not the Redis backend")
+    };
+    c.incr(DAY, "b", "up", 1).await.unwrap();
+    server.kill();
+    // 6,000 distinct fields buffered during the outage, written in 12 transactions
+    for i in 0..6000 {
+        c.incr(DAY, "b", &format!("f{i}"), 1).await.unwrap();
+    }
+    server.restart();
+    let start = Instant::now();
+    while c.buffered() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "not flushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // the next increments remove the ids of the acknowledged ones
+    for _ in 0..200 {
+        c.incr(DAY, "b", "up", 1).await.unwrap();
+    }
+    let mut conn = raw(&server).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}ops:*", relay::state::DEFAULT_KEY_PREFIX))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ids: usize = redis::cmd("HLEN")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ids <= 2, "{ids} increment ids left in Redis");
+    assert_eq!(c.read(DAY, "b").await.unwrap().fields.len(), 6001);
+}

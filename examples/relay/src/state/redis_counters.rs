@@ -26,8 +26,8 @@
 //! the request was sent) may or may not have been executed: each increment carries an id,
 //! which the script records in the relay's `P ops:TOKEN` hash before it counts, and skips
 //! when it is there already, so the retry counts it exactly once (the ids of acknowledged
-//! increments are removed with the relay's next increment; the hash expires with the
-//! counters). None is lost while the relay runs (a relay stopped with updates still buffered
+//! increments are removed with the relay's next increments, those of a flushed transaction
+//! with the next transaction; the hash expires with the counters). None is lost while the relay runs (a relay stopped with updates still buffered
 //! says so). While updates wait in the buffer, `buckets`, `read` and `delete_day`
 //! answer [`StateError::Unavailable`]: a report never misses them.
 
@@ -551,20 +551,26 @@ impl RedisCounters {
             }))
             .collect();
         let mut written = 0;
+        // the ids of the chunk written last: its successor's first increment removes them
+        let mut forget: Vec<String> = Vec::new();
         while !updates.is_empty() {
             let rest = updates.split_off(updates.len().min(FLUSH_CHUNK));
             let chunk = std::mem::replace(&mut updates, rest);
             let mut pipe = redis::pipe();
             pipe.atomic();
+            let mut carried = false;
             for u in &chunk {
                 match u {
                     Update::Meta(d, b, v) => self.add_meta(&mut pipe, d, b, v),
                     Update::Incr(u, _) => {
-                        self.add_incr(&mut pipe, (&u.day, &u.bucket, &u.field, u.by), &u.id, &[])
+                        let ids: &[String] = if carried { &[] } else { &forget };
+                        carried = true;
+                        self.add_incr(&mut pipe, (&u.day, &u.bucket, &u.field, u.by), &u.id, ids);
                     }
                 }
             }
             if let Err((e, sent)) = self.query_sent::<()>("flush", &pipe, force).await {
+                self.ack(forget);
                 let unwritten = chunk.len() + updates.len();
                 let chunk = chunk.into_iter().map(|u| match u {
                     Update::Incr(u, before) => Update::Incr(u, before || sent),
@@ -573,7 +579,10 @@ impl RedisCounters {
                 self.requeue(chunk.chain(updates), unwritten);
                 return Err(e);
             }
-            self.ack(chunk.iter().filter_map(|u| match u {
+            if carried {
+                forget.clear();
+            }
+            forget.extend(chunk.iter().filter_map(|u| match u {
                 Update::Incr(u, _) => Some(u.id.clone()),
                 Update::Meta(..) => None,
             }));
@@ -586,6 +595,7 @@ impl RedisCounters {
                 .flushed
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
+        self.ack(forget);
         Ok(written)
     }
 
