@@ -473,19 +473,17 @@ impl ReportCounters for FileCounters {
         check_day(day)?;
         check_name("bucket", bucket)?;
         check_name("field", field)?;
-        let overflow = overflow_of(field);
         self.append(|days| {
             let b = days.get(day).and_then(|d| d.buckets.get(bucket));
-            let field = match (overflow, b) {
-                (Some(overflow), Some(b)) if !b.fields.contains_key(field) => {
-                    let held = b.fields.len() - usize::from(b.fields.contains_key(SUCCESS_FIELD));
-                    if held >= FIELD_BOUND {
-                        overflow.into()
-                    } else {
-                        field.into()
-                    }
-                }
-                _ => field.into(),
+            // a new field of a bucket at the bound: its overflow field (decoded only then)
+            let at_bound = b.is_some_and(|b| {
+                !b.fields.contains_key(field)
+                    && b.fields.len() - usize::from(b.fields.contains_key(SUCCESS_FIELD))
+                        >= FIELD_BOUND
+            });
+            let field = match at_bound.then(|| overflow_of(field)).flatten() {
+                Some(overflow) => overflow.into(),
+                None => field.into(),
             };
             Some(Record::Incr {
                 day: day.into(),
