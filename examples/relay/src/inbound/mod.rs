@@ -142,8 +142,11 @@ pub async fn serve(
                     // The connection's INFO line carries listener and peer itself; the span is
                     // for DEBUG detail only (no per-poll cost at INFO).
                     let span = tracing::debug_span!("conn", listener = %ctx.name, %peer);
+                    // boxed: tokio moves a future it is given by value into the task (a
+                    // copy of the whole session state machine per move); a box moves as a
+                    // pointer
                     tasks.spawn(tracing::Instrument::instrument(
-                        async move { session::handle(&ctx, stream, peer, rx).await },
+                        Box::pin(async move { session::handle(&ctx, stream, peer, rx).await }),
                         span,
                     ));
                 }

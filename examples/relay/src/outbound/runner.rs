@@ -140,12 +140,14 @@ async fn supervise(
     jobs: Vec<Job>,
     shutdown: watch::Receiver<bool>,
 ) -> (String, bool) {
-    let inner = tokio::spawn(deliver_batch(
+    // boxed: the delivery future is several kilobytes, and tokio moves a future it is given
+    // by value into the task (a copy per move); a box moves as a pointer
+    let inner = tokio::spawn(Box::pin(deliver_batch(
         ctx.clone(),
         domain.clone(),
         jobs.clone(),
         shutdown,
-    ));
+    )));
     match inner.await {
         Ok(accepted) => (domain, accepted),
         Err(e) => {
@@ -236,7 +238,7 @@ impl Dispatch<'_> {
             let batch: Vec<Job> = queue.drain(..n).collect();
             *self.active.entry(domain.clone()).or_insert(0) += 1;
             let task = supervise(ctx.clone(), domain.clone(), batch.clone(), shutdown.clone());
-            let handle = self.tasks.spawn(task);
+            let handle = self.tasks.spawn(Box::pin(task));
             self.running.insert(handle.id(), (domain.clone(), batch));
         }
         self.backlog.retain(|_, queue| !queue.is_empty());
