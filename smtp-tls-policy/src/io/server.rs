@@ -326,9 +326,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
                         }
                         Request::Noop { .. } => self.reply(250, "2.0.0 OK").await?,
                         Request::Quit => {
-                            self.reply(221, "2.0.0 Bye").await?;
-                            self.flush().await?;
-                            // Close TLS cleanly (close_notify) or the TCP write side.
+                            self.out.extend_from_slice(b"221 2.0.0 Bye\r\n");
+                            // Inside TLS the 221 (with any held replies) and the close_notify
+                            // are queued in the TLS session and go out in one write.
+                            self.queue_tls_close();
+                            self.send().await?;
+                            // Close TLS cleanly (close_notify, if not sent yet) or the TCP
+                            // write side.
                             if let Some(stream) = self.stream.as_mut() {
                                 let _ = stream.shutdown().await;
                             }
@@ -415,6 +419,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
                     seconds: t.as_secs(),
                 })
             }
+        }
+    }
+
+    /// Inside TLS: moves the held replies into the TLS session and queues close_notify after
+    /// them, for [`ServerSession::send`] to write both in one go. What the session does not
+    /// take stays held (written next, close_notify then follows at shutdown).
+    fn queue_tls_close(&mut self) {
+        let Some(SmtpStream::ServerTls(tls)) = self.stream.as_mut() else {
+            return;
+        };
+        let conn = tls.get_mut().1;
+        let taken = std::io::Write::write(&mut conn.writer(), &self.out).unwrap_or(0);
+        self.out.drain(..taken);
+        if self.out.is_empty() {
+            conn.send_close_notify();
         }
     }
 

@@ -271,3 +271,136 @@ async fn tls_required_session_takes_mail_for_plaintext_recipients_only() {
             })
     );
 }
+
+/// The server side of an in-memory stream, counting the writes that carry bytes (a vectored
+/// write is one write, as `writev` on a socket).
+struct CountingStream {
+    inner: DuplexStream,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AsyncRead for CountingStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountingStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        self.poll_write(cx, &all)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn quit_inside_tls_sends_221_and_close_notify_in_one_write() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    let ck = rcgen::generate_simple_self_signed(vec!["mx.example.test".to_owned()]).unwrap();
+    let cert = CertificateDer::from(ck.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let (server, mut c) = duplex(64 * 1024);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let server = CountingStream {
+        inner: server,
+        writes: Arc::clone(&writes),
+    };
+    let cfg = ServerSessionConfig::new("mx.example.test", vec![])
+        .with_timeouts(Timeouts::uniform(Duration::from_secs(5)));
+    let acceptor = TlsAcceptor::from(Arc::new(server_tls));
+    let mut s = ServerSession::start(server, ListenerTls::Required, Some(acceptor), cfg)
+        .await
+        .unwrap();
+    let client = tokio::spawn(async move {
+        read_reply(&mut c).await;
+        c.write_all(b"EHLO c.example\r\n").await.unwrap();
+        read_reply(&mut c).await;
+        c.write_all(b"STARTTLS\r\n").await.unwrap();
+        assert!(read_reply(&mut c).await.starts_with("220 "));
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls));
+        let name = ServerName::try_from("mx.example.test").unwrap();
+        let mut tls = connector.connect(name, c).await.unwrap();
+        tls.write_all(b"EHLO c.example\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"250"), "{:?}", &buf[..n]);
+        tls.write_all(b"QUIT\r\n").await.unwrap();
+        // read_to_end succeeds only on close_notify (a bare EOF is UnexpectedEof)
+        let mut rest = Vec::new();
+        tls.read_to_end(&mut rest).await.map(|_| rest)
+    });
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    // STARTTLS is handled by the session; then the EHLO inside TLS
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    let before = writes.load(Ordering::Relaxed);
+    assert_eq!(s.next_command().await.unwrap(), SessionCommand::Quit);
+    assert_eq!(
+        writes.load(Ordering::Relaxed) - before,
+        1,
+        "221 and close_notify in one write"
+    );
+    assert_eq!(client.await.unwrap().unwrap(), b"221 2.0.0 Bye\r\n");
+}
