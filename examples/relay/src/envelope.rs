@@ -24,6 +24,8 @@ pub const MAX_ID_LEN: usize = 64;
 pub struct MessageId(String);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The process id, asked once (`std::process::id` is a `getpid` syscall per call).
+static PID: std::sync::LazyLock<u32> = std::sync::LazyLock::new(std::process::id);
 
 impl MessageId {
     /// A fresh id: arrival time in microseconds, process id, a per-process counter and 32 random
@@ -36,7 +38,7 @@ impl MessageId {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         Self(format!(
             "{micros:x}-{:x}-{n:x}-{:08x}",
-            std::process::id(),
+            *PID,
             fastrand::u32(..)
         ))
     }
