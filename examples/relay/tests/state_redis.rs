@@ -1140,6 +1140,60 @@ async fn a_claim_released_by_its_holder_is_free_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_claim_says_whether_it_is_done_and_its_holder_extends_it() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let one = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let two = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+    let file = StateStore::open(
+        &StateConfig::file(dir.path().join("state")),
+        &dir.path().join("mta-sts"),
+    )
+    .unwrap();
+    let hour = Duration::from_secs(3600);
+    for (c, other) in [
+        (one.counters(), two.counters()),
+        (file.counters(), file.counters()),
+    ] {
+        // held (not done): the refused relay keeps the period; done: it drops it
+        assert!(!c.is_done("tlsrpt-d").await.unwrap());
+        assert!(c.claim("tlsrpt-d", hour).await.unwrap());
+        assert!(!other.claim("tlsrpt-d", hour).await.unwrap());
+        assert!(!other.is_done("tlsrpt-d").await.unwrap());
+        c.done("tlsrpt-d").await.unwrap();
+        assert!(other.is_done("tlsrpt-d").await.unwrap());
+        assert!(!c.extend("tlsrpt-d", hour).await.unwrap(), "done is final");
+        // a run longer than its claim extends it: still held after the first ttl
+        let short = Duration::from_millis(300);
+        assert!(c.claim("tlsrpt-e", short).await.unwrap());
+        let start = Instant::now();
+        while start.elapsed() < short * 2 {
+            assert!(c.extend("tlsrpt-e", short).await.unwrap());
+            assert!(!other.claim("tlsrpt-e", hour).await.unwrap());
+            tokio::time::sleep(short / 6).await;
+        }
+        // the days held, for the reporter's catch-up
+        c.incr("2026-12-01", "b", "s", 1).await.unwrap();
+        c.incr("2026-12-02.7", "b:x:idx", "s", 1).await.unwrap();
+        let days = other.days().await.unwrap();
+        assert!(days.contains(&"2026-12-01".to_owned()), "{days:?}");
+        assert!(days.contains(&"2026-12-02.7".to_owned()), "{days:?}");
+        assert!(days.iter().all(|d| !d.contains(':')), "{days:?}");
+        c.delete_day("2026-12-01").await.unwrap();
+        assert!(
+            !other
+                .days()
+                .await
+                .unwrap()
+                .contains(&"2026-12-01".to_owned())
+        );
+    }
+    // another relay cannot extend a claim it does not hold
+    assert!(one.counters().claim("tlsrpt-f", hour).await.unwrap());
+    assert!(!two.counters().extend("tlsrpt-f", hour).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_file_journal_forgets_days_past_the_retention() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");

@@ -98,6 +98,25 @@ pub trait ReportCounters: Send + Sync {
     /// changes when the claim is someone else's, done, or not held.
     fn release(&self, name: &str) -> impl Future<Output = Result<(), StateError>> + Send;
 
+    /// Extends this store's own claim on `name` to `ttl` from now (a run longer than the
+    /// claim's first `ttl`); `false` when the claim is not this store's (expired and taken by
+    /// another, released, or done): nothing changes then.
+    fn extend(
+        &self,
+        name: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StateError>> + Send;
+
+    /// `true` once the claim `name` is [`Self::done`] (for [`DONE_RETENTION`]); `false` while
+    /// it is free or held, so a relay refused by [`Self::claim`] knows whether to try again
+    /// (its holder may crash: the claim then expires and the period is still to be reported).
+    fn is_done(&self, name: &str) -> impl Future<Output = Result<bool, StateError>> + Send;
+
+    /// The days the store holds counters for (every relay's, with Redis), sorted: the
+    /// periods not reported yet (or reported while late updates came in). Bounded by the
+    /// retention ([`COUNTER_RETENTION`](super::COUNTER_RETENTION)): older days are dropped.
+    fn days(&self) -> impl Future<Output = Result<Vec<String>, StateError>> + Send;
+
     /// Marks the claim `name` finished: nobody claims it again for [`DONE_RETENTION`].
     fn done(&self, name: &str) -> impl Future<Output = Result<(), StateError>> + Send;
 

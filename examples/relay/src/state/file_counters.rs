@@ -415,6 +415,28 @@ impl FileCounters {
         }
     }
 
+    fn extend_sync(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        let _one = self
+            .inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self.claim_path(name);
+        // ours and not done: nobody else took it (a taker replaces the file)
+        let ours = read_claim(&path).is_some_and(|c| !c.done && c.owner == self.inner.token);
+        if !ours {
+            return Ok(false);
+        }
+        let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let tmp = write_claim_temp(&self.inner.dir, name, expires, false, &self.inner.token)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(StateError::io("rename", &path, &e));
+        }
+        sync_dir(&self.inner.dir.join(CLAIMS_DIR))?;
+        Ok(true)
+    }
+
     fn done_sync(&self, name: &str) -> Result<(), StateError> {
         let _one = self
             .inner
@@ -552,6 +574,23 @@ impl ReportCounters for FileCounters {
         check_claim(name)?;
         let name = name.to_owned();
         self.blocking(move |s| s.done_sync(&name)).await
+    }
+
+    async fn extend(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        check_claim(name)?;
+        let name = name.to_owned();
+        self.blocking(move |s| s.extend_sync(&name, ttl)).await
+    }
+
+    async fn is_done(&self, name: &str) -> Result<bool, StateError> {
+        check_claim(name)?;
+        let path = self.claim_path(name);
+        let claim = self.blocking(move |_| Ok(read_claim(&path))).await?;
+        Ok(claim.is_some_and(|c| c.done && c.expires_at_ms > now_ms()))
+    }
+
+    async fn days(&self) -> Result<Vec<String>, StateError> {
+        Ok(self.journal().days.keys().cloned().collect())
     }
 
     async fn delete_day(&self, day: &str) -> Result<(), StateError> {

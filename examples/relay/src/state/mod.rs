@@ -101,6 +101,27 @@ impl ReportCounters for Counters {
         }
     }
 
+    async fn extend(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        match self {
+            Self::File(c) => c.extend(name, ttl).await,
+            Self::Redis(c) => c.extend(name, ttl).await,
+        }
+    }
+
+    async fn is_done(&self, name: &str) -> Result<bool, StateError> {
+        match self {
+            Self::File(c) => c.is_done(name).await,
+            Self::Redis(c) => c.is_done(name).await,
+        }
+    }
+
+    async fn days(&self) -> Result<Vec<String>, StateError> {
+        match self {
+            Self::File(c) => c.days().await,
+            Self::Redis(c) => c.days().await,
+        }
+    }
+
     async fn done(&self, name: &str) -> Result<(), StateError> {
         match self {
             Self::File(c) => c.done(name).await,

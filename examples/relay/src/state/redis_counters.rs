@@ -138,6 +138,28 @@ end
 return 0
 ";
 
+/// `KEYS`: claim; `ARGV`: token, ttl (ms). 1: the claim holds the token and now expires
+/// after the ttl; 0: it is someone else's, done or gone (unchanged).
+const EXTEND_SCRIPT: &str = r"
+if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// `KEYS`: claim. 1: done; 0: free, held, or of the wrong type.
+const IS_DONE_SCRIPT: &str = r"
+if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('GET', KEYS[1]) == 'done' then
+  return 1
+end
+return 0
+";
+
+/// Keys looked at per `SCAN` step, and steps of one [`RedisCounters::days`] at most.
+const SCAN_COUNT: usize = 1000;
+const MAX_SCAN_STEPS: usize = 100_000;
+
 type FieldKey = (String, String, String);
 type MetaKey = (String, String);
 
@@ -838,6 +860,67 @@ impl ReportCounters for RedisCounters {
             .arg(&self.inner.token)
             .ignore();
         self.query("release", &pipe, false).await
+    }
+
+    async fn extend(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        check_claim(name)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(EXTEND_SCRIPT)
+            .arg(1)
+            .arg(self.key(&["claim", name]))
+            .arg(&self.inner.token)
+            .arg(ms(ttl));
+        let (extended,): (i64,) = self.query("extend", &pipe, false).await?;
+        Ok(extended == 1)
+    }
+
+    async fn is_done(&self, name: &str) -> Result<bool, StateError> {
+        check_claim(name)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(IS_DONE_SCRIPT)
+            .arg(1)
+            .arg(self.key(&["claim", name]));
+        let (done,): (i64,) = self.query("is_done", &pipe, false).await?;
+        Ok(done == 1)
+    }
+
+    async fn days(&self) -> Result<Vec<String>, StateError> {
+        self.flush_before_read()?;
+        // the days' index keys: `P rpt:DAY:idx` (a day holds no ':'; a bucket key that
+        // happens to end in ":idx" has one more ':' and is skipped)
+        let head = self.key(&["rpt", ""]);
+        let pattern = format!("{}:idx", self.inner.link.pattern(&["rpt", ""]));
+        let mut days = std::collections::BTreeSet::new();
+        let mut cursor = 0_u64;
+        for _ in 0..MAX_SCAN_STEPS {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let ((next, keys),): ((u64, Vec<Vec<u8>>),) = self.query("days", &pipe, false).await?;
+            for key in keys {
+                let Ok(key) = String::from_utf8(key) else {
+                    continue;
+                };
+                let day = key
+                    .strip_prefix(&head)
+                    .and_then(|k| k.strip_suffix(":idx"))
+                    .filter(|d| check_day(d).is_ok());
+                if let Some(day) = day {
+                    days.insert(day.to_owned());
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(days.into_iter().collect())
     }
 
     async fn done(&self, name: &str) -> Result<(), StateError> {

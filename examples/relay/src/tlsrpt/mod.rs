@@ -16,7 +16,12 @@
 //!   delivers to every valid `rua` (a bad one is skipped and logged): `mailto:` as a message in
 //!   the relay's own spool and queue, then `https:` as POSTs over rustls, several at once, each
 //!   within its time limit (a slow receiver delays no `mailto:` and no other domain); then
-//!   deletes the period's counters.
+//!   deletes the period's counters. Each run (at start, then once per period) takes every
+//!   completed period the store still holds counters for (within its retention): periods
+//!   missed while the relay was down, or whose claiming relay crashed, are reported late
+//!   rather than never. A period another relay holds is tried again (within ten minutes)
+//!   until the store says it is done; the holder extends its claim while its run lasts, and
+//!   a run that fails releases it.
 //!   Report messages are DKIM-signed with `[tlsrpt.dkim]` ([`Dkim`], mail-auth's signer).
 //! - [`TlsRptConfig`]: the `[tlsrpt]` section.
 
@@ -33,7 +38,7 @@ pub use period::Period;
 pub use post::{PostError, post_report};
 pub use recorder::{DEFAULT_CAPACITY, Recorder, write as write_session};
 pub(crate) use reporter::spawn_reporter;
-pub use reporter::{collect_reports, reporter};
+pub use reporter::{PeriodRun, collect_reports, due_periods, reporter, run_period};
 
 #[cfg(test)]
 mod tests;

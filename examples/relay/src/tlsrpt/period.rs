@@ -57,6 +57,40 @@ impl Period {
         Self::of(start - Duration::from_secs(1), interval_secs)
     }
 
+    /// The period named `name` (as [`Self::of`] names them) with `interval_secs`; `None` for
+    /// a name of another interval (the relay's `report_interval_secs` changed) or no period's.
+    #[must_use]
+    pub fn named(name: &str, interval_secs: u64) -> Option<Self> {
+        let (day, index) = match name.split_once('.') {
+            Some((day, index)) => (day, Some(index)),
+            None => (name, None),
+        };
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let date = Date::parse(day, &format).ok()?;
+        let interval = interval_secs.clamp(1, DEFAULT_REPORT_INTERVAL_SECS);
+        let start_secs = match index {
+            None if interval >= DEFAULT_REPORT_INTERVAL_SECS => 0,
+            Some(i) if interval < DEFAULT_REPORT_INTERVAL_SECS && !i.starts_with('+') => {
+                let i: u64 = i.parse().ok()?;
+                let start = i.checked_mul(interval)?;
+                (start < DEFAULT_REPORT_INTERVAL_SECS).then_some(start)?
+            }
+            _ => return None,
+        };
+        let period = Self::of(
+            date.midnight().assume_utc() + Duration::from_secs(start_secs),
+            interval,
+        );
+        (period.name == name).then_some(period)
+    }
+
+    /// The end of this period (the start of the next one).
+    #[must_use]
+    pub fn end(&self, interval_secs: u64) -> OffsetDateTime {
+        let interval = interval_secs.clamp(1, DEFAULT_REPORT_INTERVAL_SECS);
+        self.start() + Duration::from_secs(interval)
+    }
+
     /// The start of this period.
     fn start(&self) -> OffsetDateTime {
         self.date.midnight().assume_utc() + Duration::from_secs(self.start_secs)
@@ -104,5 +138,17 @@ mod tests {
             Duration::from_secs(86_400 - 7)
         );
         assert_eq!(Period::of(at, 5).claim_name(), "tlsrpt-2026-12-04.1");
+        // names read back (the store's days) with the interval that made them only
+        assert_eq!(Period::named("2026-12-04.1", 5), Some(Period::of(at, 5)));
+        assert_eq!(
+            Period::named("2026-12-04", 86_400),
+            Some(Period::of(at, 86_400))
+        );
+        assert_eq!(Period::named("2026-12-04", 5), None);
+        assert_eq!(Period::named("2026-12-04.1", 86_400), None);
+        assert_eq!(Period::named("2026-12-04.17280", 5), None);
+        assert_eq!(Period::named("2026-12-04.01", 5), None);
+        assert_eq!(Period::named("2026-02-30", 86_400), None);
+        assert_eq!(Period::of(at, 5).end(5), datetime!(2026-12-04 00:00:10 UTC));
     }
 }

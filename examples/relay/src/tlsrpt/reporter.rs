@@ -1,5 +1,6 @@
 //! The reporter task: once per period, the finished period's reports (RFC 8460 §4, §5).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,14 +21,17 @@ use super::dkim::Dkim;
 use super::period::Period;
 use crate::Envelope;
 use crate::outbound::context::Context;
-use crate::state::{Counters, ReportCounters, StateError};
+use crate::state::{ReportCounters, StateError};
 
 /// How long a relay's claim on a period holds (then another relay may produce the reports).
 const CLAIM_TTL: Duration = Duration::from_secs(3600);
 /// The time limit of one HTTPS POST.
 const POST_LIMIT: Duration = Duration::from_secs(60);
-/// Periods not reported yet (store unavailable) that are kept for the next run.
-const MAX_PENDING: usize = 8;
+/// Periods reported in one run at most (the newest first; older ones in the next run).
+const MAX_PERIODS_PER_RUN: usize = 32;
+/// The next run after one that left a period (held by another relay, or the store failed),
+/// unless the next period ends sooner.
+const RETRY_AFTER: Duration = Duration::from_secs(600);
 /// The most HTTPS POSTs of one period in flight at once.
 const MAX_POSTS: usize = 8;
 /// The time limit of one `_smtp._tls` lookup through the system resolver.
@@ -52,9 +56,9 @@ pub(crate) fn spawn_reporter(ctx: Arc<Context>, mut shutdown: watch::Receiver<bo
         let interval = config.report_interval_secs;
         // waits a moment after the period ends: sessions of its last instant are written
         let grace = Duration::from_secs((interval / 20).clamp(1, 300));
-        let mut pending: Vec<Period> = Vec::new();
+        // the first run at once: periods missed while the relay was down
+        let mut wait = Duration::ZERO;
         loop {
-            let wait = Period::until_next(OffsetDateTime::now_utc(), interval) + grace;
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
@@ -62,31 +66,112 @@ pub(crate) fn spawn_reporter(ctx: Arc<Context>, mut shutdown: watch::Receiver<bo
             if *shutdown.borrow() {
                 return;
             }
-            let period = Period::previous(OffsetDateTime::now_utc() - grace, interval);
-            if !pending.contains(&period) {
-                pending.push(period);
-            }
-            let mut left = Vec::new();
-            for period in pending.drain(..) {
-                match report_period(&ctx, &reporter, dkim.as_deref(), &period).await {
-                    Ok(sent) => {
-                        if sent > 0 {
-                            tracing::info!(period = %period.name, reports = sent, "TLS-RPT: period reported");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(period = %period.name, error = %e, "TLS-RPT: period not reported yet");
-                        left.push(period);
-                    }
-                }
-            }
-            let excess = left.len().saturating_sub(MAX_PENDING);
-            for p in left.drain(..excess) {
-                tracing::warn!(period = %p.name, "TLS-RPT: period given up");
-            }
-            pending = left;
+            let unfinished = report_due(&ctx, &reporter, dkim.as_deref(), interval, grace).await;
+            let next = Period::until_next(OffsetDateTime::now_utc(), interval) + grace;
+            // a period another relay holds (it may crash) or the store refused: sooner
+            wait = if unfinished {
+                next.min(RETRY_AFTER)
+            } else {
+                next
+            };
         }
     });
+}
+
+/// One run of the reporter: every completed period the store holds counters for (newest
+/// first, at most [`MAX_PERIODS_PER_RUN`]). `true` when one is left to a later run (held by
+/// another relay, or the store failed).
+async fn report_due(
+    ctx: &Arc<Context>,
+    reporter: &Reporter,
+    dkim: Option<&Dkim>,
+    interval: u64,
+    grace: Duration,
+) -> bool {
+    let counters = ctx.state.counters();
+    let now = OffsetDateTime::now_utc() - grace;
+    let periods = match due_periods(counters, now, interval).await {
+        Ok(mut due) => {
+            // the period just finished, also when the store holds no counters for it (it
+            // is claimed and marked done with no report, as before: every relay's log says
+            // who reported it)
+            let last = Period::previous(now, interval);
+            if !due.contains(&last) {
+                due.insert(0, last);
+            }
+            due
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "TLS-RPT: periods to report not read, tried again later");
+            return true;
+        }
+    };
+    let mut unfinished = false;
+    for period in periods {
+        let send = |reports: Vec<Report>| send_all(ctx, reporter, dkim, reports);
+        match run_period(counters, reporter, &period, CLAIM_TTL, send).await {
+            Ok(PeriodRun::Reported(sent)) => {
+                if sent > 0 {
+                    tracing::info!(period = %period.name, reports = sent, "TLS-RPT: period reported");
+                }
+            }
+            Ok(PeriodRun::HeldByOther) => {
+                tracing::info!(period = %period.name, "TLS-RPT: period claimed by another relay, tried again until it is done");
+                unfinished = true;
+            }
+            Ok(PeriodRun::Done) => {
+                tracing::info!(period = %period.name, "TLS-RPT: period already reported (by another relay or an earlier run)");
+            }
+            Err(e) => {
+                tracing::warn!(period = %period.name, error = %e, "TLS-RPT: period not reported yet");
+                unfinished = true;
+            }
+        }
+    }
+    unfinished
+}
+
+/// The completed periods (ended before `now`) the store holds counters for, newest first, at
+/// most [`MAX_PERIODS_PER_RUN`]: the last one and any missed (relay down, store unavailable,
+/// another relay's claim expired) within the store's retention. Days of another
+/// `report_interval_secs` are left to expire.
+///
+/// # Errors
+/// [`StateError`] when the store cannot be read.
+pub async fn due_periods<C: ReportCounters>(
+    counters: &C,
+    now: OffsetDateTime,
+    interval: u64,
+) -> Result<Vec<Period>, StateError> {
+    let mut due: Vec<Period> = counters
+        .days()
+        .await?
+        .iter()
+        .filter_map(|day| Period::named(day, interval))
+        .filter(|p| p.end(interval) <= now)
+        .collect();
+    due.sort_by_key(|p| std::cmp::Reverse(p.end(interval)));
+    if due.len() > MAX_PERIODS_PER_RUN {
+        tracing::warn!(
+            periods = due.len(),
+            "TLS-RPT: many periods not reported; the oldest wait for a later run"
+        );
+        due.truncate(MAX_PERIODS_PER_RUN);
+    }
+    Ok(due)
+}
+
+/// What [`run_period`] did with a period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeriodRun {
+    /// Claimed here: this many reports built and handed to `send`; its counters deleted.
+    Reported(usize),
+    /// Another relay (or a run of this one whose claim reply was lost) holds the claim: to be
+    /// tried again until the store says it is done (the holder may crash).
+    HeldByOther,
+    /// Reported before; counters written after the report were removed.
+    Done,
 }
 
 /// The report's sender identity from `[tlsrpt]` (`submitter` defaulting to `ehlo_name`).
@@ -108,25 +193,93 @@ pub fn reporter(config: &TlsRptConfig, ehlo_name: &str) -> Reporter {
     )
 }
 
-/// Claims `period`, sends its reports and deletes its counters; `Ok(n)`: `n` reports built
-/// here (0: no counters, or another relay has the claim). Every report's `mailto:` copies are
-/// queued first; the `https:` POSTs follow, [`MAX_POSTS`] at once, each within
-/// [`POST_LIMIT`]: a receiver that answers slowly or never delays no `mailto:` and no other
-/// domain's report by more than that limit.
-async fn report_period(
+/// Claims `period` for `ttl`, builds its reports and hands them to `send`, marks the claim
+/// done and deletes its counters. The claim is extended every `ttl / 3` while `send` runs (a
+/// run may outlast `ttl`: many domains, each with its `_smtp._tls` lookup and POSTs). On any
+/// error after the claim is taken, the claim is released: the next run (here or on another
+/// relay) claims the period again instead of finding it held until the claim expires.
+///
+/// # Errors
+/// [`StateError`] when the store fails (the period is reported by a later run).
+pub async fn run_period<C, F, Fut>(
+    counters: &C,
+    reporter: &Reporter,
+    period: &Period,
+    ttl: Duration,
+    send: F,
+) -> Result<PeriodRun, StateError>
+where
+    C: ReportCounters,
+    F: FnOnce(Vec<Report>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    // the claim first: exactly one relay reads (and then deletes) the period
+    let claim = period.claim_name();
+    let taken = match counters.claim(&claim, ttl).await {
+        Ok(taken) => taken,
+        Err(e) => {
+            // the claim may have been taken while its reply was lost
+            release(counters, &claim).await;
+            return Err(e);
+        }
+    };
+    if !taken {
+        if !counters.is_done(&claim).await? {
+            return Ok(PeriodRun::HeldByOther);
+        }
+        // reported: what is left was counted after the report (or its deletion failed)
+        counters.delete_day(&period.name).await?;
+        return Ok(PeriodRun::Done);
+    }
+    let reported = async {
+        let reports = collect_reports(counters, reporter, period).await?;
+        let built = reports.len();
+        let work = send(reports);
+        tokio::pin!(work);
+        let every = (ttl / 3).max(Duration::from_millis(10));
+        let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                () = &mut work => break,
+                _ = refresh.tick() => match counters.extend(&claim, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(period = %period.name, "TLS-RPT: claim lost during the run (it expired while the store was unreachable): another relay may send these reports too"),
+                    Err(e) => tracing::warn!(period = %period.name, error = %e, "TLS-RPT: claim not extended"),
+                },
+            }
+        }
+        counters.done(&claim).await?;
+        Ok(built)
+    }
+    .await;
+    match reported {
+        Ok(built) => {
+            counters.delete_day(&period.name).await?;
+            Ok(PeriodRun::Reported(built))
+        }
+        Err(e) => {
+            release(counters, &claim).await;
+            Err(e)
+        }
+    }
+}
+
+/// Releases `claim` after a failed run; a failure is logged (the claim then expires).
+async fn release<C: ReportCounters>(counters: &C, claim: &str) {
+    if let Err(e) = counters.release(claim).await {
+        tracing::warn!(claim, error = %e, "TLS-RPT: claim not released, it expires");
+    }
+}
+
+/// Sends `reports`: every report's `mailto:` copies are queued first; the `https:` POSTs
+/// follow, [`MAX_POSTS`] at once, each within [`POST_LIMIT`]: a receiver that answers slowly
+/// or never delays no `mailto:` and no other domain's report by more than that limit.
+async fn send_all(
     ctx: &Arc<Context>,
     reporter: &Reporter,
     dkim: Option<&Dkim>,
-    period: &Period,
-) -> Result<usize, StateError> {
-    let counters = ctx.state.counters();
-    // the claim first: exactly one relay reads (and then deletes) the period
-    let claim = period.claim_name();
-    if !counters.claim(&claim, CLAIM_TTL).await? {
-        tracing::info!(period = %period.name, "TLS-RPT: period reported by another relay");
-        return Ok(0);
-    }
-    let reports = collect_reports(counters, reporter, period).await?;
+    reports: Vec<Report>,
+) {
     let mut posts = Vec::new();
     for report in &reports {
         posts.extend(send(ctx, reporter, dkim, report).await);
@@ -139,9 +292,6 @@ async fn report_period(
         running.spawn(post.run(Arc::clone(ctx)));
     }
     while running.join_next().await.is_some() {}
-    counters.done(&claim).await?;
-    counters.delete_day(&period.name).await?;
-    Ok(reports.len())
 }
 
 /// The reports of `period` from the counters (one per policy domain); buckets without a
@@ -149,8 +299,8 @@ async fn report_period(
 ///
 /// # Errors
 /// [`StateError`] when the store cannot be read.
-pub async fn collect_reports(
-    counters: &Counters,
+pub async fn collect_reports<C: ReportCounters>(
+    counters: &C,
     reporter: &Reporter,
     period: &Period,
 ) -> Result<Vec<Report>, StateError> {
