@@ -35,7 +35,7 @@ mod reporter;
 pub use config::{DEFAULT_REPORT_INTERVAL_SECS, TlsRptConfig};
 pub use dkim::{Dkim, DkimConfig, DkimError, SIGNED_HEADERS};
 pub use period::Period;
-pub use post::{PostError, post_report};
+pub use post::{CONNECT_LIMIT, MAX_RESPONSE_BODY, PostError, post_report};
 pub use recorder::{DEFAULT_CAPACITY, Recorder, write as write_session};
 pub(crate) use reporter::spawn_reporter;
 pub use reporter::{PeriodRun, collect_reports, due_periods, reporter, run_period};

@@ -40,10 +40,24 @@ pub enum PostError {
     /// The time limit passed.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The receiver's response body was longer than [`MAX_RESPONSE_BODY`] (not read further:
+    /// the receiver is chosen by the reported domain).
+    #[error("HTTP status {status} with a response body over {MAX_RESPONSE_BODY} bytes")]
+    ResponseTooLarge {
+        /// The status it answered with.
+        status: u16,
+    },
 }
 
+/// The longest response body read from a report receiver (then discarded).
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// The time limit of the TCP connection and TLS handshake to one address (at most a quarter
+/// of the POST's limit): an address that never answers leaves time for the next ones.
+pub const CONNECT_LIMIT: Duration = Duration::from_secs(10);
+
 /// POSTs `gzip` to `uri` at the first of `addresses` that connects (port from the URI, else
-/// 443), within `limit`.
+/// 443), within `limit`; each address within [`CONNECT_LIMIT`] or a quarter of `limit`.
 ///
 /// # Errors
 /// [`PostError`]: a bad URI, no connection, an HTTP failure or a non-2xx status.
@@ -54,7 +68,8 @@ pub async fn post_report(
     tls: Arc<rustls::ClientConfig>,
     limit: Duration,
 ) -> Result<u16, PostError> {
-    tokio::time::timeout(limit, post(uri, addresses, gzip, tls))
+    let per_address = CONNECT_LIMIT.min(limit / 4);
+    tokio::time::timeout(limit, post(uri, addresses, gzip, tls, per_address))
         .await
         .unwrap_or(Err(PostError::Timeout(limit)))
 }
@@ -83,6 +98,7 @@ async fn post(
     addresses: &[IpAddr],
     gzip: Vec<u8>,
     tls: Arc<rustls::ClientConfig>,
+    per_address: Duration,
 ) -> Result<u16, PostError> {
     let (host, port, parsed) = host_port(uri)?;
     let name = ServerName::try_from(host.clone()).map_err(|_| PostError::Uri(host.clone()))?;
@@ -92,16 +108,26 @@ async fn post(
     for ip in addresses {
         let address = SocketAddr::new(*ip, port);
         let fail = |detail: String| PostError::Connect { address, detail };
-        match TcpStream::connect(address).await {
-            Err(e) => last = fail(e.to_string()),
-            Ok(tcp) => match connector.connect(name.clone(), tcp).await {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                // a certificate refused is the receiver's answer: no other address
-                Err(e) => return Err(fail(e.to_string())),
-            },
+        // Err((detail, final)): a certificate refused is the receiver's answer, no other
+        // address is tried
+        let connected = tokio::time::timeout(per_address, async {
+            let tcp = TcpStream::connect(address)
+                .await
+                .map_err(|e| (e.to_string(), false))?;
+            connector
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| (e.to_string(), true))
+        })
+        .await;
+        match connected {
+            Ok(Ok(s)) => {
+                stream = Some(s);
+                break;
+            }
+            Ok(Err((detail, true))) => return Err(fail(detail)),
+            Ok(Err((detail, false))) => last = fail(detail),
+            Err(_) => last = fail(format!("no connection within {per_address:?}")),
         }
     }
     let stream = stream.ok_or(last)?;
@@ -141,8 +167,13 @@ async fn post(
     let exchange = async {
         let response = sender.send_request(request).await.map_err(http)?;
         let status = response.status().as_u16();
-        // read (and drop) the body so the exchange completes
-        let _ = response.into_body().collect().await;
+        // read (and drop) the body so the exchange completes, up to a bound: hostile
+        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BODY);
+        if let Err(e) = body.collect().await
+            && e.is::<http_body_util::LengthLimitError>()
+        {
+            return Err(PostError::ResponseTooLarge { status });
+        }
         Ok::<u16, PostError>(status)
     };
     tokio::pin!(connection);
@@ -312,6 +343,85 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, PostError::Timeout(_)), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn an_endless_response_body_is_cut_at_the_bound() {
+        let ca = TestCa::new("tlsrpt post test CA");
+        let cert = ca.issue(&["reports.example".to_owned()]);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&cert));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // answers 200 with a chunked body that never ends; counts what it could write
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut chunk = [0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tls.read(&mut chunk).await.unwrap();
+                assert!(n > 0);
+                seen.extend_from_slice(&chunk[..n]);
+            }
+            tls.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            let piece = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            let mut written = 0_usize;
+            // bounded: 64 GiB at most, ends when the client hangs up
+            for _ in 0..1_000_000 {
+                if tls.write_all(piece.as_bytes()).await.is_err() {
+                    break;
+                }
+                written += piece.len();
+            }
+            written
+        });
+        let started = std::time::Instant::now();
+        let err = post_report(
+            &format!("https://reports.example:{port}/"),
+            &["127.0.0.1".parse().unwrap()],
+            b"x".to_vec(),
+            client(&ca),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, PostError::ResponseTooLarge { status: 200 }),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // the client stopped reading at the bound: the receiver could write only that much
+        // more than the sockets' buffers hold
+        let written = task.await.unwrap();
+        assert!(written < 64 * 1024 * 1024, "{written} bytes written");
+    }
+
+    #[tokio::test]
+    async fn an_address_that_never_answers_leaves_time_for_the_next() {
+        let (port, ca, task) = receiver(200).await;
+        // the same port on another loopback address: takes the connection, never speaks TLS
+        let silent = TcpListener::bind(("127.0.0.2", port)).await.unwrap();
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = silent.accept().await {
+                held.push(tcp);
+            }
+        });
+        let started = std::time::Instant::now();
+        let status = post_report(
+            &format!("https://reports.example:{port}/"),
+            &["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+            b"gzip-bytes".to_vec(),
+            client(&ca),
+            Duration::from_secs(4),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(task.await.unwrap().1, b"gzip-bytes");
     }
 
     #[test]
