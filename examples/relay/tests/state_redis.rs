@@ -1432,3 +1432,115 @@ async fn the_ids_of_a_large_flush_do_not_stay_in_redis() {
     assert!(ids <= 2, "{ids} increment ids left in Redis");
     assert_eq!(c.read(DAY, "b").await.unwrap().fields.len(), 6001);
 }
+
+/// A loopback TCP proxy to `upstream` that hands every reply chunk on `delay` after it
+/// arrived (a slow but answering Redis: latency, not a throughput limit; `delay` may change
+/// while it runs).
+async fn reply_delaying_proxy(
+    upstream: std::net::SocketAddr,
+    delay: Arc<std::sync::atomic::AtomicU64>,
+) -> String {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            });
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+            let delay = Arc::clone(&delay);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let due = Instant::now() + Duration::from_millis(delay.load(Ordering::SeqCst));
+                    if tx.send((due, buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some((due, bytes)) = rx.recv().await {
+                    tokio::time::sleep_until(due.into()).await;
+                    if cw.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_delays_policy_lookups_only_by_its_latency_and_never_the_runtime() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let server = RedisServer::start();
+    let delay = Arc::new(AtomicU64::new(0));
+    let url = reply_delaying_proxy(server.addr(), Arc::clone(&delay)).await;
+    let mut config = StateConfig::redis(url);
+    config.retry_interval_ms = 50;
+    config.connect_timeout_ms = 1000;
+    config.response_timeout_ms = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&config, dir.path()).unwrap();
+    let policies = store.policies();
+    let e = entry("slow.example", "id1", 86_400);
+    policies.put(&e).unwrap();
+    // Redis answers every command 300 ms late (within the reply limit: no outage)
+    delay.store(300, Ordering::SeqCst);
+    // a timer task on the same runtime: how late it ever wakes while the lookups run
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            while !stop.load(Ordering::SeqCst) {
+                let asked = Instant::now();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                worst = worst.max(asked.elapsed().saturating_sub(Duration::from_millis(10)));
+            }
+            worst
+        })
+    };
+    // sixteen deliveries look the policy up at once, as the cache machine does: a
+    // synchronous call inside an async task
+    let started = Instant::now();
+    let lookups: Vec<_> = (0..16)
+        .map(|_| {
+            let policies = Arc::clone(&policies);
+            let domain = e.domain.clone();
+            tokio::spawn(async move { policies.get(&domain).unwrap() })
+        })
+        .collect();
+    for l in lookups {
+        let got = l.await.unwrap();
+        assert_eq!(got.map(|g| g.domain), Some(e.domain.clone()));
+    }
+    let took = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let worst = ticker.await.unwrap();
+    eprintln!("16 lookups: {took:?}, timer at worst {worst:?} late");
+    // pipelined, not one after the other (16 x 300 ms = 4.8 s); the runtime never stalled
+    assert!(
+        took < Duration::from_millis(2000),
+        "16 lookups took {took:?}"
+    );
+    assert!(
+        worst < Duration::from_millis(250),
+        "a timer woke {worst:?} late"
+    );
+    let Counters::Redis(c) = store.counters() else {
+        panic!("redis backend")
+    };
+    assert_eq!(c.outages(), 0, "a slow Redis is no outage");
+}

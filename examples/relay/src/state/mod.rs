@@ -189,7 +189,7 @@ impl StateStore {
                 );
                 Ok(Self {
                     backend: Backend::Redis,
-                    policies: Arc::new(RedisPolicyStore::with_link(Arc::clone(&link), local)),
+                    policies: Arc::new(RedisPolicyStore::with_link(Arc::clone(&link), local)?),
                     counters: Counters::Redis(RedisCounters::with_link(link, config.max_buffered)),
                 })
             }

@@ -4,17 +4,25 @@
 //! an hour for an entry that holds neither).
 //!
 //! [`PolicyStore`] is synchronous (smtp-tls-policy's cache machine calls it inside a delivery
-//! task): every call is bounded by the connect and reply limits of `[state]`, and during an
-//! outage Redis is tried at most once per retry interval. The local [`FilePolicyStore`]
-//! (`delivery.mta_sts.cache_dir`) keeps a copy of every entry read or written, and answers
-//! whenever Redis does not: a delivery never waits on, nor fails because of, Redis.
+//! task), so the Redis commands run on a small runtime of the store's own, over one
+//! multiplexed connection (as the counters: concurrent lookups are pipelined, none waits for
+//! another's reply), and the calling thread waits for its reply off the async worker threads
+//! (`block_in_place` on a multi-threaded runtime): a slow Redis delays only the lookups that
+//! wait for it, never other tasks. Every call is bounded by the connect and reply limits of
+//! `[state]`, and during an outage Redis is tried at most once per retry interval. The local
+//! [`FilePolicyStore`] (`delivery.mta_sts.cache_dir`) keeps a copy of every entry read or
+//! written, and answers whenever Redis does not: a delivery never waits on, nor fails because
+//! of, Redis beyond those limits.
 //!
 //! While Redis answers it is the authority: an entry it no longer has (expired, purged by
 //! `--mta-sts-purge` on another relay) is absent even if the local copy still has it. Entries
 //! stored during an outage stay local until the next fetch of their domain.
 
-use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, FromRedisValue, Pipeline};
+use tokio::runtime::{Runtime, RuntimeFlavor};
 
 use smtp_tls_policy::mta_sts::{
     CacheEntry, FilePolicyStore, MAX_ENTRY_FILE, PolicyDomain, PolicyStore, StoreError,
@@ -33,8 +41,19 @@ const MAX_LISTED: usize = 100_000;
 /// The Redis-backed policy store with its local file fallback (see the module documentation).
 pub struct RedisPolicyStore {
     link: Arc<RedisLink>,
-    conn: Mutex<Option<redis::Connection>>,
+    conn: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    /// Runs the Redis commands (taken and shut down in the background on drop: a runtime
+    /// must not be dropped inside another one).
+    runtime: Option<Runtime>,
     local: FilePolicyStore,
+}
+
+impl Drop for RedisPolicyStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisPolicyStore {
@@ -76,18 +95,32 @@ impl RedisPolicyStore {
         config: &StateConfig,
         local_dir: impl Into<std::path::PathBuf>,
     ) -> Result<Self, StateError> {
-        Ok(Self::with_link(
+        Self::with_link(
             Arc::new(RedisLink::new(config)?),
             FilePolicyStore::open(local_dir)?,
-        ))
+        )
     }
 
-    pub(crate) fn with_link(link: Arc<RedisLink>, local: FilePolicyStore) -> Self {
-        Self {
+    pub(crate) fn with_link(
+        link: Arc<RedisLink>,
+        local: FilePolicyStore,
+    ) -> Result<Self, StateError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("redis-policy")
+            .enable_all()
+            .build()
+            .map_err(|e| StateError::Io {
+                op: "runtime",
+                path: std::path::PathBuf::new(),
+                detail: e.to_string(),
+            })?;
+        Ok(Self {
             link,
-            conn: Mutex::new(None),
+            conn: Arc::new(tokio::sync::Mutex::new(None)),
+            runtime: Some(runtime),
             local,
-        }
+        })
     }
 
     /// The local copy.
@@ -108,66 +141,41 @@ impl RedisPolicyStore {
         self.link.is_down()
     }
 
-    /// Runs `f` on the connection (made if needed, with the configured limits). A reused
-    /// connection found closed (Redis restarted) is replaced once before Redis counts as
-    /// unreachable.
-    fn with_conn<T>(
+    /// Runs `pipe` on the store's runtime and waits for its reply (off the async workers),
+    /// within the connect and reply limits. A reused connection found closed (Redis
+    /// restarted) is replaced once before Redis counts as unreachable.
+    fn query<T: FromRedisValue + Send + 'static>(
         &self,
         op: &'static str,
-        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+        pipe: Pipeline,
     ) -> Result<T, StateError> {
         if !self.link.may_try() {
             return Err(self.link.skipped());
         }
-        let mut guard = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        // another caller may have found Redis unreachable while this one waited for the lock
-        if guard.is_none() && !self.link.may_try() {
+        let Some(runtime) = self.runtime.as_ref() else {
             return Err(self.link.skipped());
-        }
-        for attempt in 0..2 {
-            let fresh = guard.is_none();
-            if fresh {
-                let connected = self
-                    .link
-                    .client
-                    .get_connection_with_timeout(self.link.connect_timeout)
-                    .and_then(|c| {
-                        c.set_read_timeout(Some(self.link.response_timeout))?;
-                        c.set_write_timeout(Some(self.link.response_timeout))?;
-                        Ok(c)
-                    });
-                match connected {
-                    Ok(c) => *guard = Some(c),
-                    Err(e) => {
-                        let e = StateError::redis(&e);
-                        self.link.failed(op, &e);
-                        return Err(e);
-                    }
-                }
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let link = Arc::clone(&self.link);
+        let conn = Arc::clone(&self.conn);
+        runtime.spawn(async move {
+            let _ = tx.send(run(&link, &conn, op, &pipe).await);
+        });
+        // the task is bounded by these limits; the margin covers scheduling
+        let bound = 2 * (self.link.connect_timeout + 2 * self.link.response_timeout)
+            + Duration::from_secs(1);
+        let wait = || rx.recv_timeout(bound);
+        let got = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
             }
-            let Some(conn) = guard.as_mut() else { break };
-            match f(conn) {
-                Ok(v) => {
-                    self.link.succeeded();
-                    return Ok(v);
-                }
-                Err(e) if answered(&e) => {
-                    self.link.succeeded();
-                    return Err(StateError::redis(&e));
-                }
-                Err(e) => {
-                    // a timed-out reply may still arrive: never reuse the connection
-                    *guard = None;
-                    if attempt == 0 && !fresh && stale_connection(&e) {
-                        continue;
-                    }
-                    let e = StateError::redis(&e);
-                    self.link.failed(op, &e);
-                    return Err(e);
-                }
-            }
-        }
-        Err(self.link.skipped())
+            _ => wait(),
+        };
+        got.unwrap_or_else(|_| {
+            Err(StateError::Unavailable {
+                detail: format!("no reply within {} ms", bound.as_millis()),
+            })
+        })
     }
 
     fn decode(&self, key: &str, bytes: &[u8]) -> Result<CacheEntry, StoreError> {
@@ -185,8 +193,9 @@ impl RedisPolicyStore {
     /// Redis does not answer (the admin path says so instead of showing a local copy).
     pub fn get_shared(&self, domain: &PolicyDomain) -> Result<Option<CacheEntry>, StateError> {
         let key = self.key_of(domain);
-        let bytes: Option<Vec<u8>> =
-            self.with_conn("get", |c| redis::cmd("GET").arg(&key).query(c))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(&key);
+        let (bytes,): (Option<Vec<u8>>,) = self.query("get", pipe)?;
         let Some(bytes) = bytes else {
             return Ok(None);
         };
@@ -212,16 +221,14 @@ impl RedisPolicyStore {
 
     fn remove_redis(&self, domain: &PolicyDomain) -> Result<Option<CacheEntry>, StateError> {
         let key = self.key_of(domain);
-        let (old,): (Option<Vec<u8>>,) = self.with_conn("remove", |c| {
-            redis::pipe()
-                .atomic()
-                .cmd("GET")
-                .arg(&key)
-                .cmd("DEL")
-                .arg(&key)
-                .ignore()
-                .query(c)
-        })?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("GET")
+            .arg(&key)
+            .cmd("DEL")
+            .arg(&key)
+            .ignore();
+        let (old,): (Option<Vec<u8>>,) = self.query("remove", pipe)?;
         Ok(old.and_then(|b| self.decode(&key, &b).ok()))
     }
 
@@ -240,15 +247,14 @@ impl RedisPolicyStore {
         let mut keys = Vec::new();
         let mut cursor: u64 = 0;
         for _ in 0..MAX_LISTED {
-            let (next, batch): (u64, Vec<String>) = self.with_conn("list", |c| {
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(500)
-                    .query(c)
-            })?;
+            let mut pipe = redis::pipe();
+            pipe.cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500);
+            let ((next, batch),): ((u64, Vec<String>),) = self.query("list", pipe)?;
             keys.extend(batch);
             cursor = next;
             if cursor == 0 || keys.len() >= MAX_LISTED {
@@ -259,8 +265,9 @@ impl RedisPolicyStore {
         keys.dedup();
         let mut out = Vec::new();
         for chunk in keys.chunks(200) {
-            let values: Vec<Option<Vec<u8>>> =
-                self.with_conn("list", |c| redis::cmd("MGET").arg(chunk).query(c))?;
+            let mut pipe = redis::pipe();
+            pipe.cmd("MGET").arg(chunk);
+            let (values,): (Vec<Option<Vec<u8>>>,) = self.query("list", pipe)?;
             for (key, value) in chunk.iter().zip(values) {
                 let Some(bytes) = value else { continue };
                 match self.decode(key, &bytes) {
@@ -298,14 +305,14 @@ impl PolicyStore for RedisPolicyStore {
         })?;
         let key = self.key_of(&entry.domain);
         let ttl = entry_ttl(entry, now());
-        let shared: Result<(), StateError> = self.with_conn("put", |c| {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(&json)
-                .arg("EX")
-                .arg(ttl)
-                .query(c)
-        });
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(&json)
+            .arg("EX")
+            .arg(ttl)
+            .ignore();
+        let shared: Result<(), StateError> = self.query("put", pipe);
         match (shared, local) {
             (Ok(()), Err(e)) => {
                 tracing::warn!(domain = %entry.domain, error = %e, "MTA-STS cache: local copy not written (Redis has the entry)");
@@ -333,4 +340,84 @@ impl PolicyStore for RedisPolicyStore {
             Err(_) => self.local.list(),
         }
     }
+}
+
+/// The connection (made if needed with the configured limits) and whether it was just made;
+/// `None`: not tried (another lookup found Redis unreachable while this one waited).
+async fn connection(
+    link: &RedisLink,
+    conn: &tokio::sync::Mutex<Option<MultiplexedConnection>>,
+) -> Result<Option<(MultiplexedConnection, bool)>, StateError> {
+    let mut guard = conn.lock().await;
+    if let Some(c) = guard.as_ref() {
+        return Ok(Some((c.clone(), false)));
+    }
+    if !link.may_try() {
+        return Ok(None);
+    }
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(link.connect_timeout)
+        .set_response_timeout(link.response_timeout);
+    let limit = link.connect_timeout + link.response_timeout;
+    let made = tokio::time::timeout(
+        limit,
+        link.client
+            .get_multiplexed_async_connection_with_config(&config),
+    )
+    .await;
+    match made {
+        Ok(Ok(c)) => {
+            *guard = Some(c.clone());
+            Ok(Some((c, true)))
+        }
+        Ok(Err(e)) => Err(StateError::redis(&e)),
+        Err(_) => Err(StateError::Unavailable {
+            detail: format!("no connection within {} ms", limit.as_millis()),
+        }),
+    }
+}
+
+/// Runs `pipe` on the shared connection (the lock is held only to take it, so lookups do not
+/// wait for each other's replies), each attempt within the reply limit.
+async fn run<T: FromRedisValue>(
+    link: &RedisLink,
+    conn: &tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    op: &'static str,
+    pipe: &Pipeline,
+) -> Result<T, StateError> {
+    for attempt in 0..2 {
+        let error = match connection(link, conn).await {
+            Ok(None) => return Err(link.skipped()),
+            Ok(Some((mut c, fresh))) => {
+                match tokio::time::timeout(link.response_timeout, pipe.query_async::<T>(&mut c))
+                    .await
+                {
+                    Ok(Ok(v)) => {
+                        link.succeeded();
+                        return Ok(v);
+                    }
+                    Ok(Err(e)) if answered(&e) => {
+                        link.succeeded();
+                        return Err(StateError::redis(&e));
+                    }
+                    Ok(Err(e)) => {
+                        // a late reply must never answer the next request
+                        *conn.lock().await = None;
+                        if attempt == 0 && !fresh && stale_connection(&e) {
+                            continue;
+                        }
+                        StateError::redis(&e)
+                    }
+                    Err(_) => StateError::Unavailable {
+                        detail: format!("no reply within {} ms", link.response_timeout.as_millis()),
+                    },
+                }
+            }
+            Err(e) => e,
+        };
+        *conn.lock().await = None;
+        link.failed(op, &error);
+        return Err(error);
+    }
+    Err(link.skipped())
 }
