@@ -132,7 +132,7 @@ async fn report_due(
 }
 
 /// The completed periods (ended before `now`) the store holds counters for, newest first, at
-/// most [`MAX_PERIODS_PER_RUN`]: the last one and any missed (relay down, store unavailable,
+/// most `MAX_PERIODS_PER_RUN`: the last one and any missed (relay down, store unavailable,
 /// another relay's claim expired) within the store's retention. Days of another
 /// `report_interval_secs` are left to expire.
 ///
