@@ -3,10 +3,12 @@
 //! a relay site (configuration, HAT, certificate store and spool in a temp dir), the
 //! relay process (killed by PID on drop), a plain SMTP submission client and bounded waits;
 //! `peer`: a scripted SMTP peer; `sts`: the MTA-STS delivery tests' setup (`relay_mta_sts*`);
-//! `tlsrpt`: report messages received by a peer, the start of a reporting period.
+//! `tlsrpt`: report messages received by a peer, the start of a reporting period; `state`: the
+//! shared-state tests' fixtures (`state_redis*`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod peer;
+pub mod state;
 pub mod sts;
 pub mod tlsrpt;
 
