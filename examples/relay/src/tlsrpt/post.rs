@@ -207,27 +207,55 @@ mod tests {
 
     use super::{PostError, host_port, post_report};
 
-    /// A one-request HTTPS receiver on loopback: answers `status`, hands back the request
-    /// head and body.
-    async fn receiver(status: u16) -> (u16, TestCa, tokio::task::JoinHandle<(String, Vec<u8>)>) {
+    /// A TLS listener on loopback for `reports.example`, with the CA that issued its
+    /// certificate.
+    async fn tls_listener() -> (TestCa, tokio_rustls::TlsAcceptor, TcpListener, u16) {
         let ca = TestCa::new("tlsrpt post test CA");
         let cert = ca.issue(&["reports.example".to_owned()]);
         let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&cert));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        (ca, acceptor, listener, port)
+    }
+
+    /// Reads into `buf` until the end of the request head; where the body starts.
+    async fn read_head<S: AsyncReadExt + Unpin>(tls: &mut S, buf: &mut Vec<u8>) -> usize {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the request head");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        }
+    }
+
+    /// Posts `body` to `https://reports.example:{port}{path}` at `addresses`, trusting `ca`.
+    async fn post(
+        port: u16,
+        path: &str,
+        addresses: &[&str],
+        body: &[u8],
+        ca: &TestCa,
+        limit: Duration,
+    ) -> Result<u16, PostError> {
+        let uri = format!("https://reports.example:{port}{path}");
+        let addresses: Vec<std::net::IpAddr> =
+            addresses.iter().map(|a| a.parse().unwrap()).collect();
+        post_report(&uri, &addresses, body.to_vec(), client(ca), limit).await
+    }
+
+    /// A one-request HTTPS receiver on loopback: answers `status`, hands back the request
+    /// head and body.
+    async fn receiver(status: u16) -> (u16, TestCa, tokio::task::JoinHandle<(String, Vec<u8>)>) {
+        let (ca, acceptor, listener, port) = tls_listener().await;
         let task = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut tls = acceptor.accept(tcp).await.unwrap();
             let mut buf = Vec::new();
+            let head_end = read_head(&mut tls, &mut buf).await;
             let mut chunk = [0u8; 4096];
-            let head_end = loop {
-                let n = tls.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "closed before the request head");
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break i + 4;
-                }
-            };
             let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
             let length: usize = head
                 .lines()
@@ -262,12 +290,12 @@ mod tests {
     #[tokio::test]
     async fn posts_the_gzip_body_over_verified_tls() {
         let (port, ca, task) = receiver(200).await;
-        let uri = format!("https://reports.example:{port}/v1/tlsrpt?x=1");
-        let status = post_report(
-            &uri,
-            &["127.0.0.1".parse().unwrap()],
-            b"gzip-bytes".to_vec(),
-            client(&ca),
+        let status = post(
+            port,
+            "/v1/tlsrpt?x=1",
+            &["127.0.0.1"],
+            b"gzip-bytes",
+            &ca,
             Duration::from_secs(10),
         )
         .await
@@ -290,12 +318,12 @@ mod tests {
     #[tokio::test]
     async fn a_refusing_receiver_and_an_untrusted_certificate_are_errors() {
         let (port, ca, _task) = receiver(503).await;
-        let uri = format!("https://reports.example:{port}/");
-        let err = post_report(
-            &uri,
-            &["127.0.0.1".parse().unwrap()],
-            b"x".to_vec(),
-            client(&ca),
+        let err = post(
+            port,
+            "/",
+            &["127.0.0.1"],
+            b"x",
+            &ca,
             Duration::from_secs(10),
         )
         .await
@@ -304,12 +332,12 @@ mod tests {
         // another CA: the certificate is refused, nothing is posted
         let (port, _ca, _task) = receiver(200).await;
         let other = TestCa::new("someone else");
-        let uri = format!("https://reports.example:{port}/");
-        let err = post_report(
-            &uri,
-            &["127.0.0.1".parse().unwrap()],
-            b"x".to_vec(),
-            client(&other),
+        let err = post(
+            port,
+            "/",
+            &["127.0.0.1"],
+            b"x",
+            &other,
             Duration::from_secs(10),
         )
         .await
@@ -319,11 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_receiver_that_never_answers_is_bounded_by_the_limit() {
-        let ca = TestCa::new("tlsrpt post test CA");
-        let cert = ca.issue(&["reports.example".to_owned()]);
-        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&cert));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (ca, acceptor, listener, port) = tls_listener().await;
         // completes the handshake, reads the request, never answers
         let _task = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
@@ -332,11 +356,12 @@ mod tests {
             while matches!(tls.read(&mut chunk).await, Ok(n) if n > 0) {}
         });
         let started = std::time::Instant::now();
-        let err = post_report(
-            &format!("https://reports.example:{port}/"),
-            &["127.0.0.1".parse().unwrap()],
-            b"x".to_vec(),
-            client(&ca),
+        let err = post(
+            port,
+            "/",
+            &["127.0.0.1"],
+            b"x",
+            &ca,
             Duration::from_millis(500),
         )
         .await
@@ -347,22 +372,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_endless_response_body_is_cut_at_the_bound() {
-        let ca = TestCa::new("tlsrpt post test CA");
-        let cert = ca.issue(&["reports.example".to_owned()]);
-        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&cert));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (ca, acceptor, listener, port) = tls_listener().await;
         // answers 200 with a chunked body that never ends; counts what it could write
         let task = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut tls = acceptor.accept(tcp).await.unwrap();
-            let mut chunk = [0u8; 4096];
-            let mut seen = Vec::new();
-            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = tls.read(&mut chunk).await.unwrap();
-                assert!(n > 0);
-                seen.extend_from_slice(&chunk[..n]);
-            }
+            read_head(&mut tls, &mut Vec::new()).await;
             tls.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
                 .await
                 .unwrap();
@@ -378,11 +393,12 @@ mod tests {
             written
         });
         let started = std::time::Instant::now();
-        let err = post_report(
-            &format!("https://reports.example:{port}/"),
-            &["127.0.0.1".parse().unwrap()],
-            b"x".to_vec(),
-            client(&ca),
+        let err = post(
+            port,
+            "/",
+            &["127.0.0.1"],
+            b"x",
+            &ca,
             Duration::from_secs(20),
         )
         .await
@@ -410,11 +426,12 @@ mod tests {
             }
         });
         let started = std::time::Instant::now();
-        let status = post_report(
-            &format!("https://reports.example:{port}/"),
-            &["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()],
-            b"gzip-bytes".to_vec(),
-            client(&ca),
+        let status = post(
+            port,
+            "/",
+            &["127.0.0.2", "127.0.0.1"],
+            b"gzip-bytes",
+            &ca,
             Duration::from_secs(4),
         )
         .await
