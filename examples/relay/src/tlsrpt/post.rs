@@ -246,6 +246,11 @@ mod tests {
         post_report(&uri, &addresses, body.to_vec(), client(ca), limit).await
     }
 
+    /// Posts `x` to `https://reports.example:{port}/` at 127.0.0.1, trusting `ca`.
+    async fn post_x(port: u16, ca: &TestCa, limit: Duration) -> Result<u16, PostError> {
+        post(port, "/", &["127.0.0.1"], b"x", ca, limit).await
+    }
+
     /// A one-request HTTPS receiver on loopback: answers `status`, hands back the request
     /// head and body.
     async fn receiver(status: u16) -> (u16, TestCa, tokio::task::JoinHandle<(String, Vec<u8>)>) {
@@ -318,30 +323,16 @@ mod tests {
     #[tokio::test]
     async fn a_refusing_receiver_and_an_untrusted_certificate_are_errors() {
         let (port, ca, _task) = receiver(503).await;
-        let err = post(
-            port,
-            "/",
-            &["127.0.0.1"],
-            b"x",
-            &ca,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_err();
+        let err = post_x(port, &ca, Duration::from_secs(10))
+            .await
+            .unwrap_err();
         assert!(matches!(err, PostError::Status(503)), "{err}");
         // another CA: the certificate is refused, nothing is posted
         let (port, _ca, _task) = receiver(200).await;
         let other = TestCa::new("someone else");
-        let err = post(
-            port,
-            "/",
-            &["127.0.0.1"],
-            b"x",
-            &other,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_err();
+        let err = post_x(port, &other, Duration::from_secs(10))
+            .await
+            .unwrap_err();
         assert!(matches!(err, PostError::Connect { .. }), "{err}");
     }
 
@@ -356,16 +347,9 @@ mod tests {
             while matches!(tls.read(&mut chunk).await, Ok(n) if n > 0) {}
         });
         let started = std::time::Instant::now();
-        let err = post(
-            port,
-            "/",
-            &["127.0.0.1"],
-            b"x",
-            &ca,
-            Duration::from_millis(500),
-        )
-        .await
-        .unwrap_err();
+        let err = post_x(port, &ca, Duration::from_millis(500))
+            .await
+            .unwrap_err();
         assert!(matches!(err, PostError::Timeout(_)), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
@@ -393,16 +377,9 @@ mod tests {
             written
         });
         let started = std::time::Instant::now();
-        let err = post(
-            port,
-            "/",
-            &["127.0.0.1"],
-            b"x",
-            &ca,
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap_err();
+        let err = post_x(port, &ca, Duration::from_secs(20))
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, PostError::ResponseTooLarge { status: 200 }),
             "{err}"
