@@ -36,8 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, Pipeline};
+use redis::{FromRedisValue, Pipeline};
 
 use super::config::StateConfig;
 use smtp_tls_policy::tlsrpt::{CounterUpdate, SUCCESS_FIELD};
@@ -47,7 +46,7 @@ use super::counters::{
     overflow_of,
 };
 use super::error::StateError;
-use super::redis_link::{RedisLink, answered, stale_connection};
+use super::redis_link::{RedisLink, SharedConnection, run, scan_step};
 
 /// Counter keys expire this long after their last update.
 pub const COUNTER_RETENTION: Duration = Duration::from_secs(8 * 86_400);
@@ -200,7 +199,7 @@ impl Pending {
 
 struct Inner {
     link: Arc<RedisLink>,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    conn: SharedConnection,
     pending: Mutex<Pending>,
     max_buffered: usize,
     flusher: AtomicBool,
@@ -301,43 +300,6 @@ impl RedisCounters {
         self.inner.link.key(parts)
     }
 
-    /// The connection (and whether it was just made), made if needed with the configured
-    /// limits; `None`: not tried (another task found Redis unreachable while this one waited
-    /// for the lock).
-    async fn connection(
-        &self,
-        force: bool,
-    ) -> Result<Option<(MultiplexedConnection, bool)>, StateError> {
-        let link = &self.inner.link;
-        let mut guard = self.inner.conn.lock().await;
-        if let Some(c) = guard.as_ref() {
-            return Ok(Some((c.clone(), false)));
-        }
-        if !force && !link.may_try() {
-            return Ok(None);
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(link.connect_timeout)
-            .set_response_timeout(link.response_timeout);
-        let limit = link.connect_timeout + link.response_timeout;
-        let made = tokio::time::timeout(
-            limit,
-            link.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await;
-        match made {
-            Ok(Ok(c)) => {
-                *guard = Some(c.clone());
-                Ok(Some((c, true)))
-            }
-            Ok(Err(e)) => Err(StateError::redis(&e)),
-            Err(_) => Err(StateError::Unavailable {
-                detail: format!("no connection within {} ms", ms(limit)),
-            }),
-        }
-    }
-
     /// Runs `pipe` (bounded by the reply limit). `force`: even during an outage before the
     /// retry interval has passed (the background flusher). A reused connection found closed
     /// (Redis restarted) is replaced once before Redis counts as unreachable.
@@ -362,47 +324,7 @@ impl RedisCounters {
         if !force && !link.may_try() {
             return Err((link.skipped(), false));
         }
-        let mut sent = false;
-        for attempt in 0..2 {
-            let error = match self.connection(force).await {
-                Ok(None) => return Err((link.skipped(), sent)),
-                Ok(Some((mut conn, fresh))) => {
-                    sent = true;
-                    match tokio::time::timeout(
-                        link.response_timeout,
-                        pipe.query_async::<T>(&mut conn),
-                    )
-                    .await
-                    {
-                        Ok(Ok(v)) => {
-                            link.succeeded();
-                            return Ok(v);
-                        }
-                        Ok(Err(e)) if answered(&e) => {
-                            // refused whole (a script that fails stops before it writes)
-                            link.succeeded();
-                            return Err((StateError::redis(&e), attempt > 0));
-                        }
-                        Ok(Err(e)) => {
-                            // a late reply must never answer the next request
-                            *self.inner.conn.lock().await = None;
-                            if attempt == 0 && !fresh && stale_connection(&e) {
-                                continue;
-                            }
-                            StateError::redis(&e)
-                        }
-                        Err(_) => StateError::Unavailable {
-                            detail: format!("no reply within {} ms", ms(link.response_timeout)),
-                        },
-                    }
-                }
-                Err(e) => e,
-            };
-            *self.inner.conn.lock().await = None;
-            link.failed(op, &error);
-            return Err((error, sent));
-        }
-        Err((link.skipped(), sent))
+        run(link, &self.inner.conn, op, pipe, force).await
     }
 
     fn retention_secs() -> u64 {
@@ -895,13 +817,7 @@ impl ReportCounters for RedisCounters {
         let mut days = std::collections::BTreeSet::new();
         let mut cursor = 0_u64;
         for _ in 0..MAX_SCAN_STEPS {
-            let mut pipe = redis::pipe();
-            pipe.cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
+            let pipe = scan_step(cursor, &pattern, SCAN_COUNT);
             let ((next, keys),): ((u64, Vec<Vec<u8>>),) = self.query("days", &pipe, false).await?;
             for key in keys {
                 let Ok(key) = String::from_utf8(key) else {

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, FromRedisValue, Pipeline};
+
 use super::config::{Backend, StateConfig};
 use super::error::StateError;
 
@@ -154,4 +157,107 @@ pub(crate) fn answered(e: &redis::RedisError) -> bool {
 /// connection. A timeout is not retried (the server may have executed it).
 pub(crate) fn stale_connection(e: &redis::RedisError) -> bool {
     !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error())
+}
+
+/// The connection one store shares among its tasks (made when first needed).
+pub(crate) type SharedConnection = tokio::sync::Mutex<Option<MultiplexedConnection>>;
+
+/// The connection (and whether it was just made), made if needed with the configured limits;
+/// `None`: not tried (another task found Redis unreachable while this one waited for the
+/// lock). `force`: tried even within the retry interval (the background flusher).
+async fn connection(
+    link: &RedisLink,
+    conn: &SharedConnection,
+    force: bool,
+) -> Result<Option<(MultiplexedConnection, bool)>, StateError> {
+    let mut guard = conn.lock().await;
+    if let Some(c) = guard.as_ref() {
+        return Ok(Some((c.clone(), false)));
+    }
+    if !force && !link.may_try() {
+        return Ok(None);
+    }
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(link.connect_timeout)
+        .set_response_timeout(link.response_timeout);
+    let limit = link.connect_timeout + link.response_timeout;
+    let made = tokio::time::timeout(
+        limit,
+        link.client
+            .get_multiplexed_async_connection_with_config(&config),
+    )
+    .await;
+    match made {
+        Ok(Ok(c)) => {
+            *guard = Some(c.clone());
+            Ok(Some((c, true)))
+        }
+        Ok(Err(e)) => Err(StateError::redis(&e)),
+        Err(_) => Err(StateError::Unavailable {
+            detail: format!("no connection within {} ms", limit.as_millis()),
+        }),
+    }
+}
+
+/// Runs `pipe` on the shared connection (the lock is held only to take it, so tasks do not
+/// wait for each other's replies), each attempt within the reply limit. A reused connection
+/// found closed (Redis restarted) is replaced once before Redis counts as unreachable. With an
+/// error, whether `pipe` may have been executed (it was sent and its reply was lost).
+pub(crate) async fn run<T: FromRedisValue>(
+    link: &RedisLink,
+    conn: &SharedConnection,
+    op: &'static str,
+    pipe: &Pipeline,
+    force: bool,
+) -> Result<T, (StateError, bool)> {
+    let mut sent = false;
+    for attempt in 0..2 {
+        let error = match connection(link, conn, force).await {
+            Ok(None) => return Err((link.skipped(), sent)),
+            Ok(Some((mut c, fresh))) => {
+                sent = true;
+                match tokio::time::timeout(link.response_timeout, pipe.query_async::<T>(&mut c))
+                    .await
+                {
+                    Ok(Ok(v)) => {
+                        link.succeeded();
+                        return Ok(v);
+                    }
+                    Ok(Err(e)) if answered(&e) => {
+                        // refused whole (a script that fails stops before it writes)
+                        link.succeeded();
+                        return Err((StateError::redis(&e), attempt > 0));
+                    }
+                    Ok(Err(e)) => {
+                        // a late reply must never answer the next request
+                        *conn.lock().await = None;
+                        if attempt == 0 && !fresh && stale_connection(&e) {
+                            continue;
+                        }
+                        StateError::redis(&e)
+                    }
+                    Err(_) => StateError::Unavailable {
+                        detail: format!("no reply within {} ms", link.response_timeout.as_millis()),
+                    },
+                }
+            }
+            Err(e) => e,
+        };
+        *conn.lock().await = None;
+        link.failed(op, &error);
+        return Err((error, sent));
+    }
+    Err((link.skipped(), sent))
+}
+
+/// One step of `SCAN cursor MATCH pattern COUNT count`.
+pub(crate) fn scan_step(cursor: u64, pattern: &str, count: usize) -> Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(count);
+    pipe
 }

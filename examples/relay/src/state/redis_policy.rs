@@ -20,8 +20,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, Pipeline};
+use redis::{FromRedisValue, Pipeline};
 use tokio::runtime::{Runtime, RuntimeFlavor};
 
 use smtp_tls_policy::mta_sts::{
@@ -31,7 +30,7 @@ use std::sync::Arc;
 
 use super::config::StateConfig;
 use super::error::StateError;
-use super::redis_link::{RedisLink, answered, stale_connection};
+use super::redis_link::{RedisLink, SharedConnection, run, scan_step};
 
 /// Expiry of an entry with neither an unexpired policy nor a pending back-off, seconds.
 pub const EMPTY_ENTRY_TTL_SECS: u64 = 3600;
@@ -41,7 +40,7 @@ const MAX_LISTED: usize = 100_000;
 /// The Redis-backed policy store with its local file fallback (see the module documentation).
 pub struct RedisPolicyStore {
     link: Arc<RedisLink>,
-    conn: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    conn: Arc<SharedConnection>,
     /// Runs the Redis commands (taken and shut down in the background on drop: a runtime
     /// must not be dropped inside another one).
     runtime: Option<Runtime>,
@@ -159,7 +158,11 @@ impl RedisPolicyStore {
         let link = Arc::clone(&self.link);
         let conn = Arc::clone(&self.conn);
         runtime.spawn(async move {
-            let _ = tx.send(run(&link, &conn, op, &pipe).await);
+            let _ = tx.send(
+                run(&link, &conn, op, &pipe, false)
+                    .await
+                    .map_err(|(e, _)| e),
+            );
         });
         // the task is bounded by these limits; the margin covers scheduling
         let bound = 2 * (self.link.connect_timeout + 2 * self.link.response_timeout)
@@ -247,13 +250,7 @@ impl RedisPolicyStore {
         let mut keys = Vec::new();
         let mut cursor: u64 = 0;
         for _ in 0..MAX_LISTED {
-            let mut pipe = redis::pipe();
-            pipe.cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500);
+            let pipe = scan_step(cursor, &pattern, 500);
             let ((next, batch),): ((u64, Vec<String>),) = self.query("list", pipe)?;
             keys.extend(batch);
             cursor = next;
@@ -340,84 +337,4 @@ impl PolicyStore for RedisPolicyStore {
             Err(_) => self.local.list(),
         }
     }
-}
-
-/// The connection (made if needed with the configured limits) and whether it was just made;
-/// `None`: not tried (another lookup found Redis unreachable while this one waited).
-async fn connection(
-    link: &RedisLink,
-    conn: &tokio::sync::Mutex<Option<MultiplexedConnection>>,
-) -> Result<Option<(MultiplexedConnection, bool)>, StateError> {
-    let mut guard = conn.lock().await;
-    if let Some(c) = guard.as_ref() {
-        return Ok(Some((c.clone(), false)));
-    }
-    if !link.may_try() {
-        return Ok(None);
-    }
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(link.connect_timeout)
-        .set_response_timeout(link.response_timeout);
-    let limit = link.connect_timeout + link.response_timeout;
-    let made = tokio::time::timeout(
-        limit,
-        link.client
-            .get_multiplexed_async_connection_with_config(&config),
-    )
-    .await;
-    match made {
-        Ok(Ok(c)) => {
-            *guard = Some(c.clone());
-            Ok(Some((c, true)))
-        }
-        Ok(Err(e)) => Err(StateError::redis(&e)),
-        Err(_) => Err(StateError::Unavailable {
-            detail: format!("no connection within {} ms", limit.as_millis()),
-        }),
-    }
-}
-
-/// Runs `pipe` on the shared connection (the lock is held only to take it, so lookups do not
-/// wait for each other's replies), each attempt within the reply limit.
-async fn run<T: FromRedisValue>(
-    link: &RedisLink,
-    conn: &tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    op: &'static str,
-    pipe: &Pipeline,
-) -> Result<T, StateError> {
-    for attempt in 0..2 {
-        let error = match connection(link, conn).await {
-            Ok(None) => return Err(link.skipped()),
-            Ok(Some((mut c, fresh))) => {
-                match tokio::time::timeout(link.response_timeout, pipe.query_async::<T>(&mut c))
-                    .await
-                {
-                    Ok(Ok(v)) => {
-                        link.succeeded();
-                        return Ok(v);
-                    }
-                    Ok(Err(e)) if answered(&e) => {
-                        link.succeeded();
-                        return Err(StateError::redis(&e));
-                    }
-                    Ok(Err(e)) => {
-                        // a late reply must never answer the next request
-                        *conn.lock().await = None;
-                        if attempt == 0 && !fresh && stale_connection(&e) {
-                            continue;
-                        }
-                        StateError::redis(&e)
-                    }
-                    Err(_) => StateError::Unavailable {
-                        detail: format!("no reply within {} ms", link.response_timeout.as_millis()),
-                    },
-                }
-            }
-            Err(e) => e,
-        };
-        *conn.lock().await = None;
-        link.failed(op, &error);
-        return Err(error);
-    }
-    Err(link.skipped())
 }
