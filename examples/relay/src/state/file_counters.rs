@@ -366,14 +366,46 @@ impl FileCounters {
             .join(format!("{name}.claim"))
     }
 
-    fn claim_sync(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
-        let _one = self
-            .inner
+    /// Held while a claim file is read and replaced (one claim operation at a time).
+    fn claims_lock(&self) -> MutexGuard<'_, ()> {
+        self.inner
             .claims
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the claim files' names durable.
+    fn sync_claims(&self) -> Result<(), StateError> {
+        sync_dir(&self.inner.dir.join(CLAIMS_DIR))
+    }
+
+    /// Replaces the claim file `path` of `name` with one of ours expiring at
+    /// `expires_at_ms`, durably (the temporary file is removed if the rename fails).
+    fn replace_claim(
+        &self,
+        name: &str,
+        path: &Path,
+        expires_at_ms: u64,
+        done: bool,
+    ) -> Result<(), StateError> {
+        let tmp = write_claim_temp(
+            &self.inner.dir,
+            name,
+            expires_at_ms,
+            done,
+            &self.inner.token,
+        )?;
+        if let Err(e) = fs::rename(&tmp, path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(StateError::io("rename", path, &e));
+        }
+        self.sync_claims()
+    }
+
+    fn claim_sync(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        let _one = self.claims_lock();
         let path = self.claim_path(name);
-        let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let expires = expiry(ttl);
         let tmp = write_claim_temp(&self.inner.dir, name, expires, false, &self.inner.token)?;
         let taken = match fs::hard_link(&tmp, &path) {
             Ok(()) => true,
@@ -394,70 +426,39 @@ impl FileCounters {
         };
         let _ = fs::remove_file(&tmp);
         if taken {
-            sync_dir(&self.inner.dir.join(CLAIMS_DIR))?;
+            self.sync_claims()?;
         }
         Ok(taken)
     }
 
     fn release_sync(&self, name: &str) -> Result<(), StateError> {
-        let _one = self
-            .inner
-            .claims
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _one = self.claims_lock();
         let path = self.claim_path(name);
         match read_claim(&path) {
             Some(c) if !c.done && c.owner == self.inner.token => {
                 fs::remove_file(&path).map_err(|e| StateError::io("remove", &path, &e))?;
-                sync_dir(&self.inner.dir.join(CLAIMS_DIR))
+                self.sync_claims()
             }
             _ => Ok(()),
         }
     }
 
     fn extend_sync(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
-        let _one = self
-            .inner
-            .claims
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _one = self.claims_lock();
         let path = self.claim_path(name);
         // ours and not done: nobody else took it (a taker replaces the file)
         let ours = read_claim(&path).is_some_and(|c| !c.done && c.owner == self.inner.token);
         if !ours {
             return Ok(false);
         }
-        let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let tmp = write_claim_temp(&self.inner.dir, name, expires, false, &self.inner.token)?;
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(StateError::io("rename", &path, &e));
-        }
-        sync_dir(&self.inner.dir.join(CLAIMS_DIR))?;
+        self.replace_claim(name, &path, expiry(ttl), false)?;
         Ok(true)
     }
 
     fn done_sync(&self, name: &str) -> Result<(), StateError> {
-        let _one = self
-            .inner
-            .claims
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _one = self.claims_lock();
         let path = self.claim_path(name);
-        let retention = u64::try_from(DONE_RETENTION.as_millis()).unwrap_or(u64::MAX);
-        let tmp = write_claim_temp(
-            &self.inner.dir,
-            name,
-            now_ms().saturating_add(retention),
-            true,
-            &self.inner.token,
-        )?;
-        let renamed = fs::rename(&tmp, &path).map_err(|e| StateError::io("rename", &path, &e));
-        if renamed.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        renamed?;
-        sync_dir(&self.inner.dir.join(CLAIMS_DIR))
+        self.replace_claim(name, &path, expiry(DONE_RETENTION), true)
     }
 
     fn delete_day_sync(&self, day: &str) -> Result<(), StateError> {
@@ -714,6 +715,11 @@ fn write_claim_temp(
 
 /// Creates `tmp` (which must not exist), writes `bytes` and fsyncs it; on any failure the
 /// partial file is removed. The caller renames it into place.
+/// Now plus `d`, in ms since the epoch.
+fn expiry(d: Duration) -> u64 {
+    now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn write_new_synced(tmp: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let written = (|| {
         let mut f = OpenOptions::new()
