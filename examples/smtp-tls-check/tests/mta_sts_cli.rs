@@ -9,26 +9,16 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use test_support::dnssec_lab::{Lab, sts};
-use test_support::pki::{self, TestCa};
+use test_support::pki;
 use test_support::policy_server::{PolicyResponse, PolicyServer, policy_text};
+
+mod common;
 
 /// A domain of the lab's insecure zone without `_mta-sts` TXT record.
 const NO_TXT: &str = "unsigned.test";
 
 fn run(args: &[&str]) -> (i32, Value, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_smtp-tls-check"))
-        .arg("mta-sts")
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-    (
-        out.status.code().unwrap_or(-1),
-        json,
-        stdout,
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    common::run_command("mta-sts", args)
 }
 
 /// The lab, the policy server (trusted by `ca_file`) and the common options.
@@ -43,29 +33,22 @@ struct Setup {
 impl Setup {
     fn start() -> Self {
         let lab = Lab::start();
-        let ca = TestCa::new("MTA-STS test CA");
-        let dir = tempfile::tempdir().unwrap();
-        let ca_path = dir.path().join("ca.pem");
-        std::fs::write(&ca_path, &ca.pem).unwrap();
-        let server = PolicyServer::start(
-            &ca,
-            &[
-                sts::INSECURE,
-                sts::TESTING,
-                sts::NOMATCH,
-                sts::FETCHFAIL,
-                sts::MULTI,
-                sts::SPLIT,
-                sts::BOGUS,
-                NO_TXT,
-            ],
-        );
+        let (server, dir, ca_file) = common::sts_server(&[
+            sts::INSECURE,
+            sts::TESTING,
+            sts::NOMATCH,
+            sts::FETCHFAIL,
+            sts::MULTI,
+            sts::SPLIT,
+            sts::BOGUS,
+            NO_TXT,
+        ]);
         Self {
             resolver: lab.validating().to_string(),
             _lab: lab,
             server,
             _dir: dir,
-            ca_file: ca_path.display().to_string(),
+            ca_file,
         }
     }
 

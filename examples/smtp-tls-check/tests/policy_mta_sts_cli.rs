@@ -6,7 +6,6 @@
 
 use serde_json::{Value, json};
 use test_support::dnssec_lab::{Lab, sts};
-use test_support::pki::TestCa;
 use test_support::policy_server::{PolicyResponse, PolicyServer, policy_text};
 
 mod common;
@@ -25,27 +24,20 @@ struct StsSetup {
 impl StsSetup {
     fn start() -> Self {
         let lab = Lab::start();
-        let ca = TestCa::new("MTA-STS test CA");
-        let dir = tempfile::tempdir().unwrap();
-        let ca_path = dir.path().join("ca.pem");
-        std::fs::write(&ca_path, &ca.pem).unwrap();
-        let server = PolicyServer::start(
-            &ca,
-            &[
-                sts::INSECURE,
-                sts::TESTING,
-                sts::NOMATCH,
-                sts::FETCHFAIL,
-                sts::SECURE,
-            ],
-        );
+        let (server, dir, ca_file) = common::sts_server(&[
+            sts::INSECURE,
+            sts::TESTING,
+            sts::NOMATCH,
+            sts::FETCHFAIL,
+            sts::SECURE,
+        ]);
         let args = vec![
             "--resolver".to_string(),
             lab.validating().to_string(),
             "--probe-name".into(),
             "test.".into(),
             "--ca".into(),
-            ca_path.display().to_string(),
+            ca_file,
             "--policy-port".into(),
             server.port().to_string(),
             "--json".into(),

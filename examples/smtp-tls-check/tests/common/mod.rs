@@ -1,19 +1,29 @@
-//! Shared setup of the `policy_*_cli.rs` tests (`smtp-tls-check policy DOMAIN` against the
-//! project's DNSSEC lab): running the built binary, the lab's resolvers as options, plan access.
+//! Shared setup of the CLI tests (`smtp-tls-check policy DOMAIN`, `mta-sts`, `daneverify`
+//! against the project's DNSSEC lab): running the built binary, the lab's resolvers as options,
+//! the loopback MTA-STS policy server with its CA file, plan access.
 #![allow(dead_code, unreachable_pub)]
 
 use std::process::Command;
 
 use serde_json::Value;
 use test_support::dnssec_lab::Lab;
+use test_support::pki::TestCa;
+use test_support::policy_server::PolicyServer;
 
 /// The lab's `SMTP_PORT`: TLSA `3 1 1` (leaf key only) also published at
 /// `_2525._tcp.mx.dane.test`. Nothing listens there; it only changes the zone data.
 pub const LAB_SMTP_PORT: &str = "2525";
 
+/// `smtp-tls-check policy ARGS`: exit code, stdout as JSON (`Null` if it is not), stdout,
+/// stderr.
 pub fn run(args: &[&str]) -> (i32, Value, String, String) {
+    run_command("policy", args)
+}
+
+/// `smtp-tls-check COMMAND ARGS`, as [`run`].
+pub fn run_command(command: &str, args: &[&str]) -> (i32, Value, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_smtp-tls-check"))
-        .arg("policy")
+        .arg(command)
         .args(args)
         .output()
         .unwrap();
@@ -75,4 +85,15 @@ pub fn sorted_records(p: &Value) -> Value {
         records.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
     }
     p
+}
+
+/// The loopback MTA-STS policy server for `domains` with a certificate from a new test CA,
+/// the temporary directory holding that CA's file, and the file's path (`--ca`).
+pub fn sts_server(domains: &[&str]) -> (PolicyServer, tempfile::TempDir, String) {
+    let ca = TestCa::new("MTA-STS test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca.pem).unwrap();
+    let server = PolicyServer::start(&ca, domains);
+    (server, dir, ca_path.display().to_string())
 }
