@@ -168,6 +168,39 @@ fn run(cmd: &str, args: &[&str], stdin: &str, env: &[(&str, &Path)]) -> (bool, S
     (out.status.success(), o + &e)
 }
 
+/// A plaintext session with the relay at `listen`, greeted and past EHLO (which offers
+/// STARTTLS): the writing and the reading half.
+fn plaintext_session(listen: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let tcp = TcpStream::connect(listen).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = BufReader::new(tcp);
+    assert!(reply(&mut r).starts_with("220"));
+    w.write_all(b"EHLO client.test\r\n").unwrap();
+    assert!(reply(&mut r).contains("250 STARTTLS"));
+    (w, r)
+}
+
+/// Sends each of `cmds` and checks that it is refused with `530 5.7.0`.
+fn refused_530(w: &mut TcpStream, r: &mut BufReader<TcpStream>, cmds: &[&str]) {
+    for cmd in cmds {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let rep = reply(r);
+        assert!(rep.starts_with("530 5.7.0"), "{cmd}: {rep}");
+    }
+}
+
+/// swaks to the relay's listener with `args`, bounded as [`run`].
+fn swaks(site: &Site, args: &[&str]) -> (bool, String) {
+    let server = site.listen.to_string();
+    run(
+        "swaks",
+        &[&["--server", server.as_str()], args].concat(),
+        "",
+        &[],
+    )
+}
+
 /// Reads one SMTP reply (all its lines) from a plain stream.
 fn reply<R: BufRead>(r: &mut R) -> String {
     let mut all = String::new();
@@ -432,22 +465,16 @@ fn pipelined_rset_after_starttls_is_not_executed_inside_tls() {
 fn required_tls_policy_answers_530_before_starttls() {
     let site = Site::new("required");
     let mut relay = site.start();
-    let tcp = TcpStream::connect(site.listen).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut w = tcp.try_clone().unwrap();
-    let mut r = BufReader::new(tcp);
-    assert!(reply(&mut r).starts_with("220"));
-    w.write_all(b"EHLO client.test\r\n").unwrap();
-    assert!(reply(&mut r).contains("250 STARTTLS"));
-    for cmd in [
-        "MAIL FROM:<a@client.test>",
-        "RCPT TO:<user@localhost>",
-        "DATA",
-    ] {
-        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-        let rep = reply(&mut r);
-        assert!(rep.starts_with("530 5.7.0"), "{cmd}: {rep}");
-    }
+    let (mut w, mut r) = plaintext_session(site.listen);
+    refused_530(
+        &mut w,
+        &mut r,
+        &[
+            "MAIL FROM:<a@client.test>",
+            "RCPT TO:<user@localhost>",
+            "DATA",
+        ],
+    );
     w.write_all(b"NOOP\r\nQUIT\r\n").unwrap();
     assert!(reply(&mut r).starts_with("250"));
     assert!(reply(&mut r).starts_with("221"));
@@ -479,25 +506,19 @@ fn required_tls_accepts_plaintext_mail_for_tlsrpt_mailboxes_only() {
 
     // Another recipient only (a case variant of the local part is another mailbox): 530 to
     // RCPT and DATA. Only the two messages below are spooled (two `message accepted` lines).
-    let tcp = TcpStream::connect(site.listen).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut w = tcp.try_clone().unwrap();
-    let mut r = BufReader::new(tcp);
-    assert!(reply(&mut r).starts_with("220"));
-    w.write_all(b"EHLO client.test\r\n").unwrap();
-    assert!(reply(&mut r).contains("250 STARTTLS"));
+    let (mut w, mut r) = plaintext_session(site.listen);
     w.write_all(b"MAIL FROM:<a@client.test>\r\n").unwrap();
     assert!(reply(&mut r).starts_with("250"));
-    for cmd in [
-        "RCPT TO:<user@localhost>",
-        "RCPT TO:<TLSRPT@localhost>",
-        "DATA",
-        "AUTH PLAIN",
-    ] {
-        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-        let rep = reply(&mut r);
-        assert!(rep.starts_with("530 5.7.0"), "{cmd}: {rep}");
-    }
+    refused_530(
+        &mut w,
+        &mut r,
+        &[
+            "RCPT TO:<user@localhost>",
+            "RCPT TO:<TLSRPT@localhost>",
+            "DATA",
+            "AUTH PLAIN",
+        ],
+    );
     // Mixed: the exempt recipient is accepted, the other refused, the message goes to the
     // exempt one only.
     w.write_all(b"RCPT TO:<user@localhost>\r\nRCPT TO:<tlsrpt@LOCALHOST>\r\nDATA\r\n")
@@ -516,33 +537,19 @@ fn required_tls_accepts_plaintext_mail_for_tlsrpt_mailboxes_only() {
     assert!(!site.maildir_new("user@localhost").exists());
 
     // swaks, plaintext, to the mailbox: accepted (a real client's view).
-    let (ok, out) = run(
-        "swaks",
+    let (ok, out) = swaks(
+        &site,
         &[
-            "--server",
-            &site.listen.to_string(),
             "--to",
             "tlsrpt@localhost",
             "--body",
             "swaks-plaintext-report",
         ],
-        "",
-        &[],
     );
     assert!(ok, "{out}");
     assert!(out.contains("250 2.0.0 Ok: queued"), "{out}");
     // swaks to another recipient over plaintext: refused at RCPT.
-    let (ok, out) = run(
-        "swaks",
-        &[
-            "--server",
-            &site.listen.to_string(),
-            "--to",
-            "user@localhost",
-        ],
-        "",
-        &[],
-    );
+    let (ok, out) = swaks(&site, &["--to", "user@localhost"]);
     assert!(!ok, "{out}");
     assert!(out.contains("530 5.7.0"), "{out}");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -576,33 +583,19 @@ fn swaks_over_required_tls_then_sigterm_keeps_the_spool() {
     let site = Site::new("required");
     let mut relay = site.start();
     // Plaintext: refused at MAIL (swaks exits non-zero).
-    let (ok, out) = run(
-        "swaks",
-        &[
-            "--server",
-            &site.listen.to_string(),
-            "--to",
-            "user@localhost",
-        ],
-        "",
-        &[],
-    );
+    let (ok, out) = swaks(&site, &["--to", "user@localhost"]);
     assert!(!ok, "{out}");
     assert!(out.contains("530 5.7.0"), "{out}");
     // With STARTTLS: accepted and delivered to the maildir.
-    let (ok, out) = run(
-        "swaks",
+    let (ok, out) = swaks(
+        &site,
         &[
-            "--server",
-            &site.listen.to_string(),
             "--tls",
             "--to",
             "user@localhost",
             "--body",
             "required-tls-body",
         ],
-        "",
-        &[],
     );
     assert!(ok, "{out}");
     let mail = polled_file(&site.maildir_new("user@localhost"), &relay);
