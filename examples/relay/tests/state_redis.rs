@@ -167,9 +167,7 @@ async fn redis_backend_passes_the_conformance_suite() {
     tokio::task::spawn_blocking(move || policies_conformance(&*policies))
         .await
         .unwrap();
-    let Counters::Redis(c) = store.counters() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     assert_eq!((c.outages(), c.buffered(), c.dropped()), (0, 0, 0));
 }
 
@@ -454,18 +452,11 @@ async fn a_restarted_redis_is_reconnected_without_an_outage() {
     let mut server = RedisServer::start_persistent();
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters().clone() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     let policies = store.policies();
     let e = entry("restart.example", "r1", 3600);
     c.incr(DAY, "b", "success", 1).await.unwrap();
-    {
-        let (p, e) = (Arc::clone(&policies), e.clone());
-        tokio::task::spawn_blocking(move || p.put(&e).unwrap())
-            .await
-            .unwrap();
-    }
+    put_blocking(&policies, &e).await;
     server.restart();
     c.incr(DAY, "b", "success", 1).await.unwrap();
     assert_eq!((c.outages(), c.buffered()), (0, 0));

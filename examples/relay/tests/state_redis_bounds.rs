@@ -4,7 +4,7 @@
 
 mod common;
 
-use relay::state::{Counters, StateConfig, StateStore};
+use relay::state::{StateConfig, StateStore};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use test_support::redis::RedisServer;
 
@@ -164,9 +164,7 @@ async fn hostile_values_in_redis_never_fail_a_read() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     let mut conn = raw(&server).await;
     let p = relay::state::DEFAULT_KEY_PREFIX;
     let bucket = format!("{p}rpt:{DAY}:b:x");
@@ -218,9 +216,7 @@ async fn hostile_values_in_redis_never_make_an_update_count_twice() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     let mut conn = raw(&server).await;
     let p = relay::state::DEFAULT_KEY_PREFIX;
     let _: () = redis::pipe()
@@ -271,13 +267,7 @@ async fn hostile_values_in_redis_never_make_an_update_count_twice() {
 async fn a_claim_released_by_its_holder_is_free_again() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let one = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let two = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let file = StateStore::open(
-        &StateConfig::file(dir.path().join("state")),
-        &dir.path().join("mta-sts"),
-    )
-    .unwrap();
+    let (one, two, file) = two_relays_and_file(&server, dir.path());
     let hour = Duration::from_secs(3600);
     for c in [one.counters(), file.counters()] {
         // a run that claimed the period, then failed to read the store, releases it: its
@@ -306,13 +296,7 @@ async fn a_claim_released_by_its_holder_is_free_again() {
 async fn a_refused_claim_says_whether_it_is_done_and_its_holder_extends_it() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let one = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let two = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let file = StateStore::open(
-        &StateConfig::file(dir.path().join("state")),
-        &dir.path().join("mta-sts"),
-    )
-    .unwrap();
+    let (one, two, file) = two_relays_and_file(&server, dir.path());
     let hour = Duration::from_secs(3600);
     for (c, other) in [
         (one.counters(), two.counters()),
@@ -431,9 +415,7 @@ async fn the_ids_of_a_large_flush_do_not_stay_in_redis() {
     let mut server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters().clone() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     c.incr(DAY, "b", "up", 1).await.unwrap();
     server.kill();
     // 6,000 distinct fields buffered during the outage, written in 12 transactions

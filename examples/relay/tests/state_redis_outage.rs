@@ -19,18 +19,10 @@ async fn a_redis_outage_buffers_counts_and_falls_back_to_the_local_policy_cache(
     let mut server = RedisServer::start_persistent();
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters().clone() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     let policies = store.policies();
     let before = entry("before.example", "b1", 86_400);
-    {
-        let p = Arc::clone(&policies);
-        let e = before.clone();
-        tokio::task::spawn_blocking(move || p.put(&e).unwrap())
-            .await
-            .unwrap();
-    }
+    put_blocking(&policies, &before).await;
     for _ in 0..10 {
         c.incr(DAY, "bucket", "success", 1).await.unwrap();
     }
@@ -123,9 +115,7 @@ async fn a_full_buffer_drops_and_counts_updates() {
     let mut config = redis_config(&server);
     config.max_buffered = 3;
     let store = StateStore::open(&config, dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters().clone() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     c.incr(DAY, "b", "up", 1).await.unwrap();
     server.kill();
     // sent on the connection Redis closed: kept apart under its id (it may have been executed)
@@ -221,9 +211,7 @@ async fn the_log_says_so_once_per_outage() {
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters().clone() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     let policies = store.policies();
     let e = entry("log.example", "l1", 3600);
     policies.put(&e).unwrap();
@@ -290,9 +278,7 @@ async fn a_silent_server_costs_at_most_the_configured_limits() {
     config.response_timeout_ms = 300;
     config.retry_interval_ms = 60_000;
     let store = StateStore::open(&config, dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters().clone() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     let start = Instant::now();
     c.incr(DAY, "b", "success", 1).await.unwrap();
     let first = start.elapsed();
@@ -342,9 +328,7 @@ async fn an_error_answered_by_redis_is_no_outage() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters().clone() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     let e = entry("a.example", "id1", 86_400);
     let policies = store.policies();
     let put = e.clone();
@@ -389,9 +373,7 @@ async fn an_increment_whose_reply_was_lost_is_not_counted_twice() {
     config.response_timeout_ms = 300;
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(&config, dir.path()).unwrap();
-    let Counters::Redis(c) = store.counters().clone() else {
-        panic!("not the Redis backend")
-    };
+    let c = redis_counters(&store);
     c.incr(DAY, "b", "s", 1).await.unwrap();
     // Redis executes the next increment, its reply is lost: the relay cannot know
     swallow.store(true, Ordering::SeqCst);

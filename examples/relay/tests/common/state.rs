@@ -2,9 +2,10 @@
 //! entry, a Redis state configuration with short limits, a raw Redis connection, and loopback
 //! proxies that drop or delay Redis replies.
 
-use relay::state::StateConfig;
+use relay::state::{Counters, RedisCounters, StateConfig, StateStore};
 use smtp_tls_policy::mta_sts::{
-    CacheConfig, CacheEntry, FetchResult, Policy, PolicyDomain, PolicySource, StsId, on_fetch,
+    CacheConfig, CacheEntry, FetchResult, Policy, PolicyDomain, PolicySource, PolicyStore, StsId,
+    on_fetch,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -41,6 +42,35 @@ pub fn redis_config(server: &RedisServer) -> StateConfig {
     c.connect_timeout_ms = 200;
     c.response_timeout_ms = 500;
     c
+}
+
+/// The Redis counters of a store opened with [`redis_config`].
+pub fn redis_counters(store: &StateStore) -> RedisCounters {
+    let Counters::Redis(c) = store.counters().clone() else {
+        panic!("not the Redis backend")
+    };
+    c
+}
+
+/// Two relays sharing `server` (their local files in `dir`) and a file-backed store in
+/// `dir/state` (its policy cache in `dir/mta-sts`).
+pub fn two_relays_and_file(
+    server: &RedisServer,
+    dir: &std::path::Path,
+) -> (StateStore, StateStore, StateStore) {
+    let one = StateStore::open(&redis_config(server), dir).unwrap();
+    let two = StateStore::open(&redis_config(server), dir).unwrap();
+    let file =
+        StateStore::open(&StateConfig::file(dir.join("state")), &dir.join("mta-sts")).unwrap();
+    (one, two, file)
+}
+
+/// `policies.put(e)` on a blocking thread (the Redis store must not block the runtime).
+pub async fn put_blocking(policies: &Arc<dyn PolicyStore>, e: &CacheEntry) {
+    let (p, e) = (Arc::clone(policies), e.clone());
+    tokio::task::spawn_blocking(move || p.put(&e).unwrap())
+        .await
+        .unwrap();
 }
 
 /// A raw connection to `server` (to write what another, older or hostile, relay might).
