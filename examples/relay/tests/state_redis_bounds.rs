@@ -4,12 +4,21 @@
 
 mod common;
 
-use relay::state::{StateConfig, StateStore};
+use relay::state::{Counters, StateConfig, StateStore};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use test_support::redis::RedisServer;
 
 use common::state::*;
 use relay::state::ReportCounters as _;
+
+/// The mean time of `n` sequential increments of `field` in the buckets `bucket(0..n)`.
+async fn per_incr(c: &Counters, n: u32, field: &str, bucket: impl Fn(u32) -> String) -> Duration {
+    let start = Instant::now();
+    for i in 0..n {
+        c.incr(DAY, &bucket(i), field, 1).await.unwrap();
+    }
+    start.elapsed() / n
+}
 
 /// The cost of one counter update on each backend (sequential, one task), printed; an
 /// update is far below a delivery's cost (a TCP+TLS+SMTP exchange: milliseconds).
@@ -23,13 +32,7 @@ async fn a_counter_update_costs_microseconds() {
     for (name, store) in [("file", &file), ("redis", &redis)] {
         let c = store.counters();
         c.incr(DAY, "warm", "up", 1).await.unwrap();
-        let start = Instant::now();
-        for i in 0..N {
-            c.incr(DAY, &format!("example{}.com|sts", i % 10), "success", 1)
-                .await
-                .unwrap();
-        }
-        let per = start.elapsed() / N;
+        let per = per_incr(c, N, "success", |i| format!("example{}.com|sts", i % 10)).await;
         println!("{name}: {per:?} per incr ({N} sequential)");
         assert!(per < Duration::from_millis(5), "{name}: {per:?} per incr");
         let mut total = 0;
@@ -397,13 +400,7 @@ async fn a_file_increment_costs_the_same_with_many_counters_live() {
     let store = StateStore::open(&StateConfig::file(state), &dir.path().join("mta-sts")).unwrap();
     let c = store.counters();
     const N: u32 = 1000;
-    let start = Instant::now();
-    for i in 0..N {
-        c.incr(DAY, &format!("b{}", i % 20_000), "f0", 1)
-            .await
-            .unwrap();
-    }
-    let per = start.elapsed() / N;
+    let per = per_incr(c, N, "f0", |i| format!("b{}", i % 20_000)).await;
     println!("file: {per:?} per incr with 20,000 buckets live");
     // about 10 µs; a walk over every live bucket per increment costs a millisecond
     assert!(per < Duration::from_micros(300), "{per:?} per incr");
