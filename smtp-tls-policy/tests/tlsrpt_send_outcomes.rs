@@ -6,7 +6,9 @@ use dane_verify::DnssecStatus::{Bogus, Insecure, Secure};
 use dane_verify::{DeferReason, HostFacts, LookupFailure, NoDaneReason, TlsaLookup};
 use rustls_pki_types::UnixTime;
 use smtp_tls_policy::chain::TrustAnchors;
-use smtp_tls_policy::delivery::{DeliveryOptions, EhloOutcome, RequiredTlsAlerts, Step};
+use smtp_tls_policy::delivery::{
+    DeliveryAttempt, DeliveryOptions, EhloOutcome, RequiredTlsAlerts, Step,
+};
 use smtp_tls_policy::destination::DestinationControls;
 use smtp_tls_policy::mta_sts::{Policy as StsPolicy, StsFailure, StsFailureKind, host_verdict};
 use smtp_tls_policy::plan::{HoldReason, HopPlan, PlanOptions};
@@ -46,6 +48,19 @@ fn found(text: &str) -> TlsaLookup {
         records: vec![text.parse().unwrap()],
         status: Secure,
     }
+}
+
+/// An attempt on `p` past EHLO (STARTTLS offered) and the `220` to STARTTLS: the handshake
+/// is next.
+fn at_handshake(p: &HopPlan, options: DeliveryOptions) -> DeliveryAttempt {
+    let mut attempt = p.attempt(options).unwrap();
+    assert!(attempt.preflight().is_none());
+    assert_eq!(
+        attempt.on_ehlo(EhloOutcome::Esmtp { starttls: true }),
+        Step::SendStartTls
+    );
+    assert_eq!(attempt.on_starttls_reply(220), Step::StartHandshake);
+    attempt
 }
 
 #[test]
@@ -351,13 +366,7 @@ fn the_state_machine_decisions_map_to_outcomes() {
     );
     // A failed handshake.
     let p = plain_plan("required");
-    let mut attempt = p.attempt(options).unwrap();
-    assert!(attempt.preflight().is_none());
-    assert_eq!(
-        attempt.on_ehlo(EhloOutcome::Esmtp { starttls: true }),
-        Step::SendStartTls
-    );
-    assert_eq!(attempt.on_starttls_reply(220), Step::StartHandshake);
+    let mut attempt = at_handshake(&p, options);
     let Step::Done(decision) =
         attempt.on_handshake(smtp_tls_policy::delivery::HandshakeOutcome::Failed {
             detail: "alert".into(),
@@ -388,13 +397,7 @@ fn decisions_after_a_handshake_use_the_verdict_or_the_machines_reason() {
     let p = plain_plan("required-verify");
     let options = DeliveryOptions::new(RequiredTlsAlerts::DoNotSend);
     let handshake = |pkix: PkixOutcome| {
-        let mut attempt = p.attempt(options).unwrap();
-        assert!(attempt.preflight().is_none());
-        assert_eq!(
-            attempt.on_ehlo(EhloOutcome::Esmtp { starttls: true }),
-            Step::SendStartTls
-        );
-        assert_eq!(attempt.on_starttls_reply(220), Step::StartHandshake);
+        let mut attempt = at_handshake(&p, options);
         match attempt.on_handshake(HandshakeOutcome::Established(PeerVerification::new(
             pkix, None,
         ))) {
