@@ -16,7 +16,7 @@ mod common;
 use std::time::Duration;
 
 use common::peer::{Behaviour, Peer};
-use common::sts::{MX, OPPORTUNISTIC, Row, attempts, check_row, postfix_with_tls, run_rows, site};
+use common::sts::{MX, OPPORTUNISTIC, Row, attempts, check_row, run_rows, site};
 use common::{Client, Site, wait_until};
 use test_support::dnssec_lab::{Lab, sts};
 use test_support::pki::TestCa;
@@ -128,8 +128,8 @@ fn mta_sts_fault_matrix_against_postfix() {
         PolicyResponse::enforce(&["mx.elsewhere.test"], 86400),
     );
     server.set(sts::FETCHFAIL, PolicyResponse::status(404));
-    let good = postfix_with_tls(&ca, &[MX]);
-    let bad = postfix_with_tls(&ca, &["other-name.test"]);
+    let good = Postfix::with_tls(&ca, &[MX]);
+    let bad = Postfix::with_tls(&ca, &["other-name.test"]);
     let mut table = vec![
         "| case | outcome | sent | plaintext (enforce) | unverified (enforce) |".to_owned(),
         "|---|---|---|---|---|".to_owned(),

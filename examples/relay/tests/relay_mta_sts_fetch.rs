@@ -6,7 +6,7 @@
 mod common;
 
 use common::Site;
-use common::sts::{MX, OPPORTUNISTIC, Row, attempts, check_row, postfix_with_tls, run_rows};
+use common::sts::{MX, OPPORTUNISTIC, Row, attempts, check_row, run_rows};
 use smtp_tls_policy::mta_sts::{CacheEntry, FilePolicyStore, PolicyDomain, PolicyStore, StsId};
 use test_support::dnssec_lab::{Lab, sts};
 use test_support::pki::TestCa;
@@ -178,7 +178,7 @@ fn mta_sts_fetch_faults_id_change_and_dns_down() {
             sts::MULTI,
         ],
     );
-    let postfix = postfix_with_tls(&ca, &["other-name.test"]);
+    let postfix = Postfix::with_tls(&ca, &["other-name.test"]);
     let site = fault_site(lab.validating(), &postfix, &server, &ca);
     let store = policy_cache(&site);
     // A policy served only at the redirect target: following the redirect would apply it.
@@ -466,7 +466,7 @@ fn mta_sts_fetch_faults_id_change_and_dns_down() {
     // Run 5: another site whose Postfix has the MX host's certificate, the cached enforce
     // policy due for refresh and every fetch fault at once: the cached policy applies and the
     // delivery is authenticated.
-    let good = postfix_with_tls(&ca, &[MX]);
+    let good = Postfix::with_tls(&ca, &[MX]);
     let site5 = fault_site(lab.validating(), &good, &server, &ca);
     let store5 = policy_cache(&site5);
     for (domain, txt_id) in &TXT_IDS {

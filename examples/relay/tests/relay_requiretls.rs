@@ -317,25 +317,6 @@ fn submit_flagged(node: &Node, ca: &str, to: &str) -> String {
     id
 }
 
-/// A Postfix smtpd (3.7: no REQUIRETLS) offering STARTTLS with a certificate for `names`
-/// issued by `ca`.
-fn postfix_with_tls(ca: &TestCa, names: &[&str]) -> Postfix {
-    let dir = Postfix::scratch();
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let cert = ca.issue(&names);
-    let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cp, &cert.chain_pem).unwrap();
-    std::fs::write(&kp, &cert.key_pem).unwrap();
-    Postfix::start(
-        dir,
-        &[
-            ("SMTPD_TLS", "may".as_ref()),
-            ("TLS_CERT", cp.as_os_str()),
-            ("TLS_KEY", kp.as_os_str()),
-        ],
-    )
-}
-
 const MESSAGE: &str = "Subject: t\r\n\r\nhello\r\n";
 const RELAXED: &str = "Subject: t\r\nTLS-Required:\r\n no\r\n\r\nhello\r\n";
 
@@ -402,7 +383,7 @@ fn listener_offers_requiretls_only_inside_tls_and_stores_the_flag() {
 #[test]
 fn flagged_message_to_postfix_bounces_with_5_7_30() {
     let ca = TestCa::new("requiretls test CA");
-    let pf = postfix_with_tls(&ca, &["pf.example"]);
+    let pf = Postfix::with_tls(&ca, &["pf.example"]);
     let node = Node::new(
         &ca,
         &["relay-a.test"],
@@ -522,7 +503,7 @@ fn flagged_message_to_our_own_listener_keeps_the_flag() {
 #[test]
 fn flagged_message_tries_the_next_host_and_defers_when_one_was_unreachable() {
     let ca = TestCa::new("requiretls test CA");
-    let pf = postfix_with_tls(&ca, &["next.example", "later.example"]);
+    let pf = Postfix::with_tls(&ca, &["next.example", "later.example"]);
     let b = Node::new(
         &ca,
         &["relay-b.test", "next.example"],

@@ -319,21 +319,7 @@ fn two_relays_share_one_mta_sts_policy_cache_through_redis() {
     let ca = TestCa::new("shared-state test CA");
     let server = PolicyServer::start(&ca, &[sts::INSECURE]);
     server.set(sts::INSECURE, PolicyResponse::enforce(&[MX], 86400));
-    let postfix = {
-        let dir = Postfix::scratch();
-        let cert = ca.issue(&[MX.to_owned()]);
-        let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cp, &cert.chain_pem).unwrap();
-        std::fs::write(&kp, &cert.key_pem).unwrap();
-        Postfix::start(
-            dir,
-            &[
-                ("SMTPD_TLS", "may".as_ref()),
-                ("TLS_CERT", cp.as_os_str()),
-                ("TLS_KEY", kp.as_os_str()),
-            ],
-        )
-    };
+    let postfix = Postfix::with_tls(&ca, &[MX]);
     let delivery = format!(
         "mx_port = {}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
          probe_name = \"test.\"\n[delivery.retry]\ninitial_secs = 3600\n\

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::pki::TestCa;
 use crate::repo_root;
 
 /// A running Postfix instance; its state file's variables through [`Postfix::var`].
@@ -57,6 +58,25 @@ impl Postfix {
             .map(|(k, v)| (k.to_owned(), v.trim_matches(['"', '\'']).to_owned()))
             .collect();
         postfix
+    }
+
+    /// An instance that accepts and discards mail and offers STARTTLS (`SMTPD_TLS=may`) with a
+    /// certificate for `names` issued by `ca`.
+    pub fn with_tls(ca: &TestCa, names: &[&str]) -> Self {
+        let dir = Self::scratch();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let cert = ca.issue(&names);
+        let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cp, &cert.chain_pem).unwrap();
+        std::fs::write(&kp, &cert.key_pem).unwrap();
+        Self::start(
+            dir,
+            &[
+                ("SMTPD_TLS", "may".as_ref()),
+                ("TLS_CERT", cp.as_os_str()),
+                ("TLS_KEY", kp.as_os_str()),
+            ],
+        )
     }
 
     /// A variable of the lab's state file; panics if it has none of that name.

@@ -11,23 +11,6 @@ use super::super::config::OutboundConfig;
 use super::*;
 use crate::{RecipientState, Spool, SpoolConfig};
 
-/// A Postfix smtpd (accepts and discards) offering STARTTLS with a certificate for `name`.
-fn postfix_with_tls(ca: &TestCa, name: &str) -> Postfix {
-    let dir = Postfix::scratch();
-    let cert = ca.issue(&[name.to_owned()]);
-    let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cp, &cert.chain_pem).unwrap();
-    std::fs::write(&kp, &cert.key_pem).unwrap();
-    Postfix::start(
-        dir,
-        &[
-            ("SMTPD_TLS", "may".as_ref()),
-            ("TLS_CERT", cp.as_os_str()),
-            ("TLS_KEY", kp.as_os_str()),
-        ],
-    )
-}
-
 /// RFC 8689 §4.2.1: a REQUIRETLS message refused at the first host is set aside for the next
 /// one; when the next host's session ends before it reaches that message (here: it carried
 /// its `max_messages_per_connection`, 1), no further host refused it, so it must be deferred
@@ -38,7 +21,7 @@ fn postfix_with_tls(ca: &TestCa, name: &str) -> Postfix {
 async fn a_requiretls_message_the_next_session_never_reached_is_deferred_not_bounced() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("deliver test CA");
-    let pf = postfix_with_tls(&ca, "rt.example");
+    let pf = Postfix::with_tls(&ca, &["rt.example"]);
     let mut store = cert_store::CertStore::open(dir.path().join("certs")).unwrap();
     store
         .import_custom_ca(ca.pem.as_bytes(), cert_store::BadEntryPolicy::Reject)

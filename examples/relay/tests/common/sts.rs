@@ -15,24 +15,6 @@ use super::{Client, Relay, Site, wait_until};
 /// The lab's MX host of the `*.unsigned.test` MTA-STS domains.
 pub const MX: &str = "mx.unsigned.test";
 
-/// A Postfix smtpd (accepts and discards) with a certificate from `ca` for `names`.
-pub fn postfix_with_tls(ca: &TestCa, names: &[&str]) -> Postfix {
-    let dir = Postfix::scratch();
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let cert = ca.issue(&names);
-    let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cp, &cert.chain_pem).unwrap();
-    std::fs::write(&kp, &cert.key_pem).unwrap();
-    Postfix::start(
-        dir,
-        &[
-            ("SMTPD_TLS", "may".as_ref()),
-            ("TLS_CERT", cp.as_os_str()),
-            ("TLS_KEY", kp.as_os_str()),
-        ],
-    )
-}
-
 /// A relay site delivering MX mail to `postfix`'s port through the lab's validating resolver,
 /// fetching policies from `server`; trusts only `ca`.
 pub fn site(
