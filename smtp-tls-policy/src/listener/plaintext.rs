@@ -4,13 +4,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::smtp::syntax::{is_dot_atom, is_ldh_domain};
+
 /// Longest address compared (RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its angle
 /// brackets).
 const MAX_ADDRESS_LEN: usize = 254;
 /// Longest local part (RFC 5321 §4.5.3.1.1).
 const MAX_LOCAL_LEN: usize = 64;
-/// Longest domain (RFC 5321 §4.5.3.1.2, without a trailing dot).
-const MAX_DOMAIN_LEN: usize = 253;
 
 /// A configured mailbox that is not a single bare addr-spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,22 +111,4 @@ fn check(address: &str) -> Result<(), &'static str> {
         return Err("domain is not an LDH domain name");
     }
     Ok(())
-}
-
-/// An RFC 5322 dot-atom: atext runs separated by single dots.
-fn is_dot_atom(text: &str) -> bool {
-    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
-    text.split('.')
-        .all(|a| !a.is_empty() && a.bytes().all(atext))
-}
-
-/// LDH labels of 1 to 63 octets, no leading or trailing hyphen, at most 253 octets.
-fn is_ldh_domain(domain: &str) -> bool {
-    let label = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    !domain.is_empty() && domain.len() <= MAX_DOMAIN_LEN && domain.split('.').all(label)
 }

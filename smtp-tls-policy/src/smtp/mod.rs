@@ -6,6 +6,7 @@
 
 mod command;
 mod reply;
+pub(crate) mod syntax;
 
 pub use command::{CommandKind, ParsedCommand, parse_command};
 pub use reply::{

@@ -27,6 +27,7 @@ use super::counters::{Aggregate, DayCounters};
 use super::report::{DateRange, PolicyReport, Report};
 use super::session::normalise_domain;
 use crate::error::Error;
+use crate::smtp::syntax::{is_dot_atom, is_ldh_domain};
 
 /// The media type of a gzip-compressed report (RFC 8460 §6.4), for the message part and the
 /// HTTPS POST.
@@ -331,27 +332,6 @@ fn header_value(
     } else {
         Err(ComposeErrorKind::HeaderValue { header }.into())
     }
-}
-
-/// A domain of LDH labels (letters, digits, hyphens; 1 to 63 octets, no hyphen at either
-/// end), at most 253 octets: A-labels only (the domains are IDNA-converted before).
-fn is_ldh_domain(domain: &str) -> bool {
-    let label = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    !domain.is_empty() && domain.len() <= 253 && domain.split('.').all(label)
-}
-
-/// An RFC 5322 dot-atom: atext runs separated by single dots.
-fn is_dot_atom(text: &str) -> bool {
-    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
-    !text.is_empty()
-        && text
-            .split('.')
-            .all(|a| !a.is_empty() && a.bytes().all(atext))
 }
 
 /// A single bare addr-spec `local@domain`: a dot-atom local part (no quoted string, no
