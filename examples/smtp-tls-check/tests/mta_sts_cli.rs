@@ -33,16 +33,8 @@ struct Setup {
 impl Setup {
     fn start() -> Self {
         let lab = Lab::start();
-        let (server, dir, ca_file) = common::sts_server(&[
-            sts::INSECURE,
-            sts::TESTING,
-            sts::NOMATCH,
-            sts::FETCHFAIL,
-            sts::MULTI,
-            sts::SPLIT,
-            sts::BOGUS,
-            NO_TXT,
-        ]);
+        let (server, dir, ca_file) =
+            common::sts_server(&[sts::MULTI, sts::SPLIT, sts::BOGUS, NO_TXT]);
         Self {
             resolver: lab.validating().to_string(),
             _lab: lab,

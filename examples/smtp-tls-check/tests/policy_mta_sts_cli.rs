@@ -24,13 +24,7 @@ struct StsSetup {
 impl StsSetup {
     fn start() -> Self {
         let lab = Lab::start();
-        let (server, dir, ca_file) = common::sts_server(&[
-            sts::INSECURE,
-            sts::TESTING,
-            sts::NOMATCH,
-            sts::FETCHFAIL,
-            sts::SECURE,
-        ]);
+        let (server, dir, ca_file) = common::sts_server(&[sts::SECURE]);
         let args = vec![
             "--resolver".to_string(),
             lab.validating().to_string(),

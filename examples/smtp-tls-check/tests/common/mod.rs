@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use test_support::dnssec_lab::Lab;
+use test_support::dnssec_lab::{Lab, sts};
 use test_support::pki::TestCa;
 use test_support::policy_server::PolicyServer;
 
@@ -87,13 +87,16 @@ pub fn sorted_records(p: &Value) -> Value {
     p
 }
 
-/// The loopback MTA-STS policy server for `domains` with a certificate from a new test CA,
-/// the temporary directory holding that CA's file, and the file's path (`--ca`).
-pub fn sts_server(domains: &[&str]) -> (PolicyServer, tempfile::TempDir, String) {
+/// The loopback MTA-STS policy server for the lab's four MTA-STS statuses (insecure,
+/// testing, nomatch, fetchfail) and `extra`, with a certificate from a new test CA; the
+/// temporary directory holding that CA's file, and the file's path (`--ca`).
+pub fn sts_server(extra: &[&str]) -> (PolicyServer, tempfile::TempDir, String) {
+    let base = [sts::INSECURE, sts::TESTING, sts::NOMATCH, sts::FETCHFAIL];
+    let domains = [&base[..], extra].concat();
     let ca = TestCa::new("MTA-STS test CA");
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, &ca.pem).unwrap();
-    let server = PolicyServer::start(&ca, domains);
+    let server = PolicyServer::start(&ca, &domains);
     (server, dir, ca_path.display().to_string())
 }
