@@ -4,7 +4,7 @@
 
 mod common;
 
-use relay::state::{Counters, StateConfig, StateStore};
+use relay::state::{Counters, RedisCounters, StateConfig, StateStore};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use test_support::redis::RedisServer;
 
@@ -162,13 +162,35 @@ async fn the_file_backend_keeps_the_field_bound_across_restarts() {
     assert_bounded(&store.counters().read(DAY, "bucket").await.unwrap(), 400, 0);
 }
 
+/// A relay's Redis counters next to a raw connection to the same server (to write what a
+/// hostile or older relay might).
+struct RawAccess {
+    counters: RedisCounters,
+    conn: redis::aio::MultiplexedConnection,
+    _store: StateStore,
+    _dir: tempfile::TempDir,
+    _server: RedisServer,
+}
+
+impl RawAccess {
+    async fn start() -> Self {
+        let server = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
+        Self {
+            counters: redis_counters(&store),
+            conn: raw(&server).await,
+            _store: store,
+            _dir: dir,
+            _server: server,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_values_in_redis_never_fail_a_read() {
-    let server = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let c = redis_counters(&store);
-    let mut conn = raw(&server).await;
+    let setup = RawAccess::start().await;
+    let (c, mut conn) = (&setup.counters, setup.conn.clone());
     let p = relay::state::DEFAULT_KEY_PREFIX;
     let bucket = format!("{p}rpt:{DAY}:b:x");
     let _: () = redis::pipe()
@@ -216,11 +238,8 @@ async fn hostile_values_in_redis_never_fail_a_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_values_in_redis_never_make_an_update_count_twice() {
-    let server = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let store = StateStore::open(&redis_config(&server), dir.path()).unwrap();
-    let c = redis_counters(&store);
-    let mut conn = raw(&server).await;
+    let setup = RawAccess::start().await;
+    let (c, mut conn) = (&setup.counters, setup.conn.clone());
     let p = relay::state::DEFAULT_KEY_PREFIX;
     let _: () = redis::pipe()
         .cmd("HSET")
