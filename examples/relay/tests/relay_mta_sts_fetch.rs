@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::Site;
 use common::sts::{MX, OPPORTUNISTIC, Row, attempts, check_row, run_rows};
+use common::{Relay, Site};
 use smtp_tls_policy::mta_sts::{CacheEntry, FilePolicyStore, PolicyDomain, PolicyStore, StsId};
 use test_support::dnssec_lab::{Lab, sts};
 use test_support::pki::TestCa;
@@ -107,6 +107,27 @@ fn tls_kinds(log: &str, domain: &str) -> (usize, usize) {
 }
 
 /// `check_row`, and for a delivered row that its TLS was `authenticated` (or not).
+/// Runs `rows` through `relay` and checks each with [`check_fault_row`], adding its line to
+/// `table`; the relay's log after the run and the run's duration in seconds (the checks not
+/// included).
+fn run_fault_rows(
+    site: &Site,
+    relay: &Relay,
+    postfix: &Postfix,
+    rows: &[Row],
+    authenticated: bool,
+    table: &mut Vec<String>,
+) -> (String, f64) {
+    let started = std::time::Instant::now();
+    let ids = run_rows(site, relay, postfix, rows);
+    let secs = started.elapsed().as_secs_f64();
+    let log = relay.log();
+    for (r, id) in rows.iter().zip(&ids) {
+        table.push(check_fault_row(r, authenticated, site, id, postfix, &log));
+    }
+    (log, secs)
+}
+
 fn check_fault_row(
     row: &Row,
     authenticated: bool,
@@ -276,11 +297,7 @@ fn mta_sts_fetch_faults_id_change_and_dns_down() {
             false,
         ),
     ];
-    let ids = run_rows(&site, &relay, &postfix, &rows1);
-    let log = relay.log();
-    for (r, id) in rows1.iter().zip(&ids) {
-        table.push(check_fault_row(r, false, &site, id, &postfix, &log));
-    }
+    run_fault_rows(&site, &relay, &postfix, &rows1, false, &mut table);
     drop(relay);
     let template = cached(&store, sts::INSECURE).expect("enforce policy cached");
     assert_eq!(
@@ -342,13 +359,7 @@ fn mta_sts_fetch_faults_id_change_and_dns_down() {
             true,
         ),
     ];
-    let started = std::time::Instant::now();
-    let ids = run_rows(&site, &relay, &postfix, &rows2);
-    let timeout_row_secs = started.elapsed().as_secs_f64();
-    let log = relay.log();
-    for (r, id) in rows2.iter().zip(&ids) {
-        table.push(check_fault_row(r, false, &site, id, &postfix, &log));
-    }
+    let (_, timeout_row_secs) = run_fault_rows(&site, &relay, &postfix, &rows2, false, &mut table);
     drop(relay);
     assert!(
         timeout_row_secs < 20.0,
@@ -408,13 +419,8 @@ fn mta_sts_fetch_faults_id_change_and_dns_down() {
             true,
         ),
     ];
-    let started = std::time::Instant::now();
-    let ids = run_rows(&site, &relay, &postfix, &rows3);
-    let cached_timeout_secs = started.elapsed().as_secs_f64();
-    let log = relay.log();
-    for (r, id) in rows3.iter().zip(&ids) {
-        table.push(check_fault_row(r, false, &site, id, &postfix, &log));
-    }
+    let (_, cached_timeout_secs) =
+        run_fault_rows(&site, &relay, &postfix, &rows3, false, &mut table);
     drop(relay);
     assert!(
         server.hits(sts::INSECURE) > hits_before,
@@ -451,11 +457,7 @@ fn mta_sts_fetch_faults_id_change_and_dns_down() {
         false,
         true,
     )];
-    let ids = run_rows(&site, &relay, &postfix, &rows4);
-    let log = relay.log();
-    table.push(check_fault_row(
-        &rows4[0], false, &site, &ids[0], &postfix, &log,
-    ));
+    let (log, _) = run_fault_rows(&site, &relay, &postfix, &rows4, false, &mut table);
     assert!(
         log.lines()
             .any(|l| l.contains(&format!("domain={}", sts::INSECURE))
@@ -517,11 +519,7 @@ fn mta_sts_fetch_faults_id_change_and_dns_down() {
             true,
         ),
     ];
-    let ids = run_rows(&site5, &relay, &good, &rows5);
-    let log = relay.log();
-    for (r, id) in rows5.iter().zip(&ids) {
-        table.push(check_fault_row(r, true, &site5, id, &good, &log));
-    }
+    let (log, _) = run_fault_rows(&site5, &relay, &good, &rows5, true, &mut table);
     for (domain, _) in &TXT_IDS {
         assert!(
             log.lines().any(|l| l.contains(&format!("domain={domain} "))
