@@ -296,6 +296,16 @@ impl RedisCounters {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// `EVAL script 1 KEY`, the key of the claim `name` (the caller adds the arguments).
+    fn claim_eval(&self, script: &str, name: &str) -> Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(script)
+            .arg(1)
+            .arg(self.key(&["claim", name]));
+        pipe
+    }
+
     fn key(&self, parts: &[&str]) -> String {
         self.inner.link.key(parts)
     }
@@ -761,49 +771,30 @@ impl ReportCounters for RedisCounters {
 
     async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
         check_claim(name)?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(CLAIM_SCRIPT)
-            .arg(1)
-            .arg(self.key(&["claim", name]))
-            .arg(&self.inner.token)
-            .arg(ms(ttl));
+        let mut pipe = self.claim_eval(CLAIM_SCRIPT, name);
+        pipe.arg(&self.inner.token).arg(ms(ttl));
         let (taken,): (i64,) = self.query("claim", &pipe, false).await?;
         Ok(taken == 1)
     }
 
     async fn release(&self, name: &str) -> Result<(), StateError> {
         check_claim(name)?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(RELEASE_SCRIPT)
-            .arg(1)
-            .arg(self.key(&["claim", name]))
-            .arg(&self.inner.token)
-            .ignore();
+        let mut pipe = self.claim_eval(RELEASE_SCRIPT, name);
+        pipe.arg(&self.inner.token).ignore();
         self.query("release", &pipe, false).await
     }
 
     async fn extend(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
         check_claim(name)?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(EXTEND_SCRIPT)
-            .arg(1)
-            .arg(self.key(&["claim", name]))
-            .arg(&self.inner.token)
-            .arg(ms(ttl));
+        let mut pipe = self.claim_eval(EXTEND_SCRIPT, name);
+        pipe.arg(&self.inner.token).arg(ms(ttl));
         let (extended,): (i64,) = self.query("extend", &pipe, false).await?;
         Ok(extended == 1)
     }
 
     async fn is_done(&self, name: &str) -> Result<bool, StateError> {
         check_claim(name)?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(IS_DONE_SCRIPT)
-            .arg(1)
-            .arg(self.key(&["claim", name]));
+        let pipe = self.claim_eval(IS_DONE_SCRIPT, name);
         let (done,): (i64,) = self.query("is_done", &pipe, false).await?;
         Ok(done == 1)
     }
