@@ -315,28 +315,29 @@ mod tests {
         );
     }
 
+    /// Moves the TLS bytes `from` has to send into `to` and lets `to` process them; how many
+    /// bytes moved.
+    fn pump<A, B>(
+        from: &mut rustls::ConnectionCommon<A>,
+        to: &mut rustls::ConnectionCommon<B>,
+    ) -> usize {
+        let mut buf = Vec::new();
+        let mut moved = 0;
+        while from.wants_write() {
+            moved += from.write_tls(&mut buf).unwrap();
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            to.read_tls(&mut rd).unwrap();
+        }
+        to.process_new_packets().unwrap();
+        moved
+    }
+
     /// Moves the TLS bytes each side has to send to the other until neither has more.
     fn exchange(client: &mut ClientConnection, server: &mut ServerConnection) {
         for _ in 0..20 {
-            let mut moved = 0;
-            let mut buf = Vec::new();
-            while client.wants_write() {
-                moved += client.write_tls(&mut buf).unwrap();
-            }
-            let mut rd = &buf[..];
-            while !rd.is_empty() {
-                server.read_tls(&mut rd).unwrap();
-            }
-            server.process_new_packets().unwrap();
-            buf.clear();
-            while server.wants_write() {
-                moved += server.write_tls(&mut buf).unwrap();
-            }
-            let mut rd = &buf[..];
-            while !rd.is_empty() {
-                client.read_tls(&mut rd).unwrap();
-            }
-            client.process_new_packets().unwrap();
+            let moved = pump(client, server) + pump(server, client);
             if moved == 0 {
                 return;
             }
