@@ -196,6 +196,28 @@ fn send_all(site: &Site, relay: &Relay, peer: &Peer, domains: &[&str]) {
     );
 }
 
+/// Waits (bounded: two reporting intervals and a margin) until `peer` received a report
+/// message for each of `mailed` and `collector` a POST on each of `paths`.
+fn wait_for_reports(
+    relay: &Relay,
+    peer: &Peer,
+    mailed: &[&str],
+    collector: &PolicyServer,
+    paths: &[&str],
+) {
+    wait_until(
+        Duration::from_secs(2 * INTERVAL + 20),
+        || format!("reports not received: {}", relay.log()),
+        || {
+            let conns = peer.conns();
+            mailed
+                .iter()
+                .all(|d| !mail_report_for(&conns, d).is_empty())
+                && paths.iter().all(|p| !posts(collector, p).is_empty())
+        },
+    );
+}
+
 #[test]
 fn https_and_mailto_rua_lists_with_bad_and_failing_uris() {
     let (collector, collector_ca) = collector();
@@ -213,23 +235,17 @@ fn https_and_mailto_rua_lists_with_bad_and_failing_uris() {
     // Every report that can arrive does so while the never-answering collector still holds
     // its POST (60 s limit): neither the mailto: after it nor the next domains wait for it.
     let mail_domains = [BOTH, E500, HANG, BADRUA, MAILTO];
-    wait_until(
-        Duration::from_secs(2 * INTERVAL + 20),
-        || format!("reports not received: {}", relay.log()),
-        || {
-            let conns = peer.conns();
-            mail_domains
-                .iter()
-                .all(|d| !mail_report_for(&conns, d).is_empty())
-                && [
-                    "/tlsrpt/https",
-                    "/tlsrpt/both",
-                    "/tlsrpt/500",
-                    "/tlsrpt/hang",
-                ]
-                .iter()
-                .all(|p| !posts(&collector, p).is_empty())
-        },
+    wait_for_reports(
+        &relay,
+        &peer,
+        &mail_domains,
+        &collector,
+        &[
+            "/tlsrpt/https",
+            "/tlsrpt/both",
+            "/tlsrpt/500",
+            "/tlsrpt/hang",
+        ],
     );
     let log = relay.log();
     assert!(
@@ -324,17 +340,7 @@ fn system_resolver_mode_looks_the_record_up() {
     let site = site(&lab, &resolver, &peer, &domains, &collector_ca);
     let relay = site.start();
     send_all(&site, &relay, &peer, &domains);
-    wait_until(
-        Duration::from_secs(2 * INTERVAL + 20),
-        || format!("reports not received: {}", relay.log()),
-        || {
-            let conns = peer.conns();
-            domains
-                .iter()
-                .all(|d| !mail_report_for(&conns, d).is_empty())
-                && !posts(&collector, "/tlsrpt/both").is_empty()
-        },
-    );
+    wait_for_reports(&relay, &peer, &domains, &collector, &["/tlsrpt/both"]);
     let log = relay.log();
     assert!(!log.contains("no _smtp._tls lookup"), "{log}");
     let conns = peer.conns();
