@@ -33,6 +33,7 @@ mod file_counters;
 mod redis_counters;
 mod redis_link;
 mod redis_policy;
+mod redis_scripts;
 
 pub use config::{
     Backend, DEFAULT_KEY_PREFIX, DEFAULT_STATE_DIR, MAX_BUFFERED_LIMIT, MAX_KEY_PREFIX, RedisUrl,

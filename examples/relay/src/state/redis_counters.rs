@@ -31,7 +31,7 @@
 //! says so). While updates wait in the buffer, `buckets`, `read` and `delete_day`
 //! answer [`StateError::Unavailable`]: a report never misses them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -47,113 +47,15 @@ use super::counters::{
 };
 use super::error::StateError;
 use super::redis_link::{RedisLink, SharedConnection, run, scan_step};
+use super::redis_scripts::{
+    BUCKETS_SCRIPT, CLAIM_SCRIPT, EXTEND_SCRIPT, INCR_SCRIPT, IS_DONE_SCRIPT, META_SCRIPT,
+    READ_SCRIPT, RELEASE_SCRIPT, bucket_data,
+};
 
 /// Counter keys expire this long after their last update.
 pub const COUNTER_RETENTION: Duration = Duration::from_secs(8 * 86_400);
 /// Buffered updates written per transaction when Redis is back.
 const FLUSH_CHUNK: usize = 500;
-
-/// `KEYS`: bucket, index, the relay's ops; `ARGV`: field, overflow field (`""`: unbounded),
-/// increment, bound, the field outside the bound, retention (s), bucket name, this
-/// increment's id, then the ids to forget (acknowledged). Returns the field counted (nil:
-/// counted before, under this id).
-const INCR_SCRIPT: &str = r"
-local b, idx, ops = KEYS[1], KEYS[2], KEYS[3]
-local field, overflow = ARGV[1], ARGV[2]
-local t = redis.call('TYPE', ops).ok
-if t ~= 'hash' and t ~= 'none' then redis.call('DEL', ops) end
-for i = 9, #ARGV do redis.call('HDEL', ops, ARGV[i]) end
-if redis.call('HSETNX', ops, ARGV[8], 1) == 0 then return false end
-redis.call('EXPIRE', ops, ARGV[6])
-t = redis.call('TYPE', b).ok
-if t ~= 'hash' and t ~= 'none' then redis.call('DEL', b) end
-t = redis.call('TYPE', idx).ok
-if t ~= 'set' and t ~= 'none' then redis.call('DEL', idx) end
-if overflow ~= '' and redis.call('HEXISTS', b, field) == 0 then
-  local n = redis.call('HLEN', b) - redis.call('HEXISTS', b, ARGV[5])
-  if n >= tonumber(ARGV[4]) then field = overflow end
-end
-local r = redis.pcall('HINCRBY', b, field, ARGV[3])
-if type(r) == 'table' and r.err then
-  local cur = redis.call('HGET', b, field)
-  if cur and string.match(cur, '^%d+$') then
-    redis.call('HSET', b, field, '9223372036854775807')
-  else
-    redis.call('HSET', b, field, ARGV[3])
-  end
-end
-redis.call('SADD', idx, ARGV[7])
-redis.call('EXPIRE', b, ARGV[6])
-redis.call('EXPIRE', idx, ARGV[6])
-return field
-";
-
-/// `KEYS`: meta, index; `ARGV`: value, retention (s), bucket name.
-const META_SCRIPT: &str = r"
-local m, idx = KEYS[1], KEYS[2]
-local t = redis.call('TYPE', m).ok
-if t ~= 'string' and t ~= 'none' then redis.call('DEL', m) end
-t = redis.call('TYPE', idx).ok
-if t ~= 'set' and t ~= 'none' then redis.call('DEL', idx) end
-redis.call('SET', m, ARGV[1], 'NX', 'EX', ARGV[2])
-redis.call('SADD', idx, ARGV[3])
-redis.call('EXPIRE', idx, ARGV[2])
-return 1
-";
-
-/// `KEYS`: meta, bucket. Returns `{meta or nil, {field, value, ...}}`, keys of the wrong type
-/// read as absent.
-const READ_SCRIPT: &str = r"
-local meta = false
-if redis.call('TYPE', KEYS[1]).ok == 'string' then meta = redis.call('GET', KEYS[1]) end
-local fields = {}
-if redis.call('TYPE', KEYS[2]).ok == 'hash' then fields = redis.call('HGETALL', KEYS[2]) end
-return {meta, fields}
-";
-
-/// `KEYS`: index. Its members (none when it is not a set).
-const BUCKETS_SCRIPT: &str = r"
-if redis.call('TYPE', KEYS[1]).ok ~= 'set' then return {} end
-return redis.call('SMEMBERS', KEYS[1])
-";
-
-/// `KEYS`: claim; `ARGV`: token, ttl (ms). 1: taken; 0: held or done. A key of the wrong
-/// type is replaced, and a value without expiry (never written by a relay) gets one, so that
-/// nothing left in Redis blocks a period for ever.
-const CLAIM_SCRIPT: &str = r"
-local k = KEYS[1]
-local t = redis.call('TYPE', k).ok
-if t ~= 'string' and t ~= 'none' then redis.call('DEL', k) end
-if redis.call('SET', k, ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('PTTL', k) == -1 then redis.call('PEXPIRE', k, ARGV[2]) end
-return 0
-";
-
-/// `KEYS`: claim; `ARGV`: token. Deletes the claim when it holds the token.
-const RELEASE_SCRIPT: &str = r"
-if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-/// `KEYS`: claim; `ARGV`: token, ttl (ms). 1: the claim holds the token and now expires
-/// after the ttl; 0: it is someone else's, done or gone (unchanged).
-const EXTEND_SCRIPT: &str = r"
-if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-";
-
-/// `KEYS`: claim. 1: done; 0: free, held, or of the wrong type.
-const IS_DONE_SCRIPT: &str = r"
-if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('GET', KEYS[1]) == 'done' then
-  return 1
-end
-return 0
-";
 
 /// Keys looked at per `SCAN` step, and steps of one [`RedisCounters::days`] at most.
 const SCAN_COUNT: usize = 1000;
@@ -646,45 +548,6 @@ impl Drop for Inner {
                  lost"
             );
         }
-    }
-}
-
-/// A [`READ_SCRIPT`] reply as a bucket: a meta that is not UTF-8 is absent; fields that are
-/// not UTF-8, or whose value is not a counter (a non-negative integer), are skipped.
-fn bucket_data(reply: Vec<redis::Value>) -> BucketData {
-    let bytes = |v: redis::Value| match v {
-        redis::Value::BulkString(b) => Some(b),
-        redis::Value::SimpleString(s) => Some(s.into_bytes()),
-        _ => None,
-    };
-    let mut reply = reply.into_iter();
-    let meta = reply
-        .next()
-        .and_then(bytes)
-        .and_then(|b| String::from_utf8(b).ok());
-    let mut fields = BTreeMap::new();
-    let mut skipped = 0usize;
-    if let Some(redis::Value::Array(items)) = reply.next() {
-        let mut items = items.into_iter();
-        while let (Some(f), Some(v)) = (items.next(), items.next()) {
-            let field = bytes(f).and_then(|b| String::from_utf8(b).ok());
-            let value = bytes(v)
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            match (field, value) {
-                (Some(f), Some(n)) => {
-                    fields.insert(f, n);
-                }
-                _ => skipped += 1,
-            }
-        }
-    }
-    if skipped > 0 {
-        tracing::warn!(skipped, "report counters: unusable fields in Redis skipped");
-    }
-    BucketData {
-        meta,
-        fields: fields.into_iter().collect(),
     }
 }
 
