@@ -30,6 +30,15 @@ fn delivered_user_mail(conns: &[Conn]) -> usize {
         .count()
 }
 
+/// The connections whose `text` (what the peer read over TLS, or in plaintext) is not a
+/// report's delivery: the sessions a report counts.
+fn user_sessions(conns: &[Conn], text: fn(&Conn) -> String) -> u64 {
+    conns
+        .iter()
+        .filter(|c| !text(c).contains("TLS-Report-Domain:"))
+        .count() as u64
+}
+
 #[test]
 fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
     const INTERVAL: u64 = 20;
@@ -42,20 +51,8 @@ fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
     let plain = Peer::start(Behaviour::NoStartTls);
     // a DKIM key for the report messages
     let keys = tempfile::tempdir().unwrap();
+    test_support::openssl::rsa_key(keys.path(), "dkim.pem");
     let key = keys.path().join("dkim.pem");
-    let genkey = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(genkey.status.success(), "openssl genpkey failed");
     let delivery = format!(
         "[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\nprobe_name = \"test.\"\n\
          [delivery.retry]\ninitial_secs = 3600\n\
@@ -100,14 +97,8 @@ fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
     assert_eq!(delivered_user_mail(&good_conns), 3, "{}", relay.log());
     assert_eq!(delivered_user_mail(&plain_conns), 3, "{}", relay.log());
     // user mail went over one connection per delivery attempt: the sessions reported
-    let good_sessions = good_conns
-        .iter()
-        .filter(|c| !c.tls_text().contains("TLS-Report-Domain:"))
-        .count() as u64;
-    let plain_sessions = plain_conns
-        .iter()
-        .filter(|c| !c.plain_text().contains("TLS-Report-Domain:"))
-        .count() as u64;
+    let good_sessions = user_sessions(&good_conns, Conn::tls_text);
+    let plain_sessions = user_sessions(&plain_conns, Conn::plain_text);
 
     let pass = reports(&good_conns);
     assert_eq!(pass.len(), 1, "{}", relay.log());
@@ -272,14 +263,8 @@ fn two_relays_with_redis_send_one_aggregate_report_per_domain() {
     let plain_conns = plain.conns();
     assert_eq!(delivered_user_mail(&good_conns), 5, "{}", logs());
     assert_eq!(delivered_user_mail(&plain_conns), 5, "{}", logs());
-    let good_sessions = good_conns
-        .iter()
-        .filter(|c| !c.tls_text().contains("TLS-Report-Domain:"))
-        .count() as u64;
-    let plain_sessions = plain_conns
-        .iter()
-        .filter(|c| !c.plain_text().contains("TLS-Report-Domain:"))
-        .count() as u64;
+    let good_sessions = user_sessions(&good_conns, Conn::tls_text);
+    let plain_sessions = user_sessions(&plain_conns, Conn::plain_text);
 
     let pass = reports(&good_conns);
     assert_eq!(pass.len(), 1, "{}", logs());

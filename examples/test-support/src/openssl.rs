@@ -50,3 +50,20 @@ pub fn self_signed_ca(dir: &Path, key: &str, cert: &str, subj: &str, days: u32) 
         ],
     );
 }
+
+/// `openssl genpkey`: a new 2048-bit RSA private key (PKCS#8 PEM) in `dir/key`, e.g. for DKIM
+/// signing.
+pub fn rsa_key(dir: &Path, key: &str) {
+    run(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            key,
+        ],
+    );
+}
