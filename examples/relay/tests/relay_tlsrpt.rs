@@ -39,9 +39,14 @@ fn user_sessions(conns: &[Conn], text: fn(&Conn) -> String) -> u64 {
         .count() as u64
 }
 
-#[test]
-fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
-    const INTERVAL: u64 = 20;
+/// The destination controls of both tests: `sts.dane.test` verified, `sts.unsigned.test`
+/// opportunistic.
+const CONTROLS: &str = "[default]\ntls = \"no\"\ndane = \"none\"\n\
+     [destinations.\"sts.dane.test\"]\ntls = \"required-verify\"\n\
+     [destinations.\"sts.unsigned.test\"]\ntls = \"preferred\"\n";
+
+/// The DNSSEC lab, a peer with STARTTLS and the lab's MX certificate, and one without STARTTLS.
+fn lab_and_peers() -> (Lab, Peer, Peer) {
     let lab = Lab::start();
     let mx = CertKey {
         chain_pem: std::fs::read_to_string(lab.var("MX_CHAIN")).unwrap(),
@@ -49,28 +54,45 @@ fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
     };
     let good = Peer::start(Behaviour::Tls(server_config(&mx)));
     let plain = Peer::start(Behaviour::NoStartTls);
-    // a DKIM key for the report messages
-    let keys = tempfile::tempdir().unwrap();
-    test_support::openssl::rsa_key(keys.path(), "dkim.pem");
-    let key = keys.path().join("dkim.pem");
-    let delivery = format!(
+    (lab, good, plain)
+}
+
+/// The `[delivery]` and `[tlsrpt]` sections of both tests (routes to the two peers, reports
+/// every `interval` seconds), followed by `extra`.
+fn delivery_config(lab: &Lab, good: &Peer, plain: &Peer, interval: u64, extra: &str) -> String {
+    format!(
         "[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\nprobe_name = \"test.\"\n\
          [delivery.retry]\ninitial_secs = 3600\n\
          [[delivery.route]]\ndomain = \"sts.dane.test\"\nhosts = [\"mx.dane.test:{}\"]\n\
          [[delivery.route]]\ndomain = \"sts.unsigned.test\"\nhosts = [\"mx.unsigned.test:{}\"]\n\
          [tlsrpt]\nenabled = true\norganization_name = \"Relay Test\"\n\
-         contact_info = \"tlsrpt@relay.test\"\nreport_interval_secs = {INTERVAL}\n\
-         [tlsrpt.dkim]\nselector = \"tlsrpt\"\ndomain = \"relay.test\"\nkey_file = \"{}\"\n",
+         contact_info = \"tlsrpt@relay.test\"\nreport_interval_secs = {interval}\n{extra}",
         lab.validating(),
         good.addr.port(),
         plain.addr.port(),
-        key.display(),
+    )
+}
+
+#[test]
+fn one_report_per_policy_domain_with_exact_counts_and_reports_not_counted() {
+    const INTERVAL: u64 = 20;
+    let (lab, good, plain) = lab_and_peers();
+    // a DKIM key for the report messages
+    let keys = tempfile::tempdir().unwrap();
+    test_support::openssl::rsa_key(keys.path(), "dkim.pem");
+    let key = keys.path().join("dkim.pem");
+    let delivery = delivery_config(
+        &lab,
+        &good,
+        &plain,
+        INTERVAL,
+        &format!(
+            "[tlsrpt.dkim]\nselector = \"tlsrpt\"\ndomain = \"relay.test\"\nkey_file = \"{}\"\n",
+            key.display()
+        ),
     );
-    let controls = "[default]\ntls = \"no\"\ndane = \"none\"\n\
-         [destinations.\"sts.dane.test\"]\ntls = \"required-verify\"\n\
-         [destinations.\"sts.unsigned.test\"]\ntls = \"preferred\"\n";
     let ca_pem = std::fs::read_to_string(lab.var("CA_CERT")).unwrap();
-    let site = Site::new(&delivery, controls, Some(&ca_pem));
+    let site = Site::new(&delivery, CONTROLS, Some(&ca_pem));
     let relay = site.start();
 
     // three messages to each domain, each in its own SMTP session to the relay, all in one
@@ -175,33 +197,21 @@ fn two_relays_with_redis_send_one_aggregate_report_per_domain() {
     const INTERVAL: u64 = 60;
 
     let mut redis = RedisServer::start_persistent();
-    let lab = Lab::start();
-    let mx = CertKey {
-        chain_pem: std::fs::read_to_string(lab.var("MX_CHAIN")).unwrap(),
-        key_pem: std::fs::read_to_string(lab.var("MX_KEY")).unwrap(),
-    };
-    let good = Peer::start(Behaviour::Tls(server_config(&mx)));
-    let plain = Peer::start(Behaviour::NoStartTls);
-    let delivery = format!(
-        "[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\nprobe_name = \"test.\"\n\
-         [delivery.retry]\ninitial_secs = 3600\n\
-         [[delivery.route]]\ndomain = \"sts.dane.test\"\nhosts = [\"mx.dane.test:{}\"]\n\
-         [[delivery.route]]\ndomain = \"sts.unsigned.test\"\nhosts = [\"mx.unsigned.test:{}\"]\n\
-         [state]\nbackend = \"redis\"\nurl = \"{}\"\nretry_interval_ms = 100\n\
-         [tlsrpt]\nenabled = true\norganization_name = \"Relay Test\"\n\
-         contact_info = \"tlsrpt@relay.test\"\nreport_interval_secs = {INTERVAL}\n",
-        lab.validating(),
-        good.addr.port(),
-        plain.addr.port(),
-        redis.url(),
+    let (lab, good, plain) = lab_and_peers();
+    let delivery = delivery_config(
+        &lab,
+        &good,
+        &plain,
+        INTERVAL,
+        &format!(
+            "[state]\nbackend = \"redis\"\nurl = \"{}\"\nretry_interval_ms = 100\n",
+            redis.url()
+        ),
     );
-    let controls = "[default]\ntls = \"no\"\ndane = \"none\"\n\
-         [destinations.\"sts.dane.test\"]\ntls = \"required-verify\"\n\
-         [destinations.\"sts.unsigned.test\"]\ntls = \"preferred\"\n";
     let ca_pem = std::fs::read_to_string(lab.var("CA_CERT")).unwrap();
     let sites = [
-        Site::new(&delivery, controls, Some(&ca_pem)),
-        Site::new(&delivery, controls, Some(&ca_pem)),
+        Site::new(&delivery, CONTROLS, Some(&ca_pem)),
+        Site::new(&delivery, CONTROLS, Some(&ca_pem)),
     ];
     let relays = [sites[0].start(), sites[1].start()];
     let logs = || format!("{}\n---\n{}", relays[0].log(), relays[1].log());
