@@ -2,11 +2,17 @@
 //! claim file per claim name.
 //!
 //! - `DIR/counters.journal`: one JSON record per line (`incr`, `meta`, `delete-day`), appended
-//!   under a mutex, so concurrent increments from many tasks are serialised and sum exactly.
-//!   A record is written whole with one `write` before it is counted in memory; a failed write
-//!   is cut off again. On open the journal is replayed — a torn last line (a crash in the middle
-//!   of a write) is ignored — and rewritten as a snapshot (temporary file, fsync, rename, fsync
-//!   of the directory); it is compacted the same way when it grows and after `delete_day`.
+//!   by one writer thread of the store's own, so concurrent increments from many tasks are
+//!   serialised and sum exactly. Every operation on the journal (appends, reads, compaction,
+//!   the retention sweep, `delete_day`) runs on that thread, in the order the tasks asked for
+//!   it; a task waits for its reply without holding an async worker, so a slow disk or a long
+//!   compaction (its fsyncs) delays only the tasks that wait for the journal. A task whose
+//!   future is dropped after asking does not undo its update (it is written, and counted,
+//!   as if it had waited). A record is written whole with one `write` before it is counted
+//!   in memory; a failed write is cut off again. On open the journal is replayed — a torn
+//!   last line (a crash in the middle of a write) is ignored — and rewritten as a snapshot
+//!   (temporary file, fsync, rename, fsync of the directory); it is compacted the same way
+//!   when it grows and after `delete_day`.
 //!   Increments are not fsynced one by one: a crashed relay process loses none (the kernel has
 //!   them), a power loss may lose the last seconds of counts, never the file.
 //!   Each record carries its time (`at`, Unix ms): a day not updated for
@@ -29,6 +35,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +58,9 @@ pub const LOCK_FILE: &str = "lock";
 /// Compact when this many records were appended since the last snapshot (and they outnumber
 /// the live counters twice).
 const COMPACT_AFTER: usize = 50_000;
+/// Operations waiting for the journal's writer at most (then the tasks asking wait, without
+/// holding a worker, for room in the queue).
+const QUEUED_JOBS: usize = 4096;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -187,6 +197,8 @@ impl Record<'_> {
 }
 
 struct Journal {
+    /// The state directory.
+    dir: PathBuf,
     file: File,
     /// Length of the journal: a failed append is cut back to it.
     len: u64,
@@ -197,14 +209,30 @@ struct Journal {
     live: usize,
 }
 
+/// One operation on the journal, run by its writer thread.
+type Job = Box<dyn FnOnce(&mut Journal) + Send>;
+
 struct Inner {
     dir: PathBuf,
-    journal: Mutex<Journal>,
+    /// The journal's writer thread takes its jobs here (`None` once the store is dropped).
+    jobs: Option<tokio::sync::mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
     claims: Mutex<()>,
     /// This store's claim owner token.
     token: String,
-    /// Held open (and locked) while the store lives.
+    /// Held open (and locked) while the store lives, released after the writer stopped.
     _lock: File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // the writer stops once its queue is empty (the jobs of waits that were given up
+        // included): they are written before the directory's lock is released
+        self.jobs.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// The report counters in files under one directory (see the module documentation).
@@ -279,15 +307,27 @@ impl FileCounters {
         }
         let (file, len) = write_snapshot(&dir, &days)?;
         remove_expired_claims(&dir.join(CLAIMS_DIR));
+        let mut journal = Journal {
+            dir: dir.clone(),
+            file,
+            len,
+            live: live(&days),
+            days,
+            appended: 0,
+        };
+        let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(QUEUED_JOBS);
+        let writer = std::thread::Builder::new()
+            .name("state-journal".into())
+            .spawn(move || {
+                while let Some(job) = queue.blocking_recv() {
+                    job(&mut journal);
+                }
+            })
+            .map_err(|e| StateError::io("spawn the writer of", &path, &e))?;
         let inner = Inner {
             dir,
-            journal: Mutex::new(Journal {
-                file,
-                len,
-                live: live(&days),
-                days,
-                appended: 0,
-            }),
+            jobs: Some(jobs),
+            writer: Some(writer),
             claims: Mutex::new(()),
             token: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
             _lock: lock,
@@ -306,19 +346,39 @@ impl FileCounters {
         &self.inner.dir
     }
 
-    fn journal(&self) -> MutexGuard<'_, Journal> {
-        self.inner
-            .journal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Runs `f` on the journal's writer thread and waits for its result without holding an
+    /// async worker (see the module documentation).
+    async fn with_journal<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Journal) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let stopped = || StateError::Io {
+            op: "write",
+            path: self.inner.dir.join(JOURNAL_FILE),
+            detail: "the journal's writer thread stopped".into(),
+        };
+        let Some(jobs) = self.inner.jobs.as_ref() else {
+            return Err(stopped());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |j| {
+            let _ = tx.send(f(j));
+        });
+        jobs.send(job).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
+}
 
+impl Journal {
     /// Appends the record `make` builds from the counters as they are (`None`: nothing to
-    /// write), then applies it in memory, all under the journal's lock; compacts when the
-    /// journal has grown, and drops the days past their retention when a new day begins.
-    fn append<'r>(&self, make: impl FnOnce(&Days) -> Option<Record<'r>>) -> Result<(), StateError> {
-        let path = self.inner.dir.join(JOURNAL_FILE);
-        let mut j = self.journal();
+    /// write), then applies it in memory; compacts when the journal has grown, and drops the
+    /// days past their retention when a new day begins.
+    fn append<'r>(
+        &mut self,
+        make: impl FnOnce(&Days) -> Option<Record<'r>>,
+    ) -> Result<(), StateError> {
+        let path = self.dir.join(JOURNAL_FILE);
+        let j = self;
         let Some(record) = make(&j.days) else {
             return Ok(());
         };
@@ -345,20 +405,34 @@ impl FileCounters {
             j.live + added
         };
         if pruned > 0 || j.appended >= COMPACT_AFTER.max(j.live.saturating_mul(2)) {
-            self.compact(&mut j)?;
+            j.compact()?;
         }
         Ok(())
     }
 
-    fn compact(&self, j: &mut Journal) -> Result<(), StateError> {
-        let (file, len) = write_snapshot(&self.inner.dir, &j.days)?;
-        j.file = file;
-        j.len = len;
-        j.appended = 0;
-        j.live = live(&j.days);
+    fn compact(&mut self) -> Result<(), StateError> {
+        let (file, len) = write_snapshot(&self.dir, &self.days)?;
+        self.file = file;
+        self.len = len;
+        self.appended = 0;
+        self.live = live(&self.days);
         Ok(())
     }
 
+    fn delete_day(&mut self, day: &str) -> Result<(), StateError> {
+        if self.days.remove(day).is_none() {
+            return Ok(());
+        }
+        // the snapshot no longer holds the day: durable at once
+        let path = self.dir.join(JOURNAL_FILE);
+        self.compact().map_err(|e| match e {
+            StateError::Io { op, detail, .. } => StateError::Io { op, path, detail },
+            other => other,
+        })
+    }
+}
+
+impl FileCounters {
     fn claim_path(&self, name: &str) -> PathBuf {
         self.inner
             .dir
@@ -461,18 +535,21 @@ impl FileCounters {
         self.replace_claim(name, &path, expiry(DONE_RETENTION), true)
     }
 
-    fn delete_day_sync(&self, day: &str) -> Result<(), StateError> {
-        let path = self.inner.dir.join(JOURNAL_FILE);
-        let mut j = self.journal();
-        if !j.days.contains_key(day) {
-            return Ok(());
+    /// Test hook: keeps the journal busy (as a long compaction would) from another thread
+    /// until `release` says so (or is dropped); `held` is told once it is.
+    #[cfg(test)]
+    pub(crate) fn hold_journal_for_test(
+        &self,
+        held: std::sync::mpsc::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    ) {
+        let job: Job = Box::new(move |_| {
+            let _ = held.send(());
+            let _ = release.recv();
+        });
+        if let Some(jobs) = self.inner.jobs.as_ref() {
+            let _ = jobs.blocking_send(job);
         }
-        j.days.remove(day);
-        // the snapshot no longer holds the day: durable at once
-        self.compact(&mut j).map_err(|e| match e {
-            StateError::Io { op, detail, .. } => StateError::Io { op, path, detail },
-            other => other,
-        })
     }
 
     /// Runs a blocking (fsyncing) operation off the async workers.
@@ -496,67 +573,83 @@ impl ReportCounters for FileCounters {
         check_day(day)?;
         check_name("bucket", bucket)?;
         check_name("field", field)?;
-        self.append(|days| {
-            let b = days.get(day).and_then(|d| d.buckets.get(bucket));
-            // a new field of a bucket at the bound: its overflow field (decoded only then)
-            let at_bound = b.is_some_and(|b| {
-                !b.fields.contains_key(field)
-                    && b.fields.len() - usize::from(b.fields.contains_key(SUCCESS_FIELD))
-                        >= FIELD_BOUND
-            });
-            let field = match at_bound.then(|| overflow_of(field)).flatten() {
-                Some(overflow) => overflow.into(),
-                None => field.into(),
-            };
-            Some(Record::Incr {
-                day: day.into(),
-                bucket: bucket.into(),
-                field,
-                by,
-                at: Some(now_ms()),
+        let (day, bucket, field) = (day.to_owned(), bucket.to_owned(), field.to_owned());
+        self.with_journal(move |j| {
+            j.append(|days| {
+                let (day, bucket, field) = (day.as_str(), bucket.as_str(), field.as_str());
+                let b = days.get(day).and_then(|d| d.buckets.get(bucket));
+                // a new field of a bucket at the bound: its overflow field (decoded only then)
+                let at_bound = b.is_some_and(|b| {
+                    !b.fields.contains_key(field)
+                        && b.fields.len() - usize::from(b.fields.contains_key(SUCCESS_FIELD))
+                            >= FIELD_BOUND
+                });
+                let field: std::borrow::Cow<'_, str> =
+                    match at_bound.then(|| overflow_of(field)).flatten() {
+                        Some(overflow) => overflow.into(),
+                        None => field.into(),
+                    };
+                Some(Record::Incr {
+                    day: day.into(),
+                    bucket: bucket.into(),
+                    field,
+                    by,
+                    at: Some(now_ms()),
+                })
             })
         })
+        .await
     }
 
     async fn set_meta(&self, day: &str, bucket: &str, value: &str) -> Result<(), StateError> {
         check_day(day)?;
         check_name("bucket", bucket)?;
         check_meta(value)?;
-        self.append(|days| {
-            let set = days
-                .get(day)
-                .and_then(|d| d.buckets.get(bucket))
-                .is_some_and(|b| b.meta.is_some());
-            (!set).then(|| Record::Meta {
-                day: day.into(),
-                bucket: bucket.into(),
-                value: value.into(),
-                at: Some(now_ms()),
+        let (day, bucket, value) = (day.to_owned(), bucket.to_owned(), value.to_owned());
+        self.with_journal(move |j| {
+            j.append(|days| {
+                let (day, bucket, value) = (day.as_str(), bucket.as_str(), value.as_str());
+                let set = days
+                    .get(day)
+                    .and_then(|d| d.buckets.get(bucket))
+                    .is_some_and(|b| b.meta.is_some());
+                (!set).then(|| Record::Meta {
+                    day: day.into(),
+                    bucket: bucket.into(),
+                    value: value.into(),
+                    at: Some(now_ms()),
+                })
             })
         })
+        .await
     }
 
     async fn buckets(&self, day: &str) -> Result<Vec<String>, StateError> {
         check_day(day)?;
-        Ok(self
-            .journal()
-            .days
-            .get(day)
-            .map(|d| d.buckets.keys().cloned().collect())
-            .unwrap_or_default())
+        let day = day.to_owned();
+        self.with_journal(move |j| {
+            Ok(j.days
+                .get(&day)
+                .map(|d| d.buckets.keys().cloned().collect())
+                .unwrap_or_default())
+        })
+        .await
     }
 
     async fn read(&self, day: &str, bucket: &str) -> Result<BucketData, StateError> {
         check_day(day)?;
         check_name("bucket", bucket)?;
-        let j = self.journal();
-        let Some(b) = j.days.get(day).and_then(|d| d.buckets.get(bucket)) else {
-            return Ok(BucketData::default());
-        };
-        Ok(BucketData {
-            meta: b.meta.clone(),
-            fields: b.fields.iter().map(|(f, n)| (f.clone(), *n)).collect(),
+        let (day, bucket) = (day.to_owned(), bucket.to_owned());
+        self.with_journal(move |j| {
+            let Some(b) = j.days.get(&day).and_then(|d| d.buckets.get(&bucket)) else {
+                return Ok(BucketData::default());
+            };
+            Ok(BucketData {
+                meta: b.meta.clone(),
+                fields: b.fields.iter().map(|(f, n)| (f.clone(), *n)).collect(),
+            })
         })
+        .await
     }
 
     async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
@@ -591,13 +684,14 @@ impl ReportCounters for FileCounters {
     }
 
     async fn days(&self) -> Result<Vec<String>, StateError> {
-        Ok(self.journal().days.keys().cloned().collect())
+        self.with_journal(|j| Ok(j.days.keys().cloned().collect()))
+            .await
     }
 
     async fn delete_day(&self, day: &str) -> Result<(), StateError> {
         check_day(day)?;
         let day = day.to_owned();
-        self.blocking(move |s| s.delete_day_sync(&day)).await
+        self.with_journal(move |j| j.delete_day(&day)).await
     }
 }
 

@@ -220,3 +220,55 @@ fn the_state_store_opens_the_file_backend_by_default() {
     assert!(dir.path().join("state").join(JOURNAL_FILE).exists());
     assert!(dir.path().join("mta-sts").is_dir());
 }
+
+/// A journal busy for long (a compaction's fsync, a slow disk) is waited for off the async
+/// workers: on a one-thread runtime, a task that needs the journal (increment, meta, read,
+/// delete) waits for it while another task runs. (Held open by a test hook until that other
+/// task has run, or for 5 s at most.)
+#[test]
+fn a_busy_journal_never_blocks_an_async_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = FileCounters::open(dir.path()).unwrap();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    c.hold_journal_for_test(held_tx, release_rx);
+    held_rx.recv().unwrap();
+    let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let ran = ran_rx.recv_timeout(Duration::from_secs(5)).is_ok();
+        let _ = release_tx.send(());
+        ran
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut users = tokio::task::JoinSet::new();
+        let one = c.clone();
+        users.spawn(async move { one.incr(DAY, "b1", "success", 2).await });
+        let one = c.clone();
+        users.spawn(async move { one.set_meta(DAY, "b1", "policy").await });
+        let one = c.clone();
+        users.spawn(async move { one.buckets(DAY).await.map(drop) });
+        let one = c.clone();
+        users.spawn(async move { one.delete_day("2026-12-01").await });
+        // the users start (and wait for the journal), then this other task runs
+        tokio::task::yield_now().await;
+        tokio::spawn(async move {
+            // (the watchdog gave up when the old code held the worker)
+            let _ = ran_tx.send(());
+        })
+        .await
+        .unwrap();
+        while let Some(r) = users.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let b = c.read(DAY, "b1").await.unwrap();
+        assert_eq!((b.get("success"), b.meta.as_deref()), (2, Some("policy")));
+    });
+    assert!(
+        watchdog.join().unwrap(),
+        "a task waited for the journal on the async worker: nothing else ran"
+    );
+}
