@@ -1,6 +1,7 @@
 //! The relay's shared state under hostile or heavy use (issue 14): the TLS-RPT field bound held
 //! store-wide by two relays and across restarts, hostile values in Redis, claims released,
-//! refused and extended, the file journal's retention, and the cost of a counter update.
+//! refused and extended, the file journal's retention, the cost of a counter update, and an
+//! oversized MTA-STS policy value refused unread.
 
 mod common;
 
@@ -462,4 +463,61 @@ async fn the_ids_of_a_large_flush_do_not_stay_in_redis() {
         .unwrap();
     assert!(ids <= 2, "{ids} increment ids left in Redis");
     assert_eq!(c.read(DAY, "b").await.unwrap().fields.len(), 6001);
+}
+
+/// Bytes Redis has sent to its clients since it started (`INFO stats`).
+fn redis_sent(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(conn).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A policy value in Redis larger than an entry may be (`MAX_ENTRY_FILE`), left by a broken or
+/// hostile writer, is refused with a typed error without being read: get, list and remove
+/// transfer none of its 16 MiB, and the other entries are listed.
+#[test]
+fn an_oversized_policy_value_in_redis_is_refused_unread() {
+    use smtp_tls_policy::mta_sts::{MAX_ENTRY_FILE, PolicyDomain, PolicyStore, StoreError};
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        relay::state::RedisPolicyStore::open(&redis_config(&server), dir.path().join("mta-sts"))
+            .unwrap();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let big = PolicyDomain::parse("big.example").unwrap();
+    let huge = vec![b' '; 16 * 1024 * 1024];
+    let () = redis::cmd("SET")
+        .arg(store.key_of(&big))
+        .arg(&huge)
+        .query(&mut conn)
+        .unwrap();
+    let good = entry("good.example", "g1", 86_400);
+    store.put(&good).unwrap();
+    let before = redis_sent(&mut conn);
+
+    let e = store.get_shared(&big).unwrap_err();
+    assert!(
+        matches!(&e, relay::state::StateError::Policy(StoreError::Corrupt { detail, .. })
+            if detail.contains(&format!("larger than {MAX_ENTRY_FILE} bytes"))),
+        "{e}"
+    );
+    assert!(matches!(store.get(&big), Err(StoreError::Corrupt { .. })));
+    assert_eq!(store.list().unwrap(), vec![good.clone()]);
+    assert_eq!(store.get(&good.domain).unwrap(), Some(good.clone()));
+    // removed (it could not be read: nothing returned)
+    assert_eq!(store.remove(&big).unwrap(), None);
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(store.key_of(&big))
+        .query(&mut conn)
+        .unwrap();
+    assert!(!exists);
+    let sent = redis_sent(&mut conn) - before;
+    assert!(sent < MAX_ENTRY_FILE, "Redis sent {sent} bytes");
 }

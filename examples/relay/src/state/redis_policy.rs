@@ -14,6 +14,10 @@
 //! written, and answers whenever Redis does not: a delivery never waits on, nor fails because
 //! of, Redis beyond those limits.
 //!
+//! A value is read only once Redis said its size: one larger than an entry may be
+//! ([`MAX_ENTRY_FILE`]; a broken or hostile writer's) is refused as corrupt without being
+//! transferred (get, remove) or skipped (list).
+//!
 //! While Redis answers it is the authority: an entry it no longer has (expired, purged by
 //! `--mta-sts-purge` on another relay) is absent even if the local copy still has it. Entries
 //! stored during an outage stay local until the next fetch of their domain.
@@ -31,6 +35,7 @@ use std::sync::Arc;
 use super::config::StateConfig;
 use super::error::StateError;
 use super::redis_link::{RedisLink, SharedConnection, run, scan_step};
+use super::redis_scripts::{POLICY_GET_SCRIPT, POLICY_LIST_SCRIPT, SizedValue, sized_value};
 
 /// Expiry of an entry with neither an unexpired policy nor a pending back-off, seconds.
 pub const EMPTY_ENTRY_TTL_SECS: u64 = 3600;
@@ -181,28 +186,55 @@ impl RedisPolicyStore {
         })
     }
 
-    fn decode(&self, key: &str, bytes: &[u8]) -> Result<CacheEntry, StoreError> {
+    /// The entry in `value` (`None`: absent); one too large is corrupt.
+    fn decode(&self, key: &str, value: SizedValue) -> Result<Option<CacheEntry>, StoreError> {
         let corrupt = |detail: String| StoreError::Corrupt {
             path: format!("redis key {key}"),
             detail,
         };
-        if bytes.len() as u64 > MAX_ENTRY_FILE {
-            return Err(corrupt(format!("larger than {MAX_ENTRY_FILE} bytes")));
+        match value {
+            SizedValue::Absent => Ok(None),
+            SizedValue::TooLarge(n) => Err(corrupt(format!(
+                "{n} bytes, larger than {MAX_ENTRY_FILE} bytes (not read)"
+            ))),
+            SizedValue::Value(bytes) if bytes.len() as u64 > MAX_ENTRY_FILE => {
+                Err(corrupt(format!("larger than {MAX_ENTRY_FILE} bytes")))
+            }
+            SizedValue::Value(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(e.to_string())),
         }
-        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Reads the value of `key` when it is not too large (and deletes the key with `delete`),
+    /// in one script.
+    fn get_sized(
+        &self,
+        op: &'static str,
+        key: &str,
+        delete: bool,
+    ) -> Result<SizedValue, StateError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(POLICY_GET_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(MAX_ENTRY_FILE)
+            .arg(if delete { "1" } else { "0" });
+        let (reply,): (Vec<redis::Value>,) = self.query(op, pipe)?;
+        let mut reply = reply.into_iter();
+        let len = reply.next();
+        Ok(sized_value(len.as_ref(), reply.next()))
     }
 
     /// The entry in Redis, without the local fallback: [`StateError::Unavailable`] when
     /// Redis does not answer (the admin path says so instead of showing a local copy).
     pub fn get_shared(&self, domain: &PolicyDomain) -> Result<Option<CacheEntry>, StateError> {
         let key = self.key_of(domain);
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(&key);
-        let (bytes,): (Option<Vec<u8>>,) = self.query("get", pipe)?;
-        let Some(bytes) = bytes else {
+        let value = self.get_sized("get", &key, false)?;
+        let Some(entry) = self.decode(&key, value)? else {
             return Ok(None);
         };
-        let entry = self.decode(&key, &bytes)?;
         if &entry.domain != domain {
             return Err(StoreError::Corrupt {
                 path: format!("redis key {key}"),
@@ -224,15 +256,8 @@ impl RedisPolicyStore {
 
     fn remove_redis(&self, domain: &PolicyDomain) -> Result<Option<CacheEntry>, StateError> {
         let key = self.key_of(domain);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("GET")
-            .arg(&key)
-            .cmd("DEL")
-            .arg(&key)
-            .ignore();
-        let (old,): (Option<Vec<u8>>,) = self.query("remove", pipe)?;
-        Ok(old.and_then(|b| self.decode(&key, &b).ok()))
+        let old = self.get_sized("remove", &key, true)?;
+        Ok(self.decode(&key, old).ok().flatten())
     }
 
     /// Keeps `entry` in the local copy unless it holds it already.
@@ -263,13 +288,20 @@ impl RedisPolicyStore {
         let mut out = Vec::new();
         for chunk in keys.chunks(200) {
             let mut pipe = redis::pipe();
-            pipe.cmd("MGET").arg(chunk);
-            let (values,): (Vec<Option<Vec<u8>>>,) = self.query("list", pipe)?;
-            for (key, value) in chunk.iter().zip(values) {
-                let Some(bytes) = value else { continue };
-                match self.decode(key, &bytes) {
-                    Ok(entry) if self.key_of(&entry.domain) == *key => out.push(entry),
-                    Ok(entry) => {
+            pipe.cmd("EVAL")
+                .arg(POLICY_LIST_SCRIPT)
+                .arg(chunk.len())
+                .arg(chunk)
+                .arg(MAX_ENTRY_FILE);
+            let (values,): (Vec<redis::Value>,) = self.query("list", pipe)?;
+            let mut values = values.into_iter();
+            for key in chunk {
+                let len = values.next();
+                let value = sized_value(len.as_ref(), values.next());
+                match self.decode(key, value) {
+                    Ok(None) => {}
+                    Ok(Some(entry)) if self.key_of(&entry.domain) == *key => out.push(entry),
+                    Ok(Some(entry)) => {
                         tracing::warn!(key, domain = %entry.domain, "MTA-STS cache key holds another domain's entry; skipped");
                     }
                     Err(e) => tracing::warn!(error = %e, "MTA-STS cache entry unusable; skipped"),

@@ -1,7 +1,8 @@
 //! The Lua scripts of the Redis report counters ([`super::redis_counters`]): one per update,
 //! read and claim operation, and the reading of their replies. No script stops half-way on a
 //! key of the wrong type (left by another, older or hostile, relay): an update replaces it, a
-//! read takes it as absent.
+//! read takes it as absent. And the MTA-STS policy store's reads ([`super::redis_policy`]),
+//! which check a value's size before they read it.
 
 use std::collections::BTreeMap;
 
@@ -108,6 +109,64 @@ if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('GET', KEYS[1]) == 
 end
 return 0
 ";
+
+/// `KEYS`: a policy entry; `ARGV`: the largest value read (bytes), `1` to delete the key.
+/// Returns `{-1}` when the key is absent, `{length}` when its value is larger (not read),
+/// else `{length, value}`. A key that is not a string is an error (`WRONGTYPE`, as `GET`).
+pub(super) const POLICY_GET_SCRIPT: &str = r"
+local n = redis.call('STRLEN', KEYS[1])
+local v = false
+if n <= tonumber(ARGV[1]) then v = redis.call('GET', KEYS[1]) end
+if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end
+if n == 0 and not v then return {-1} end
+if not v then return {n} end
+return {n, v}
+";
+
+/// `KEYS`: policy entries; `ARGV`: the largest value read (bytes). Returns two items per
+/// key: `-1` and `''` when the key is absent or not a string, its length and `''` when its
+/// value is larger (not read), else its length and its value.
+pub(super) const POLICY_LIST_SCRIPT: &str = r"
+local max = tonumber(ARGV[1])
+local out = {}
+for i, k in ipairs(KEYS) do
+  local n, v = -1, ''
+  if redis.call('TYPE', k).ok == 'string' then
+    n = redis.call('STRLEN', k)
+    if n <= max then v = redis.call('GET', k) end
+  end
+  out[2 * i - 1] = n
+  out[2 * i] = v
+end
+return out
+";
+
+/// A stored value as a size-checked script read it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SizedValue {
+    /// No such key (or, listing, not a string).
+    Absent,
+    /// Larger than the limit: this many bytes, not read.
+    TooLarge(u64),
+    /// The value.
+    Value(Vec<u8>),
+}
+
+/// One value of a [`POLICY_GET_SCRIPT`] or [`POLICY_LIST_SCRIPT`] reply: its length, then the
+/// value unless it was too large.
+pub(super) fn sized_value(len: Option<&redis::Value>, value: Option<redis::Value>) -> SizedValue {
+    let len = match len {
+        Some(redis::Value::Int(n)) => *n,
+        _ => -1,
+    };
+    let Ok(len) = u64::try_from(len) else {
+        return SizedValue::Absent;
+    };
+    match value {
+        Some(redis::Value::BulkString(b)) if b.len() as u64 == len => SizedValue::Value(b),
+        _ => SizedValue::TooLarge(len),
+    }
+}
 
 /// A [`READ_SCRIPT`] reply as a bucket: a meta that is not UTF-8 is absent; fields that are
 /// not UTF-8, or whose value is not a counter (a non-negative integer), are skipped.
