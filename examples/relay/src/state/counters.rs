@@ -120,7 +120,11 @@ pub trait ReportCounters: Send + Sync {
     /// Marks the claim `name` finished: nobody claims it again for [`DONE_RETENTION`].
     fn done(&self, name: &str) -> impl Future<Output = Result<(), StateError>> + Send;
 
-    /// Removes `day` with all its buckets (after its reports were sent).
+    /// Removes `day` with all its buckets (after its reports were sent). The Redis backend
+    /// then drops the day's late updates (another relay's, buffered through an outage) for
+    /// [`COUNTER_RETENTION`](super::COUNTER_RETENTION) after the last; the file backend, which
+    /// only this relay updates, keeps a late one until the next run deletes it (the report's
+    /// claim is done by then).
     fn delete_day(&self, day: &str) -> impl Future<Output = Result<(), StateError>> + Send;
 }
 

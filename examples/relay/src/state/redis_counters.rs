@@ -2,11 +2,20 @@
 //!
 //! Keys (`P` = `state.key_prefix`): `P rpt:DAY:idx` the set of the day's buckets,
 //! `P rpt:DAY:b:BUCKET` the bucket's counters (a hash, `HINCRBY`), `P rpt:DAY:m:BUCKET` its
-//! description (`SET NX`), `P claim:NAME` a claim (`SET NX PX`: its holder's token, or `done`). Each
-//! update is one Lua script (increment, index, expiry; buffered updates: many in one
-//! `MULTI`/`EXEC`), so concurrent updates from any number of relays sum exactly. Counter keys
-//! expire [`COUNTER_RETENTION`] after their last update, so a day that is never reported does
-//! not stay forever.
+//! description (`SET NX`), `P rpt:DAY:gone` the mark of a deleted (reported) day, `P claim:NAME`
+//! a claim (`SET NX PX`: its holder's token, or `done`). Each update is one Lua script
+//! (increment, index, expiry; buffered updates: many in one `MULTI`/`EXEC`), so concurrent
+//! updates from any number of relays sum exactly. Counter keys expire [`COUNTER_RETENTION`]
+//! after their last update, so a day that is never reported does not stay forever.
+//!
+//! Updates that arrive after their day was reported (another relay's, buffered through an
+//! outage; one racing the deletion) are dropped: `delete_day` sets the day's mark before it
+//! lists and deletes the buckets, and every update script writes nothing while the mark
+//! exists. A late update extends the mark's life to [`COUNTER_RETENTION`] again. So no update
+//! recreates a bucket behind the deletion (before, such a bucket was left outside the index:
+//! never listed, never deleted), and late counts never outlive the report's `done` claim to
+//! be reported again as a second, partial report of the period. (Before the mark, a late
+//! count was deleted by the next run while the claim was done, reported again after.)
 //!
 //! The script also bounds a bucket store-wide: a TLS-RPT failure field that the bucket does not
 //! hold yet goes to its overflow field once the bucket holds
@@ -275,10 +284,11 @@ impl RedisCounters {
         let by = i64::try_from(by).unwrap_or(i64::MAX);
         pipe.cmd("EVAL")
             .arg(INCR_SCRIPT)
-            .arg(3)
+            .arg(4)
             .arg(self.key(&["rpt", day, "b", bucket]))
             .arg(self.key(&["rpt", day, "idx"]))
             .arg(self.key(&["ops", &self.inner.token]))
+            .arg(self.key(&["rpt", day, "gone"]))
             .arg(field)
             .arg(overflow_of(field).unwrap_or_default())
             .arg(by)
@@ -294,9 +304,10 @@ impl RedisCounters {
     fn add_meta(&self, pipe: &mut Pipeline, day: &str, bucket: &str, value: &str) {
         pipe.cmd("EVAL")
             .arg(META_SCRIPT)
-            .arg(2)
+            .arg(3)
             .arg(self.key(&["rpt", day, "m", bucket]))
             .arg(self.key(&["rpt", day, "idx"]))
+            .arg(self.key(&["rpt", day, "gone"]))
             .arg(value)
             .arg(Self::retention_secs())
             .arg(bucket)
@@ -708,6 +719,16 @@ impl ReportCounters for RedisCounters {
     async fn delete_day(&self, day: &str) -> Result<(), StateError> {
         check_day(day)?;
         self.flush_before_read()?;
+        // the mark first: no update of the day is written after it, so the buckets listed
+        // next are all there are (none is recreated behind the deletion, unlisted)
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(&["rpt", day, "gone"]))
+            .arg(1)
+            .arg("EX")
+            .arg(Self::retention_secs())
+            .ignore();
+        self.query::<()>("delete_day", &pipe, false).await?;
         let idx = self.key(&["rpt", day, "idx"]);
         let buckets = self.members("delete_day", day).await?;
         for chunk in buckets.chunks(FLUSH_CHUNK) {

@@ -8,16 +8,21 @@ use std::collections::BTreeMap;
 
 use super::counters::BucketData;
 
-/// `KEYS`: bucket, index, the relay's ops; `ARGV`: field, overflow field (`""`: unbounded),
-/// increment, bound, the field outside the bound, retention (s), bucket name, this
-/// increment's id, then the ids to forget (acknowledged). Returns the field counted (nil:
-/// counted before, under this id).
+/// `KEYS`: bucket, index, the relay's ops, the day's deletion mark; `ARGV`: field, overflow
+/// field (`""`: unbounded), increment, bound, the field outside the bound, retention (s),
+/// bucket name, this increment's id, then the ids to forget (acknowledged). Returns the field
+/// counted (nil: counted before, under this id, or the day was deleted — reported: the mark
+/// then lives on for the retention).
 pub(super) const INCR_SCRIPT: &str = r"
 local b, idx, ops = KEYS[1], KEYS[2], KEYS[3]
 local field, overflow = ARGV[1], ARGV[2]
 local t = redis.call('TYPE', ops).ok
 if t ~= 'hash' and t ~= 'none' then redis.call('DEL', ops) end
 for i = 9, #ARGV do redis.call('HDEL', ops, ARGV[i]) end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+  return false
+end
 if redis.call('HSETNX', ops, ARGV[8], 1) == 0 then return false end
 redis.call('EXPIRE', ops, ARGV[6])
 t = redis.call('TYPE', b).ok
@@ -43,9 +48,14 @@ redis.call('EXPIRE', idx, ARGV[6])
 return field
 ";
 
-/// `KEYS`: meta, index; `ARGV`: value, retention (s), bucket name.
+/// `KEYS`: meta, index, the day's deletion mark; `ARGV`: value, retention (s), bucket name.
+/// Nothing is written once the day was deleted (as [`INCR_SCRIPT`]).
 pub(super) const META_SCRIPT: &str = r"
 local m, idx = KEYS[1], KEYS[2]
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+  return 0
+end
 local t = redis.call('TYPE', m).ok
 if t ~= 'string' and t ~= 'none' then redis.call('DEL', m) end
 t = redis.call('TYPE', idx).ok
