@@ -13,6 +13,7 @@
 //! # response_timeout_ms = 500
 //! # retry_interval_ms = 1000          # while Redis is unreachable: how often it is tried again
 //! # max_buffered = 100000             # counter updates kept in memory while Redis is down
+//!                                     # (a bucket's policy description counts as one)
 //! ```
 //!
 //! The MTA-STS policy cache always has its local copy under `delivery.mta_sts.cache_dir`: the
@@ -146,6 +147,17 @@ pub struct StateConfig {
     pub retry_interval_ms: u64,
     /// Redis backend: most distinct counter fields buffered in memory while Redis is
     /// unreachable; updates beyond are dropped and counted.
+    ///
+    /// A bucket's buffered description (`set_meta`: the policy its report names) counts as
+    /// one entry, as a counter field does. That is deliberate: there is one per bucket, a
+    /// bucket's counts cannot be reported without it, so it is kept on the same terms, and
+    /// every description comes with at least one field of its bucket (at most half the
+    /// entries are descriptions). The bound is on entries, not bytes: a field takes a few
+    /// hundred bytes, a description its policy's text and MX names — usually under 1 KiB, at
+    /// most about 130 KiB for an MTA-STS policy of the 64 KiB limit ([`super::MAX_META_LEN`]
+    /// in any case). With the default 100,000, typically some tens of MB; in the worst case
+    /// (50,000 policy domains with 64 KiB policies, each delivered to during one outage)
+    /// several GB — lower it to bound memory tighter.
     pub max_buffered: usize,
 }
 

@@ -28,17 +28,17 @@
 //! and fields that are not UTF-8 are skipped. So a script never stops half-way, and a buffered
 //! transaction is never partly applied and then retried whole.
 //!
-//! Redis unreachable: `incr` and `set_meta` return at once and are buffered in memory (summed
-//! per field, at most `state.max_buffered` distinct fields; beyond, updates are dropped and
-//! counted, one WARN), and a background task writes them once Redis answers again (one INFO
-//! with the numbers). An increment whose reply was lost (a timeout, a connection dropped after
-//! the request was sent) may or may not have been executed: each increment carries an id,
-//! which the script records in the relay's `P ops:TOKEN` hash before it counts, and skips
-//! when it is there already, so the retry counts it exactly once (the ids of acknowledged
-//! increments are removed with the relay's next increments, those of a flushed transaction
-//! with the next transaction; the hash expires with the counters). None is lost while the relay runs (a relay stopped with updates still buffered
-//! says so). While updates wait in the buffer, `buckets`, `read` and `delete_day`
-//! answer [`StateError::Unavailable`]: a report never misses them.
+//! Redis unreachable: `incr` and `set_meta` return at once and are buffered in memory (summed per
+//! field, at most `state.max_buffered` distinct fields, a bucket's description counting as one;
+//! beyond, updates are dropped and counted, one WARN), and a background task writes them once Redis
+//! answers again (one INFO with the numbers). An increment whose reply was lost (a timeout, a
+//! connection dropped after the request was sent) may or may not have been executed: each increment
+//! carries an id, which the script records in the relay's `P ops:TOKEN` hash before it counts, and
+//! skips when it is there already, so the retry counts it exactly once (the ids of acknowledged
+//! increments are removed with the relay's next increments, those of a flushed transaction with the
+//! next transaction; the hash expires with the counters). None is lost while the relay runs (a
+//! relay stopped with updates still buffered says so). While updates wait in the buffer, `buckets`,
+//! `read` and `delete_day` answer [`StateError::Unavailable`]: a report never misses them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
