@@ -27,6 +27,8 @@
 //! [state]                         # MTA-STS policy cache and TLS-RPT counters: see `state`
 //! backend = "file"                # "file" (default, no server) | "redis" (shared by relays)
 //! [tlsrpt]                        # TLS reporting (RFC 8460), off by default: see `tlsrpt`
+//! [runtime]
+//! listener_threads = 2            # SMTP connections on 2 per-core threads (0: shared runtime)
 //! ```
 //!
 //! Unknown keys are errors. Every error names the file, the line and the key
@@ -42,7 +44,7 @@ mod locate;
 mod view;
 
 use locate::{locate, outbound_key, syntax};
-pub use view::{DeliveryView, EffectiveConfig, MtaStsPolicyView, StateView};
+pub use view::{DeliveryView, EffectiveConfig, MtaStsPolicyView, RuntimeView, StateView};
 
 use super::inbound::{DomainSet, InboundError, InboundLimits};
 use super::mta_sts_host::{self, HttpsListenerConfig, MtaStsHostError, MtaStsPolicyConfig};
@@ -71,6 +73,10 @@ pub const DEFAULT_CONFIG_DIR: &str = "relay-data/default-config";
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Most listeners.
 pub const MAX_LISTENERS: usize = 64;
+/// `[runtime] listener_threads` when absent: the shared runtime (see the README's figures).
+const DEFAULT_LISTENER_THREADS: usize = 0;
+/// Most `[runtime] listener_threads`.
+pub const MAX_LISTENER_THREADS: u32 = 256;
 
 /// Why a configuration was refused: the file, the line (1-based, when known) and the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -280,6 +286,20 @@ impl Default for LogSection {
     }
 }
 
+/// `[runtime]`: where the SMTP listeners' connections run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RuntimeSection {
+    /// Threads serving the SMTP listeners, shared by all of them: each runs a current-thread
+    /// runtime and accepts on its own `SO_REUSEPORT` socket per listener (Linux spreads the
+    /// connections over them), so a connection's accept, I/O and timers stay on one thread.
+    /// `0`: every connection on the relay's shared multi-thread runtime. Absent: the default
+    /// ([`RelayConfig::listener_threads`]). Elsewhere than on Linux always `0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_threads: Option<u32>,
+}
+
 /// The whole relay configuration, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,6 +336,9 @@ pub struct RelayConfig {
     /// TLS reporting (`[tlsrpt]`, RFC 8460).
     #[serde(default)]
     pub tlsrpt: crate::tlsrpt::TlsRptConfig,
+    /// Threads (`[runtime]`).
+    #[serde(default)]
+    pub runtime: RuntimeSection,
     /// The file it was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -431,6 +454,14 @@ impl RelayConfig {
         self.limits
             .validate()
             .map_err(|(k, reason)| invalid(format!("limits.{k}"), reason))?;
+        if let Some(n) = self.runtime.listener_threads
+            && n > MAX_LISTENER_THREADS
+        {
+            return Err(invalid(
+                "runtime.listener_threads".into(),
+                format!("0 to {MAX_LISTENER_THREADS}"),
+            ));
+        }
         if self.spool.max_batch == 0 {
             return Err(invalid(
                 "spool.max_batch".into(),
@@ -555,6 +586,19 @@ impl RelayConfig {
             set.insert(&r.domain)?;
         }
         Ok(set)
+    }
+
+    /// Threads serving the SMTP listeners (`[runtime] listener_threads`, see
+    /// [`RuntimeSection`]): the configured number, by default 0 (the shared runtime); always
+    /// 0 elsewhere than on Linux (no `SO_REUSEPORT` load balancing).
+    #[must_use]
+    pub fn listener_threads(&self) -> usize {
+        if !cfg!(target_os = "linux") {
+            return 0;
+        }
+        self.runtime
+            .listener_threads
+            .map_or(DEFAULT_LISTENER_THREADS, |n| n as usize)
     }
 
     /// The spool settings.

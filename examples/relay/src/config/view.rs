@@ -34,6 +34,33 @@ pub struct EffectiveConfig<'a> {
     /// `[state]`: the backend of the MTA-STS policy cache and the report counters (the Redis
     /// URL without its password).
     pub state: StateView<'a>,
+    /// `[runtime]`: the threads in effect.
+    pub runtime: RuntimeView,
+}
+
+/// `[runtime]` as in effect.
+#[derive(Debug, Serialize)]
+pub struct RuntimeView {
+    /// Threads serving the SMTP listeners (the default or the configured number; 0 elsewhere
+    /// than on Linux).
+    listener_threads: usize,
+    /// Where SMTP connections run.
+    connections: String,
+}
+
+impl RuntimeView {
+    fn new(c: &RelayConfig) -> Self {
+        let n = c.listener_threads();
+        Self {
+            listener_threads: n,
+            connections: match n {
+                0 => "the shared multi-thread runtime".into(),
+                n => format!(
+                    "{n} current-thread runtimes, one SO_REUSEPORT socket each per listener"
+                ),
+            },
+        }
+    }
 }
 
 /// `[state]` as in effect.
@@ -205,6 +232,7 @@ impl<'a> EffectiveConfig<'a> {
         let policies = crate::mta_sts_host::publish_all(&c.mta_sts_policies).unwrap_or_default();
         Self {
             state: StateView::new(c),
+            runtime: RuntimeView::new(c),
             https_listener: &c.https_listeners,
             mta_sts_policy: policies
                 .iter()

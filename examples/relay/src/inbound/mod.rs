@@ -112,6 +112,53 @@ pub async fn bind(listener: &str, address: SocketAddr) -> Result<TcpListener, In
     socket.listen(1024).map_err(err)
 }
 
+/// Binds `n` (at least 1) listening sockets on `address` for the per-core listener threads:
+/// each with `SO_REUSEPORT` on Linux (the kernel spreads new connections over them by a hash of
+/// the addresses and ports), `SO_REUSEADDR`, backlog 1024 and `TCP_NODELAY` as [`bind`]. Port
+/// 0: the others take the port the first one got. A port held by another socket without
+/// `SO_REUSEPORT` fails with [`InboundError::Bind`], as with [`bind`].
+///
+/// The sockets are plain non-blocking `std` listeners, registered with no runtime yet: each is
+/// turned into a tokio listener (`TcpListener::from_std`) inside the runtime that serves it, so
+/// that runtime's own I/O driver polls it.
+pub fn bind_reuseport(
+    listener: &str,
+    address: SocketAddr,
+    n: usize,
+) -> Result<Vec<std::net::TcpListener>, InboundError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut address = address;
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let err = |e: std::io::Error| InboundError::Bind {
+            listener: listener.to_owned(),
+            address,
+            kind: e.kind(),
+        };
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .map_err(err)?;
+        socket.set_reuse_address(true).map_err(err)?;
+        #[cfg(target_os = "linux")]
+        socket.set_reuse_port(true).map_err(err)?;
+        if NODELAY_INHERITED {
+            socket.set_tcp_nodelay(true).map_err(err)?;
+        }
+        socket.set_nonblocking(true).map_err(err)?;
+        socket.bind(&address.into()).map_err(err)?;
+        socket.listen(1024).map_err(err)?;
+        let l = std::net::TcpListener::from(socket);
+        if address.port() == 0 {
+            address = l.local_addr().map_err(err)?;
+        }
+        sockets.push(l);
+    }
+    Ok(sockets)
+}
+
 /// Linux copies `TCP_NODELAY` from the listening socket to the sockets `accept` returns
 /// (checked by the test `accepted_sockets_inherit_nodelay`); elsewhere it is set per
 /// connection.

@@ -98,9 +98,16 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
     for l in &config.https_listeners {
         https_sockets.push(mta_sts_host::bind(&l.name, l.address).await?);
     }
+    // With listener threads: `threads` SO_REUSEPORT sockets per listener, all bound here.
+    let threads = config.listener_threads();
     let mut sockets = Vec::new();
+    let mut groups = Vec::new();
     for l in &config.listeners {
-        sockets.push(inbound::bind(&l.name, l.address).await?);
+        if threads == 0 {
+            sockets.push(inbound::bind(&l.name, l.address).await?);
+        } else {
+            groups.push(inbound::bind_reuseport(&l.name, l.address, threads)?);
+        }
     }
 
     let (out_tx, out_rx) = watch::channel(false);
@@ -117,9 +124,10 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
     let accepted_domains = config.accepted_domains()?;
     let (in_tx, in_rx) = watch::channel(false);
     let mut listeners = tokio::task::JoinSet::new();
-    for (i, (socket, acceptor)) in sockets.into_iter().zip(acceptors).enumerate() {
+    let mut contexts = Vec::new();
+    for (i, acceptor) in acceptors.into_iter().enumerate() {
         let l = &config.listeners[i];
-        let ctx = ListenerContext {
+        contexts.push(ListenerContext {
             name: l.name.clone(),
             hostname: config.hostname(i),
             hat: Arc::new(config.hat(i).map_err(|source| InboundError::Hat {
@@ -137,13 +145,41 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
                 ResolverLimits::default(),
             )?),
             plaintext_recipients: config.tlsrpt.plaintext_recipients(),
+        });
+    }
+    if threads == 0 {
+        for (ctx, socket) in contexts.into_iter().zip(sockets) {
+            listeners.spawn(inbound::serve(ctx, socket, in_rx.clone()));
+        }
+    } else {
+        // Off the async threads: dropping a runtime (when something fails) blocks.
+        let spec = ListenerThreads {
+            nameservers: config
+                .listeners
+                .iter()
+                .map(|l| l.dns_resolver.unwrap_or_else(inbound::system_nameserver))
+                .collect(),
+            contexts,
+            groups,
+            shutdown: in_rx.clone(),
         };
-        listeners.spawn(inbound::serve(ctx, socket, in_rx.clone()));
+        let started = tokio::task::spawn_blocking(move || spec.start()).await?;
+        for done in started? {
+            listeners.spawn(async move {
+                if done.await.is_err() {
+                    tracing::error!("a listener thread ended abnormally");
+                }
+            });
+        }
     }
     for (host, socket) in https_hosts.into_iter().zip(https_sockets) {
         listeners.spawn(mta_sts_host::serve(host, socket, in_rx.clone()));
     }
-    tracing::info!(listeners = config.listeners.len(), "relay ready");
+    tracing::info!(
+        listeners = config.listeners.len(),
+        listener_threads = threads,
+        "relay ready"
+    );
 
     let signal = wait_for_signal().await?;
     tracing::info!(
@@ -159,6 +195,84 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
     }
     tracing::info!(spool = %spool.dir().display(), "relay stopped; the spool stays");
     Ok(())
+}
+
+/// The listener threads (`[runtime] listener_threads`): thread `t` gets socket `t` of every
+/// listener (`groups[listener][t]`) and serves them all on its own current-thread runtime,
+/// with a copy of the listener's context whose HAT resolver is its own (hickory spawns its
+/// connections' background tasks on the runtime where a resolver is first used; one per thread
+/// keeps them there). Everything else is shared: the connection counter (so `max_connections`
+/// and the per-IP limits stay listener-wide), the HAT, the TLS acceptor (and its session
+/// cache), the spool handle (its committer runs on the main runtime: a channel and a oneshot,
+/// which wake across runtimes) and the delivery hand-off (an unbounded channel's sender).
+struct ListenerThreads {
+    /// Per listener: the HAT resolver's nameserver.
+    nameservers: Vec<std::net::SocketAddr>,
+    contexts: Vec<ListenerContext>,
+    /// Per listener: one socket per thread.
+    groups: Vec<Vec<std::net::TcpListener>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// One thread's runtime and its listeners.
+type ThreadWork = (
+    tokio::runtime::Runtime,
+    Vec<(ListenerContext, tokio::net::TcpListener)>,
+);
+
+impl ListenerThreads {
+    /// Sets up every runtime, socket and resolver before any thread starts (a failure fails
+    /// the start), then starts the threads. Returns one receiver per thread, resolved once its
+    /// listeners have drained and its runtime is gone (an error: the thread panicked). Blocks
+    /// (dropping a runtime does): not on an async thread.
+    fn start(self) -> Result<Vec<tokio::sync::oneshot::Receiver<()>>, BoxError> {
+        let threads = self.groups.first().map_or(0, Vec::len);
+        let mut work: Vec<ThreadWork> = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("runtime.listener_threads: cannot start a runtime: {e}"))?;
+            work.push((rt, Vec::new()));
+        }
+        let listeners = self.contexts.into_iter().zip(self.groups);
+        for ((ctx, group), nameserver) in listeners.zip(self.nameservers) {
+            for (socket, (rt, jobs)) in group.into_iter().zip(&mut work) {
+                let _in_runtime = rt.enter();
+                let address = socket.local_addr().ok();
+                let socket = tokio::net::TcpListener::from_std(socket)
+                    .map_err(|e| format!("listener {} ({address:?}): {e}", ctx.name))?;
+                let mut ctx = ctx.clone();
+                ctx.dns = Some(HatResolver::for_nameserver(
+                    nameserver,
+                    ResolverLimits::default(),
+                )?);
+                jobs.push((ctx, socket));
+            }
+        }
+        let mut done = Vec::with_capacity(threads);
+        for (t, (rt, jobs)) in work.into_iter().enumerate() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let shutdown = self.shutdown.clone();
+            std::thread::Builder::new()
+                .name(format!("listener-{t}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let mut set = tokio::task::JoinSet::new();
+                        for (ctx, socket) in jobs {
+                            set.spawn(inbound::serve(ctx, socket, shutdown.clone()));
+                        }
+                        while set.join_next().await.is_some() {}
+                    });
+                    // The runtime (its blocking pool, the resolvers' tasks) goes first.
+                    drop(rt);
+                    let _ = tx.send(());
+                })
+                .map_err(|e| format!("runtime.listener_threads: cannot start a thread: {e}"))?;
+            done.push(rx);
+        }
+        Ok(done)
+    }
 }
 
 async fn wait_for_signal() -> Result<&'static str, BoxError> {
