@@ -13,6 +13,7 @@
 //! a multi-line reply is bounded as a whole ([`Deadline`]), not line by line.
 
 mod client;
+mod held;
 mod lines;
 mod server;
 mod stream;
@@ -21,6 +22,7 @@ mod timeouts;
 pub use client::{
     ClientConnection, ClientOutcome, ClientSettings, TlsSummary, Transcript, negotiate,
 };
+pub use held::HeldWrites;
 pub use lines::LineReader;
 pub use server::{ServerSession, ServerSessionConfig, SessionCommand};
 pub use stream::SmtpStream;

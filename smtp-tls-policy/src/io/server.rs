@@ -4,6 +4,7 @@ use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
+use super::held::HeldWrites;
 use super::lines::LineReader;
 use super::stream::SmtpStream;
 use super::timeouts::{Deadline, Timeouts};
@@ -396,15 +397,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
             }
         };
         let t = self.config.timeouts.handshake;
-        let result = tokio::time::timeout(t, acceptor.accept(plain)).await;
+        // The handshake's writes are held until it waits for the client (see `HeldWrites`):
+        // what is left at its end (the TLS 1.3 session ticket) goes out with the first reply.
+        let accept = acceptor.accept(HeldWrites::new(plain)).into_fallible();
+        let result = tokio::time::timeout(t, accept).await;
         match result {
-            Ok(Ok(tls)) => {
+            Ok(Ok(mut tls)) => {
+                tls.get_mut().0.release();
                 self.stream = Some(SmtpStream::ServerTls(Box::new(tls)));
                 self.gate.handshake_succeeded();
                 self.flush_events();
                 Ok(())
             }
-            Ok(Err(e)) => {
+            Ok(Err((e, mut io))) => {
+                // The fatal alert rustls queued is held: one attempt to write it, without
+                // waiting (as tokio-rustls' own last write before the error), then the
+                // connection is dropped.
+                io.release();
+                let _ = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(std::pin::Pin::new(&mut io).poll_flush(cx))
+                })
+                .await;
                 self.gate.handshake_failed(e.to_string());
                 self.flush_events();
                 Err(Error::TlsHandshake {

@@ -404,3 +404,308 @@ async fn quit_inside_tls_sends_221_and_close_notify_in_one_write() {
     );
     assert_eq!(client.await.unwrap().unwrap(), b"221 2.0.0 Bye\r\n");
 }
+
+/// A server and a client TLS configuration for `mx.example.test` (a self-signed certificate),
+/// each limited to the given protocol versions.
+fn tls_configs(
+    server_versions: &[&'static rustls::SupportedProtocolVersion],
+    client_versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (rustls::ServerConfig, rustls::ClientConfig) {
+    use std::sync::Arc;
+
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let ck = rcgen::generate_simple_self_signed(vec!["mx.example.test".to_owned()]).unwrap();
+    let cert = CertificateDer::from(ck.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(server_versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(client_versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server, client)
+}
+
+/// A TLS-required session over a [`CountingStream`] (the counter returned) and the client end,
+/// which has sent EHLO and STARTTLS and read the `220`; the session has not yet read them.
+async fn tls_session(
+    server_tls: rustls::ServerConfig,
+) -> (
+    ServerSession<CountingStream>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    DuplexStream,
+) {
+    let (server, mut c) = duplex(64 * 1024);
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = CountingStream {
+        inner: server,
+        writes: std::sync::Arc::clone(&writes),
+    };
+    let cfg = ServerSessionConfig::new("mx.example.test", vec![])
+        .with_timeouts(Timeouts::uniform(Duration::from_secs(5)));
+    let acceptor = TlsAcceptor::from(std::sync::Arc::new(server_tls));
+    let s = ServerSession::start(server, ListenerTls::Required, Some(acceptor), cfg)
+        .await
+        .unwrap();
+    read_reply(&mut c).await;
+    (s, writes, c)
+}
+
+/// The client's plaintext part, up to the `220` to STARTTLS (the session answers it while it
+/// runs `next_command`, in another task).
+async fn client_starttls(c: &mut DuplexStream) {
+    c.write_all(b"EHLO c.example\r\n").await.unwrap();
+    read_reply(c).await;
+    c.write_all(b"STARTTLS\r\n").await.unwrap();
+    assert!(read_reply(c).await.starts_with("220 "));
+}
+
+/// Sans-IO client: writes everything it has queued in one write.
+async fn send_tls(c: &mut DuplexStream, conn: &mut rustls::ClientConnection) {
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    c.write_all(&out).await.unwrap();
+}
+
+/// Sans-IO client: reads what the server wrote (one read, bounded in time) into `conn`; returns
+/// the raw bytes.
+async fn recv_tls(c: &mut DuplexStream, conn: &mut rustls::ClientConnection) -> Vec<u8> {
+    let mut buf = vec![0u8; 32 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .expect("server bytes in time")
+        .unwrap();
+    assert!(n > 0, "server closed");
+    buf.truncate(n);
+    let mut rd = &buf[..];
+    while !rd.is_empty() {
+        conn.read_tls(&mut rd).unwrap();
+        conn.process_new_packets().unwrap();
+    }
+    buf
+}
+
+/// Sans-IO client: the plaintext received so far.
+fn take_plaintext(conn: &mut rustls::ClientConnection) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n @ 1..) = std::io::Read::read(&mut conn.reader(), &mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// Whether `text` ends with a final reply line (`NNN ` at a line start).
+fn ends_with_final_reply(text: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(text);
+    text.ends_with("\r\n")
+        && text
+            .lines()
+            .last()
+            .is_some_and(|l| l.as_bytes().get(3) == Some(&b' '))
+}
+
+/// Sans-IO client: ClientHello, then the server's flight until the client's side of the
+/// handshake is done (its Finished queued, not sent).
+async fn client_handshake(
+    c: &mut DuplexStream,
+    client_tls: rustls::ClientConfig,
+) -> rustls::ClientConnection {
+    let name = rustls_pki_types::ServerName::try_from("mx.example.test").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(client_tls), name).unwrap();
+    send_tls(c, &mut conn).await;
+    while conn.is_handshaking() {
+        recv_tls(c, &mut conn).await;
+    }
+    conn
+}
+
+/// Issue 15: a TLS 1.3 client sends its Finished and EHLO in one segment; the session ticket
+/// the handshake leaves and the EHLO reply go out in ONE write (before: the ticket alone, when
+/// the handshake ended, then the reply).
+#[tokio::test]
+async fn tls13_ticket_and_first_reply_go_out_in_one_write() {
+    use std::io::Write as _;
+    use std::sync::atomic::Ordering;
+
+    let (server_tls, client_tls) =
+        tls_configs(&[&rustls::version::TLS13], &[&rustls::version::TLS13]);
+    assert!(server_tls.send_tls13_tickets > 0);
+    let (mut s, writes, mut c) = tls_session(server_tls).await;
+    let counter = std::sync::Arc::clone(&writes);
+    let client = tokio::spawn(async move {
+        client_starttls(&mut c).await;
+        let mut conn = client_handshake(&mut c, client_tls).await;
+        conn.writer().write_all(b"EHLO c.example\r\n").unwrap();
+        let before = counter.load(Ordering::Relaxed);
+        send_tls(&mut c, &mut conn).await; // Finished + EHLO, one segment
+        let mut text = Vec::new();
+        let mut received = 0;
+        while !ends_with_final_reply(&text) {
+            received += recv_tls(&mut c, &mut conn).await.len();
+            text.extend(take_plaintext(&mut conn));
+        }
+        (counter.load(Ordering::Relaxed) - before, received, text)
+    });
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    let (writes_after_finished, received, text) = client.await.unwrap();
+    assert!(text.starts_with(b"250 mx.example.test"), "{text:?}");
+    assert_eq!(
+        writes_after_finished, 1,
+        "ticket and EHLO reply in one write"
+    );
+    // The write carried more than the reply's record: the ticket(s) came with it.
+    assert!(
+        received > text.len() + 22 + 22,
+        "{received} bytes for {} of reply",
+        text.len()
+    );
+}
+
+/// A TLS 1.3 client that sends its Finished alone and waits for the server's bytes (the
+/// ticket) before its EHLO: the session writes the held ticket when it waits for input.
+#[tokio::test]
+async fn tls13_client_waiting_after_its_finished_gets_the_ticket() {
+    use std::io::Write as _;
+
+    let (server_tls, client_tls) =
+        tls_configs(&[&rustls::version::TLS13], &[&rustls::version::TLS13]);
+    let (mut s, _writes, mut c) = tls_session(server_tls).await;
+    let client = tokio::spawn(async move {
+        client_starttls(&mut c).await;
+        let mut conn = client_handshake(&mut c, client_tls).await;
+        send_tls(&mut c, &mut conn).await; // Finished alone
+        let ticket = recv_tls(&mut c, &mut conn).await;
+        assert_eq!(
+            ticket.first(),
+            Some(&0x17),
+            "an encrypted record: {ticket:?}"
+        );
+        assert!(take_plaintext(&mut conn).is_empty());
+        conn.writer().write_all(b"EHLO c.example\r\n").unwrap();
+        send_tls(&mut c, &mut conn).await;
+        let mut text = Vec::new();
+        while !ends_with_final_reply(&text) {
+            recv_tls(&mut c, &mut conn).await;
+            text.extend(take_plaintext(&mut conn));
+        }
+        text
+    });
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    let text = tokio::time::timeout(Duration::from_secs(10), client)
+        .await
+        .expect("client done in time")
+        .unwrap();
+    assert!(text.starts_with(b"250 mx.example.test"), "{text:?}");
+}
+
+/// TLS 1.2: the client waits for the server's Finished (the handshake's last flight) before
+/// anything else; it is not held back.
+#[tokio::test]
+async fn tls12_handshake_completes() {
+    use std::sync::Arc;
+
+    let (server_tls, client_tls) = tls_configs(
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+        &[&rustls::version::TLS12],
+    );
+    let (mut s, _writes, mut c) = tls_session(server_tls).await;
+    let client = tokio::spawn(async move {
+        client_starttls(&mut c).await;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls));
+        let name = rustls_pki_types::ServerName::try_from("mx.example.test").unwrap();
+        let mut tls = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, c))
+            .await
+            .expect("handshake in time")
+            .unwrap();
+        tls.write_all(b"EHLO c.example\r\n").await.unwrap();
+        let mut text = Vec::new();
+        let mut buf = [0u8; 256];
+        while !ends_with_final_reply(&text) {
+            let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+                .await
+                .expect("reply in time")
+                .unwrap();
+            assert!(n > 0, "server closed");
+            text.extend_from_slice(&buf[..n]);
+        }
+        text
+    });
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    assert_eq!(
+        s.tls_parameters().map(|p| p.0),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let text = client.await.unwrap();
+    assert!(text.starts_with(b"250 mx.example.test"), "{text:?}");
+}
+
+/// A failed handshake (no common protocol version): the server's fatal alert, held with the
+/// handshake's writes, still reaches the client.
+#[tokio::test]
+async fn failed_handshake_still_sends_the_fatal_alert() {
+    use std::sync::Arc;
+
+    let (server_tls, client_tls) =
+        tls_configs(&[&rustls::version::TLS13], &[&rustls::version::TLS12]);
+    let (mut s, _writes, mut c) = tls_session(server_tls).await;
+    let client = tokio::spawn(async move {
+        client_starttls(&mut c).await;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls));
+        let name = rustls_pki_types::ServerName::try_from("mx.example.test").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), connector.connect(name, c))
+            .await
+            .expect("handshake ends in time")
+            .map(|_| ())
+    });
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+    let e = s.next_command().await.unwrap_err();
+    assert!(matches!(e, Error::TlsHandshake { .. }), "{e}");
+    let e = client.await.unwrap().unwrap_err();
+    let alert = e
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .cloned();
+    assert_eq!(
+        alert,
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::ProtocolVersion
+        )),
+        "{e}"
+    );
+}

@@ -6,14 +6,17 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::held::HeldWrites;
+
 /// An SMTP connection's transport: plaintext, or TLS on either side.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SmtpStream<S> {
     /// Plaintext.
     Plain(S),
-    /// TLS, listener side.
-    ServerTls(Box<tokio_rustls::server::TlsStream<S>>),
+    /// TLS, listener side, over [`HeldWrites`]: the bytes the handshake leaves at its end (the
+    /// TLS 1.3 session ticket) go out with the first reply.
+    ServerTls(Box<tokio_rustls::server::TlsStream<HeldWrites<S>>>),
     /// TLS, delivery side.
     ClientTls(Box<tokio_rustls::client::TlsStream<S>>),
 }
