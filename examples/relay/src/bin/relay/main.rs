@@ -57,12 +57,6 @@ struct Cli {
     mta_sts_purge: Option<String>,
 }
 
-/// The process allocator. glibc's malloc and free were ≈ 7 % of the relay's CPU per STARTTLS
-/// handshake (issue 15); mimalloc's thread-local free lists cost less for the many short-lived
-/// buffers of a connection.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum LogFormatArg {
     Text,
