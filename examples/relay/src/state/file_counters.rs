@@ -2,17 +2,18 @@
 //! claim file per claim name.
 //!
 //! - `DIR/counters.journal`: one JSON record per line (`incr`, `meta`, `delete-day`), appended
-//!   by one writer thread of the store's own, so concurrent increments from many tasks are
-//!   serialised and sum exactly. Every operation on the journal (appends, reads, compaction,
-//!   the retention sweep, `delete_day`) runs on that thread, in the order the tasks asked for
-//!   it; a task waits for its reply without holding an async worker, so a slow disk or a long
-//!   compaction (its fsyncs) delays only the tasks that wait for the journal. A task whose
-//!   future is dropped after asking does not undo its update (it is written, and counted,
-//!   as if it had waited). A record is written whole with one `write` before it is counted
-//!   in memory; a failed write is cut off again. On open the journal is replayed — a torn
-//!   last line (a crash in the middle of a write) is ignored — and rewritten as a snapshot
-//!   (temporary file, fsync, rename, fsync of the directory); it is compacted the same way
-//!   when it grows and after `delete_day`.
+//!   under a mutex, so concurrent increments from many tasks are serialised and sum exactly.
+//!   No async worker ever waits for that mutex nor fsyncs: an update appends in place only
+//!   when the mutex is free at once (one `write` to the page cache, never an fsync); else,
+//!   and for everything that may take long (compaction and the retention sweep, with their
+//!   fsyncs, `delete_day`, the reads), the work goes to a writer thread of the store's own,
+//!   which the task awaits without holding its worker. A compaction an in-place update makes
+//!   due is left to that thread too. A task whose future is dropped after handing its update
+//!   over does not undo it (it is written, and counted, as if it had waited). A record is
+//!   written whole with one `write` before it is counted in memory; a failed write is cut
+//!   off again. On open the journal is replayed — a torn last line (a crash in the middle of
+//!   a write) is ignored — and rewritten as a snapshot (temporary file, fsync, rename, fsync
+//!   of the directory); it is compacted the same way when it grows and after `delete_day`.
 //!   Increments are not fsynced one by one: a crashed relay process loses none (the kernel has
 //!   them), a power loss may lose the last seconds of counts, never the file.
 //!   Each record carries its time (`at`, Unix ms): a day not updated for
@@ -207,13 +208,21 @@ struct Journal {
     appended: usize,
     /// Buckets and fields held ([`live`]), kept up to date by each append.
     live: usize,
+    /// Days were dropped (retention) since the last snapshot: compact.
+    pruned: bool,
+    /// A compaction was handed to the writer thread and has not run yet.
+    compaction_queued: bool,
+    /// The threads the compactions ran on (tests).
+    #[cfg(test)]
+    compacted_on: Vec<Option<String>>,
 }
 
-/// One operation on the journal, run by its writer thread.
+/// One operation on the journal, run by its writer thread (holding the journal's mutex).
 type Job = Box<dyn FnOnce(&mut Journal) + Send>;
 
 struct Inner {
     dir: PathBuf,
+    journal: Arc<Mutex<Journal>>,
     /// The journal's writer thread takes its jobs here (`None` once the store is dropped).
     jobs: Option<tokio::sync::mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
@@ -307,25 +316,31 @@ impl FileCounters {
         }
         let (file, len) = write_snapshot(&dir, &days)?;
         remove_expired_claims(&dir.join(CLAIMS_DIR));
-        let mut journal = Journal {
+        let journal = Arc::new(Mutex::new(Journal {
             dir: dir.clone(),
             file,
             len,
             live: live(&days),
             days,
             appended: 0,
-        };
+            pruned: false,
+            compaction_queued: false,
+            #[cfg(test)]
+            compacted_on: Vec::new(),
+        }));
         let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(QUEUED_JOBS);
+        let held = Arc::clone(&journal);
         let writer = std::thread::Builder::new()
             .name("state-journal".into())
             .spawn(move || {
                 while let Some(job) = queue.blocking_recv() {
-                    job(&mut journal);
+                    job(&mut held.lock().unwrap_or_else(PoisonError::into_inner));
                 }
             })
             .map_err(|e| StateError::io("spawn the writer of", &path, &e))?;
         let inner = Inner {
             dir,
+            journal,
             jobs: Some(jobs),
             writer: Some(writer),
             claims: Mutex::new(()),
@@ -367,20 +382,74 @@ impl FileCounters {
         jobs.send(job).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
+
+    /// Appends the record `make` builds (see [`Journal::append`]): in place when the
+    /// journal's mutex is free at once, a compaction that becomes due handed to the writer
+    /// thread; else on the writer thread.
+    async fn update<F>(&self, make: F) -> Result<(), StateError>
+    where
+        F: FnOnce(&Days) -> Option<Record<'static>> + Send + 'static,
+    {
+        match self.update_in_place(make) {
+            Ok(done) => done,
+            Err(make) => {
+                self.with_journal(move |j| {
+                    if j.append(make)? {
+                        j.compact()?;
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
+    /// [`Self::update`] in place if the journal's mutex is free at once; else `make` back.
+    fn update_in_place<F>(&self, make: F) -> Result<Result<(), StateError>, F>
+    where
+        F: FnOnce(&Days) -> Option<Record<'static>>,
+    {
+        let mut j = match self.inner.journal.try_lock() {
+            Ok(j) => j,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(make),
+        };
+        let due = match j.append(make) {
+            Ok(due) => due,
+            Err(e) => return Ok(Err(e)),
+        };
+        if due
+            && !j.compaction_queued
+            && let Some(jobs) = self.inner.jobs.as_ref()
+        {
+            let job: Job = Box::new(|j| {
+                j.compaction_queued = false;
+                if j.compaction_due()
+                    && let Err(e) = j.compact()
+                {
+                    tracing::warn!(error = %e, "report counters: journal not compacted, tried again later");
+                }
+            });
+            // a full queue: the next update tries again (the compaction is still due)
+            j.compaction_queued = jobs.try_send(job).is_ok();
+        }
+        Ok(Ok(()))
+    }
 }
 
 impl Journal {
     /// Appends the record `make` builds from the counters as they are (`None`: nothing to
-    /// write), then applies it in memory; compacts when the journal has grown, and drops the
-    /// days past their retention when a new day begins.
+    /// write), then applies it in memory, and drops the days past their retention when a new
+    /// day begins. Returns whether a compaction is due (the journal has grown, or days were
+    /// dropped): never compacts itself (the caller does, off the async workers).
     fn append<'r>(
         &mut self,
         make: impl FnOnce(&Days) -> Option<Record<'r>>,
-    ) -> Result<(), StateError> {
+    ) -> Result<bool, StateError> {
         let path = self.dir.join(JOURNAL_FILE);
         let j = self;
         let Some(record) = make(&j.days) else {
-            return Ok(());
+            return Ok(false);
         };
         let line = record.line();
         if let Err(e) = j.file.write_all(&line) {
@@ -404,17 +473,25 @@ impl Journal {
         } else {
             j.live + added
         };
-        if pruned > 0 || j.appended >= COMPACT_AFTER.max(j.live.saturating_mul(2)) {
-            j.compact()?;
-        }
-        Ok(())
+        j.pruned |= pruned > 0;
+        Ok(j.compaction_due())
+    }
+
+    /// Days were dropped, or the records appended since the last snapshot outnumber the
+    /// live counters twice (and [`COMPACT_AFTER`]).
+    fn compaction_due(&self) -> bool {
+        self.pruned || self.appended >= COMPACT_AFTER.max(self.live.saturating_mul(2))
     }
 
     fn compact(&mut self) -> Result<(), StateError> {
+        #[cfg(test)]
+        self.compacted_on
+            .push(std::thread::current().name().map(str::to_owned));
         let (file, len) = write_snapshot(&self.dir, &self.days)?;
         self.file = file;
         self.len = len;
         self.appended = 0;
+        self.pruned = false;
         self.live = live(&self.days);
         Ok(())
     }
@@ -552,6 +629,15 @@ impl FileCounters {
         }
     }
 
+    /// Test hook: the threads the compactions since the open ran on (after every operation
+    /// asked for before).
+    #[cfg(test)]
+    pub(crate) async fn compacted_on_for_test(&self) -> Vec<Option<String>> {
+        self.with_journal(|j| Ok(j.compacted_on.clone()))
+            .await
+            .unwrap_or_default()
+    }
+
     /// Runs a blocking (fsyncing) operation off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -574,28 +660,24 @@ impl ReportCounters for FileCounters {
         check_name("bucket", bucket)?;
         check_name("field", field)?;
         let (day, bucket, field) = (day.to_owned(), bucket.to_owned(), field.to_owned());
-        self.with_journal(move |j| {
-            j.append(|days| {
-                let (day, bucket, field) = (day.as_str(), bucket.as_str(), field.as_str());
-                let b = days.get(day).and_then(|d| d.buckets.get(bucket));
-                // a new field of a bucket at the bound: its overflow field (decoded only then)
-                let at_bound = b.is_some_and(|b| {
-                    !b.fields.contains_key(field)
-                        && b.fields.len() - usize::from(b.fields.contains_key(SUCCESS_FIELD))
-                            >= FIELD_BOUND
-                });
-                let field: std::borrow::Cow<'_, str> =
-                    match at_bound.then(|| overflow_of(field)).flatten() {
-                        Some(overflow) => overflow.into(),
-                        None => field.into(),
-                    };
-                Some(Record::Incr {
-                    day: day.into(),
-                    bucket: bucket.into(),
-                    field,
-                    by,
-                    at: Some(now_ms()),
-                })
+        self.update(move |days| {
+            let b = days.get(&day).and_then(|d| d.buckets.get(&bucket));
+            // a new field of a bucket at the bound: its overflow field (decoded only then)
+            let at_bound = b.is_some_and(|b| {
+                !b.fields.contains_key(&field)
+                    && b.fields.len() - usize::from(b.fields.contains_key(SUCCESS_FIELD))
+                        >= FIELD_BOUND
+            });
+            let field = at_bound
+                .then(|| overflow_of(&field))
+                .flatten()
+                .unwrap_or(field);
+            Some(Record::Incr {
+                day: day.into(),
+                bucket: bucket.into(),
+                field: field.into(),
+                by,
+                at: Some(now_ms()),
             })
         })
         .await
@@ -606,19 +688,16 @@ impl ReportCounters for FileCounters {
         check_name("bucket", bucket)?;
         check_meta(value)?;
         let (day, bucket, value) = (day.to_owned(), bucket.to_owned(), value.to_owned());
-        self.with_journal(move |j| {
-            j.append(|days| {
-                let (day, bucket, value) = (day.as_str(), bucket.as_str(), value.as_str());
-                let set = days
-                    .get(day)
-                    .and_then(|d| d.buckets.get(bucket))
-                    .is_some_and(|b| b.meta.is_some());
-                (!set).then(|| Record::Meta {
-                    day: day.into(),
-                    bucket: bucket.into(),
-                    value: value.into(),
-                    at: Some(now_ms()),
-                })
+        self.update(move |days| {
+            let set = days
+                .get(&day)
+                .and_then(|d| d.buckets.get(&bucket))
+                .is_some_and(|b| b.meta.is_some());
+            (!set).then(|| Record::Meta {
+                day: day.into(),
+                bucket: bucket.into(),
+                value: value.into(),
+                at: Some(now_ms()),
             })
         })
         .await

@@ -272,3 +272,37 @@ fn a_busy_journal_never_blocks_an_async_worker() {
         "a task waited for the journal on the async worker: nothing else ran"
     );
 }
+
+/// The compaction that increments make due (the journal has grown) runs on the store's writer
+/// thread, never on the async worker of the increment that made it due.
+#[test]
+fn a_compaction_never_runs_on_an_async_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .thread_name("async-worker")
+        .enable_all()
+        .build()
+        .unwrap();
+    // the runtime's one worker is the thread that calls block_on
+    let on = std::thread::Builder::new()
+        .name("async-worker".into())
+        .spawn(move || {
+            rt.block_on(async {
+                let (c, _) = FileCounters::open(dir.path()).unwrap();
+                // more records than a compaction threshold, on one field
+                for _ in 0..50_001 {
+                    c.incr(DAY, "b1", "success", 1).await.unwrap();
+                }
+                assert_eq!(c.read(DAY, "b1").await.unwrap().get("success"), 50_001);
+                c.compacted_on_for_test().await
+            })
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(!on.is_empty(), "never compacted");
+    assert!(
+        on.iter().all(|t| t.as_deref() == Some("state-journal")),
+        "compacted on {on:?}"
+    );
+}
