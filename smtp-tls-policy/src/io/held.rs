@@ -6,10 +6,13 @@
 //! its first command with its Finished (as most do) then receives two segments, the ticket and
 //! the reply, one write and one segment (with its ACK) more than needed on both sides.
 //!
-//! [`HeldWrites`] holds the bytes TLS writes during the handshake (bounded) and makes flush a
-//! no-op, but writes them as soon as a read waits for the peer: a flight the peer needs before
-//! it can answer (the server's first flight; the TLS 1.2 server Finished) never stays held, and
-//! a client that waits for the ticket before its first command gets it. After the handshake the
+//! [`HeldWrites`] holds, during the handshake, only a write that starts with an encrypted
+//! record and comes alone (outer content type application_data, 23: in TLS 1.3 the ticket; the
+//! server's flights start with a handshake record, 22, or a change_cipher_spec, 20, alerts with
+//! 21, and go through at once, as before). Flush is a no-op while it holds, but what is held is
+//! written as soon as a read waits for the peer: a client that waits for the ticket before its
+//! first command gets it, and a flight written in pieces (a full socket buffer) never stays
+//! held. After the handshake the
 //! session releases the hold: what is held goes out with the next write, at the next flush, or
 //! when a read waits, whichever comes first.
 //!
@@ -27,6 +30,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Most bytes held; a write that does not fit goes through, after what is held.
 const MAX_HELD: usize = 16 * 1024;
+
+/// The TLS record content type of encrypted records (RFC 8446 §5.2: `opaque_type`, 23).
+const APPLICATION_DATA: u8 = 23;
 
 /// The plain transport under [`super::SmtpStream::ServerTls`]: `S` with the bytes TLS wrote at
 /// the end of the handshake held for the first reply (see the module documentation).
@@ -75,6 +81,14 @@ impl<S> HeldWrites<S> {
     /// Number of bytes held (not yet written to the underlying transport).
     pub fn held_len(&self) -> usize {
         self.held.len()
+    }
+}
+
+impl<S> HeldWrites<S> {
+    /// Whether a write whose first byte is `first` starts a hold (nothing is held yet): only
+    /// while holding, and only an encrypted record (the ticket), not a handshake flight.
+    fn starts_held(&self, first: Option<u8>) -> bool {
+        self.holding && first == Some(APPLICATION_DATA)
     }
 }
 
@@ -146,7 +160,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeldWrites<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.held.is_empty() && !this.holding {
+        if this.held.is_empty() && !this.starts_held(buf.first().copied()) {
             return Pin::new(&mut this.inner).poll_write(cx, buf);
         }
         if buf.len() <= MAX_HELD - this.held.len() {
@@ -163,7 +177,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeldWrites<S> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.held.is_empty() && !this.holding {
+        let first = bufs.iter().find_map(|b| b.first().copied());
+        if this.held.is_empty() && !this.starts_held(first) {
             return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         }
         let len = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.len()));
@@ -208,38 +223,40 @@ mod tests {
     async fn held_bytes_go_out_when_a_read_waits_and_with_the_next_write() {
         let (a, mut b) = duplex(64 * 1024);
         let mut h = HeldWrites::new(a);
-        h.write_all(b"flight").await.unwrap();
+        // an encrypted record (the ticket) written alone during the handshake is held
+        h.write_all(b"\x17record").await.unwrap();
         h.flush().await.unwrap();
-        assert_eq!(h.held_len(), 6, "flush holds during the handshake");
+        assert_eq!(h.held_len(), 7, "flush holds during the handshake");
         // A read that waits writes what is held first (the peer may be waiting for it).
         let mut one = [0u8; 1];
         let read = tokio::spawn(async move {
             let n = h.read(&mut one).await.unwrap();
             (h, n, one)
         });
-        let mut got = [0u8; 6];
+        let mut got = [0u8; 7];
         b.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"flight");
+        assert_eq!(&got, b"\x17record");
         b.write_all(b"x").await.unwrap();
         let (mut h, n, one) = read.await.unwrap();
         assert_eq!((n, one), (1, *b"x"));
         assert_eq!(h.held_len(), 0);
 
         // After release, the held ticket goes out together with the next write.
-        h.write_all(b"ticket").await.unwrap();
+        h.write_all(b"\x17ticket").await.unwrap();
         h.release();
         h.write_all(b"+reply").await.unwrap();
         assert_eq!(h.held_len(), 0);
-        let mut got = [0u8; 12];
+        let mut got = [0u8; 13];
         b.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"ticket+reply");
+        assert_eq!(&got, b"\x17ticket+reply");
     }
 
     #[tokio::test]
     async fn the_buffer_is_bounded() {
         let (a, mut b) = duplex(64 * 1024);
         let mut h = HeldWrites::new(a);
-        let big = vec![7u8; MAX_HELD - 10];
+        let mut big = vec![7u8; MAX_HELD - 10];
+        big[0] = APPLICATION_DATA;
         h.write_all(&big).await.unwrap();
         assert_eq!(h.held_len(), MAX_HELD - 10);
         // Does not fit: what is held is written first, then this write goes through.
@@ -247,7 +264,7 @@ mod tests {
         assert_eq!(h.held_len(), 0);
         let mut got = vec![0u8; MAX_HELD + 10];
         b.read_exact(&mut got).await.unwrap();
-        assert!(got[..MAX_HELD - 10].iter().all(|x| *x == 7));
+        assert_eq!(got[..MAX_HELD - 10], big[..]);
         assert!(got[MAX_HELD - 10..].iter().all(|x| *x == 8));
     }
 
@@ -255,10 +272,41 @@ mod tests {
     async fn shutdown_writes_what_is_held() {
         let (a, mut b) = duplex(1024);
         let mut h = HeldWrites::new(a);
-        h.write_all(b"alert").await.unwrap();
+        h.write_all(b"\x17close").await.unwrap();
+        assert_eq!(h.held_len(), 6);
         h.shutdown().await.unwrap();
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"alert");
+        assert_eq!(got, b"\x17close");
+    }
+
+    /// A handshake flight (handshake record first), a change_cipher_spec or an alert is never
+    /// held: it goes out at once, with no heap buffer the size of a flight per connection.
+    #[tokio::test]
+    async fn flights_and_alerts_go_through_while_holding() {
+        let (a, mut b) = duplex(64 * 1024);
+        let mut h = HeldWrites::new(a);
+        for record in [
+            &b"\x16\x03\x03flight"[..],
+            b"\x14\x03\x03\x00\x01\x01",
+            b"\x15\x03\x03alert",
+        ] {
+            h.write_all(record).await.unwrap();
+            assert_eq!(h.held_len(), 0, "{record:?} went through");
+            let mut got = vec![0u8; record.len()];
+            b.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, record);
+        }
+        // vectored: the first byte of the first non-empty slice decides
+        let slices = [
+            IoSlice::new(b""),
+            IoSlice::new(b"\x16hello"),
+            IoSlice::new(b"\x17rest"),
+        ];
+        let n = h.write_vectored(&slices).await.unwrap();
+        assert_eq!(h.held_len(), 0);
+        let mut got = vec![0u8; n];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(got[0], 0x16);
     }
 }
