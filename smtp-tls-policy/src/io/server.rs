@@ -399,7 +399,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerSession<S> {
         let t = self.config.timeouts.handshake;
         // The handshake's writes are held until it waits for the client (see `HeldWrites`):
         // what is left at its end (the TLS 1.3 session ticket) goes out with the first reply.
-        let accept = acceptor.accept(HeldWrites::new(plain)).into_fallible();
+        // Boxed: the handshake future holds the whole rustls connection; inline, it would make
+        // every session's future (and so every idle connection) that much larger.
+        let accept = Box::pin(acceptor.accept(HeldWrites::new(plain)).into_fallible());
         let result = tokio::time::timeout(t, accept).await;
         match result {
             Ok(Ok(mut tls)) => {
