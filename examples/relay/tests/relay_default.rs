@@ -208,14 +208,7 @@ fn sigterm_lets_the_transaction_in_flight_finish() {
         w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
         assert!(reply().starts_with("250"), "{cmd}");
     }
-    let pid = relay.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    relay.send_sigterm();
     // Wait (bounded) until the listener has stopped accepting: the shutdown is under way.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !relay.log().contains("stopped accepting") {

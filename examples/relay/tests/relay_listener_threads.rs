@@ -229,14 +229,7 @@ fn sigterm_drains_every_thread_before_delivery_stops() {
         let got = reply(&mut r);
         assert!(got.starts_with("250"), "{cmd}: {got}");
     }
-    let pid = relay.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    relay.send_sigterm();
     let deadline = Instant::now() + Duration::from_secs(30);
     while relay.log().matches("stopped accepting").count() < THREADS {
         assert!(Instant::now() < deadline, "{}", relay.log());

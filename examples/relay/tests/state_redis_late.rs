@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use relay::state::{Counters, ReportCounters as _, StateConfig, StateStore};
+use relay::state::{Counters, ReportCounters as _, StateStore};
 use relay::tlsrpt::{Period, PeriodRun, reporter, run_period, write_session};
 use smtp_tls_policy::tlsrpt::{Report, ReportedPolicy, Session, SessionResult};
 use test_support::redis::RedisServer;
@@ -120,10 +120,7 @@ async fn an_increment_racing_the_deletion_of_its_period_leaves_no_key() {
     // between the deletion's listing and its deletes
     let delay = Arc::new(AtomicU64::new(0));
     let url = reply_delaying_proxy(server.addr(), Arc::clone(&delay)).await;
-    let mut config = StateConfig::redis(url);
-    config.retry_interval_ms = 50;
-    config.connect_timeout_ms = 1000;
-    config.response_timeout_ms = 2000;
+    let config = delayed_redis_config(url);
     let slow = StateStore::open(&config, dir.path()).unwrap();
     let fast = StateStore::open(&redis_config(&server), dir.path()).unwrap();
     let mut conn = raw(&server).await;

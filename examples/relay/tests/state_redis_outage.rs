@@ -409,10 +409,7 @@ async fn a_slow_redis_delays_policy_lookups_only_by_its_latency_and_never_the_ru
     let server = RedisServer::start();
     let delay = Arc::new(AtomicU64::new(0));
     let url = reply_delaying_proxy(server.addr(), Arc::clone(&delay)).await;
-    let mut config = StateConfig::redis(url);
-    config.retry_interval_ms = 50;
-    config.connect_timeout_ms = 1000;
-    config.response_timeout_ms = 2000;
+    let config = delayed_redis_config(url);
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(&config, dir.path()).unwrap();
     let policies = store.policies();

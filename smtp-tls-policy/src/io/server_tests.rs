@@ -91,10 +91,7 @@ async fn hostile_names_are_sanitised_and_bounded() {
     c.write_all("EHLO a\u{1}b\u{e9}c\r\n".as_bytes())
         .await
         .unwrap();
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
+    expect_greeted(&mut s).await;
     let name = s.client_name().unwrap();
     assert!(name.chars().all(|c| c.is_ascii_graphic()), "{name:?}");
     assert!(name.starts_with('a') && name.ends_with('c'), "{name:?}");
@@ -124,10 +121,7 @@ async fn hostile_names_are_sanitised_and_bounded() {
 async fn pipelined_group_is_answered_in_one_write() {
     let (mut s, mut c) = session(ListenerTls::No).await;
     c.write_all(b"EHLO c.example\r\n").await.unwrap();
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
+    expect_greeted(&mut s).await;
     read_reply(&mut c).await;
     c.write_all(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nNOOP\r\nDATA\r\n")
         .await
@@ -229,10 +223,7 @@ async fn tls_required_session_takes_mail_for_plaintext_recipients_only() {
         .unwrap();
     read_reply(&mut c).await;
     c.write_all(b"EHLO reporter.example\r\n").await.unwrap();
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
+    expect_greeted(&mut s).await;
     read_reply(&mut c).await;
     c.write_all(b"MAIL FROM:<r@reporter.example>\r\n")
         .await
@@ -386,15 +377,9 @@ async fn quit_inside_tls_sends_221_and_close_notify_in_one_write() {
         let mut rest = Vec::new();
         tls.read_to_end(&mut rest).await.map(|_| rest)
     });
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
+    expect_greeted(&mut s).await;
     // STARTTLS is handled by the session; then the EHLO inside TLS
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
+    expect_greeted(&mut s).await;
     let before = writes.load(Ordering::Relaxed);
     assert_eq!(s.next_command().await.unwrap(), SessionCommand::Quit);
     assert_eq!(
@@ -507,6 +492,14 @@ fn take_plaintext(conn: &mut rustls::ClientConnection) -> Vec<u8> {
 }
 
 /// Whether `text` ends with a final reply line (`NNN ` at a line start).
+/// The session's next command is a greeting (EHLO or HELO, answered by the session itself).
+async fn expect_greeted<S: AsyncRead + AsyncWrite + Unpin>(s: &mut ServerSession<S>) {
+    assert!(matches!(
+        s.next_command().await.unwrap(),
+        SessionCommand::Greeted { .. }
+    ));
+}
+
 fn ends_with_final_reply(text: &[u8]) -> bool {
     let text = String::from_utf8_lossy(text);
     text.ends_with("\r\n")
@@ -558,14 +551,8 @@ async fn tls13_ticket_and_first_reply_go_out_in_one_write() {
         }
         (counter.load(Ordering::Relaxed) - before, received, text)
     });
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
+    expect_greeted(&mut s).await;
+    expect_greeted(&mut s).await;
     let (writes_after_finished, received, text) = client.await.unwrap();
     assert!(text.starts_with(b"250 mx.example.test"), "{text:?}");
     assert_eq!(
@@ -609,14 +596,8 @@ async fn tls13_client_waiting_after_its_finished_gets_the_ticket() {
         }
         text
     });
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
+    expect_greeted(&mut s).await;
+    expect_greeted(&mut s).await;
     let text = tokio::time::timeout(Duration::from_secs(10), client)
         .await
         .expect("client done in time")
@@ -656,14 +637,8 @@ async fn tls12_handshake_completes() {
         }
         text
     });
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
+    expect_greeted(&mut s).await;
+    expect_greeted(&mut s).await;
     assert_eq!(
         s.tls_parameters().map(|p| p.0),
         Some(rustls::ProtocolVersion::TLSv1_2)
@@ -672,8 +647,8 @@ async fn tls12_handshake_completes() {
     assert!(text.starts_with(b"250 mx.example.test"), "{text:?}");
 }
 
-/// A failed handshake (no common protocol version): the server's fatal alert, held with the
-/// handshake's writes, still reaches the client.
+/// A failed handshake (no common protocol version): the server's fatal alert reaches the
+/// client (an alert is never held).
 #[tokio::test]
 async fn failed_handshake_still_sends_the_fatal_alert() {
     use std::sync::Arc;
@@ -690,10 +665,7 @@ async fn failed_handshake_still_sends_the_fatal_alert() {
             .expect("handshake ends in time")
             .map(|_| ())
     });
-    assert!(matches!(
-        s.next_command().await.unwrap(),
-        SessionCommand::Greeted { .. }
-    ));
+    expect_greeted(&mut s).await;
     let e = s.next_command().await.unwrap_err();
     assert!(matches!(e, Error::TlsHandshake { .. }), "{e}");
     let e = client.await.unwrap().unwrap_err();

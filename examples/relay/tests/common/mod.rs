@@ -200,6 +200,12 @@ impl Relay {
 
     /// SIGTERM by PID, then wait (bounded) for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.wait_exit()
+    }
+
+    /// SIGTERM by PID; the relay starts its graceful shutdown (not waited for).
+    pub fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -208,7 +214,6 @@ impl Relay {
                 .unwrap()
                 .success()
         );
-        self.wait_exit()
     }
 
     /// Waits (bounded) for the process to exit, e.g. after a SIGTERM sent by the test itself.

@@ -44,6 +44,16 @@ pub fn redis_config(server: &RedisServer) -> StateConfig {
     c
 }
 
+/// The configuration of a store on `url`, a [`reply_delaying_proxy`]: its timeouts leave room
+/// for replies a few hundred milliseconds late.
+pub fn delayed_redis_config(url: String) -> StateConfig {
+    let mut c = StateConfig::redis(url);
+    c.retry_interval_ms = 50;
+    c.connect_timeout_ms = 1000;
+    c.response_timeout_ms = 2000;
+    c
+}
+
 /// The Redis counters of a store opened with [`redis_config`].
 pub fn redis_counters(store: &StateStore) -> RedisCounters {
     let Counters::Redis(c) = store.counters().clone() else {
