@@ -30,11 +30,10 @@
 //!   directory are not supported by this backend — the second one's open fails; relays that
 //!   share state use the Redis backend.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -46,176 +45,20 @@ use super::counters::{
     check_name, now_ms, overflow_of,
 };
 use super::error::StateError;
-use super::redis_counters::COUNTER_RETENTION;
+use super::file_journal::{
+    Days, JOURNAL_FILE, Journal, Record, Replay, TEMP_COUNTER, live, prune, replay, sync_dir,
+    write_new_synced, write_snapshot,
+};
 use smtp_tls_policy::tlsrpt::SUCCESS_FIELD;
 
-/// The journal's file name in the state directory.
-pub const JOURNAL_FILE: &str = "counters.journal";
 /// The claims' directory in the state directory.
 pub const CLAIMS_DIR: &str = "claims";
 /// The lock file held while the store is open.
 pub const LOCK_FILE: &str = "lock";
 
-/// Compact when this many records were appended since the last snapshot (and they outnumber
-/// the live counters twice).
-const COMPACT_AFTER: usize = 50_000;
 /// Operations waiting for the journal's writer at most (then the tasks asking wait, without
 /// holding a worker, for room in the queue).
 const QUEUED_JOBS: usize = 4096;
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// One journal line.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "kebab-case")]
-enum Record<'a> {
-    Incr {
-        #[serde(borrow)]
-        day: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        bucket: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        field: std::borrow::Cow<'a, str>,
-        by: u64,
-        /// When (Unix ms; absent in journals of older versions: the replay's time).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        at: Option<u64>,
-    },
-    Meta {
-        #[serde(borrow)]
-        day: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        bucket: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        value: std::borrow::Cow<'a, str>,
-        /// As for `Incr`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        at: Option<u64>,
-    },
-    DeleteDay {
-        #[serde(borrow)]
-        day: std::borrow::Cow<'a, str>,
-    },
-}
-
-#[derive(Debug, Default)]
-struct Bucket {
-    meta: Option<String>,
-    fields: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Default)]
-struct Day {
-    buckets: BTreeMap<String, Bucket>,
-    /// The last update (Unix ms).
-    last_ms: u64,
-}
-
-type Days = BTreeMap<String, Day>;
-
-/// Drops the days not updated for [`COUNTER_RETENTION`]; returns how many.
-fn prune(days: &mut Days, now: u64) -> usize {
-    let retention = u64::try_from(COUNTER_RETENTION.as_millis()).unwrap_or(u64::MAX);
-    let before = days.len();
-    days.retain(|_, d| d.last_ms.saturating_add(retention) > now);
-    before - days.len()
-}
-
-/// The buckets and fields held (a snapshot's records, about).
-fn live(days: &Days) -> usize {
-    days.values()
-        .flat_map(|d| d.buckets.values())
-        .map(|b| b.fields.len() + 1)
-        .sum()
-}
-
-/// `bucket` of `day`, created if needed; the day's last update is at least `at`.
-fn bucket_of<'d>(days: &'d mut Days, day: &str, bucket: &str, at: u64) -> &'d mut Bucket {
-    let d = days.entry(day.to_owned()).or_default();
-    d.last_ms = d.last_ms.max(at);
-    d.buckets.entry(bucket.to_owned()).or_default()
-}
-
-impl Record<'_> {
-    /// Applies the record; `now`: the time of a record without one.
-    fn apply(&self, days: &mut Days, now: u64) {
-        match self {
-            Self::Incr {
-                day,
-                bucket,
-                field,
-                by,
-                at,
-            } => {
-                let b = bucket_of(days, day, bucket, at.unwrap_or(now));
-                let n = b.fields.entry(field.to_string()).or_default();
-                *n = n.saturating_add(*by);
-            }
-            Self::Meta {
-                day,
-                bucket,
-                value,
-                at,
-            } => {
-                let b = bucket_of(days, day, bucket, at.unwrap_or(now));
-                if b.meta.is_none() {
-                    b.meta = Some(value.to_string());
-                }
-            }
-            Self::DeleteDay { day } => {
-                days.remove(day.as_ref());
-            }
-        }
-    }
-
-    /// How many buckets and fields applying this record adds to `days`.
-    fn adds(&self, days: &Days) -> usize {
-        let held = |day: &str, bucket: &str| days.get(day).and_then(|d| d.buckets.get(bucket));
-        match self {
-            Self::Incr {
-                day, bucket, field, ..
-            } => match held(day, bucket) {
-                None => 2,
-                Some(b) => usize::from(!b.fields.contains_key(field.as_ref())),
-            },
-            Self::Meta { day, bucket, .. } => usize::from(held(day, bucket).is_none()),
-            Self::DeleteDay { .. } => 0,
-        }
-    }
-
-    fn day(&self) -> &str {
-        match self {
-            Self::Incr { day, .. } | Self::Meta { day, .. } | Self::DeleteDay { day } => day,
-        }
-    }
-
-    fn line(&self) -> Vec<u8> {
-        // serialising strings and integers cannot fail
-        let mut line = serde_json::to_vec(self).unwrap_or_default();
-        line.push(b'\n');
-        line
-    }
-}
-
-struct Journal {
-    /// The state directory.
-    dir: PathBuf,
-    file: File,
-    /// Length of the journal: a failed append is cut back to it.
-    len: u64,
-    days: Days,
-    /// Records appended since the last snapshot.
-    appended: usize,
-    /// Buckets and fields held ([`live`]), kept up to date by each append.
-    live: usize,
-    /// Days were dropped (retention) since the last snapshot: compact.
-    pruned: bool,
-    /// A compaction was handed to the writer thread and has not run yet.
-    compaction_queued: bool,
-    /// The threads the compactions ran on (tests).
-    #[cfg(test)]
-    compacted_on: Vec<Option<String>>,
-}
 
 /// One operation on the journal, run by its writer thread (holding the journal's mutex).
 type Job = Box<dyn FnOnce(&mut Journal) + Send>;
@@ -256,18 +99,6 @@ impl std::fmt::Debug for FileCounters {
             .field("dir", &self.inner.dir)
             .finish_non_exhaustive()
     }
-}
-
-/// What [`FileCounters::open`] found in the journal.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Replay {
-    /// Records replayed.
-    pub records: usize,
-    /// Lines that could not be read (skipped).
-    pub corrupt: usize,
-    /// Bytes of a torn last line (ignored).
-    pub torn_bytes: usize,
 }
 
 impl FileCounters {
@@ -434,78 +265,6 @@ impl FileCounters {
             j.compaction_queued = jobs.try_send(job).is_ok();
         }
         Ok(Ok(()))
-    }
-}
-
-impl Journal {
-    /// Appends the record `make` builds from the counters as they are (`None`: nothing to
-    /// write), then applies it in memory, and drops the days past their retention when a new
-    /// day begins. Returns whether a compaction is due (the journal has grown, or days were
-    /// dropped): never compacts itself (the caller does, off the async workers).
-    fn append<'r>(
-        &mut self,
-        make: impl FnOnce(&Days) -> Option<Record<'r>>,
-    ) -> Result<bool, StateError> {
-        let path = self.dir.join(JOURNAL_FILE);
-        let j = self;
-        let Some(record) = make(&j.days) else {
-            return Ok(false);
-        };
-        let line = record.line();
-        if let Err(e) = j.file.write_all(&line) {
-            // cut a partial record off, so the next one starts on a line of its own
-            let len = j.len;
-            let _ = j.file.set_len(len);
-            return Err(StateError::io("append", &path, &e));
-        }
-        j.len += line.len() as u64;
-        let now = now_ms();
-        let pruned = if j.days.contains_key(record.day()) {
-            0
-        } else {
-            prune(&mut j.days, now)
-        };
-        let added = record.adds(&j.days);
-        record.apply(&mut j.days, now);
-        j.appended += 1;
-        j.live = if pruned > 0 {
-            live(&j.days)
-        } else {
-            j.live + added
-        };
-        j.pruned |= pruned > 0;
-        Ok(j.compaction_due())
-    }
-
-    /// Days were dropped, or the records appended since the last snapshot outnumber the
-    /// live counters twice (and [`COMPACT_AFTER`]).
-    fn compaction_due(&self) -> bool {
-        self.pruned || self.appended >= COMPACT_AFTER.max(self.live.saturating_mul(2))
-    }
-
-    fn compact(&mut self) -> Result<(), StateError> {
-        #[cfg(test)]
-        self.compacted_on
-            .push(std::thread::current().name().map(str::to_owned));
-        let (file, len) = write_snapshot(&self.dir, &self.days)?;
-        self.file = file;
-        self.len = len;
-        self.appended = 0;
-        self.pruned = false;
-        self.live = live(&self.days);
-        Ok(())
-    }
-
-    fn delete_day(&mut self, day: &str) -> Result<(), StateError> {
-        if self.days.remove(day).is_none() {
-            return Ok(());
-        }
-        // the snapshot no longer holds the day: durable at once
-        let path = self.dir.join(JOURNAL_FILE);
-        self.compact().map_err(|e| match e {
-            StateError::Io { op, detail, .. } => StateError::Io { op, path, detail },
-            other => other,
-        })
     }
 }
 
@@ -774,87 +533,6 @@ impl ReportCounters for FileCounters {
     }
 }
 
-/// Replays the journal at `path` (absent: nothing) into `days`.
-fn replay(path: &Path, days: &mut Days) -> Result<Replay, StateError> {
-    let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes)
-                .map_err(|e| StateError::io("read", path, &e))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replay::default()),
-        Err(e) => return Err(StateError::io("open", path, &e)),
-    }
-    let mut out = Replay::default();
-    let now = now_ms();
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    out.torn_bytes = bytes.len() - complete;
-    for line in bytes[..complete].split(|&b| b == b'\n') {
-        if line.is_empty() {
-            continue;
-        }
-        match serde_json::from_slice::<Record<'_>>(line) {
-            Ok(r) => {
-                r.apply(days, now);
-                out.records += 1;
-            }
-            Err(_) => out.corrupt += 1,
-        }
-    }
-    Ok(out)
-}
-
-/// Writes `days` as a fresh journal (temporary file, fsync, rename, fsync of the directory);
-/// returns it opened for appending, and its length.
-fn write_snapshot(dir: &Path, days: &Days) -> Result<(File, u64), StateError> {
-    let path = dir.join(JOURNAL_FILE);
-    let tmp = dir.join(format!(
-        ".{JOURNAL_FILE}.{}.{}.tmp",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut text = Vec::new();
-    for (day, d) in days {
-        let at = Some(d.last_ms);
-        for (bucket, b) in &d.buckets {
-            if let Some(value) = &b.meta {
-                text.extend(
-                    Record::Meta {
-                        day: day.into(),
-                        bucket: bucket.into(),
-                        value: value.into(),
-                        at,
-                    }
-                    .line(),
-                );
-            }
-            for (field, by) in &b.fields {
-                text.extend(
-                    Record::Incr {
-                        day: day.into(),
-                        bucket: bucket.into(),
-                        field: field.into(),
-                        by: *by,
-                        at,
-                    }
-                    .line(),
-                );
-            }
-        }
-    }
-    write_new_synced(&tmp, &text)?;
-    if let Err(e) = fs::rename(&tmp, &path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(StateError::io("rename", &path, &e));
-    }
-    sync_dir(dir)?;
-    let file = OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(|e| StateError::io("open", &path, &e))?;
-    Ok((file, text.len() as u64))
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct ClaimFile {
     expires_at_ms: u64,
@@ -886,28 +564,9 @@ fn write_claim_temp(
     Ok(tmp)
 }
 
-/// Creates `tmp` (which must not exist), writes `bytes` and fsyncs it; on any failure the
-/// partial file is removed. The caller renames it into place.
 /// Now plus `d`, in ms since the epoch.
 fn expiry(d: Duration) -> u64 {
     now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn write_new_synced(tmp: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .map_err(|e| StateError::io("create", tmp, &e))?;
-        f.write_all(bytes)
-            .map_err(|e| StateError::io("write", tmp, &e))?;
-        f.sync_all().map_err(|e| StateError::io("fsync", tmp, &e))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(tmp);
-    }
-    written
 }
 
 fn read_claim(path: &Path) -> Option<ClaimFile> {
@@ -937,10 +596,4 @@ fn remove_expired_claims(dir: &Path) {
             let _ = fs::remove_file(&path);
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StateError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StateError::io("fsync", dir, &e))
 }

@@ -30,6 +30,7 @@ mod config;
 mod counters;
 mod error;
 mod file_counters;
+mod file_journal;
 mod redis_counters;
 mod redis_link;
 mod redis_policy;
@@ -43,7 +44,8 @@ pub use counters::{
     BucketData, DONE_RETENTION, MAX_DAY_LEN, MAX_META_LEN, MAX_NAME_LEN, ReportCounters,
 };
 pub use error::StateError;
-pub use file_counters::{CLAIMS_DIR, FileCounters, JOURNAL_FILE, LOCK_FILE, Replay};
+pub use file_counters::{CLAIMS_DIR, FileCounters, LOCK_FILE};
+pub use file_journal::{JOURNAL_FILE, Replay};
 pub use redis_counters::{COUNTER_RETENTION, RedisCounters};
 pub use redis_policy::{EMPTY_ENTRY_TTL_SECS, RedisPolicyStore, entry_ttl};
 
