@@ -521,3 +521,31 @@ fn an_oversized_policy_value_in_redis_is_refused_unread() {
     let sent = redis_sent(&mut conn) - before;
     assert!(sent < MAX_ENTRY_FILE, "Redis sent {sent} bytes");
 }
+
+/// A policy key of another type than a string (a broken or hostile writer): reading it is an
+/// error, and removing it (`--mta-sts-purge`) deletes it, as the GET + DEL transaction before
+/// the size check did.
+#[test]
+fn a_policy_key_of_the_wrong_type_is_an_error_and_can_be_removed() {
+    use smtp_tls_policy::mta_sts::PolicyDomain;
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        relay::state::RedisPolicyStore::open(&redis_config(&server), dir.path().join("mta-sts"))
+            .unwrap();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let odd = PolicyDomain::parse("odd.example").unwrap();
+    let key = store.key_of(&odd);
+    let _: u64 = redis::cmd("LPUSH")
+        .arg(&key)
+        .arg("x")
+        .query(&mut conn)
+        .unwrap();
+    assert!(store.get_shared(&odd).is_err());
+    assert_eq!(store.remove_shared(&odd).unwrap(), None);
+    let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
+    assert!(!exists, "the wrong-typed key was removed");
+}

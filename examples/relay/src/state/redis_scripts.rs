@@ -122,8 +122,19 @@ return 0
 
 /// `KEYS`: a policy entry; `ARGV`: the largest value read (bytes), `1` to delete the key.
 /// Returns `{-1}` when the key is absent, `{length}` when its value is larger (not read),
-/// else `{length, value}`. A key that is not a string is an error (`WRONGTYPE`, as `GET`).
+/// else `{length, value}`. A key that is not a string is an error (`WRONGTYPE`, as `GET`),
+/// except when it is being deleted: then it is deleted and reads as absent (a broken or
+/// hostile key can always be purged).
 pub(super) const POLICY_GET_SCRIPT: &str = r"
+local t = redis.call('TYPE', KEYS[1]).ok
+if t == 'none' then return {-1} end
+if t ~= 'string' then
+  if ARGV[2] == '1' then
+    redis.call('DEL', KEYS[1])
+    return {-1}
+  end
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
 local n = redis.call('STRLEN', KEYS[1])
 local v = false
 if n <= tonumber(ARGV[1]) then v = redis.call('GET', KEYS[1]) end
