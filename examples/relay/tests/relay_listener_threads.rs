@@ -284,6 +284,62 @@ fn port_in_use_fails_the_start() {
     drop(holder);
 }
 
+/// A second relay with `listener_threads` ≥ 1 on the port of a running one fails its start
+/// (exit 2, the listener and address named) instead of joining the first one's `SO_REUSEPORT`
+/// group and taking a share of its connections; the first one keeps serving.
+#[test]
+fn second_relay_on_the_same_port_fails_the_start() {
+    let first = site("");
+    let mut running = first.start();
+    let second = site("");
+    edit(
+        &second.config(),
+        &format!("address = \"{}\"", second.listen),
+        &format!("address = \"{}\"", first.listen),
+    );
+    let log = second.dir.path().join("relay.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["--config".as_ref(), second.config().as_os_str()])
+        .current_dir(second.dir.path())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // It either exits or gets as far as "relay ready" (it bound the port): bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("relay ready")) {
+            break None;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("second relay neither ready nor gone after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    if status.is_none() {
+        // Stop it by PID before failing.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let status = status.unwrap_or_else(|| panic!("second relay started on the port: {err}"));
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("test") && err.contains(&first.listen.to_string()),
+        "{err}"
+    );
+    let (_s, _r, greeting) = connect(first.listen);
+    assert!(greeting.starts_with("220"), "{greeting}: {}", running.log());
+    assert!(running.terminate().success(), "{}", running.log());
+}
+
 /// `--check-config` prints the threads in effect; bad values name the key.
 #[test]
 fn check_config_shows_and_checks_listener_threads() {

@@ -115,8 +115,15 @@ pub async fn bind(listener: &str, address: SocketAddr) -> Result<TcpListener, In
 /// Binds `n` (at least 1) listening sockets on `address` for the per-core listener threads:
 /// each with `SO_REUSEPORT` on Linux (the kernel spreads new connections over them by a hash of
 /// the addresses and ports), `SO_REUSEADDR`, backlog 1024 and `TCP_NODELAY` as [`bind`]. Port
-/// 0: the others take the port the first one got. A port held by another socket without
-/// `SO_REUSEPORT` fails with [`InboundError::Bind`], as with [`bind`].
+/// 0: the others take the port the first one got. A port already listened on fails with
+/// [`InboundError::Bind`] (`AddrInUse`), as with [`bind`], even when the holder set
+/// `SO_REUSEPORT` too: Linux lets any socket of the same user with the option join a group, so
+/// a second relay started by mistake on the same address would bind without error and take a
+/// share of the connections. Before the group, a probe socket without `SO_REUSEPORT` (with
+/// `SO_REUSEADDR`, so connections of an earlier relay left in `TIME_WAIT` do not block a
+/// restart) is bound on the address and dropped right before the group binds; it collides with
+/// any listening socket there. Port 0 gets a fresh port: nothing to probe. Two relays starting
+/// within the same few microseconds could still both pass the probe.
 ///
 /// The sockets are plain non-blocking `std` listeners, registered with no runtime yet: each is
 /// turned into a tokio listener (`TcpListener::from_std`) inside the runtime that serves it, so
@@ -127,21 +134,33 @@ pub fn bind_reuseport(
     n: usize,
 ) -> Result<Vec<std::net::TcpListener>, InboundError> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let mut address = address;
-    let mut sockets = Vec::with_capacity(n);
-    for _ in 0..n.max(1) {
-        let err = |e: std::io::Error| InboundError::Bind {
+    let bind_err = |address: SocketAddr| {
+        move |e: std::io::Error| InboundError::Bind {
             listener: listener.to_owned(),
             address,
             kind: e.kind(),
-        };
+        }
+    };
+    let new_socket = |address: SocketAddr| {
         let socket = Socket::new(
             Domain::for_address(address),
             Type::STREAM,
             Some(Protocol::TCP),
         )
-        .map_err(err)?;
-        socket.set_reuse_address(true).map_err(err)?;
+        .map_err(bind_err(address))?;
+        socket.set_reuse_address(true).map_err(bind_err(address))?;
+        Ok::<_, InboundError>(socket)
+    };
+    if address.port() != 0 {
+        let probe = new_socket(address)?;
+        probe.bind(&address.into()).map_err(bind_err(address))?;
+        drop(probe);
+    }
+    let mut address = address;
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let err = bind_err(address);
+        let socket = new_socket(address)?;
         #[cfg(target_os = "linux")]
         socket.set_reuse_port(true).map_err(err)?;
         if NODELAY_INHERITED {
