@@ -259,10 +259,28 @@ impl ListenerThreads {
                 .spawn(move || {
                     rt.block_on(async move {
                         let mut set = tokio::task::JoinSet::new();
+                        let mut names = std::collections::HashMap::new();
                         for (ctx, socket) in jobs {
-                            set.spawn(inbound::serve(ctx, socket, shutdown.clone()));
+                            let name = ctx.name.clone();
+                            let task = set.spawn(inbound::serve(ctx, socket, shutdown.clone()));
+                            names.insert(task.id(), name);
                         }
-                        while set.join_next().await.is_some() {}
+                        while let Some(ended) = set.join_next().await {
+                            // A panic in `serve` (not in a session: it reaps those itself) drops
+                            // its future: this thread's socket of that listener closes (the
+                            // kernel hands its share of new connections to the group's other
+                            // sockets) and its connections here end; the other threads and
+                            // listeners go on.
+                            if let Err(e) = ended {
+                                tracing::error!(
+                                    listener = names.get(&e.id()).map_or("?", String::as_str),
+                                    thread = t,
+                                    error = %e,
+                                    "listener task ended abnormally: its socket and connections \
+                                     on this thread are closed, the other threads keep serving"
+                                );
+                            }
+                        }
                     });
                     // The runtime (its blocking pool, the resolvers' tasks) goes first.
                     drop(rt);
