@@ -165,7 +165,19 @@ impl FileCounters {
             .name("state-journal".into())
             .spawn(move || {
                 while let Some(job) = queue.blocking_recv() {
-                    job(&mut held.lock().unwrap_or_else(PoisonError::into_inner));
+                    let mut journal = held.lock().unwrap_or_else(PoisonError::into_inner);
+                    // A job that panics (a bug) fails its own call only (its reply is never
+                    // sent); the thread goes on, so reads, deletions and compactions go on.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job(&mut journal)
+                    }));
+                    if ran.is_err() {
+                        tracing::error!(
+                            journal = %journal.dir.join(JOURNAL_FILE).display(),
+                            "report counters: a journal operation panicked; that call failed, \
+                             the journal's writer goes on"
+                        );
+                    }
                 }
             })
             .map_err(|e| StateError::io("spawn the writer of", &path, &e))?;
@@ -386,6 +398,13 @@ impl FileCounters {
         if let Some(jobs) = self.inner.jobs.as_ref() {
             let _ = jobs.blocking_send(job);
         }
+    }
+
+    /// Test hook: a journal operation that panics, on the writer thread.
+    #[cfg(test)]
+    pub(crate) async fn panic_on_writer_for_test(&self) -> Result<(), StateError> {
+        self.with_journal(|_| -> Result<(), StateError> { panic!("a bug in a journal operation") })
+            .await
     }
 
     /// Test hook: the threads the compactions since the open ran on (after every operation

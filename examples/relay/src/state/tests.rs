@@ -306,3 +306,23 @@ fn a_compaction_never_runs_on_an_async_worker() {
         "compacted on {on:?}"
     );
 }
+
+/// A journal operation that panics (a bug) fails only its own call: the writer thread goes on,
+/// so later reads, increments and deletions still work (before, every later call failed with
+/// "the journal's writer thread stopped" and compactions never ran again).
+#[test]
+fn a_panicking_journal_operation_leaves_the_writer_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = FileCounters::open(dir.path()).unwrap();
+    rt().block_on(async {
+        assert!(c.panic_on_writer_for_test().await.is_err());
+        c.incr(DAY, "b1", "f", 2).await.unwrap();
+        assert_eq!(c.days().await.unwrap(), vec![DAY.to_owned()]);
+        assert_eq!(
+            c.read(DAY, "b1").await.unwrap().fields,
+            vec![("f".to_owned(), 2)]
+        );
+        c.delete_day(DAY).await.unwrap();
+        assert!(c.days().await.unwrap().is_empty());
+    });
+}
