@@ -1,5 +1,6 @@
 //! Start-up, the running relay and graceful shutdown.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cert_store::CertStore;
@@ -147,9 +148,13 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
             plaintext_recipients: config.tlsrpt.plaintext_recipients(),
         });
     }
+    // The listener of each task (for the log line if one ends abnormally).
+    let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
     if threads == 0 {
         for (ctx, socket) in contexts.into_iter().zip(sockets) {
-            listeners.spawn(inbound::serve(ctx, socket, in_rx.clone()));
+            let name = ctx.name.clone();
+            let task = listeners.spawn(inbound::serve(ctx, socket, in_rx.clone()));
+            names.insert(task.id(), name);
         }
     } else {
         // Off the async threads: dropping a runtime (when something fails) blocks.
@@ -175,19 +180,38 @@ pub(crate) async fn run(config: RelayConfig) -> Result<(), BoxError> {
     for (host, socket) in https_hosts.into_iter().zip(https_sockets) {
         listeners.spawn(mta_sts_host::serve(host, socket, in_rx.clone()));
     }
+    // A listener task that panics (a bug: sessions are reaped by `serve` itself) has stopped
+    // accepting: said at once, not only at shutdown.
+    let log_ended = |ended: Result<(), tokio::task::JoinError>| {
+        if let Err(e) = ended {
+            tracing::error!(
+                listener = names.get(&e.id()).map_or("-", String::as_str),
+                error = %e,
+                "listener task ended abnormally: that listener no longer accepts connections"
+            );
+        }
+    };
     tracing::info!(
         listeners = config.listeners.len(),
         listener_threads = threads,
         "relay ready"
     );
 
-    let signal = wait_for_signal().await?;
+    let mut signal = std::pin::pin!(wait_for_signal());
+    let signal = loop {
+        tokio::select! {
+            s = &mut signal => break s?,
+            Some(ended) = listeners.join_next(), if !listeners.is_empty() => log_ended(ended),
+        }
+    };
     tracing::info!(
         signal,
         "shutting down: no new connections, finishing transactions"
     );
     let _ = in_tx.send(true);
-    while listeners.join_next().await.is_some() {}
+    while let Some(ended) = listeners.join_next().await {
+        log_ended(ended);
+    }
     tracing::info!("inbound stopped; stopping delivery");
     let _ = out_tx.send(true);
     if let Err(e) = outbound.await {
@@ -259,7 +283,7 @@ impl ListenerThreads {
                 .spawn(move || {
                     rt.block_on(async move {
                         let mut set = tokio::task::JoinSet::new();
-                        let mut names = std::collections::HashMap::new();
+                        let mut names = HashMap::new();
                         for (ctx, socket) in jobs {
                             let name = ctx.name.clone();
                             let task = set.spawn(inbound::serve(ctx, socket, shutdown.clone()));
