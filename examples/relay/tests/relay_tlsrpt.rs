@@ -60,8 +60,11 @@ fn lab_and_peers() -> (Lab, Peer, Peer) {
 /// The `[delivery]` and `[tlsrpt]` sections of both tests (routes to the two peers, reports
 /// every `interval` seconds), followed by `extra`.
 fn delivery_config(lab: &Lab, good: &Peer, plain: &Peer, interval: u64, extra: &str) -> String {
+    // connection_cache_secs = 0: the tests count one peer connection (one TLS-RPT session) per
+    // message; a cached connection would carry several
     format!(
-        "[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\nprobe_name = \"test.\"\n\
+        "connection_cache_secs = 0\n\
+         [delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\nprobe_name = \"test.\"\n\
          [delivery.retry]\ninitial_secs = 3600\n\
          [[delivery.route]]\ndomain = \"sts.dane.test\"\nhosts = [\"mx.dane.test:{}\"]\n\
          [[delivery.route]]\ndomain = \"sts.unsigned.test\"\nhosts = [\"mx.unsigned.test:{}\"]\n\

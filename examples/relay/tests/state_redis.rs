@@ -320,8 +320,9 @@ fn two_relays_share_one_mta_sts_policy_cache_through_redis() {
     let server = PolicyServer::start(&ca, &[sts::INSECURE]);
     server.set(sts::INSECURE, PolicyResponse::enforce(&[MX], 86400));
     let postfix = Postfix::with_tls(&ca, &[MX]);
+    // connection_cache_secs = 0: one delivery attempt (one policy lookup) per message
     let delivery = format!(
-        "mx_port = {}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
+        "connection_cache_secs = 0\nmx_port = {}\n[delivery.resolver]\nmode = \"trust-ad\"\naddress = \"{}\"\n\
          probe_name = \"test.\"\n[delivery.retry]\ninitial_secs = 3600\n\
          [delivery.mta_sts]\npolicy_port = {}\n\
          [state]\nbackend = \"redis\"\nurl = \"{}\"\nretry_interval_ms = 100\n",

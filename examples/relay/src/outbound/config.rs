@@ -8,6 +8,7 @@
 //! max_concurrent_deliveries = 100 # delivery tasks (connections) over all destinations
 //! max_messages_per_connection = 100
 //! max_session_secs = 1800         # wall-clock limit of one delivery attempt (all its messages)
+//! connection_cache_secs = 2       # an idle session waits this long for more jobs (0: off)
 //! mx_port = 25                    # the port of MX hosts (test labs, non-standard deployments)
 //! local_domains = ["localhost"]   # ["*"]: every domain (nothing leaves the relay)
 //! maildir = "relay-data/maildir"
@@ -45,6 +46,10 @@ pub const DEFAULT_MAX_CONCURRENT_DELIVERIES: usize = 100;
 /// Default of `delivery.max_session_secs`: 30 minutes for one delivery attempt, connection
 /// set-up and every message of its batch together.
 pub const DEFAULT_MAX_SESSION_SECS: u64 = 1800;
+/// Default of `delivery.connection_cache_secs` (as Postfix's `smtp_connection_cache_time_limit`).
+pub(crate) const DEFAULT_CONNECTION_CACHE_SECS: u64 = 2;
+/// Largest `delivery.connection_cache_secs` accepted.
+pub(crate) const MAX_CONNECTION_CACHE_SECS: u64 = 300;
 /// The SMTP port (RFC 5321 §4.5.4.2 / IANA), used when a route host names none.
 pub const SMTP_PORT: u16 = 25;
 /// The `local_domains` entry meaning **every** domain: all mail goes to the local maildir and
@@ -87,6 +92,12 @@ pub struct OutboundConfig {
     /// delivery task (one of `max_concurrent_deliveries`) for days. On expiry the messages
     /// not yet settled are deferred (4.4.2) and retried; nothing counts as delivered.
     pub max_session_secs: u64,
+    /// How long a delivery session that has carried its batch stays open for more jobs of the
+    /// same destination and TLS request kind, in seconds (default
+    /// [`DEFAULT_CONNECTION_CACHE_SECS`], at most [`MAX_CONNECTION_CACHE_SECS`]; 0: QUIT at
+    /// once). A waiting session keeps its delivery slot, and gives it up at once when another
+    /// destination waits for one.
+    pub connection_cache_secs: u64,
     /// The port MX hosts are connected on (default [`SMTP_PORT`], 25, RFC 5321 §4.5.4.2);
     /// for test labs and non-standard deployments. RFC 7672 §3: the TLSA base name follows
     /// the port actually connected to, `_PORT._tcp.HOST`, so the TLSA lookup uses it too.
@@ -130,6 +141,7 @@ impl Default for OutboundConfig {
             max_concurrent_deliveries: DEFAULT_MAX_CONCURRENT_DELIVERIES,
             max_messages_per_connection: 100,
             max_session_secs: DEFAULT_MAX_SESSION_SECS,
+            connection_cache_secs: DEFAULT_CONNECTION_CACHE_SECS,
             mx_port: SMTP_PORT,
             connect_timeout_secs: 30,
             local_domains: vec!["localhost".into()],
@@ -366,6 +378,12 @@ impl OutboundConfig {
                 return Err(OutboundError::invalid(key, "must be at least 1"));
             }
         }
+        if self.connection_cache_secs > MAX_CONNECTION_CACHE_SECS {
+            return Err(OutboundError::invalid(
+                "delivery.connection_cache_secs",
+                format!("must be at most {MAX_CONNECTION_CACHE_SECS}"),
+            ));
+        }
         for d in &self.local_domains {
             if d != CATCH_ALL {
                 check_domain("delivery.local_domains", d)?;
@@ -463,6 +481,12 @@ impl OutboundConfig {
         Duration::from_secs(self.connect_timeout_secs)
     }
 
+    /// How long an idle delivery session waits for more jobs (`connection_cache_secs`).
+    #[must_use]
+    pub fn connection_cache(&self) -> Duration {
+        Duration::from_secs(self.connection_cache_secs)
+    }
+
     /// The wall-clock limit of one delivery attempt (`max_session_secs`).
     #[must_use]
     pub fn max_session(&self) -> Duration {
@@ -551,6 +575,10 @@ mod tests {
         bad("[retry]\ninitial_secs = 0", "delivery.retry");
         bad("mx_port = 0", "delivery.mx_port");
         bad("max_session_secs = 0", "delivery.max_session_secs");
+        bad(
+            "connection_cache_secs = 301",
+            "delivery.connection_cache_secs",
+        );
         assert!(toml::from_str::<OutboundConfig>("mx_port = 65536").is_err());
         bad(
             "[alerts]\nrecipients = [\"nobody\"]",

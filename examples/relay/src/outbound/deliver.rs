@@ -13,6 +13,10 @@
 //! MTA-STS (RFC 8461): the destination domain's policy is discovered once per attempt before
 //! its MX hosts are planned (`sts`); every host's plan carries that domain's verdict for it.
 //! A connection only ever carries the jobs of the one domain it was planned for.
+//!
+//! Connection cache: a session that has carried its batch may linger (`connection_cache_secs`)
+//! for jobs the runner hands to it ([`Linger`]): the same domain, the same TLS request kind,
+//! sent with the same hop plan as the batch; they follow the batch's failure handling.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use smtp_tls_policy::delivery::{
 };
 use smtp_tls_policy::destination::DestinationPolicy;
 use smtp_tls_policy::plan::{HopPlan, HostSource, PreConnect, facts_without_dnssec};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::config::RouteHop;
@@ -31,6 +35,7 @@ use super::connect::{self, Failure, Hop};
 use super::context::Context;
 use super::dns::NoRoute;
 use super::persist;
+use super::runner::{Offer, TaskJobs};
 use super::sts::Sts;
 use super::transaction::Session;
 use crate::queue::{AttemptOutcome, Job};
@@ -46,13 +51,24 @@ enum Plan {
     NoRoute(NoRoute),
 }
 
+/// How a delivery task offers its open session to the runner (connection cache).
+pub(crate) struct Linger {
+    /// The runner's offer channel.
+    pub(crate) offers: mpsc::UnboundedSender<Offer>,
+    /// The task's job list: emptied when the session lingers (every job so far is settled),
+    /// the runner adds handed jobs to it.
+    pub(crate) jobs: TaskJobs,
+}
+
 /// Delivers `jobs` (all for `domain`). Returns whether the destination accepted mail (for the
-/// queue's destination hold).
+/// queue's destination hold). `linger`: the session may wait for more jobs once the batch is
+/// done (`connection_cache_secs`).
 pub(crate) async fn deliver_batch(
     ctx: Arc<Context>,
     domain: String,
     jobs: Vec<Job>,
     shutdown: watch::Receiver<bool>,
+    linger: Option<Linger>,
 ) -> bool {
     #[cfg(test)]
     panic_if_asked(&domain);
@@ -66,14 +82,16 @@ pub(crate) async fn deliver_batch(
         })
     };
     if !relaxed.is_empty() && !others.is_empty() {
+        // only the last session may linger: it would hold the other kind's jobs back
         let a = Box::pin(deliver_batch(
             ctx.clone(),
             domain.clone(),
             others,
             shutdown.clone(),
+            None,
         ))
         .await;
-        let b = Box::pin(deliver_batch(ctx, domain, relaxed, shutdown)).await;
+        let b = Box::pin(deliver_batch(ctx, domain, relaxed, shutdown, linger)).await;
         return a || b;
     }
     let (request, jobs) = if relaxed.is_empty() {
@@ -168,12 +186,13 @@ pub(crate) async fn deliver_batch(
                         Ok(Ok(session)) => {
                             any_session = true;
                             let session = session.with_deadline(ends);
+                            let linger = linger.as_ref().map(|l| (l, &domain, request, ends));
                             let set_aside = run_session(
                                 &ctx,
                                 session,
                                 (&plan, hop.source),
                                 &mut jobs,
-                                &shutdown,
+                                (&shutdown, linger),
                             )
                             .await;
                             // Refused here, tried at the next host (RFC 8689 §4.2.1).
@@ -355,21 +374,37 @@ fn session_expired(remote: &str, what: &str) -> Failure {
     }
 }
 
+/// The session's lingering: its task, destination, TLS request kind and deadline.
+type LingerAs<'a> = (&'a Linger, &'a String, TlsRequest, Instant);
+
 /// Sends queued jobs over `session` until it breaks, reaches `max_messages_per_connection`,
-/// its wall-clock limit passes, or shutdown is asked; then QUIT. Returns the REQUIRETLS
-/// messages (RFC 8689) the session may not take, with the reason, for the next host.
+/// its wall-clock limit passes, or shutdown is asked; then QUIT. With `linger`, a session that
+/// carried every job (none set aside) first waits for jobs the runner hands to it. Returns the
+/// REQUIRETLS messages (RFC 8689) the session may not take, with the reason, for the next host.
 async fn run_session(
     ctx: &Context,
     mut session: Session,
     (plan, source): (&HopPlan, HostSource),
     jobs: &mut VecDeque<Job>,
-    shutdown: &watch::Receiver<bool>,
+    (shutdown, linger): (&watch::Receiver<bool>, Option<LingerAs<'_>>),
 ) -> Vec<(Job, Diagnostic)> {
     let mut set_aside = Vec::new();
     while session.messages < ctx.config.max_messages_per_connection
         && !*shutdown.borrow()
         && !session.expired()
     {
+        if jobs.is_empty() && set_aside.is_empty() {
+            let room = ctx.config.max_messages_per_connection - session.messages;
+            if let Some(l) = linger
+                && let Some(handed) = wait_for_jobs(ctx, l, room, shutdown).await
+            {
+                tracing::debug!(remote = %session.remote, jobs = handed.len(), "delivery: cached connection reused");
+                #[cfg(test)]
+                panic_if_asked(&format!("handed:{}", l.1));
+                jobs.extend(handed);
+                continue;
+            }
+        }
         let Some(job) = jobs.pop_front() else { break };
         let Some((env, body)) = load(ctx, &job).await else {
             continue;
@@ -422,6 +457,43 @@ async fn run_session(
     }
     session.quit().await;
     set_aside
+}
+
+/// Offers the session to the runner and waits up to `connection_cache_secs` (never past the
+/// session's deadline) for jobs; `None`: nothing came, the runner dropped the offer, or
+/// shutdown was asked.
+async fn wait_for_jobs(
+    ctx: &Context,
+    (linger, domain, request, ends): LingerAs<'_>,
+    room: usize,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<Vec<Job>> {
+    // Every job of the task so far is settled (recorded): from here on its list holds the
+    // handed jobs only, for the supervisor should the task fail.
+    linger
+        .jobs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+    let (handoff, mut rx) = oneshot::channel();
+    let offer = Offer {
+        domain: domain.clone(),
+        tls_optional: request.tls_optional(),
+        room,
+        jobs: linger.jobs.clone(),
+        handoff,
+    };
+    linger.offers.send(offer).ok()?;
+    let until = ends.min(Instant::now() + ctx.config.connection_cache());
+    let mut shutdown = shutdown.clone();
+    tokio::select! {
+        handed = &mut rx => return handed.ok().filter(|j: &Vec<Job>| !j.is_empty()),
+        () = tokio::time::sleep_until(until) => {}
+        _ = shutdown.wait_for(|s| *s) => {}
+    }
+    // Jobs sent just before the wait ended are taken (never left in flight).
+    rx.close();
+    rx.try_recv().ok().filter(|j| !j.is_empty())
 }
 
 /// The job's envelope (from the queue) and body (from the spool).

@@ -78,7 +78,7 @@ async fn a_requiretls_message_the_next_session_never_reached_is_deferred_not_bou
     // The batch in submission order: the flagged message first.
     jobs.sort_by_key(|j| ids.iter().position(|id| *id == j.id));
     let (_stop, shutdown) = watch::channel(false);
-    deliver_batch(ctx.clone(), "rt.example".into(), jobs, shutdown).await;
+    deliver_batch(ctx.clone(), "rt.example".into(), jobs, shutdown, None).await;
 
     let q = ctx.lock_queue();
     for id in &ids[1..] {

@@ -15,16 +15,27 @@
 //! slot is freed as for any ending task. Should the supervisor itself fail, the runner still
 //! knows the task's destination and jobs: the slot is freed and the jobs are given back to the
 //! queue.
+//!
+//! **Connection cache** (`connection_cache_secs`, as Postfix's `smtp_connection_cache_time_limit`).
+//! A task that has delivered its batch over a healthy SMTP session offers it to the runner
+//! ([`Offer`]) for up to that long before it QUITs: due jobs of the same destination and the
+//! same TLS request kind (RFC 8689 §4.2.2: `TLS-Required: No` never shares a session with the
+//! others) are handed to it instead of starting a new task, and are delivered on that session
+//! with the same hop plan. A lingering task keeps its slot (it counts against both limits); the
+//! runner drops its offer — the task QUITs at once — when the global cap holds other
+//! destinations back, when its destination has jobs it cannot take, and at shutdown. Handed
+//! jobs join the task's job list first, so a panic or a failed supervisor treats them as any
+//! other job of the task.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{self, JoinSet};
 
 use super::context::Context;
-use super::deliver::deliver_batch;
+use super::deliver::{Linger, deliver_batch};
 use super::persist;
 use crate::queue::{AttemptOutcome, Job};
 use crate::{Diagnostic, Envelope};
@@ -34,8 +45,31 @@ const MAX_DUE: usize = 10_000;
 /// Longest sleep without checking the queue.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
+/// A task's jobs not yet settled, for when it fails: its batch, or once its session lingered,
+/// the jobs handed to it since.
+pub(crate) type TaskJobs = Arc<std::sync::Mutex<Vec<Job>>>;
+
 /// A running delivery task: its destination and jobs (for when it fails).
-type Running = HashMap<task::Id, (String, Vec<Job>)>;
+type Running = HashMap<task::Id, (String, TaskJobs)>;
+
+/// A lingering delivery task's offer to take more jobs on its open session.
+pub(crate) struct Offer {
+    /// The destination domain of its session.
+    pub(crate) domain: String,
+    /// Its session carries `TLS-Required: No` jobs (RFC 8689 §4.2.2), else the others.
+    pub(crate) tls_optional: bool,
+    /// How many more messages the session may carry (`max_messages_per_connection`).
+    pub(crate) room: usize,
+    /// The task's job list: handed jobs are added here before they are sent.
+    pub(crate) jobs: TaskJobs,
+    /// Where the jobs go; dropped unused: the task QUITs.
+    pub(crate) handoff: oneshot::Sender<Vec<Job>>,
+}
+
+fn lock_jobs(jobs: &TaskJobs) -> std::sync::MutexGuard<'_, Vec<Job>> {
+    jobs.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 pub(crate) async fn run(
     ctx: Arc<Context>,
@@ -49,14 +83,20 @@ pub(crate) async fn run(
     let mut stopping = *shutdown.borrow();
     let mut rng = fastrand::Rng::new();
     let mut capped = false;
+    let (offer_tx, mut offer_rx) = mpsc::unbounded_channel::<Offer>();
+    let mut idle: HashMap<String, Vec<Offer>> = HashMap::new();
     loop {
-        if !stopping {
+        if stopping {
+            idle.clear(); // lingering tasks QUIT at once
+        } else {
             let mut d = Dispatch {
                 backlog: &mut backlog,
                 active: &mut active,
                 tasks: &mut tasks,
                 running: &mut running,
                 capped: &mut capped,
+                idle: &mut idle,
+                offers: &offer_tx,
             };
             d.run(&ctx, &shutdown, &mut rng);
         }
@@ -96,6 +136,7 @@ pub(crate) async fn run(
                     continue;
                 };
                 free_slot(&mut active, &domain);
+                let jobs = lock_jobs(&jobs).clone();
                 let mut q = ctx.lock_queue();
                 match result {
                     Ok((_, true)) => q.release_destination(&domain),
@@ -107,6 +148,11 @@ pub(crate) async fn run(
                         tracing::error!(%domain, error = %e, requeued, "delivery task failed");
                         q.hold_destination(&domain, SystemTime::now(), &mut rng);
                     }
+                }
+            },
+            Some(offer) = offer_rx.recv() => {
+                if !stopping { // else dropped: the task QUITs at once
+                    idle.entry(offer.domain.clone()).or_default().push(offer);
                 }
             },
             changed = shutdown.changed(), if !stopping => {
@@ -137,20 +183,28 @@ fn free_slot(active: &mut HashMap<String, usize>, domain: &str) {
 async fn supervise(
     ctx: Arc<Context>,
     domain: String,
-    jobs: Vec<Job>,
+    jobs: TaskJobs,
     shutdown: watch::Receiver<bool>,
+    offers: mpsc::UnboundedSender<Offer>,
 ) -> (String, bool) {
+    let batch = lock_jobs(&jobs).clone();
+    let linger = (ctx.config.connection_cache_secs > 0).then(|| Linger {
+        offers,
+        jobs: jobs.clone(),
+    });
     // boxed: the delivery future is several kilobytes, and tokio moves a future it is given
     // by value into the task (a copy per move); a box moves as a pointer
     let inner = tokio::spawn(Box::pin(deliver_batch(
         ctx.clone(),
         domain.clone(),
-        jobs.clone(),
+        batch,
         shutdown,
+        linger,
     )));
     match inner.await {
         Ok(accepted) => (domain, accepted),
         Err(e) => {
+            let jobs = lock_jobs(&jobs).clone();
             let diag = Diagnostic {
                 code: 0,
                 status: Some((4, 3, 0)),
@@ -188,6 +242,9 @@ struct Dispatch<'a> {
     running: &'a mut Running,
     /// The global cap held destinations back at the last dispatch (logged once per episode).
     capped: &'a mut bool,
+    /// Offers of lingering tasks, per destination.
+    idle: &'a mut HashMap<String, Vec<Offer>>,
+    offers: &'a mpsc::UnboundedSender<Offer>,
 }
 
 impl Dispatch<'_> {
@@ -205,6 +262,7 @@ impl Dispatch<'_> {
                 .or_default()
                 .push_back(job);
         }
+        self.hand_over(ctx);
         let max_conn = ctx.config.max_connections_per_destination;
         let per_conn = ctx.config.max_messages_per_connection.max(1);
         let cap = ctx.config.max_concurrent_deliveries;
@@ -237,7 +295,14 @@ impl Dispatch<'_> {
             let n = queue.len().min(per_conn);
             let batch: Vec<Job> = queue.drain(..n).collect();
             *self.active.entry(domain.clone()).or_insert(0) += 1;
-            let task = supervise(ctx.clone(), domain.clone(), batch.clone(), shutdown.clone());
+            let batch = Arc::new(std::sync::Mutex::new(batch));
+            let task = supervise(
+                ctx.clone(),
+                domain.clone(),
+                batch.clone(),
+                shutdown.clone(),
+                self.offers.clone(),
+            );
             let handle = self.tasks.spawn(Box::pin(task));
             self.running.insert(handle.id(), (domain.clone(), batch));
         }
@@ -257,6 +322,68 @@ impl Dispatch<'_> {
             );
         }
         *self.capped = capped;
+        // A lingering task must not keep a slot another destination waits for, nor one its
+        // own destination needs for jobs it cannot take (the other TLS request kind).
+        if capped {
+            self.idle.clear();
+        } else {
+            let backlog = &*self.backlog;
+            self.idle.retain(|d, _| !backlog.contains_key(d));
+        }
+    }
+
+    /// Hands waiting jobs to lingering tasks of their destination (same TLS request kind, up
+    /// to the session's room); offers whose task stopped waiting are dropped.
+    fn hand_over(&mut self, ctx: &Context) {
+        for (domain, offers) in self.idle.iter_mut() {
+            offers.retain(|o| !o.handoff.is_closed());
+            let Some(queue) = self.backlog.get_mut(domain) else {
+                continue;
+            };
+            let mut i = 0;
+            while i < offers.len() && !queue.is_empty() {
+                let offer = &offers[i];
+                let kind: Vec<bool> = {
+                    let q = ctx.lock_queue();
+                    queue
+                        .iter()
+                        .map(|j| {
+                            q.envelope(&j.id)
+                                .is_some_and(|e| e.tls_request.tls_optional())
+                        })
+                        .collect()
+                };
+                let mut batch = Vec::new();
+                let mut rest = VecDeque::with_capacity(queue.len());
+                for (job, optional) in queue.drain(..).zip(kind) {
+                    if optional == offer.tls_optional && batch.len() < offer.room {
+                        batch.push(job);
+                    } else {
+                        rest.push_back(job);
+                    }
+                }
+                *queue = rest;
+                if batch.is_empty() {
+                    i += 1;
+                    continue;
+                }
+                let offer = offers.swap_remove(i);
+                let n = batch.len();
+                // In the task's job list before the task can see them (a panic defers them).
+                lock_jobs(&offer.jobs).extend(batch.iter().cloned());
+                if let Err(batch) = offer.handoff.send(batch) {
+                    // The task stopped waiting: the jobs wait for the next task.
+                    let mut jobs = lock_jobs(&offer.jobs);
+                    let keep = jobs.len().saturating_sub(n);
+                    jobs.truncate(keep);
+                    for job in batch.into_iter().rev() {
+                        queue.push_front(job);
+                    }
+                }
+            }
+        }
+        self.idle.retain(|_, offers| !offers.is_empty());
+        self.backlog.retain(|_, queue| !queue.is_empty());
     }
 }
 

@@ -1,9 +1,11 @@
-//! The runner against injected faults: a delivery task that panics.
+//! The runner against injected faults: a delivery task that panics (also while it delivers
+//! jobs handed to its cached connection).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -196,4 +198,113 @@ fn the_least_served_destination_goes_first() {
     let mut w = [dest(5, 3), dest(2, 3), dest(0, 3)];
     // Share 3: the newcomer to 2, then level 3 starts with the one that holds 2.
     assert_eq!(plan(&mut w, 0, 7, limits), vec![2, 2, 1]);
+}
+
+/// A plain SMTP sink accepting every message; returns its port and the recipients delivered,
+/// per connection.
+async fn sink() -> (u16, Arc<Mutex<Vec<Vec<String>>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let conns: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let record = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let i = {
+                let mut c = record.lock().unwrap();
+                c.push(Vec::new());
+                c.len() - 1
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = tcp.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"220 sink.test\r\n").await.ok()?;
+                let mut rcpt = Vec::new();
+                while let Some(line) = lines.next_line().await.ok()? {
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("RCPT TO:<") {
+                        rcpt.push(line[9..].trim_end_matches('>').to_owned());
+                        b"250 ok\r\n"
+                    } else if upper == "DATA" {
+                        w.write_all(b"354 go\r\n").await.ok()?;
+                        while lines.next_line().await.ok()?? != "." {}
+                        record.lock().unwrap()[i].append(&mut rcpt);
+                        b"250 ok\r\n"
+                    } else if upper == "QUIT" {
+                        w.write_all(b"221 bye\r\n").await.ok()?;
+                        return Some(());
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    w.write_all(reply).await.ok()?;
+                }
+                Some(())
+            });
+        }
+    });
+    (port, conns)
+}
+
+/// A task that panics while it delivers jobs handed to its lingering session: the handed job
+/// must not stay in flight (stuck until a restart) — the supervisor defers it, it is retried
+/// and delivered once; the slot is freed (one connection per destination).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_delivering_handed_jobs_defers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, conns) = sink().await;
+    let config: OutboundConfig = toml::from_str(&format!(
+        "ehlo_name = \"relay.test\"\nlocal_domains = [\"localhost\"]\nmaildir = \"{}\"\n\
+         max_connections_per_destination = 1\nconnection_cache_secs = 30\n\
+         [[route]]\ndomain = \"cache.test\"\nhosts = [\"127.0.0.1:{port}\"]\n\
+         [resolver]\nmode = \"system\"\n\
+         [retry]\ninitial_secs = 1\nmax_backoff_secs = 1\n",
+        dir.path().join("maildir").display()
+    ))
+    .unwrap();
+    let (spool, _) = Spool::open(&dir.path().join("spool"), SpoolConfig::default())
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = OutboundHandle { tx: tx.clone() };
+    let ctx = Arc::new(Context::new(config, spool, None, handle).await.unwrap());
+    let (_stop, shutdown) = watch::channel(false);
+    tokio::spawn(run(ctx.clone(), rx, shutdown));
+    let send = |to: &'static str| {
+        let ctx = ctx.clone();
+        let tx = tx.clone();
+        async move {
+            let env = Envelope::new("alice@example.org", [to], SystemTime::now());
+            let env = ctx.spool.accept(env, b"Subject: x\r\n\r\nhi\r\n".to_vec());
+            let env = env.await.unwrap();
+            tx.send(env.clone()).unwrap();
+            env.id
+        }
+    };
+    let delivered = || conns.lock().unwrap().concat();
+    let first = send("a@cache.test").await;
+    // (the runner queues a message when it reads the channel: the sink is waited for first)
+    wait_for("the first message", Duration::from_secs(10), || {
+        !delivered().is_empty() && ctx.lock_queue().envelope(&first).is_none()
+    })
+    .await;
+    assert_eq!(delivered(), ["a@cache.test"]);
+    PANIC_ONCE.lock().unwrap().push("handed:cache.test".into());
+    let second = send("b@cache.test").await;
+    wait_for("the injected panic", Duration::from_secs(10), || {
+        !PANIC_ONCE
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d == "handed:cache.test")
+    })
+    .await;
+    wait_for(
+        "the handed message retried",
+        Duration::from_secs(15),
+        || delivered().len() == 2 && ctx.lock_queue().envelope(&second).is_none(),
+    )
+    .await;
+    assert_eq!(delivered(), ["a@cache.test", "b@cache.test"]);
+    // deferred once (the panic), then delivered on a new connection
+    assert_eq!(conns.lock().unwrap().len(), 2);
 }
