@@ -29,6 +29,12 @@ struct Sink {
 
 impl Sink {
     fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// `close_after_message`: the connection is closed (no reply to what follows) after each
+    /// message, as by a peer whose idle timeout is shorter than the relay's cache time.
+    fn start_with(close_after_message: bool) -> Self {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let conns: Record = Arc::default();
@@ -42,7 +48,7 @@ impl Sink {
                     c.len() - 1
                 };
                 let record = record.clone();
-                std::thread::spawn(move || serve(tcp, i, &record));
+                std::thread::spawn(move || serve(tcp, i, &record, close_after_message));
             }
         });
         Self { addr, conns }
@@ -63,7 +69,7 @@ impl Sink {
     }
 }
 
-fn serve(tcp: TcpStream, i: usize, record: &Record) -> Option<()> {
+fn serve(tcp: TcpStream, i: usize, record: &Record, close_after_message: bool) -> Option<()> {
     tcp.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
     let mut w = tcp.try_clone().ok()?;
     let mut r = BufReader::new(tcp);
@@ -95,6 +101,10 @@ fn serve(tcp: TcpStream, i: usize, record: &Record) -> Option<()> {
             record.lock().unwrap_or_else(PoisonError::into_inner)[i]
                 .delivered
                 .append(&mut rcpts);
+            if close_after_message {
+                w.write_all(b"250 2.0.0 Ok\r\n").ok()?;
+                return Some(()); // both halves dropped: the connection is closed
+            }
             b"250 2.0.0 Ok\r\n"
         } else if upper.starts_with("QUIT") {
             record.lock().unwrap_or_else(PoisonError::into_inner)[i].quit = true;
@@ -277,4 +287,21 @@ fn sigterm_ends_lingering_at_once() {
     );
     assert_eq!(sink.delivered(), want);
     assert_eq!(site.spooled(), 0);
+}
+
+/// A peer that closes the connection while the session waits in the cache: the messages
+/// handed to the stale session go out over a new connection at once — never deferred for the
+/// retry backoff (here an hour), never bounced.
+#[test]
+fn a_stale_cached_connection_costs_no_retry() {
+    let sink = Sink::start_with(true);
+    let site = site(&sink, &["cache.test"], "connection_cache_secs = 30");
+    let relay = site.start();
+    let want = trickle(&site, 5, |i| (format!("r{i}@cache.test"), BODY));
+    wait_delivered(&sink, &site, &want, &relay);
+    assert!(
+        relay.log().contains("cached connection stale"),
+        "{}",
+        relay.log()
+    );
 }

@@ -389,6 +389,8 @@ async fn run_session(
     (shutdown, linger): (&watch::Receiver<bool>, Option<LingerAs<'_>>),
 ) -> Vec<(Job, Diagnostic)> {
     let mut set_aside = Vec::new();
+    // Jobs were just handed to the lingering session: nothing sent over it since.
+    let mut handed_now = false;
     while session.messages < ctx.config.max_messages_per_connection
         && !*shutdown.borrow()
         && !session.expired()
@@ -402,6 +404,7 @@ async fn run_session(
                 #[cfg(test)]
                 panic_if_asked(&format!("handed:{}", l.1));
                 jobs.extend(handed);
+                handed_now = true;
                 continue;
             }
         }
@@ -446,9 +449,13 @@ async fn run_session(
             Err(e) => {
                 tracing::info!(remote = %session.remote, error = %e.0, "session not reusable");
                 jobs.push_front(job);
+                if handed_now && let Some((l, ..)) = linger {
+                    requeue_handed(ctx, l, jobs);
+                }
                 return set_aside;
             }
         };
+        handed_now = false;
         persist::record(ctx, &job, outcomes, Some(&body)).await;
         if let Some(b) = broken {
             tracing::info!(remote = %session.remote, reason = %b.0, "connection lost");
@@ -494,6 +501,28 @@ async fn wait_for_jobs(
     // Jobs sent just before the wait ended are taken (never left in flight).
     rx.close();
     rx.try_recv().ok().filter(|j| !j.is_empty())
+}
+
+/// The cached session turned out stale (the peer closed it or refused RSET while it waited)
+/// before it carried any of the jobs handed to it: they go back to the queue as they were, due
+/// now, no attempt counted (the runner gives them to a new connection), rather than failing
+/// over to the next host or being deferred for the retry backoff.
+fn requeue_handed(ctx: &Context, linger: &Linger, jobs: &mut VecDeque<Job>) {
+    let now = std::time::SystemTime::now();
+    let mut list = linger
+        .jobs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut q = ctx.lock_queue();
+    let n = jobs.len();
+    for job in jobs.drain(..) {
+        q.requeue(&job, now);
+        list.retain(|j| j.id != job.id);
+    }
+    tracing::info!(
+        requeued = n,
+        "delivery: cached connection stale; its messages are requeued"
+    );
 }
 
 /// The job's envelope (from the queue) and body (from the spool).
