@@ -50,6 +50,11 @@ pub const DEFAULT_MAX_SESSION_SECS: u64 = 1800;
 pub(crate) const DEFAULT_CONNECTION_CACHE_SECS: u64 = 2;
 /// Largest `delivery.connection_cache_secs` accepted.
 pub(crate) const MAX_CONNECTION_CACHE_SECS: u64 = 300;
+/// A cached delivery session takes new mail only this long after it was opened (as Postfix's
+/// `smtp_connection_reuse_time_limit`): mail handed to it reuses the hop plan (MX host, TLS
+/// policy from destination controls, MTA-STS and DANE) made when it was opened, so a changed
+/// policy reaches delivery within this time.
+pub(crate) const CONNECTION_REUSE_TIME_LIMIT: Duration = Duration::from_secs(300);
 /// The SMTP port (RFC 5321 §4.5.4.2 / IANA), used when a route host names none.
 pub const SMTP_PORT: u16 = 25;
 /// The `local_domains` entry meaning **every** domain: all mail goes to the local maildir and

@@ -391,6 +391,8 @@ async fn run_session(
     let mut set_aside = Vec::new();
     // Jobs were just handed to the lingering session: nothing sent over it since.
     let mut handed_now = false;
+    // It takes handed jobs only while its plan is recent (CONNECTION_REUSE_TIME_LIMIT).
+    let opened = Instant::now();
     while session.messages < ctx.config.max_messages_per_connection
         && !*shutdown.borrow()
         && !session.expired()
@@ -398,6 +400,7 @@ async fn run_session(
         if jobs.is_empty() && set_aside.is_empty() {
             let room = ctx.config.max_messages_per_connection - session.messages;
             if let Some(l) = linger
+                && opened.elapsed() < super::config::CONNECTION_REUSE_TIME_LIMIT
                 && let Some(handed) = wait_for_jobs(ctx, l, room, shutdown).await
             {
                 tracing::debug!(remote = %session.remote, jobs = handed.len(), "delivery: cached connection reused");
