@@ -98,8 +98,7 @@ pub struct OutboundConfig {
     /// not yet settled are deferred (4.4.2) and retried; nothing counts as delivered.
     pub max_session_secs: u64,
     /// How long a delivery session that has carried its batch stays open for more jobs of the
-    /// same destination and TLS request kind, in seconds (default
-    /// [`DEFAULT_CONNECTION_CACHE_SECS`], at most [`MAX_CONNECTION_CACHE_SECS`]; 0: QUIT at
+    /// same destination and TLS request kind, in seconds (default 2, at most 300; 0: QUIT at
     /// once). A waiting session keeps its delivery slot, and gives it up at once when another
     /// destination waits for one.
     pub connection_cache_secs: u64,
