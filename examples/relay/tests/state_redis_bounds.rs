@@ -476,6 +476,21 @@ fn redis_sent(conn: &mut redis::Connection) -> u64 {
         .unwrap()
 }
 
+/// A Redis policy store on `server` (its local copy under `dir`) and a plain connection to
+/// plant what a broken or hostile writer would leave.
+fn policy_store(
+    server: &RedisServer,
+    dir: &std::path::Path,
+) -> (relay::state::RedisPolicyStore, redis::Connection) {
+    let store =
+        relay::state::RedisPolicyStore::open(&redis_config(server), dir.join("mta-sts")).unwrap();
+    let conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    (store, conn)
+}
+
 /// A policy value in Redis larger than an entry may be (`MAX_ENTRY_FILE`), left by a broken or
 /// hostile writer, is refused with a typed error without being read: get, list and remove
 /// transfer none of its 16 MiB, and the other entries are listed.
@@ -484,13 +499,7 @@ fn an_oversized_policy_value_in_redis_is_refused_unread() {
     use smtp_tls_policy::mta_sts::{MAX_ENTRY_FILE, PolicyDomain, PolicyStore, StoreError};
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        relay::state::RedisPolicyStore::open(&redis_config(&server), dir.path().join("mta-sts"))
-            .unwrap();
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let (store, mut conn) = policy_store(&server, dir.path());
     let big = PolicyDomain::parse("big.example").unwrap();
     let huge = vec![b' '; 16 * 1024 * 1024];
     let () = redis::cmd("SET")
@@ -530,13 +539,7 @@ fn a_policy_key_of_the_wrong_type_is_an_error_and_can_be_removed() {
     use smtp_tls_policy::mta_sts::PolicyDomain;
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        relay::state::RedisPolicyStore::open(&redis_config(&server), dir.path().join("mta-sts"))
-            .unwrap();
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let (store, mut conn) = policy_store(&server, dir.path());
     let odd = PolicyDomain::parse("odd.example").unwrap();
     let key = store.key_of(&odd);
     let _: u64 = redis::cmd("LPUSH")
