@@ -52,6 +52,18 @@ async fn wait_for(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) {
     }
 }
 
+/// Spools a small message to `to` and hands it to the runner (as the listener does); its id.
+async fn submit(ctx: &Context, tx: &mpsc::UnboundedSender<Envelope>, to: &str) -> MessageId {
+    let env = Envelope::new("alice@example.org", [to], SystemTime::now());
+    let env = ctx
+        .spool
+        .accept(env, b"Subject: x\r\n\r\nhi\r\n".to_vec())
+        .await
+        .unwrap();
+    tx.send(env.clone()).unwrap();
+    env.id
+}
+
 /// A delivery task that panics must neither leave its jobs in flight (stuck until a restart)
 /// nor keep its destination's slot. With a delivery to a tarpit in progress (so the runner
 /// never sees "no task left"), the task for `panic.test` (one connection per destination)
@@ -72,17 +84,7 @@ async fn a_panicking_delivery_task_requeues_its_jobs_and_frees_its_slot() {
     let ctx = Arc::new(ctx);
     let (_stop, shutdown) = watch::channel(false);
     tokio::spawn(run(ctx.clone(), rx, shutdown));
-    let send = |to: &'static str| {
-        let ctx = ctx.clone();
-        let tx = tx.clone();
-        async move {
-            let env = Envelope::new("alice@example.org", [to], SystemTime::now());
-            let env = ctx.spool.accept(env, b"Subject: x\r\n\r\nhi\r\n".to_vec());
-            let env = env.await.unwrap();
-            tx.send(env.clone()).unwrap();
-            env.id
-        }
-    };
+    let send = |to: &'static str| submit(&ctx, &tx, to);
     send("x@hang.test").await;
     wait_for("the tarpit connection", Duration::from_secs(10), || {
         !held.lock().unwrap().is_empty()
@@ -269,17 +271,7 @@ async fn a_panic_while_delivering_handed_jobs_defers_them() {
     let ctx = Arc::new(Context::new(config, spool, None, handle).await.unwrap());
     let (_stop, shutdown) = watch::channel(false);
     tokio::spawn(run(ctx.clone(), rx, shutdown));
-    let send = |to: &'static str| {
-        let ctx = ctx.clone();
-        let tx = tx.clone();
-        async move {
-            let env = Envelope::new("alice@example.org", [to], SystemTime::now());
-            let env = ctx.spool.accept(env, b"Subject: x\r\n\r\nhi\r\n".to_vec());
-            let env = env.await.unwrap();
-            tx.send(env.clone()).unwrap();
-            env.id
-        }
-    };
+    let send = |to: &'static str| submit(&ctx, &tx, to);
     let delivered = || conns.lock().unwrap().concat();
     let first = send("a@cache.test").await;
     // (the runner queues a message when it reads the channel: the sink is waited for first)
